@@ -1,0 +1,1 @@
+"""Plexus: a distributed virtual network for OpenStack-style clouds."""
