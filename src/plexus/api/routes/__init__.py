@@ -1,0 +1,11 @@
+"""Thin HTTP routes, one module per resource; the service layer does the work."""
+
+from plexus.api.routes import discovery, networks, ports, subnets
+
+# Every route module; a new resource adds its module here.
+ROUTE_MODULES = [discovery, networks, subnets, ports]
+
+
+def all_routes() -> list:
+    """The Neutron API's routes."""
+    return [route for module in ROUTE_MODULES for route in module.ROUTES]

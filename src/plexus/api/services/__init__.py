@@ -1,0 +1,17 @@
+"""The service layer: validation, allocation, store writes and Neutron's semantics."""
+
+from plexus.api.services.base import Services
+from plexus.api.services.networks import NetworkService
+from plexus.api.services.ports import PortService
+from plexus.api.services.subnets import SubnetService
+
+# Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
+SERVICE_CLASSES = [NetworkService, SubnetService, PortService]
+
+
+def build_services(store, config) -> Services:
+    """All resource services over one store."""
+    services = Services(store, config)
+    for cls in SERVICE_CLASSES:
+        cls(services)
+    return services

@@ -1,0 +1,130 @@
+"""The routes every Neutron collection has: list, create (single and bulk), show,
+update, delete, and the tag sub-resource."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from plexus.api import errors
+from plexus.api.http import JSON, call, context, endpoint, if_match, json_body
+from plexus.api.query import page_links, parse_query
+from plexus.api.services.base import ResourceService
+
+
+def service(request: Request, collection: str) -> ResourceService:
+    """The service that owns a collection."""
+    return request.app.state.services[collection]
+
+
+def base_url(request: Request) -> str:
+    """Scheme, host and port the client used."""
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def crud_routes(collection: str) -> list[Route]:
+    """Routes for one collection, generic over its service and schema."""
+    prefix = f"/v2.0/{collection}"
+
+    @endpoint
+    async def index(request: Request) -> Response:
+        ctx = await context(request)
+        svc = service(request, collection)
+        items = list(request.query_params.multi_items())
+        q = parse_query(svc.resource, items)
+        page, more, before = await call(svc.list, ctx, q)
+        body = {collection.replace("-", "_"): page}
+        links = page_links(base_url(request), collection, items, page, q, more, before)
+        if links:
+            body[f"{collection.replace('-', '_')}_links"] = links
+        return JSON(body)
+
+    @endpoint
+    async def create(request: Request) -> Response:
+        ctx = await context(request)
+        svc = service(request, collection)
+        body = await json_body(request)
+        one, many = svc.resource.name, collection.replace("-", "_")
+        if isinstance(body, dict) and len(body) == 1 and isinstance(body.get(many), list):
+            if not body[many]:
+                raise errors.BadRequest(f"Resources required")
+            items = [b.get(one) if isinstance(b, dict) and set(b) == {one} else b
+                     for b in body[many]]
+            created = await call(svc.create_bulk, ctx, items)
+            return JSON({many: created}, status_code=201)
+        if not isinstance(body, dict) or one not in body or len(body) != 1:
+            raise errors.BadRequest(f"Unable to find '{one}' in request body")
+        return JSON({one: await call(svc.create, ctx, body[one])}, status_code=201)
+
+    @endpoint
+    async def show(request: Request) -> Response:
+        ctx = await context(request)
+        svc = service(request, collection)
+        fields = request.query_params.getlist("fields")
+        obj = await call(svc.show, ctx, request.path_params["id"], fields or None)
+        return JSON({svc.resource.name: obj})
+
+    @endpoint
+    async def update(request: Request) -> Response:
+        ctx = await context(request)
+        svc = service(request, collection)
+        body = await json_body(request)
+        one = svc.resource.name
+        if not isinstance(body, dict) or one not in body or len(body) != 1:
+            raise errors.BadRequest(f"Unable to find '{one}' in request body")
+        obj = await call(svc.update, ctx, request.path_params["id"], body[one],
+                         if_match(request))
+        return JSON({one: obj})
+
+    @endpoint
+    async def delete(request: Request) -> Response:
+        ctx = await context(request)
+        svc = service(request, collection)
+        await call(svc.delete, ctx, request.path_params["id"], if_match(request))
+        return Response(status_code=204)
+
+    @endpoint
+    async def tags(request: Request) -> Response:
+        ctx = await context(request)
+        svc = service(request, collection)
+        ident = request.path_params["id"]
+        if request.method == "GET":
+            return JSON({"tags": (await call(svc.load, ctx, ident))[0].get("tags", [])})
+        if request.method == "DELETE":
+            await call(svc.set_tags, ctx, ident, [])
+            return Response(status_code=204)
+        body = await json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("tags"), list) or \
+                not all(isinstance(t, str) and 0 < len(t) <= 255 for t in body["tags"]):
+            raise errors.InvalidInput("Invalid tags body")
+        obj = await call(svc.set_tags, ctx, ident, body["tags"])
+        return JSON({"tags": obj["tags"]})
+
+    @endpoint
+    async def tag(request: Request) -> Response:
+        ctx = await context(request)
+        svc = service(request, collection)
+        ident, name = request.path_params["id"], request.path_params["tag"]
+        if request.method == "GET":
+            obj = (await call(svc.load, ctx, ident))[0]
+            if name not in obj.get("tags", []):
+                raise errors.NotFound("tag", name, type_name="TagNotFound")
+            return Response(status_code=204)
+        if request.method == "PUT":
+            if len(name) > 255:
+                raise errors.InvalidInput(f"'{name}' exceeds maximum length of 255")
+            await call(svc.set_tags, ctx, ident, None, add=name)
+            return Response(status_code=201)
+        await call(svc.set_tags, ctx, ident, None, remove=name)
+        return Response(status_code=204)
+
+    return [
+        Route(prefix, index, methods=["GET"]),
+        Route(prefix, create, methods=["POST"]),
+        Route(prefix + "/{id}", show, methods=["GET"]),
+        Route(prefix + "/{id}", update, methods=["PUT"]),
+        Route(prefix + "/{id}", delete, methods=["DELETE"]),
+        Route(prefix + "/{id}/tags", tags, methods=["GET", "PUT", "DELETE"]),
+        Route(prefix + "/{id}/tags/{tag}", tag, methods=["GET", "PUT", "DELETE"]),
+    ]

@@ -1,0 +1,127 @@
+"""Wire schemas of the core resources: networks, subnets, ports."""
+
+from __future__ import annotations
+
+from plexus.api.schemas.base import (
+    REQUIRED, Attr, Invalid, Resource, any_dict, cidr, dict_of, ip_address, ip_or_cidr,
+    list_of, one_of, standard_attrs, string, to_bool, to_int, to_uuid,
+)
+from plexus.ipam.macs import normalize_mac
+from plexus.ipam import IpamError
+
+
+def mac(value):
+    """A unicast MAC address, normalised to lower-case colon form."""
+    try:
+        return normalize_mac(value)
+    except (IpamError, TypeError, AttributeError):
+        raise Invalid(f"'{value}' is not a valid MAC address") from None
+
+
+def _pool(value):
+    return dict_of({"start": ip_address(), "end": ip_address()}, required=("start", "end"),
+                   name="allocation_pool")(value)
+
+
+def _route(value):
+    return dict_of({"destination": cidr_any, "nexthop": ip_address()},
+                   required=("destination", "nexthop"), name="host_route")(value)
+
+
+def cidr_any(value):
+    """A destination prefix; host bits must be zero, as Neutron's subnet routes require."""
+    return cidr(value)
+
+
+def _fixed_ip(value):
+    out = dict_of({"subnet_id": to_uuid(), "ip_address": ip_address()},
+                  name="fixed_ip")(value)
+    if not out:
+        raise Invalid("Exactly one of subnet_id or ip_address required in a fixed_ip")
+    return out
+
+
+def _pair(value):
+    out = dict_of({"ip_address": ip_or_cidr, "mac_address": mac}, required=("ip_address",),
+                  name="allowed_address_pair")(value)
+    if out["ip_address"].endswith(("/32", "/128")):
+        out["ip_address"] = out["ip_address"].rsplit("/", 1)[0]
+    return out
+
+
+NETWORK = Resource("network", "networks", (
+    *standard_attrs(),
+    Attr("admin_state_up", type="boolean", convert=to_bool, default=True),
+    Attr("shared", type="boolean", convert=to_bool, default=False),
+    Attr("router:external", type="boolean", convert=to_bool, default=False, admin_only=True,
+         doc="external-net: a provider network routers can use as gateway"),
+    Attr("mtu", type="integer", convert=to_int(68, 65535), default=None),
+    Attr("port_security_enabled", type="boolean", convert=to_bool, default=True),
+    Attr("status", post=False, put=False),
+    Attr("subnets", type="array", post=False, put=False, sort=False),
+    Attr("provider:network_type", convert=one_of("vxlan", "vlan", "flat"), default=None,
+         admin_only=True, put=False),
+    Attr("provider:physical_network", convert=string(64, nullable=True), default=None,
+         admin_only=True, put=False),
+    Attr("provider:segmentation_id", type="integer", convert=to_int(nullable=True),
+         default=None, admin_only=True, put=False),
+    Attr("availability_zone_hints", type="array", convert=list_of(string(255)),
+         default=lambda ctx, body: [], put=False, filter=False, sort=False),
+    Attr("availability_zones", type="array", post=False, put=False, filter=False, sort=False),
+    Attr("ipv4_address_scope", post=False, put=False, filter=False, sort=False),
+    Attr("ipv6_address_scope", post=False, put=False, filter=False, sort=False),
+    Attr("l2_adjacency", type="boolean", post=False, put=False, filter=False, sort=False),
+    Attr("is_default", type="boolean", post=False, put=False, filter=False, sort=False),
+))
+
+SUBNET = Resource("subnet", "subnets", (
+    *standard_attrs(),
+    Attr("network_id", convert=to_uuid(), default=REQUIRED, put=False),
+    Attr("ip_version", type="integer", convert=to_int(4, 6), default=REQUIRED, put=False),
+    Attr("cidr", convert=cidr, default=REQUIRED, put=False),
+    Attr("gateway_ip", convert=ip_address(nullable=True), default=...),
+    Attr("allocation_pools", type="array", convert=list_of(_pool), default=None,
+         filter=False, sort=False),
+    Attr("dns_nameservers", type="array", convert=list_of(ip_address(), unique=True),
+         default=lambda ctx, body: [], filter=False, sort=False),
+    Attr("host_routes", type="array", convert=list_of(_route, unique=True),
+         default=lambda ctx, body: [], filter=False, sort=False),
+    Attr("enable_dhcp", type="boolean", convert=to_bool, default=True),
+    Attr("ipv6_ra_mode", convert=one_of("slaac", "dhcpv6-stateful", "dhcpv6-stateless",
+                                        nullable=True), default=None, put=False),
+    Attr("ipv6_address_mode", convert=one_of("slaac", "dhcpv6-stateful", "dhcpv6-stateless",
+                                             nullable=True), default=None, put=False),
+    Attr("subnetpool_id", convert=one_of(None), default=None, put=False,
+         doc="subnet pools are not implemented; only null is accepted"),
+    Attr("segment_id", convert=one_of(None), default=None, put=False),
+    Attr("service_types", type="array", convert=list_of(string(255)),
+         default=lambda ctx, body: [], filter=False, sort=False),
+))
+
+_fixed_ips = list_of(_fixed_ip)
+
+PORT = Resource("port", "ports", (
+    *standard_attrs(),
+    Attr("network_id", convert=to_uuid(), default=REQUIRED, put=False),
+    Attr("admin_state_up", type="boolean", convert=to_bool, default=True),
+    Attr("mac_address", convert=mac, default=None),
+    Attr("fixed_ips", type="array", convert=_fixed_ips, default=None, sort=False),
+    Attr("device_id", convert=string(255), default=""),
+    Attr("device_owner", convert=string(255), default=""),
+    Attr("status", post=False, put=False),
+    Attr("security_groups", type="array", convert=list_of(to_uuid(), unique=True),
+         default=None, sort=False),
+    Attr("allowed_address_pairs", type="array", convert=list_of(_pair, unique=True),
+         default=lambda ctx, body: [], filter=False, sort=False),
+    Attr("port_security_enabled", type="boolean", convert=to_bool, default=None),
+    Attr("binding:host_id", convert=string(255), default="", admin_only=True),
+    Attr("binding:vif_type", post=False, put=False, admin_see=True),
+    Attr("binding:vif_details", type="object", post=False, put=False, admin_see=True,
+         filter=False, sort=False),
+    Attr("binding:vnic_type", convert=one_of("normal", "direct", "macvtap", "baremetal",
+                                             "direct-physical", "virtio-forwarder",
+                                             "smart-nic", "remote-managed"),
+         default="normal"),
+    Attr("binding:profile", type="object", convert=any_dict, default=lambda ctx, body: {},
+         admin_only=True, filter=False, sort=False),
+))

@@ -1,0 +1,338 @@
+"""The service layer's shared machinery: object keys, optimistic transactions with
+retry, guards against deleting a parent while a child is being created, and the
+generic create/list/show/update/delete that each resource's service refines."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+import orjson
+
+from plexus.api import errors
+from plexus.api.query import Query, matches, sort_and_page
+from plexus.api.schemas.base import Resource, new_id
+from plexus.store import Compare, Delete, Put, Store
+
+if TYPE_CHECKING:
+    from plexus.config import Config
+
+LOG = logging.getLogger(__name__)
+
+MODEL = "/plexus/model/"
+GUARD = "/plexus/guard/"
+ALLOC = "/plexus/alloc/"
+MAX_ATTEMPTS = 30
+GUARD_TTL = 15.0
+
+
+def model_key(collection: str, ident: str) -> str:
+    """Store key of a model object."""
+    return f"{MODEL}{collection}/{ident}"
+
+
+def guard_key(collection: str, ident: str) -> str:
+    """Store key that, while present, stops new children of a parent being created."""
+    return f"{GUARD}{collection}/{ident}"
+
+
+def now() -> str:
+    """A Neutron timestamp (UTC, seconds, Z)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode an object for the store."""
+    return orjson.dumps(obj)
+
+
+class Retry(Exception):
+    """The transaction's guards failed: re-read and plan again."""
+
+
+@dataclass
+class Writes:
+    """A transaction being planned: guards (compares) and writes."""
+
+    compares: dict[str, int] = field(default_factory=dict)
+    ops: list = field(default_factory=list)
+    written: set[str] = field(default_factory=set)
+
+    def expect(self, key: str, mod_revision: int) -> None:
+        """Require ``key`` to be at ``mod_revision`` (0 = absent) when the txn commits."""
+        self.compares[key] = mod_revision
+
+    def unguarded(self, collection: str, ident: str) -> None:
+        """Require that the parent ``collection/ident`` is not being deleted."""
+        self.expect(guard_key(collection, ident), 0)
+
+    def claim(self, key: str, value: Any) -> bool:
+        """Create ``key`` only if absent (and not already claimed by this txn)."""
+        if key in self.written or self.compares.get(key, 0) != 0:
+            return False
+        self.expect(key, 0)
+        self.put(key, value)
+        return True
+
+    def put(self, key: str, value: Any, lease: int = 0) -> None:
+        """Write ``value`` (JSON-encoded unless bytes) at ``key``."""
+        self.written.add(key)
+        self.ops.append(Put(key, value if isinstance(value, bytes) else dumps(value), lease))
+
+    def delete(self, key: str) -> None:
+        """Delete ``key``."""
+        self.written.add(key)
+        self.ops.append(Delete(key))
+
+
+class Services:
+    """Everything a service needs: the store, the configuration, and the other services."""
+
+    def __init__(self, store: Store, config: "Config"):
+        self.store = store
+        self.config = config
+        self.rng = random.SystemRandom()
+        self.by_collection: dict[str, ResourceService] = {}
+        self.hooks: dict[str, list] = {}
+
+    def add_hook(self, event: str, fn) -> None:
+        """Call ``fn(ctx, obj, writes)`` while planning ``event`` (e.g. "port_delete")."""
+        self.hooks.setdefault(event, []).append(fn)
+
+    def register(self, service: "ResourceService") -> None:
+        """Make a service reachable by its collection name."""
+        self.by_collection[service.resource.collection] = service
+
+    def __getitem__(self, collection: str) -> "ResourceService":
+        return self.by_collection[collection]
+
+    def commit(self, w: Writes) -> int:
+        """Commit planned writes; raise Retry when a guard failed. Returns the revision."""
+        compares = [Compare(k, r) for k, r in w.compares.items()]
+        result = self.store.txn(compares, w.ops)
+        if not result.succeeded:
+            raise Retry()
+        return result.revision
+
+    def get(self, key: str) -> tuple[dict, int] | None:
+        """A stored JSON object and its mod revision."""
+        kv = self.store.get(key)
+        if kv is None:
+            return None
+        return orjson.loads(kv.value), kv.mod_revision
+
+    def objects(self, collection: str) -> list[dict]:
+        """Every stored object of a collection."""
+        kvs, _ = self.store.range(f"{MODEL}{collection}/")
+        return [orjson.loads(kv.value) for kv in kvs]
+
+    def retrying(self, plan) -> Any:
+        """Run ``plan()`` (which reads, plans and commits) until its guards hold."""
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return plan(attempt)
+            except Retry:
+                time.sleep(min(0.001 * (2 ** min(attempt, 6)), 0.05) * random.random())
+        raise errors.Conflict("The request conflicted with concurrent changes; retry it.",
+                              type_name="ConcurrentModification")
+
+    @contextlib.contextmanager
+    def guarding(self, collection: str, ident: str) -> Iterator[None]:
+        """Hold the guard of a parent while checking its children and deleting it.
+
+        Children created before the guard are visible to the check; those after it
+        fail their ``unguarded`` compare and re-plan. The guard rides a lease, so a
+        server that dies half-way does not leave the parent locked."""
+        key = guard_key(collection, ident)
+        lease = self.store.lease_grant(GUARD_TTL)
+        try:
+            if not self.store.txn([Compare(key, 0)], [Put(key, b"1", lease)]).succeeded:
+                raise errors.Conflict(f"{collection} {ident} is being changed by another "
+                                      f"request; retry.", type_name="ConcurrentModification")
+            yield
+        finally:
+            self.store.lease_revoke(lease)
+
+
+class ResourceService:
+    """Generic Neutron behaviour over one collection; subclasses add the semantics."""
+
+    resource: Resource
+
+    def __init__(self, services: Services):
+        self.s = services
+        self.c = self.resource.collection
+        services.register(self)
+
+    # ---- reading -------------------------------------------------------------------
+
+    def key(self, ident: str) -> str:
+        """Store key of one object."""
+        return model_key(self.c, ident)
+
+    def get(self, ident: str) -> tuple[dict, int] | None:
+        """The stored object and its revision, whoever may see it."""
+        return self.s.get(self.key(ident))
+
+    def all(self) -> list[dict]:
+        """All stored objects."""
+        return self.s.objects(self.c)
+
+    def visible(self, ctx, obj: dict) -> bool:
+        """Whether the caller may see the object (owners and admins by default)."""
+        return ctx.is_admin or obj.get("project_id") == ctx.project_id
+
+    def load(self, ctx, ident: str) -> tuple[dict, int]:
+        """The object if the caller may see it; otherwise NotFound."""
+        found = self.get(ident)
+        if found is None or not self.visible(ctx, found[0]):
+            raise errors.NotFound(self.resource.name, ident)
+        return found
+
+    def owned(self, ctx, obj: dict, action: str) -> None:
+        """Only the owner (or an admin) may change an object."""
+        if not ctx.is_admin and obj.get("project_id") != ctx.project_id:
+            raise errors.NotFound(self.resource.name, obj["id"])
+        if not ctx.can_write:
+            raise errors.PolicyNotAuthorized(f"{action}_{self.resource.name}")
+
+    def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
+        """Wire form for this caller."""
+        return self.resource.view(ctx, obj, fields)
+
+    def list(self, ctx, q: Query) -> tuple[list[dict], bool, bool]:
+        """Visible objects passing the query, sorted and paged."""
+        items = [o for o in self.all() if self.visible(ctx, o) and matches(self.resource, o, q)]
+        if not ctx.is_admin:
+            hidden = {a.name for a in self.resource.attrs if a.admin_only or a.admin_see}
+            if hidden & set(q.filters):
+                items = []
+        page, more, before = sort_and_page(items, q)
+        return [self.view(ctx, o, q.fields) for o in page], more, before
+
+    def show(self, ctx, ident: str, fields: list[str] | None = None) -> dict:
+        """One object in wire form."""
+        return self.view(ctx, self.load(ctx, ident)[0], fields)
+
+    # ---- writing -------------------------------------------------------------------
+
+    def new_object(self, ctx, attrs: dict) -> dict:
+        """The standard attributes of a new object, around the validated ones."""
+        if not ctx.is_admin and attrs.get("project_id") not in (None, ctx.project_id):
+            raise errors.BadRequest("Specifying 'project_id' or 'tenant_id' other than the "
+                                    "authenticated project in request requires admin "
+                                    "privileges")
+        if attrs.get("project_id") != attrs.get("tenant_id"):
+            raise errors.BadRequest("'project_id' and 'tenant_id' do not match")
+        if not ctx.can_write:
+            raise errors.PolicyNotAuthorized(f"create_{self.resource.name}")
+        stamp = now()
+        obj = dict(attrs)
+        obj.update(id=new_id(), created_at=stamp, updated_at=stamp, revision_number=0)
+        return obj
+
+    def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
+        """Resource semantics of a create: fill derived fields, add guards and writes."""
+        w.put(self.key(obj["id"]), obj)
+        return obj
+
+    def create(self, ctx, body: Any) -> dict:
+        """Create one object atomically; returns its wire form."""
+        return self.create_bulk(ctx, [body])[0]
+
+    def create_bulk(self, ctx, bodies: list[Any]) -> list[dict]:
+        """Create several objects in one transaction (all or nothing)."""
+        validated = [self.resource.validate_create(ctx, b) for b in bodies]
+        fresh = [self.new_object(ctx, a) for a in validated]
+
+        def plan(attempt: int) -> list[dict]:
+            w = Writes()
+            done = [self.plan_create(ctx, dict(obj), w, attempt) for obj in fresh]
+            self.s.commit(w)
+            return done
+        created = self.s.retrying(plan)
+        for obj in created:
+            self.after_write(ctx, obj)
+        return [self.view(ctx, o) for o in created]
+
+    def plan_update(self, ctx, old: dict, new: dict, changes: dict, w: Writes,
+                    attempt: int) -> dict:
+        """Resource semantics of an update (checks, derived fields, extra writes)."""
+        return new
+
+    def update(self, ctx, ident: str, body: Any, if_match: int | None = None) -> dict:
+        """Apply an update atomically, honouring If-Match: revision_number."""
+        changes = self.resource.validate_update(ctx, body)
+
+        def plan(attempt: int) -> dict:
+            old, rev = self.load(ctx, ident)
+            self.owned(ctx, old, "update")
+            if if_match is not None and old.get("revision_number") != if_match:
+                raise errors.PreconditionFailed(
+                    f"Constrained to {if_match}, but current revision is "
+                    f"{old.get('revision_number')}")
+            w = Writes()
+            w.expect(self.key(ident), rev)
+            new = {**old, **changes}
+            new = self.plan_update(ctx, old, new, changes, w, attempt)
+            if new != old:
+                new["revision_number"] = old.get("revision_number", 0) + 1
+                new["updated_at"] = now()
+            w.put(self.key(ident), new)
+            self.s.commit(w)
+            return new
+        obj = self.s.retrying(plan)
+        self.after_write(ctx, obj)
+        return self.view(ctx, obj)
+
+    def plan_delete(self, ctx, obj: dict, w: Writes) -> None:
+        """Resource semantics of a delete (in-use checks, dependent writes)."""
+
+    def delete(self, ctx, ident: str, if_match: int | None = None) -> None:
+        """Delete one object (after the resource's in-use checks)."""
+        def plan(attempt: int) -> None:
+            obj, rev = self.load(ctx, ident)
+            self.owned(ctx, obj, "delete")
+            if if_match is not None and obj.get("revision_number") != if_match:
+                raise errors.PreconditionFailed(
+                    f"Constrained to {if_match}, but current revision is "
+                    f"{obj.get('revision_number')}")
+            w = Writes()
+            w.expect(self.key(ident), rev)
+            w.delete(self.key(ident))
+            self.plan_delete(ctx, obj, w)
+            self.s.commit(w)
+        self.s.retrying(plan)
+
+    def after_write(self, ctx, obj: dict) -> None:
+        """Hook after a successful write (e.g. refreshing a parent's derived fields)."""
+
+    # ---- tags ----------------------------------------------------------------------
+
+    def set_tags(self, ctx, ident: str, tags: list[str] | None, add: str | None = None,
+                 remove: str | None = None) -> dict:
+        """Replace, add or remove tags; bumps the revision like any update."""
+        def plan(attempt: int) -> dict:
+            old, rev = self.load(ctx, ident)
+            self.owned(ctx, old, "update")
+            current = list(old.get("tags") or [])
+            if tags is not None:
+                current = list(dict.fromkeys(tags))
+            if add is not None and add not in current:
+                current.append(add)
+            if remove is not None:
+                if remove not in current:
+                    raise errors.NotFound("tag", remove, type_name="TagNotFound")
+                current.remove(remove)
+            new = dict(old, tags=current, revision_number=old.get("revision_number", 0) + 1,
+                       updated_at=now())
+            w = Writes()
+            w.expect(self.key(ident), rev)
+            w.put(self.key(ident), new)
+            self.s.commit(w)
+            return new
+        return self.s.retrying(plan)

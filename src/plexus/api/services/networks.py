@@ -1,0 +1,159 @@
+"""Networks: segments (VXLAN VNIs, VLAN ids, flat physical networks), MTU, sharing,
+external networks, and deletion with Neutron's in-use rules."""
+
+from __future__ import annotations
+
+from plexus.api import errors
+from plexus.api.schemas.core import NETWORK
+from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes
+from plexus.ipam import choose_segment
+
+VXLAN_MAX = 2 ** 24 - 1
+# Ports that Neutron deletes along with their network.
+AUTO_DELETE_OWNERS = ("network:dhcp",)
+
+
+def segment_key(network_type: str, physnet: str | None, seg_id: int | None) -> str:
+    """Store key that makes a segment unique."""
+    return f"{ALLOC}seg/{network_type}/{physnet or '-'}/{seg_id or 0}"
+
+
+class NetworkService(ResourceService):
+    """Neutron networks."""
+
+    resource = NETWORK
+
+    def visible(self, ctx, obj: dict) -> bool:
+        """Owners, admins, and everyone for shared or external networks."""
+        return (ctx.is_admin or obj.get("project_id") == ctx.project_id or obj.get("shared")
+                or obj.get("router:external"))
+
+    def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
+        """Choose the segment, the MTU and the derived fields."""
+        net = self.s.config.network
+        ntype = obj.get("provider:network_type") or net.default_network_type
+        physnet = obj.get("provider:physical_network")
+        seg = obj.get("provider:segmentation_id")
+        if ntype == "vxlan":
+            if physnet:
+                raise errors.InvalidInput("provider:physical_network specified for vxlan network")
+            if seg is not None and not 1 <= seg <= VXLAN_MAX:
+                raise errors.InvalidInput(f"segmentation_id out of range (1 through {VXLAN_MAX})")
+            ranges = net.vni_ranges
+        elif ntype == "vlan":
+            if not physnet:
+                raise errors.InvalidInput("provider:physical_network required for vlan provider "
+                                          "network")
+            if physnet not in net.vlan_ranges and physnet not in net.flat_networks:
+                raise errors.InvalidInput(f"physical_network '{physnet}' unknown for VLAN "
+                                          f"provider network")
+            if seg is not None and not 1 <= seg <= 4094:
+                raise errors.InvalidInput("segmentation_id out of range (1 through 4094)")
+            ranges = net.vlan_ranges.get(physnet, [])
+        else:
+            if not physnet:
+                raise errors.InvalidInput("provider:physical_network required for flat provider "
+                                          "network")
+            if physnet not in net.flat_networks:
+                raise errors.InvalidInput(f"physical_network '{physnet}' unknown for flat "
+                                          f"provider network")
+            if seg is not None:
+                raise errors.InvalidInput("provider:segmentation_id specified for flat network")
+            ranges = []
+        if ntype != "flat" and seg is None:
+            seg = self._free_segment(ntype, physnet, ranges, w, attempt)
+        key = segment_key(ntype, physnet, seg)
+        if not w.claim(key, obj["id"]):
+            raise Retry()
+        max_mtu = net.physical_mtu - (net.vxlan_overhead if ntype == "vxlan" else 0)
+        mtu = obj.get("mtu") or max_mtu
+        if mtu > max_mtu:
+            raise errors.InvalidInput(f"Requested MTU is too big, maximum is {max_mtu}")
+        obj.update({"provider:network_type": ntype, "provider:physical_network": physnet,
+                    "provider:segmentation_id": seg, "mtu": mtu, "status": "ACTIVE",
+                    "subnets": [], "availability_zones": [], "ipv4_address_scope": None,
+                    "ipv6_address_scope": None, "l2_adjacency": True, "is_default": False})
+        w.put(self.key(obj["id"]), obj)
+        return obj
+
+    def create_bulk(self, ctx, bodies):
+        """Create networks; a taken segment is a 409 rather than an endless retry."""
+        for body in bodies:
+            if not isinstance(body, dict):
+                continue
+            ntype = body.get("provider:network_type")
+            seg = body.get("provider:segmentation_id")
+            if ntype and (seg is not None or ntype == "flat"):
+                physnet = body.get("provider:physical_network")
+                try:
+                    seg_key = segment_key(ntype, physnet, int(seg) if seg is not None else None)
+                except (TypeError, ValueError):
+                    continue
+                if self.s.store.get(seg_key) is not None:
+                    if ntype == "flat":
+                        raise errors.Conflict(
+                            f"Unable to create the flat network. Physical network {physnet} "
+                            f"is in use.", type_name="FlatNetworkInUse")
+                    raise errors.Conflict(
+                        f"Unable to create the network. The VLAN {seg} on physical network "
+                        f"{physnet} is in use." if ntype == "vlan" else
+                        f"Unable to create the network. The tunnel ID {seg} is in use.",
+                        type_name="SegmentationIdInUse" if ntype != "vlan" else "VlanIdInUse")
+        return super().create_bulk(ctx, bodies)
+
+    def _free_segment(self, ntype, physnet, ranges, w: Writes, attempt: int) -> int:
+        """A segment id from the configured ranges that is not taken."""
+        used: set[int] = set()
+        if attempt > 0:
+            kvs, _ = self.s.store.range(f"{ALLOC}seg/{ntype}/{physnet or '-'}/")
+            used = {int(kv.key.rsplit("/", 1)[1]) for kv in kvs}
+        used |= {int(k.rsplit("/", 1)[1]) for k in w.written
+                 if k.startswith(f"{ALLOC}seg/{ntype}/{physnet or '-'}/")}
+        seg = choose_segment(ranges, used, self.s.rng)
+        if seg is None:
+            raise errors.Conflict("Unable to create the network. No tenant network is "
+                                  "available for allocation.", type_name="NoNetworkAvailable")
+        return seg
+
+    def plan_update(self, ctx, old, new, changes, w, attempt):
+        """MTU limits and un-sharing a network others use."""
+        net = self.s.config.network
+        if "mtu" in changes:
+            max_mtu = net.physical_mtu - (net.vxlan_overhead
+                                          if old["provider:network_type"] == "vxlan" else 0)
+            if new["mtu"] is None:
+                new["mtu"] = max_mtu
+            if new["mtu"] > max_mtu:
+                raise errors.InvalidInput(f"Requested MTU is too big, maximum is {max_mtu}")
+        if old.get("shared") and changes.get("shared") is False:
+            for port in self.s["ports"].all():
+                if port["network_id"] == old["id"] and port["project_id"] != old["project_id"] \
+                        and not port.get("device_owner", "").startswith("network:"):
+                    raise errors.Conflict(
+                        f"Unable to reconfigure sharing settings for network {old['id']}. "
+                        f"Multiple tenants are using it.", type_name="InvalidSharedSetting")
+        return new
+
+    def delete(self, ctx, ident, if_match=None):
+        """Delete a network with its subnets, refusing while ports use it."""
+        obj, _ = self.load(ctx, ident)
+        self.owned(ctx, obj, "delete")
+        with self.s.guarding("networks", ident):
+            super().delete(ctx, ident, if_match)
+
+    def plan_delete(self, ctx, obj, w):
+        """Refuse while user ports exist; remove subnets, their allocations and the segment."""
+        ports = [p for p in self.s["ports"].all() if p["network_id"] == obj["id"]]
+        if any(p.get("device_owner") not in AUTO_DELETE_OWNERS for p in ports):
+            raise errors.Conflict(
+                f"Unable to complete operation on network {obj['id']}. There are one or more "
+                f"ports still in use on the network.", type_name="NetworkInUse")
+        ports_svc = self.s["ports"]
+        for port in ports:
+            ports_svc.release(port, w)
+            w.delete(ports_svc.key(port["id"]))
+        subnets = self.s["subnets"]
+        for subnet_id in obj.get("subnets", []):
+            w.delete(subnets.key(subnet_id))
+        w.delete(segment_key(obj["provider:network_type"], obj["provider:physical_network"],
+                             obj["provider:segmentation_id"]))

@@ -1,0 +1,289 @@
+"""Ports: MAC and fixed-IP allocation (unique through store transactions, never a
+process lock), security groups, allowed address pairs, binding, status."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from plexus.api import errors
+from plexus.api.schemas.core import PORT
+from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
+from plexus.api.services.subnets import ROUTER_OWNERS, ip_key, pools_tuples
+from plexus.ipam import choose_address, is_valid_fixed_ip, random_mac
+
+SERVICE_OWNERS = ROUTER_OWNERS + ("network:floatingip",)
+VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
+               "datapath_type": "netdev", "ovs_hybrid_plug": False}
+PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
+
+
+def mac_key(network_id: str, mac: str) -> str:
+    """Store key that makes a MAC unique on a network."""
+    return f"{ALLOC}mac/{network_id}/{mac}"
+
+
+class PortService(ResourceService):
+    """Neutron ports."""
+
+    resource = PORT
+
+    def visible(self, ctx, obj: dict) -> bool:
+        """Owners, admins, and the owner of the port's network."""
+        if ctx.is_admin or obj.get("project_id") == ctx.project_id:
+            return True
+        found = self.s["networks"].get(obj["network_id"])
+        return bool(found and found[0].get("project_id") == ctx.project_id)
+
+    # ---- create -----------------------------------------------------------------
+
+    def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
+        """Allocate MAC and addresses, settle security, and write the port."""
+        networks = self.s["networks"]
+        found = networks.get(obj["network_id"])
+        if found is None or not networks.visible(ctx, found[0]):
+            raise errors.NotFound("network", obj["network_id"])
+        network = found[0]
+        w.unguarded("networks", network["id"])
+        obj["mac_address"] = self._claim_mac(network["id"], obj["mac_address"], obj["id"], w)
+        subnets = self._subnets(network)
+        obj["fixed_ips"] = self._claim_ips(network, subnets, obj["fixed_ips"], obj, w, attempt,
+                                           keep=())
+        self._settle_security(ctx, network, obj, creating=True)
+        self._settle_binding(obj)
+        obj["status"] = "DOWN"
+        w.put(self.key(obj["id"]), obj)
+        return obj
+
+    def _subnets(self, network: dict) -> dict[str, dict]:
+        subnets = self.s["subnets"]
+        out = {}
+        for sid in network.get("subnets", []):
+            found = subnets.get(sid)
+            if found is not None:
+                out[sid] = found[0]
+        return out
+
+    def _claim_mac(self, network_id: str, mac: str | None, port_id: str, w: Writes) -> str:
+        """Claim a requested MAC (409 if taken) or a random one from the configured base."""
+        if mac is not None:
+            if not w.claim(mac_key(network_id, mac), port_id):
+                raise self._mac_in_use(network_id, mac)
+            if self.s.store.get(mac_key(network_id, mac)) is not None:
+                raise self._mac_in_use(network_id, mac)
+            return mac
+        for _ in range(16):
+            mac = random_mac(self.s.config.network.base_mac, self.s.rng)
+            if w.claim(mac_key(network_id, mac), port_id):
+                return mac
+        raise Retry()
+
+    @staticmethod
+    def _mac_in_use(network_id: str, mac: str) -> errors.NeutronError:
+        return errors.Conflict(f"Unable to complete operation for network {network_id}. The "
+                               f"mac address {mac} is in use.", type_name="MacAddressInUse")
+
+    def _claim_ips(self, network: dict, subnets: dict[str, dict], requested: list | None,
+                   port: dict, w: Writes, attempt: int, keep) -> list[dict]:
+        """The port's fixed IPs: requested ones checked and claimed, others allocated.
+
+        ``keep`` are (subnet_id, ip) pairs the port already holds (on update)."""
+        router_port = port.get("device_owner") in ROUTER_OWNERS
+        if requested is None:
+            wanted = []
+            for version in (4, 6):
+                of_version = [s for s in subnets.values() if s["ip_version"] == version]
+                if of_version:
+                    wanted.append({"subnets": of_version})
+        else:
+            wanted = [self._resolve(network, subnets, item, router_port) for item in requested]
+        out = []
+        for want in wanted:
+            if "ip_address" in want:
+                subnet, ip = want["subnet"], want["ip_address"]
+                if (subnet["id"], ip) not in keep:
+                    key = ip_key(subnet["id"], ip)
+                    if self.s.store.get(key) is not None or not w.claim(key, port["id"]):
+                        raise errors.Conflict(
+                            f"IP address {ip} already allocated in subnet {subnet['id']}",
+                            type_name="IpAddressAlreadyAllocated")
+                    w.unguarded("subnets", subnet["id"])
+                out.append({"subnet_id": subnet["id"], "ip_address": ip})
+                continue
+            for subnet in want["subnets"]:
+                ip = self._allocate(subnet, port["id"], w, attempt)
+                if ip is not None:
+                    out.append({"subnet_id": subnet["id"], "ip_address": ip})
+                    break
+            else:
+                raise errors.Conflict(f"No more IP addresses available on network "
+                                      f"{network['id']}.", type_name="IpAddressGenerationFailure")
+        return out
+
+    def _resolve(self, network, subnets, item: dict, router_port: bool) -> dict:
+        """A requested fixed IP tied to its subnet, validated as Neutron does."""
+        sid, ip = item.get("subnet_id"), item.get("ip_address")
+        if sid is not None and sid not in subnets:
+            raise errors.BadRequest(f"Failed to create port on network {network['id']}, "
+                                    f"because fixed_ips included invalid subnet {sid}.",
+                                    type_name="InvalidInput")
+        if ip is None:
+            return {"subnets": [subnets[sid]]}
+        if sid is None:
+            addr = ipaddress.ip_address(ip)
+            matching = [s for s in subnets.values() if addr in ipaddress.ip_network(s["cidr"])]
+            if not matching:
+                raise errors.BadRequest(f"IP address {ip} is not a valid IP for any of the "
+                                        f"subnets on the specified network.",
+                                        type_name="InvalidIpForNetwork")
+            subnet = matching[0]
+        else:
+            subnet = subnets[sid]
+        if not is_valid_fixed_ip(ip, subnet["cidr"], subnet.get("gateway_ip"),
+                                 router_port=router_port):
+            if ip == subnet.get("gateway_ip"):
+                raise errors.Conflict(f"Unable to complete operation for network "
+                                      f"{network['id']}. The IP address {ip} is in use.",
+                                      type_name="IpAddressInUse")
+            raise errors.BadRequest(f"IP address {ip} is not a valid IP for the specified "
+                                    f"subnet.", type_name="InvalidIpForSubnet")
+        return {"subnet": subnet, "ip_address": ip}
+
+    def _allocate(self, subnet: dict, port_id: str, w: Writes, attempt: int) -> str | None:
+        """Claim a free address of the subnet; None when its pools are exhausted.
+
+        The first attempt picks blindly (the transaction's guard catches a collision);
+        later attempts read the subnet's allocations and choose among the free ones."""
+        prefix = f"{ALLOC}ip/{subnet['id']}/"
+        used = {k[len(prefix):] for k in w.written if k.startswith(prefix)}
+        if attempt > 0:
+            kvs, _ = self.s.store.range(prefix)
+            used.update(kv.key[len(prefix):] for kv in kvs)
+        pools = pools_tuples(subnet.get("allocation_pools", []))
+        for _ in range(8):
+            ip = choose_address(pools, used, self.s.rng)
+            if ip is None:
+                return None
+            if w.claim(ip_key(subnet["id"], ip), port_id):
+                w.unguarded("subnets", subnet["id"])
+                return ip
+            used.add(ip)
+        raise Retry()
+
+    def _settle_security(self, ctx, network: dict, port: dict, creating: bool) -> None:
+        """Port security default, security groups and allowed address pairs rules."""
+        if port.get("port_security_enabled") is None:
+            port["port_security_enabled"] = network.get("port_security_enabled", True)
+        groups = self.s.by_collection.get("security-groups")
+        if port.get("security_groups") is None:
+            owner = port.get("device_owner") or ""
+            if (port["port_security_enabled"] and groups is not None
+                    and not owner.startswith("network:")):
+                port["security_groups"] = [groups.default_group(port["project_id"])]
+            else:
+                port["security_groups"] = []
+        elif port["security_groups"] and groups is not None:
+            groups.check_usable(ctx, port["project_id"], port["security_groups"])
+        if not port["port_security_enabled"]:
+            if port["security_groups"]:
+                raise errors.Conflict(
+                    "Port has security group associated. Cannot disable port security or ip "
+                    "address until security group is removed",
+                    type_name="PortSecurityPortHasSecurityGroup")
+            if port.get("allowed_address_pairs"):
+                raise errors.Conflict(
+                    "Port Security must be enabled in order to have allowed address pairs on "
+                    "a port.", type_name="AddressPairAndPortSecurityRequired")
+        for pair in port.get("allowed_address_pairs", []):
+            pair.setdefault("mac_address", port["mac_address"])
+
+    def _settle_binding(self, port: dict) -> None:
+        """binding:vif_type and vif_details from binding:host_id."""
+        if port.get("binding:host_id"):
+            port["binding:vif_type"] = "ovs"
+            port["binding:vif_details"] = dict(VIF_DETAILS)
+        else:
+            port["binding:vif_type"] = "unbound"
+            port["binding:vif_details"] = {}
+
+    # ---- update / delete --------------------------------------------------------
+
+    def plan_update(self, ctx, old, new, changes, w, attempt):
+        """Re-allocate changed MACs and addresses; re-settle security and binding."""
+        found = self.s["networks"].get(old["network_id"])
+        if found is None:
+            raise errors.NotFound("network", old["network_id"])
+        network = found[0]
+        if "mac_address" in changes and changes["mac_address"] != old["mac_address"]:
+            if old.get("binding:vif_type") not in ("unbound", None) and old["status"] == "ACTIVE":
+                raise errors.Conflict(f"Port {old['id']} is bound; its MAC address cannot be "
+                                      f"changed.", type_name="PortBound")
+            new["mac_address"] = self._claim_mac(network["id"], changes["mac_address"],
+                                                 old["id"], w)
+            w.delete(mac_key(network["id"], old["mac_address"]))
+            for pair in new.get("allowed_address_pairs", []):
+                if pair.get("mac_address") == old["mac_address"]:
+                    pair["mac_address"] = new["mac_address"]
+        if "fixed_ips" in changes:
+            held = {(ip["subnet_id"], ip["ip_address"]) for ip in old.get("fixed_ips", [])}
+            wanted = self._claim_ips(network, self._subnets(network), changes["fixed_ips"],
+                                     new, w, attempt, keep=held)
+            kept = {(ip["subnet_id"], ip["ip_address"]) for ip in wanted}
+            for sid, ip in held - kept:
+                w.delete(ip_key(sid, ip))
+            new["fixed_ips"] = wanted
+        if "allowed_address_pairs" in changes:
+            new["allowed_address_pairs"] = [dict(p) for p in changes["allowed_address_pairs"]]
+        self._settle_security(ctx, network, new, creating=False)
+        if "binding:host_id" in changes:
+            self._settle_binding(new)
+            if changes["binding:host_id"] != old.get("binding:host_id"):
+                new["status"] = "DOWN"
+        return new
+
+    def delete(self, ctx, ident, if_match=None):
+        """Delete a port; ports owned by routers or floating IPs are refused."""
+        obj, _ = self.load(ctx, ident)
+        owner = obj.get("device_owner") or ""
+        if owner in SERVICE_OWNERS and not getattr(ctx, "internal", False):
+            raise errors.Conflict(f"Port {ident} cannot be deleted directly via the port API: "
+                                  f"has device owner {owner}.", type_name="ServicePortInUse")
+        super().delete(ctx, ident, if_match)
+
+    def plan_delete(self, ctx, obj, w):
+        """Release the port's addresses and MAC; let dependants (floating IPs) react."""
+        self.release(obj, w)
+        for hook in self.s.hooks.get("port_delete", ()):
+            hook(ctx, obj, w)
+
+    def release(self, port: dict, w: Writes) -> None:
+        """Add the deletes that free a port's MAC and addresses."""
+        w.delete(mac_key(port["network_id"], port["mac_address"]))
+        for ip in port.get("fixed_ips", []):
+            w.delete(ip_key(ip["subnet_id"], ip["ip_address"]))
+
+    # ---- southbound ---------------------------------------------------------------
+
+    def set_status(self, ident: str, status: str, host: str | None = None) -> dict:
+        """Record the status an agent observed (ACTIVE when plugged, DOWN when not)."""
+        if status not in PORT_STATUSES:
+            raise errors.InvalidInput(f"status '{status}' is not one of {PORT_STATUSES}")
+
+        def plan(attempt: int) -> dict:
+            found = self.get(ident)
+            if found is None:
+                raise errors.NotFound("port", ident)
+            port, rev = found
+            if host is not None and port.get("binding:host_id") != host:
+                raise errors.Conflict(f"Port {ident} is bound to "
+                                      f"'{port.get('binding:host_id')}', not '{host}'",
+                                      type_name="PortBindingMismatch")
+            if port["status"] == status:
+                return port
+            w = Writes()
+            w.expect(self.key(ident), rev)
+            port = dict(port, status=status, updated_at=now(),
+                        revision_number=port.get("revision_number", 0) + 1)
+            w.put(self.key(ident), port)
+            self.s.commit(w)
+            return port
+        return self.s.retrying(plan)

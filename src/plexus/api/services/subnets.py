@@ -1,0 +1,155 @@
+"""Subnets: CIDR, gateway and allocation pools, overlap rules, and in-use deletion."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from plexus.api import errors
+from plexus.api.schemas.core import SUBNET
+from plexus.api.services.base import ALLOC, ResourceService, Writes
+from plexus.ipam import IpamError, cidr_overlaps, default_gateway, default_pools, validate_pools
+
+ROUTER_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                 "network:ha_router_replicated_interface", "network:router_gateway")
+
+
+def ip_key(subnet_id: str, ip: str) -> str:
+    """Store key that makes an address on a subnet unique."""
+    return f"{ALLOC}ip/{subnet_id}/{ip}"
+
+
+def pools_wire(pools: list[tuple[str, str]]) -> list[dict]:
+    """Allocation pools as Neutron writes them."""
+    return [{"start": s, "end": e} for s, e in pools]
+
+
+def pools_tuples(pools: list[dict]) -> list[tuple[str, str]]:
+    """Allocation pools as (start, end) pairs."""
+    return [(p["start"], p["end"]) for p in pools]
+
+
+def _ipam_error(exc: IpamError) -> errors.NeutronError:
+    if exc.kind == "overlap":
+        return errors.Conflict(str(exc), type_name="OverlappingAllocationPools")
+    if exc.kind == "gateway_conflict":
+        return errors.Conflict(str(exc), type_name="GatewayConflictWithAllocationPools")
+    return errors.BadRequest(str(exc), type_name="InvalidAllocationPool")
+
+
+class SubnetService(ResourceService):
+    """Neutron subnets."""
+
+    resource = SUBNET
+
+    def visible(self, ctx, obj: dict) -> bool:
+        """Owners, admins, and everyone for subnets of shared or external networks."""
+        if ctx.is_admin or obj.get("project_id") == ctx.project_id:
+            return True
+        found = self.s["networks"].get(obj["network_id"])
+        return bool(found and (found[0].get("shared") or found[0].get("router:external")))
+
+    def _check_addressing(self, cidr: str, version: int, gateway, pools) -> tuple:
+        """Validate gateway and pools against the CIDR; returns (gateway, pools)."""
+        net = ipaddress.ip_network(cidr)
+        if net.version != version:
+            raise errors.InvalidInput(f"Cidr {cidr} does not support ip_version {version}")
+        if gateway is ...:
+            gateway = default_gateway(cidr)
+        if gateway is not None:
+            gw = ipaddress.ip_address(gateway)
+            if gw.version != version:
+                raise errors.InvalidInput("Gateway IP version inconsistent with allocation "
+                                          "pool version")
+            if gw in net and (gw == net.network_address and version == 4
+                              or version == 4 and gw == net.broadcast_address):
+                raise errors.InvalidInput("Gateway is not valid on subnet")
+        try:
+            if pools is None:
+                pools = default_pools(cidr, gateway)
+            else:
+                pools = pools_tuples(pools)
+                validate_pools(cidr, pools, gateway)
+        except IpamError as exc:
+            raise _ipam_error(exc) from None
+        return gateway, pools
+
+    def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
+        """Check the network, the addressing and overlaps; link the subnet to its network."""
+        networks = self.s["networks"]
+        found = networks.get(obj["network_id"])
+        if found is None or not networks.visible(ctx, found[0]):
+            raise errors.NotFound("network", obj["network_id"])
+        network, rev = found
+        if not ctx.is_admin and network["project_id"] != ctx.project_id:
+            raise errors.PolicyNotAuthorized("create_subnet")
+        gateway, pools = self._check_addressing(
+            obj["cidr"], obj["ip_version"], obj["gateway_ip"], obj["allocation_pools"])
+        for other_id in network.get("subnets", []):
+            other = self.get(other_id)
+            if other and cidr_overlaps(other[0]["cidr"], obj["cidr"]):
+                raise errors.InvalidInput(
+                    f"Requested subnet with cidr: {obj['cidr']} for network: "
+                    f"{network['id']} overlaps with another subnet")
+        for route in obj["host_routes"]:
+            if ipaddress.ip_network(route["destination"]).version != obj["ip_version"]:
+                raise errors.InvalidInput(f"Host route {route['destination']} does not match "
+                                          f"ip_version {obj['ip_version']}")
+        obj.update(gateway_ip=gateway, allocation_pools=pools_wire(pools))
+        # The network lists its subnets: write it in the same transaction (its revision
+        # guards against a concurrent overlapping subnet or a delete).
+        pending = [s for s in w.written if s.startswith(networks.key(network["id"]))]
+        if pending:
+            raise errors.BadRequest("Bulk creation of several subnets on one network in one "
+                                    "request is not supported")
+        w.expect(networks.key(network["id"]), rev)
+        w.unguarded("networks", network["id"])
+        network = dict(network, subnets=network.get("subnets", []) + [obj["id"]],
+                       revision_number=network.get("revision_number", 0) + 1)
+        w.put(networks.key(network["id"]), network)
+        w.put(self.key(obj["id"]), obj)
+        return obj
+
+    def plan_update(self, ctx, old, new, changes, w, attempt):
+        """Revalidate gateway and pools when they change."""
+        if "gateway_ip" in changes or "allocation_pools" in changes:
+            gateway, pools = self._check_addressing(
+                new["cidr"], new["ip_version"], new["gateway_ip"],
+                changes.get("allocation_pools", new["allocation_pools"]))
+            if "gateway_ip" in changes and gateway and gateway != old.get("gateway_ip"):
+                holder = self.s.store.get(ip_key(old["id"], gateway))
+                if holder is not None:
+                    raise errors.Conflict(
+                        f"Gateway ip {gateway} conflicts with allocation pool or is in use",
+                        type_name="GatewayIpInUse")
+            new.update(gateway_ip=gateway, allocation_pools=pools_wire(pools))
+        return new
+
+    def delete(self, ctx, ident, if_match=None):
+        """Delete a subnet, refusing while ports hold addresses on it."""
+        obj, _ = self.load(ctx, ident)
+        self.owned(ctx, obj, "delete")
+        with self.s.guarding("subnets", ident):
+            super().delete(ctx, ident, if_match)
+
+    def plan_delete(self, ctx, obj, w):
+        """In-use check; unlink from the network; drop the subnet's allocations."""
+        ports = self.s["ports"]
+        for port in ports.all():
+            if any(ip["subnet_id"] == obj["id"] for ip in port.get("fixed_ips", [])):
+                if port.get("device_owner") == "network:dhcp":
+                    continue
+                raise errors.Conflict(
+                    f"Unable to complete operation on subnet {obj['id']}: One or more ports "
+                    f"have an IP allocation from this subnet.", type_name="SubnetInUse")
+        networks = self.s["networks"]
+        found = networks.get(obj["network_id"])
+        if found is not None:
+            network, rev = found
+            w.expect(networks.key(network["id"]), rev)
+            network = dict(network, subnets=[s for s in network.get("subnets", [])
+                                              if s != obj["id"]],
+                           revision_number=network.get("revision_number", 0) + 1)
+            w.put(networks.key(network["id"]), network)
+        kvs, _ = self.s.store.range(f"{ALLOC}ip/{obj['id']}/")
+        for kv in kvs:
+            w.delete(kv.key)

@@ -1,0 +1,65 @@
+"""Assembling the server: store, services, identity, Neutron routes, southbound stream."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Route
+
+from plexus.api import errors
+from plexus.api.http import JSON, error_response
+from plexus.api.openapi import document
+from plexus.api.routes import all_routes
+from plexus.api.services import build_services
+from plexus.config import Config
+from plexus.server import southbound
+from plexus.server.identity.auth import Authenticator
+from plexus.server.identity.routes import identity_routes
+from plexus.server.identity.service import IdentityService
+from plexus.store import Store, open_store
+
+LOG = logging.getLogger("plexus.server")
+
+
+def build_app(config: Config, store: Store | None = None) -> Starlette:
+    """The ASGI application of one stateless server (any number may share a store)."""
+    store = store or open_store(config.store.url)
+    services = build_services(store, config)
+    identity = IdentityService(store)
+    if config.identity.mode in ("builtin", "none"):
+        identity.seed(config.identity)
+    authenticator = Authenticator(config.identity, identity)
+    routes = all_routes() + southbound.ROUTES
+    if config.identity.mode == "builtin":
+        routes += identity_routes(identity, config.identity, config.server.url())
+    spec = document([s.resource for s in services.by_collection.values()])
+
+    async def openapi(request: Request) -> JSON:
+        return JSON(spec)
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+
+    async def http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 404:
+            return error_response(errors.ResourceNotFound("The resource could not be found."))
+        if exc.status_code == 405:
+            return error_response(errors.MethodNotAllowed(
+                f"The method {request.method} is not allowed for this resource."))
+        return error_response(errors.NeutronError(str(exc.detail), type_name="HTTPError"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        authenticator.close()
+        store.close()
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
+                    lifespan=lifespan)
+    app.state.services = services
+    app.state.authenticator = authenticator
+    app.state.identity = identity
+    app.state.config = config
+    return app
