@@ -1,0 +1,1 @@
+"""Identity: a built-in Keystone v3 subset, signed tokens, and request authentication."""
