@@ -208,11 +208,13 @@ def ip_address(nullable: bool = False) -> Converter:
 
 
 def cidr(value: Any) -> str:
-    """An IP network in canonical form; host bits must be zero."""
+    """An IP network in canonical form (host bits are dropped, as Neutron does)."""
+    from plexus.ipam import IpamError, normalize_cidr
     try:
-        return str(ipaddress.ip_network(value, strict=True))
-    except (TypeError, ValueError):
-        raise Invalid(f"'{value}' is not a valid IP subnet") from None
+        return normalize_cidr(value)
+    except (IpamError, TypeError, AttributeError) as exc:
+        raise Invalid(str(getattr(exc, "message", None) or
+                          f"'{value}' is not a valid IP subnet")) from None
 
 
 def ip_or_cidr(value: Any) -> str:

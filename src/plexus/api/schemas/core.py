@@ -24,13 +24,8 @@ def _pool(value):
 
 
 def _route(value):
-    return dict_of({"destination": cidr_any, "nexthop": ip_address()},
+    return dict_of({"destination": cidr, "nexthop": ip_address()},
                    required=("destination", "nexthop"), name="host_route")(value)
-
-
-def cidr_any(value):
-    """A destination prefix; host bits must be zero, as Neutron's subnet routes require."""
-    return cidr(value)
 
 
 def _fixed_ip(value):

@@ -29,11 +29,9 @@ def pools_tuples(pools: list[dict]) -> list[tuple[str, str]]:
 
 
 def _ipam_error(exc: IpamError) -> errors.NeutronError:
-    if exc.kind == "overlap":
-        return errors.Conflict(str(exc), type_name="OverlappingAllocationPools")
-    if exc.kind == "gateway_conflict":
-        return errors.Conflict(str(exc), type_name="GatewayConflictWithAllocationPools")
-    return errors.BadRequest(str(exc), type_name="InvalidAllocationPool")
+    """Neutron's status for an addressing error: 409 for overlaps and gateway clashes."""
+    cls = errors.BadRequest if exc.kind == "invalid" else errors.Conflict
+    return cls(exc.message, type_name=exc.neutron_type or "InvalidAllocationPool")
 
 
 class SubnetService(ResourceService):

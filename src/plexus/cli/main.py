@@ -1,0 +1,30 @@
+"""The ``plexus`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a subcommand."""
+    parser = argparse.ArgumentParser(prog="plexus", description="Plexus virtual network")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the server on the embedded store and a CLI tour")
+    demo.add_argument("--port", type=int, default=9696)
+    demo.add_argument("--workdir", default="var/demo", help="where the store and logs go")
+    demo.add_argument("--no-wait", action="store_true", help="stop after the tour")
+    docs = sub.add_parser("docs", help="regenerate the generated parts of docs/")
+    docs.add_argument("--check", action="store_true", help="fail if docs/ is out of date")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from plexus.cli import demo as demo_cmd
+        return demo_cmd.run(args)
+    if args.command == "docs":
+        from plexus.tools import docs as docs_cmd
+        return docs_cmd.run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

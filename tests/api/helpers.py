@@ -1,0 +1,24 @@
+"""Small helpers for API tests: raw HTTP with a client's token, store fingerprints."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def raw(server, conn, method: str, path: str, body=None, content: bytes | None = None,
+        headers: dict | None = None) -> httpx.Response:
+    """An HTTP request with ``conn``'s token (for cases real clients refuse to send)."""
+    hdrs = {"X-Auth-Token": conn.session.get_token(), "Content-Type": "application/json"}
+    hdrs.update(headers or {})
+    return httpx.request(method, server.url + path, json=body, content=content, headers=hdrs,
+                         timeout=30)
+
+
+def state(server) -> list[tuple[str, bytes]]:
+    """Everything the API has durably written (model objects and allocations)."""
+    store = server.app.state.services.store
+    out = []
+    for prefix in ("/plexus/model/", "/plexus/alloc/"):
+        kvs, _ = store.range(prefix)
+        out += [(kv.key, kv.value) for kv in kvs]
+    return out
