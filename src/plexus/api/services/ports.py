@@ -48,7 +48,7 @@ class PortService(ResourceService):
         subnets = self._subnets(network)
         obj["fixed_ips"] = self._claim_ips(network, subnets, obj["fixed_ips"], obj, w, attempt,
                                            keep=())
-        self._settle_security(ctx, network, obj, creating=True)
+        self._settle_security(ctx, network, obj, w, creating=True)
         self._settle_binding(obj)
         obj["status"] = "DOWN"
         w.put(self.key(obj["id"]), obj)
@@ -151,14 +151,25 @@ class PortService(ResourceService):
     def _allocate(self, subnet: dict, port_id: str, w: Writes, attempt: int) -> str | None:
         """Claim a free address of the subnet; None when its pools are exhausted.
 
-        The first attempt picks blindly (the transaction's guard catches a collision);
-        later attempts read the subnet's allocations and choose among the free ones."""
+        Early attempts pick at random and probe each pick with a point read (the
+        transaction's guard still catches a race); once picks keep hitting taken
+        addresses (a nearly full pool) or attempts repeat, read the subnet's allocations
+        and choose among the free ones."""
         prefix = f"{ALLOC}ip/{subnet['id']}/"
         used = {k[len(prefix):] for k in w.written if k.startswith(prefix)}
-        if attempt > 0:
-            kvs, _ = self.s.store.range(prefix)
-            used.update(kv.key[len(prefix):] for kv in kvs)
         pools = pools_tuples(subnet.get("allocation_pools", []))
+        if attempt < 3:
+            for _ in range(8):
+                ip = choose_address(pools, used, self.s.rng)
+                if ip is None:
+                    return None
+                if self.s.store.get(ip_key(subnet["id"], ip)) is None:
+                    if w.claim(ip_key(subnet["id"], ip), port_id):
+                        w.unguarded("subnets", subnet["id"])
+                        return ip
+                used.add(ip)
+        kvs, _ = self.s.store.range(prefix)
+        used.update(kv.key[len(prefix):] for kv in kvs)
         for _ in range(8):
             ip = choose_address(pools, used, self.s.rng)
             if ip is None:
@@ -169,7 +180,8 @@ class PortService(ResourceService):
             used.add(ip)
         raise Retry()
 
-    def _settle_security(self, ctx, network: dict, port: dict, creating: bool) -> None:
+    def _settle_security(self, ctx, network: dict, port: dict, w: Writes,
+                         creating: bool) -> None:
         """Port security default, security groups and allowed address pairs rules."""
         if port.get("port_security_enabled") is None:
             port["port_security_enabled"] = network.get("port_security_enabled", True)
@@ -178,11 +190,11 @@ class PortService(ResourceService):
             owner = port.get("device_owner") or ""
             if (port["port_security_enabled"] and groups is not None
                     and not owner.startswith("network:")):
-                port["security_groups"] = [groups.default_group(port["project_id"])]
+                port["security_groups"] = [groups.default_group(port["project_id"], w)]
             else:
                 port["security_groups"] = []
         elif port["security_groups"] and groups is not None:
-            groups.check_usable(ctx, port["project_id"], port["security_groups"])
+            groups.check_usable(ctx, port["project_id"], port["security_groups"], w)
         if not port["port_security_enabled"]:
             if port["security_groups"]:
                 raise errors.Conflict(
@@ -233,7 +245,7 @@ class PortService(ResourceService):
             new["fixed_ips"] = wanted
         if "allowed_address_pairs" in changes:
             new["allowed_address_pairs"] = [dict(p) for p in changes["allowed_address_pairs"]]
-        self._settle_security(ctx, network, new, creating=False)
+        self._settle_security(ctx, network, new, w, creating=False)
         if "binding:host_id" in changes:
             self._settle_binding(new)
             if changes["binding:host_id"] != old.get("binding:host_id"):

@@ -1,0 +1,144 @@
+"""API benchmark: port creates per second and list latency at 10k ports.
+
+Starts a real plexus-server process on a fresh store, creates ports through HTTP from
+several client threads, then times listing all of them. Prints one table.
+
+    .venv/bin/python bench/api.py [--ports 10000] [--workers 4] [--store sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from plexus.server.runner import free_port  # noqa: E402
+
+
+def token(url: str) -> str:
+    """An admin token from the built-in identity service."""
+    r = httpx.post(f"{url}/identity/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": "secret"}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    r.raise_for_status()
+    return r.headers["X-Subject-Token"]
+
+
+def start_server(store_url: str, port: int, log: Path) -> subprocess.Popen:
+    """A plexus-server process, returned once it answers."""
+    exe = Path(sys.executable).with_name("plexus-server")
+    proc = subprocess.Popen([str(exe), "--port", str(port), "--store", store_url,
+                             "--log-level", "warning"], stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"server did not start; see {log}")
+
+
+def create_ports(url: str, tok: str, network_id: str, count: int, workers: int) -> dict:
+    """Create ``count`` ports from ``workers`` threads; latency list and elapsed time."""
+    latencies: list[float] = []
+    failures: list[int] = []
+    lock = threading.Lock()
+    remaining = [count]
+
+    def work():
+        with httpx.Client(base_url=url, headers={"X-Auth-Token": tok}, timeout=60) as c:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                t0 = time.perf_counter()
+                r = c.post("/v2.0/ports", json={"port": {"network_id": network_id}})
+                dt = time.perf_counter() - t0
+                with lock:
+                    latencies.append(dt)
+                    if r.status_code != 201:
+                        failures.append(r.status_code)
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"elapsed": time.perf_counter() - began, "latencies": latencies,
+            "failures": failures}
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ports", type=int, default=10000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--store", default="sqlite", choices=["sqlite"])
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="plexus-bench-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(f"sqlite:///{tmp}/bench.db", port, tmp / "server.log")
+    try:
+        tok = token(url)
+        hdrs = {"X-Auth-Token": tok}
+        net = httpx.post(f"{url}/v2.0/networks", json={"network": {"name": "bench"}},
+                         headers=hdrs).json()["network"]
+        httpx.post(f"{url}/v2.0/subnets", json={"subnet": {
+            "network_id": net["id"], "cidr": "10.128.0.0/16", "ip_version": 4}},
+            headers=hdrs).raise_for_status()
+        res = create_ports(url, tok, net["id"], args.ports, args.workers)
+        list_times = []
+        with httpx.Client(base_url=url, headers=hdrs, timeout=60) as c:
+            for _ in range(5):
+                t0 = time.perf_counter()
+                r = c.get("/v2.0/ports")
+                list_times.append(time.perf_counter() - t0)
+                listed = len(r.json()["ports"])
+        rows = [
+            ("store", args.store),
+            ("ports created", f"{len(res['latencies']) - len(res['failures'])} "
+                              f"({len(res['failures'])} failed)"),
+            ("client threads", str(args.workers)),
+            ("port creates/s", f"{args.ports / res['elapsed']:.0f}"),
+            ("create latency p50 / p95 (ms)", f"{pct(res['latencies'], 50) * 1e3:.1f} / "
+                                              f"{pct(res['latencies'], 95) * 1e3:.1f}"),
+            (f"list {listed} ports p50 / max (ms)",
+             f"{statistics.median(list_times) * 1e3:.0f} / {max(list_times) * 1e3:.0f}"),
+            ("machine", f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                        f"{platform.python_version()}"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        print(f"{'metric'.ljust(width)} | value")
+        print(f"{'-' * width}-|------")
+        for key, value in rows:
+            print(f"{key.ljust(width)} | {value}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
