@@ -28,9 +28,10 @@ def _text(octets: list[int]) -> str:
 
 
 def normalize_mac(s: str) -> str:
-    """Canonical ``aa:bb:cc:dd:ee:ff``; multicast, broadcast and all-zero are invalid."""
+    """Canonical ``aa:bb:cc:dd:ee:ff``; broadcast and all-zero are invalid (as Neutron:
+    other multicast addresses are accepted)."""
     octets = _octets(s)
-    if octets[0] & 1 or not any(octets):
+    if all(o == 0xFF for o in octets) or not any(octets):
         raise IpamError(f"'{s}' is not a valid MAC address", neutron_type="InvalidInput")
     return _text(octets)
 

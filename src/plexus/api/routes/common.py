@@ -98,6 +98,9 @@ def crud_routes(collection: str) -> list[Route]:
         if not isinstance(body, dict) or not isinstance(body.get("tags"), list) or \
                 not all(isinstance(t, str) and 0 < len(t) <= 255 for t in body["tags"]):
             raise errors.InvalidInput("Invalid tags body")
+        if request.method == "POST":   # add these tags, keep the others
+            obj = await call(svc.set_tags, ctx, ident, None, add=body["tags"])
+            return JSON({"tags": obj["tags"]}, status_code=201)
         obj = await call(svc.set_tags, ctx, ident, body["tags"])
         return JSON({"tags": obj["tags"]})
 
@@ -114,7 +117,7 @@ def crud_routes(collection: str) -> list[Route]:
         if request.method == "PUT":
             if len(name) > 255:
                 raise errors.InvalidInput(f"'{name}' exceeds maximum length of 255")
-            await call(svc.set_tags, ctx, ident, None, add=name)
+            await call(svc.set_tags, ctx, ident, None, add=[name])
             return Response(status_code=201)
         await call(svc.set_tags, ctx, ident, None, remove=name)
         return Response(status_code=204)
@@ -125,6 +128,6 @@ def crud_routes(collection: str) -> list[Route]:
         Route(prefix + "/{id}", show, methods=["GET"]),
         Route(prefix + "/{id}", update, methods=["PUT"]),
         Route(prefix + "/{id}", delete, methods=["DELETE"]),
-        Route(prefix + "/{id}/tags", tags, methods=["GET", "PUT", "DELETE"]),
+        Route(prefix + "/{id}/tags", tags, methods=["GET", "PUT", "POST", "DELETE"]),
         Route(prefix + "/{id}/tags/{tag}", tag, methods=["GET", "PUT", "DELETE"]),
     ]

@@ -66,7 +66,8 @@ NETWORK = Resource("network", "networks", (
     Attr("ipv4_address_scope", post=False, put=False, filter=False, sort=False),
     Attr("ipv6_address_scope", post=False, put=False, filter=False, sort=False),
     Attr("l2_adjacency", type="boolean", post=False, put=False, filter=False, sort=False),
-    Attr("is_default", type="boolean", post=False, put=False, filter=False, sort=False),
+    Attr("is_default", type="boolean", convert=to_bool, default=False, admin_only=True,
+         doc="auto-allocated-topology default external network flag (stored only)"),
 ))
 
 SUBNET = Resource("subnet", "subnets", (

@@ -233,6 +233,8 @@ class ResourceService:
         stamp = now()
         obj = dict(attrs)
         obj.update(id=new_id(), created_at=stamp, updated_at=stamp, revision_number=0)
+        if "tags" in obj:
+            obj["tags"] = sorted(obj["tags"])   # Neutron keeps tags as a sorted set
         return obj
 
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
@@ -313,7 +315,7 @@ class ResourceService:
 
     # ---- tags ----------------------------------------------------------------------
 
-    def set_tags(self, ctx, ident: str, tags: list[str] | None, add: str | None = None,
+    def set_tags(self, ctx, ident: str, tags: list[str] | None, add: list[str] = (),
                  remove: str | None = None) -> dict:
         """Replace, add or remove tags; bumps the revision like any update."""
         def plan(attempt: int) -> dict:
@@ -322,13 +324,12 @@ class ResourceService:
             current = list(old.get("tags") or [])
             if tags is not None:
                 current = list(dict.fromkeys(tags))
-            if add is not None and add not in current:
-                current.append(add)
+            current += [t for t in dict.fromkeys(add) if t not in current]
             if remove is not None:
                 if remove not in current:
                     raise errors.NotFound("tag", remove, type_name="TagNotFound")
                 current.remove(remove)
-            new = dict(old, tags=current, revision_number=old.get("revision_number", 0) + 1,
+            new = dict(old, tags=sorted(current), revision_number=old.get("revision_number", 0) + 1,
                        updated_at=now())
             w = Writes()
             w.expect(self.key(ident), rev)

@@ -72,7 +72,7 @@ class NetworkService(ResourceService):
         obj.update({"provider:network_type": ntype, "provider:physical_network": physnet,
                     "provider:segmentation_id": seg, "mtu": mtu, "status": "ACTIVE",
                     "subnets": [], "availability_zones": [], "ipv4_address_scope": None,
-                    "ipv6_address_scope": None, "l2_adjacency": True, "is_default": False})
+                    "ipv6_address_scope": None, "l2_adjacency": True})
         w.put(self.key(obj["id"]), obj)
         return obj
 
