@@ -1,0 +1,71 @@
+"""Lowering: named flows → OpenFlow 1.3 messages (os-ken's codec). The only place
+where stage names become table numbers and register names become OVS fields."""
+
+from __future__ import annotations
+
+import hashlib
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from plexus.pipeline.flows import (
+    FIELD_BITS, Controller, Flow, Move, Output, SetField, ovs_field,
+)
+from plexus.pipeline.registry import table_of
+
+
+class Datapath:
+    """The minimum os-ken needs to serialise messages (no connection attached)."""
+
+    ofproto = ofp
+    ofproto_parser = parser
+
+
+DP = Datapath()
+
+
+def cookie_of(name: str) -> int:
+    """64-bit OpenFlow cookie for an object reference such as ``port:<uuid>``."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def match_of(flow: Flow) -> parser.OFPMatch:
+    """The flow's match as an OFPMatch."""
+    return parser.OFPMatch(**{ovs_field(k): v for k, v in flow.match})
+
+
+def actions_of(flow: Flow) -> list:
+    """The flow's apply-actions as os-ken actions."""
+    out = []
+    for a in flow.actions:
+        if isinstance(a, Output):
+            port = ofp.OFPP_IN_PORT if a.port == "in_port" else a.port
+            out.append(parser.OFPActionOutput(port, ofp.OFPCML_NO_BUFFER))
+        elif isinstance(a, SetField):
+            out.append(parser.OFPActionSetField(**{ovs_field(a.field): a.value}))
+        elif isinstance(a, Move):
+            src, dst = ovs_field(a.src), ovs_field(a.dst)
+            out.append(parser.NXActionRegMove(src_field=src, dst_field=dst,
+                                              n_bits=FIELD_BITS[src]))
+        elif isinstance(a, Controller):
+            out.append(parser.NXActionController2(userdata=a.userdata.encode(),
+                                                  max_len=ofp.OFPCML_NO_BUFFER))
+        else:
+            raise TypeError(f"cannot lower {a!r}")
+    return out
+
+
+def flow_mod(flow: Flow, command: int = ofp.OFPFC_ADD) -> parser.OFPFlowMod:
+    """An OFPFlowMod adding (or, with OFPFC_DELETE_STRICT, removing) the flow."""
+    instructions = []
+    if command != ofp.OFPFC_DELETE_STRICT:
+        acts = actions_of(flow)
+        if acts:
+            instructions.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts))
+        if flow.goto:
+            instructions.append(parser.OFPInstructionGotoTable(table_of(flow.goto)))
+    return parser.OFPFlowMod(
+        DP, cookie=cookie_of(flow.cookie), cookie_mask=0, table_id=table_of(flow.stage),
+        command=command, priority=flow.priority, match=match_of(flow),
+        instructions=instructions, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        flags=0)

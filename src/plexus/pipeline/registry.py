@@ -1,0 +1,112 @@
+"""The one place that names every OpenFlow table (stage) and register of br-int.
+
+Flows name stages and registers, never numbers; only the lowering step turns names
+into numbers. Each stage declares the fields its flows may match, the stages they may
+go to, and the module that owns it; ``check_flow`` enforces those promises and
+``docs/pipeline.md`` is rendered from this module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Register:
+    """A named register: which OVS field carries it, and what it means."""
+
+    name: str
+    field: str
+    bits: int
+    doc: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One table of the pipeline."""
+
+    name: str
+    table: int
+    owner: str                      # compiler module that alone may emit flows here
+    matches: frozenset[str]         # fields flows of this stage may match
+    next: tuple[str, ...]           # stages flows may go to
+    doc: str
+
+
+REGISTERS: dict[str, Register] = {r.name: r for r in (
+    Register("net", "metadata", 32,
+             "logical network key of the packet (the network's tunnel key / VNI)"),
+    Register("inport", "reg6", 32, "logical port key the packet came from (0 = tunnel)"),
+    Register("outport", "reg7", 32, "logical port key chosen by L2 lookup"),
+    Register("flags", "reg5", 32, "bit 0: arrived through a tunnel"),
+)}
+
+FLAG_FROM_TUNNEL = 0x1
+
+_L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
+_ARP = {"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"}
+_IP = {"ipv4_src", "ipv4_dst", "ip_proto", "ipv6_src", "ipv6_dst"}
+_L4 = {"udp_src", "udp_dst", "tcp_src", "tcp_dst", "icmpv4_type", "icmpv4_code"}
+_REGS = {"metadata", "reg5", "reg6", "reg7"}
+_TUN = {"tunnel_id"}
+
+STAGES: tuple[Stage, ...] = (
+    Stage("classify", 0, "plexus.pipeline.stages.classify",
+          frozenset({"in_port"} | _TUN), ("port_security", "l2_lookup"),
+          "in_port (VIF) or tunnel key → logical network and logical in-port registers; "
+          "unknown in_ports are dropped"),
+    Stage("port_security", 10, "plexus.pipeline.stages.port_security",
+          frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
+          "source MAC and IP (and allowed address pairs) must belong to the in-port; "
+          "DHCP from 0.0.0.0 is allowed; everything else from a VIF is dropped"),
+    Stage("arp_responder", 20, "plexus.pipeline.stages.arp",
+          frozenset(_L2 | _ARP | _REGS), ("dhcp",),
+          "ARP requests for every known address on the network are answered in place "
+          "and sent back out of the in-port"),
+    Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
+          frozenset(_L2 | _IP | _L4 | _REGS), ("l2_lookup",),
+          "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
+          "(packet-in); the agent's reply is injected back"),
+    Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
+          frozenset(_L2 | _REGS), ("output",),
+          "destination MAC → logical out-port; broadcast and multicast flood"),
+    Stage("output", 80, "plexus.pipeline.stages.output",
+          frozenset(_REGS | {"eth_dst"}), (),
+          "out-port → local VIF, or tunnel to the chassis hosting it (VNI = network); "
+          "floods reach local ports and only the chassis that share the network"),
+)
+
+BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    """The stage called ``name`` (KeyError if it is not declared)."""
+    return BY_NAME[name]
+
+
+def table_of(name: str) -> int:
+    """OpenFlow table number of a stage."""
+    return BY_NAME[name].table
+
+
+def register_field(name: str) -> str:
+    """The OVS field that carries a named register."""
+    return REGISTERS[name].field
+
+
+class PipelineViolation(AssertionError):
+    """A flow breaks a promise of the registry."""
+
+
+def check_flow(flow, owner: str | None = None) -> None:
+    """Raise PipelineViolation unless the flow respects its stage's declaration."""
+    st = BY_NAME.get(flow.stage)
+    if st is None:
+        raise PipelineViolation(f"flow in undeclared stage {flow.stage!r}")
+    if owner is not None and owner != st.owner:
+        raise PipelineViolation(f"{owner} emitted into {st.name}, owned by {st.owner}")
+    for field in flow.match_fields():
+        if field not in st.matches:
+            raise PipelineViolation(f"{st.name} may not match {field!r}")
+    for target in flow.goto_targets():
+        if target not in st.next:
+            raise PipelineViolation(f"{st.name} may not go to {target!r}")
