@@ -11,6 +11,7 @@ demo: bootstrap
 
 test: bootstrap
 	.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	.venv/bin/python -m tests.functional
 
 bench: bootstrap
 	.venv/bin/python bench/api.py
