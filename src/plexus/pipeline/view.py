@@ -1,0 +1,101 @@
+"""What compilers see: a typed, immutable snapshot of the logical objects relevant to
+one chassis, plus that chassis' local facts (its name, tunnel IP, the OpenFlow port
+numbers of its VIFs and tunnels). Compilers are pure functions of a ``View``.
+
+The agent builds a View from the southbound stream (server objects in Neutron's wire
+format plus the hidden keys the server allocates: ``plexus:key`` on networks and
+ports) and from OVSDB (ofports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class SubnetView:
+    """A subnet as compilers and the DHCP responder need it."""
+
+    id: str
+    network_id: str
+    cidr: str
+    ip_version: int
+    gateway_ip: str | None
+    enable_dhcp: bool
+    dns_nameservers: tuple[str, ...] = ()
+    host_routes: tuple[tuple[str, str], ...] = ()   # (destination, nexthop)
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """A logical network: its datapath key (the VNI for VXLAN) and MTU."""
+
+    id: str
+    key: int
+    network_type: str
+    mtu: int
+    port_security_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class PortView:
+    """A logical port and where it is bound."""
+
+    id: str
+    key: int                                   # unique within its network (1..65535)
+    network_id: str
+    mac: str
+    ips: tuple[tuple[str, str], ...]           # (subnet_id, ip)
+    chassis: str                               # binding:host_id ("" = unbound)
+    device_owner: str = ""
+    port_security: bool = True
+    allowed_pairs: tuple[tuple[str, str], ...] = ()   # (ip or cidr, mac)
+    admin_up: bool = True
+
+    def addresses(self) -> list[str]:
+        """The port's fixed IP addresses."""
+        return [ip for _, ip in self.ips]
+
+
+@dataclass(frozen=True)
+class ChassisView:
+    """Another (or this) hypervisor: its name and tunnel endpoint."""
+
+    name: str
+    tunnel_ip: str
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything one chassis compiles from."""
+
+    chassis: str                                    # this chassis' name
+    tunnel_ip: str
+    networks: Mapping[str, NetworkView] = field(default_factory=dict)
+    subnets: Mapping[str, SubnetView] = field(default_factory=dict)
+    ports: Mapping[str, PortView] = field(default_factory=dict)
+    chassis_by_name: Mapping[str, ChassisView] = field(default_factory=dict)
+    vif_ofports: Mapping[str, int] = field(default_factory=dict)     # port id -> ofport
+    tunnel_ofports: Mapping[str, int] = field(default_factory=dict)  # chassis -> ofport
+
+    def local_ports(self) -> list[PortView]:
+        """Ports bound here whose VIF is plugged (has an ofport), sorted by id."""
+        return sorted((p for p in self.ports.values()
+                       if p.chassis == self.chassis and p.id in self.vif_ofports),
+                      key=lambda p: p.id)
+
+    def ports_on(self, network_id: str) -> list[PortView]:
+        """All ports of a network, sorted by id."""
+        return sorted((p for p in self.ports.values() if p.network_id == network_id),
+                      key=lambda p: p.id)
+
+    def local_networks(self) -> list[NetworkView]:
+        """Networks with at least one local port, sorted by id."""
+        ids = {p.network_id for p in self.local_ports()}
+        return [self.networks[i] for i in sorted(ids) if i in self.networks]
+
+    def remote_chassis_of(self, network_id: str) -> list[str]:
+        """Other chassis hosting ports of a network, sorted."""
+        return sorted({p.chassis for p in self.ports_on(network_id)
+                       if p.chassis and p.chassis != self.chassis
+                       and p.chassis in self.chassis_by_name})
