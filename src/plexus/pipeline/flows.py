@@ -38,7 +38,7 @@ class SetField:
     value: Any
 
     def __str__(self) -> str:
-        return f"set:{self.field}={self.value}"
+        return f"set:{self.field}={_fmt(self.value, self.field)}"
 
 
 @dataclass(frozen=True, order=True)
@@ -98,16 +98,21 @@ class Flow:
         return (self.stage, self.priority, self.match)
 
     def __str__(self) -> str:
-        match = ",".join(f"{k}={_fmt(v)}" for k, v in self.match) or "*"
+        match = ",".join(f"{k}={_fmt(v, k)}" for k, v in self.match) or "*"
         acts = [str(a) for a in self.actions] + ([f"goto:{self.goto}"] if self.goto else [])
         return (f"{self.stage} prio={self.priority} {match} -> {','.join(acts) or 'drop'}"
                 f"  [{self.cookie}]")
 
 
-def _fmt(value: Any) -> str:
+# Printed in decimal, as ovs-ofctl does; other integers (keys, registers, eth_type) in hex.
+DECIMAL_FIELDS = {"in_port", "ip_proto", "arp_op", "udp_src", "udp_dst", "tcp_src",
+                  "tcp_dst", "icmpv4_type", "icmpv4_code"}
+
+
+def _fmt(value: Any, field: str = "") -> str:
     if isinstance(value, tuple):
-        return f"{_fmt(value[0])}/{_fmt(value[1])}"
-    if isinstance(value, int) and value > 9:
+        return f"{_fmt(value[0], field)}/{_fmt(value[1], field)}"
+    if isinstance(value, int) and value > 9 and field not in DECIMAL_FIELDS:
         return hex(value)
     return str(value)
 

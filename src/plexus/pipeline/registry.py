@@ -41,6 +41,7 @@ REGISTERS: dict[str, Register] = {r.name: r for r in (
 )}
 
 FLAG_FROM_TUNNEL = 0x1
+OUTPORT_FLOOD = 0xFFFF          # outport value meaning "flood" (never a port key)
 
 _L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
 _ARP = {"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"}
@@ -77,6 +78,20 @@ STAGES: tuple[Stage, ...] = (
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 
+# OpenFlow match prerequisites: a field may only be matched when the field it depends
+# on is matched too, with one of these values (Open vSwitch refuses the flow otherwise).
+_ETH_IP = ("eth_type", frozenset({0x0800}))
+_ETH_ARP = ("eth_type", frozenset({0x0806}))
+PREREQUISITES: dict[str, tuple[str, frozenset]] = {
+    **{f: _ETH_ARP for f in _ARP},
+    "ipv4_src": _ETH_IP, "ipv4_dst": _ETH_IP,
+    "ipv6_src": ("eth_type", frozenset({0x86DD})), "ipv6_dst": ("eth_type", frozenset({0x86DD})),
+    "ip_proto": ("eth_type", frozenset({0x0800, 0x86DD})),
+    "udp_src": ("ip_proto", frozenset({17})), "udp_dst": ("ip_proto", frozenset({17})),
+    "tcp_src": ("ip_proto", frozenset({6})), "tcp_dst": ("ip_proto", frozenset({6})),
+    "icmpv4_type": ("ip_proto", frozenset({1})), "icmpv4_code": ("ip_proto", frozenset({1})),
+}
+
 
 def stage(name: str) -> Stage:
     """The stage called ``name`` (KeyError if it is not declared)."""
@@ -107,6 +122,12 @@ def check_flow(flow, owner: str | None = None) -> None:
     for field in flow.match_fields():
         if field not in st.matches:
             raise PipelineViolation(f"{st.name} may not match {field!r}")
+    matched = dict(flow.match)
+    for field in matched:
+        need = PREREQUISITES.get(field)
+        if need and matched.get(need[0]) not in need[1]:
+            raise PipelineViolation(f"{st.name}: matching {field!r} needs {need[0]} in "
+                                    f"{sorted(need[1])}")
     for target in flow.goto_targets():
         if target not in st.next:
             raise PipelineViolation(f"{st.name} may not go to {target!r}")

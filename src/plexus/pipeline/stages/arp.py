@@ -1,0 +1,56 @@
+"""arp_responder: ARP requests for every port's fixed IPv4 address on a local network
+(wherever the port is bound, router interface gateways included) are answered in
+place and sent back out of the in-port, so ARP never crosses a tunnel. Not answered:
+a port asking for its own address (gratuitous ARP, duplicate address detection) and
+allowed-address-pair addresses (a VIP moves between ports by gratuitous ARP, so its
+requests are flooded and its current holder answers)."""
+
+from __future__ import annotations
+
+from plexus.pipeline.flows import Flow, Move, Output, SetField
+from plexus.pipeline.stages.common import (
+    ARP_REPLY, ARP_REQUEST, ETH_ARP, default_flow, ipv4_addresses, local_networks,
+    local_ports,
+)
+from plexus.pipeline.view import NetworkView, PortView, View
+
+STAGE = "arp_responder"
+NEXT = "dhcp"
+PRIO_OWN = 60
+PRIO_ANSWER = 50
+
+
+def compile_arp_responder(view: View) -> list[Flow]:
+    """An answer per known address of each local network; the owner's own asks pass."""
+    flows = [default_flow(STAGE, goto=NEXT)]
+    local = {p.id for p in local_ports(view)}
+    for net in local_networks(view):
+        answered: set[str] = set()
+        for port in view.ports_on(net.id):
+            for ip in ipv4_addresses(port):
+                if ip in answered:      # a stale duplicate: the first port (by id) wins
+                    continue
+                answered.add(ip)
+                flows.append(answer(net, port, ip))
+                if port.id in local:
+                    flows.append(Flow.make(STAGE, PRIO_OWN, {**request(net, ip),
+                                                             "inport": port.key},
+                                           goto=NEXT, cookie=f"port:{port.id}",
+                                           note="own address: let it through"))
+    return flows
+
+
+def request(net: NetworkView, ip: str) -> dict:
+    """Match of an ARP request for ``ip`` on a network."""
+    return {"net": net.key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ip}
+
+
+def answer(net: NetworkView, port: PortView, ip: str) -> Flow:
+    """Turn a request for ``ip`` into the port's reply and send it back where it came from."""
+    return Flow.make(STAGE, PRIO_ANSWER, request(net, ip), [
+        Move("eth_src", "eth_dst"), SetField("eth_src", port.mac),
+        SetField("arp_op", ARP_REPLY),
+        Move("arp_sha", "arp_tha"), SetField("arp_sha", port.mac),
+        Move("arp_spa", "arp_tpa"), SetField("arp_spa", ip),
+        Output("in_port"),
+    ], cookie=f"port:{port.id}")

@@ -1,0 +1,68 @@
+"""What several stage compilers ask of a View: the ports that really are local, the
+networks they make local, the tunnels toward chassis that share a network, and the
+IPv4 addresses a port owns or may use. Pure helpers, deterministic order."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from plexus.pipeline.flows import Flow
+from plexus.pipeline.view import NetworkView, PortView, View
+
+ETH_IP = 0x0800
+ETH_ARP = 0x0806
+IP_UDP = 17
+ARP_REQUEST = 1
+ARP_REPLY = 2
+GROUP_MACS = ("01:00:00:00:00:00", "01:00:00:00:00:00")   # broadcast and multicast
+
+Address = str | tuple[str, str]     # an exact IPv4 address, or (network, netmask)
+
+
+def local_ports(view: View) -> list[PortView]:
+    """Ports bound here, plugged (have an ofport), admin up, on a known network; by id."""
+    return [p for p in view.local_ports() if p.admin_up and p.network_id in view.networks]
+
+
+def local_networks(view: View) -> list[NetworkView]:
+    """Networks with at least one local port (as ``local_ports`` counts them), by id."""
+    ids = sorted({p.network_id for p in local_ports(view)})
+    return [view.networks[i] for i in ids]
+
+
+def peers(view: View, network_id: str) -> dict[str, int]:
+    """Other chassis sharing the network that have a tunnel: name → tunnel ofport."""
+    return {c: view.tunnel_ofports[c] for c in view.remote_chassis_of(network_id)
+            if c in view.tunnel_ofports}
+
+
+def is_ipv4(address: str) -> bool:
+    """Whether an address or CIDR is IPv4."""
+    return ipaddress.ip_network(address, strict=False).version == 4
+
+
+def ipv4_addresses(port: PortView) -> list[str]:
+    """The port's fixed IPv4 addresses, sorted."""
+    return sorted(ip for ip in port.addresses() if is_ipv4(ip))
+
+
+def as_match(cidr: str) -> Address:
+    """An IPv4 address or CIDR as a match value: exact for /32, else (network, mask)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return (str(net.network_address), str(net.netmask))
+
+
+def sources(port: PortView) -> list[tuple[str, Address]]:
+    """(MAC, IPv4 address or masked network) pairs the port may send from, sorted:
+    its fixed IPs with its MAC, and its IPv4 allowed address pairs (CIDRs included)."""
+    found = {(port.mac, ip) for ip in ipv4_addresses(port)}
+    found |= {(mac or port.mac, as_match(ip)) for ip, mac in port.allowed_pairs if is_ipv4(ip)}
+    return sorted(found, key=str)
+
+
+def default_flow(stage: str, goto: str | None = None) -> Flow:
+    """The stage's lowest-priority flow: drop, or continue to ``goto``."""
+    return Flow.make(stage, 0, goto=goto, cookie=f"pipeline:{stage}",
+                     note="drop" if goto is None else "not handled here")

@@ -1,0 +1,49 @@
+"""output: a local out-port leaves by its VIF; a remote one by the tunnel to its
+chassis with the network's VNI (never from a packet that came by tunnel: no transit).
+A flood reaches every local port of the network (OVS skips the in_port) and, unless
+it came by tunnel, each chassis that shares the network. Everything else is dropped."""
+
+from __future__ import annotations
+
+from plexus.pipeline.flows import Flow, Output, SetField
+from plexus.pipeline.registry import FLAG_FROM_TUNNEL, OUTPORT_FLOOD
+from plexus.pipeline.stages.common import default_flow, local_networks, local_ports, peers
+from plexus.pipeline.view import NetworkView, View
+
+STAGE = "output"
+PRIO = 50
+FROM_VIF = (0, FLAG_FROM_TUNNEL)
+FROM_TUNNEL = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
+
+
+def compile_output(view: View) -> list[Flow]:
+    """Per local network: its local and remote ports, and its two flood flows."""
+    flows = [default_flow(STAGE)]
+    for net in local_networks(view):
+        flows += network_flows(view, net)
+    return flows
+
+
+def network_flows(view: View, net: NetworkView) -> list[Flow]:
+    """The output flows of one local network."""
+    tunnels = peers(view, net.id)
+    vifs = []
+    flows = []
+    for port in (p for p in local_ports(view) if p.network_id == net.id):
+        vif = Output(view.vif_ofports[port.id])
+        vifs.append(vif)
+        flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "outport": port.key}, [vif],
+                               cookie=f"port:{port.id}"))
+    for port in view.ports_on(net.id):
+        if port.chassis in tunnels:
+            flows.append(Flow.make(
+                STAGE, PRIO, {"net": net.key, "outport": port.key, "flags": FROM_VIF},
+                [SetField("tunnel_id", net.key), Output(tunnels[port.chassis])],
+                cookie=f"port:{port.id}", note=f"on {port.chassis}"))
+    to_peers = [SetField("tunnel_id", net.key)] + [Output(o) for o in tunnels.values()]
+    flood = {"net": net.key, "outport": OUTPORT_FLOOD}
+    flows.append(Flow.make(STAGE, PRIO, {**flood, "flags": FROM_VIF},
+                           vifs + (to_peers if tunnels else []), cookie=f"network:{net.id}"))
+    flows.append(Flow.make(STAGE, PRIO, {**flood, "flags": FROM_TUNNEL}, vifs,
+                           cookie=f"network:{net.id}"))
+    return flows

@@ -1,0 +1,47 @@
+"""port_security: a local port may send only from its own MAC with its own IPv4
+addresses (fixed IPs and allowed address pairs, CIDR pairs as masked matches), ARP
+only about those addresses (or an RFC 5227 probe from 0.0.0.0), and DHCP from
+0.0.0.0:68 to 255.255.255.255:67. IPv6 is dropped for now. Everything else from the
+port is dropped; a port with port security disabled may send anything."""
+
+from __future__ import annotations
+
+from plexus.pipeline.flows import Flow
+from plexus.pipeline.stages.common import (
+    ETH_ARP, ETH_IP, IP_UDP, default_flow, local_ports, sources,
+)
+from plexus.pipeline.view import NetworkView, PortView, View
+
+STAGE = "port_security"
+NEXT = "arp_responder"
+PRIO_UNCHECKED = 100
+PRIO_ALLOW = 90
+
+DHCP_FROM_NOWHERE = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "ipv4_src": "0.0.0.0",
+                     "ipv4_dst": "255.255.255.255", "udp_src": 68, "udp_dst": 67}
+
+
+def compile_port_security(view: View) -> list[Flow]:
+    """Per local port: what it may send, or everything when port security is off."""
+    flows = [default_flow(STAGE)]
+    for port in local_ports(view):
+        flows += port_flows(view.networks[port.network_id], port)
+    return flows
+
+
+def port_flows(net: NetworkView, port: PortView) -> list[Flow]:
+    """The allow flows of one local port."""
+    me = {"net": net.key, "inport": port.key}
+    cookie = f"port:{port.id}"
+    if not port.port_security:
+        return [Flow.make(STAGE, PRIO_UNCHECKED, me, goto=NEXT, cookie=cookie,
+                          note="port security disabled")]
+    allowed = [{"eth_src": port.mac, **DHCP_FROM_NOWHERE},
+               {"eth_src": port.mac, "eth_type": ETH_ARP, "arp_sha": port.mac,
+                "arp_spa": "0.0.0.0"}]
+    for mac, address in sources(port):
+        allowed.append({"eth_src": mac, "eth_type": ETH_IP, "ipv4_src": address})
+        allowed.append({"eth_src": mac, "eth_type": ETH_ARP, "arp_sha": mac,
+                        "arp_spa": address})
+    return [Flow.make(STAGE, PRIO_ALLOW, {**me, **m}, goto=NEXT, cookie=cookie)
+            for m in allowed]
