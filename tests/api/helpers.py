@@ -22,3 +22,13 @@ def state(server) -> list[tuple[str, bytes]]:
         kvs, _ = store.range(prefix)
         out += [(kv.key, kv.value) for kv in kvs]
     return out
+
+
+def register_chassis(server, admin, name: str, ttl: float = 30.0, gateway: bool = False,
+                     tunnel_ip: str = "198.18.0.11") -> int:
+    """Register a chassis through the southbound API (as an agent would); its lease id."""
+    r = raw(server, admin, "PUT", f"/southbound/v1/chassis/{name}", {
+        "tunnel_ip": tunnel_ip, "bridge_mappings": {"physnet1": "br-ex"},
+        "gateway": gateway, "ttl": ttl})
+    assert r.status_code == 200, r.text
+    return r.json()["lease"]

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 from openstack import exceptions as osexc
 
-from tests.api.helpers import raw
+from tests.api.helpers import raw, register_chassis
 
 
 @pytest.fixture
@@ -164,8 +164,9 @@ def test_network_in_use_and_subnet_in_use(demo, net):
     assert demo.network.get_network(network.id).subnet_ids == []
 
 
-def test_binding_is_admin_only(admin, demo, net):
+def test_binding_is_admin_only(server, admin, demo, net):
     network, _ = net
+    register_chassis(server, admin, "chassis-1")
     with pytest.raises(osexc.ForbiddenException):
         demo.network.create_port(network_id=network.id, binding_host_id="chassis-1")
     port = admin.network.create_port(network_id=network.id, binding_host_id="chassis-1",

@@ -21,7 +21,7 @@ def _schema(resource: Resource, mode: str) -> dict:
             prop["items"] = {}
         if attr.doc:
             prop["description"] = attr.doc
-        if attr.admin_only:
+        if attr.admin_only or attr.admin_set:
             prop["description"] = (prop.get("description", "") + " (admin only)").strip()
         props[attr.name] = prop
         if mode == "create" and attr.default is REQUIRED:

@@ -46,6 +46,7 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "filter-validation": ("Filter parameters validation", "Provides validation on filter "
                           "parameters."),
     "sorting": ("Sorting support", "Enables sorting support"),
+    "agent": ("agent", "The agent management extension."),
     "pagination": ("Pagination support", "Enables pagination support"),
 }
 

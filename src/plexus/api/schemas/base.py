@@ -35,6 +35,7 @@ class Attr:
     visible: bool = True
     admin_only: bool = False       # only admins may set it; only admins see it
     admin_see: bool = False        # only admins see it (set-able per admin_only)
+    admin_set: bool = False        # only admins may set it; everyone sees it
     filter: bool = True
     sort: bool = True
     doc: str = ""
@@ -72,7 +73,7 @@ class Resource:
             attr = self.by_name.get(name)
             if attr is None or not attr.post:
                 raise InvalidInput(f"Attribute '{name}' not allowed in POST")
-            if attr.admin_only and not ctx.is_admin:
+            if (attr.admin_only or attr.admin_set) and not ctx.is_admin:
                 raise PolicyNotAuthorized(f"create_{self.name}:{name}")
             out[name] = convert(attr, value)
         for attr in self.attrs:
@@ -93,7 +94,7 @@ class Resource:
                 raise InvalidInput(f"Unrecognized attribute(s) '{name}'")
             if not attr.put:
                 raise InvalidInput(f"Cannot update read-only attribute {name}")
-            if attr.admin_only and not ctx.is_admin:
+            if (attr.admin_only or attr.admin_set) and not ctx.is_admin:
                 raise PolicyNotAuthorized(f"update_{self.name}:{name}")
             out[name] = convert(attr, value)
         return out

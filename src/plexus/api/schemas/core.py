@@ -48,7 +48,7 @@ NETWORK = Resource("network", "networks", (
     *standard_attrs(),
     Attr("admin_state_up", type="boolean", convert=to_bool, default=True),
     Attr("shared", type="boolean", convert=to_bool, default=False),
-    Attr("router:external", type="boolean", convert=to_bool, default=False, admin_only=True,
+    Attr("router:external", type="boolean", convert=to_bool, default=False, admin_set=True,
          doc="external-net: a provider network routers can use as gateway"),
     Attr("mtu", type="integer", convert=to_int(68, 65535), default=None),
     Attr("port_security_enabled", type="boolean", convert=to_bool, default=True),

@@ -1,12 +1,17 @@
 """The service layer: validation, allocation, store writes and Neutron's semantics."""
 
+from plexus.api.services.agents import AgentService
 from plexus.api.services.base import Services
+from plexus.api.services.floatingips import FloatingIPService
 from plexus.api.services.networks import NetworkService
 from plexus.api.services.ports import PortService
+from plexus.api.services.routers import RouterService
+from plexus.api.services.security_groups import SecurityGroupRuleService, SecurityGroupService
 from plexus.api.services.subnets import SubnetService
 
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
-SERVICE_CLASSES = [NetworkService, SubnetService, PortService]
+SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
+                   SecurityGroupRuleService, RouterService, FloatingIPService, AgentService]
 
 
 def build_services(store, config) -> Services:

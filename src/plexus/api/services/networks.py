@@ -9,6 +9,7 @@ from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes
 from plexus.ipam import choose_segment
 
 VXLAN_MAX = 2 ** 24 - 1
+KEY = "plexus:key"          # hidden datapath key (not in the wire schema)
 # Ports that Neutron deletes along with their network.
 AUTO_DELETE_OWNERS = ("network:dhcp",)
 
@@ -64,6 +65,12 @@ class NetworkService(ResourceService):
             seg = self._free_segment(ntype, physnet, ranges, w, attempt)
         key = segment_key(ntype, physnet, seg)
         if not w.claim(key, obj["id"]):
+            raise Retry()
+        # Every network gets a datapath key from the VNI space: the VNI itself for VXLAN,
+        # a VNI of its own for VLAN and flat networks (tunnelled between chassis).
+        obj[KEY] = seg if ntype == "vxlan" else self._free_segment(
+            "vxlan", None, net.vni_ranges, w, attempt)
+        if ntype != "vxlan" and not w.claim(segment_key("vxlan", None, obj[KEY]), obj["id"]):
             raise Retry()
         max_mtu = net.physical_mtu - (net.vxlan_overhead if ntype == "vxlan" else 0)
         mtu = obj.get("mtu") or max_mtu
@@ -157,3 +164,5 @@ class NetworkService(ResourceService):
             w.delete(subnets.key(subnet_id))
         w.delete(segment_key(obj["provider:network_type"], obj["provider:physical_network"],
                              obj["provider:segmentation_id"]))
+        if obj.get(KEY) and obj["provider:network_type"] != "vxlan":
+            w.delete(segment_key("vxlan", None, obj[KEY]))

@@ -4,6 +4,7 @@ process lock), security groups, allowed address pairs, binding, status."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 from plexus.api import errors
 from plexus.api.schemas.core import PORT
@@ -15,6 +16,14 @@ SERVICE_OWNERS = ROUTER_OWNERS + ("network:floatingip",)
 VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
                "datapath_type": "netdev", "ovs_hybrid_plug": False}
 PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
+PORT_KEY_MAX = 0xFFFE      # 0xFFFF is the pipeline's flood key
+KEY = "plexus:key"         # hidden datapath key (not in the wire schema)
+LOG = logging.getLogger(__name__)
+
+
+def port_key_key(network_id: str, key: int) -> str:
+    """Store key that makes a port's datapath key unique within its network."""
+    return f"{ALLOC}portkey/{network_id}/{key}"
 
 
 def mac_key(network_id: str, mac: str) -> str:
@@ -42,10 +51,15 @@ class PortService(ResourceService):
         found = networks.get(obj["network_id"])
         if found is None or not networks.visible(ctx, found[0]):
             raise errors.NotFound("network", obj["network_id"])
-        network = found[0]
+        network, rev = found
+        # The network must not be deleted under the port: its guard stops new ports
+        # while a delete checks for them, and its unchanged revision stops a port
+        # planned before the delete from committing after it.
         w.unguarded("networks", network["id"])
+        w.expect(networks.key(network["id"]), rev)
         obj["mac_address"] = self._claim_mac(network["id"], obj["mac_address"], obj["id"], w)
-        subnets = self._subnets(network)
+        obj[KEY] = self._claim_key(network["id"], obj["id"], w)
+        subnets = self._subnets(network, w)
         obj["fixed_ips"] = self._claim_ips(network, subnets, obj["fixed_ips"], obj, w, attempt,
                                            keep=())
         self._settle_security(ctx, network, obj, w, creating=True)
@@ -54,13 +68,15 @@ class PortService(ResourceService):
         w.put(self.key(obj["id"]), obj)
         return obj
 
-    def _subnets(self, network: dict) -> dict[str, dict]:
+    def _subnets(self, network: dict, w: Writes) -> dict[str, dict]:
+        """The network's subnets, each required unchanged when the transaction commits."""
         subnets = self.s["subnets"]
         out = {}
         for sid in network.get("subnets", []):
             found = subnets.get(sid)
             if found is not None:
                 out[sid] = found[0]
+                w.expect(subnets.key(sid), found[1])
         return out
 
     def _claim_mac(self, network_id: str, mac: str | None, port_id: str, w: Writes) -> str:
@@ -208,14 +224,51 @@ class PortService(ResourceService):
         for pair in port.get("allowed_address_pairs", []):
             pair.setdefault("mac_address", port["mac_address"])
 
+    def _claim_key(self, network_id: str, port_id: str, w: Writes) -> int:
+        """A datapath key for the port, unique within its network (pipeline registers)."""
+        for _ in range(16):
+            key = self.s.rng.randint(1, PORT_KEY_MAX)
+            if w.claim(port_key_key(network_id, key), port_id):
+                return key
+        raise Retry()
+
     def _settle_binding(self, port: dict) -> None:
-        """binding:vif_type and vif_details from binding:host_id."""
-        if port.get("binding:host_id"):
+        """binding:vif_type and vif_details from binding:host_id: ``ovs`` on a registered
+        chassis, ``binding_failed`` on a host no chassis has registered as."""
+        host = port.get("binding:host_id")
+        agents = self.s.by_collection.get("agents")
+        if host and (agents is None or agents.exists(host)):
             port["binding:vif_type"] = "ovs"
             port["binding:vif_details"] = dict(VIF_DETAILS)
+        elif host:
+            LOG.warning("port %s bound to host %r, which no chassis has registered as",
+                        port["id"], host)
+            port["binding:vif_type"] = "binding_failed"
+            port["binding:vif_details"] = {}
         else:
             port["binding:vif_type"] = "unbound"
             port["binding:vif_details"] = {}
+
+    def rebind_host(self, host: str) -> int:
+        """Complete the binding of ports that were bound to ``host`` before it registered."""
+        done = 0
+        for port in self.all():
+            if port.get("binding:host_id") == host and \
+                    port.get("binding:vif_type") == "binding_failed":
+                def plan(attempt: int, ident=port["id"]) -> None:
+                    found = self.get(ident)
+                    if found is None:
+                        return
+                    current, rev = found
+                    fixed = dict(current)
+                    self._settle_binding(fixed)
+                    w = Writes()
+                    w.expect(self.key(ident), rev)
+                    w.put(self.key(ident), fixed)
+                    self.s.commit(w)
+                self.s.retrying(plan)
+                done += 1
+        return done
 
     # ---- update / delete --------------------------------------------------------
 
@@ -237,7 +290,7 @@ class PortService(ResourceService):
                     pair["mac_address"] = new["mac_address"]
         if "fixed_ips" in changes:
             held = {(ip["subnet_id"], ip["ip_address"]) for ip in old.get("fixed_ips", [])}
-            wanted = self._claim_ips(network, self._subnets(network), changes["fixed_ips"],
+            wanted = self._claim_ips(network, self._subnets(network, w), changes["fixed_ips"],
                                      new, w, attempt, keep=held)
             kept = {(ip["subnet_id"], ip["ip_address"]) for ip in wanted}
             for sid, ip in held - kept:
@@ -270,6 +323,8 @@ class PortService(ResourceService):
     def release(self, port: dict, w: Writes) -> None:
         """Add the deletes that free a port's MAC and addresses."""
         w.delete(mac_key(port["network_id"], port["mac_address"]))
+        if KEY in port:
+            w.delete(port_key_key(port["network_id"], port[KEY]))
         for ip in port.get("fixed_ips", []):
             w.delete(ip_key(ip["subnet_id"], ip["ip_address"]))
 

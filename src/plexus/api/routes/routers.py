@@ -1,0 +1,68 @@
+"""Routes of /v2.0/routers, with the add/remove_router_interface and
+add/remove_extraroutes actions."""
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from plexus.api.http import JSON, call, context, endpoint, json_body
+from plexus.api.routes.common import crud_routes, service
+from plexus.api.routes.discovery import register_extension
+
+register_extension("router", "Neutron L3 Router",
+                   "Router abstraction for basic L3 forwarding between L2 Neutron networks "
+                   "and access to external networks via a NAT gateway.")
+register_extension("ext-gw-mode", "Neutron L3 Configurable external gateway mode",
+                   "Extension of the router abstraction for specifying whether SNAT should "
+                   "occur on the external gateway")
+register_extension("extraroute", "Neutron Extra Route",
+                   "Extra routes configuration for L3 router")
+register_extension("extraroute-atomic", "Atomically add/remove extra routes",
+                   "Edit extra routes of a router on server side by atomically adding/removing "
+                   "extra routes")
+
+
+@endpoint
+async def add_interface(request: Request) -> Response:
+    """``PUT /v2.0/routers/{id}/add_router_interface``."""
+    ctx = await context(request)
+    body = await json_body(request)
+    svc = service(request, "routers")
+    return JSON(await call(svc.add_interface, ctx, request.path_params["id"], body))
+
+
+@endpoint
+async def remove_interface(request: Request) -> Response:
+    """``PUT /v2.0/routers/{id}/remove_router_interface``."""
+    ctx = await context(request)
+    body = await json_body(request)
+    svc = service(request, "routers")
+    return JSON(await call(svc.remove_interface, ctx, request.path_params["id"], body))
+
+
+@endpoint
+async def add_routes(request: Request) -> Response:
+    """``PUT /v2.0/routers/{id}/add_extraroutes``."""
+    return await _change_routes(request, add=True)
+
+
+@endpoint
+async def remove_routes(request: Request) -> Response:
+    """``PUT /v2.0/routers/{id}/remove_extraroutes``."""
+    return await _change_routes(request, add=False)
+
+
+async def _change_routes(request: Request, add: bool) -> Response:
+    ctx = await context(request)
+    body = await json_body(request)
+    svc = service(request, "routers")
+    router = await call(svc.change_routes, ctx, request.path_params["id"], body, add)
+    return JSON({"router": router})
+
+
+ROUTES = crud_routes("routers") + [
+    Route("/v2.0/routers/{id}/add_router_interface", add_interface, methods=["PUT"]),
+    Route("/v2.0/routers/{id}/remove_router_interface", remove_interface, methods=["PUT"]),
+    Route("/v2.0/routers/{id}/add_extraroutes", add_routes, methods=["PUT"]),
+    Route("/v2.0/routers/{id}/remove_extraroutes", remove_routes, methods=["PUT"]),
+]

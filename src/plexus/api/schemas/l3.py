@@ -1,0 +1,78 @@
+"""Wire schemas of the L3 resources: routers (router, ext-gw-mode, extraroute) and
+floating IPs (router, fip-port-details)."""
+
+from __future__ import annotations
+
+from plexus.api.schemas.base import (
+    REQUIRED, Attr, Invalid, Resource, cidr, dict_of, ip_address, list_of, one_of,
+    standard_attrs, string, to_bool, to_uuid,
+)
+
+
+def _external_fixed_ip(value):
+    return dict_of({"subnet_id": to_uuid(), "ip_address": ip_address()},
+                   name="external_fixed_ip")(value)
+
+
+def gateway_info(value):
+    """``external_gateway_info``: None or {} clears the gateway; otherwise network_id is
+    required, with the optional SNAT flag and requested external addresses."""
+    if value is None or value == {}:
+        return None
+    return dict_of({"network_id": to_uuid(), "enable_snat": to_bool,
+                    "external_fixed_ips": list_of(_external_fixed_ip)},
+                   required=("network_id",), name="external_gateway_info")(value)
+
+
+def _route(value):
+    return dict_of({"destination": cidr, "nexthop": ip_address()},
+                   required=("destination", "nexthop"), name="route")(value)
+
+
+def routes(value):
+    """Extra routes: None is the empty list; duplicates are refused as Neutron does."""
+    if value is None:
+        return []
+    out = list_of(_route)(value)
+    seen = []
+    for route in out:
+        if route in seen:
+            raise Invalid(f"Duplicate hostroute '{route}'")
+        seen.append(route)
+    return out
+
+
+ROUTER = Resource("router", "routers", (
+    *standard_attrs(),
+    Attr("admin_state_up", type="boolean", convert=to_bool, default=True),
+    Attr("status", post=False, put=False),
+    Attr("external_gateway_info", type="object", convert=gateway_info, default=None,
+         filter=False, sort=False,
+         doc="ext-gw-mode: network_id, enable_snat (admin), external_fixed_ips (admin)"),
+    Attr("routes", type="array", convert=routes, post=False, filter=False, sort=False,
+         doc="extraroute: each nexthop must be on a subnet the router is attached to"),
+    Attr("distributed", type="boolean", post=False, put=False,
+         doc="always false: routing is distributed by design, not per router"),
+    Attr("ha", type="boolean", post=False, put=False, doc="always false"),
+    Attr("flavor_id", convert=one_of(None), default=None, put=False,
+         doc="router flavors are not implemented; only null is accepted"),
+    Attr("availability_zone_hints", type="array", convert=list_of(string(255)),
+         default=lambda ctx, body: [], put=False, filter=False, sort=False),
+    Attr("availability_zones", type="array", post=False, put=False, filter=False, sort=False),
+))
+
+FLOATINGIP = Resource("floatingip", "floatingips", (
+    *standard_attrs(with_name=False),
+    Attr("floating_network_id", convert=to_uuid(), default=REQUIRED, put=False),
+    Attr("floating_ip_address", convert=ip_address(nullable=True), default=None, put=False,
+         doc="a specific address may be requested by admins only"),
+    Attr("subnet_id", convert=to_uuid(nullable=True), default=None, put=False, visible=False,
+         filter=False, sort=False, doc="input only: the external subnet to allocate from"),
+    Attr("port_id", convert=to_uuid(nullable=True), default=None, sort=False),
+    Attr("fixed_ip_address", convert=ip_address(nullable=True), default=None),
+    Attr("router_id", post=False, put=False),
+    Attr("status", post=False, put=False,
+         doc="ACTIVE while associated, DOWN otherwise (not yet reported by the data plane)"),
+    Attr("port_details", type="object", post=False, put=False, filter=False, sort=False,
+         doc="fip-port-details: a summary of the associated port"),
+))

@@ -1,0 +1,136 @@
+"""Chassis registration and liveness, shown through Neutron's agents API.
+
+A chassis registers (name, tunnel IP, bridge mappings, gateway capability) and keeps
+a leased liveness key alive with heartbeats; the registration itself stays, so
+``openstack network agent list`` shows dead chassis as not alive, as Neutron does.
+Liveness keys live in the model (collection ``liveness``) so agents see chassis come
+and go on the southbound stream; heartbeat timestamps are kept outside the model so
+heartbeats do not wake every agent."""
+
+from __future__ import annotations
+
+import uuid
+
+from plexus.api import errors
+from plexus.api.schemas.agents import AGENT
+from plexus.api.services.base import MODEL, ResourceService, Writes, now
+from plexus.store import LeaseNotFound
+
+AGENT_TYPE = "Plexus agent"
+BINARY = "plexus-agent"
+NAMESPACE = uuid.UUID("6f1c0d8e-2b7a-4d5e-9a41-5c3e7b9d2f10")
+HEARTBEAT = "/plexus/heartbeat/"
+
+
+def agent_id(chassis: str) -> str:
+    """The stable agent id of a chassis name."""
+    return str(uuid.uuid5(NAMESPACE, chassis))
+
+
+def liveness_key(ident: str) -> str:
+    """Leased key present while the chassis is alive."""
+    return f"{MODEL}liveness/{ident}"
+
+
+class AgentService(ResourceService):
+    """Neutron agents (admin only): list, show, update admin_state_up/description, delete."""
+
+    resource = AGENT
+
+    def visible(self, ctx, obj: dict) -> bool:
+        """Agents are visible to admins only."""
+        return ctx.is_admin
+
+    def owned(self, ctx, obj: dict, action: str) -> None:
+        """Only admins change agents."""
+        if not ctx.is_admin:
+            raise errors.NotFound("agent", obj["id"])
+
+    def all(self) -> list[dict]:
+        """Registrations with ``alive`` and ``heartbeat_timestamp`` filled in."""
+        alive = {kv.key.rsplit("/", 1)[1] for kv in self.s.store.range(f"{MODEL}liveness/")[0]}
+        beats = {kv.key.rsplit("/", 1)[1]: kv.value.decode()
+                 for kv in self.s.store.range(HEARTBEAT)[0]}
+        return [dict(o, alive=o["id"] in alive,
+                     heartbeat_timestamp=beats.get(o["id"], o["started_at"]))
+                for o in super().all()]
+
+    def get(self, ident: str):
+        """One registration with its liveness."""
+        found = super().get(ident)
+        if found is None:
+            return None
+        obj, rev = found
+        beat = self.s.store.get(HEARTBEAT + ident)
+        return dict(obj, alive=self.s.store.get(liveness_key(ident)) is not None,
+                    heartbeat_timestamp=beat.value.decode() if beat else obj["started_at"]), rev
+
+    def create_bulk(self, ctx, bodies):
+        """Agents are created by chassis registering, not through the API."""
+        raise errors.BadRequest("Agents register themselves; they cannot be created via "
+                                "the API", type_name="HTTPBadRequest")
+
+    def plan_update(self, ctx, old, new, changes, w, attempt):
+        """Keep the computed fields out of the stored object."""
+        new.pop("alive", None)
+        new.pop("heartbeat_timestamp", None)
+        return new
+
+    def plan_delete(self, ctx, obj, w):
+        """Deleting an agent drops its liveness and heartbeat too."""
+        w.delete(liveness_key(obj["id"]))
+        w.delete(HEARTBEAT + obj["id"])
+
+    # ---- southbound -----------------------------------------------------------------
+
+    def register(self, name: str, tunnel_ip: str, bridge_mappings: dict[str, str],
+                 gateway: bool, ttl: float) -> tuple[dict, int]:
+        """Record a chassis and start its liveness lease; returns (agent, lease id)."""
+        ident = agent_id(name)
+        stamp = now()
+        lease = self.s.store.lease_grant(ttl)
+
+        def plan(attempt: int) -> dict:
+            found = super(AgentService, self).get(ident)
+            old, rev = found if found else (None, 0)
+            obj = {"id": ident, "agent_type": AGENT_TYPE, "binary": BINARY, "topic": "N/A",
+                   "host": name, "admin_state_up": old["admin_state_up"] if old else True,
+                   "availability_zone": None,
+                   "configurations": {"tunnel_ip": tunnel_ip,
+                                      "bridge_mappings": dict(bridge_mappings),
+                                      "gateway": bool(gateway)},
+                   "created_at": old["created_at"] if old else stamp, "started_at": stamp,
+                   "description": old["description"] if old else "",
+                   "resources_synced": None,
+                   "revision_number": (old or {}).get("revision_number", -1) + 1,
+                   "updated_at": stamp}
+            w = Writes()
+            w.expect(self.key(ident), rev)
+            w.put(self.key(ident), obj)
+            w.put(liveness_key(ident), {"host": name, "since": stamp}, lease=lease)
+            w.put(HEARTBEAT + ident, stamp.encode())
+            self.s.commit(w)
+            return obj
+        obj = self.s.retrying(plan)
+        self.s["ports"].rebind_host(name)
+        return obj, lease
+
+    def heartbeat(self, name: str, lease: int) -> float:
+        """Keep a chassis alive; raises NotFound when its lease is gone (re-register)."""
+        try:
+            ttl = self.s.store.lease_keepalive(lease)
+        except LeaseNotFound:
+            raise errors.NotFound("agent", name, type_name="AgentLeaseExpired") from None
+        self.s.store.put(HEARTBEAT + agent_id(name), now().encode())
+        return ttl
+
+    def unregister(self, name: str, lease: int) -> None:
+        """A chassis stopping cleanly ends its liveness at once."""
+        try:
+            self.s.store.lease_revoke(lease)
+        except LeaseNotFound:
+            pass
+
+    def exists(self, name: str) -> bool:
+        """Whether a chassis of that name has ever registered (and was not deleted)."""
+        return self.s.store.get(self.key(agent_id(name))) is not None
