@@ -39,6 +39,26 @@ def pytest_configure(config):
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("OS_CLOUD", "devstack-admin")
     os.environ.setdefault("OPENSTACKSDK_FUNC_TEST_TIMEOUT", "60")
+    _seed_like_devstack()
+
+
+def _seed_like_devstack() -> None:
+    """What the suites expect a devstack cloud to have: an external network "public"
+    with a subnet (API objects only; no packet goes anywhere)."""
+    import openstack
+    admin = openstack.connect(cloud="devstack-admin")
+    public = admin.network.create_network(
+        name="public", is_router_external=True, provider_network_type="flat",
+        provider_physical_network="physnet1")
+    admin.network.create_subnet(network_id=public.id, name="public-subnet", ip_version=4,
+                                cidr="172.24.4.0/24", gateway_ip="172.24.4.1",
+                                is_dhcp_enabled=False)
+    # A chassis registers through the southbound API exactly as plexus-agent does, so
+    # the agents API has something to list (devstack always has agents).
+    r = admin.session.put(f"{_SERVER.url}/southbound/v1/chassis/functional-chassis", json={
+        "tunnel_ip": "198.18.0.250", "bridge_mappings": {"physnet1": "br-ex"},
+        "gateway": True, "ttl": 300})
+    r.raise_for_status()
 
 
 def pytest_unconfigure(config):

@@ -10,6 +10,26 @@ SKIPS: dict[str, str] = {
         "trunk extension (VLAN-aware VMs) is not implemented",
     "test_port.py::PortTests::test_port_show_with_trunk":
         "trunk extension (VLAN-aware VMs) is not implemented",
+    "test_router.py::RouterTests::test_router_create_with_external_gateway":
+        "creates a QoS policy for the gateway; the qos extension is not implemented",
+}
+
+
+# Tests the suites skip by themselves on this cloud (their own skip condition), and why
+# that condition holds here. Kept so docs/api.md accounts for every skipped test.
+SELF_SKIPS: dict[str, str] = {
+    "openstack test_agent.py (test_list, test_get, test_update)":
+        "the suite lists agents as a non-admin user; agents are admin-only in Neutron's "
+        "policy (and here), so it finds none — covered as admin by tests/api/test_agents.py",
+    "openstackclient test_network_agent.py (dhcp/l3 agent scheduler tests)":
+        "Plexus has no DHCP or L3 agents to schedule: DHCP and routing run in every "
+        "chassis' own pipeline (dhcp_agent_scheduler, l3_agent_scheduler not advertised)",
+    "openstackclient test_network.py (dhcp agent test)":
+        "dhcp_agent_scheduler is not advertised, for the same reason",
+    "openstackclient test_router.py (l3 agent test)":
+        "l3_agent_scheduler is not advertised, for the same reason",
+    "openstackclient test_network.py (two nova-net tests)":
+        "nova-network variants; the suite runs them only against nova-network",
 }
 
 
