@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-venv iproute2)
+APT_PACKAGES=(python3-venv iproute2 openvswitch-switch ethtool busybox iputils-ping iperf3 tcpdump)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -14,8 +14,18 @@ done
 if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  # Installing openvswitch-switch must not start the system's OVS daemons: the lab
+  # runs its own per chassis, and the root namespace stays untouched. A policy-rc.d
+  # that refuses service starts is put in place for the install (if none exists).
+  temp_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    temp_policy=1
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -n "$temp_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
 PY=${PYTHON:-python3}

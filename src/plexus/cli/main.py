@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--no-wait", action="store_true", help="stop after the tour")
     docs = sub.add_parser("docs", help="regenerate the generated parts of docs/")
     docs.add_argument("--check", action="store_true", help="fail if docs/ is out of date")
+    from plexus.cli import lab as lab_cmd
+    lab_cmd.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from plexus.cli import demo as demo_cmd
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "docs":
         from plexus.tools import docs as docs_cmd
         return docs_cmd.run(args)
+    if args.command == "lab":
+        return lab_cmd.run(args)
     return 2
 
 

@@ -1,0 +1,254 @@
+"""The lab's inventory: a JSON file that lists everything the lab made, each entry
+written *before* the thing is created, so that a crash (even ``kill -9``) never leaks.
+Teardown walks it backwards and removes what was recorded, and only that, tolerating
+things that no longer exist; an entry leaves the file once its thing is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+from plexus.lab import netlink
+
+FILE = "inventory.json"
+VERSION = 1
+PIDFILE_GRACE = 3.0   # how long teardown waits for the pidfile of a never-recorded pid
+
+
+class InventoryError(RuntimeError):
+    """The inventory is missing, unreadable or belongs to another lab."""
+
+
+class Inventory:
+    """Entries of one lab directory, safe to share between processes (flock)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory).resolve()
+        self.path = self.dir / FILE
+
+    # --- file ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: str | os.PathLike, header: dict) -> "Inventory":
+        """Make the lab directory and an empty inventory; error if one exists."""
+        inv = cls(directory)
+        inv.dir.mkdir(parents=True, exist_ok=True)
+        with inv._locked():
+            if inv.path.exists():
+                raise InventoryError(f"{inv.path} exists: that lab is up (plexus lab down)")
+            inv._write({"version": VERSION, **header, "next_id": 1, "entries": []})
+        return inv
+
+    def exists(self) -> bool:
+        """Whether the inventory file exists."""
+        return self.path.exists()
+
+    def read(self) -> dict:
+        """The whole document."""
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            raise InventoryError(f"no lab at {self.dir} (no {FILE})") from None
+
+    def entries(self, kind: str | None = None, group: str | None = None) -> list[dict]:
+        """Recorded entries in creation order, optionally of one kind and/or group."""
+        return [e for e in self.read()["entries"]
+                if kind in (None, e["kind"]) and group in (None, e.get("group"))]
+
+    @contextlib.contextmanager
+    def _locked(self):
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write(self, doc: dict) -> None:
+        tmp = self.path.with_name(f".{FILE}.{os.getpid()}")
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    @contextlib.contextmanager
+    def _edit(self):
+        with self._locked():
+            doc = self.read()
+            yield doc
+            self._write(doc)
+
+    # --- entries ---------------------------------------------------------------------
+    def record(self, kind: str, group: str = "lab", **data) -> int:
+        """Record a thing about to be created; returns its entry id."""
+        with self._edit() as doc:
+            ident = doc["next_id"]
+            doc["next_id"] += 1
+            doc["entries"].append({"id": ident, "kind": kind, "group": group, **data})
+        return ident
+
+    def update(self, ident: int, **data) -> None:
+        """Add facts learnt after creation (a pid, a port id) to an entry."""
+        with self._edit() as doc:
+            for entry in doc["entries"]:
+                if entry["id"] == ident:
+                    entry.update(data)
+
+    def set(self, **header) -> None:
+        """Change header fields (not entries)."""
+        with self._edit() as doc:
+            doc.update(header)
+
+    def forget(self, ident: int) -> None:
+        """Drop an entry whose thing is gone."""
+        with self._edit() as doc:
+            doc["entries"] = [e for e in doc["entries"] if e["id"] != ident]
+
+    # --- teardown --------------------------------------------------------------------
+    def teardown(self, handlers: dict[str, Callable[[dict], object]] | None = None,
+                 group: str | None = None,
+                 log: Callable[[str], None] = lambda m: None) -> list[str]:
+        """Remove recorded things newest first (all, or one group); returns the errors.
+
+        With ``group=None`` and no errors the lab directory itself goes too."""
+        if not self.exists():
+            return []
+        table = {**HANDLERS, **(handlers or {})}
+        errors = []
+        for entry in reversed(self.entries(group=group)):
+            handler = table.get(entry["kind"])
+            try:
+                if handler is None:
+                    raise InventoryError(f"no handler for {entry['kind']}")
+                handler(entry)
+            except Exception as exc:  # noqa: BLE001 - keep going, report at the end
+                errors.append(f"{describe(entry)}: {exc}")
+                continue
+            log(f"removed {describe(entry)}")
+            self.forget(entry["id"])
+        if group is None and not errors:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return errors
+
+
+def describe(entry: dict) -> str:
+    """A short human description of an entry."""
+    kind = entry["kind"]
+    if kind == "process":
+        return f"process {entry.get('label')} (pid {entry.get('pid', '?')})"
+    if kind == "netns":
+        return f"namespace {entry['name']}"
+    if kind == "link":
+        return f"link {entry['name']} in {entry['ns']}"
+    return f"{kind} {entry.get('name', entry.get('id'))}"
+
+
+# --- processes ---------------------------------------------------------------------------
+
+def start_time(pid: int) -> int | None:
+    """The kernel start time of ``pid`` (clock ticks since boot); None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not; ours is reaped on the way)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    state = _state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def resolve_pid(entry: dict) -> int | None:
+    """The pid of a recorded process if it still is that process, else None.
+
+    A pid is trusted when its start time matches the one recorded; a pid read from the
+    recorded pidfile (a crash before the start time was written) when its command line
+    names the pidfile or the ``marker`` recorded with it."""
+    pid = entry.get("pid")
+    if pid and entry.get("start") is not None:
+        return pid if alive(pid) and start_time(pid) == entry["start"] else None
+    pidfile = entry.get("pidfile")
+    if not pid and pidfile:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(Path(pidfile).read_text().split()[0])
+    if not pid or not alive(pid):
+        return None
+    marker = entry.get("marker") or pidfile
+    return pid if marker and marker in _cmdline(pid) else None
+
+
+def stop_process(entry: dict, timeout: float = 5.0) -> bool:
+    """SIGTERM a recorded process (SIGKILL after ``timeout``); returns whether it ran."""
+    pidfile = entry.get("pidfile")
+    if not entry.get("pid") and pidfile:
+        # recorded, then the lab crashed: the process may still be starting up
+        deadline = time.monotonic() + PIDFILE_GRACE
+        while not Path(pidfile).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    pid = resolve_pid(entry)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+        time.sleep(0.02)
+    return True
+
+
+def _remove_netns(entry: dict) -> None:
+    # a process the lab did not record keeps the namespace alive: say so, never kill it
+    stray = netlink.ns_pids(entry["name"]) if netlink.ns_exists(entry["name"]) else []
+    if stray:
+        raise InventoryError(f"processes {stray} still run in it and were not started by "
+                             "the lab; stop them, then run lab down again")
+    netlink.ns_delete(entry["name"])
+
+
+def _remove_link(entry: dict) -> None:
+    netlink.link_delete(entry["ns"], entry["name"])
+
+
+def _remove_path(entry: dict) -> None:
+    path = Path(entry["path"])
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+HANDLERS: dict[str, Callable[[dict], object]] = {
+    "process": stop_process,
+    "netns": _remove_netns,
+    "link": _remove_link,
+    "path": _remove_path,
+}
