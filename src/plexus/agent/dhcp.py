@@ -1,0 +1,279 @@
+"""The agent's DHCPv4 responder: a pure function from a client frame punted by the
+``dhcp`` stage (UDP 68 → 67 from a local VIF) to the reply frame to inject back out of
+that VIF, built and parsed with os-ken's packet library. No state, no I/O.
+
+Decisions a caller relies on:
+
+- **Authoritative, one address per port.** The agent is the only DHCP server a port's
+  DHCP packets can reach (the stage punts them all), so a REQUEST is judged only by the
+  address it asks for (option 50, else ``ciaddr``): the port's address → ACK, anything
+  else → NAK. A server identifier (54) that is not ours is not a reason to stay silent.
+  The leased address is the port's first IPv4 fixed IP on a known, DHCP-enabled subnet.
+- **Server identity** (option 54, ``siaddr``, IP source): the subnet's ``gateway_ip``;
+  without one, the lowest host address of the subnet used by no port of the network
+  (it may change when a port later takes it; the client then just sees a new id).
+- **Server MAC** (Ethernet source): ``server_mac``, by default ``SERVER_MAC``, a fixed
+  locally administered address outside Neutron's ``fa:16:3e`` range. The reply goes
+  straight back to the VIF, so it need not be known to anyone else.
+- **Addressing** (RFC 2131 4.1): Ethernet to the port's MAC; IP to 255.255.255.255 for
+  NAKs and when the broadcast flag is set or ``ciaddr`` is 0 (every client accepts a
+  broadcast before it has an address), else to ``ciaddr``; UDP 67 → 68; IP and UDP
+  checksums filled in by os-ken. Replies to renewals (unicast to the server id from
+  ``ciaddr``) are unicast back to ``ciaddr``.
+- **Other messages**: INFORM → ACK with ``yiaddr`` 0 and no lease options, only when
+  ``ciaddr`` is the port's address. RELEASE and DECLINE → None: the address is fixed
+  by the port, there is nothing to free or to pick instead. Anything else → None.
+- **Never raises**: garbage, truncated, relayed (``giaddr`` set), foreign-MAC or
+  unservable requests return None, the reason logged at debug level; view data that
+  cannot be encoded (e.g. a bad cidr) returns None with a warning.
+- **Not handled**: option overload (52) and the client's maximum message size (57);
+  replies are not trimmed, so very long host route lists make large replies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+from typing import Iterable
+
+from os_ken.lib.packet import dhcp, ethernet, ipv4, packet, udp
+
+from plexus.pipeline.view import PortView, SubnetView, View
+
+log = logging.getLogger(__name__)
+
+SERVER_MAC = "fa:16:3f:00:00:01"
+LEASE_TIME = 86400                      # seconds (option 51)
+RENEWAL_TIME = LEASE_TIME // 2          # T1 (option 58)
+REBINDING_TIME = LEASE_TIME * 7 // 8    # T2 (option 59)
+
+DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
+MAGIC_COOKIE = b"\x63\x82\x53\x63"
+BROADCAST_FLAG = 0x8000
+CLIENT_PORT, SERVER_PORT = 68, 67
+OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME, OPT_MTU, OPT_BROADCAST = 1, 3, 6, 12, 26, 28
+OPT_REQUESTED_IP, OPT_LEASE, OPT_MSG_TYPE, OPT_SERVER_ID = 50, 51, 53, 54
+OPT_T1, OPT_T2, OPT_CLASSLESS_ROUTES = 58, 59, 121
+_HEADER_LEN = struct.calcsize(dhcp.dhcp._DHCP_PACK_STR)     # 236: fixed BOOTP header
+_ANY = ipaddress.IPv4Address("0.0.0.0")
+
+
+def respond(frame: bytes, port: PortView, view: View,
+            server_mac: str | None = None) -> bytes | None:
+    """The reply frame to a DHCPv4 client frame from ``port``'s VIF, or None."""
+    try:
+        request = _parse(bytes(frame))
+    except Exception:       # never raise on what a VM sends
+        request = None
+    if request is None:
+        log.debug("dhcp: port %s: not a well-formed DHCP request", port.id)
+        return None
+    try:
+        return _answer(request, port, view, server_mac or SERVER_MAC)
+    except Exception:       # odd view data (e.g. a bad cidr): log it, answer nothing
+        log.warning("dhcp: port %s: cannot build a reply", port.id, exc_info=True)
+        return None
+
+
+def lease_of(port: PortView, view: View) -> tuple[str, SubnetView] | None:
+    """The address the port leases and its subnet, or None if DHCP does not serve it."""
+    for subnet_id, ip in port.ips:
+        subnet = view.subnets.get(subnet_id)
+        if (subnet is not None and subnet.enable_dhcp and subnet.ip_version == 4
+                and _v4(ip) is not None):
+            return ip, subnet
+    return None
+
+
+def server_ip(subnet: SubnetView, view: View, also_used: Iterable[str] = ()) -> str | None:
+    """The server identifier for a subnet: its gateway, else its first unused host."""
+    if subnet.gateway_ip and _v4(subnet.gateway_ip) is not None:
+        return subnet.gateway_ip
+    net = ipaddress.IPv4Network(subnet.cidr, strict=False)
+    used = {ip for p in view.ports_on(subnet.network_id) for ip in p.addresses()}
+    used.update(also_used)
+    for host in net.hosts():
+        if str(host) not in used:
+            return str(host)
+    return None
+
+
+def classless_routes(routes: list[tuple[str, str]]) -> bytes:
+    """RFC 3442 encoding of (destination cidr, router) pairs, in the order given."""
+    out = bytearray()
+    for dest, router in routes:
+        net = ipaddress.IPv4Network(dest, strict=False)
+        width = net.prefixlen
+        out.append(width)
+        out += net.network_address.packed[:(width + 7) // 8]
+        out += ipaddress.IPv4Address(router).packed
+    return bytes(out)
+
+
+def _answer(request, port: PortView, view: View, server_mac: str) -> bytes | None:
+    """The reply to a parsed request, or None when it is not to be answered."""
+    eth, _, msg, opts = request
+    mac = port.mac.lower()
+    if eth.src.lower() != mac or str(msg.chaddr).lower() != mac:
+        log.debug("dhcp: port %s: frame from %s / chaddr %s is not the port's MAC",
+                  port.id, eth.src, msg.chaddr)
+        return None
+    lease = lease_of(port, view)
+    if lease is None:
+        log.debug("dhcp: port %s has no IPv4 address on a DHCP-enabled subnet", port.id)
+        return None
+    address, subnet = lease
+    server = server_ip(subnet, view, port.addresses())
+    if server is None or len(opts[OPT_MSG_TYPE]) != 1:
+        log.debug("dhcp: port %s: no server address or a bad message type", port.id)
+        return None
+    kind = opts[OPT_MSG_TYPE][0]
+    ciaddr = ipaddress.IPv4Address(msg.ciaddr)
+    if kind == DISCOVER:
+        return _reply(OFFER, msg, port, view, subnet, address, server, server_mac)
+    if kind == REQUEST:
+        wanted = opts.get(OPT_REQUESTED_IP)
+        if wanted is not None:
+            if len(wanted) != 4:
+                return None
+            wanted_ip = ipaddress.IPv4Address(wanted)
+        elif ciaddr != _ANY:
+            wanted_ip = ciaddr
+        else:
+            return None
+        reply = ACK if str(wanted_ip) == address else NAK
+        return _reply(reply, msg, port, view, subnet, address, server, server_mac)
+    if kind == INFORM and str(ciaddr) == address:
+        return _reply(ACK, msg, port, view, subnet, None, server, server_mac)
+    log.debug("dhcp: port %s: message type %d not answered", port.id, kind)
+    return None
+
+
+def _parse(frame: bytes):
+    """(ethernet, ipv4, dhcp header, {option: value}) of a BOOTREQUEST to port 67, or None."""
+    eth, _, rest = ethernet.ethernet.parser(frame)
+    if eth.ethertype != 0x0800 or len(rest) < ipv4.ipv4._MIN_LEN:
+        return None
+    ip_hdr, _, rest = ipv4.ipv4.parser(rest)
+    if (ip_hdr.version != 4 or ip_hdr.header_length < 5 or ip_hdr.proto != 17
+            or ip_hdr.offset or ip_hdr.flags & 1
+            or ip_hdr.total_length != ip_hdr.header_length * 4 + len(rest)):
+        return None          # truncated (or padded oddly), fragmented, or not UDP
+    if len(rest) < udp.udp._MIN_LEN:
+        return None
+    udp_hdr, _, payload = udp.udp.parser(rest)
+    if (udp_hdr.src_port != CLIENT_PORT or udp_hdr.dst_port != SERVER_PORT
+            or udp_hdr.total_length != len(rest)):
+        return None
+    if len(payload) < _HEADER_LEN + len(MAGIC_COOKIE):
+        return None
+    # sname/file are not used (no option overload) and need not be ASCII: blank them
+    msg, _, _ = dhcp.dhcp.parser(payload[:44] + bytes(_HEADER_LEN - 44))
+    if (msg.op != dhcp.DHCP_BOOT_REQUEST or msg.htype != 1 or msg.hlen != 6
+            or msg.giaddr != "0.0.0.0"
+            or payload[_HEADER_LEN:_HEADER_LEN + 4] != MAGIC_COOKIE):
+        return None
+    opts = _options(payload[_HEADER_LEN + 4:])
+    if opts is None or OPT_MSG_TYPE not in opts:
+        return None
+    return eth, ip_hdr, msg, opts
+
+
+def _options(buf: bytes) -> dict[int, bytes] | None:
+    """Options by tag (repeated tags concatenated, RFC 3396); None if malformed.
+
+    Walked by hand because os-ken's parser stops at the first PAD option."""
+    opts: dict[int, bytes] = {}
+    i = 0
+    while i < len(buf):
+        tag = buf[i]
+        if tag == 0:
+            i += 1
+            continue
+        if tag == 255:
+            return opts
+        if i + 2 > len(buf) or i + 2 + buf[i + 1] > len(buf):
+            return None
+        opts[tag] = opts.get(tag, b"") + buf[i + 2:i + 2 + buf[i + 1]]
+        i += 2 + buf[i + 1]
+    return None                 # no END option: truncated
+
+
+def _reply(kind: int, msg: dhcp.dhcp, port: PortView, view: View, subnet: SubnetView,
+           address: str | None, server: str, server_mac: str) -> bytes:
+    """Serialize the OFFER/ACK/NAK for ``msg``; ``address`` None for an INFORM's ACK."""
+    net = ipaddress.IPv4Network(subnet.cidr, strict=False)
+    opts: list[tuple[int, bytes]] = [(OPT_MSG_TYPE, bytes([kind])),
+                                     (OPT_SERVER_ID, _ip(server))]
+    if kind != NAK:
+        if address is not None:
+            opts += [(OPT_LEASE, struct.pack("!I", LEASE_TIME)),
+                     (OPT_T1, struct.pack("!I", RENEWAL_TIME)),
+                     (OPT_T2, struct.pack("!I", REBINDING_TIME))]
+        opts += _parameters(port, view, subnet, net, address)
+    ciaddr = msg.ciaddr if kind == ACK else "0.0.0.0"
+    yiaddr = address if kind in (OFFER, ACK) and address is not None else "0.0.0.0"
+    reply = dhcp.dhcp(op=dhcp.DHCP_BOOT_REPLY, chaddr=port.mac.lower(), xid=msg.xid,
+                      flags=msg.flags, ciaddr=ciaddr, yiaddr=yiaddr,
+                      siaddr=server if kind != NAK else "0.0.0.0",
+                      options=dhcp.options([dhcp.option(tag, value) for tag, value
+                                            in _split(opts)]))
+    broadcast = kind == NAK or msg.flags & BROADCAST_FLAG or ciaddr == "0.0.0.0"
+    dst = "255.255.255.255" if broadcast else ciaddr
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=port.mac.lower(), src=server_mac.lower(),
+                                       ethertype=0x0800))
+    pkt.add_protocol(ipv4.ipv4(src=server, dst=dst, proto=17, ttl=64))
+    pkt.add_protocol(udp.udp(src_port=SERVER_PORT, dst_port=CLIENT_PORT))
+    pkt.add_protocol(reply)
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def _parameters(port: PortView, view: View, subnet: SubnetView,
+                net: ipaddress.IPv4Network, address: str | None) -> list[tuple[int, bytes]]:
+    """Configuration options: mask, broadcast, router, DNS, MTU, routes, hostname."""
+    opts = [(OPT_MASK, net.netmask.packed), (OPT_BROADCAST, net.broadcast_address.packed)]
+    gateway = subnet.gateway_ip if subnet.gateway_ip and _v4(subnet.gateway_ip) else None
+    if gateway:
+        opts.append((OPT_ROUTER, _ip(gateway)))
+    dns = [_ip(s) for s in subnet.dns_nameservers if _v4(s) is not None]
+    if dns:
+        opts.append((OPT_DNS, b"".join(dns)))
+    network = view.networks.get(port.network_id)
+    if network is not None and 68 <= network.mtu <= 0xFFFF:
+        opts.append((OPT_MTU, struct.pack("!H", network.mtu)))
+    routes = [(d, h) for d, h in subnet.host_routes
+              if _v4_net(d) is not None and _v4(h) is not None]
+    if routes:
+        if gateway and not any(_v4_net(d).prefixlen == 0 for d, _ in routes):
+            routes.append(("0.0.0.0/0", gateway))   # clients ignore option 3 beside 121
+        opts.append((OPT_CLASSLESS_ROUTES, classless_routes(routes)))
+    if address is not None:
+        opts.append((OPT_HOSTNAME, ("host-" + address.replace(".", "-")).encode()))
+    return opts
+
+
+def _split(opts: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Options longer than 255 bytes as consecutive instances of the tag (RFC 3396)."""
+    return [(tag, value[i:i + 255]) for tag, value in opts
+            for i in range(0, max(len(value), 1), 255)]
+
+
+def _ip(text: str) -> bytes:
+    return ipaddress.IPv4Address(text).packed
+
+
+def _v4(text: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
+
+
+def _v4_net(text: str) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        return None
