@@ -261,6 +261,17 @@ class ResourceService:
             self.after_write(ctx, obj)
         return [self.view(ctx, o) for o in created]
 
+    def load_to_change(self, ctx, ident: str, action: str,
+                       if_match: int | None) -> tuple[dict, int]:
+        """The object, if the caller may change it and it is at the If-Match revision."""
+        obj, rev = self.load(ctx, ident)
+        self.owned(ctx, obj, action)
+        if if_match is not None and obj.get("revision_number") != if_match:
+            raise errors.PreconditionFailed(
+                f"Constrained to {if_match}, but current revision is "
+                f"{obj.get('revision_number')}")
+        return obj, rev
+
     def plan_update(self, ctx, old: dict, new: dict, changes: dict, w: Writes,
                     attempt: int) -> dict:
         """Resource semantics of an update (checks, derived fields, extra writes)."""
@@ -271,12 +282,7 @@ class ResourceService:
         changes = self.resource.validate_update(ctx, body)
 
         def plan(attempt: int) -> dict:
-            old, rev = self.load(ctx, ident)
-            self.owned(ctx, old, "update")
-            if if_match is not None and old.get("revision_number") != if_match:
-                raise errors.PreconditionFailed(
-                    f"Constrained to {if_match}, but current revision is "
-                    f"{old.get('revision_number')}")
+            old, rev = self.load_to_change(ctx, ident, "update", if_match)
             w = Writes()
             w.expect(self.key(ident), rev)
             new = {**old, **changes}
@@ -297,12 +303,7 @@ class ResourceService:
     def delete(self, ctx, ident: str, if_match: int | None = None) -> None:
         """Delete one object (after the resource's in-use checks)."""
         def plan(attempt: int) -> None:
-            obj, rev = self.load(ctx, ident)
-            self.owned(ctx, obj, "delete")
-            if if_match is not None and obj.get("revision_number") != if_match:
-                raise errors.PreconditionFailed(
-                    f"Constrained to {if_match}, but current revision is "
-                    f"{obj.get('revision_number')}")
+            obj, rev = self.load_to_change(ctx, ident, "delete", if_match)
             w = Writes()
             w.expect(self.key(ident), rev)
             w.delete(self.key(ident))
