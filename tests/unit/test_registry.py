@@ -29,7 +29,7 @@ def test_one_owner_per_stage_and_registers_distinct():
 
 def test_check_flow_rejects_undeclared_things():
     ok = Flow.make("l2_lookup", 10, {"net": 1, "eth_dst": "fa:16:3e:00:00:01"},
-                   goto="output")
+                   goto="ingress_ct")
     check_flow(ok, owner=BY_NAME["l2_lookup"].owner)
     with pytest.raises(PipelineViolation):
         check_flow(Flow.make("nowhere", 1))

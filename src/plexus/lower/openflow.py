@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 
+from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.pipeline.flows import (
-    FIELD_BITS, Controller, Flow, Move, Output, SetField, ovs_field,
+    FIELD_BITS, Conjunction, Controller, Ct, CtClear, Flow, Move, Output, SetField, ovs_field,
 )
 from plexus.pipeline.registry import table_of
 
@@ -50,9 +51,29 @@ def actions_of(flow: Flow) -> list:
         elif isinstance(a, Controller):
             out.append(parser.NXActionController2(userdata=a.userdata.encode(),
                                                   max_len=ofp.OFPCML_NO_BUFFER))
+        elif isinstance(a, Ct):
+            out.append(ct_action(a))
+        elif isinstance(a, CtClear):
+            out.append(parser.NXActionCTClear())
+        elif isinstance(a, Conjunction):     # OVS numbers dimensions from 0 on the wire
+            out.append(parser.NXActionConjunction(clause=a.k - 1, n_clauses=a.n, id_=a.id))
         else:
             raise TypeError(f"cannot lower {a!r}")
     return out
+
+
+def ct_action(a: Ct) -> parser.NXActionCT:
+    """``ct(...)``: zone immediate or from the low 16 bits of a register; recirculation
+    to the stage's table; ct_mark set inside ``exec`` when committing with a mark."""
+    if isinstance(a.zone, int):
+        zone_src, zone = "", a.zone
+    else:
+        zone_src, zone = ovs_field(a.zone), nicira_ext.ofs_nbits(0, 15)
+    return parser.NXActionCT(
+        flags=nicira_ext.NX_CT_F_COMMIT if a.commit else 0, zone_src=zone_src,
+        zone_ofs_nbits=zone, recirc_table=table_of(a.table) if a.table else
+        nicira_ext.NX_CT_RECIRC_NONE, alg=0,
+        actions=[] if a.mark is None else [parser.OFPActionSetField(ct_mark=a.mark)])
 
 
 def flow_mod(flow: Flow, command: int = ofp.OFPFC_ADD) -> parser.OFPFlowMod:

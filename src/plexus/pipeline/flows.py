@@ -4,6 +4,7 @@ OpenFlow messages; the evaluator runs packets through them; golden files print t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -12,6 +13,10 @@ from plexus.pipeline.registry import REGISTERS
 FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48, "arp_spa": 32,
               "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32, "metadata": 64, "reg5": 32,
               "reg6": 32, "reg7": 32, "tunnel_id": 64, "tun_ipv4_dst": 32, "in_port": 32}
+
+# Connection-tracking state bits (the ``ct_state`` field), as OVS names them.
+CT_STATE_BITS = {"new": 0x01, "est": 0x02, "rel": 0x04, "rpl": 0x08, "inv": 0x10,
+                 "trk": 0x20}
 
 
 def ovs_field(name: str) -> str:
@@ -62,7 +67,51 @@ class Controller:
         return f"controller:{self.userdata}"
 
 
-Action = Output | SetField | Move | Controller
+@dataclass(frozen=True, order=True)
+class Ct:
+    """Send the packet through connection tracking in ``zone`` (a number, or the name of a
+    register holding it). ``commit`` records the connection; ``mark`` (with commit) sets
+    the connection's ct_mark. With ``table`` the tracked packet continues in that stage
+    (this must be the flow's last action, and the flow has no goto); without it the
+    packet carries on with the next action."""
+
+    zone: int | str
+    commit: bool = False
+    table: str | None = None
+    mark: int | None = None
+
+    def __str__(self) -> str:
+        parts = (["commit"] if self.commit else []) + [f"zone={self.zone}"]
+        if self.table:
+            parts.append(f"table={self.table}")
+        if self.mark is not None:
+            parts.append(f"exec(set:ct_mark={_fmt(self.mark)})")
+        return f"ct({','.join(parts)})"
+
+
+@dataclass(frozen=True, order=True)
+class CtClear:
+    """Forget the packet's connection-tracking state (ct_state, ct_zone, ct_mark = 0)."""
+
+    def __str__(self) -> str:
+        return "ct_clear"
+
+
+@dataclass(frozen=True, order=True)
+class Conjunction:
+    """Dimension ``k`` of ``n`` of the conjunctive match ``id``: the flow with ``conj_id=id``
+    applies when, at this flow's priority, a flow of every dimension matches. A flow with
+    conjunction actions has nothing else (no other action, no goto)."""
+
+    id: int
+    k: int
+    n: int
+
+    def __str__(self) -> str:
+        return f"conjunction({self.id},{self.k}/{self.n})"
+
+
+Action = Output | SetField | Move | Controller | Ct | CtClear | Conjunction
 
 
 @dataclass(frozen=True, order=True)
@@ -90,8 +139,13 @@ class Flow:
         return [ovs_field(k) for k, _ in self.match]
 
     def goto_targets(self) -> list[str]:
-        """Stages this flow continues to."""
-        return [self.goto] if self.goto else []
+        """Stages this flow continues to (its goto, and where conntrack re-injects it)."""
+        return ([self.goto] if self.goto else []) + [
+            a.table for a in self.actions if isinstance(a, Ct) and a.table]
+
+    def conjunctions(self) -> list[Conjunction]:
+        """The flow's conjunction actions (empty for an ordinary flow)."""
+        return [a for a in self.actions if isinstance(a, Conjunction)]
 
     def key(self) -> tuple:
         """What identifies the flow in a table (OpenFlow's table, priority and match)."""
@@ -106,11 +160,32 @@ class Flow:
 
 # Printed in decimal, as ovs-ofctl does; other integers (keys, registers, eth_type) in hex.
 DECIMAL_FIELDS = {"in_port", "ip_proto", "arp_op", "udp_src", "udp_dst", "tcp_src",
-                  "tcp_dst", "icmpv4_type", "icmpv4_code"}
+                  "tcp_dst", "icmpv4_type", "icmpv4_code", "sctp_src", "sctp_dst", "conj_id",
+                  "ct_zone"}
+
+
+def ct_state(flags: str) -> tuple[int, int]:
+    """A ct_state match from OVS's notation, e.g. ``"+trk+est-rpl"`` → (value, mask)."""
+    value = mask = 0
+    for sign, name in re.findall(r"([+-])([a-z]+)", flags):
+        bit = CT_STATE_BITS[name]
+        mask |= bit
+        value |= bit if sign == "+" else 0
+    return value, mask
+
+
+def ct_state_text(value: int, mask: int) -> str:
+    """OVS's notation of a ct_state match (the inverse of ``ct_state``)."""
+    return "".join(("+" if value & bit else "-") + name
+                   for name, bit in CT_STATE_BITS.items() if mask & bit)
 
 
 def _fmt(value: Any, field: str = "") -> str:
+    if field == "ct_state" and isinstance(value, tuple):
+        return ct_state_text(*value)
     if isinstance(value, tuple):
+        if field in DECIMAL_FIELDS:     # masked ports print in hex, as ovs-ofctl does
+            return f"{hex(value[0])}/{hex(value[1])}"
         return f"{_fmt(value[0], field)}/{_fmt(value[1], field)}"
     if isinstance(value, int) and value > 9 and field not in DECIMAL_FIELDS:
         return hex(value)

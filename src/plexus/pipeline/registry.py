@@ -47,8 +47,12 @@ _L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
 _ARP = {"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"}
 _IP = {"ipv4_src", "ipv4_dst", "ip_proto", "ipv6_src", "ipv6_dst"}
 _L4 = {"udp_src", "udp_dst", "tcp_src", "tcp_dst", "icmpv4_type", "icmpv4_code"}
+_SCTP = {"sctp_src", "sctp_dst"}
 _REGS = {"metadata", "reg5", "reg6", "reg7"}
 _TUN = {"tunnel_id"}
+_CT = {"ct_state", "ct_zone", "ct_mark", "conj_id"}
+_CT_DISPATCH = frozenset(_REGS | {"eth_type", "ip_proto", "udp_src", "udp_dst"})
+_ACL = frozenset(_REGS | _IP | _L4 | _SCTP | _CT | {"eth_type"})
 
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0, "plexus.pipeline.stages.classify",
@@ -64,12 +68,33 @@ STAGES: tuple[Stage, ...] = (
           "ARP requests for every known address on the network are answered in place "
           "and sent back out of the in-port"),
     Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
-          frozenset(_L2 | _IP | _L4 | _REGS), ("l2_lookup",),
+          frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
           "(packet-in); the agent's reply is injected back"),
+    Stage("egress_ct", 40, "plexus.pipeline.stages.egress_ct",
+          _CT_DISPATCH, ("egress_acl", "l2_lookup"),
+          "security groups, leaving a VM: IPv4 from a guarded port (port security on, "
+          "groups known) goes through conntrack in the port's zone (its ofport) and on to "
+          "egress_acl; DHCP requests pass, DHCP replies from a VM drop; the rest passes"),
+    Stage("egress_acl", 45, "plexus.pipeline.stages.egress_acl",
+          _ACL, ("l2_lookup",),
+          "the port's egress rules (conjunctive matches for remote groups): invalid and "
+          "revoked (ct_mark=1) connections drop, replies and related pass, new and "
+          "established packets a rule allows are committed and pass; an established "
+          "connection no rule allows any more is marked revoked and dropped"),
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
-          frozenset(_L2 | _REGS), ("output",),
+          frozenset(_L2 | _REGS), ("ingress_ct",),
           "destination MAC → logical out-port; broadcast and multicast flood"),
+    Stage("ingress_ct", 70, "plexus.pipeline.stages.ingress_ct",
+          _CT_DISPATCH, ("ingress_acl", "output"),
+          "security groups, entering a VM (from a local port or a tunnel): IPv4 to a "
+          "guarded local port goes through conntrack in that port's zone and on to "
+          "ingress_acl; ARP and DHCP replies pass, other traffic to it drops; floods and "
+          "unguarded ports pass"),
+    Stage("ingress_acl", 75, "plexus.pipeline.stages.ingress_acl",
+          _ACL, ("output",),
+          "the out-port's ingress rules, as egress_acl does for the in-port's egress "
+          "rules"),
     Stage("output", 80, "plexus.pipeline.stages.output",
           frozenset(_REGS | {"eth_dst"}), (),
           "out-port → local VIF, or tunnel to the chassis hosting it (VNI = network); "
@@ -90,6 +115,7 @@ PREREQUISITES: dict[str, tuple[str, frozenset]] = {
     "udp_src": ("ip_proto", frozenset({17})), "udp_dst": ("ip_proto", frozenset({17})),
     "tcp_src": ("ip_proto", frozenset({6})), "tcp_dst": ("ip_proto", frozenset({6})),
     "icmpv4_type": ("ip_proto", frozenset({1})), "icmpv4_code": ("ip_proto", frozenset({1})),
+    "sctp_src": ("ip_proto", frozenset({132})), "sctp_dst": ("ip_proto", frozenset({132})),
 }
 
 
@@ -131,3 +157,30 @@ def check_flow(flow, owner: str | None = None) -> None:
     for target in flow.goto_targets():
         if target not in st.next:
             raise PipelineViolation(f"{st.name} may not go to {target!r}")
+    _check_actions(st, flow)
+
+
+def _check_actions(st: Stage, flow) -> None:
+    """OVS's rules for conjunction and recirculating ct actions."""
+    kinds = [type(a).__name__ for a in flow.actions]
+    conj = flow.conjunctions()
+    if conj:
+        if len(conj) != len(flow.actions) or flow.goto:
+            raise PipelineViolation(f"{st.name}: a flow with conjunction actions may have "
+                                    f"no other action and no goto: {kinds}")
+        if "conj_id" in dict(flow.match):
+            raise PipelineViolation(f"{st.name}: a conj_id flow may not be conjunctive")
+        for c in conj:
+            if not (2 <= c.n <= 64 and 1 <= c.k <= c.n):
+                raise PipelineViolation(f"{st.name}: bad conjunction {c}")
+        if len({c.id for c in conj}) != len(conj):
+            raise PipelineViolation(f"{st.name}: one conjunction id twice in a flow")
+    for i, name in enumerate(kinds):
+        action = flow.actions[i]
+        if name == "Ct" and action.table and (i != len(kinds) - 1 or flow.goto):
+            raise PipelineViolation(f"{st.name}: ct(table=...) must be the last action of a "
+                                    f"flow without goto")
+        if name == "Ct" and action.mark is not None and not action.commit:
+            raise PipelineViolation(f"{st.name}: setting ct_mark needs commit")
+        if name == "Ct" and dict(flow.match).get("eth_type") not in (0x0800, 0x86DD):
+            raise PipelineViolation(f"{st.name}: a ct action needs an IPv4 or IPv6 match")

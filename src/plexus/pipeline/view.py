@@ -66,8 +66,43 @@ class ChassisView:
 
 
 @dataclass(frozen=True)
+class RuleView:
+    """A security group rule, normalised: directions are from the VM's point of view."""
+
+    id: str
+    direction: str                      # "ingress" (into the VM) or "egress" (out of it)
+    ethertype: str = "IPv4"             # "IPv4" or "IPv6"
+    protocol: int | None = None         # IP protocol number; None = any
+    port_min: int | None = None         # destination port range, or the ICMP type
+    port_max: int | None = None         # ... or the ICMP code
+    remote_prefix: str | None = None    # CIDR with host bits cleared; None = anywhere
+    remote_group: str | None = None     # the peer must hold an address of this group
+
+
+@dataclass(frozen=True)
+class SecurityGroupView:
+    """A security group and its rules."""
+
+    id: str
+    rules: tuple[RuleView, ...] = ()
+    stateful: bool = True
+
+
+@dataclass(frozen=True)
+class SecurityView:
+    """What the ACL stages need: the groups of the ports bound here, each such port's
+    groups, and the addresses of every group used as a remote group (all its member
+    ports' fixed IPs and allowed-address-pair addresses, wherever they are bound)."""
+
+    groups: Mapping[str, SecurityGroupView] = field(default_factory=dict)
+    port_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    members: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class View:
-    """Everything one chassis compiles from."""
+    """Everything one chassis compiles from. While ``security`` is None (until the agent
+    supplies security groups) the ACL stages let everything through."""
 
     chassis: str                                    # this chassis' name
     tunnel_ip: str
@@ -77,6 +112,7 @@ class View:
     chassis_by_name: Mapping[str, ChassisView] = field(default_factory=dict)
     vif_ofports: Mapping[str, int] = field(default_factory=dict)     # port id -> ofport
     tunnel_ofports: Mapping[str, int] = field(default_factory=dict)  # chassis -> ofport
+    security: SecurityView | None = None
 
     def local_ports(self) -> list[PortView]:
         """Ports bound here whose VIF is plugged (has an ofport), sorted by id."""

@@ -1,14 +1,22 @@
 """The one evaluator: runs a packet (a dict of fields) through flow objects exactly as
 they will be lowered into OpenFlow, and says which flow did what. ``plexus trace``,
-the compilers' behaviour tests and the verifier all use it."""
+the compilers' behaviour tests and the verifier all use it.
+
+It models the two OVS mechanisms the ACL stages rely on: conjunctive matches (a
+``conj_id`` flow applies when, at one priority, a flow of every dimension matches) and
+a small connection tracker (``ct``: per zone, both directions, new/established/reply/
+related/invalid, commit and ct_mark), kept by the ``Pipeline`` across packets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from plexus.pipeline.flows import Controller, Flow, Move, Output, SetField, ovs_field
+from plexus.pipeline.flows import (
+    Conjunction, Controller, Ct, CtClear, Flow, Move, Output, SetField, ovs_field,
+)
 from plexus.pipeline.registry import STAGES
+from plexus.tools.conntrack import Conntrack
 
 MAX_STEPS = 64
 
@@ -73,27 +81,44 @@ def flow_matches(flow: Flow, packet: dict) -> bool:
 
 
 class Pipeline:
-    """Flows indexed by stage, ready to evaluate packets."""
+    """Flows indexed by stage, ready to evaluate packets; with its connection tracker
+    (pass ``conntrack`` to keep connections across a recompile, as OVS does)."""
 
-    def __init__(self, flows: Iterable[Flow]):
+    def __init__(self, flows: Iterable[Flow], conntrack: Conntrack | None = None):
         self.by_stage: dict[str, list[Flow]] = {}
+        self.conntrack = conntrack if conntrack is not None else Conntrack()
         for f in flows:
             self.by_stage.setdefault(f.stage, []).append(f)
         for table in self.by_stage.values():
             table.sort(key=lambda f: -f.priority)
 
     def lookup(self, stage: str, packet: dict) -> Flow | None:
-        """The highest-priority flow of a stage matching the packet."""
-        for f in self.by_stage.get(stage, ()):
-            if flow_matches(f, packet):
-                return f
-        return None
+        """The flow of a stage that applies to the packet, as OVS chooses it: the highest
+        priority ordinary match, unless conjunctive flows above it complete a conjunction
+        (then the flow found again with ``conj_id`` set, ignoring conjunctive flows)."""
+        table = self.by_stage.get(stage, ())
+        hard = _first(table, packet)
+        floor = hard.priority if hard is not None else -1
+        levels: dict[int, list[Flow]] = {}
+        for f in table:
+            if f.priority <= floor:
+                break
+            if f.conjunctions() and flow_matches(f, packet):
+                levels.setdefault(f.priority, []).append(f)
+        for prio in sorted(levels, reverse=True):
+            for cid in _completed(levels[prio]):
+                found = _first(table, {**packet, "conj_id": cid})
+                if found is not None:
+                    return found
+        return hard
 
     def run(self, packet: dict, stage: str | None = None) -> Result:
         """Evaluate from ``stage`` (default: the first) until the packet leaves or drops.
 
-        Registers start at zero, as in OVS; ``in_port`` must be given."""
-        pkt = {"metadata": 0, "reg5": 0, "reg6": 0, "reg7": 0, **packet}
+        Registers and connection-tracking fields start at zero, as in OVS; ``in_port``
+        must be given."""
+        pkt = {"metadata": 0, "reg5": 0, "reg6": 0, "reg7": 0, "ct_state": 0, "ct_zone": 0,
+               "ct_mark": 0, "conj_id": 0, **packet}
         result = Result()
         current = stage or STAGES[0].name
         for _ in range(MAX_STEPS):
@@ -101,15 +126,19 @@ class Pipeline:
             result.steps.append(Step(current, flow))
             if flow is None:
                 return result
+            after = flow.goto
             for action in flow.actions:
-                self._apply(action, pkt, result)
-            if not flow.goto:
+                recirculate = self._apply(action, pkt, result)
+                if recirculate:
+                    after = recirculate
+                    break
+            if not after:
                 return result
-            current = flow.goto
+            current = after
         raise RuntimeError("pipeline loop: too many steps")
 
-    @staticmethod
-    def _apply(action, pkt: dict, result: Result) -> None:
+    def _apply(self, action, pkt: dict, result: Result) -> str | None:
+        """Apply one action; the stage to continue in when it recirculates (ct(table))."""
         if isinstance(action, SetField):
             pkt[ovs_field(action.field)] = action.value
         elif isinstance(action, Move):
@@ -121,5 +150,39 @@ class Pipeline:
                 result.outputs.append((action.port, dict(pkt)))
         elif isinstance(action, Controller):
             result.controller.append((action.userdata, dict(pkt)))
+        elif isinstance(action, Ct):
+            zone = action.zone if isinstance(action.zone, int) else pkt.get(
+                ovs_field(action.zone), 0) & 0xFFFF
+            if action.commit:
+                self.conntrack.commit(zone, pkt, action.mark)
+            if action.table:
+                pkt.update(zip(("ct_state", "ct_zone", "ct_mark"),
+                               self.conntrack.lookup(zone, pkt)))
+                return action.table
+        elif isinstance(action, CtClear):
+            pkt.update(ct_state=0, ct_zone=0, ct_mark=0)
+        elif isinstance(action, Conjunction):
+            raise TypeError("conjunction actions are never executed (lookup resolves them)")
         else:
             raise TypeError(f"unknown action {action!r}")
+        return None
+
+
+def _first(table: Iterable[Flow], packet: dict) -> Flow | None:
+    """The first ordinary (non-conjunctive) flow of a priority-sorted table that matches."""
+    for f in table:
+        if not f.conjunctions() and flow_matches(f, packet):
+            return f
+    return None
+
+
+def _completed(flows: list[Flow]) -> list[int]:
+    """Conjunction ids for which the matching flows (of one priority) cover every
+    dimension, smallest first (OVS picks one; all of ours have equivalent actions)."""
+    seen: dict[int, set[int]] = {}
+    size: dict[int, int] = {}
+    for f in flows:
+        for c in f.conjunctions():
+            seen.setdefault(c.id, set()).add(c.k)
+            size[c.id] = c.n
+    return sorted(cid for cid, ks in seen.items() if len(ks) == size[cid])

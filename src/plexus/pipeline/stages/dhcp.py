@@ -10,7 +10,7 @@ from plexus.pipeline.stages.common import ETH_IP, IP_UDP, default_flow, local_po
 from plexus.pipeline.view import PortView, View
 
 STAGE = "dhcp"
-NEXT = "l2_lookup"
+NEXT = "egress_ct"
 PRIO = 50
 
 

@@ -10,7 +10,7 @@ from plexus.pipeline.stages.common import GROUP_MACS, default_flow, local_networ
 from plexus.pipeline.view import View
 
 STAGE = "l2_lookup"
-NEXT = "output"
+NEXT = "ingress_ct"
 PRIO_PORT = 50
 PRIO_FLOOD = 40
 

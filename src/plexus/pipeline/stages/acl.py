@@ -1,0 +1,256 @@
+"""Security groups with Neutron's OVS-firewall semantics, stateful through conntrack, for
+the four ACL stages (egress_ct → egress_acl before L2 lookup, ingress_ct → ingress_acl
+after it). Directions are the VM's: egress leaves the in-port, ingress enters a local
+out-port (from a local port or a tunnel). The stage modules are thin; this is the
+compiler they share.
+
+A port is guarded when it is bound and plugged here, admin up, has port security, and
+the view carries security groups (``View.security``). Each guarded port has its own
+conntrack zone: its OpenFlow port number, which OVS keeps for as long as the VIF is
+plugged and which no other VIF on br-int has meanwhile.
+
+- ``*_ct``: IPv4 of a guarded port is sent through conntrack in the port's zone
+  (stateless groups: not tracked) and on to the ACL stage. Egress: DHCP requests pass
+  untracked, DHCP replies from a VM (a rogue server) drop. Ingress: ARP and DHCP replies
+  pass, anything else that is not IPv4 drops (IPv6 is not supported yet). Floods and
+  unguarded ports pass.
+- ``*_acl``: invalid packets and connections marked revoked (``ct_mark=1``) drop;
+  replies and related packets of accepted connections pass; new packets and
+  established ones in the original direction pass when a rule of the port's groups
+  allows them (committed in the zone); an established connection that no rule allows
+  any more is marked revoked (Neutron's behaviour: a removed rule also cuts live
+  connections, at their next packet); anything else drops.
+
+Rules with a remote group are conjunctive matches (``conjunction(id, k/2)``): dimension 1
+is the group's member addresses, one flow each, shared by every port of the chassis
+(cookie ``sg:<group>:members``, so a membership change touches only those); dimension 2
+is the port's protocol/port matches. N members × M port ranges cost N + M flows."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from plexus.pipeline.flows import Conjunction, Ct, CtClear, Flow, ct_state
+from plexus.pipeline.stages.common import (
+    ETH_ARP, ETH_IP, IP_UDP, as_match, default_flow, is_ipv4, local_ports,
+)
+from plexus.pipeline.view import PortView, RuleView, View
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One direction of filtering: its two stages and how it names port and peer."""
+
+    name: str                 # the rules' direction
+    ct_stage: str
+    acl_stage: str
+    after: str                # the stage an accepted packet continues in
+    port_register: str        # which register names the guarded port
+    peer_field: str           # where the remote address is: destination when egress
+
+
+EGRESS = Direction("egress", "egress_ct", "egress_acl", "l2_lookup", "inport", "ipv4_dst")
+INGRESS = Direction("ingress", "ingress_ct", "ingress_acl", "output", "outport", "ipv4_src")
+
+PRIO_DHCP = 100        # *_ct: DHCP allowances (before conntrack)
+PRIO_TRACK = 90        # *_ct: IPv4 (and, ingress, ARP) of a guarded port
+PRIO_OTHER = 80        # ingress_ct: anything else to a guarded port drops
+PRIO_INVALID = 100     # *_acl
+PRIO_REVOKED = 95
+PRIO_RETURN = 90
+PRIO_RULE = 70         # ordinary rule flows and conj_id flows
+PRIO_CONJ = 60         # the dimensions of conjunctive rules
+PRIO_UNALLOWED = 40    # established, no rule allows it: mark revoked
+
+INVALID = ct_state("+inv+trk")
+REPLY = ct_state("+est-rel+rpl+trk")
+RELATED = ct_state("-new-est+rel-inv+trk")
+ESTABLISHED = ct_state("+est+trk")
+REVOKED_MARK = 1
+PORT_FIELDS = {6: "tcp_dst", 17: "udp_dst", 132: "sctp_dst"}   # protocols with ports
+IP_ICMP = 1
+DHCP_REQUEST = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
+DHCP_REPLY = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 67, "udp_dst": 68}
+
+
+# --- which ports, which rules ---------------------------------------------------------
+
+def guarded_ports(view: View) -> list[PortView]:
+    """Local ports whose traffic is filtered (none until the view carries security)."""
+    if view.security is None:
+        return []
+    return [p for p in local_ports(view) if p.port_security]
+
+
+def zone(view: View, port: PortView) -> int:
+    """The port's conntrack zone: its OpenFlow port number on br-int."""
+    return view.vif_ofports[port.id]
+
+
+def groups_of(view: View, port: PortView) -> list[str]:
+    """Ids of the port's security groups the view knows, sorted."""
+    sec = view.security
+    return sorted(g for g in sec.port_groups.get(port.id, ()) if g in sec.groups)
+
+
+def stateful(view: View, port: PortView) -> bool:
+    """Whether the port's groups are stateful (the API keeps a port's groups all alike)."""
+    return all(view.security.groups[g].stateful for g in groups_of(view, port))
+
+
+def rules_of(view: View, port: PortView, d: Direction) -> list[tuple[str, RuleView]]:
+    """(group id, rule) of the port's IPv4 rules in one direction, sorted."""
+    return [(g, r) for g in groups_of(view, port) for r in view.security.groups[g].rules
+            if r.direction == d.name and r.ethertype == "IPv4"]
+
+
+def members(view: View, group: str) -> list[str]:
+    """IPv4 member addresses (or CIDRs) of a remote group, sorted."""
+    return sorted(a for a in view.security.members.get(group, ()) if is_ipv4(a))
+
+
+# --- rules → matches ------------------------------------------------------------------
+
+def port_masks(low: int, high: int) -> list[int | tuple[int, int]]:
+    """The fewest value/mask matches covering ports ``low..high`` (exact for one port)."""
+    out: list[int | tuple[int, int]] = []
+    while low <= high:
+        size = low & -low if low else 1 << 16
+        while size > high - low + 1:
+            size >>= 1
+        out.append(low if size == 1 else (low, 0xFFFF & ~(size - 1)))
+        low += size
+    return out
+
+
+def rule_matches(rule: RuleView) -> list[dict]:
+    """The rule's protocol part as matches (several for a port range): ports for TCP,
+    UDP and SCTP, type and code for ICMP; ports of other protocols (DCCP, UDP-Lite) are
+    not matched, as in Neutron's OVS firewall."""
+    base: dict = {"eth_type": ETH_IP}
+    if rule.protocol is None:
+        return [base]
+    base["ip_proto"] = rule.protocol
+    field = PORT_FIELDS.get(rule.protocol)
+    if field and rule.port_min and rule.port_max:
+        return [{**base, field: m} for m in port_masks(rule.port_min, rule.port_max)]
+    if rule.protocol == IP_ICMP and rule.port_min is not None:
+        icmp = {**base, "icmpv4_type": rule.port_min}
+        if rule.port_max is not None:
+            icmp["icmpv4_code"] = rule.port_max
+        return [icmp]
+    return [base]
+
+
+def peer_match(d: Direction, address: str) -> dict:
+    """Match of the remote address (none for 0.0.0.0/0)."""
+    value = as_match(address)
+    return {} if value == ("0.0.0.0", "0.0.0.0") else {d.peer_field: value}
+
+
+def conj_ids(groups: list[str]) -> dict[str, int]:
+    """A conjunction id per remote group: a hash of its id, so it does not depend on which
+    other groups are used (on a rare collision, the later group in sorted order probes on)."""
+    out: dict[str, int] = {}
+    taken: set[int] = set()
+    for group in sorted(set(groups)):
+        cid = int.from_bytes(hashlib.blake2b(group.encode(), digest_size=4).digest(), "big")
+        while cid == 0 or cid in taken:
+            cid = (cid + 1) & 0xFFFFFFFF
+        taken.add(cid)
+        out[group] = cid
+    return out
+
+
+# --- the stages -----------------------------------------------------------------------
+
+def conntrack_flows(view: View, d: Direction) -> list[Flow]:
+    """The ``*_ct`` stage: per guarded port, the DHCP allowances and the conntrack step."""
+    flows = [default_flow(d.ct_stage, goto=d.after)]
+    for port in guarded_ports(view):
+        me = {"net": view.networks[port.network_id].key, d.port_register: port.key}
+        cookie = f"port:{port.id}"
+
+        def add(prio, match, actions=(), goto=None, note=""):
+            flows.append(Flow.make(d.ct_stage, prio, {**me, **match}, actions, goto, cookie,
+                                   note))
+        if d is EGRESS:
+            add(PRIO_DHCP, DHCP_REQUEST, goto=d.after, note="DHCP requests always pass")
+            add(PRIO_DHCP, DHCP_REPLY, note="no DHCP server on an instance")
+        else:
+            add(PRIO_DHCP, DHCP_REPLY, goto=d.after, note="DHCP replies always pass")
+            add(PRIO_TRACK, {"eth_type": ETH_ARP}, goto=d.after)
+            add(PRIO_OTHER, {}, note="neither IPv4 nor ARP (IPv6 is not supported yet)")
+        if stateful(view, port):
+            add(PRIO_TRACK, {"eth_type": ETH_IP}, [Ct(zone(view, port), table=d.acl_stage)])
+        else:
+            add(PRIO_TRACK, {"eth_type": ETH_IP}, [CtClear()] if d is INGRESS else [],
+                goto=d.acl_stage, note="stateless groups: not tracked")
+    return flows
+
+
+def acl_flows(view: View, d: Direction) -> list[Flow]:
+    """The ``*_acl`` stage: connection state, then each guarded port's rules."""
+    flows = [default_flow(d.acl_stage)]
+    if view.security is None:
+        return flows
+    stage, after = d.acl_stage, d.after
+    common = f"pipeline:{stage}"
+    flows += [
+        Flow.make(stage, PRIO_INVALID, {"ct_state": INVALID}, cookie=common, note="invalid"),
+        Flow.make(stage, PRIO_REVOKED, {"ct_mark": REVOKED_MARK}, cookie=common,
+                  note="a connection no rule allows any more"),
+        Flow.make(stage, PRIO_RETURN, {"ct_state": REPLY}, goto=after, cookie=common,
+                  note="replies of accepted connections"),
+        Flow.make(stage, PRIO_RETURN, {"ct_state": RELATED}, goto=after, cookie=common,
+                  note="related to accepted connections (ICMP errors)"),
+    ]
+    conj: dict[tuple, tuple[set, set]] = {}       # (prio, match) → (conjunctions, cookies)
+    plain: dict[tuple, tuple[Flow, set]] = {}     # (prio, match) → (flow, cookies)
+    ports = guarded_ports(view)
+    remote = conj_ids([r.remote_group for p in ports for _, r in rules_of(view, p, d)
+                       if r.remote_group])
+
+    def dimension(match: dict, action: Conjunction, cookie: str) -> None:
+        acts, cookies = conj.setdefault(tuple(sorted(match.items())), (set(), set()))
+        acts.add(action)
+        cookies.add(cookie)
+
+    def accept(match: dict, actions: list, cookie: str, note: str = "") -> None:
+        flow = Flow.make(stage, PRIO_RULE, match, actions, after, cookie, note)
+        _, cookies = plain.setdefault(flow.match, (flow, set()))
+        cookies.add(cookie)
+
+    for group, cid in remote.items():
+        for address in members(view, group):
+            dimension({"eth_type": ETH_IP, **peer_match(d, address)}, Conjunction(cid, 1, 2),
+                      f"sg:{group}:members")
+    for port in ports:
+        me = {"net": view.networks[port.network_id].key, d.port_register: port.key}
+        keep = stateful(view, port)
+        commit = [Ct(zone(view, port), commit=True)] if keep else []
+        for group, rule in rules_of(view, port, d):
+            cookie = f"sg:{group}:rule:{rule.id}"
+            for match in rule_matches(rule):
+                if rule.remote_group is None:
+                    peer = peer_match(d, rule.remote_prefix) if rule.remote_prefix else {}
+                    accept({**me, **match, **peer}, commit, cookie)
+                else:
+                    cid = remote[rule.remote_group]
+                    dimension({**me, **match}, Conjunction(cid, 2, 2), cookie)
+                    accept({**me, "eth_type": ETH_IP, "conj_id": cid}, commit, f"port:{port.id}",
+                           note=f"remote group {rule.remote_group}")
+        if keep:
+            flows.append(Flow.make(stage, PRIO_UNALLOWED, {**me, "eth_type": ETH_IP,
+                                                           "ct_state": ESTABLISHED},
+                                   [Ct(zone(view, port), commit=True, mark=REVOKED_MARK)],
+                                   cookie=f"port:{port.id}",
+                                   note="no rule allows it any more: revoke"))
+    for (flow, cookies) in plain.values():
+        flows.append(Flow(flow.stage, flow.priority, flow.match, flow.actions, flow.goto,
+                          ",".join(sorted(cookies)), flow.note))
+    for match, (acts, cookies) in conj.items():
+        flows.append(Flow(stage, PRIO_CONJ, match, tuple(sorted(acts)),
+                          cookie=",".join(sorted(cookies))))
+    return flows

@@ -1,0 +1,118 @@
+"""A small connection tracker for the evaluator, with the behaviour of OVS's (and Linux's)
+that the ACL stages rely on: connections per zone, found in both directions; a packet's
+state is new (until a reply is seen), established, reply, related (an ICMP error about a
+connection) or invalid; ``commit`` records a connection and may set its ct_mark.
+
+Evaluator-only packet fields: ``tcp_flags`` (default: a SYN), ``icmp_id`` (default 0)
+and, for an ICMP error, ``inner``: the fields of the packet it is about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plexus.pipeline.flows import CT_STATE_BITS
+
+NEW, EST, REL, RPL, INV, TRK = (CT_STATE_BITS[n] for n in ("new", "est", "rel", "rpl", "inv",
+                                                          "trk"))
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+PORTS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst"), 132: ("sctp_src", "sctp_dst")}
+ICMP_REQUESTS = {8: 0, 13: 14, 15: 16, 17: 18}          # request type → its reply's type
+ICMP_REPLIES = {reply: request for request, reply in ICMP_REQUESTS.items()}
+ICMP_ERRORS = {3, 4, 5, 11, 12}
+
+
+@dataclass
+class Connection:
+    """One tracked connection."""
+
+    zone: int
+    original: tuple
+    reply: tuple
+    mark: int = 0
+    seen_reply: bool = False
+
+
+def key_of(pkt: dict) -> tuple | None:
+    """The packet's connection key in its own direction (None: not IPv4)."""
+    src, dst, proto = pkt.get("ipv4_src"), pkt.get("ipv4_dst"), pkt.get("ip_proto")
+    if src is None or dst is None or proto is None:
+        return None
+    if proto in PORTS:
+        sport, dport = PORTS[proto]
+        return (src, dst, proto, pkt.get(sport), pkt.get(dport))
+    if proto == 1:
+        kind = pkt.get("icmpv4_type")
+        if kind in ICMP_REQUESTS:
+            return (src, dst, 1, pkt.get("icmp_id", 0), kind, "request")
+        if kind in ICMP_REPLIES:
+            return (src, dst, 1, pkt.get("icmp_id", 0), ICMP_REPLIES[kind], "reply")
+        return (src, dst, 1, "other", kind)
+    return (src, dst, proto)
+
+
+def reverse(key: tuple) -> tuple:
+    """The key of the other direction of a connection."""
+    src, dst, proto, *rest = key
+    if proto in PORTS:
+        return (dst, src, proto, rest[1], rest[0])
+    if proto == 1 and rest and rest[-1] in ("request", "reply"):
+        return (dst, src, 1, rest[0], rest[1], "reply" if rest[-1] == "request" else "request")
+    return (dst, src, proto, *rest)
+
+
+def valid_new(pkt: dict) -> bool:
+    """Whether the packet may start a connection (TCP: a SYN, or a mid-stream ACK picked
+    up loosely; ICMP: a request; other protocols: any packet)."""
+    proto = pkt.get("ip_proto")
+    if proto == 6:
+        flags = pkt.get("tcp_flags", SYN)
+        if flags & SYN:
+            return not flags & (ACK | FIN | RST)
+        return bool(flags & ACK) and not flags & RST
+    if proto == 1:
+        return pkt.get("icmpv4_type") in ICMP_REQUESTS
+    return True
+
+
+class Conntrack:
+    """Connections by (zone, key), each entered under both of its directions."""
+
+    def __init__(self) -> None:
+        self.table: dict[tuple, tuple[Connection, bool]] = {}
+
+    def find(self, zone: int, pkt: dict) -> tuple[Connection | None, bool]:
+        """The packet's connection in a zone and whether the packet is a reply."""
+        key = key_of(pkt)
+        return self.table.get((zone, key), (None, False)) if key else (None, False)
+
+    def lookup(self, zone: int, pkt: dict) -> tuple[int, int, int]:
+        """What ``ct(zone=...)`` tells the packet: (ct_state, ct_zone, ct_mark)."""
+        if pkt.get("ip_proto") == 1 and pkt.get("icmpv4_type") in ICMP_ERRORS:
+            inner = pkt.get("inner")
+            about = self.find(zone, inner)[0] if isinstance(inner, dict) else None
+            return (TRK | REL, zone, about.mark) if about else (TRK | INV, zone, 0)
+        conn, is_reply = self.find(zone, pkt)
+        if conn is None:
+            return (TRK | NEW if key_of(pkt) and valid_new(pkt) else TRK | INV), zone, 0
+        if is_reply:
+            conn.seen_reply = True
+            return TRK | EST | RPL, zone, conn.mark
+        return TRK | (EST if conn.seen_reply else NEW), zone, conn.mark
+
+    def commit(self, zone: int, pkt: dict, mark: int | None = None) -> None:
+        """``ct(commit)``: record the packet's connection (if it may start one), and set
+        its ct_mark when ``mark`` is given."""
+        conn, _ = self.find(zone, pkt)
+        if conn is None:
+            key = key_of(pkt)
+            if key is None or not valid_new(pkt):
+                return
+            conn = Connection(zone, key, reverse(key))
+            self.table[(zone, key)] = (conn, False)
+            self.table[(zone, conn.reply)] = (conn, True)
+        if mark is not None:
+            conn.mark = mark
+
+    def connections(self) -> list[Connection]:
+        """Every tracked connection, once."""
+        return list({id(c): c for c, _ in self.table.values()}.values())
