@@ -1,0 +1,171 @@
+"""Desired versus installed flows: both turned into one canonical form (OpenFlow's
+identity of a flow — table, priority, match — plus its cookie and instructions as the
+switch reports them back), and the smallest set of flow mods that turns one into the
+other: strict deletes, modifies, adds. Pure: the OVS boundary hands in what it read.
+
+Open vSwitch re-encodes some actions when it reports them (a register move comes back
+with NXM field headers, a controller action without its default max_len), so actions
+are compared by meaning, not by bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from plexus.lower.openflow import DP, cookie_of, flow_mod
+from plexus.pipeline.flows import Flow
+
+Key = tuple[int, int, tuple]            # (table, priority, canonical match)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One OpenFlow flow in canonical form; ``match`` keeps os-ken's object for deletes."""
+
+    table: int
+    priority: int
+    fields: tuple                           # sorted (field, value) pairs
+    cookie: int
+    instructions: tuple
+    match: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> Key:
+        """What identifies the flow in its table."""
+        return (self.table, self.priority, self.fields)
+
+
+def entry(table: int, priority: int, cookie: int, match, instructions) -> Entry:
+    """The canonical entry of a flow given as os-ken match and instructions."""
+    fields = tuple(sorted((k, _value(v)) for k, v in match.items()))
+    return Entry(table, priority, fields, cookie,
+                 tuple(_instruction(i) for i in instructions), match)
+
+
+def of_flow(flow: Flow) -> Entry:
+    """A compiled flow's entry (as it will be installed)."""
+    mod = flow_mod(flow)
+    return entry(mod.table_id, mod.priority, mod.cookie, mod.match, mod.instructions)
+
+
+def of_stats(stats) -> Entry:
+    """An installed flow's entry, from an os-ken ``OFPFlowStats``."""
+    return entry(stats.table_id, stats.priority, stats.cookie, stats.match, stats.instructions)
+
+
+def _value(v):
+    if isinstance(v, str):
+        return v.lower().removesuffix("_nxm")      # NXM and OXM names of one field agree
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v)
+    if isinstance(v, (tuple, list)):
+        return tuple(_value(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _value(x)) for k, x in v.items()))
+    if hasattr(v, "serialize"):                    # a nested action (e.g. inside ct)
+        return _action(v)
+    return v
+
+
+def _instruction(inst) -> tuple:
+    if isinstance(inst, parser.OFPInstructionGotoTable):
+        return ("goto", inst.table_id)
+    if isinstance(inst, parser.OFPInstructionActions):
+        return ("actions", inst.type, tuple(_action(a) for a in inst.actions))
+    buf = bytearray()
+    inst.serialize(buf, 0)
+    return ("raw", bytes(buf))
+
+
+IGNORED = {"type", "len", "experimenter", "subtype", "field"}
+DEFAULTS = {   # what OVS leaves out when it reports an action back
+    "NXActionController2": {"max_len": ofp.OFPCML_NO_BUFFER, "controller_id": 0,
+                            "reason": ofp.OFPR_ACTION, "pause": False, "meter_id": None},
+}
+
+
+def _action(action) -> tuple:
+    name = type(action).__name__
+    attrs = {**DEFAULTS.get(name, {}),
+             **{k: v for k, v in vars(action).items() if k not in IGNORED}}
+    if name == "NXActionController2":
+        attrs["userdata"] = bytes(attrs.get("userdata") or b"")
+    return (name, tuple(sorted((k, _value(v)) for k, v in attrs.items())))
+
+
+@dataclass
+class FlowDiff:
+    """What turns installed into desired: strict deletes, modifies, adds."""
+
+    deletes: list[Entry]
+    modifies: list[tuple[Entry, Flow]]       # (installed, desired): actions or cookie differ
+    adds: list[Flow]
+
+    def __bool__(self) -> bool:
+        return bool(self.deletes or self.modifies or self.adds)
+
+    def __len__(self) -> int:
+        return len(self.deletes) + len(self.modifies) + len(self.adds)
+
+    def messages(self) -> list:
+        """The flow mods, deletes first (one atomic bundle applies them all)."""
+        out = [delete_strict(e) for e in self.deletes]
+        for old, flow in self.modifies:
+            # OpenFlow 1.3 modify keeps the old cookie: a new cookie needs an add (replace)
+            same_cookie = old.cookie == cookie_of(flow.cookie)
+            out.append(flow_mod(flow, ofp.OFPFC_MODIFY_STRICT if same_cookie else ofp.OFPFC_ADD))
+        out += [flow_mod(f) for f in self.adds]
+        return out
+
+    def summary(self) -> str:
+        """``-deletes ~modifies +adds``."""
+        return f"-{len(self.deletes)} ~{len(self.modifies)} +{len(self.adds)}"
+
+
+def delete_strict(e: Entry) -> parser.OFPFlowMod:
+    """A strict delete of exactly this installed flow (any cookie)."""
+    match = e.match if e.match is not None else parser.OFPMatch(**dict(e.fields))
+    return parser.OFPFlowMod(DP, cookie=0, cookie_mask=0, table_id=e.table,
+                             command=ofp.OFPFC_DELETE_STRICT, priority=e.priority,
+                             match=match, instructions=[], out_port=ofp.OFPP_ANY,
+                             out_group=ofp.OFPG_ANY, flags=0)
+
+
+def desired_entries(flows: Iterable[Flow]) -> dict[Key, tuple[Entry, Flow]]:
+    """Compiled flows by OpenFlow identity, each with its canonical entry."""
+    out = {}
+    for flow in flows:
+        e = of_flow(flow)
+        out[e.key] = (e, flow)
+    return out
+
+
+class Lowered:
+    """Entries of compiled flows, remembered from one reconcile to the next: lowering
+    through os-ken costs far more than compiling, and most flows do not change."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Flow, Entry] = {}
+
+    def desired(self, flows: Iterable[Flow]) -> dict[Key, tuple[Entry, Flow]]:
+        """Like ``desired_entries``, lowering only flows not seen last time."""
+        fresh = {f: self._entries.get(f) or of_flow(f) for f in flows}
+        self._entries = fresh
+        return {e.key: (e, f) for f, e in fresh.items()}
+
+
+def diff(desired: dict[Key, tuple[Entry, Flow]], installed: dict[Key, Entry]) -> FlowDiff:
+    """The minimal change from ``installed`` to ``desired`` (sorted, so deterministic)."""
+    deletes = [installed[k] for k in sorted(installed.keys() - desired.keys(), key=repr)]
+    adds, modifies = [], []
+    for k in sorted(desired, key=repr):
+        want, flow = desired[k]
+        have = installed.get(k)
+        if have is None:
+            adds.append(flow)
+        elif (have.cookie, have.instructions) != (want.cookie, want.instructions):
+            modifies.append((have, flow))
+    return FlowDiff(deletes, modifies, adds)

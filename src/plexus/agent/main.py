@@ -1,0 +1,92 @@
+"""``plexus-agent``: the agent of one chassis.
+
+    plexus-agent --server http://127.0.0.1:9696[,URL...] --chassis c1 \\
+        --tunnel-ip 198.18.0.11 --ovsdb unix:/path/db.sock --ovs-rundir /path/run \\
+        [--bridge-mappings physnet1:br-ex] [--gateway] \\
+        [--username admin --password secret --project admin | --auth none]
+
+SIGTERM or SIGINT stop it cleanly: the chassis' liveness ends, the flows stay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from plexus.agent.agent import Agent, AgentConfig
+from plexus.agent.ovs import Switch
+from plexus.agent.southbound import Credentials, Southbound
+
+LOG = logging.getLogger("plexus.agent")
+
+
+def mappings(text: str) -> dict[str, str]:
+    """``physnet1:br-ex,physnet2:br-two`` → {physnet: bridge}."""
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        physnet, sep, bridge = item.partition(":")
+        if not sep or not physnet or not bridge:
+            raise argparse.ArgumentTypeError(f"bad bridge mapping {item!r} (physnet:bridge)")
+        out[physnet] = bridge
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="plexus-agent", description=__doc__.splitlines()[0])
+    p.add_argument("--server", required=True,
+                   help="server URL(s), comma-separated; the next is tried when one fails")
+    p.add_argument("--chassis", required=True, help="this chassis' name (binding:host_id)")
+    p.add_argument("--tunnel-ip", required=True, help="this chassis' VXLAN endpoint address")
+    p.add_argument("--ovsdb", required=True, help="OVSDB remote, e.g. unix:/run/db.sock")
+    p.add_argument("--ovs-rundir", required=True,
+                   help="OVS run directory (holds br-int.mgmt, the OpenFlow socket)")
+    p.add_argument("--bridge", default="br-int", help=argparse.SUPPRESS)
+    p.add_argument("--bridge-mappings", type=mappings, default={},
+                   help="physical network → bridge, e.g. physnet1:br-ex")
+    p.add_argument("--gateway", action="store_true", help="may host HA SNAT gateways")
+    p.add_argument("--auth", choices=("password", "none"), default="password")
+    p.add_argument("--username", default="admin")
+    p.add_argument("--password", default="secret")
+    p.add_argument("--project", default="admin")
+    p.add_argument("--ttl", type=float, default=10.0, help="liveness lease TTL (seconds)")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Run the agent until a signal asks it to stop."""
+    creds = Credentials(None) if args.auth == "none" else Credentials(
+        args.username, args.password, args.project)
+    sb = Southbound(args.server.split(","), creds)
+    switch = Switch(args.ovsdb, args.ovs_rundir, args.bridge)
+    agent = Agent(AgentConfig(args.chassis, args.tunnel_ip, args.bridge_mappings,
+                              args.gateway, args.ttl), sb, switch)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)
+    try:
+        await agent.run()
+    finally:
+        try:
+            await asyncio.wait_for(agent.unregister(), 2.0)
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+            LOG.info("could not unregister: %s", exc)
+        await sb.close()
+        LOG.info("stopped (flows left in place)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``plexus-agent``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s [" + args.chassis
+                        + "]: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

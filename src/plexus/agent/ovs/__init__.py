@@ -1,0 +1,70 @@
+"""The one place the agent talks to Open vSwitch: OVSDB (bridge, VIFs, tunnels) through
+the ``ovs`` IDL, and OpenFlow 1.3 to br-int through os-ken's codec. ``Switch`` is the
+boundary the agent uses; tests replace it with a fake that keeps the same methods."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from plexus.agent.flowdiff import Entry, Key, of_stats
+from plexus.agent.ovs.openflow import Channel, OpenFlowError, PacketIn
+from plexus.agent.ovs.ovsdb import BridgeState, Ovsdb, Tunnel, tunnel_name
+
+__all__ = ["BridgeState", "OpenFlowError", "PacketIn", "Switch", "Tunnel", "tunnel_name"]
+
+
+class Switch:
+    """br-int of one chassis: OVSDB state and tunnels, flows, packet-in and packet-out."""
+
+    def __init__(self, ovsdb: str, rundir: str, bridge: str = "br-int"):
+        self.ovsdb_remote = ovsdb
+        self.mgmt = f"{rundir.rstrip('/')}/{bridge}.mgmt"
+        self.bridge = bridge
+        self._ovsdb: Ovsdb | None = None
+        self._channel: Channel | None = None
+
+    def start(self, on_state: Callable[[BridgeState], None]) -> None:
+        """Start following OVSDB; ``on_state`` gets each new ``BridgeState`` (in the
+        calling thread's event loop)."""
+        loop = asyncio.get_running_loop()
+        self._ovsdb = Ovsdb(self.ovsdb_remote,
+                            lambda state: loop.call_soon_threadsafe(on_state, state),
+                            self.bridge).start()
+
+    def set_tunnels(self, local_ip: str, peers: dict[str, str]) -> None:
+        """Have exactly one VXLAN port per peer chassis (name → tunnel IP)."""
+        self._ovsdb.set_tunnels(local_ip, peers)
+
+    async def connect(self, on_packet_in: Callable[[PacketIn], None]) -> None:
+        """Open the OpenFlow channel (raises ``OSError``/``OpenFlowError``)."""
+        self._channel = await Channel(self.mgmt, on_packet_in).connect()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the OpenFlow channel is up."""
+        return self._channel is not None and self._channel.alive
+
+    async def disconnected(self) -> None:
+        """Return once the OpenFlow channel is gone."""
+        if self._channel is not None:
+            await self._channel.closed.wait()
+
+    async def installed(self) -> dict[Key, Entry]:
+        """Every flow installed on the bridge, in canonical form."""
+        return {e.key: e for e in map(of_stats, await self._channel.flow_stats())}
+
+    async def apply(self, messages: list) -> None:
+        """Apply flow mods as one atomic bundle (raises ``OpenFlowError``)."""
+        await self._channel.bundle(messages)
+
+    def packet_out(self, port: int, data: bytes) -> None:
+        """Send a frame out of an OpenFlow port."""
+        self._channel.packet_out(port, data)
+
+    def stop(self) -> None:
+        """Close the channel and stop following OVSDB (flows stay installed)."""
+        if self._channel is not None:
+            self._channel.close()
+        if self._ovsdb is not None:
+            self._ovsdb.stop()

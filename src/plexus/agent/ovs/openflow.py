@@ -1,0 +1,248 @@
+"""A native OpenFlow 1.3 channel to one bridge over its unix management socket, using
+os-ken's codec (no os-ken application framework): hello and features, echo, the async
+configuration that lets this service connection receive packet-ins (NXT_PACKET_IN2,
+which carries the ``Controller`` action's userdata), flow statistics, atomic bundles,
+packet-out and barrier. Replies are matched to requests by xid."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from os_ken.ofproto import ofproto_parser as ofp_parser_mod
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from plexus.lower.openflow import DP
+
+LOG = logging.getLogger(__name__)
+HEADER = struct.Struct("!BBHI")
+NXPIF_NXT_PACKET_IN2 = 2          # enum nx_packet_in_format (os-ken lacks the name)
+REQUEST_TIMEOUT = 30.0
+
+
+class OpenFlowError(RuntimeError):
+    """The switch refused a request (an OFPT_ERROR), or the channel is gone."""
+
+
+@dataclass(frozen=True)
+class PacketIn:
+    """A packet the pipeline sent to the agent: why (userdata), where from, the frame."""
+
+    userdata: str
+    in_port: int
+    cookie: int
+    table_id: int
+    data: bytes
+
+
+class Channel:
+    """One OpenFlow 1.3 connection to a bridge's ``<rundir>/<bridge>.mgmt`` socket."""
+
+    def __init__(self, path: str, on_packet_in: Callable[[PacketIn], None] | None = None):
+        self.path = path.removeprefix("unix:")
+        self.on_packet_in = on_packet_in or (lambda pin: None)
+        self._xids = itertools.count(1)
+        self._pending: dict[int, tuple[asyncio.Future, list]] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task | None = None
+        self.closed = asyncio.Event()
+        self.datapath_id: int | None = None
+
+    # --- connection ------------------------------------------------------------------
+    async def connect(self, timeout: float = 10.0) -> "Channel":
+        """Connect, say hello, learn the datapath id, and ask for packet-ins."""
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(self.path), timeout)
+        self._send(parser.OFPHello(DP))
+        version, msg_type, _, _, _ = await asyncio.wait_for(self._read_raw(), timeout)
+        # the switch says the highest version it speaks; both then use the lower one
+        if msg_type != ofp.OFPT_HELLO or version < ofp.OFP_VERSION:
+            raise OpenFlowError(f"{self.path}: expected a hello for OpenFlow 1.3 or later, "
+                                f"got version {version} type {msg_type}")
+        self._task = asyncio.create_task(self._read_loop(), name=f"openflow:{self.path}")
+        features = await self.request(parser.OFPFeaturesRequest(DP), timeout=timeout)
+        self.datapath_id = features.datapath_id
+        self._send(parser.NXTSetPacketInFormatMsg(DP, NXPIF_NXT_PACKET_IN2))
+        action = 1 << ofp.OFPR_ACTION
+        self._send(parser.OFPSetAsync(DP, [action, action], [0, 0], [0, 0]))
+        await self.barrier(timeout=timeout)
+        return self
+
+    def close(self) -> None:
+        """Close the connection (pending requests fail)."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+        self._fail_pending(OpenFlowError("channel closed"))
+        self.closed.set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the connection is up."""
+        return self._writer is not None and not self.closed.is_set()
+
+    # --- requests --------------------------------------------------------------------
+    def _send(self, msg) -> int:
+        if self._writer is None or self.closed.is_set():
+            raise OpenFlowError("channel closed")
+        if msg.xid is None:
+            msg.set_xid(next(self._xids) & 0xFFFFFFFF)
+        msg.serialize()
+        self._writer.write(msg.buf)
+        return msg.xid
+
+    async def request(self, msg, timeout: float = REQUEST_TIMEOUT):
+        """Send ``msg`` and wait for its reply (multipart replies come back as a list)."""
+        future = asyncio.get_running_loop().create_future()
+        xid = self._send(msg)
+        self._pending[xid] = (future, [])
+        try:
+            await self._writer.drain()
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(xid, None)
+
+    async def barrier(self, timeout: float = REQUEST_TIMEOUT) -> None:
+        """Wait until the switch has processed everything sent before."""
+        await self.request(parser.OFPBarrierRequest(DP), timeout=timeout)
+
+    async def flow_stats(self) -> list:
+        """Every installed flow (os-ken ``OFPFlowStats``) of every table."""
+        req = parser.OFPFlowStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                         0, 0, parser.OFPMatch())
+        replies = await self.request(req)
+        return [stat for reply in replies for stat in reply.body]
+
+    async def bundle(self, messages: list, timeout: float = REQUEST_TIMEOUT) -> None:
+        """Apply ``messages`` (flow mods) as one atomic, ordered ONF bundle."""
+        if not messages:
+            return
+        bundle_id = next(self._xids) & 0xFFFFFFFF
+        flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+        await self.request(parser.ONFBundleCtrlMsg(DP, bundle_id, ofp.ONF_BCT_OPEN_REQUEST,
+                                                   flags, []), timeout)
+        errors: list[str] = []
+        added: list[int] = []
+        try:
+            for msg in messages:
+                add = parser.ONFBundleAddMsg(DP, bundle_id, flags, msg, [])
+                xid = self._send(add)
+                added.append(xid)
+                self._pending[xid] = (None, errors)
+            await self._writer.drain()
+            await self.request(parser.ONFBundleCtrlMsg(DP, bundle_id,
+                                                       ofp.ONF_BCT_COMMIT_REQUEST, flags, []),
+                               timeout)
+        except OpenFlowError as exc:
+            detail = "; ".join(errors[:5])
+            raise OpenFlowError(f"bundle of {len(messages)} refused: {exc}"
+                                + (f" ({detail})" if detail else "")) from None
+        finally:
+            for xid in added:
+                self._pending.pop(xid, None)
+
+    def packet_out(self, port: int, data: bytes) -> None:
+        """Send ``data`` out of ``port`` (as if it came from the controller)."""
+        self._send(parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                                       [parser.OFPActionOutput(port, 0)], data))
+
+    # --- the reader ------------------------------------------------------------------
+    async def _read_raw(self) -> tuple[int, int, int, int, bytes]:
+        head = await self._reader.readexactly(HEADER.size)
+        version, msg_type, length, xid = HEADER.unpack(head)
+        body = await self._reader.readexactly(length - HEADER.size)
+        return version, msg_type, length, xid, head + body
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                version, msg_type, length, xid, buf = await self._read_raw()
+                try:
+                    msg = ofp_parser_mod.msg(DP, version, msg_type, length, xid, buf)
+                except Exception:  # noqa: BLE001 - one undecodable message must not end us
+                    LOG.exception("undecodable OpenFlow message type %d", msg_type)
+                    continue
+                if msg is not None:
+                    self._dispatch(msg)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+            LOG.warning("OpenFlow channel %s lost: %s", self.path, exc or "closed")
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._fail_pending(OpenFlowError("channel lost"))
+            self.closed.set()
+
+    def _dispatch(self, msg) -> None:
+        if isinstance(msg, parser.OFPEchoRequest):
+            reply = parser.OFPEchoReply(DP, msg.data)
+            reply.set_xid(msg.xid)
+            self._send(reply)
+            return
+        if isinstance(msg, parser.NXTPacketIn2):
+            self._packet_in(msg)
+            return
+        if isinstance(msg, parser.OFPPacketIn):
+            LOG.debug("ignoring a standard packet-in from table %d", msg.table_id)
+            return
+        entry = self._pending.get(msg.xid)
+        if entry is None:
+            if isinstance(msg, parser.OFPErrorMsg):
+                LOG.error("OpenFlow error for xid %d: %s", msg.xid, describe_error(msg))
+            return
+        future, parts = entry
+        if isinstance(msg, parser.OFPErrorMsg):
+            if future is None:                     # a bundled message: collected
+                parts.append(describe_error(msg))
+            elif not future.done():
+                future.set_exception(OpenFlowError(describe_error(msg)))
+            return
+        if future is None or future.done():
+            return
+        if isinstance(msg, parser.OFPMultipartReply):
+            parts.append(msg)
+            if not msg.flags & ofp.OFPMPF_REPLY_MORE:
+                future.set_result(parts)
+            return
+        future.set_result(msg)
+
+    def _packet_in(self, msg) -> None:
+        try:
+            pin = PacketIn(userdata=(msg.userdata or b"").decode(errors="replace"),
+                           in_port=in_port_of(msg.metadata or b""), cookie=msg.cookie or 0,
+                           table_id=msg.table_id or 0, data=bytes(msg.data or b""))
+        except Exception:  # noqa: BLE001 - a malformed packet-in is logged and dropped
+            LOG.exception("malformed packet-in")
+            return
+        try:
+            self.on_packet_in(pin)
+        except Exception:  # noqa: BLE001 - a responder bug must not end the channel
+            LOG.exception("packet-in handler failed")
+
+    def _fail_pending(self, exc: Exception) -> None:
+        for future, _ in list(self._pending.values()):
+            if future is not None and not future.done():
+                future.set_exception(exc)
+
+
+def in_port_of(metadata: bytes) -> int:
+    """The in_port carried in an NXT_PACKET_IN2 metadata property (raw OXMs)."""
+    length = 4 + len(metadata)
+    buf = struct.pack("!HH", ofp.OFPMT_OXM, length) + metadata + b"\0" * ((8 - length % 8) % 8)
+    match = parser.OFPMatch.parser(buf, 0)
+    return int(match.get("in_port", 0))
+
+
+def describe_error(msg) -> str:
+    """A readable OpenFlow error: type, code and the start of the offending message."""
+    names = {v: k for k, v in vars(ofp).items() if k.startswith("OFPET_")}
+    return f"{names.get(msg.type, msg.type)} code {msg.code}"
+
+
+__all__ = ["Channel", "OpenFlowError", "PacketIn", "in_port_of"]

@@ -1,0 +1,307 @@
+"""OVSDB through Open vSwitch's own Python IDL (the ``ovs`` package), in one thread:
+it keeps br-int configured (netdev datapath, fail_mode=secure, OpenFlow 1.3), reports
+the bridge's VIFs (``external_ids:iface-id``) and tunnels with their ofports whenever
+they change, and makes the set of VXLAN ports match what the agent asks for — one per
+remote chassis, and only ports it created itself (``external_ids:plexus-chassis``).
+
+The IDL runs its own poll loop, so it lives in a thread; it hands each new
+``BridgeState`` to a callback (the agent passes one that hops onto its event loop)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+# ovs.poller probes for eventlet, whose import warns that it is deprecated; we use none
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import ovs.db.idl
+    import ovs.jsonrpc
+    import ovs.poller
+    import ovs.stream
+
+from plexus.agent.relevant import Vif  # noqa: E402
+
+LOG = logging.getLogger(__name__)
+TUNNEL_ID = "plexus-chassis"        # external_ids key marking a tunnel port we made
+VXLAN_PORT = "4789"
+BRIDGE_SETTINGS = {"datapath_type": "netdev", "fail_mode": "secure",
+                   "protocols": ["OpenFlow13"]}
+COLUMNS = {
+    "Open_vSwitch": ["bridges"],
+    "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config"],
+    "Port": ["name", "interfaces", "external_ids"],
+    "Interface": ["name", "type", "options", "external_ids", "ofport"],
+}
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A VXLAN port toward one remote chassis."""
+
+    name: str
+    chassis: str
+    remote_ip: str
+    ofport: int
+
+
+@dataclass(frozen=True)
+class BridgeState:
+    """What OVSDB says about br-int: its VIFs and our tunnels (synced: a full view)."""
+
+    synced: bool = False
+    vifs: tuple[Vif, ...] = ()
+    tunnels: tuple[Tunnel, ...] = ()
+    bridge_ok: bool = False
+
+    def tunnel_ofports(self) -> dict[str, int]:
+        """Remote chassis → ofport of its tunnel (usable ones only)."""
+        return {t.chassis: t.ofport for t in self.tunnels if t.ofport > 0}
+
+
+def tunnel_name(chassis: str) -> str:
+    """The port name of the tunnel toward ``chassis`` (15 characters at most)."""
+    return "plx" + hashlib.blake2b(chassis.encode(), digest_size=6).hexdigest()
+
+
+def _one(value, default=None):
+    if isinstance(value, list):
+        return value[0] if value else default
+    return value if value is not None else default
+
+
+def fetch_schema(remote: str) -> ovs.db.idl.SchemaHelper:
+    """The Open_vSwitch schema as the server has it (so versions always agree)."""
+    error, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(remote), 5000)
+    if error:
+        raise ConnectionError(f"OVSDB {remote}: {os.strerror(error)}")
+    rpc = ovs.jsonrpc.Connection(stream)
+    try:
+        error, reply = rpc.transact_block(
+            ovs.jsonrpc.Message.create_request("get_schema", ["Open_vSwitch"]))
+    finally:
+        rpc.close()
+    if error or reply.error:
+        raise ConnectionError(f"OVSDB {remote}: get_schema failed: "
+                              f"{os.strerror(error) if error else reply.error}")
+    helper = ovs.db.idl.SchemaHelper(schema_json=reply.result)
+    for table, columns in COLUMNS.items():
+        helper.register_columns(table, columns)
+    return helper
+
+
+class Ovsdb:
+    """The OVSDB side of one chassis' br-int, run by a thread."""
+
+    def __init__(self, remote: str, on_change: Callable[[BridgeState], None],
+                 bridge: str = "br-int"):
+        self.remote, self.on_change, self.bridge = remote, on_change, bridge
+        self._lock = threading.Lock()
+        self._want_tunnels: tuple[str, dict[str, str]] | None = None
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._thread = threading.Thread(target=self._run, name="ovsdb", daemon=True)
+        self._last: BridgeState | None = None
+        self._failed_txn = 0
+
+    # --- the agent's side --------------------------------------------------------------
+    def start(self) -> "Ovsdb":
+        """Start the IDL thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the IDL thread."""
+        self._stop.set()
+        self._wake()
+        self._thread.join(timeout=5)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+
+    def set_tunnels(self, local_ip: str, peers: dict[str, str]) -> None:
+        """Make the tunnel ports exactly one per peer (chassis → remote tunnel IP)."""
+        with self._lock:
+            self._want_tunnels = (local_ip, dict(peers))
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    # --- the thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._session()
+            except ConnectionError as exc:
+                LOG.warning("%s; retrying", exc)
+                self._stop.wait(1.0)
+            except Exception:  # noqa: BLE001 - log, wait, reconnect
+                LOG.exception("OVSDB session %s failed; retrying", self.remote)
+                self._stop.wait(1.0)
+
+    def _session(self) -> None:
+        idl = ovs.db.idl.Idl(self.remote, fetch_schema(self.remote))
+        seqno = None
+        try:
+            while not self._stop.is_set():
+                idl.run()
+                if idl.has_ever_connected() and idl.change_seqno != seqno:
+                    seqno = idl.change_seqno
+                    done = self._ensure_bridge(idl)
+                    if done is False:
+                        seqno = None            # try again after the back-off
+                    elif done:
+                        continue
+                if idl.has_ever_connected() and self._apply_tunnels(idl):
+                    continue
+                self._publish(idl)
+                poller = ovs.poller.Poller()
+                idl.wait(poller)
+                poller.fd_wait(self._wake_r, ovs.poller.POLLIN)
+                if self._failed_txn:
+                    poller.timer_wait(min(5000, 100 * 2 ** self._failed_txn))
+                poller.block()
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+        finally:
+            idl.close()
+
+    def _bridge_row(self, idl):
+        for row in idl.tables["Bridge"].rows.values():
+            if row.name == self.bridge:
+                return row
+        return None
+
+    def _state(self, idl) -> BridgeState:
+        bridge = self._bridge_row(idl)
+        if bridge is None:
+            return BridgeState(synced=idl.has_ever_connected())
+        vifs, tunnels = [], []
+        for port in bridge.ports:
+            for iface in port.interfaces:
+                ids = dict(iface.external_ids)
+                ofport = _one(iface.ofport, -1)
+                ofport = ofport if isinstance(ofport, int) else -1
+                if TUNNEL_ID in ids:
+                    tunnels.append(Tunnel(iface.name, ids[TUNNEL_ID],
+                                          dict(iface.options).get("remote_ip", ""), ofport))
+                elif ids.get("iface-id"):
+                    vifs.append(Vif(iface.name, ids["iface-id"], ofport))
+        return BridgeState(synced=True, bridge_ok=self._bridge_ok(bridge),
+                           vifs=tuple(sorted(vifs, key=lambda v: v.name)),
+                           tunnels=tuple(sorted(tunnels, key=lambda t: t.name)))
+
+    def _publish(self, idl) -> None:
+        if not idl.has_ever_connected():
+            return
+        state = self._state(idl)
+        if state != self._last:
+            self._last = state
+            self.on_change(state)
+
+    @staticmethod
+    def _bridge_ok(bridge) -> bool:
+        return (bridge.datapath_type == BRIDGE_SETTINGS["datapath_type"]
+                and _one(bridge.fail_mode, "") == BRIDGE_SETTINGS["fail_mode"]
+                and list(bridge.protocols) == BRIDGE_SETTINGS["protocols"])
+
+    def _commit(self, txn, what: str) -> bool:
+        status = txn.commit_block()
+        if status in (ovs.db.idl.Transaction.SUCCESS, ovs.db.idl.Transaction.UNCHANGED):
+            self._failed_txn = 0
+            return True
+        self._failed_txn = min(self._failed_txn + 1, 6)
+        LOG.warning("OVSDB transaction (%s) ended %s: %s", what, status, txn.get_error())
+        return False
+
+    def _ensure_bridge(self, idl) -> bool | None:
+        """Create or fix br-int: None if it was right, else whether the fix committed."""
+        bridge = self._bridge_row(idl)
+        if bridge is not None and self._bridge_ok(bridge):
+            return None
+        txn = ovs.db.idl.Transaction(idl)
+        if bridge is None:
+            LOG.info("creating %s", self.bridge)
+            iface = txn.insert(idl.tables["Interface"])
+            iface.name, iface.type = self.bridge, "internal"
+            port = txn.insert(idl.tables["Port"])
+            port.name, port.interfaces = self.bridge, [iface]
+            bridge = txn.insert(idl.tables["Bridge"])
+            bridge.name, bridge.ports = self.bridge, [port]
+            bridge.other_config = {"disable-in-band": "true"}
+            root = next(iter(idl.tables["Open_vSwitch"].rows.values()))
+            root.verify("bridges")
+            root.bridges = list(root.bridges) + [bridge]
+        else:
+            LOG.info("configuring %s: %s", self.bridge, BRIDGE_SETTINGS)
+        bridge.datapath_type = BRIDGE_SETTINGS["datapath_type"]
+        bridge.fail_mode = BRIDGE_SETTINGS["fail_mode"]
+        bridge.protocols = BRIDGE_SETTINGS["protocols"]
+        return self._commit(txn, f"configure {self.bridge}")
+
+    def _apply_tunnels(self, idl) -> bool:
+        """Create, fix or remove tunnel ports; True if a transaction succeeded."""
+        with self._lock:
+            want = self._want_tunnels
+        bridge = self._bridge_row(idl)
+        if want is None or bridge is None:
+            return False
+        local_ip, peers = want
+        have = {}
+        stale = []
+        for port in bridge.ports:
+            ids = dict(port.external_ids)
+            if TUNNEL_ID not in ids:
+                continue
+            iface = port.interfaces[0] if port.interfaces else None
+            chassis = ids[TUNNEL_ID]
+            if (chassis in peers and chassis not in have and iface is not None
+                    and iface.type == "vxlan" and port.name == tunnel_name(chassis)
+                    and dict(iface.options) == tunnel_options(local_ip, peers[chassis])):
+                have[chassis] = port
+            else:
+                stale.append(port)
+        missing = sorted(set(peers) - set(have))
+        if not missing and not stale:
+            with self._lock:
+                if self._want_tunnels == want:
+                    self._want_tunnels = None     # done until asked again
+            return False
+        txn = ovs.db.idl.Transaction(idl)
+        bridge.verify("ports")
+        ports = [p for p in bridge.ports if p not in stale]
+        for port in stale:
+            LOG.info("removing tunnel port %s (%s)", port.name,
+                     dict(port.external_ids).get(TUNNEL_ID))
+            port.delete()
+        for chassis in missing:
+            name = tunnel_name(chassis)
+            LOG.info("adding tunnel port %s to %s (%s)", name, chassis, peers[chassis])
+            iface = txn.insert(idl.tables["Interface"])
+            iface.name, iface.type = name, "vxlan"
+            iface.options = tunnel_options(local_ip, peers[chassis])
+            iface.external_ids = {TUNNEL_ID: chassis}
+            port = txn.insert(idl.tables["Port"])
+            port.name, port.interfaces = name, [iface]
+            port.external_ids = {TUNNEL_ID: chassis}
+            ports.append(port)
+        bridge.ports = ports
+        return self._commit(txn, "tunnels")
+
+
+def tunnel_options(local_ip: str, remote_ip: str) -> dict[str, str]:
+    """Options of a VXLAN port: the VNI comes from the flow (``key=flow``)."""
+    return {"remote_ip": remote_ip, "local_ip": local_ip, "key": "flow",
+            "dst_port": VXLAN_PORT}

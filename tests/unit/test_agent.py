@@ -1,0 +1,550 @@
+"""The agent with fakes at its two boundaries only — the server's southbound API and
+Open vSwitch (a flow table that applies flow mods as OVS does, and OVSDB's bridge
+state): first sync, reconcile on restart without changes, the minimal flow diff, port
+status, tunnels, DHCP packet-ins, and what it does with bad input and an absent server."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+
+import pytest
+from os_ken.lib.packet import dhcp, ethernet, ipv4, packet, udp
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from plexus.agent import flowdiff
+from plexus.agent.agent import Agent, AgentConfig
+from plexus.agent.ovs import BridgeState, PacketIn, Tunnel
+from plexus.agent.relevant import Vif, build_view
+from plexus.agent.southbound import Compacted, Unavailable
+from plexus.lower.openflow import cookie_of
+from plexus.pipeline.compile import compile_view
+from tests.golden.reference import reference_view
+
+HERE = "c1"
+
+
+# --- the fakes -------------------------------------------------------------------------
+
+class FakeServer:
+    """The southbound API over an in-memory model with a revisioned history."""
+
+    def __init__(self, objects: dict):
+        self.objects = copy.deepcopy(objects)
+        self.revision = 10
+        self.history: list[tuple[int, object]] = []
+        self.compacted = 0
+        self.down = False
+        self.snapshots = 0
+        self.statuses: list[tuple[str, str]] = []
+        self.registrations = 0
+
+    def _check(self):
+        if self.down:
+            raise Unavailable("connection refused")
+
+    def put(self, collection: str, obj: dict) -> None:
+        self.revision += 1
+        self.objects.setdefault(collection, {})[obj["id"]] = copy.deepcopy(obj)
+        self.history.append((self.revision, {"type": "put", "collection": collection,
+                                             "id": obj["id"], "revision": self.revision,
+                                             "object": copy.deepcopy(obj)}))
+
+    def delete(self, collection: str, ident: str) -> None:
+        self.revision += 1
+        self.objects[collection].pop(ident)
+        self.history.append((self.revision, {"type": "delete", "collection": collection,
+                                             "id": ident, "revision": self.revision,
+                                             "object": None}))
+
+    def inject(self, raw) -> None:
+        """A malformed event, as if the stream carried it."""
+        self.revision += 1
+        self.history.append((self.revision, raw))
+
+    async def snapshot(self):
+        self._check()
+        self.snapshots += 1
+        return self.revision, {c: list(copy.deepcopy(v).values())
+                               for c, v in self.objects.items()}
+
+    async def watch(self, start, wait=25.0):
+        self._check()
+        if start <= self.compacted:
+            raise Compacted(f"from {start}")
+        for _ in range(20):
+            events = [e for rev, e in self.history if rev >= start]
+            if events:
+                return events, self.revision + 1
+            await asyncio.sleep(0.005)
+        return [], max(start, self.revision + 1)
+
+    async def register(self, chassis, tunnel_ip, mappings, gateway, ttl):
+        self._check()
+        self.registrations += 1
+        return 1, ttl
+
+    async def heartbeat(self, chassis, lease):
+        self._check()
+
+    async def unregister(self, chassis, lease):
+        self._check()
+
+    async def port_status(self, port_id, status, chassis):
+        self._check()
+        self.statuses.append((port_id, status))
+        self.put("ports", dict(self.objects["ports"][port_id], status=status))
+
+
+class FakeSwitch:
+    """br-int: a flow table that applies flow mods like OVS, and OVSDB's bridge state."""
+
+    def __init__(self, table: dict | None = None):
+        self.table: dict = dict(table or {})
+        self.bundles: list[list] = []
+        self.state = BridgeState(synced=True, bridge_ok=True)
+        self.tunnel_requests: list[dict] = []
+        self.sent: list[tuple[int, bytes]] = []
+        self.on_state = None
+        self.on_packet_in = None
+        self._closed: asyncio.Event | None = None
+
+    def start(self, on_state):
+        self.on_state = on_state
+        asyncio.get_running_loop().call_soon(on_state, self.state)
+
+    def _publish(self, **changes):
+        self.state = BridgeState(**{**self.state.__dict__, **changes})
+        if self.on_state:
+            self.on_state(self.state)
+
+    def plug(self, name: str, iface_id: str, ofport: int) -> None:
+        vifs = [v for v in self.state.vifs if v.name != name] + [Vif(name, iface_id, ofport)]
+        self._publish(vifs=tuple(vifs))
+
+    def unplug(self, name: str) -> None:
+        self._publish(vifs=tuple(v for v in self.state.vifs if v.name != name))
+
+    def set_tunnels(self, local_ip, peers):
+        self.tunnel_requests.append(dict(peers))
+        self._publish(tunnels=tuple(Tunnel(f"t-{c}", c, ip, 100 + i)
+                                    for i, (c, ip) in enumerate(sorted(peers.items()))))
+
+    async def connect(self, on_packet_in):
+        self.on_packet_in = on_packet_in
+        self._closed = asyncio.Event()
+
+    @property
+    def connected(self):
+        return self._closed is not None and not self._closed.is_set()
+
+    async def disconnected(self):
+        await self._closed.wait()
+
+    async def installed(self):
+        return dict(self.table)
+
+    async def apply(self, messages):
+        self.bundles.append(messages)
+        apply_mods(self.table, messages)
+
+    def packet_out(self, port, data):
+        self.sent.append((port, data))
+
+    def stop(self):
+        if self._closed is not None:
+            self._closed.set()
+
+
+def apply_mods(table: dict, messages: list) -> None:
+    """OpenFlow 1.3 semantics of add / strict modify (keeps the cookie) / strict delete."""
+    for mod in messages:
+        e = flowdiff.entry(mod.table_id, mod.priority, mod.cookie, mod.match,
+                           mod.instructions)
+        if mod.command == ofp.OFPFC_ADD:
+            table[e.key] = e
+        elif mod.command == ofp.OFPFC_MODIFY_STRICT:
+            old = table.get(e.key)
+            if old is not None:
+                table[e.key] = flowdiff.Entry(e.table, e.priority, e.fields, old.cookie,
+                                              e.instructions, e.match)
+        elif mod.command == ofp.OFPFC_DELETE_STRICT:
+            table.pop(e.key, None)
+        else:
+            raise AssertionError(f"unexpected command {mod.command}")
+
+
+# --- a small model -------------------------------------------------------------------------
+
+def network(ident, key):
+    return {"id": ident, "plexus:key": key, "mtu": 1450, "provider:network_type": "vxlan"}
+
+
+def subnet(ident, net, cidr):
+    return {"id": ident, "network_id": net, "cidr": cidr, "ip_version": 4,
+            "gateway_ip": cidr.replace("0/24", "1"), "enable_dhcp": True,
+            "dns_nameservers": ["10.0.0.2"], "host_routes": []}
+
+
+def port(ident, key, host, ip, net="n1", sub="s1"):
+    return {"id": ident, "network_id": net, "plexus:key": key,
+            "mac_address": f"fa:16:3e:00:00:{key:02x}", "binding:host_id": host,
+            "fixed_ips": [{"subnet_id": sub, "ip_address": ip}], "status": "DOWN",
+            "admin_state_up": True, "port_security_enabled": True,
+            "allowed_address_pairs": [], "device_owner": "compute:nova"}
+
+
+def chassis(host, ip):
+    return {"id": f"a-{host}", "host": host, "configurations": {"tunnel_ip": ip}}
+
+
+def model():
+    return {"networks": {"n1": network("n1", 101)},
+            "subnets": {"s1": subnet("s1", "n1", "10.0.0.0/24")},
+            "ports": {"p1": port("p1", 1, HERE, "10.0.0.11"),
+                      "p2": port("p2", 2, "c2", "10.0.0.12")},
+            "agents": {f"a-{h}": chassis(h, f"198.18.0.{i}")
+                       for i, h in ((11, "c1"), (12, "c2"), (13, "c3"))}}
+
+
+def make_agent(server, switch):
+    return Agent(AgentConfig(HERE, "198.18.0.11"), server, switch)
+
+
+async def until(check, timeout=3.0):
+    """Wait until ``check()`` is true (or fail)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+async def settle(agent):
+    """Let every pending event reach the agent and its reconcile finish."""
+    for _ in range(6):
+        await asyncio.sleep(0.03)
+        await until(lambda: not agent._dirty.is_set())
+
+
+class Running:
+    """``async with Running(agent)``: the agent runs for the block, then stops."""
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    async def __aenter__(self):
+        self.task = asyncio.create_task(self.agent.run())
+        return self.agent
+
+    async def __aexit__(self, *exc):
+        self.agent.stop()
+        await asyncio.wait_for(self.task, 5)
+
+
+def expected_table(server, switch) -> dict:
+    view = build_view(server.objects, HERE, "198.18.0.11",
+                      {v.iface_id: v.ofport for v in switch.state.vifs},
+                      switch.state.tunnel_ofports())
+    return {k: e for k, (e, _) in flowdiff.desired_entries(compile_view(view)).items()}
+
+
+def cookies(table) -> set[int]:
+    return {e.cookie for e in table.values()}
+
+
+# --- the flow diff -----------------------------------------------------------------------
+
+def entries(view):
+    return flowdiff.desired_entries(compile_view(view))
+
+
+def test_diff_of_identical_flow_sets_is_empty():
+    want = entries(reference_view())
+    assert not flowdiff.diff(want, {k: e for k, (e, _) in want.items()})
+
+
+def test_diff_is_minimal_and_applying_it_gives_the_desired_table():
+    old = reference_view()
+    ports = dict(old.ports)
+    del ports["a1-vm2"]                                       # a local port goes away
+    ports["a1-vm3"] = ports["a1-vm3"].__class__(**{**ports["a1-vm3"].__dict__,
+                                                   "chassis": "hv3"})   # a port moves
+    new = old.__class__(**{**old.__dict__, "ports": ports,
+                           "vif_ofports": {k: v for k, v in old.vif_ofports.items()
+                                           if k != "a1-vm2"}})
+    have = {k: e for k, (e, _) in entries(old).items()}
+    want = entries(new)
+    change = flowdiff.diff(want, have)
+    changed_keys = ({e.key for e in change.deletes} | {o.key for o, _ in change.modifies}
+                    | {flowdiff.of_flow(f).key for f in change.adds})
+    different = {k for k in have.keys() | want.keys()
+                 if k not in have or k not in want or have[k] != want[k][0]}
+    assert changed_keys == different and change
+    table = dict(have)
+    apply_mods(table, change.messages())
+    assert table == {k: e for k, (e, _) in want.items()}
+
+
+def test_a_new_cookie_is_an_add_and_new_actions_a_strict_modify():
+    flows = compile_view(reference_view())
+    want = flowdiff.desired_entries(flows)
+    have = {k: e for k, (e, _) in want.items()}
+    key_a, key_b = sorted(have, key=repr)[5:7]
+    a, b = have[key_a], have[key_b]
+    have[key_a] = flowdiff.Entry(a.table, a.priority, a.fields, a.cookie + 1, a.instructions,
+                                 a.match)
+    have[key_b] = flowdiff.Entry(b.table, b.priority, b.fields, b.cookie, (), b.match)
+    stale = flowdiff.Entry(99, 1, (("in_port", 77),), 5, ())
+    have[stale.key] = stale
+    change = flowdiff.diff(want, have)
+    assert change.summary() == "-1 ~2 +0"
+    commands = {(m.table_id, m.command) for m in change.messages()}
+    assert (99, ofp.OFPFC_DELETE_STRICT) in commands
+    assert (a.table, ofp.OFPFC_ADD) in commands and (b.table, ofp.OFPFC_MODIFY_STRICT) in commands
+    assert change.messages()[0].command == ofp.OFPFC_DELETE_STRICT       # deletes first
+
+
+def test_lowering_is_remembered_between_reconciles():
+    lowered = flowdiff.Lowered()
+    flows = compile_view(reference_view())
+    first = lowered.desired(flows)
+    assert first == flowdiff.desired_entries(flows)
+    again = lowered.desired(flows[1:])
+    assert set(again) == set(first) - {flowdiff.of_flow(flows[0]).key}
+    assert all(again[k][0] is first[k][0] for k in again)           # reused, not re-lowered
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def test_first_sync_installs_exactly_the_compiled_flows():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            assert switch.tunnel_requests[-1] == {"c2": "198.18.0.12"}
+            assert switch.table == expected_table(server, switch)
+            assert cookie_of("port:p2") in cookies(switch.table)      # remote port known
+            assert server.registrations == 1
+    asyncio.run(go())
+
+
+def test_restart_reconciles_against_installed_flows_without_changes():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+        before, bundles = dict(switch.table), len(switch.bundles)
+        async with Running(make_agent(server, switch)) as again:      # a restart
+            await until(again.compiled.is_set)
+            await settle(again)
+            assert len(switch.bundles) == bundles and switch.table == before
+            assert again.counters.flow_mods == 0 and again.counters.reconciles >= 1
+    asyncio.run(go())
+
+
+def test_restart_with_drifted_flows_changes_only_the_drift():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        switch.set_tunnels("198.18.0.11", {"c2": "198.18.0.12"})
+        table = expected_table(server, switch)
+        missing = sorted(table, key=repr)[3]
+        del table[missing]
+        stale = flowdiff.Entry(50, 7, (("eth_dst", "fa:16:3e:99:99:99"),), 1, ())
+        table[stale.key] = stale
+        switch.table = dict(table)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            assert len(switch.bundles) == 1 and len(switch.bundles[0]) == 2
+            assert switch.table == expected_table(server, switch)
+    asyncio.run(go())
+
+
+def test_nothing_is_touched_before_the_first_snapshot():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        old = flowdiff.Entry(0, 1, (), 1, ())                          # someone's old flow
+        switch.table = {old.key: old}
+        server.down = True
+        async with Running(make_agent(server, switch)) as agent:
+            await asyncio.sleep(0.3)
+            assert not switch.bundles and not switch.tunnel_requests
+            server.down = False                 # the server comes back: now it reconciles
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            assert old.key not in switch.table and switch.bundles
+    asyncio.run(go())
+
+
+def test_server_outage_keeps_the_data_plane_and_resumes_from_the_revision():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            server.down = True
+            await asyncio.sleep(0.2)
+            table, bundles = dict(switch.table), len(switch.bundles)
+            server.put("ports", port("p3", 3, "c3", "10.0.0.13"))     # while we cannot see
+            await asyncio.sleep(0.3)
+            assert switch.table == table and len(switch.bundles) == bundles
+            server.down = False
+            await until(lambda: cookie_of("port:p3") in cookies(switch.table))
+            await settle(agent)
+            assert server.snapshots == 1                              # resumed, no re-list
+            assert switch.table == expected_table(server, switch)
+    asyncio.run(go())
+
+
+def test_compacted_history_takes_a_new_snapshot():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            server.down = True
+            await asyncio.sleep(0.1)
+            server.put("ports", port("p3", 3, "c3", "10.0.0.13"))
+            server.compacted = server.revision
+            server.down = False
+            await until(lambda: cookie_of("port:p3") in cookies(switch.table))
+            assert server.snapshots == 2
+    asyncio.run(go())
+
+
+def test_vif_plug_and_unplug_report_port_status():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            assert cookie_of("port:p1") not in {e.cookie for e in switch.table.values()
+                                                if e.table == 0}
+            switch.plug("tap1", "p1", 1)
+            await until(lambda: ("p1", "ACTIVE") in server.statuses)
+            await until(lambda: any(e.table == 0 and e.cookie == cookie_of("port:p1")
+                                    for e in switch.table.values()))
+            switch.unplug("tap1")
+            await until(lambda: ("p1", "DOWN") in server.statuses)
+            await settle(agent)
+            assert server.statuses == [("p1", "ACTIVE"), ("p1", "DOWN")]
+            assert server.objects["ports"]["p1"]["status"] == "DOWN"
+    asyncio.run(go())
+
+
+def test_tunnels_follow_the_ports_that_share_a_network():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            server.put("ports", port("p3", 3, "c3", "10.0.0.13"))
+            await until(lambda: switch.tunnel_requests[-1] == {"c2": "198.18.0.12",
+                                                               "c3": "198.18.0.13"})
+            await settle(agent)
+            assert switch.table == expected_table(server, switch)
+            server.delete("ports", "p2")
+            server.delete("ports", "p3")
+            await until(lambda: switch.tunnel_requests[-1] == {})
+            await settle(agent)
+            assert switch.table == expected_table(server, switch)
+    asyncio.run(go())
+
+
+def test_port_delete_removes_its_flows():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        server.put("ports", port("p4", 4, HERE, "10.0.0.14"))
+        switch.plug("tap4", "p4", 4)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            assert cookie_of("port:p4") in cookies(switch.table)
+            server.delete("ports", "p4")
+            await until(lambda: cookie_of("port:p4") not in cookies(switch.table))
+            await settle(agent)
+            assert switch.table == expected_table(server, switch)
+    asyncio.run(go())
+
+
+def test_bad_input_is_logged_once_and_disturbs_nothing(caplog):
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            table = dict(switch.table)
+            server.inject({"type": "put", "collection": "ports", "id": "px",
+                           "revision": server.revision + 1, "object": {"id": "px"}})
+            server.inject("garbage")
+            switch.plug("tap9", "ghost", 9)                              # unknown port
+            switch.plug("tap2", "p2", 2)                                 # bound to c2
+            server.put("ports", port("p5", 5, "c9", "10.0.0.15"))        # unknown chassis
+            await until(lambda: "p5" in agent.model.objects["ports"])
+            await settle(agent)
+            # p5 is a new port on our network: its MAC and ARP answer appear; nothing else
+            expected = expected_table(server, switch)
+            assert switch.table == expected
+            assert {k for k in expected if k not in table} == {
+                k for k, e in expected.items() if e.cookie == cookie_of("port:p5")}
+            server.put("ports", port("p6", 6, "c2", "10.0.0.16"))      # still working
+            await until(lambda: cookie_of("port:p6") in cookies(switch.table))
+    with caplog.at_level(logging.WARNING, logger="plexus.agent"):
+        asyncio.run(go())
+    text = caplog.text
+    assert "skipping southbound event ports/px" in text
+    assert "VIF tap9 (iface-id ghost) names no known port" in text
+    assert "VIF tap2 (iface-id p2) is for a port bound to 'c2'" in text
+    assert "bound to chassis 'c9', which is not registered" in text
+    assert text.count("VIF tap9") == 1                                   # once
+
+
+def test_dhcp_packet_in_is_answered_out_of_its_in_port():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            switch.on_packet_in(PacketIn("dhcp", 1, cookie_of("port:p1"), 30,
+                                         discover("fa:16:3e:00:00:01")))
+            switch.on_packet_in(PacketIn("dhcp", 42, 0, 30, discover("fa:16:3e:00:00:01")))
+            assert len(switch.sent) == 1
+            out_port, frame = switch.sent[0]
+            reply = packet.Packet(frame).get_protocol(dhcp.dhcp)
+            assert out_port == 1 and reply.yiaddr == "10.0.0.11"
+            assert agent.counters.dhcp_replies == 1
+    asyncio.run(go())
+
+
+def discover(mac: str) -> bytes:
+    """A DHCPDISCOVER frame from ``mac``."""
+    opts = dhcp.options(option_list=[dhcp.option(dhcp.DHCP_MESSAGE_TYPE_OPT, b"\x01")])
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet("ff:ff:ff:ff:ff:ff", mac, 0x0800))
+    pkt.add_protocol(ipv4.ipv4(src="0.0.0.0", dst="255.255.255.255", proto=17))
+    pkt.add_protocol(udp.udp(68, 67))
+    pkt.add_protocol(dhcp.dhcp(op=1, chaddr=mac, xid=0x1234, options=opts))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+@pytest.mark.parametrize("down_for", [0.0, 0.3])
+def test_registration_survives_an_absent_server(down_for):
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        server.down = down_for > 0
+        async with Running(make_agent(server, switch)):
+            await asyncio.sleep(down_for)
+            server.down = False
+            await until(lambda: server.registrations == 1)
+    asyncio.run(go())
