@@ -10,10 +10,13 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand."""
     parser = argparse.ArgumentParser(prog="plexus", description="Plexus virtual network")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the server on the embedded store and a CLI tour")
-    demo.add_argument("--port", type=int, default=9696)
-    demo.add_argument("--workdir", default="var/demo", help="where the store and logs go")
-    demo.add_argument("--no-wait", action="store_true", help="stop after the tour")
+    demo = sub.add_parser("demo", help="the lab with a demo topology and a reachability table")
+    demo.add_argument("--lab-name", default="demo", help="name of the demo lab")
+    demo.add_argument("--api-only", action="store_true",
+                      help="no lab: the server on the embedded store and a CLI tour")
+    demo.add_argument("--port", type=int, default=9696, help="(--api-only) server port")
+    demo.add_argument("--workdir", default="var/demo", help="(--api-only) store and logs")
+    demo.add_argument("--no-wait", action="store_true", help="(--api-only) stop after the tour")
     docs = sub.add_parser("docs", help="regenerate the generated parts of docs/")
     docs.add_argument("--check", action="store_true", help="fail if docs/ is out of date")
     from plexus.cli import lab as lab_cmd
