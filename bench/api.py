@@ -1,9 +1,11 @@
 """API benchmark: port creates per second and list latency at 10k ports.
 
-Starts a real plexus-server process on a fresh store, creates ports through HTTP from
-several client threads, then times listing all of them. Prints one table.
+Starts real plexus-server processes on a fresh store (SQLite, or a 3-member etcd
+cluster on loopback), creates ports through HTTP from several client threads (spread
+over the servers), then times listing all of them. Prints one table.
 
-    .venv/bin/python bench/api.py [--ports 10000] [--workers 4] [--store sqlite]
+    .venv/bin/python bench/api.py [--ports 10000] [--workers 4] [--store sqlite|etcd]
+                                  [--servers N] [--etcd-members 3]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,14 +55,15 @@ def start_server(store_url: str, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"server did not start; see {log}")
 
 
-def create_ports(url: str, tok: str, network_id: str, count: int, workers: int) -> dict:
-    """Create ``count`` ports from ``workers`` threads; latency list and elapsed time."""
+def create_ports(urls: list[str], tok: str, network_id: str, count: int, workers: int) -> dict:
+    """Create ``count`` ports from ``workers`` threads (thread i talks to server i mod N);
+    latency list and elapsed time."""
     latencies: list[float] = []
     failures: list[int] = []
     lock = threading.Lock()
     remaining = [count]
 
-    def work():
+    def work(url: str):
         with httpx.Client(base_url=url, headers={"X-Auth-Token": tok}, timeout=60) as c:
             while True:
                 with lock:
@@ -74,7 +78,8 @@ def create_ports(url: str, tok: str, network_id: str, count: int, workers: int) 
                     if r.status_code != 201:
                         failures.append(r.status_code)
 
-    threads = [threading.Thread(target=work) for _ in range(workers)]
+    threads = [threading.Thread(target=work, args=(urls[i % len(urls)],))
+               for i in range(workers)]
     began = time.perf_counter()
     for t in threads:
         t.start()
@@ -95,13 +100,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ports", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--store", default="sqlite", choices=["sqlite"])
+    parser.add_argument("--store", default="sqlite", choices=["sqlite", "etcd"])
+    parser.add_argument("--servers", type=int, default=1, help="plexus-server processes")
+    parser.add_argument("--etcd-members", type=int, default=3)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="plexus-bench-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(f"sqlite:///{tmp}/bench.db", port, tmp / "server.log")
+    cluster = None
+    servers: list[subprocess.Popen] = []
     try:
+        if args.store == "etcd":
+            from plexus.lab.etcd import LocalCluster
+            cluster = LocalCluster(tmp / "etcd", size=args.etcd_members).start()
+            store_url = cluster.url
+        else:
+            store_url = f"sqlite:///{tmp}/bench.db"
+        urls = []
+        for i in range(args.servers):
+            port = free_port()
+            servers.append(start_server(store_url, port, tmp / f"server{i + 1}.log"))
+            urls.append(f"http://127.0.0.1:{port}")
+        url = urls[0]
         tok = token(url)
         hdrs = {"X-Auth-Token": tok}
         net = httpx.post(f"{url}/v2.0/networks", json={"network": {"name": "bench"}},
@@ -109,7 +127,7 @@ def main() -> None:
         httpx.post(f"{url}/v2.0/subnets", json={"subnet": {
             "network_id": net["id"], "cidr": "10.128.0.0/16", "ip_version": 4}},
             headers=hdrs).raise_for_status()
-        res = create_ports(url, tok, net["id"], args.ports, args.workers)
+        res = create_ports(urls, tok, net["id"], args.ports, args.workers)
         list_times = []
         with httpx.Client(base_url=url, headers=hdrs, timeout=60) as c:
             for _ in range(5):
@@ -118,7 +136,8 @@ def main() -> None:
                 list_times.append(time.perf_counter() - t0)
                 listed = len(r.json()["ports"])
         rows = [
-            ("store", args.store),
+            ("store", f"etcd ({args.etcd_members} members, loopback)" if cluster else "sqlite"),
+            ("servers", str(args.servers)),
             ("ports created", f"{len(res['latencies']) - len(res['failures'])} "
                               f"({len(res['failures'])} failed)"),
             ("client threads", str(args.workers)),
@@ -136,8 +155,12 @@ def main() -> None:
         for key, value in rows:
             print(f"{key.ljust(width)} | {value}")
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-venv iproute2 openvswitch-switch ethtool busybox iputils-ping iperf3 tcpdump)
+APT_PACKAGES=(python3-venv iproute2 openvswitch-switch ethtool busybox iputils-ping iperf3 tcpdump
+              etcd-server)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -26,6 +27,22 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   [ -n "$temp_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+  # etcd-server enables a system etcd (127.0.0.1:2379) for boot. Plexus runs its own
+  # members on free loopback ports, so one we just installed must not run: disable its
+  # unit, and stop it if it started anyway -- through its own unit or init script, and
+  # only when its pidfile names the package's binary.
+  if [[ " ${missing[*]} " == *" etcd-server "* ]]; then
+    if command -v systemctl >/dev/null; then
+      $SUDO systemctl disable --quiet etcd.service 2>/dev/null || true
+      if [ -d /run/systemd/system ] && systemctl is-active --quiet etcd.service; then
+        $SUDO systemctl stop etcd.service
+      fi
+    fi
+    pid=$(cat /var/run/etcd.pid 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/bin/etcd ]; then
+      $SUDO /etc/init.d/etcd stop >/dev/null || true
+    fi
+  fi
 fi
 
 PY=${PYTHON:-python3}

@@ -31,6 +31,11 @@ class StoreConfig(_Model):
     """Which backend holds the state: ``sqlite:///path`` or ``etcd://host:port,host:port``."""
 
     url: str = "sqlite:///var/plexus/plexus.db"
+    # etcd over TLS: the CA that signed the members' certificates, and a client
+    # certificate and key when the members require one (--client-cert-auth)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 class SeedUser(_Model):
@@ -79,6 +84,13 @@ class NetworkConfig(_Model):
     base_mac: str = "fa:16:3e:00:00:00"
     physical_mtu: int = 1500
     vxlan_overhead: int = 50
+    # SNAT spread over the chassis: source ports on a router's gateway IP are leased in
+    # aligned blocks of snat_block_size ports from this inclusive range
+    snat_port_range: tuple[int, int] = (1024, 65535)
+    snat_block_size: int = 64
+    # how many gateway-capable chassis each router with a gateway is scheduled on
+    # (0 = all of them)
+    gateway_chassis_per_router: int = 0
 
 
 class Config(_Model):

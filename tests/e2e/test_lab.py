@@ -228,8 +228,6 @@ def test_cli_round_trip(tmp_path, root_before):
         assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
         return proc.stdout
 
-    etcd = run("up", "--store", "etcd", ok=False)
-    assert "not yet: issue 7" in etcd and not (tmp_path / name).exists()
     try:
         assert "ready" in run("up", "--chassis", "1")
         status = json.loads(run("status", "--json"))

@@ -35,7 +35,7 @@ def test_names_and_addresses_are_derived_and_short():
     ({"name": "a-b"}, "lab name"),
     ({"chassis": 0}, "--chassis"),
     ({"chassis": 2, "gateways": 3}, "--gateways"),
-    ({"store": "etcd"}, "not yet: issue 7"),
+    ({"store": "redis"}, "unknown store"),
 ])
 def test_bad_specs_are_refused(kwargs, message):
     with pytest.raises(TopologyError, match=message):

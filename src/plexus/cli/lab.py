@@ -1,6 +1,6 @@
 """``plexus lab``: several hypervisors, VMs and an external network on this machine.
 
-    plexus lab up [--chassis N] [--gateways K] [--store sqlite] [--name NAME]
+    plexus lab up [--chassis N] [--gateways K] [--store sqlite|etcd] [--name NAME]
     plexus lab status | down
     plexus lab vm boot NAME --network NET [--chassis C] [--project P] [--static] [--port P]
     plexus lab vm list | delete NAME

@@ -1,6 +1,8 @@
 """A lab: the API server, N chassis (namespace + own OVS), the underlay, the provider
 network with its upstream router and a host behind it — built from a ``LabSpec``,
-recorded in an inventory, and torn down by that inventory only.
+recorded in an inventory, and torn down by that inventory only. With ``store="etcd"``
+the state lives in a 3-member etcd cluster on loopback (``plexus.lab.etcd``, data in
+``<lab>/etcd``) served by two API servers, and agents are given both.
 
     underlay ns      br-ul (Linux bridge) ── c1, c2, …   veths to each chassis' ul0
     provider ns      br-pn (Linux bridge) ── c1, c2, …   veths to each chassis' ex0
@@ -76,6 +78,12 @@ class Lab:
     def url(self) -> str:
         """The API server's URL (loopback)."""
         return self.inventory.read()["server_url"]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every API server's URL (two on an etcd store); the first is ``url``."""
+        doc = self.inventory.read()
+        return doc.get("server_urls") or [doc["server_url"]]
 
     @property
     def clouds(self) -> Path:
@@ -167,7 +175,8 @@ class Lab:
         if not any(marker in arg for arg in argv):
             raise LabError(f"{label}: a lab process must name {marker} on its command line")
         ident = self.inventory.record("process", group=group, label=label, pidfile=str(pidfile),
-                                      marker=marker, ns=ns)
+                                      marker=marker, ns=ns, argv=argv,
+                                      log=str(log) if log else None)
         # the shell writes its pid and execs the command: the pid is known even if we crash
         wrapper = ["sh", "-c", 'echo $$ > "$0"; exec "$@"', str(pidfile), *argv]
         out = open(log, "ab") if log else subprocess.DEVNULL
@@ -186,12 +195,24 @@ class Lab:
         config = Config()
         config.server.port = free_port()
         config.store.url = f"sqlite:///{self.dir / 'plexus.db'}"
-        (self.dir / "server.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        servers = ["server"]
+        if self.spec.store == "etcd":     # a 3-member cluster, and a second stateless server
+            from plexus.lab.etcd import start_lab_cluster
+            config.store.url = start_lab_cluster(self)
+            servers.append("server2")
         write_clouds_yaml(self.clouds, config.server.url(), config)
         self.inventory.set(server_url=config.server.url())
-        argv = [sys.executable, "-m", "plexus.server.main", "--config",
-                str(self.dir / "server.yaml"), "--log-level", "warning"]
-        return self.spawn("server", argv, log=self.dir / "server.log")
+        urls, pids = [], []
+        for i, name in enumerate(servers):
+            if i:
+                config.server.port = free_port()
+            (self.dir / f"{name}.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+            argv = [sys.executable, "-m", "plexus.server.main", "--config",
+                    str(self.dir / f"{name}.yaml"), "--log-level", "warning"]
+            pids.append(self.spawn(name, argv, log=self.dir / f"{name}.log"))
+            urls.append(config.server.url())
+        self.inventory.set(server_urls=urls)
+        return pids[0]
 
     def _start_agents(self, timeout: float = 30) -> None:
         """Start each chassis' plexus-agent; return once every chassis is alive in the API."""
@@ -217,7 +238,7 @@ class Lab:
         while time.monotonic() < deadline:
             if not alive(pid):
                 raise LabError(f"the API server exited; see {self.dir / 'server.log'}")
-            if server_answers(self.url):
+            if all(server_answers(url) for url in self.urls):
                 return
             time.sleep(0.05)
         raise LabError(f"the API server did not answer in {timeout:.0f}s")
@@ -310,7 +331,7 @@ def agent_argv(lab: Lab, ch: Chassis) -> list[str]:
     """The command line of the plexus-agent of chassis ``ch`` (admin of the built-in
     identity, the lab's server, the chassis' OVS sockets and facts)."""
     ovs = lab.ovs(ch)
-    return [sys.executable, "-m", "plexus.agent.main", "--server", lab.url,
+    return [sys.executable, "-m", "plexus.agent.main", "--server", ",".join(lab.urls),
             "--chassis", ch.name, "--tunnel-ip", ch.tunnel_ip, "--ovsdb", ovs.db,
             "--ovs-rundir", str(ovs.rundir), "--bridge-mappings", ch.bridge_mappings,
             *(["--gateway"] if ch.gateway else [])]

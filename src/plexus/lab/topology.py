@@ -62,10 +62,8 @@ class LabSpec:
             raise TopologyError(f"--chassis must be between 1 and {MAX_CHASSIS}")
         if not 0 <= self.gateways <= self.chassis:
             raise TopologyError("--gateways must be between 0 and the number of chassis")
-        if self.store == "etcd":
-            raise TopologyError("--store etcd: not yet: issue 7 (the etcd store backend)")
-        if self.store != "sqlite":
-            raise TopologyError(f"unknown store {self.store!r} (sqlite; etcd comes with issue 7)")
+        if self.store not in ("sqlite", "etcd"):
+            raise TopologyError(f"unknown store {self.store!r} (sqlite or etcd)")
         return self
 
     def to_dict(self) -> dict:

@@ -27,7 +27,8 @@ LOG = logging.getLogger("plexus.server")
 
 def build_app(config: Config, store: Store | None = None) -> Starlette:
     """The ASGI application of one stateless server (any number may share a store)."""
-    store = store or open_store(config.store.url)
+    store = store or open_store(config.store.url, ca_file=config.store.ca_file,
+                                cert_file=config.store.cert_file, key_file=config.store.key_file)
     services = build_services(store, config)
     identity = IdentityService(store)
     if config.identity.mode in ("builtin", "none"):

@@ -143,7 +143,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def lease_keepalive(self, lease: int) -> float:
-        """Renew the lease to its full TTL; returns the TTL. Raises ``LeaseNotFound``."""
+        """Renew the lease to its full TTL; returns the TTL. Raises ``LeaseNotFound``.
+
+        The TTL is the one granted, which may be above the one asked for (etcd grants
+        whole seconds, and no less than its minimum)."""
 
     @abc.abstractmethod
     def lease_revoke(self, lease: int) -> None:
