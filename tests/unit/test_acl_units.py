@@ -161,7 +161,7 @@ def test_registry_checks_ct_and_conjunction_flows():
     ip = {"eth_type": 0x800}
     good = [Flow.make("egress_acl", 60, ip, [Conjunction(1, 1, 2)]),
             Flow.make("egress_acl", 70, {**ip, "conj_id": 1}, [Ct(5, commit=True)],
-                      goto="l2_lookup"),
+                      goto="l3_input"),
             Flow.make("egress_acl", 40, {**ip, "ct_state": ct_state("+est+trk")},
                       [Ct(5, commit=True, mark=1)])]
     for flow in good:
@@ -169,13 +169,13 @@ def test_registry_checks_ct_and_conjunction_flows():
     check_flow(Flow.make("egress_ct", 90, ip, [Ct(5, table="egress_acl")]),
                BY_NAME["egress_ct"].owner)
     bad = [Flow.make("egress_acl", 60, ip, [Conjunction(1, 1, 2), Ct(5)]),
-           Flow.make("egress_acl", 60, ip, [Conjunction(1, 1, 2)], goto="l2_lookup"),
+           Flow.make("egress_acl", 60, ip, [Conjunction(1, 1, 2)], goto="l3_input"),
            Flow.make("egress_acl", 60, ip, [Conjunction(1, 3, 2)]),
            Flow.make("egress_acl", 60, ip, [Conjunction(1, 1, 2), Conjunction(1, 2, 2)]),
            Flow.make("egress_acl", 60, {**ip, "conj_id": 2}, [Conjunction(1, 1, 2)]),
            Flow.make("egress_acl", 70, {}, [Ct(5, commit=True)]),                # not IP
            Flow.make("egress_acl", 70, ip, [Ct(5, mark=1)]),                     # no commit
-           Flow.make("egress_acl", 70, ip, [Ct(5, table="l2_lookup")], goto="l2_lookup"),
+           Flow.make("egress_acl", 70, ip, [Ct(5, table="l3_input")], goto="l3_input"),
            Flow.make("egress_acl", 70, ip, [Ct(5, table="egress_ct")]),          # backwards
            Flow.make("egress_ct", 70, {"eth_type": 0x800, "tcp_dst": 1})]        # not declared
     for flow in bad:

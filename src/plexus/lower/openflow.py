@@ -4,15 +4,20 @@ where stage names become table numbers and register names become OVS fields."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.pipeline.flows import (
-    FIELD_BITS, Conjunction, Controller, Ct, CtClear, Flow, Move, Output, SetField, ovs_field,
+    FIELD_BITS, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Nat, Output, PopVlan,
+    PushVlan, SetField, ovs_field,
 )
-from plexus.pipeline.registry import table_of
+from plexus.pipeline.registry import REGISTERS, table_of
+
+NX_NAT_F_SRC, NX_NAT_F_DST = 0x1, 0x2          # OVS's nx_nat_flags (os-ken lacks the names)
+REGISTER_FIELDS = {r.field for r in REGISTERS.values()}
 
 
 class Datapath:
@@ -30,9 +35,20 @@ def cookie_of(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
+def wire_value(field: str, value):
+    """A match or set-field value as os-ken wants it: registers hold IPv4 addresses (the
+    next hop) as integers; everything else is passed as is."""
+    if field in REGISTER_FIELDS:
+        if isinstance(value, tuple):
+            return tuple(wire_value(field, v) for v in value)
+        if isinstance(value, str):
+            return int(ipaddress.IPv4Address(value))
+    return value
+
+
 def match_of(flow: Flow) -> parser.OFPMatch:
     """The flow's match as an OFPMatch."""
-    return parser.OFPMatch(**{ovs_field(k): v for k, v in flow.match})
+    return parser.OFPMatch(**{ovs_field(k): wire_value(ovs_field(k), v) for k, v in flow.match})
 
 
 def actions_of(flow: Flow) -> list:
@@ -43,7 +59,8 @@ def actions_of(flow: Flow) -> list:
             port = ofp.OFPP_IN_PORT if a.port == "in_port" else a.port
             out.append(parser.OFPActionOutput(port, ofp.OFPCML_NO_BUFFER))
         elif isinstance(a, SetField):
-            out.append(parser.OFPActionSetField(**{ovs_field(a.field): a.value}))
+            field = ovs_field(a.field)
+            out.append(parser.OFPActionSetField(**{field: wire_value(field, a.value)}))
         elif isinstance(a, Move):
             src, dst = ovs_field(a.src), ovs_field(a.dst)
             out.append(parser.NXActionRegMove(src_field=src, dst_field=dst,
@@ -55,6 +72,12 @@ def actions_of(flow: Flow) -> list:
             out.append(ct_action(a))
         elif isinstance(a, CtClear):
             out.append(parser.NXActionCTClear())
+        elif isinstance(a, DecTtl):
+            out.append(parser.OFPActionDecNwTtl())
+        elif isinstance(a, PushVlan):
+            out.append(parser.OFPActionPushVlan(0x8100))
+        elif isinstance(a, PopVlan):
+            out.append(parser.OFPActionPopVlan())
         elif isinstance(a, Conjunction):     # OVS numbers dimensions from 0 on the wire
             out.append(parser.NXActionConjunction(clause=a.k - 1, n_clauses=a.n, id_=a.id))
         else:
@@ -69,11 +92,22 @@ def ct_action(a: Ct) -> parser.NXActionCT:
         zone_src, zone = "", a.zone
     else:
         zone_src, zone = ovs_field(a.zone), nicira_ext.ofs_nbits(0, 15)
+    inner = [] if a.nat is None else [nat_action(a.nat)]
+    if a.mark is not None:
+        inner.append(parser.OFPActionSetField(ct_mark=a.mark))
     return parser.NXActionCT(
         flags=nicira_ext.NX_CT_F_COMMIT if a.commit else 0, zone_src=zone_src,
         zone_ofs_nbits=zone, recirc_table=table_of(a.table) if a.table else
-        nicira_ext.NX_CT_RECIRC_NONE, alg=0,
-        actions=[] if a.mark is None else [parser.OFPActionSetField(ct_mark=a.mark)])
+        nicira_ext.NX_CT_RECIRC_NONE, alg=0, actions=inner)
+
+
+def nat_action(n: Nat) -> parser.NXActionNAT:
+    """``nat``, or ``nat(src|dst=IP[:min-max])`` (a single address as a range of one)."""
+    if not n.kind:
+        return parser.NXActionNAT(flags=0)
+    ports = {"range_proto_min": n.port_min, "range_proto_max": n.port_max} if n.port_min else {}
+    return parser.NXActionNAT(flags=NX_NAT_F_SRC if n.kind == "src" else NX_NAT_F_DST,
+                              range_ipv4_min=n.ip, range_ipv4_max=n.ip, **ports)
 
 
 def flow_mod(flow: Flow, command: int = ofp.OFPFC_ADD) -> parser.OFPFlowMod:

@@ -12,7 +12,8 @@ from plexus.pipeline.registry import REGISTERS
 
 FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48, "arp_spa": 32,
               "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32, "metadata": 64, "reg5": 32,
-              "reg6": 32, "reg7": 32, "tunnel_id": 64, "tun_ipv4_dst": 32, "in_port": 32}
+              "reg6": 32, "reg7": 32, "tunnel_id": 64, "tun_ipv4_dst": 32, "in_port": 32,
+              "reg3": 32, "reg4": 32}
 
 # Connection-tracking state bits (the ``ct_state`` field), as OVS names them.
 CT_STATE_BITS = {"new": 0x01, "est": 0x02, "rel": 0x04, "rpl": 0x08, "inv": 0x10,
@@ -68,20 +69,41 @@ class Controller:
 
 
 @dataclass(frozen=True, order=True)
+class Nat:
+    """Address translation inside ``Ct``: ``kind`` "src" or "dst" with an address (and a
+    port range) for a new connection (needs commit), or no kind: only apply the
+    translation the packet's connection already has (e.g. unNAT a reply)."""
+
+    kind: str = ""
+    ip: str = ""
+    port_min: int = 0
+    port_max: int = 0
+
+    def __str__(self) -> str:
+        if not self.kind:
+            return "nat"
+        ports = f":{self.port_min}-{self.port_max}" if self.port_min else ""
+        return f"nat({self.kind}={self.ip}{ports})"
+
+
+@dataclass(frozen=True, order=True)
 class Ct:
     """Send the packet through connection tracking in ``zone`` (a number, or the name of a
     register holding it). ``commit`` records the connection; ``mark`` (with commit) sets
-    the connection's ct_mark. With ``table`` the tracked packet continues in that stage
-    (this must be the flow's last action, and the flow has no goto); without it the
-    packet carries on with the next action."""
+    the connection's ct_mark; ``nat`` translates addresses (see ``Nat``). With ``table``
+    the tracked packet continues in that stage (this must be the flow's last action, and
+    the flow has no goto); without it the packet carries on with the next action."""
 
     zone: int | str
     commit: bool = False
     table: str | None = None
     mark: int | None = None
+    nat: Nat | None = None
 
     def __str__(self) -> str:
         parts = (["commit"] if self.commit else []) + [f"zone={self.zone}"]
+        if self.nat is not None:
+            parts.append(str(self.nat))
         if self.table:
             parts.append(f"table={self.table}")
         if self.mark is not None:
@@ -111,7 +133,36 @@ class Conjunction:
         return f"conjunction({self.id},{self.k}/{self.n})"
 
 
-Action = Output | SetField | Move | Controller | Ct | CtClear | Conjunction
+@dataclass(frozen=True, order=True)
+class DecTtl:
+    """Decrement the IP TTL. A packet with TTL 0 or 1 is not decremented: the flow's
+    remaining actions and its goto are skipped (Open vSwitch's dec_ttl; it would also
+    send an invalid-TTL packet-in, which the agent never asks for), so it drops."""
+
+    def __str__(self) -> str:
+        return "dec_ttl"
+
+
+@dataclass(frozen=True, order=True)
+class PushVlan:
+    """Push an 802.1Q header (VLAN id 0; set ``vlan_vid`` after it)."""
+
+    def __str__(self) -> str:
+        return "push_vlan"
+
+
+@dataclass(frozen=True, order=True)
+class PopVlan:
+    """Remove the outer 802.1Q header."""
+
+    def __str__(self) -> str:
+        return "pop_vlan"
+
+
+Action = (Output | SetField | Move | Controller | Ct | CtClear | Conjunction | DecTtl | PushVlan
+          | PopVlan)
+
+VLAN_PRESENT = 0x1000           # OFPVID_PRESENT: the vlan_vid bit saying a tag is there
 
 
 @dataclass(frozen=True, order=True)

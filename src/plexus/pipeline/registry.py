@@ -37,28 +37,40 @@ REGISTERS: dict[str, Register] = {r.name: r for r in (
              "logical network key of the packet (the network's tunnel key / VNI)"),
     Register("inport", "reg6", 32, "logical port key the packet came from (0 = tunnel)"),
     Register("outport", "reg7", 32, "logical port key chosen by L2 lookup"),
-    Register("flags", "reg5", 32, "bit 0: arrived through a tunnel"),
+    Register("flags", "reg5", 32, "bit 0: arrived through a tunnel; bit 1: arrived from an "
+             "external network (its patch port, or a tunnel with the external network's key)"),
+    Register("router", "reg4", 32,
+             "the router routing the packet (its conntrack zone on this chassis; 0 = none)"),
+    Register("nexthop", "reg3", 32, "IPv4 next hop chosen by l3_route, resolved by l3_neighbor"),
 )}
 
 FLAG_FROM_TUNNEL = 0x1
+FLAG_FROM_EXTERNAL = 0x2
 OUTPORT_FLOOD = 0xFFFF          # outport value meaning "flood" (never a port key)
+OUTPORT_EXTERNAL = 0x10000      # outport value meaning "out of the external network's patch"
 
 _L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
 _ARP = {"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"}
 _IP = {"ipv4_src", "ipv4_dst", "ip_proto", "ipv6_src", "ipv6_dst"}
 _L4 = {"udp_src", "udp_dst", "tcp_src", "tcp_dst", "icmpv4_type", "icmpv4_code"}
 _SCTP = {"sctp_src", "sctp_dst"}
-_REGS = {"metadata", "reg5", "reg6", "reg7"}
+_REGS = {"metadata", "reg3", "reg4", "reg5", "reg6", "reg7"}
 _TUN = {"tunnel_id"}
 _CT = {"ct_state", "ct_zone", "ct_mark", "conj_id"}
 _CT_DISPATCH = frozenset(_REGS | {"eth_type", "ip_proto", "udp_src", "udp_dst"})
 _ACL = frozenset(_REGS | _IP | _L4 | _SCTP | _CT | {"eth_type"})
+# No stage matches nw_ttl: os-ken writes NXM fields (nw_ttl is one) before OXM ones, so
+# it would precede its eth_type prerequisite and Open vSwitch refuses the match. TTL 0
+# and 1 are dropped by dec_ttl itself (see flows.DecTtl).
+_L3 = frozenset(_L2 | _ARP | _IP | _L4 | _REGS)
 
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0, "plexus.pipeline.stages.classify",
-          frozenset({"in_port"} | _TUN), ("port_security", "l2_lookup"),
+          frozenset({"in_port", "vlan_vid"} | _TUN), ("port_security", "l3_input", "l2_lookup"),
           "in_port (VIF) or tunnel key → logical network and logical in-port registers; "
-          "unknown in_ports are dropped"),
+          "the patch port toward an external bridge (untagged for a flat network, its VLAN "
+          "popped for a VLAN network) and the external network's key from a tunnel → the "
+          "external network, on to l3_input; unknown in_ports are dropped"),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
           "source MAC and IP (and allowed address pairs) must belong to the in-port; "
@@ -72,19 +84,52 @@ STAGES: tuple[Stage, ...] = (
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
           "(packet-in); the agent's reply is injected back"),
     Stage("egress_ct", 40, "plexus.pipeline.stages.egress_ct",
-          _CT_DISPATCH, ("egress_acl", "l2_lookup"),
+          _CT_DISPATCH, ("egress_acl", "l3_input"),
           "security groups, leaving a VM: IPv4 from a guarded port (port security on, "
           "groups known) goes through conntrack in the port's zone (its ofport) and on to "
           "egress_acl; DHCP requests pass, DHCP replies from a VM drop; the rest passes"),
     Stage("egress_acl", 45, "plexus.pipeline.stages.egress_acl",
-          _ACL, ("l2_lookup",),
+          _ACL, ("l3_input",),
           "the port's egress rules (conjunctive matches for remote groups): invalid and "
           "revoked (ct_mark=1) connections drop, replies and related pass, new and "
           "established packets a rule allows are committed and pass; an established "
           "connection no rule allows any more is marked revoked and dropped"),
+    Stage("l3_input", 46, "plexus.pipeline.stages.l3_input",
+          _L3, ("l3_route", "l3_snat", "l2_lookup"),
+          "packets for a router. From a VM (to a router port MAC): ICMP echo to a router "
+          "address is answered in place, anything else to one drops, the rest is routed. "
+          "From an external network: ARP for a floating IP is answered only on the chassis "
+          "hosting its port, ARP and ping for a router gateway only on its active gateway "
+          "chassis; a floating IP is DNATed (conntrack, router zone); TCP/UDP to a gateway "
+          "address goes statelessly to the chassis owning the destination port's SNAT block "
+          "(unNATed there); other gateway traffic is unNATed on the active gateway; "
+          "portless packets a chassis sends its router's active gateway are SNATed there; "
+          "everything else from outside drops; other packets go on to l2_lookup"),
+    Stage("l3_route", 47, "plexus.pipeline.stages.l3_route",
+          _L3, ("l3_neighbor",),
+          "the router's routing table, longest prefix first (priority by prefix length): "
+          "connected subnets, extra routes, external host and subnet routes and the default "
+          "route via the external gateway (never for packets that came from outside); TTL "
+          "is decremented (TTL 1 or 0 drops: dec_ttl stops there, and no invalid-TTL "
+          "packet-in is asked for), the source MAC becomes the router port's on the next "
+          "network, net and the next hop are set"),
+    Stage("l3_neighbor", 48, "plexus.pipeline.stages.l3_neighbor",
+          _L3, ("l3_snat", "l2_lookup"),
+          "next hop → destination MAC: from the model for ports (no ARP), from the agent's "
+          "resolutions for external addresses (unknown: drop); internal networks go on to "
+          "l2_lookup, external ones to l3_snat"),
+    Stage("l3_snat", 49, "plexus.pipeline.stages.l3_snat",
+          _L3, ("output",),
+          "leaving by an external network: a port with a floating IP is SNATed to it "
+          "(source MAC: the floating IP's); TCP/UDP of other ports to the gateway address "
+          "with source ports from this chassis' blocks (source MAC: this chassis' own for "
+          "the router); portless protocols go through the tunnel to the router's active "
+          "gateway, which SNATs them (source MAC: the gateway port's); routers without SNAT "
+          "route unchanged; then out of this chassis' patch port"),
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
           frozenset(_L2 | _REGS), ("ingress_ct",),
-          "destination MAC → logical out-port; broadcast and multicast flood"),
+          "destination MAC → logical out-port, on local networks and on networks a local "
+          "router routes to; broadcast and multicast flood (local networks only)"),
     Stage("ingress_ct", 70, "plexus.pipeline.stages.ingress_ct",
           _CT_DISPATCH, ("ingress_acl", "output"),
           "security groups, entering a VM (from a local port or a tunnel): IPv4 to a "
@@ -98,7 +143,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("output", 80, "plexus.pipeline.stages.output",
           frozenset(_REGS | {"eth_dst"}), (),
           "out-port → local VIF, or tunnel to the chassis hosting it (VNI = network); "
-          "floods reach local ports and only the chassis that share the network"),
+          "floods reach local ports and only the chassis that share the network; the "
+          "external out-port leaves by the patch port toward the external bridge (VLAN "
+          "pushed for a VLAN network)"),
 )
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
@@ -184,3 +231,12 @@ def _check_actions(st: Stage, flow) -> None:
             raise PipelineViolation(f"{st.name}: setting ct_mark needs commit")
         if name == "Ct" and dict(flow.match).get("eth_type") not in (0x0800, 0x86DD):
             raise PipelineViolation(f"{st.name}: a ct action needs an IPv4 or IPv6 match")
+        nat = getattr(action, "nat", None) if name == "Ct" else None
+        if nat is not None and nat.kind:
+            if nat.kind not in ("src", "dst") or not nat.ip or not action.commit:
+                raise PipelineViolation(f"{st.name}: nat({nat.kind}=...) needs an address "
+                                        f"and commit")
+            if (nat.port_min or nat.port_max) and not 0 < nat.port_min <= nat.port_max:
+                raise PipelineViolation(f"{st.name}: bad NAT port range {nat}")
+        if name in ("DecTtl",) and dict(flow.match).get("eth_type") not in (0x0800, 0x86DD):
+            raise PipelineViolation(f"{st.name}: dec_ttl needs an IPv4 or IPv6 match")

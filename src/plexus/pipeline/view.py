@@ -28,13 +28,18 @@ class SubnetView:
 
 @dataclass(frozen=True)
 class NetworkView:
-    """A logical network: its datapath key (the VNI for VXLAN) and MTU."""
+    """A logical network: its datapath key (the VNI for VXLAN; flat and VLAN networks
+    have one of their own for tunnelling between chassis) and MTU; for a provider
+    network its physical network name and VLAN id; whether it is external."""
 
     id: str
     key: int
     network_type: str
     mtu: int
     port_security_enabled: bool = True
+    physical_network: str | None = None
+    segmentation_id: int | None = None
+    external: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,9 +105,44 @@ class SecurityView:
 
 
 @dataclass(frozen=True)
+class RouterView:
+    """A router: its interface ports and gateway port (ids of ports in ``View.ports``),
+    extra routes, and whether it SNATs ports without a floating IP."""
+
+    id: str
+    interfaces: tuple[str, ...] = ()
+    gateway: str | None = None                      # its port on an external network
+    routes: tuple[tuple[str, str], ...] = ()        # extra routes: (destination, nexthop)
+    enable_snat: bool = True
+    admin_up: bool = True
+    gateway_chassis: tuple[str, ...] = ()           # candidates, in order (the first alive
+                                                    # one is the active gateway)
+
+
+@dataclass(frozen=True)
+class FloatingIPView:
+    """An associated floating IP: its address and its own port's MAC (the MAC that
+    identifies it on the external network), the port and fixed IP it stands for."""
+
+    id: str
+    address: str
+    mac: str
+    network_id: str                                 # the external network
+    router_id: str
+    port_id: str
+    fixed_ip: str
+
+
+@dataclass(frozen=True)
 class View:
     """Everything one chassis compiles from. While ``security`` is None (until the agent
-    supplies security groups) the ACL stages let everything through."""
+    supplies security groups) the ACL stages let everything through.
+
+    The L3 fields come from ``plexus.pipeline.l3.with_l3`` (routers relevant here, the
+    floating IPs of local ports, and the routed networks' ports in ``ports``) and from
+    the agent's local facts: its bridge mappings and the patch ports toward them, the
+    MACs it resolved on external networks, the active gateway chassis of each router,
+    and the SNAT port blocks of every chassis for those routers."""
 
     chassis: str                                    # this chassis' name
     tunnel_ip: str
@@ -113,6 +153,14 @@ class View:
     vif_ofports: Mapping[str, int] = field(default_factory=dict)     # port id -> ofport
     tunnel_ofports: Mapping[str, int] = field(default_factory=dict)  # chassis -> ofport
     security: SecurityView | None = None
+    routers: Mapping[str, RouterView] = field(default_factory=dict)
+    floating_ips: Mapping[str, FloatingIPView] = field(default_factory=dict)
+    bridge_mappings: Mapping[str, str] = field(default_factory=dict)  # physnet -> bridge
+    patch_ofports: Mapping[str, int] = field(default_factory=dict)    # physnet -> ofport
+    external_macs: Mapping[str, str] = field(default_factory=dict)    # external IP -> MAC
+    active_gateway: Mapping[str, str] = field(default_factory=dict)   # router -> chassis
+    # router -> (chassis, first port, last port) of every chassis' SNAT port blocks
+    snat_blocks: Mapping[str, tuple[tuple[str, int, int], ...]] = field(default_factory=dict)
 
     def local_ports(self) -> list[PortView]:
         """Ports bound here whose VIF is plugged (has an ofport), sorted by id."""

@@ -1,7 +1,11 @@
 """A small connection tracker for the evaluator, with the behaviour of OVS's (and Linux's)
-that the ACL stages rely on: connections per zone, found in both directions; a packet's
-state is new (until a reply is seen), established, reply, related (an ICMP error about a
-connection) or invalid; ``commit`` records a connection and may set its ct_mark.
+that the ACL and L3 stages rely on: connections per zone, found in both directions; a
+packet's state is new (until a reply is seen), established, reply, related (an ICMP
+error about a connection) or invalid; ``commit`` records a connection and may set its
+ct_mark; NAT: a connection committed with ``nat(src=...)`` or ``nat(dst=...)`` keeps
+its translation (the original port if it is free and in range, else the lowest free
+one), which a ``ct`` with ``nat`` applies to later packets of either direction (the
+reverse for replies); a ``ct`` without ``nat`` translates nothing.
 
 Evaluator-only packet fields: ``tcp_flags`` (default: a SYN), ``icmp_id`` (default 0)
 and, for an ICMP error, ``inner``: the fields of the packet it is about."""
@@ -23,13 +27,19 @@ ICMP_ERRORS = {3, 4, 5, 11, 12}
 
 @dataclass
 class Connection:
-    """One tracked connection."""
+    """One tracked connection. ``reply`` is the key replies carry: the reverse of the
+    original key as translated (equal to ``reverse(original)`` without NAT)."""
 
     zone: int
     original: tuple
     reply: tuple
     mark: int = 0
     seen_reply: bool = False
+
+    @property
+    def translated(self) -> bool:
+        """Whether the connection has an address translation."""
+        return self.reply != reverse(self.original)
 
 
 def key_of(pkt: dict) -> tuple | None:
@@ -58,6 +68,32 @@ def reverse(key: tuple) -> tuple:
     if proto == 1 and rest and rest[-1] in ("request", "reply"):
         return (dst, src, 1, rest[0], rest[1], "reply" if rest[-1] == "request" else "request")
     return (dst, src, proto, *rest)
+
+
+def with_key(pkt: dict, key: tuple) -> None:
+    """Rewrite the packet's addresses and ports (or ICMP id) to those of ``key``."""
+    src, dst, proto, *rest = key
+    pkt["ipv4_src"], pkt["ipv4_dst"] = src, dst
+    if proto in PORTS:
+        sport, dport = PORTS[proto]
+        pkt[sport], pkt[dport] = rest[0], rest[1]
+    elif proto == 1 and rest and rest[-1] in ("request", "reply"):
+        pkt["icmp_id"] = rest[0]
+
+
+def translate(key: tuple, kind: str, ip: str, port: int | None) -> tuple:
+    """``key`` with its source (``kind`` "src") or destination replaced: the address, and
+    the port (or ICMP id) when given."""
+    src, dst, proto, *rest = key
+    if kind == "src":
+        src = ip
+    else:
+        dst = ip
+    if port is not None and proto in PORTS:
+        rest[0 if kind == "src" else 1] = port
+    elif port is not None and proto == 1 and rest and rest[-1] in ("request", "reply"):
+        rest[0] = port
+    return (src, dst, proto, *rest)
 
 
 def valid_new(pkt: dict) -> bool:
@@ -99,19 +135,52 @@ class Conntrack:
             return TRK | EST | RPL, zone, conn.mark
         return TRK | (EST if conn.seen_reply else NEW), zone, conn.mark
 
-    def commit(self, zone: int, pkt: dict, mark: int | None = None) -> None:
-        """``ct(commit)``: record the packet's connection (if it may start one), and set
+    def commit(self, zone: int, pkt: dict, mark: int | None = None, nat=None) -> None:
+        """``ct(commit)``: record the packet's connection (if it may start one), with the
+        translation ``nat`` asks for (a ``flows.Nat`` with a kind) when it is new, and set
         its ct_mark when ``mark`` is given."""
         conn, _ = self.find(zone, pkt)
         if conn is None:
             key = key_of(pkt)
             if key is None or not valid_new(pkt):
                 return
-            conn = Connection(zone, key, reverse(key))
+            reply = self._reply_key(zone, key, nat)
+            if reply is None:
+                return                      # no free port in the range: not committed
+            conn = Connection(zone, key, reply)
             self.table[(zone, key)] = (conn, False)
             self.table[(zone, conn.reply)] = (conn, True)
         if mark is not None:
             conn.mark = mark
+
+    def _reply_key(self, zone: int, key: tuple, nat) -> tuple | None:
+        """The reply key of a new connection: reversed, after the translation."""
+        if nat is None or not getattr(nat, "kind", ""):
+            return reverse(key)
+        proto = key[2]
+        ported = proto in PORTS or (proto == 1 and key[-1] in ("request", "reply"))
+        index = 3 if nat.kind == "src" or proto == 1 else 4
+        current = key[index] if ported else None
+        if nat.port_min and ported:
+            candidates = ([current] if nat.port_min <= current <= nat.port_max else []) + \
+                list(range(nat.port_min, nat.port_max + 1))
+        elif ported:
+            candidates = [current] + list(range(1024, 65536))
+        else:
+            candidates = [None]
+        for port in candidates:
+            reply = reverse(translate(key, nat.kind, nat.ip, port))
+            if (zone, reply) not in self.table:
+                return reply
+        return None
+
+    def nat(self, zone: int, pkt: dict) -> None:
+        """What a ``ct`` with ``nat`` does to the packet: its connection's translation
+        (reversed for a reply); nothing when it has none or is not tracked."""
+        conn, is_reply = self.find(zone, pkt)
+        if conn is None or not conn.translated:
+            return
+        with_key(pkt, reverse(conn.original) if is_reply else reverse(conn.reply))
 
     def connections(self) -> list[Connection]:
         """Every tracked connection, once."""

@@ -2,10 +2,12 @@
 they will be lowered into OpenFlow, and says which flow did what. ``plexus trace``,
 the compilers' behaviour tests and the verifier all use it.
 
-It models the two OVS mechanisms the ACL stages rely on: conjunctive matches (a
-``conj_id`` flow applies when, at one priority, a flow of every dimension matches) and
-a small connection tracker (``ct``: per zone, both directions, new/established/reply/
-related/invalid, commit and ct_mark), kept by the ``Pipeline`` across packets."""
+It models the OVS mechanisms the ACL and L3 stages rely on: conjunctive matches (a
+``conj_id`` flow applies when, at one priority, a flow of every dimension matches), a
+small connection tracker (``ct``: per zone, both directions, new/established/reply/
+related/invalid, commit and ct_mark, NAT), kept by the ``Pipeline`` across packets,
+TTL decrement and VLAN push/pop. A packet without ``vlan_vid`` is untagged (0); one
+without ``nw_ttl`` has TTL 64."""
 
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from plexus.pipeline.flows import (
-    Conjunction, Controller, Ct, CtClear, Flow, Move, Output, SetField, ovs_field,
+    VLAN_PRESENT, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Output, PopVlan,
+    PushVlan, SetField, ovs_field,
 )
 from plexus.pipeline.registry import STAGES
 from plexus.tools.conntrack import Conntrack
 
 MAX_STEPS = 64
+FIELD_DEFAULTS = {"vlan_vid": 0, "nw_ttl": 64}     # what a packet has when not told
+STOP = "<stop>"                 # an action ended the flow's actions and its goto
 
 
 @dataclass
@@ -61,6 +66,8 @@ def _value_matches(actual: Any, wanted: Any) -> bool:
         if actual is None:
             return False
         return (_as_int(actual) & _as_int(mask)) == (_as_int(value) & _as_int(mask))
+    if actual is not None and type(actual) is not type(wanted):   # an IP in a register
+        return _as_int(actual) == _as_int(wanted)
     return actual == wanted
 
 
@@ -77,7 +84,8 @@ def _as_int(v: Any) -> int:
 
 def flow_matches(flow: Flow, packet: dict) -> bool:
     """Whether every match field of the flow holds for the packet."""
-    return all(_value_matches(packet.get(ovs_field(k)), v) for k, v in flow.match)
+    return all(_value_matches(packet.get(ovs_field(k), FIELD_DEFAULTS.get(ovs_field(k))), v)
+               for k, v in flow.match)
 
 
 class Pipeline:
@@ -130,7 +138,7 @@ class Pipeline:
             for action in flow.actions:
                 recirculate = self._apply(action, pkt, result)
                 if recirculate:
-                    after = recirculate
+                    after = None if recirculate is STOP else recirculate
                     break
             if not after:
                 return result
@@ -138,7 +146,8 @@ class Pipeline:
         raise RuntimeError("pipeline loop: too many steps")
 
     def _apply(self, action, pkt: dict, result: Result) -> str | None:
-        """Apply one action; the stage to continue in when it recirculates (ct(table))."""
+        """Apply one action; the stage to continue in when it recirculates (ct(table)), or
+        ``STOP`` when the flow's processing ends here (dec_ttl of TTL 0 or 1)."""
         if isinstance(action, SetField):
             pkt[ovs_field(action.field)] = action.value
         elif isinstance(action, Move):
@@ -154,11 +163,23 @@ class Pipeline:
             zone = action.zone if isinstance(action.zone, int) else pkt.get(
                 ovs_field(action.zone), 0) & 0xFFFF
             if action.commit:
-                self.conntrack.commit(zone, pkt, action.mark)
-            if action.table:
-                pkt.update(zip(("ct_state", "ct_zone", "ct_mark"),
-                               self.conntrack.lookup(zone, pkt)))
-                return action.table
+                self.conntrack.commit(zone, pkt, action.mark, action.nat)
+            if action.table or action.nat is not None:
+                state = self.conntrack.lookup(zone, pkt)
+                if action.nat is not None:
+                    self.conntrack.nat(zone, pkt)
+                if action.table:
+                    pkt.update(zip(("ct_state", "ct_zone", "ct_mark"), state))
+                    return action.table
+        elif isinstance(action, DecTtl):
+            ttl = pkt.get("nw_ttl", FIELD_DEFAULTS["nw_ttl"])
+            if ttl <= 1:
+                return STOP             # OVS: no decrement, the rest of the flow is skipped
+            pkt["nw_ttl"] = ttl - 1
+        elif isinstance(action, PushVlan):
+            pkt["vlan_vid"] = VLAN_PRESENT
+        elif isinstance(action, PopVlan):
+            pkt["vlan_vid"] = 0
         elif isinstance(action, CtClear):
             pkt.update(ct_state=0, ct_zone=0, ct_mark=0)
         elif isinstance(action, Conjunction):

@@ -1,6 +1,6 @@
 """Security groups with Neutron's OVS-firewall semantics, stateful through conntrack, for
-the four ACL stages (egress_ct → egress_acl before L2 lookup, ingress_ct → ingress_acl
-after it). Directions are the VM's: egress leaves the in-port, ingress enters a local
+the four ACL stages (egress_ct → egress_acl before routing and L2 lookup, ingress_ct →
+ingress_acl after them). Directions are the VM's: egress leaves the in-port, ingress enters a local
 out-port (from a local port or a tunnel). The stage modules are thin; this is the
 compiler they share.
 
@@ -50,7 +50,7 @@ class Direction:
     peer_field: str           # where the remote address is: destination when egress
 
 
-EGRESS = Direction("egress", "egress_ct", "egress_acl", "l2_lookup", "inport", "ipv4_dst")
+EGRESS = Direction("egress", "egress_ct", "egress_acl", "l3_input", "inport", "ipv4_dst")
 INGRESS = Direction("ingress", "ingress_ct", "ingress_acl", "output", "outport", "ipv4_src")
 
 PRIO_DHCP = 100        # *_ct: DHCP allowances (before conntrack)

@@ -3,7 +3,8 @@
 place and sent back out of the in-port, so ARP never crosses a tunnel. Not answered:
 a port asking for its own address (gratuitous ARP, duplicate address detection) and
 allowed-address-pair addresses (a VIP moves between ports by gratuitous ARP, so its
-requests are flooded and its current holder answers)."""
+requests are flooded and its current holder answers), and router gateway and floating
+IP ports (l3_input answers those, only on the chassis that owns them)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from plexus.pipeline.stages.common import (
     ARP_REPLY, ARP_REQUEST, ETH_ARP, default_flow, ipv4_addresses, local_networks,
     local_ports,
 )
+from plexus.pipeline.stages.router import EXTERNAL_OWNERS
 from plexus.pipeline.view import NetworkView, PortView, View
 
 STAGE = "arp_responder"
@@ -27,6 +29,8 @@ def compile_arp_responder(view: View) -> list[Flow]:
     for net in local_networks(view):
         answered: set[str] = set()
         for port in view.ports_on(net.id):
+            if port.device_owner in EXTERNAL_OWNERS:
+                continue
             for ip in ipv4_addresses(port):
                 if ip in answered:      # a stale duplicate: the first port (by id) wins
                     continue

@@ -1,13 +1,21 @@
 """classify: which logical network and port a packet comes from. A local VIF's in_port
 gives its network and port key; a tunnel's in_port plus VNI gives a network shared
-with that chassis. Anything else (a VIF bound to another chassis, an unknown VNI or
-tunnel, a port that is administratively down) is dropped."""
+with that chassis (or, for a network behind a router, one that chassis routes into).
+The patch port toward an external bridge gives an external network (untagged frames
+for a flat network; the VLAN's frames, untagged here, for a VLAN network), and so does
+the external network's key from a tunnel of a chassis that shares a router with this
+one; both go on to l3_input. Anything else (a VIF bound to another chassis, an
+unknown VNI, tunnel or VLAN, a port that is administratively down) is dropped."""
 
 from __future__ import annotations
 
-from plexus.pipeline.flows import Flow, SetField
-from plexus.pipeline.registry import FLAG_FROM_TUNNEL
-from plexus.pipeline.stages.common import default_flow, local_networks, peers
+from plexus.pipeline.flows import Flow, PopVlan, SetField
+from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
+from plexus.pipeline.stages.common import default_flow, local_networks
+from plexus.pipeline.stages.router import (
+    external_networks, gateway, is_candidate, programmed, router_peers, tunnel_sources,
+    vlan_match,
+)
 from plexus.pipeline.view import View
 
 STAGE = "classify"
@@ -15,7 +23,8 @@ PRIO = 100
 
 
 def compile_classify(view: View) -> list[Flow]:
-    """in_port of each local VIF, and (tunnel, VNI) of each shared network → registers."""
+    """in_port of each local VIF, (tunnel, VNI) of each shared network, and the ways in
+    from external networks → registers."""
     flows = [default_flow(STAGE)]
     for port in view.local_ports():
         net = view.networks.get(port.network_id)
@@ -29,12 +38,53 @@ def compile_classify(view: View) -> list[Flow]:
         flows.append(Flow.make(STAGE, PRIO, match,
                                [SetField("net", net.key), SetField("inport", port.key)],
                                goto="port_security", cookie=cookie))
+    taken = set()
     for net in local_networks(view):
-        for chassis, ofport in peers(view, net.id).items():
+        for chassis, ofport in tunnel_sources(view, net).items():
+            taken.add((ofport, net.key))
             flows.append(Flow.make(
                 STAGE, PRIO, {"in_port": ofport, "tunnel_id": net.key},
                 [SetField("net", net.key), SetField("flags", FLAG_FROM_TUNNEL),
                  SetField("inport", 0)],
                 goto="l2_lookup", cookie=f"chassis:{chassis}",
                 note=f"network {net.id} from {chassis}; source checked by the sender"))
+    return flows + external_flows(view, taken)
+
+
+def external_sources(view: View, router) -> dict[str, int]:
+    """Chassis that send a router's external network through a tunnel to this one: to a
+    gateway chassis, every router peer (SNAT requests); to the others, the gateway
+    chassis (any may forward a port block's return traffic)."""
+    peers = router_peers(view, router)
+    if is_candidate(view, router):
+        return peers
+    gateways = set(router.gateway_chassis) | {view.active_gateway.get(router.id)}
+    return {c: o for c, o in peers.items() if c in gateways}
+
+
+def external_flows(view: View, taken: set) -> list[Flow]:
+    """The patch port of each external network, and its key from router peers."""
+    flows = []
+    outside = [SetField("flags", FLAG_FROM_EXTERNAL), SetField("inport", 0)]
+    for net, patch in external_networks(view):
+        tag = vlan_match(net)
+        flows.append(Flow.make(STAGE, PRIO, {"in_port": patch, "vlan_vid": tag},
+                               ([PopVlan()] if tag else []) + [SetField("net", net.key)]
+                               + outside, goto="l3_input", cookie=f"network:{net.id}",
+                               note=f"external network {net.id} from its bridge"))
+    sources: dict[tuple[int, int], tuple[str, str]] = {}
+    for router, _ in programmed(view):
+        gw = gateway(view, router)
+        if gw is None:
+            continue
+        for chassis, ofport in external_sources(view, router).items():
+            if (ofport, gw.network.key) not in taken:
+                sources[(ofport, gw.network.key)] = (chassis, gw.network.id)
+    for (ofport, key), (chassis, nid) in sorted(sources.items()):
+        flows.append(Flow.make(
+            STAGE, PRIO, {"in_port": ofport, "tunnel_id": key},
+            [SetField("net", key),
+             SetField("flags", FLAG_FROM_EXTERNAL | FLAG_FROM_TUNNEL), SetField("inport", 0)],
+            goto="l3_input", cookie=f"chassis:{chassis}",
+            note=f"external network {nid} from {chassis}"))
     return flows

@@ -1,6 +1,7 @@
 """egress_acl: the egress rules of the in-port's security groups, after conntrack (see
 ``acl``): invalid and revoked connections drop, replies and related pass, what a rule
-allows is committed and passes to L2 lookup, the rest drops."""
+allows is committed and passes on to l3_input (routing, else L2 lookup), the rest
+drops."""
 
 from __future__ import annotations
 

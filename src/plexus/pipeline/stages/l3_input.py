@@ -1,0 +1,157 @@
+"""l3_input: packets for a router.
+
+From a VM, to a router port MAC on its (local) network: an ICMP echo to any address of
+the router is answered in place; anything else to one of them drops; the rest is
+routed (``router`` := the router's zone, on to l3_route).
+
+From an external network (``flags`` says patch port or a peer's tunnel):
+- ARP for a floating IP is answered only on the chassis hosting its port, with the
+  floating IP's MAC; ARP and ping for a router's gateway address only on its active
+  gateway chassis, with the gateway port's MAC.
+- To a floating IP (from the patch): DNAT to the fixed IP (conntrack, router zone), on
+  to l3_route.
+- TCP/UDP to a gateway address (from the patch, on the active gateway): one stateless
+  flow per SNAT port block sends it through the tunnel (key: the external network's)
+  to the chassis that owns the block; on that chassis (from the patch or a tunnel)
+  conntrack reverses the NAT and l3_route takes it to the VM.
+- Anything else to a gateway address (ICMP replies...) is unNATed on the active gateway.
+- To an internal subnet of a router without SNAT (active gateway): routed as is.
+- Portless packets a chassis sends the router's active gateway (from a tunnel, source
+  MAC the gateway port's) go on to l3_snat to be SNATed here.
+- Everything else from outside drops.
+Other packets go on to l2_lookup."""
+
+from __future__ import annotations
+
+from plexus.pipeline.flows import Ct, Flow, Nat, Output, SetField
+from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
+from plexus.pipeline.stages.acl import port_masks
+from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow, local_networks
+from plexus.pipeline.stages.router import (
+    PORT_FIELDS, Gateway, arp_answer, arp_request, back_out, blocks, echo_answer,
+    echo_request, external_networks, gateway, interfaces, is_active, is_candidate, local_fips,
+    programmed,
+)
+from plexus.pipeline.view import RouterView, View
+
+STAGE = "l3_input"
+PRIO_ANSWER = 100       # ARP and ping answered in place
+PRIO_TO_ROUTER = 90     # anything else to a router address drops; floating IP DNAT
+PRIO_BLOCK = 80         # TCP/UDP to a gateway address, by port block
+PRIO_GATEWAY = 70       # anything else to a gateway address: unNAT
+PRIO_NO_SNAT = 60       # to an internal subnet of a router without SNAT
+PRIO_ROUTE = 50         # from a VM to a router MAC; a peer's SNAT request
+PRIO_NOT_IP = 40        # not IPv4 to a router MAC
+PRIO_OUTSIDE = 10       # anything else from outside
+
+FROM_PATCH = FLAG_FROM_EXTERNAL                       # exact flags of a patch packet
+FROM_PEER = FLAG_FROM_EXTERNAL | FLAG_FROM_TUNNEL     # ... of a peer's tunnel packet
+
+
+def compile_l3_input(view: View) -> list[Flow]:
+    """Per programmed router: its internal side on local networks, its external side;
+    per external network: drop what no flow claimed."""
+    flows = [default_flow(STAGE, goto="l2_lookup")]
+    for router, zone in programmed(view):
+        flows += internal_flows(view, router, zone)
+        gw = gateway(view, router)
+        if gw is not None:
+            flows += external_flows(view, router, zone, gw)
+    for net, _ in external_networks(view):
+        flows.append(Flow.make(STAGE, PRIO_OUTSIDE,
+                               {"net": net.key, "flags": (FLAG_FROM_EXTERNAL,
+                                                          FLAG_FROM_EXTERNAL)},
+                               cookie=f"network:{net.id}", note="from outside: unclaimed"))
+    return flows
+
+
+def internal_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
+    """Ping, drop and route flows for each router port on a local network."""
+    local = {n.id for n in local_networks(view)}
+    gw = gateway(view, router)
+    own = sorted({i.ip for i in interfaces(view, router)} | ({gw.ip} if gw else set()))
+    flows = []
+    ports = {i.port.id: i for i in interfaces(view, router) if i.network.id in local}
+    for iface in ports.values():
+        me = {"net": iface.network.key, "eth_dst": iface.port.mac}
+        cookie = f"router:{router.id}:port:{iface.port.id}"
+
+        def add(prio, match, actions=(), goto=None, note=""):
+            flows.append(Flow.make(STAGE, prio, {**me, **match}, actions, goto, cookie, note))
+        for ip in own:
+            add(PRIO_ANSWER, echo_request(ip), echo_answer(iface.port.mac, ip, back_out()),
+                note="ping a router address")
+            add(PRIO_TO_ROUTER, {"eth_type": ETH_IP, "ipv4_dst": ip},
+                note="nothing else for the router itself")
+        add(PRIO_ROUTE, {"eth_type": ETH_IP}, [SetField("router", zone)], goto="l3_route")
+        add(PRIO_NOT_IP, {}, note="not IPv4")
+    return flows
+
+
+def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list[Flow]:
+    """The router's external side: floating IPs hosted here, port blocks, and (on the
+    active gateway) the gateway address."""
+    if gw.patch is None:
+        return []
+    ext = gw.network
+    cookie = f"router:{router.id}"
+    flows = []
+
+    def add(prio, match, actions=(), goto=None, cookie=cookie, note=""):
+        flows.append(Flow.make(STAGE, prio, {"net": ext.key, **match}, actions, goto, cookie,
+                               note))
+    to_router = [SetField("router", zone)]
+    unnat = to_router + [Ct(zone, table="l3_route", nat=Nat())]
+    for fip in local_fips(view, router, gw):
+        fcookie = f"floatingip:{fip.id}"
+        add(PRIO_ANSWER, {**arp_request(ext, fip.address), "flags": FROM_PATCH},
+            arp_answer(fip.mac, fip.address, back_out(ext)), cookie=fcookie,
+            note="floating IP: answered where its port is")
+        add(PRIO_TO_ROUTER, {"flags": FROM_PATCH, "eth_type": ETH_IP, "eth_dst": fip.mac,
+                             "ipv4_dst": fip.address},
+            to_router + [Ct(zone, commit=True, table="l3_route",
+                            nat=Nat("dst", fip.fixed_ip))], cookie=fcookie,
+            note=f"DNAT to {fip.fixed_ip}")
+    to_gw = {"eth_type": ETH_IP, "eth_dst": gw.port.mac, "ipv4_dst": gw.ip}
+    if router.enable_snat:
+        for chassis, lo, hi in blocks(view, router):
+            mine = chassis == view.chassis
+            if not mine and not is_active(view, router):
+                continue
+            tunnel = view.tunnel_ofports.get(chassis)
+            for proto, (_, dst) in PORT_FIELDS.items():
+                for mask in port_masks(lo, hi):
+                    match = {**to_gw, "ip_proto": proto, dst: mask}
+                    bcookie = f"router:{router.id}:snat:{chassis}"
+                    if mine:
+                        add(PRIO_BLOCK, {**match, "flags": FROM_PEER}, unnat, cookie=bcookie,
+                            note="own block, from the active gateway: unNAT")
+                        if is_active(view, router):
+                            add(PRIO_BLOCK, {**match, "flags": FROM_PATCH}, unnat,
+                                cookie=bcookie, note="own block: unNAT")
+                    elif tunnel is not None:
+                        add(PRIO_BLOCK, {**match, "flags": FROM_PATCH},
+                            [SetField("tunnel_id", ext.key), Output(tunnel)], cookie=bcookie,
+                            note=f"block of {chassis}: stateless, to its tunnel")
+                    else:
+                        add(PRIO_BLOCK, {**match, "flags": FROM_PATCH}, cookie=bcookie,
+                            note=f"block of {chassis}: no tunnel to it")
+    if router.enable_snat and is_candidate(view, router):
+        add(PRIO_ROUTE, {"flags": FROM_PEER, "eth_type": ETH_IP, "eth_src": gw.port.mac},
+            to_router, goto="l3_snat", note="a chassis asks its active gateway to SNAT")
+    if not is_active(view, router):
+        return flows
+    add(PRIO_ANSWER, {**arp_request(ext, gw.ip), "flags": FROM_PATCH},
+        arp_answer(gw.port.mac, gw.ip, back_out(ext)), note="gateway: on its active chassis")
+    add(PRIO_ANSWER, {**echo_request(gw.ip), "eth_dst": gw.port.mac, "flags": FROM_PATCH},
+        echo_answer(gw.port.mac, gw.ip, back_out(ext)), note="ping the gateway")
+    if router.enable_snat:
+        add(PRIO_GATEWAY, {**to_gw, "flags": FROM_PATCH}, unnat,
+            note="portless (ICMP...) SNATed here: unNAT")
+    else:
+        for iface in interfaces(view, router):
+            add(PRIO_NO_SNAT, {"flags": FROM_PATCH, "eth_type": ETH_IP,
+                               "eth_dst": gw.port.mac, "ipv4_dst": as_match(iface.subnet.cidr)},
+                to_router, goto="l3_route", note="no SNAT: routed as is")
+    return flows
+

@@ -1,0 +1,50 @@
+"""l3_neighbor: the next hop's MAC, with no ARP on the data path. On an internal network
+it is the MAC of the port holding the address (from the model; an address no port holds
+drops); on an external network the MAC the agent resolved for it (``external_macs``;
+until it is known the packet drops: data packets are never sent to the agent). Internal
+networks go on to l2_lookup, external ones to l3_snat."""
+
+from __future__ import annotations
+
+from plexus.pipeline.flows import Flow, SetField
+from plexus.pipeline.stages.common import default_flow
+from plexus.pipeline.stages.router import (
+    contains, gateway, interfaces, port_ips, programmed,
+)
+from plexus.pipeline.view import View
+
+STAGE = "l3_neighbor"
+PRIO = 50
+
+
+def compile_l3_neighbor(view: View) -> list[Flow]:
+    """One flow per port address of each routed-to internal network, and per resolved
+    address on each external network of a programmed router."""
+    flows = [default_flow(STAGE)]
+    internal, external = {}, {}
+    for router, _ in programmed(view):
+        internal.update({i.network.id: i.network for i in interfaces(view, router)})
+        gw = gateway(view, router)
+        if gw is not None:
+            external[gw.network.id] = gw.network
+    for nid in sorted(internal):
+        net = internal[nid]
+        seen: set[str] = set()
+        for port in view.ports_on(nid):
+            for ip in port_ips(port):
+                if ip in seen:          # a stale duplicate: the first port (by id) wins
+                    continue
+                seen.add(ip)
+                flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop": ip},
+                                       [SetField("eth_dst", port.mac)], "l2_lookup",
+                                       f"port:{port.id}"))
+    for nid in sorted(external):
+        net = external[nid]
+        cidrs = [s.cidr for s in view.subnets.values()
+                 if s.network_id == nid and s.ip_version == 4]
+        for ip, mac in sorted(view.external_macs.items()):
+            if any(contains(c, ip) for c in cidrs):
+                flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop": ip},
+                                       [SetField("eth_dst", mac)], "l3_snat",
+                                       f"network:{nid}", note="resolved by the agent"))
+    return flows

@@ -1,0 +1,80 @@
+"""l3_route: each programmed router's routing table, matched on the ``router`` register
+and the destination, longest prefix first (priority 100 + 2 × prefix length, + 1 for a
+connected route, so a subnet beats an extra route of the same prefix).
+
+Routes: the router's connected subnets (next hop: the destination itself), its extra
+routes (next hop: the route's, on a subnet of the router; with several next hops for one
+destination the lowest wins — no ECMP), and through its gateway: a host route per
+external address the agent resolved on the external subnet, the external subnet (via
+its gateway) and the default route (via the same). Routes out of the gateway never
+match a packet that came from outside (``flags`` bit 1), so nothing is routed back out.
+
+TTL is decremented by ``dec_ttl``, which drops a packet with TTL 0 or 1 (no ICMP time
+exceeded; no TTL match either: OVS refuses nw_ttl as os-ken orders it); the source MAC
+becomes the router port's on the next network (on the external network l3_snat chooses
+it), ``net`` becomes the next network and ``nexthop`` the next hop; on to l3_neighbor."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from plexus.pipeline.flows import DecTtl, Flow, Move, SetField
+from plexus.pipeline.registry import FLAG_FROM_EXTERNAL
+from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
+from plexus.pipeline.stages.router import (
+    contains, gateway, interfaces, prefix_len, programmed,
+)
+from plexus.pipeline.view import RouterView, View
+
+STAGE = "l3_route"
+NEXT = "l3_neighbor"
+PRIO_ROUTE = 100
+FROM_INSIDE = (0, FLAG_FROM_EXTERNAL)
+
+
+def compile_l3_route(view: View) -> list[Flow]:
+    """Each programmed router's routes."""
+    flows = [default_flow(STAGE)]
+    for router, zone in programmed(view):
+        flows += router_flows(view, router, zone)
+    return flows
+
+
+def router_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
+    """One flow per destination prefix of the router's table."""
+    table: dict[tuple[str, bool], tuple] = {}   # (cidr, connected) → route
+    ifaces = interfaces(view, router)
+    gw = gateway(view, router)
+
+    def add(cidr, connected, net, mac, nexthop, external, note):
+        cidr = str(ipaddress.ip_network(cidr, strict=False))
+        table.setdefault((cidr, connected), (net, mac, nexthop, external, note))
+    for iface in ifaces:
+        add(iface.subnet.cidr, True, iface.network, iface.port.mac, None, False,
+            f"connected {iface.subnet.cidr}")
+    for dest, nexthop in sorted(router.routes, key=lambda r: (prefix_len(r[0]), r)):
+        via = next((i for i in ifaces if contains(i.subnet.cidr, nexthop)), None)
+        if via is not None:
+            add(dest, False, via.network, via.port.mac, nexthop, False, "extra route")
+        elif gw is not None and contains(gw.subnet.cidr, nexthop):
+            add(dest, False, gw.network, None, nexthop, True, "extra route, outside")
+    if gw is not None:
+        for ip in sorted(view.external_macs):
+            if contains(gw.subnet.cidr, ip):
+                add(f"{ip}/32", True, gw.network, None, ip, True, "resolved external host")
+    if gw is not None and gw.nexthop:
+        add(gw.subnet.cidr, True, gw.network, None, gw.nexthop, True, "external subnet")
+        add("0.0.0.0/0", False, gw.network, None, gw.nexthop, True, "default route")
+    flows = []
+    for (cidr, connected), (net, mac, nexthop, external, note) in table.items():
+        match = {"router": zone, "eth_type": ETH_IP}
+        if prefix_len(cidr):
+            match["ipv4_dst"] = as_match(cidr)
+        if external:
+            match["flags"] = FROM_INSIDE
+        actions = [DecTtl()] + ([SetField("eth_src", mac)] if mac else [])
+        actions += [SetField("net", net.key),
+                    SetField("nexthop", nexthop) if nexthop else Move("ipv4_dst", "nexthop")]
+        flows.append(Flow.make(STAGE, PRIO_ROUTE + 2 * prefix_len(cidr) + int(connected),
+                               match, actions, NEXT, f"router:{router.id}", note))
+    return flows

@@ -1,0 +1,105 @@
+"""l3_snat: a routed packet leaving by the router's external network, on the chassis
+where it entered the router (the VM's own), unless said otherwise:
+
+- From a port with a floating IP (its port is plugged here): SNAT to the floating IP
+  (conntrack, router zone; replies of DNATed connections get their reverse), source MAC
+  the floating IP's.
+- TCP and UDP of other ports, when the router SNATs: SNAT to the gateway address with
+  a source port from this chassis' blocks (several blocks: the source port's low bits
+  pick one), source MAC this chassis' own for the router (``router.snat_mac``). With no
+  block yet, they drop (a SYN is retried; none goes through another chassis, whose
+  state a failover would lose).
+- Portless protocols (ICMP...) of other ports: the router's active gateway SNATs them
+  (to the gateway address, source MAC the gateway port's): here when this chassis is
+  the active gateway, else through the tunnel to it (key: the external network's); a
+  peer's request arriving by tunnel is SNATed here whatever this chassis believes.
+- A router without SNAT: routed unchanged, source MAC this chassis' own for it.
+Then out of this chassis' patch port toward the external network (``output``). A
+chassis without a bridge mapping for the external network sends nothing out itself."""
+
+from __future__ import annotations
+
+from plexus.pipeline.flows import Ct, Flow, Nat, Output, SetField
+from plexus.pipeline.registry import FLAG_FROM_TUNNEL, OUTPORT_EXTERNAL
+from plexus.pipeline.stages.common import ETH_IP, default_flow
+from plexus.pipeline.stages.router import (
+    PORT_FIELDS, Gateway, gateway, is_active, is_candidate, local_fips, own_ranges, programmed,
+    snat_mac,
+)
+from plexus.pipeline.view import RouterView, View
+
+STAGE = "l3_snat"
+PRIO_FIP = 100
+PRIO_PORTS = 90
+PRIO_PEER = 80
+PRIO_PORTLESS = 70
+PRIO_NO_SNAT = 60
+FROM_HERE = (0, FLAG_FROM_TUNNEL)
+FROM_PEER = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
+
+
+def compile_l3_snat(view: View) -> list[Flow]:
+    """Per programmed router with a gateway: floating IPs, port blocks, portless."""
+    flows = [default_flow(STAGE)]
+    for router, zone in programmed(view):
+        gw = gateway(view, router)
+        if gw is not None:
+            flows += router_flows(view, router, zone, gw)
+    return flows
+
+
+def buckets(ranges: list[tuple[int, int]]) -> list[tuple[int | None, int, tuple[int, int]]]:
+    """Spread new connections over several port ranges by the low bits of their source
+    port: (value, mask, range) per bucket (value None: one range, no match needed)."""
+    if len(ranges) == 1:
+        return [(None, 0, ranges[0])]
+    bits = (len(ranges) - 1).bit_length()
+    return [(i, (1 << bits) - 1, ranges[i % len(ranges)]) for i in range(1 << bits)]
+
+
+def router_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list[Flow]:
+    """The router's ways out of the external network from this chassis."""
+    cookie = f"router:{router.id}"
+    flows = []
+    base = {"router": zone, "eth_type": ETH_IP}
+
+    def add(prio, match, actions=(), goto=None, cookie=cookie, note=""):
+        flows.append(Flow.make(STAGE, prio, {**base, **match}, actions, goto, cookie, note))
+    out = [SetField("outport", OUTPORT_EXTERNAL)]
+    if gw.patch is not None:
+        for fip in local_fips(view, router, gw):
+            add(PRIO_FIP, {"ipv4_src": fip.fixed_ip},
+                [SetField("eth_src", fip.mac), *out,
+                 Ct(zone, commit=True, table="output", nat=Nat("src", fip.address))],
+                cookie=f"floatingip:{fip.id}", note=f"floating IP {fip.address}")
+    mine = snat_mac(router.id, view.chassis)
+    if not router.enable_snat:
+        if gw.patch is not None:
+            add(PRIO_NO_SNAT, {}, [SetField("eth_src", mine), *out], "output",
+                note="no SNAT: out as is")
+        return flows
+    ranges = own_ranges(view, router) if gw.patch is not None else []
+    for proto, (src, _) in PORT_FIELDS.items():
+        if not ranges:
+            add(PRIO_PORTS, {"ip_proto": proto}, note="no SNAT block here (yet)")
+            continue
+        for value, mask, (lo, hi) in buckets(ranges):
+            match = {"ip_proto": proto} | ({src: (value, mask)} if value is not None else {})
+            add(PRIO_PORTS, match,
+                [SetField("eth_src", mine), *out,
+                 Ct(zone, commit=True, table="output", nat=Nat("src", gw.ip, lo, hi))],
+                cookie=f"router:{router.id}:snat:{view.chassis}",
+                note=f"own block {lo}-{hi}")
+    at_gateway = [SetField("eth_src", gw.port.mac), *out,
+                  Ct(zone, commit=True, table="output", nat=Nat("src", gw.ip))]
+    if gw.patch is not None and is_candidate(view, router):
+        add(PRIO_PEER, {"flags": FROM_PEER}, at_gateway, note="a peer's portless packet")
+    active = view.active_gateway.get(router.id)
+    tunnel = view.tunnel_ofports.get(active or "")
+    if is_active(view, router) and gw.patch is not None:
+        add(PRIO_PORTLESS, {"flags": FROM_HERE}, at_gateway, note="portless: active here")
+    elif active and active != view.chassis and tunnel is not None:
+        add(PRIO_PORTLESS, {"flags": FROM_HERE},
+            [SetField("eth_src", gw.port.mac), SetField("tunnel_id", gw.network.key),
+             Output(tunnel)], note=f"portless: to the active gateway {active}")
+    return flows

@@ -1,0 +1,320 @@
+"""What the L3 stages (l3_input, l3_route, l3_neighbor, l3_snat) and the stages they
+extend (classify, l2_lookup, output) ask of a View about routers. Pure helpers,
+deterministic order. docs/routing.md explains the design; in short:
+
+- A router routes on the chassis where a packet enters it. Its routing table, its
+  interfaces' MACs and every destination MAC are known from the model (no ARP).
+- Which routers a chassis programs: those with an interface on a local network, and
+  those whose active gateway chassis it is (``routers``).
+- Each router has a conntrack zone of its own on each chassis (``zones``): 0xFF00 plus
+  a slot from a hash of its id, in the 255 zones an OpenFlow port number (the security
+  groups' zones) can never take.
+- SNAT of ports without a floating IP leaves with a source MAC of the chassis' own for
+  that router (``snat_mac``), so only the active gateway ever sends from the gateway
+  port's MAC and the external switches learn that MAC at the active gateway only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+from plexus.pipeline.flows import VLAN_PRESENT, Move, Output, PushVlan, SetField
+from plexus.pipeline.stages.common import (
+    ARP_REPLY, ARP_REQUEST, ETH_ARP, ETH_IP, ipv4_addresses, is_ipv4, local_networks,
+    local_ports, peers,
+)
+from plexus.pipeline.view import (
+    FloatingIPView, NetworkView, PortView, RouterView, SubnetView, View,
+)
+
+IP_ICMP, IP_TCP, IP_UDP = 1, 6, 17
+ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
+PORT_FIELDS = {IP_TCP: ("tcp_src", "tcp_dst"), IP_UDP: ("udp_src", "udp_dst")}
+ZONE_BASE = 0xFF00        # OVS numbers OpenFlow ports below 0xFF00: no VIF's zone is here
+ZONE_SLOTS = 255          # router zones 0xFF00..0xFFFE
+GATEWAY_OWNER = "network:router_gateway"
+FLOATINGIP_OWNER = "network:floatingip"
+EXTERNAL_OWNERS = (GATEWAY_OWNER, FLOATINGIP_OWNER)
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A router's address on an internal subnet, with its port (MAC) and network."""
+
+    port: PortView
+    network: NetworkView
+    subnet: SubnetView
+    ip: str
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A router's address on an external network; ``nexthop`` is the external subnet's
+    gateway (the default route), ``patch`` this chassis' patch port toward the network's
+    physical network (None: this chassis has no bridge mapping for it)."""
+
+    port: PortView
+    network: NetworkView
+    subnet: SubnetView
+    ip: str
+    nexthop: str | None
+    patch: int | None
+
+
+# --- which routers, which interfaces -----------------------------------------------------
+
+def ipv4_subnet(view: View, subnet_id: str) -> SubnetView | None:
+    """The subnet if the view knows it and it is IPv4."""
+    subnet = view.subnets.get(subnet_id)
+    return subnet if subnet is not None and subnet.ip_version == 4 else None
+
+
+def interfaces(view: View, router: RouterView) -> list[Interface]:
+    """The router's IPv4 interfaces the view can use, sorted by network and address."""
+    out = []
+    for pid in router.interfaces:
+        port = view.ports.get(pid)
+        net = view.networks.get(port.network_id) if port else None
+        if net is None:
+            continue
+        for sid, ip in port.ips:
+            subnet = ipv4_subnet(view, sid)
+            if subnet is not None and is_ipv4(ip):
+                out.append(Interface(port, net, subnet, ip))
+    return sorted(out, key=lambda i: (i.network.id, i.subnet.cidr, i.ip, i.port.id))
+
+
+def gateway(view: View, router: RouterView) -> Gateway | None:
+    """The router's gateway (its first IPv4 address on its external network), if any."""
+    port = view.ports.get(router.gateway or "")
+    net = view.networks.get(port.network_id) if port else None
+    if net is None:
+        return None
+    for sid, ip in sorted(port.ips):
+        subnet = ipv4_subnet(view, sid)
+        if subnet is not None and is_ipv4(ip):
+            return Gateway(port, net, subnet, ip, subnet.gateway_ip, patch_of(view, net))
+    return None
+
+
+def patch_of(view: View, net: NetworkView) -> int | None:
+    """This chassis' patch ofport toward a flat or VLAN network's physical network."""
+    if net.network_type not in ("flat", "vlan") or not net.physical_network:
+        return None
+    if net.network_type == "vlan" and not net.segmentation_id:
+        return None
+    return view.patch_ofports.get(net.physical_network)
+
+
+def routers(view: View) -> list[RouterView]:
+    """Routers this chassis routes for, by id: admin up, and with an interface on a local
+    network or this chassis as their active gateway."""
+    local = {n.id for n in local_networks(view)}
+    out = []
+    for router in view.routers.values():
+        if not router.admin_up:
+            continue
+        if is_active(view, router) or any(i.network.id in local
+                                          for i in interfaces(view, router)):
+            out.append(router)
+    return sorted(out, key=lambda r: r.id)
+
+
+def is_active(view: View, router: RouterView) -> bool:
+    """Whether this chassis is (believes it is) the router's active gateway."""
+    return view.active_gateway.get(router.id) == view.chassis
+
+
+def zones(view: View) -> dict[str, int]:
+    """Each routing router's conntrack zone: 0xFF00 + a slot hashed from its id; on a
+    collision the later id (sorted) probes on. Beyond 255 routers a chassis has no zone
+    left and the rest are not programmed."""
+    out: dict[str, int] = {}
+    taken: set[int] = set()
+    for router in routers(view):
+        digest = hashlib.blake2b(router.id.encode(), digest_size=4).digest()
+        slot = int.from_bytes(digest, "big") % ZONE_SLOTS
+        for _ in range(ZONE_SLOTS):
+            if slot not in taken:
+                taken.add(slot)
+                out[router.id] = ZONE_BASE + slot
+                break
+            slot = (slot + 1) % ZONE_SLOTS
+    return out
+
+
+def programmed(view: View) -> list[tuple[RouterView, int]]:
+    """(router, zone) of the routers this chassis programs, by id."""
+    found = zones(view)
+    return [(r, found[r.id]) for r in routers(view) if r.id in found]
+
+
+def snat_mac(router_id: str, chassis: str) -> str:
+    """The source MAC a chassis uses for a router's traffic on the external network
+    (SNAT in its own port blocks, or a router without SNAT): locally administered,
+    unicast (first octet 0x0a), the rest a hash of router id and chassis name."""
+    digest = hashlib.blake2b(f"{router_id}/{chassis}".encode(), digest_size=5).digest()
+    return "0a:" + ":".join(f"{b:02x}" for b in digest)
+
+
+# --- external networks, floating IPs, port blocks ----------------------------------------
+
+def blocks(view: View, router: RouterView) -> list[tuple[str, int, int]]:
+    """Every chassis' SNAT port blocks of the router: (chassis, first, last), sorted. The
+    server never gives a port twice; should blocks overlap anyway, the one with the lower
+    first port (then chassis name) keeps the overlap and the other is left out."""
+    kept: list[tuple[str, int, int]] = []
+    for lo, chassis, hi in sorted({(int(lo), c, int(hi))
+                                   for c, lo, hi in view.snat_blocks.get(router.id, ())}):
+        if 0 < lo <= hi <= 0xFFFF and all(hi < a or lo > b for _, a, b in kept):
+            kept.append((chassis, lo, hi))
+    return sorted(kept)
+
+
+def own_ranges(view: View, router: RouterView) -> list[tuple[int, int]]:
+    """This chassis' blocks of the router, adjacent ones merged, sorted."""
+    out: list[list[int]] = []
+    for chassis, lo, hi in blocks(view, router):
+        if chassis != view.chassis:
+            continue
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]
+
+
+def local_fips(view: View, router: RouterView, gw: Gateway) -> list[FloatingIPView]:
+    """Floating IPs of the router on its gateway's network whose port is plugged here
+    (and admin up), by address. One per fixed IP: the first by address wins."""
+    local = {p.id: p for p in local_ports(view)}
+    seen: set[str] = set()
+    out = []
+    for fip in sorted(view.floating_ips.values(), key=lambda f: (f.address, f.id)):
+        port = local.get(fip.port_id)
+        if (fip.router_id != router.id or fip.network_id != gw.network.id or port is None
+                or fip.fixed_ip not in port.addresses() or fip.fixed_ip in seen
+                or not is_ipv4(fip.address)):
+            continue
+        seen.add(fip.fixed_ip)
+        out.append(fip)
+    return out
+
+
+def external_networks(view: View) -> list[tuple[NetworkView, int]]:
+    """External networks of programmed routers reachable from here: (network, patch)."""
+    found = {}
+    for router, _ in programmed(view):
+        gw = gateway(view, router)
+        if gw is not None and gw.patch is not None:
+            found[gw.network.id] = (gw.network, gw.patch)
+    return [found[k] for k in sorted(found)]
+
+
+def vlan_match(net: NetworkView) -> int:
+    """The vlan_vid of the network's frames on the patch port (0: untagged)."""
+    return VLAN_PRESENT | net.segmentation_id if net.network_type == "vlan" else 0
+
+
+def vlan_push(net: NetworkView) -> list:
+    """Actions that tag a frame for the network's VLAN (none for a flat network)."""
+    if net.network_type != "vlan":
+        return []
+    return [PushVlan(), SetField("vlan_vid", VLAN_PRESENT | net.segmentation_id)]
+
+
+# --- networks and chassis a router reaches ---------------------------------------------
+
+def routed_networks(view: View) -> list[NetworkView]:
+    """Internal networks of programmed routers that have no local port, by id (they get
+    L2 lookup and output flows toward their ports, no floods)."""
+    local = {n.id for n in local_networks(view)}
+    found = {i.network.id: i.network for r, _ in programmed(view)
+             for i in interfaces(view, r) if i.network.id not in local}
+    return [found[k] for k in sorted(found)]
+
+
+def is_candidate(view: View, router: RouterView) -> bool:
+    """Whether this chassis is one of the router's gateway chassis (or its active one)."""
+    return view.chassis in router.gateway_chassis or is_active(view, router)
+
+
+def router_chassis(view: View, router: RouterView) -> set[str]:
+    """Chassis a router's traffic may come from or go to: hosts of ports on its internal
+    networks, its gateway chassis (any may believe itself active), the owners of its
+    SNAT blocks."""
+    nets = {i.network.id for i in interfaces(view, router)}
+    found = {p.chassis for n in nets for p in view.ports_on(n) if p.chassis}
+    found |= {c for c, _, _ in blocks(view, router)} | set(router.gateway_chassis)
+    if view.active_gateway.get(router.id):
+        found.add(view.active_gateway[router.id])
+    found.discard(view.chassis)
+    return found
+
+
+def router_peers(view: View, router: RouterView) -> dict[str, int]:
+    """``router_chassis`` that have a tunnel from here: name → tunnel ofport."""
+    return {c: view.tunnel_ofports[c] for c in sorted(router_chassis(view, router))
+            if c in view.tunnel_ofports}
+
+
+def tunnel_sources(view: View, net: NetworkView) -> dict[str, int]:
+    """Chassis whose tunnel may bring packets of a local network: those sharing it, and
+    for a network behind a programmed router, that router's peers (they route into it)."""
+    out = dict(peers(view, net.id))
+    for router, _ in programmed(view):
+        if any(i.network.id == net.id for i in interfaces(view, router)):
+            out.update(router_peers(view, router))
+    return dict(sorted(out.items()))
+
+
+# --- answers built in place ----------------------------------------------------------
+
+def arp_request(net: NetworkView, ip: str) -> dict:
+    """Match of an ARP request for ``ip`` on a network."""
+    return {"net": net.key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ip}
+
+
+def arp_answer(mac: str, ip: str, tail: list) -> list:
+    """Turn an ARP request into the reply of ``mac``/``ip``; then ``tail`` (the output)."""
+    return [Move("eth_src", "eth_dst"), SetField("eth_src", mac), SetField("arp_op", ARP_REPLY),
+            Move("arp_sha", "arp_tha"), SetField("arp_sha", mac),
+            Move("arp_spa", "arp_tpa"), SetField("arp_spa", ip), *tail]
+
+
+def echo_request(ip: str) -> dict:
+    """Match of an ICMP echo request to ``ip``."""
+    return {"eth_type": ETH_IP, "ip_proto": IP_ICMP, "icmpv4_type": ICMP_ECHO_REQUEST,
+            "ipv4_dst": ip}
+
+
+def echo_answer(mac: str, ip: str, tail: list) -> list:
+    """Turn an echo request to ``ip`` into the echo reply from ``mac``; then ``tail``."""
+    return [Move("eth_src", "eth_dst"), SetField("eth_src", mac),
+            Move("ipv4_src", "ipv4_dst"), SetField("ipv4_src", ip),
+            SetField("icmpv4_type", ICMP_ECHO_REPLY), *tail]
+
+
+def back_out(net: NetworkView | None = None) -> list:
+    """Send back where the packet came from (re-tagged for a VLAN external network)."""
+    return (vlan_push(net) if net is not None else []) + [Output("in_port")]
+
+
+def prefix_len(cidr: str) -> int:
+    """Prefix length of a CIDR."""
+    return ipaddress.ip_network(cidr, strict=False).prefixlen
+
+
+def contains(cidr: str, ip: str) -> bool:
+    """Whether an IPv4 address is inside a CIDR."""
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+
+
+def port_ips(port: PortView) -> list[str]:
+    """A port's fixed IPv4 addresses (re-exported for the L3 stages)."""
+    return ipv4_addresses(port)
