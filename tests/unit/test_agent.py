@@ -1,7 +1,8 @@
 """The agent with fakes at its two boundaries only — the server's southbound API and
-Open vSwitch (a flow table that applies flow mods as OVS does, and OVSDB's bridge
-state): first sync, reconcile on restart without changes, the minimal flow diff, port
-status, tunnels, DHCP packet-ins, and what it does with bad input and an absent server."""
+Open vSwitch (a flow table that applies flow mods as OVS does, OVSDB's bridge state and
+conntrack zone flushes): first sync, reconcile on restart without changes, the minimal
+flow diff, port status, tunnels, security groups, conntrack zones of VIFs that went away,
+DHCP packet-ins, and what it does with bad input and an absent server."""
 
 from __future__ import annotations
 
@@ -109,6 +110,8 @@ class FakeSwitch:
         self.on_state = None
         self.on_packet_in = None
         self._closed: asyncio.Event | None = None
+        self.events: list[tuple] = []           # ("bundle", n) and ("flush", zone), in order
+        self.flush_error: OSError | None = None
 
     def start(self, on_state):
         self.on_state = on_state
@@ -147,7 +150,16 @@ class FakeSwitch:
 
     async def apply(self, messages):
         self.bundles.append(messages)
+        self.events.append(("bundle", len(messages)))
         apply_mods(self.table, messages)
+
+    async def flush_conntrack(self, zone):
+        if self.flush_error is not None:
+            raise self.flush_error
+        self.events.append(("flush", zone))
+
+    def flushed(self) -> list[int]:
+        return [zone for kind, zone in self.events if kind == "flush"]
 
     def packet_out(self, port, data):
         self.sent.append((port, data))
@@ -548,3 +560,167 @@ def test_registration_survives_an_absent_server(down_for):
             server.down = False
             await until(lambda: server.registrations == 1)
     asyncio.run(go())
+
+
+# --- security groups and conntrack zones -----------------------------------------------------
+
+def sg_rule(rid, direction, protocol=None, low=None, high=None, remote=None):
+    return {"id": rid, "direction": direction, "ethertype": "IPv4", "protocol": protocol,
+            "port_range_min": low, "port_range_max": high, "remote_ip_prefix": None,
+            "remote_group_id": remote, "remote_address_group_id": None}
+
+
+def sg(gid, *rules):
+    return {"id": gid, "name": gid, "stateful": True,
+            "security_group_rules": [dict(r, security_group_id=gid) for r in rules]}
+
+
+def secured_model():
+    """model() with p1 (here) in sg-db, which admits TCP 5432 from members of sg-app."""
+    m = model()
+    m["security-groups"] = {"sg-db": sg("sg-db", sg_rule("pg", "ingress", "tcp", 5432, 5432,
+                                                         remote="sg-app")),
+                            "sg-app": sg("sg-app")}
+    m["ports"]["p1"]["security_groups"] = ["sg-db"]
+    m["ports"]["p2"]["security_groups"] = []
+    return m
+
+
+def test_security_group_changes_reach_the_flows():
+    members = cookie_of("sg:sg-app:members")
+    async def go():
+        server, switch = FakeServer(secured_model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            assert switch.table == expected_table(server, switch)
+            assert cookie_of("sg:sg-db:rule:pg") in cookies(switch.table)
+            assert members not in cookies(switch.table)               # nobody in sg-app yet
+            # p2 (on c2) joins sg-app: only its member address flow is added
+            before = dict(switch.table)
+            server.put("ports", dict(server.objects["ports"]["p2"], security_groups=["sg-app"]))
+            await until(lambda: members in cookies(switch.table))
+            await settle(agent)
+            assert switch.table == expected_table(server, switch)
+            assert {e.cookie for k, e in switch.table.items() if k not in before} == {members}
+            # a rule goes: its flows go
+            server.put("security-groups", sg("sg-db"))
+            await until(lambda: cookie_of("sg:sg-db:rule:pg") not in cookies(switch.table))
+            await settle(agent)
+            assert switch.table == expected_table(server, switch)
+        bundles = len(switch.bundles)
+        async with Running(make_agent(server, switch)) as again:      # a restart
+            await until(again.compiled.is_set)
+            await settle(again)
+            assert len(switch.bundles) == bundles and again.counters.flow_mods == 0
+    asyncio.run(go())
+
+
+def test_a_bad_group_event_is_skipped_and_disturbs_nothing(caplog):
+    async def go():
+        server, switch = FakeServer(secured_model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            table = dict(switch.table)
+            server.put("security-groups", sg("sg-db", sg_rule("pg", "ingress", "frob")))
+            server.put("ports", port("p3", 3, "c3", "10.0.0.13"))      # still working
+            await until(lambda: cookie_of("port:p3") in cookies(switch.table))
+            await settle(agent)
+            assert agent.model.objects["security-groups"]["sg-db"]["security_group_rules"][0][
+                "protocol"] == "tcp"                                    # the last good one
+            rule = {k: e for k, e in table.items() if e.cookie == cookie_of("sg:sg-db:rule:pg")}
+            assert rule and all(switch.table.get(k) == e for k, e in rule.items())
+    with caplog.at_level(logging.WARNING, logger="plexus.agent"):
+        asyncio.run(go())
+    assert "skipping southbound event security-groups/sg-db" in caplog.text
+
+
+def uses_zone(table, zone) -> bool:
+    """Whether an installed flow has a ct action in ``zone``."""
+    return any(("zone_ofs_nbits", zone) in attrs for e in table.values()
+               for kind, *rest in e.instructions if kind == "actions"
+               for name, attrs in rest[1] if name == "NXActionCT")
+
+
+def test_a_vif_that_goes_away_has_its_conntrack_zone_flushed_after_its_flows():
+    async def go():
+        server, switch = FakeServer(secured_model()), FakeSwitch()
+        server.put("ports", dict(port("p4", 4, HERE, "10.0.0.14"), security_groups=["sg-db"]))
+        switch.plug("tap1", "p1", 1)
+        switch.plug("tap4", "p4", 4)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            await settle(agent)
+            assert switch.flushed() == []
+            assert uses_zone(switch.table, 4), "p4's flows use zone 4"
+            switch.unplug("tap4")
+            await until(lambda: switch.flushed() == [4])
+            # the flush came after the bundle that removed every flow using zone 4
+            assert switch.events[-1] == ("flush", 4) and switch.events[-2][0] == "bundle"
+            assert not uses_zone(switch.table, 4)
+            switch.plug("tap4", "p4", 7)                                  # back, renumbered
+            switch.plug("tap9", "ghost", 9)                               # a stray VIF
+            await settle(agent)
+            assert switch.flushed() == [4]
+            switch.unplug("tap9")                                         # no flows: at once
+            await until(lambda: switch.flushed() == [4, 9])
+            assert agent.counters.ct_flushes == 2
+    asyncio.run(go())
+
+
+def test_a_failed_flush_is_logged_and_disturbs_nothing(caplog):
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        switch.flush_error = OSError("ovs-appctl: cannot connect")
+        async with Running(make_agent(server, switch)) as agent:
+            await until(agent.compiled.is_set)
+            switch.unplug("tap1")
+            await until(lambda: "flushing conntrack zone 1 failed" in caplog.text)
+            server.put("ports", port("p3", 3, "c3", "10.0.0.13"))
+            switch.plug("tap1", "p1", 1)
+            await until(lambda: cookie_of("port:p3") in cookies(switch.table))
+            await settle(agent)
+            assert switch.table == expected_table(server, switch)
+    with caplog.at_level(logging.WARNING, logger="plexus.agent"):
+        asyncio.run(go())
+
+
+def test_the_diff_sees_every_part_of_conntrack_and_conjunction_actions():
+    from plexus.pipeline.flows import Conjunction, Ct, CtClear, Flow
+
+    def flow(actions, **match):
+        return Flow.make("ingress_acl", 70, {"eth_type": 0x0800, "reg7": 1, **match},
+                         actions, cookie="c")
+
+    def installed(f):
+        return {k: e for k, (e, _) in flowdiff.desired_entries([f]).items()}
+
+    def change(want, have):
+        return flowdiff.diff(flowdiff.desired_entries([want]), installed(have)).summary()
+
+    base = flow([Ct(5, commit=True, mark=1)])
+    assert change(base, base) == "-0 ~0 +0"
+    for actions in ([Ct(6, commit=True, mark=1)], [Ct(5, commit=True, mark=2)],
+                    [Ct(5, commit=True)], [Ct(5, mark=1)], [Ct(5, table="output")],
+                    [CtClear()], [Conjunction(7, 1, 2)]):
+        assert change(flow(actions), base) == "-0 ~1 +0", actions
+    conj = flow([Conjunction(7, 1, 2)])
+    for other in (Conjunction(8, 1, 2), Conjunction(7, 2, 2), Conjunction(7, 1, 3)):
+        assert change(flow([other]), conj) == "-0 ~1 +0", other
+    # ct_state (value and mask), conj_id and ct_mark are part of a flow's identity
+    for match in ({"ct_state": (0x21, 0x21)}, {"ct_state": (0x21, 0x23)}, {"conj_id": 7},
+                  {"ct_mark": 1}):
+        assert change(flow(base.actions, **match), base) == "-1 ~0 +1", match
+
+
+def test_the_vswitchd_unixctl_socket_is_found_as_ovs_appctl_would(tmp_path):
+    from plexus.agent.ovs import vswitchd_target
+    (tmp_path / "ovs-vswitchd.pid").write_text("4242\n")
+    assert vswitchd_target(str(tmp_path)) == str(tmp_path / "ovs-vswitchd.4242.ctl")
+    (tmp_path / "ovs-vswitchd.ctl").touch()                  # started with --unixctl=…
+    assert vswitchd_target(str(tmp_path)) == str(tmp_path / "ovs-vswitchd.ctl")
+    assert vswitchd_target(str(tmp_path / "nowhere")).endswith("ovs-vswitchd.ctl")

@@ -1,5 +1,6 @@
-"""The agent's pure decisions: the relevant view built from wire objects, the tunnel set,
-port statuses, stray VIFs, and the model copy that refuses malformed events."""
+"""The agent's pure decisions: the relevant view built from wire objects (security groups
+included), the tunnel set, port statuses, stray VIFs, the conntrack zones to flush, and
+the model copy that refuses malformed events."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import copy
 import pytest
 
 from plexus.agent.model import BadEvent, Model
-from plexus.agent.relevant import (Vif, build_view, port_statuses, stray_vifs, tunnel_peers,
-                                   unregistered_hosts, vif_ofports)
+from plexus.agent.relevant import (Vif, build_view, gone_zones, port_statuses, stray_vifs,
+                                   tunnel_peers, unregistered_hosts, vif_ofports)
 from plexus.pipeline.compile import compile_view
 
 HERE = "c1"
@@ -106,14 +107,16 @@ def test_view_ignores_vifs_of_ports_bound_elsewhere_and_unknown_ports():
     assert [p.id for p in view.local_ports()] == ["p1"]
 
 
-def test_view_without_local_ports_is_empty_and_compiles_to_defaults_only():
+def test_view_without_local_ports_is_empty_and_compiles_to_the_pipeline_flows_only():
     objs = objects()
     for p in objs["ports"].values():
         if p["binding:host_id"] == HERE:
             p["binding:host_id"] = "c2"
     view = view_of(objs)
     assert not view.networks and not view.ports
-    assert {f.priority for f in compile_view(view)} == {0}
+    assert not view.security.groups and not view.security.port_groups
+    # each table's default, and the ACL tables' connection-state flows; nothing per object
+    assert {f.cookie.partition(":")[0] for f in compile_view(view)} == {"pipeline"}
 
 
 def test_malformed_objects_are_left_out_and_reported():
@@ -215,3 +218,93 @@ def test_snapshot_skips_malformed_objects():
     snap["ports"].append("not an object")
     problems = Model().reset(3, snap)
     assert [c for c, _, _ in problems] == ["ports", "ports"]
+
+
+# --- security groups ---------------------------------------------------------------------
+
+def sg_rule(rid, direction, protocol=None, low=None, high=None, remote=None, prefix=None):
+    return {"id": rid, "direction": direction, "ethertype": "IPv4", "protocol": protocol,
+            "port_range_min": low, "port_range_max": high, "remote_ip_prefix": prefix,
+            "remote_group_id": remote, "remote_address_group_id": None}
+
+
+def sg(gid, *rules, stateful=True):
+    return {"id": gid, "name": gid, "stateful": stateful,
+            "security_group_rules": [dict(r, security_group_id=gid) for r in rules]}
+
+
+def secured():
+    """objects() with groups: p1 (here) in sg-web, whose rule admits sg-app; sg-app's
+    members are p2 (n1, on c2) and p6 (n3 on c4: not in the view, still a member)."""
+    objs = objects()
+    objs["security-groups"] = {g["id"]: g for g in (
+        sg("sg-web", sg_rule("web-in", "ingress", "tcp", 80, 80, remote="sg-app"),
+           sg_rule("out", "egress")),
+        sg("sg-app"), sg("sg-unused", sg_rule("x", "ingress")))}
+    objs["ports"]["p1"]["security_groups"] = ["sg-web"]
+    objs["ports"]["p2"]["security_groups"] = ["sg-app"]
+    objs["ports"]["p6"]["security_groups"] = ["sg-app"]
+    return objs
+
+
+def test_view_carries_the_groups_of_ports_bound_here_and_members_from_anywhere():
+    view = view_of(secured())
+    sec = view.security
+    assert sec.port_groups == {"p1": ("sg-web",), "p3": ()}     # ports bound here only
+    assert sorted(sec.groups) == ["sg-web"]                     # groups of those ports
+    assert [r.id for r in sec.groups["sg-web"].rules] == ["out", "web-in"]
+    assert sec.members == {"sg-app": ("10.0.1.12", "10.0.3.11")}   # p6: not in the view
+    assert "p6" not in view.ports
+    flows = compile_view(view)
+    assert any(f.cookie == "sg:sg-app:members" and ("ipv4_src", "10.0.3.11") in f.match
+               for f in flows)
+
+
+def test_without_groups_a_port_bound_here_allows_nothing():
+    objs = objects()                      # no security-groups collection, no groups on p1
+    view = view_of(objs)
+    assert view.security.port_groups["p1"] == ()
+    acl = [f for f in compile_view(view) if f.stage in ("egress_acl", "ingress_acl")
+           and f.cookie.startswith("sg:")]
+    assert acl == []
+
+
+def test_a_bad_group_event_is_refused_and_the_last_good_group_stays():
+    model = Model()
+    snap = {c: list(v.values()) for c, v in secured().items()}
+    assert model.reset(10, snap) == []
+    good = copy.deepcopy(model.objects["security-groups"]["sg-web"])
+    bad = sg("sg-web", sg_rule("r", "sideways"))
+    with pytest.raises(BadEvent, match="security-groups/sg-web"):
+        model.apply({"type": "put", "collection": "security-groups", "id": "sg-web",
+                     "revision": 11, "object": bad})
+    assert model.objects["security-groups"]["sg-web"] == good
+    with pytest.raises(BadEvent):
+        model.apply({"type": "put", "collection": "security-groups", "id": "sg-x",
+                     "revision": 12, "object": sg("sg-x", sg_rule("r", "ingress", "frob"))})
+    assert model.apply({"type": "put", "collection": "security-groups", "id": "sg-new",
+                        "revision": 13, "object": sg("sg-new", sg_rule("r", "ingress"))})
+    assert model.apply({"type": "delete", "collection": "security-groups", "id": "sg-new",
+                        "revision": 14, "object": None})
+
+
+def test_snapshot_skips_unusable_groups():
+    snap = {c: list(v.values()) for c, v in secured().items()}
+    snap["security-groups"].append(sg("sg-bad", {"id": "r", "direction": "ingress",
+                                                 "ethertype": "IPv5"}))
+    snap["security-groups"].append({"id": "sg-norules", "security_group_rules": "nope"})
+    model = Model()
+    problems = model.reset(3, snap)
+    assert sorted(i for c, i, _ in problems if c == "security-groups") == ["sg-bad",
+                                                                         "sg-norules"]
+    assert "sg-web" in model.objects["security-groups"]
+
+
+def test_gone_zones_are_the_ofports_of_vifs_that_went_away():
+    a, b, c = Vif("tap1", "p1", 1), Vif("tap2", "p2", 2), Vif("tap3", "p3", -1)
+    assert gone_zones([a, b, c], [a]) == [2]                  # unusable VIFs had no zone
+    assert gone_zones([a, b], [a, b, Vif("tap4", "p4", 4)]) == []
+    assert gone_zones([a], [Vif("tap1", "p9", 1)]) == [1]     # another port on the ofport
+    assert gone_zones([a], [Vif("tap1", "p1", 7)]) == [1]     # renumbered
+    assert gone_zones([a], [Vif("tap1", "p1", -1)]) == [1]    # no longer usable
+    assert gone_zones([], [a]) == []

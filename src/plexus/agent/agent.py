@@ -10,7 +10,9 @@
   ask OVSDB for the tunnels it needs, compile, and apply the difference between desired
   and installed flows as one atomic bundle — nothing before a snapshot, OVSDB's first
   full state and the installed flows are all known, so a restart changes nothing that
-  is already right and traffic never stops;
+  is already right and traffic never stops; once no flow uses the conntrack zone of a
+  VIF that went away (a zone is its ofport), the zone is flushed, so a VIF that later
+  gets the same ofport starts clean;
 - status: report ports bound here ACTIVE when their VIF is plugged, DOWN when not.
 
 DHCP packet-ins are answered from the latest view. Everything the agent did not expect
@@ -58,6 +60,7 @@ class Counters:
     flows: int = 0
     last_apply_ms: float = 0.0
     dhcp_replies: int = 0
+    ct_flushes: int = 0
 
 
 class Agent:
@@ -85,6 +88,7 @@ class Agent:
         self._tunnels: dict[str, str] | None = None
         self._last_view: View | None = None
         self._ofports: dict[int, str] = {}
+        self._plugged: tuple | None = None    # the VIFs when flows were last applied
         self.lease: int | None = None
 
     # --- life cycle --------------------------------------------------------------------
@@ -237,8 +241,9 @@ class Agent:
             return False
         c = self.config
         problems: list = []
+        vifs = self.bridge.vifs
         view = relevant.build_view(self.model.objects, c.chassis, c.tunnel_ip,
-                                   relevant.vif_ofports(self.bridge.vifs),
+                                   relevant.vif_ofports(vifs),
                                    self.bridge.tunnel_ofports(), problems)
         self.view = view
         self._ofports = {ofport: pid for pid, ofport in view.vif_ofports.items()}
@@ -250,6 +255,7 @@ class Agent:
         if self.installed is None:
             return False
         if view == self._last_view:         # installed flows are what this view compiles to
+            await self._flush_gone(vifs)
             return False
         began = time.perf_counter()
         try:
@@ -272,8 +278,22 @@ class Agent:
         if change:
             LOG.info("flows %s (%d installed) in %.1f ms", change.summary(),
                      len(self.installed), self.counters.last_apply_ms)
+        await self._flush_gone(vifs)
         self.compiled.set()
         return bool(change)
+
+    async def _flush_gone(self, vifs: tuple) -> None:
+        """Flush the conntrack zones of VIFs gone since flows were last applied (no flow
+        uses them now): a VIF that later gets the same ofport must not inherit them."""
+        before, self._plugged = self._plugged, tuple(vifs)
+        for zone in relevant.gone_zones(before or (), vifs):
+            try:
+                await self.switch.flush_conntrack(zone)
+            except OSError as exc:
+                LOG.warning("flushing conntrack zone %d failed: %s", zone, exc)
+                continue
+            self.counters.ct_flushes += 1
+            LOG.info("conntrack zone %d flushed: its VIF is gone", zone)
 
     def _explain(self, view: View, problems: list) -> None:
         """Log, once each, what the agent leaves out and why."""

@@ -9,8 +9,8 @@ from typing import Any, Mapping
 
 from plexus.agent.relevant import BadObject, check
 
-# what the agent compiles from; other collections (routers, security groups…) later
-COLLECTIONS = ("networks", "subnets", "ports", "agents")
+# what the agent compiles from; other collections (routers…) later
+COLLECTIONS = ("networks", "subnets", "ports", "agents", "security-groups")
 
 
 class BadEvent(ValueError):

@@ -1,13 +1,15 @@
 """The relevant view: from every model object the agent has seen, only what matters to
 one chassis — the ports bound to it, their networks and subnets, the other ports on
-those networks and the chassis hosting them — as the compiler's ``View``. Also the
+those networks and the chassis hosting them, the security groups of its ports and the
+members of the groups their rules name — as the compiler's ``View``. Also the
 other pure decisions of the agent: which tunnels to have, which port statuses to
-report, which VIFs get nothing. No I/O: each function's result depends only on its
+report, which VIFs get nothing, which conntrack zones to flush. No I/O: each function's result depends only on its
 arguments, so they are tested with plain dictionaries.
 
 ``objects`` is the model as the southbound stream carries it: collection name → object
 id → object in Neutron's wire format, with the hidden ``plexus:key`` on networks and
-ports. Chassis come from the ``agents`` collection (host, configurations.tunnel_ip)."""
+ports. Chassis come from the ``agents`` collection (host, configurations.tunnel_ip),
+security groups (their rules in full) from ``security-groups``."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from plexus.pipeline.view import ChassisView, NetworkView, PortView, SubnetView, View
+from plexus.pipeline.security import GROUPS, security_view, to_group
+from plexus.pipeline.view import (ChassisView, NetworkView, PortView, SecurityGroupView,
+                                  SubnetView, View)
 
 KEY = "plexus:key"
 Objects = Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -106,8 +110,17 @@ def to_chassis(obj: Mapping) -> ChassisView:
     return ChassisView(name=_get(obj, "host", str), tunnel_ip=tunnel_ip)
 
 
+def to_security_group(obj: Mapping) -> SecurityGroupView:
+    """A security group with its rules, as the ACL stages see it (``BadObject`` for a
+    rule they cannot enforce, so a bad group is refused when its event arrives)."""
+    try:
+        return to_group(obj)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadObject(f"unusable rule: {exc}") from None
+
+
 CONVERTERS = {"networks": to_network, "subnets": to_subnet, "ports": to_port,
-              "agents": to_chassis}
+              "agents": to_chassis, GROUPS: to_security_group}
 
 
 def check(collection: str, obj: Any) -> None:
@@ -146,8 +159,9 @@ def build_view(objects: Objects, chassis: str, tunnel_ip: str,
                problems: list | None = None) -> View:
     """The compiler input of ``chassis``: only objects relevant to the ports bound to it.
 
-    Objects that cannot be used are left out and, when ``problems`` is a list, reported
-    there as (collection, id, reason)."""
+    Security comes from every port (members of a remote group may be anywhere in the
+    cloud) and the groups of the ports bound here. Objects that cannot be used are left
+    out and, when ``problems`` is a list, reported there as (collection, id, reason)."""
     ports = list(_converted(objects, "ports", problems))
     local = [p for p in ports if p.chassis == chassis]
     network_ids = {p.network_id for p in local}
@@ -165,7 +179,8 @@ def build_view(objects: Objects, chassis: str, tunnel_ip: str,
                 vif_ofports={pid: ofport for pid, ofport in vif_ofports.items()
                              if pid in on_networks and on_networks[pid].chassis == chassis},
                 tunnel_ofports={name: ofport for name, ofport in tunnel_ofports.items()
-                                if name in known and name != chassis})
+                                if name in known and name != chassis},
+                security=security_view(objects, [p.id for p in local], problems))
 
 
 def tunnel_peers(view: View) -> dict[str, str]:
@@ -210,6 +225,13 @@ def vif_ofports(vifs: Iterable[Vif]) -> dict[str, int]:
         if vif.ofport > 0:
             out.setdefault(vif.iface_id, vif.ofport)
     return out
+
+
+def gone_zones(before: Iterable[Vif], after: Iterable[Vif]) -> list[int]:
+    """Conntrack zones to flush: the ofports of usable VIFs in ``before`` that are not in
+    ``after`` as the same interface for the same port (a zone is its VIF's ofport)."""
+    still = {v for v in after if v.ofport > 0}
+    return sorted({v.ofport for v in before if v.ofport > 0 and v not in still})
 
 
 def stray_vifs(objects: Objects, chassis: str, vifs: Iterable[Vif]) -> list[tuple[Vif, str]]:

@@ -1,17 +1,36 @@
 """The one place the agent talks to Open vSwitch: OVSDB (bridge, VIFs, tunnels) through
-the ``ovs`` IDL, and OpenFlow 1.3 to br-int through os-ken's codec. ``Switch`` is the
-boundary the agent uses; tests replace it with a fake that keeps the same methods."""
+the ``ovs`` IDL, OpenFlow 1.3 to br-int through os-ken's codec, and ovs-vswitchd's
+unixctl socket (``ovs-appctl``) for what OpenFlow cannot say in os-ken (flushing a
+conntrack zone). ``Switch`` is the boundary the agent uses; tests replace it with a
+fake that keeps the same methods."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Callable
 
 from plexus.agent.flowdiff import Entry, Key, of_stats
 from plexus.agent.ovs.openflow import Channel, OpenFlowError, PacketIn
 from plexus.agent.ovs.ovsdb import BridgeState, Ovsdb, Tunnel, tunnel_name
 
-__all__ = ["BridgeState", "OpenFlowError", "PacketIn", "Switch", "Tunnel", "tunnel_name"]
+__all__ = ["BridgeState", "OpenFlowError", "PacketIn", "Switch", "Tunnel", "tunnel_name",
+           "vswitchd_target"]
+APPCTL_TIMEOUT = 5.0
+
+
+def vswitchd_target(rundir: str) -> str:
+    """ovs-vswitchd's unixctl socket in ``rundir``: ``ovs-vswitchd.ctl`` when it was
+    started with that name (``--unixctl``), else OVS's default ``ovs-vswitchd.<pid>.ctl``."""
+    run = Path(rundir)
+    named = run / "ovs-vswitchd.ctl"
+    if named.exists():
+        return str(named)
+    try:
+        pid = int((run / "ovs-vswitchd.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return str(named)           # ovs-appctl then says what is missing
+    return str(run / f"ovs-vswitchd.{pid}.ctl")
 
 
 class Switch:
@@ -19,6 +38,7 @@ class Switch:
 
     def __init__(self, ovsdb: str, rundir: str, bridge: str = "br-int"):
         self.ovsdb_remote = ovsdb
+        self.rundir = rundir
         self.mgmt = f"{rundir.rstrip('/')}/{bridge}.mgmt"
         self.bridge = bridge
         self._ovsdb: Ovsdb | None = None
@@ -61,6 +81,23 @@ class Switch:
     def packet_out(self, port: int, data: bytes) -> None:
         """Send a frame out of an OpenFlow port."""
         self._channel.packet_out(port, data)
+
+    async def flush_conntrack(self, zone: int) -> None:
+        """Forget every connection of conntrack zone ``zone`` (``ovs-appctl
+        dpctl/flush-conntrack zone=N``); raises ``OSError`` when that fails."""
+        argv = ["ovs-appctl", "-t", vswitchd_target(self.rundir),
+                f"--timeout={APPCTL_TIMEOUT:.0f}", "dpctl/flush-conntrack", f"zone={zone}"]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), APPCTL_TIMEOUT + 2)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise OSError(f"{' '.join(argv)}: no answer") from None
+        if proc.returncode != 0:
+            raise OSError(f"{' '.join(argv)}: {err.decode(errors='replace').strip()}")
 
     def stop(self) -> None:
         """Close the channel and stop following OVSDB (flows stay installed)."""
