@@ -12,6 +12,13 @@ SKIPS: dict[str, str] = {
         "trunk extension (VLAN-aware VMs) is not implemented",
     "test_router.py::RouterTests::test_router_create_with_external_gateway":
         "creates a QoS policy for the gateway; the qos extension is not implemented",
+    "test_network_agent.py::TestAgentList::test_network_agent_list_routers":
+        "looks for agents with `--agent-type l3` (agent_type \"L3 agent\"); Plexus chassis "
+        "are agents of type \"Plexus agent\", the gateway-capable ones hosting routers — "
+        "the same add/list/remove calls run in tests/api/test_l3_scheduling.py",
+    "test_router.py::RouterTests::test_router_list_l3_agent":
+        "looks for agents with `--agent-type l3`, for the same reason — covered by "
+        "tests/api/test_l3_scheduling.py (`router list --agent`)",
 }
 
 
@@ -21,13 +28,11 @@ SELF_SKIPS: dict[str, str] = {
     "openstack test_agent.py (test_list, test_get, test_update)":
         "the suite lists agents as a non-admin user; agents are admin-only in Neutron's "
         "policy (and here), so it finds none — covered as admin by tests/api/test_agents.py",
-    "openstackclient test_network_agent.py (dhcp/l3 agent scheduler tests)":
-        "Plexus has no DHCP or L3 agents to schedule: DHCP and routing run in every "
-        "chassis' own pipeline (dhcp_agent_scheduler, l3_agent_scheduler not advertised)",
+    "openstackclient test_network_agent.py (dhcp agent scheduler test)":
+        "Plexus has no DHCP agents to schedule: DHCP runs in every chassis' own pipeline "
+        "(dhcp_agent_scheduler is not advertised)",
     "openstackclient test_network.py (dhcp agent test)":
         "dhcp_agent_scheduler is not advertised, for the same reason",
-    "openstackclient test_router.py (l3 agent test)":
-        "l3_agent_scheduler is not advertised, for the same reason",
     "openstackclient test_network.py (two nova-net tests)":
         "nova-network variants; the suite runs them only against nova-network",
 }

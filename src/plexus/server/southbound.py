@@ -1,6 +1,7 @@
 """The southbound stream agents use (and nothing else of the server's state):
 a consistent snapshot at a revision, ordered change events resumable from a revision,
-and the status reports agents send back (port up/down)."""
+the status reports agents send back (ports, routers, floating IPs), and the SNAT port
+blocks chassis lease on routers' gateway addresses."""
 
 from __future__ import annotations
 
@@ -81,6 +82,77 @@ async def port_status(request: Request) -> Response:
     return JSON({"port": {"id": port["id"], "status": port["status"]}})
 
 
+def _report(body) -> tuple[str, str, int | None]:
+    """(status, host, revision_number) of an L3 status report."""
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str) \
+            or not isinstance(body.get("host"), str) or not body["host"]:
+        raise errors.InvalidInput("body must be {\"status\": ..., \"host\": ..., "
+                                  "\"revision_number\": <optional int>}")
+    return body["status"], body["host"], body.get("revision_number")
+
+
+@endpoint
+async def router_status(request: Request) -> Response:
+    """A gateway chassis reports a router programmed (ACTIVE) or not (DOWN, ERROR)."""
+    await _require_admin(request)
+    status, host, revision = _report(await json_body(request))
+    routers = request.app.state.services["routers"]
+    router = await call(routers.set_status, request.path_params["id"], host, status, revision)
+    return JSON({"router": {"id": router["id"], "status": router["status"]}})
+
+
+@endpoint
+async def floatingip_status(request: Request) -> Response:
+    """The chassis hosting a floating IP's port reports it programmed (or not)."""
+    await _require_admin(request)
+    status, host, revision = _report(await json_body(request))
+    fips = request.app.state.services["floatingips"]
+    fip = await call(fips.set_status, request.path_params["id"], host, status, revision)
+    return JSON({"floatingip": {"id": fip["id"], "status": fip["status"]}})
+
+
+@endpoint
+async def lease_snat_blocks(request: Request) -> Response:
+    """``{"chassis", "count"}``: the chassis holds at least ``count`` SNAT port blocks on
+    the router's gateway address afterwards; answers all the blocks it holds there."""
+    await _require_admin(request)
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("chassis"), str) \
+            or not body["chassis"]:
+        raise errors.InvalidInput("body must be {\"chassis\": <name>, \"count\": <int>}")
+    snat = request.app.state.services["routers"].snat
+    blocks = await call(snat.lease, request.path_params["id"], body["chassis"],
+                        body.get("count", 1))
+    return JSON({"snat_blocks": blocks, "block_size": snat.size})
+
+
+@endpoint
+async def list_snat_blocks(request: Request) -> Response:
+    """The router's SNAT port blocks (``?chassis=`` for one chassis' only)."""
+    await _require_admin(request)
+    snat = request.app.state.services["routers"].snat
+    blocks = await call(snat.list, request.path_params["id"],
+                        request.query_params.get("chassis"))
+    return JSON({"snat_blocks": blocks, "block_size": snat.size})
+
+
+@endpoint
+async def release_snat_blocks(request: Request) -> Response:
+    """``?chassis=NAME[&port_min=N]``: give back one block, or all of the chassis' blocks."""
+    await _require_admin(request)
+    chassis = request.query_params.get("chassis")
+    if not chassis:
+        raise errors.InvalidInput("chassis query parameter required")
+    try:
+        raw = request.query_params.get("port_min")
+        port_min = int(raw) if raw is not None else None
+    except ValueError:
+        raise errors.InvalidInput("port_min must be an integer") from None
+    snat = request.app.state.services["routers"].snat
+    await call(snat.release, request.path_params["id"], chassis, port_min)
+    return Response(status_code=204)
+
+
 def _chassis_body(body) -> tuple[str, dict, bool, float]:
     if not isinstance(body, dict):
         raise errors.InvalidInput("body must be an object")
@@ -142,4 +214,10 @@ ROUTES = [
     Route("/southbound/v1/snapshot", snapshot, methods=["GET"]),
     Route("/southbound/v1/watch", watch, methods=["GET"]),
     Route("/southbound/v1/ports/{id}/status", port_status, methods=["PUT"]),
+    Route("/southbound/v1/routers/{id}/status", router_status, methods=["PUT"]),
+    Route("/southbound/v1/floatingips/{id}/status", floatingip_status, methods=["PUT"]),
+    Route("/southbound/v1/routers/{id}/snat-blocks", lease_snat_blocks, methods=["POST"]),
+    Route("/southbound/v1/routers/{id}/snat-blocks", list_snat_blocks, methods=["GET"]),
+    Route("/southbound/v1/routers/{id}/snat-blocks", release_snat_blocks,
+          methods=["DELETE"]),
 ]

@@ -60,7 +60,10 @@ Keystone with a service token, cached ≤ 60 s) and `none` (development).
 `GET /southbound/v1/snapshot` (every model object at one revision),
 `GET /southbound/v1/watch?from=REV&timeout=S` (ordered events, long poll; 410 when the
 revision was compacted, so the agent re-lists), `PUT /southbound/v1/ports/{id}/status`
-(an agent reports a port ACTIVE or DOWN). Admin tokens only.
+(an agent reports a port ACTIVE or DOWN), `PUT /southbound/v1/routers/{id}/status` and
+`PUT /southbound/v1/floatingips/{id}/status` (a chassis reports a router or floating IP
+programmed), `POST/GET/DELETE /southbound/v1/routers/{id}/snat-blocks` (SNAT port
+blocks on a router's gateway address; see docs/routing.md). Admin tokens only.
 """
 
 

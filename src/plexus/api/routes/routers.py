@@ -1,5 +1,6 @@
 """Routes of /v2.0/routers, with the add/remove_router_interface and
-add/remove_extraroutes actions."""
+add/remove_extraroutes actions, and the l3-agent scheduler view of a router's gateway
+chassis (``GET /v2.0/routers/{id}/l3-agents``)."""
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,6 +21,8 @@ register_extension("extraroute", "Neutron Extra Route",
 register_extension("extraroute-atomic", "Atomically add/remove extra routes",
                    "Edit extra routes of a router on server side by atomically adding/removing "
                    "extra routes")
+register_extension("l3_agent_scheduler", "L3 Agent Scheduler",
+                   "Schedule routers among l3 agents")
 
 
 @endpoint
@@ -52,6 +55,16 @@ async def remove_routes(request: Request) -> Response:
     return await _change_routes(request, add=False)
 
 
+@endpoint
+async def l3_agents(request: Request) -> Response:
+    """``GET /v2.0/routers/{id}/l3-agents``: the router's gateway chassis, in order, as
+    agents with ``ha_state`` (admin only)."""
+    ctx = await context(request)
+    scheduler = service(request, "routers").scheduler
+    return JSON({"agents": await call(scheduler.agents_hosting, ctx,
+                                      request.path_params["id"])})
+
+
 async def _change_routes(request: Request, add: bool) -> Response:
     ctx = await context(request)
     body = await json_body(request)
@@ -65,4 +78,5 @@ ROUTES = crud_routes("routers") + [
     Route("/v2.0/routers/{id}/remove_router_interface", remove_interface, methods=["PUT"]),
     Route("/v2.0/routers/{id}/add_extraroutes", add_routes, methods=["PUT"]),
     Route("/v2.0/routers/{id}/remove_extraroutes", remove_routes, methods=["PUT"]),
+    Route("/v2.0/routers/{id}/l3-agents", l3_agents, methods=["GET"]),
 ]

@@ -45,7 +45,9 @@ def routes(value):
 ROUTER = Resource("router", "routers", (
     *standard_attrs(),
     Attr("admin_state_up", type="boolean", convert=to_bool, default=True),
-    Attr("status", post=False, put=False),
+    Attr("status", post=False, put=False,
+         doc="computed: ACTIVE without a gateway; with one, DOWN when no scheduled gateway "
+             "chassis is alive, else what the active one reported (BUILD until it has)"),
     Attr("external_gateway_info", type="object", convert=gateway_info, default=None,
          filter=False, sort=False,
          doc="ext-gw-mode: network_id, enable_snat (admin), external_fixed_ips (admin)"),
@@ -72,7 +74,8 @@ FLOATINGIP = Resource("floatingip", "floatingips", (
     Attr("fixed_ip_address", convert=ip_address(nullable=True), default=None),
     Attr("router_id", post=False, put=False),
     Attr("status", post=False, put=False,
-         doc="ACTIVE while associated, DOWN otherwise (not yet reported by the data plane)"),
+         doc="computed: ACTIVE once the chassis hosting the associated port reported it "
+             "programmed; DOWN before, while that chassis is dead, and when unassociated"),
     Attr("port_details", type="object", post=False, put=False, filter=False, sort=False,
          doc="fip-port-details: a summary of the associated port"),
 ))

@@ -5,7 +5,9 @@ a leased liveness key alive with heartbeats; the registration itself stays, so
 ``openstack network agent list`` shows dead chassis as not alive, as Neutron does.
 Liveness keys live in the model (collection ``liveness``) so agents see chassis come
 and go on the southbound stream; heartbeat timestamps are kept outside the model so
-heartbeats do not wake every agent."""
+heartbeats do not wake every agent. Registering, changing or deleting a chassis runs
+the ``agent_write`` hooks (in its transaction) and ``agent_changed`` (after it), through
+which gateway scheduling and SNAT port blocks follow the chassis."""
 
 from __future__ import annotations
 
@@ -74,12 +76,24 @@ class AgentService(ResourceService):
         """Keep the computed fields out of the stored object."""
         new.pop("alive", None)
         new.pop("heartbeat_timestamp", None)
+        self.s.run_hooks("agent_write", old, new, w)
         return new
+
+    def after_write(self, ctx, obj):
+        """Let dependants (gateway scheduling) react to a changed chassis."""
+        self.s.run_hooks("agent_changed", None, obj)
 
     def plan_delete(self, ctx, obj, w):
         """Deleting an agent drops its liveness and heartbeat too."""
         w.delete(liveness_key(obj["id"]))
         w.delete(HEARTBEAT + obj["id"])
+        self.s.run_hooks("agent_write", obj, None, w)
+
+    def delete(self, ctx, ident, if_match=None):
+        """Delete an agent; dependants (gateway scheduling) react once it is gone."""
+        found = super().get(ident)
+        super().delete(ctx, ident, if_match)
+        self.s.run_hooks("agent_changed", found[0] if found else None, None)
 
     # ---- southbound -----------------------------------------------------------------
 
@@ -109,10 +123,12 @@ class AgentService(ResourceService):
             w.put(self.key(ident), obj)
             w.put(liveness_key(ident), {"host": name, "since": stamp}, lease=lease)
             w.put(HEARTBEAT + ident, stamp.encode())
+            self.s.run_hooks("agent_write", old, obj, w)
             self.s.commit(w)
-            return obj
-        obj = self.s.retrying(plan)
+            return old, obj
+        old, obj = self.s.retrying(plan)
         self.s["ports"].rebind_host(name)
+        self.s.run_hooks("agent_changed", old, obj)
         return obj, lease
 
     def heartbeat(self, name: str, lease: int) -> float:

@@ -100,8 +100,14 @@ class Services:
         self.hooks: dict[str, list] = {}
 
     def add_hook(self, event: str, fn) -> None:
-        """Call ``fn(ctx, obj, writes)`` while planning ``event`` (e.g. "port_delete")."""
+        """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``)
+        or after a commit ("agent_changed": ``fn(old, new)``); see ``run_hooks``."""
         self.hooks.setdefault(event, []).append(fn)
+
+    def run_hooks(self, event: str, *args) -> None:
+        """Call every hook of ``event`` with ``args``."""
+        for fn in self.hooks.get(event, ()):
+            fn(*args)
 
     def register(self, service: "ResourceService") -> None:
         """Make a service reachable by its collection name."""
@@ -204,9 +210,15 @@ class ResourceService:
         """Wire form for this caller."""
         return self.resource.view(ctx, obj, fields)
 
+    def present(self, objs: list[dict]) -> list[dict]:
+        """Stored objects as the API shows them: fields computed at read time (e.g. a
+        status that depends on liveness) filled in. Never written back."""
+        return objs
+
     def list(self, ctx, q: Query) -> tuple[list[dict], bool, bool]:
         """Visible objects passing the query, sorted and paged."""
-        items = [o for o in self.all() if self.visible(ctx, o) and matches(self.resource, o, q)]
+        items = [o for o in self.present(self.all())
+                 if self.visible(ctx, o) and matches(self.resource, o, q)]
         if not ctx.is_admin:
             hidden = {a.name for a in self.resource.attrs if a.admin_only or a.admin_see}
             if hidden & set(q.filters):
@@ -216,7 +228,7 @@ class ResourceService:
 
     def show(self, ctx, ident: str, fields: list[str] | None = None) -> dict:
         """One object in wire form."""
-        return self.view(ctx, self.load(ctx, ident)[0], fields)
+        return self.view(ctx, self.present([self.load(ctx, ident)[0]])[0], fields)
 
     # ---- writing -------------------------------------------------------------------
 
@@ -259,7 +271,7 @@ class ResourceService:
         created = self.s.retrying(plan)
         for obj in created:
             self.after_write(ctx, obj)
-        return [self.view(ctx, o) for o in created]
+        return [self.view(ctx, o) for o in self.present(created)]
 
     def load_to_change(self, ctx, ident: str, action: str,
                        if_match: int | None) -> tuple[dict, int]:
@@ -295,7 +307,7 @@ class ResourceService:
             return new
         obj = self.s.retrying(plan)
         self.after_write(ctx, obj)
-        return self.view(ctx, obj)
+        return self.view(ctx, self.present([obj])[0])
 
     def plan_delete(self, ctx, obj: dict, w: Writes) -> None:
         """Resource semantics of a delete (in-use checks, dependent writes)."""

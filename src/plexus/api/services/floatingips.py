@@ -2,10 +2,11 @@
 IP), associated with a fixed IPv4 address of a port that some router connects to that
 external network.
 
-Status is ACTIVE while associated and DOWN otherwise; it is not yet reported by the
-data plane. Each associated port has an index record (fixed IP and external network ->
-floating IP) that makes a fixed IP's floating IP unique and lets a port's deletion
-disassociate its floating IPs in the same transaction."""
+Status is computed when read (``l3_status``): DOWN until the chassis hosting the
+associated port reports the floating IP programmed, and while that chassis is dead.
+Each associated port has an index record (fixed IP and external network -> floating
+IP) that makes a fixed IP's floating IP unique and lets a port's deletion disassociate
+its floating IPs in the same transaction."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import ipaddress
 from plexus.api import errors
 from plexus.api.schemas.l3 import FLOATINGIP
 from plexus.api.services.base import ALLOC, ResourceService, Writes
+from plexus.api.services.l3_status import floatingip_status
 from plexus.api.services.routers import (
     INTERFACE_OWNERS, bad_request, bumped, delete_port, service_port,
 )
@@ -21,8 +23,7 @@ from plexus.api.services.routers import (
 FLOATINGIP_OWNER = "network:floatingip"
 PORT_DETAILS = ("name", "network_id", "mac_address", "admin_state_up", "status", "device_id",
                 "device_owner")
-UNASSOCIATED = {"port_id": None, "fixed_ip_address": None, "router_id": None,
-                "status": "DOWN"}
+UNASSOCIATED = {"port_id": None, "fixed_ip_address": None, "router_id": None}
 
 
 def assoc_key(port_id: str) -> str:
@@ -57,6 +58,38 @@ class FloatingIPService(ResourceService):
         if found:
             details = {k: found[0].get(k) for k in PORT_DETAILS}
         return super().view(ctx, dict(obj, port_details=details), fields)
+
+    def _host(self, fip: dict) -> str | None:
+        """The chassis hosting the floating IP's port (its binding:host_id)."""
+        found = fip.get("port_id") and self.s["ports"].get(fip["port_id"])
+        return found[0].get("binding:host_id") or None if found else None
+
+    def present(self, objs: list[dict]) -> list[dict]:
+        """Floating IPs with ``status`` computed from the hosting chassis' liveness and
+        report (see ``l3_status``)."""
+        if not objs:
+            return objs
+        reports = self.s["routers"].reports
+        alive, reported = reports.alive(), reports.reports(self.c)
+        return [dict(o, status=floatingip_status(o, self._host(o), alive,
+                                                 reported.get(o["id"], {})))
+                for o in objs]
+
+    def set_status(self, ident: str, host: str, status: str,
+                   revision_number: int | None = None) -> dict:
+        """The chassis hosting the associated port reports the floating IP programmed
+        (ACTIVE) or not (DOWN, ERROR) at ``revision_number``; returns the computed status."""
+        found = self.get(ident)
+        if found is None:
+            raise errors.NotFound("floatingip", ident, type_name="FloatingIPNotFound")
+        fip = found[0]
+        bound = self._host(fip)
+        if not fip.get("port_id") or bound != host:
+            raise errors.Conflict(f"Floating IP {ident} is not hosted on chassis {host} "
+                                  f"(its port is on {bound!r}).",
+                                  type_name="FloatingIPBindingMismatch")
+        self.s["routers"].reports.record(self.c, fip, host, status, revision_number)
+        return self.present([self.get(ident)[0]])[0]
 
     # ---- create / update / delete ----------------------------------------------------
 
@@ -99,8 +132,9 @@ class FloatingIPService(ResourceService):
         return new
 
     def plan_delete(self, ctx, obj, w):
-        """Release the floating IP's port (and address) and its association."""
+        """Release the floating IP's port (and address), its association and reports."""
         delete_port(ctx, self.s, obj["floating_port_id"], w)
+        self.s["routers"].reports.plan_forget(self.c, obj["id"], w)
         if obj.get("port_id"):
             self._reindex(obj, (obj["port_id"], obj["fixed_ip_address"]), None, w)
 
@@ -160,7 +194,7 @@ class FloatingIPService(ResourceService):
         w.expect(routers.key(router["id"]), router_rev)
         w.unguarded(routers.c, router["id"])
         return {"port_id": port_id, "fixed_ip_address": ip["ip_address"],
-                "router_id": router["id"], "status": "ACTIVE"}
+                "router_id": router["id"]}
 
     def _router_for(self, port: dict, subnet_id: str, network_id: str) -> tuple[dict, int]:
         """A router with a gateway on ``network_id`` and an interface on ``subnet_id``,

@@ -4,7 +4,12 @@ routes, and interfaces by subnet or by port, with Neutron's conflict rules.
 A router's record lists its gateway port and interface ports (hidden fields) and is
 rewritten by every change to them, so its revision guards floating IP associations
 and route checks; changes that can strand a floating IP (removing an interface,
-changing the gateway, deleting the router) also hold the router's guard."""
+changing the gateway, deleting the router) also hold the router's guard.
+
+A router with a gateway also carries its gateway chassis schedule (``l3_scheduling``),
+set in the same transaction as the gateway; changing or clearing the gateway address
+ends the SNAT port blocks leased on it (``snat``); ``status`` is computed when read
+(``l3_status``)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,11 @@ from plexus.api import errors
 from plexus.api.schemas.base import Invalid, convert, to_uuid
 from plexus.api.schemas.l3 import ROUTER
 from plexus.api.services.base import MAX_ATTEMPTS, ResourceService, Writes, now
+from plexus.api.services.l3_scheduling import (
+    EXCLUDED, GATEWAY_CHASSIS, PINNED, GatewayScheduler,
+)
+from plexus.api.services.l3_status import StatusReports, router_status
+from plexus.api.services.snat import SnatBlocks
 from plexus.api.services.subnets import ip_key
 from plexus.ipam import cidr_overlaps
 
@@ -62,6 +72,12 @@ class RouterService(ResourceService):
 
     resource = ROUTER
 
+    def __init__(self, services):
+        super().__init__(services)
+        self.scheduler = GatewayScheduler(services)
+        self.snat = SnatBlocks(services)
+        self.reports = StatusReports(services)
+
     # ---- reading -------------------------------------------------------------------
 
     def gateway_port(self, router: dict) -> dict | None:
@@ -90,6 +106,29 @@ class RouterService(ResourceService):
                                            for ip in gw["fixed_ips"]]}
         return super().view(ctx, dict(obj, external_gateway_info=info), fields)
 
+    def present(self, objs: list[dict]) -> list[dict]:
+        """Routers with ``status`` computed from their gateway chassis' liveness and
+        reports (see ``l3_status``)."""
+        if not objs:
+            return objs
+        alive, reports = self.reports.alive(), self.reports.reports(self.c)
+        return [dict(o, status=router_status(o, alive, reports.get(o["id"], {})))
+                for o in objs]
+
+    def set_status(self, ident: str, host: str, status: str,
+                   revision_number: int | None = None) -> dict:
+        """A gateway chassis reports the router programmed (ACTIVE) or not (DOWN, ERROR)
+        at ``revision_number``; returns the router's computed status."""
+        found = self.get(ident)
+        if found is None:
+            raise errors.NotFound("router", ident)
+        router = found[0]
+        if host not in (router.get(GATEWAY_CHASSIS) or []):
+            raise errors.Conflict(f"Router {ident} is not scheduled on chassis {host}.",
+                                  type_name="RouterNotHostedByChassis")
+        self.reports.record(self.c, router, host, status, revision_number)
+        return self.present([self.get(ident)[0]])[0]
+
     def _subnet(self, subnet_id: str) -> dict | None:
         found = self.s["subnets"].get(subnet_id)
         return found[0] if found else None
@@ -100,14 +139,15 @@ class RouterService(ResourceService):
     # ---- create / update / delete ----------------------------------------------------
 
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
-        """A router is ACTIVE at once; its gateway port is created in the same transaction."""
+        """The gateway port is created, and scheduled, in the router's transaction."""
         info = obj.pop("external_gateway_info")
-        obj.update(status="ACTIVE", routes=[], distributed=False, ha=False,
+        obj.update(routes=[], distributed=False, ha=False,
                    availability_zones=[], gw_port_id=None, enable_snat=True,
-                   interface_ports=[])
+                   interface_ports=[], **{GATEWAY_CHASSIS: [], PINNED: [], EXCLUDED: []})
         self._check_gateway_policy(ctx, info, "create")
         if info:
             self._create_gateway(ctx, obj, info, w, attempt)
+            self.scheduler.plan_router(obj, w)
         w.put(self.key(obj["id"]), obj)
         return obj
 
@@ -128,7 +168,10 @@ class RouterService(ResourceService):
         if "external_gateway_info" in changes:
             info = new.pop("external_gateway_info")
             self._check_gateway_policy(ctx, info, "update")
-            self._update_gateway(ctx, old, new, info, w, attempt)
+            readdressed = self._update_gateway(ctx, old, new, info, w, attempt)
+            if readdressed or not new["enable_snat"]:
+                self.snat.plan_drop(old["id"], w)
+            self.scheduler.plan_router(new, w)
         return new
 
     def delete(self, ctx, ident, if_match=None):
@@ -137,14 +180,22 @@ class RouterService(ResourceService):
         self.owned(ctx, obj, "delete")
         with self.s.guarding(self.c, ident):
             super().delete(ctx, ident, if_match)
+        self.snat.sweep(ident)
+
+    def after_write(self, ctx, obj):
+        """After a change of the gateway: sweep SNAT blocks left on an old address."""
+        self.snat.sweep(obj["id"])
 
     def plan_delete(self, ctx, obj, w):
-        """RouterInUse while interfaces remain; the gateway port goes with the router."""
+        """RouterInUse while interfaces remain; the gateway port and status reports go
+        with the router, and no SNAT block may be claimed on it any more."""
         if obj.get("interface_ports"):
             raise errors.Conflict(f"Router {obj['id']} still has ports", type_name="RouterInUse")
         if obj.get("gw_port_id"):
             self._check_gateway_unused(obj)
             delete_port(ctx, self.s, obj["gw_port_id"], w)
+        self.snat.plan_drop(obj["id"], w)
+        self.reports.plan_forget(self.c, obj["id"], w)
 
     # ---- gateway -------------------------------------------------------------------
 
@@ -184,8 +235,9 @@ class RouterService(ResourceService):
         router.update(gw_port_id=port["id"], enable_snat=info.get("enable_snat", True))
 
     def _update_gateway(self, ctx, old: dict, new: dict, info: dict | None, w: Writes,
-                        attempt: int) -> None:
-        """Keep, re-address, replace or remove the gateway port."""
+                        attempt: int) -> bool:
+        """Keep, re-address, replace or remove the gateway port; True if the gateway's
+        addresses changed (or went)."""
         current = self.gateway_port(old)
         new["enable_snat"] = info.get("enable_snat", True) if info else True
         if current is not None and info and current["network_id"] == info["network_id"]:
@@ -193,13 +245,15 @@ class RouterService(ResourceService):
             wanted = info.get("external_fixed_ips")
             if wanted and self._ips_differ(current["fixed_ips"], wanted):
                 self._readdress_gateway(ctx, current, wanted, w, attempt)
-            return
+                return True
+            return False
         if current is not None:
             self._check_gateway_unused(old)
             delete_port(ctx, self.s, current["id"], w)
             new["gw_port_id"] = None
         if info:
             self._create_gateway(ctx, new, info, w, attempt)
+        return current is not None
 
     @staticmethod
     def _ips_differ(held: list[dict], wanted: list[dict]) -> bool:
