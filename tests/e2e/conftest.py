@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,23 @@ class LabFixture:
     def pids(self) -> list[int]:
         """Every pid the inventory records."""
         return [e["pid"] for e in self.lab.inventory.entries("process") if e.get("pid")]
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``check`` until it returns something true; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(interval)
+
+
+def alive_chassis(lab: LabFixture) -> set[str]:
+    """Chassis whose agents are registered and alive in the API."""
+    return {a.host for a in lab.api.network.agents() if a.is_alive}
 
 
 def leftovers(spec: LabSpec, lab_dir: Path, pids: list[int], before: dict) -> list[str]:

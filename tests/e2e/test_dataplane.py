@@ -19,7 +19,7 @@ import pytest
 from plexus.lab import Lab, LabSpec
 from plexus.lab.inventory import alive, resolve_pid, stop_process
 from plexus.lower.openflow import cookie_of
-from tests.e2e.conftest import LabFixture, require_lab_host, unique_name
+from tests.e2e.conftest import LabFixture, alive_chassis, require_lab_host, unique_name, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,21 +42,6 @@ def lab(tmp_path_factory):
         errors = made.down()
         assert not errors, errors
 
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``check`` until it returns something true; fail with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(interval)
-
-
-def alive_chassis(lab: LabFixture) -> set[str]:
-    return {a.host for a in lab.api.network.agents() if a.is_alive}
 
 
 def agent_entry(lab: LabFixture, chassis: str) -> dict:

@@ -18,7 +18,7 @@ import pytest
 from plexus.lab import Lab, LabSpec
 from plexus.lab import vm as vms
 from tests.e2e.conftest import LabFixture, require_lab_host, unique_name
-from tests.e2e.test_dataplane import alive_chassis, wait_for
+from tests.e2e.conftest import alive_chassis, wait_for
 
 pytestmark = pytest.mark.e2e
 

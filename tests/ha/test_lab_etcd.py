@@ -18,7 +18,7 @@ from plexus.lab import Lab, LabSpec
 from plexus.lab.etcd import control_plane_entries, start_control_plane, stop_control_plane
 from plexus.lab.inventory import alive
 from plexus.lab.lab import server_answers
-from tests.e2e.conftest import LabFixture, require_lab_host, unique_name
+from tests.e2e.conftest import LabFixture, alive_chassis, require_lab_host, unique_name, wait_for
 from tests.ha.conftest import admin_token
 
 pytestmark = pytest.mark.e2e
@@ -44,21 +44,6 @@ def lab(tmp_path_factory):
         errors = made.down()
         assert not errors, errors
 
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``check`` until it returns something true; fail with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(interval)
-
-
-def alive_chassis(lab: LabFixture) -> set[str]:
-    return {a.host for a in lab.api.network.agents() if a.is_alive}
 
 
 def test_three_members_two_servers_and_agents_that_know_both(lab):
