@@ -11,8 +11,6 @@ over the servers), then times listing all of them. Prints one table.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -26,6 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from plexus.server.runner import free_port  # noqa: E402
+from table import machine, print_table  # noqa: E402  (bench/table.py)
 
 
 def token(url: str) -> str:
@@ -146,14 +145,9 @@ def main() -> None:
                                               f"{pct(res['latencies'], 95) * 1e3:.1f}"),
             (f"list {listed} ports p50 / max (ms)",
              f"{statistics.median(list_times) * 1e3:.0f} / {max(list_times) * 1e3:.0f}"),
-            ("machine", f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                        f"{platform.python_version()}"),
+            ("machine", machine()),
         ]
-        width = max(len(k) for k, _ in rows)
-        print(f"{'metric'.ljust(width)} | value")
-        print(f"{'-' * width}-|------")
-        for key, value in rows:
-            print(f"{key.ljust(width)} | {value}")
+        print_table(rows)
     finally:
         for server in servers:
             server.terminate()

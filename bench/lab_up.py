@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from plexus.lab import Lab, netlink  # noqa: E402
 from plexus.lab.vm import node  # noqa: E402
+from table import machine, print_table  # noqa: E402  (bench/table.py)
 
 
 def plexus(*args: str, env: dict) -> float:
@@ -79,15 +79,10 @@ def main() -> None:
         ("runs", str(args.runs)),
         ("lab up → ready, p50 / min / max (s)", stats(ups)),
         ("lab down, p50 / min / max (s)", stats(downs)),
-        ("machine", f"{platform.machine()}, {os.cpu_count()} cores, kernel "
-                    f"{platform.release()}, Python {platform.python_version()}"),
+        ("machine", machine()),
         ("Open vSwitch", netlink.run(None, ["ovs-vswitchd", "--version"]).stdout.split("\n")[0]),
     ]
-    width = max(len(k) for k, _ in rows)
-    print(f"{'metric'.ljust(width)} | value")
-    print(f"{'-' * width}-|------")
-    for key, value in rows:
-        print(f"{key.ljust(width)} | {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

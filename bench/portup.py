@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import platform
 import re
 import secrets
 import subprocess
@@ -40,6 +39,7 @@ from api import pct, token  # noqa: E402
 from plexus.lab import Lab, LabSpec, netlink  # noqa: E402
 from plexus.lab import vm as vms  # noqa: E402
 from plexus.lab.inventory import resolve_pid  # noqa: E402
+from table import machine, print_table  # noqa: E402  (bench/table.py)
 
 FAST_ARP = {"retrans_time_ms": "10", "mcast_solicit": "100", "ucast_solicit": "100"}
 PAIRS = (("c1", "c2"), ("c2", "c3"), ("c3", "c1"))      # (peer's chassis, measured chassis)
@@ -184,8 +184,7 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
     rows.append(("agent CPU s, measured phase (since start) c1 / c2 / c3",
                  " / ".join(f"{cpu.get(c, 0):.1f} ({cpu_total.get(c, 0):.1f})"
                             for c in ("c1", "c2", "c3"))))
-    rows.append(("machine", f"{platform.machine()}, {os.cpu_count()} cores, kernel "
-                            f"{platform.release()}, Python {platform.python_version()}"))
+    rows.append(("machine", machine()))
     api.close()
     return rows
 
@@ -213,11 +212,7 @@ def main() -> None:
             errors = lab.down()
             if errors:
                 print(f"lab down: {errors}", file=sys.stderr)
-    width = max(len(k) for k, _ in rows)
-    print(f"{'metric'.ljust(width)} | value")
-    print(f"{'-' * width}-|------")
-    for key, value in rows:
-        print(f"{key.ljust(width)} | {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

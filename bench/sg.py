@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +36,7 @@ from plexus.pipeline.stages.acl import port_masks  # noqa: E402
 from plexus.pipeline.view import (  # noqa: E402
     ChassisView, NetworkView, PortView, SubnetView, View,
 )
+from table import machine, print_table  # noqa: E402  (bench/table.py)
 
 ACL = ("egress_ct", "egress_acl", "ingress_ct", "ingress_acl")
 
@@ -173,14 +172,9 @@ def main() -> None:
         ("security_view, 1 / N ports, median (ms)", f"{one[3]:.1f} / {many[3]:.1f}"),
         ("compile_view, 1 / N ports, median (ms)", f"{one[4]:.1f} / {many[4]:.1f}"),
         ("flows changed by one new sg-web member", f"{len(changed)}"),
-        ("machine", f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                    f"{platform.python_version()}"),
+        ("machine", machine()),
     ]
-    width = max(len(k) for k, _ in rows)
-    print(f"{'metric'.ljust(width)} | value")
-    print(f"{'-' * width}-|------")
-    for k, v in rows:
-        print(f"{k.ljust(width)} | {v}")
+    print_table(rows)
 
 
 if __name__ == "__main__":
