@@ -112,6 +112,13 @@ class FakeSwitch:
         self._closed: asyncio.Event | None = None
         self.events: list[tuple] = []           # ("bundle", n) and ("flush", zone), in order
         self.flush_error: OSError | None = None
+        self.patch_requests: list[dict] = []
+        self.bfd_requests: list[frozenset] = []
+        self.bfd_state: dict[str, str] = {}
+        self._bfd: frozenset = frozenset()
+        self.punts: set = set()
+        self.sent_external: list[tuple[str, bytes]] = []
+        self.on_external_packet_in = None
 
     def start(self, on_state):
         self.on_state = on_state
@@ -129,10 +136,22 @@ class FakeSwitch:
     def unplug(self, name: str) -> None:
         self._publish(vifs=tuple(v for v in self.state.vifs if v.name != name))
 
-    def set_tunnels(self, local_ip, peers):
+    def set_tunnels(self, local_ip, peers, bfd=frozenset()):
         self.tunnel_requests.append(dict(peers))
-        self._publish(tunnels=tuple(Tunnel(f"t-{c}", c, ip, 100 + i)
-                                    for i, (c, ip) in enumerate(sorted(peers.items()))))
+        self.bfd_requests.append(frozenset(bfd))
+        self._bfd = frozenset(bfd)
+        self._publish(tunnels=self._tunnels(peers))
+
+    def _tunnels(self, peers):
+        return tuple(Tunnel(f"t-{c}", c, ip, 100 + i,
+                            self.bfd_state.get(c, "up") if c in self._bfd else "")
+                     for i, (c, ip) in enumerate(sorted(peers.items())))
+
+    def set_bfd(self, chassis, state):
+        """A BFD session changes state (as OVSDB's bfd_status reports)."""
+        self.bfd_state[chassis] = state
+        peers = {t.chassis: t.remote_ip for t in self.state.tunnels}
+        self._publish(tunnels=self._tunnels(peers))
 
     async def connect(self, on_packet_in):
         self.on_packet_in = on_packet_in
@@ -163,6 +182,18 @@ class FakeSwitch:
 
     def packet_out(self, port, data):
         self.sent.append((port, data))
+
+    def set_patches(self, mappings):
+        self.patch_requests.append(dict(mappings))
+        self._publish(patches=tuple((physnet, 50 + i)
+                                    for i, physnet in enumerate(sorted(mappings))))
+
+    async def punt_arp_replies(self, bridge, mac, on_packet_in):
+        self.punts.add((bridge, mac))
+        self.on_external_packet_in = on_packet_in
+
+    def packet_out_external(self, bridge, data):
+        self.sent_external.append((bridge, data))
 
     def stop(self):
         if self._closed is not None:

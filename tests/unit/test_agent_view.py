@@ -180,15 +180,17 @@ def snapshot():
 def test_model_snapshot_then_events():
     model = Model()
     assert model.reset(10, snapshot()) == []
-    assert model.loaded and model.revision == 10 and "routers" not in model.objects
+    assert model.loaded and model.revision == 10 and "metering" not in model.objects
     changed = model.apply({"type": "put", "collection": "ports", "id": "p9", "revision": 11,
                            "object": port("p9", "n1", 9, HERE, "10.0.1.19", "s1")})
     assert changed and "p9" in model.objects["ports"]
     assert model.apply({"type": "delete", "collection": "ports", "id": "p9", "revision": 12,
                         "object": None})
     assert "p9" not in model.objects["ports"] and model.revision == 12
-    assert not model.apply({"type": "put", "collection": "routers", "id": "r", "revision": 13,
-                            "object": {"id": "r"}})
+    assert model.apply({"type": "put", "collection": "routers", "id": "r", "revision": 13,
+                        "object": {"id": "r"}})
+    assert not model.apply({"type": "put", "collection": "metering", "id": "m",
+                            "revision": 14, "object": {"id": "m"}})
 
 
 @pytest.mark.parametrize("event", [

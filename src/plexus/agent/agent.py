@@ -13,7 +13,21 @@
   is already right and traffic never stops; once no flow uses the conntrack zone of a
   VIF that went away (a zone is its ofport), the zone is flushed, so a VIF that later
   gets the same ofport starts clean;
-- status: report ports bound here ACTIVE when their VIF is plugged, DOWN when not.
+- status: report ports bound here ACTIVE when their VIF is plugged, DOWN when not, and
+  routers and floating IPs ACTIVE (``l3.statuses``) at the revision programmed, each
+  once per change;
+- router conntrack zones (``l3.zones``) that go away are flushed like VIF zones;
+- snat: lease a SNAT port block on each router of ``l3.snat_routers`` this chassis
+  holds none of (the blocks come back on the stream, ``snat_blocks``);
+- resolve: ARP-probe the external next hops of its routers (``agent.external``) through
+  the mapped bridges, whose replies come back as packet-ins (userdata ``arp``).
+
+Routing (docs/routing.md): the view is completed by ``l3.with_l3`` with the chassis
+believed alive (the store's ``liveness`` and BFD on tunnels with gateway chassis:
+``agent.liveness``), the bridge mappings and br-int's patch ports
+toward them (created through OVSDB), every tunnel, and the resolved external MACs;
+tunnels are ``relevant.tunnel_peers`` ∪ ``l3.tunnel_peers`` ∪, on a gateway candidate,
+``liveness.gateway_peers`` (so BFD runs while it is standby).
 
 DHCP packet-ins are answered from the latest view. Everything the agent did not expect
 (malformed events and objects, stray VIFs, ports on unknown chassis) is logged once."""
@@ -23,20 +37,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from plexus.agent import relevant
+from plexus.agent.external import Resolver
+from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
 from plexus.agent.flowdiff import Entry, Key, Lowered, diff
 from plexus.agent.model import BadEvent, Model
 from plexus.agent.ovs import BridgeState, OpenFlowError, PacketIn
 from plexus.agent.southbound import Compacted, LeaseLost, Refused, Unavailable
 from plexus.lower.openflow import cookie_of
+from plexus.pipeline import l3
 from plexus.pipeline.compile import compile_view
 from plexus.pipeline.view import View
 
 LOG = logging.getLogger("plexus.agent")
 BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+GARP_DELAYS = (0.0, 0.2, 0.3, 0.5, 1.0, 2.0)   # seconds before each gratuitous ARP
 
 
 @dataclass
@@ -61,6 +79,9 @@ class Counters:
     last_apply_ms: float = 0.0
     dhcp_replies: int = 0
     ct_flushes: int = 0
+    arp_probes: int = 0
+    garps: int = 0
+    snat_leases: int = 0
 
 
 class Agent:
@@ -85,11 +106,20 @@ class Agent:
         self._stop = asyncio.Event()
         self._said: set = set()
         self._reported: dict[str, str] = {}
+        self._l3_reported: dict[tuple[str, str], tuple[str, int | None]] = {}
         self._tunnels: dict[str, str] | None = None
         self._last_view: View | None = None
         self._ofports: dict[int, str] = {}
         self._plugged: tuple | None = None    # the VIFs when flows were last applied
         self.lease: int | None = None
+        self.resolver = Resolver(config.chassis)
+        self.liveness = Liveness()
+        self._bfd: frozenset | None = None
+        self._resolve_now = asyncio.Event()
+        self._patches: dict[str, str] | None = None
+        self._announced: set[tuple[int, str, str]] = set()
+        self._snat_dirty = asyncio.Event()
+        self._router_zones: dict[str, int] = {}
 
     # --- life cycle --------------------------------------------------------------------
     async def run(self) -> None:
@@ -98,7 +128,8 @@ class Agent:
         tasks = [asyncio.create_task(coro, name=name) for name, coro in (
             ("sync", self._sync()), ("liveness", self._liveness()),
             ("openflow", self._openflow()), ("reconcile", self._reconcile_loop()),
-            ("status", self._status_loop()))]
+            ("status", self._status_loop()), ("resolve", self._resolve_loop()),
+            ("snat", self._snat_loop()))]
         try:
             await self._stop.wait()
         finally:
@@ -242,16 +273,38 @@ class Agent:
         c = self.config
         problems: list = []
         vifs = self.bridge.vifs
-        view = relevant.build_view(self.model.objects, c.chassis, c.tunnel_ip,
+        objects = self.model.objects
+        view = relevant.build_view(objects, c.chassis, c.tunnel_ip,
                                    relevant.vif_ofports(vifs),
                                    self.bridge.tunnel_ofports(), problems)
+        alive = self.liveness.alive(objects, self.bridge.bfd_states())
+        view = l3.with_l3(view, objects, alive=alive,
+                          bridge_mappings=c.bridge_mappings,
+                          patch_ofports=self.bridge.patch_ofports(),
+                          tunnel_ofports=self.bridge.tunnel_ofports(),
+                          external_macs=self.resolver.macs, problems=problems)
+        if self.liveness.isolated(self.bridge.bfd_states()):
+            view = replace(view, active_gateway={r: a for r, a in view.active_gateway.items()
+                                                 if a != c.chassis})
+            self._once(("isolated",), logging.WARNING,
+                       "every BFD session is down: cut off, not acting as a gateway")
+        else:
+            self._said.discard(("isolated",))
         self.view = view
         self._ofports = {ofport: pid for pid, ofport in view.vif_ofports.items()}
         self._explain(view, problems)
-        peers = relevant.tunnel_peers(view)
-        if peers != self._tunnels:
-            self._tunnels = peers
-            self.switch.set_tunnels(c.tunnel_ip, peers)
+        if c.bridge_mappings != self._patches:
+            self._patches = dict(c.bridge_mappings)
+            self.switch.set_patches(self._patches)
+        if self.resolver.want(l3.external_nexthops(view), c.bridge_mappings):
+            self._resolve_now.set()
+        peers = {**relevant.tunnel_peers(view), **l3.tunnel_peers(view),
+                 **gateway_peers(objects, c.chassis)}
+        peers = dict(sorted((k, v) for k, v in peers.items() if k != c.chassis))
+        bfd = bfd_peers(objects, peers, c.gateway)
+        if peers != self._tunnels or bfd != self._bfd:
+            self._tunnels, self._bfd = peers, bfd
+            self.switch.set_tunnels(c.tunnel_ip, peers, bfd)
         if self.installed is None:
             return False
         if view == self._last_view:         # installed flows are what this view compiles to
@@ -279,8 +332,51 @@ class Agent:
             LOG.info("flows %s (%d installed) in %.1f ms", change.summary(),
                      len(self.installed), self.counters.last_apply_ms)
         await self._flush_gone(vifs)
+        await self._flush_router_zones(l3.zones(view))
+        self._announce(l3.announcements(view))
+        self._snat_dirty.set()
+        self._status_dirty.set()
         self.compiled.set()
         return bool(change)
+
+    async def _flush_router_zones(self, zones: dict[str, int]) -> None:
+        """Flush the conntrack zone of a router that went away (or moved to another
+        zone) once the applied flows no longer use it: its NAT state must not reach a
+        router that gets the zone later."""
+        used = set(zones.values())
+        gone = sorted(set(self._router_zones.values()) - used)
+        self._router_zones = dict(zones)
+        for zone in gone:
+            try:
+                await self.switch.flush_conntrack(zone)
+            except OSError as exc:
+                LOG.warning("flushing router conntrack zone %d failed: %s", zone, exc)
+                continue
+            self.counters.ct_flushes += 1
+            LOG.info("conntrack zone %d flushed: its router is gone", zone)
+
+    def _announce(self, announcements: list) -> None:
+        """Gratuitous ARPs, out of br-int's patch ports, for what this chassis has just
+        started answering on an external network (a floating IP associated or moved
+        here, a gateway now active here): at the times of ``GARP_DELAYS``."""
+        current = {(a.ofport, a.ip, a.mac): a for a in announcements}
+        new = [current[k] for k in sorted(set(current) - self._announced)]
+        self._announced = set(current)
+        for a in new:
+            LOG.info("announcing %s at %s (gratuitous ARP out of ofport %d)", a.ip, a.mac,
+                     a.ofport)
+            asyncio.get_running_loop().create_task(self._garp(a))
+
+    async def _garp(self, a) -> None:
+        for delay in GARP_DELAYS:
+            await asyncio.sleep(delay)
+            if (a.ofport, a.ip, a.mac) not in self._announced:
+                return
+            try:
+                self.switch.packet_out(a.ofport, a.frame)
+                self.counters.garps += 1
+            except (OSError, OpenFlowError, AttributeError) as exc:
+                LOG.warning("gratuitous ARP for %s not sent: %s", a.ip, exc)
 
     async def _flush_gone(self, vifs: tuple) -> None:
         """Flush the conntrack zones of VIFs gone since flows were last applied (no flow
@@ -337,9 +433,96 @@ class Agent:
                     await asyncio.sleep(1.0)
                     self._status_dirty.set()
                     break
+            await self._report_l3()
+
+    async def _report_l3(self) -> None:
+        """Report routers and floating IPs this chassis programs, once per change."""
+        if self.view is None:
+            return
+        for collection, found in l3.statuses(self.view).items():
+            for ident, status in sorted(found.items()):
+                obj = self.model.objects.get(collection, {}).get(ident, {})
+                revision = obj.get("revision_number")
+                revision = revision if isinstance(revision, int) else None
+                key = (collection, ident)
+                if self._l3_reported.get(key) == (status, revision):
+                    continue
+                try:
+                    await self.sb.l3_status(collection, ident, status, self.config.chassis,
+                                            revision)
+                    LOG.info("%s %s %s (revision %s)", collection[:-1], ident, status,
+                             revision)
+                except Refused as exc:
+                    self._once(("l3status", key, status, exc.status), logging.WARNING,
+                               "server refused status %s for %s %s: %s", status,
+                               collection, ident, exc)
+                except Unavailable:
+                    await asyncio.sleep(1.0)
+                    self._status_dirty.set()
+                    return
+                self._l3_reported[key] = (status, revision)
+
+    # --- SNAT port blocks ----------------------------------------------------------------
+    def snat_wanted(self) -> list[str]:
+        """Routers this chassis should hold a SNAT block of but holds none of (yet)."""
+        view, me = self.view, self.config.chassis
+        if view is None:
+            return []
+        return [rid for rid in l3.snat_routers(view)
+                if not any(c == me for c, _, _ in view.snat_blocks.get(rid, ()))]
+
+    async def _snat_loop(self) -> None:
+        failures = 0
+        while True:
+            await self._snat_dirty.wait()
+            self._snat_dirty.clear()
+            for rid in self.snat_wanted():
+                try:
+                    blocks = await self.sb.lease_snat_blocks(rid, self.config.chassis, 1)
+                    self.counters.snat_leases += 1
+                    LOG.info("router %s: SNAT blocks %s", rid, ", ".join(
+                        f"{b['port_min']}-{b['port_max']}" for b in blocks))
+                    failures = 0
+                except (Refused, Unavailable, KeyError, TypeError) as exc:
+                    self._once(("snat", rid, str(exc)), logging.WARNING,
+                               "router %s: leasing a SNAT block failed: %s; retrying",
+                               rid, exc)
+                    failures += 1
+                    await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                    self._snat_dirty.set()
+                    break
+
+    # --- external next hops ------------------------------------------------------------
+    async def _resolve_loop(self) -> None:
+        """Probe the external next hops: at once when the set changes, unresolved ones
+        every second, resolved ones every ``external.REFRESH`` seconds."""
+        while True:
+            try:
+                await asyncio.wait_for(self._resolve_now.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._resolve_now.clear()
+            probes = self.resolver.due()
+            if not probes:
+                continue
+            try:
+                for bridge in sorted({p.bridge for p in probes}):
+                    await self.switch.punt_arp_replies(bridge, self.resolver.mac,
+                                                       self._on_packet_in)
+                for probe in probes:
+                    self.switch.packet_out_external(probe.bridge, probe.frame)
+                    self.counters.arp_probes += 1
+            except (OSError, OpenFlowError, asyncio.TimeoutError) as exc:
+                self._once(("resolve", str(exc)), logging.WARNING,
+                           "probing external next hops: %s; retrying", exc)
 
     # --- packet-in ---------------------------------------------------------------------
     def _on_packet_in(self, pin: PacketIn) -> None:
+        if pin.userdata == "arp":
+            if self.resolver.learn(pin.data):
+                LOG.info("external next hops resolved: %s", self.resolver.macs)
+                self._dirty.set()
+            return
         if pin.userdata != "dhcp":
             self._once(("userdata", pin.userdata), logging.WARNING,
                        "packet-in with unknown userdata %r from table %d (cookie %s)",

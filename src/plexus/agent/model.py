@@ -9,8 +9,10 @@ from typing import Any, Mapping
 
 from plexus.agent.relevant import BadObject, check
 
-# what the agent compiles from; other collections (routers…) later
-COLLECTIONS = ("networks", "subnets", "ports", "agents", "security-groups")
+# what the agent compiles from (routers, floating IPs, SNAT blocks: docs/routing.md;
+# liveness: which chassis are alive)
+COLLECTIONS = ("networks", "subnets", "ports", "agents", "security-groups", "routers",
+               "floatingips", "snat_blocks", "liveness")
 
 
 class BadEvent(ValueError):
@@ -29,10 +31,13 @@ class Model:
         """Replace everything with a snapshot; returns the objects left out, and why."""
         fresh: dict[str, dict[str, dict]] = {c: {} for c in COLLECTIONS}
         problems = []
+        agent_ids = _agent_ids(objects.get("agents"))
         for collection in COLLECTIONS:
             items = objects.get(collection) or []
             for obj in items if isinstance(items, list) else []:
                 ident = obj.get("id") if isinstance(obj, Mapping) else None
+                if collection == "liveness" and ident is None and isinstance(obj, Mapping):
+                    ident = agent_ids.get(obj.get("host"))   # keyed by agent id, no id field
                 try:
                     if not isinstance(ident, str) or not ident:
                         raise BadObject("no id")
@@ -73,3 +78,11 @@ class Model:
             raise BadEvent(f"{collection}/{ident}: {exc}") from None
         table[ident] = dict(obj)
         return True
+
+
+def _agent_ids(agents: Any) -> dict[str, str]:
+    """Host → agent id in a snapshot's ``agents`` (liveness objects are stored under the
+    agent's id but do not carry it; watch events do)."""
+    return {a["host"]: a["id"] for a in agents if isinstance(a, Mapping)
+            and isinstance(a.get("host"), str) and isinstance(a.get("id"), str)} \
+        if isinstance(agents, list) else {}

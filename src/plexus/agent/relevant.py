@@ -148,6 +148,12 @@ def registered_chassis(objects: Objects, problems: list | None = None) -> dict[s
     return {c.name: c for c in _converted(objects, "agents", problems)}
 
 
+def alive_chassis(objects: Objects) -> set[str]:
+    """Chassis whose liveness lease the store holds (collection ``liveness``: host)."""
+    return {obj["host"] for obj in (objects.get("liveness") or {}).values()
+            if isinstance(obj, Mapping) and isinstance(obj.get("host"), str)}
+
+
 def bound_ports(objects: Objects, chassis: str) -> list[Mapping]:
     """Port objects whose binding:host_id is this chassis, by id."""
     return [p for _, p in sorted((objects.get("ports") or {}).items())

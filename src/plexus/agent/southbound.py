@@ -106,6 +106,21 @@ class Southbound:
         await self._call("PUT", f"/southbound/v1/ports/{port_id}/status",
                          json={"status": status, "host": chassis})
 
+    async def lease_snat_blocks(self, router_id: str, chassis: str, count: int) -> list[dict]:
+        """Hold at least ``count`` SNAT port blocks on the router's gateway address;
+        returns every block the chassis holds there."""
+        body = await self._call("POST", f"/southbound/v1/routers/{router_id}/snat-blocks",
+                                json={"chassis": chassis, "count": count})
+        return list(body["snat_blocks"])
+
+    async def l3_status(self, collection: str, ident: str, status: str, chassis: str,
+                        revision: int | None) -> None:
+        """Report a router or floating IP (``collection``: routers, floatingips)."""
+        body = {"status": status, "host": chassis}
+        if revision is not None:
+            body["revision_number"] = revision
+        await self._call("PUT", f"/southbound/v1/{collection}/{ident}/status", json=body)
+
     # --- plumbing --------------------------------------------------------------------
     async def _call(self, method: str, path: str, json=None, timeout: float | None = None):
         errors = []

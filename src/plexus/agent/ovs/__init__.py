@@ -12,11 +12,13 @@ from typing import Callable
 
 from plexus.agent.flowdiff import Entry, Key, of_stats
 from plexus.agent.ovs.openflow import Channel, OpenFlowError, PacketIn
-from plexus.agent.ovs.ovsdb import BridgeState, Ovsdb, Tunnel, tunnel_name
+from plexus.agent.ovs.ovsdb import BridgeState, Ovsdb, Tunnel, patch_names, tunnel_name
 
-__all__ = ["BridgeState", "OpenFlowError", "PacketIn", "Switch", "Tunnel", "tunnel_name",
-           "vswitchd_target"]
+__all__ = ["BridgeState", "OpenFlowError", "PacketIn", "Switch", "Tunnel", "patch_names",
+           "tunnel_name", "vswitchd_target"]
 APPCTL_TIMEOUT = 5.0
+ARP_PUNT_PRIORITY = 1000           # above the external bridge's NORMAL flow
+NORMAL = 0xFFFFFFFA                # OFPP_NORMAL
 
 
 def vswitchd_target(rundir: str) -> str:
@@ -43,6 +45,7 @@ class Switch:
         self.bridge = bridge
         self._ovsdb: Ovsdb | None = None
         self._channel: Channel | None = None
+        self._external: dict[str, Channel] = {}      # mapped bridge → its channel
 
     def start(self, on_state: Callable[[BridgeState], None]) -> None:
         """Start following OVSDB; ``on_state`` gets each new ``BridgeState`` (in the
@@ -52,9 +55,34 @@ class Switch:
                             lambda state: loop.call_soon_threadsafe(on_state, state),
                             self.bridge).start()
 
-    def set_tunnels(self, local_ip: str, peers: dict[str, str]) -> None:
-        """Have exactly one VXLAN port per peer chassis (name → tunnel IP)."""
-        self._ovsdb.set_tunnels(local_ip, peers)
+    def set_tunnels(self, local_ip: str, peers: dict[str, str],
+                    bfd: frozenset = frozenset()) -> None:
+        """Have exactly one VXLAN port per peer chassis (name → tunnel IP), with BFD on
+        those toward the chassis in ``bfd``."""
+        self._ovsdb.set_tunnels(local_ip, peers, bfd)
+
+    def set_patches(self, mappings: dict[str, str]) -> None:
+        """Have a patch pair between br-int and each mapped bridge (physnet → bridge)."""
+        self._ovsdb.set_patches(mappings)
+
+    async def punt_arp_replies(self, bridge: str, mac: str,
+                               on_packet_in: Callable[[PacketIn], None]) -> None:
+        """On the external ``bridge`` (which otherwise forwards NORMAL), send ARP replies
+        addressed to ``mac`` to the agent (packet-in with userdata ``arp``), keeping a
+        channel to it; raises ``OSError``/``OpenFlowError``."""
+        channel = self._external.get(bridge)
+        if channel is None or not channel.alive:
+            path = f"{self.rundir.rstrip('/')}/{bridge}.mgmt"
+            channel = self._external[bridge] = await Channel(path, on_packet_in).connect()
+        await channel.add_flow(ARP_PUNT_PRIORITY, {"eth_type": 0x0806, "arp_op": 2,
+                                                   "eth_dst": mac}, "arp")
+
+    def packet_out_external(self, bridge: str, data: bytes) -> None:
+        """Send a frame into the external ``bridge`` (forwarded NORMAL there)."""
+        channel = self._external.get(bridge)
+        if channel is None or not channel.alive:
+            raise OSError(f"no OpenFlow channel to {bridge}")
+        channel.packet_out(NORMAL, data)
 
     async def connect(self, on_packet_in: Callable[[PacketIn], None]) -> None:
         """Open the OpenFlow channel (raises ``OSError``/``OpenFlowError``)."""
@@ -101,7 +129,8 @@ class Switch:
 
     def stop(self) -> None:
         """Close the channel and stop following OVSDB (flows stay installed)."""
-        if self._channel is not None:
-            self._channel.close()
+        for channel in [self._channel, *self._external.values()]:
+            if channel is not None:
+                channel.close()
         if self._ovsdb is not None:
             self._ovsdb.stop()

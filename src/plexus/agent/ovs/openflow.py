@@ -148,6 +148,18 @@ class Channel:
             for xid in added:
                 self._pending.pop(xid, None)
 
+    async def add_flow(self, priority: int, match: dict, userdata: str,
+                       timeout: float = REQUEST_TIMEOUT) -> None:
+        """Add (or replace) one flow in table 0 sending matching packets to the agent
+        with ``userdata``; waits for the switch to accept it."""
+        action = parser.NXActionController2(userdata=userdata.encode(),
+                                            max_len=ofp.OFPCML_NO_BUFFER)
+        self._send(parser.OFPFlowMod(
+            DP, table_id=0, command=ofp.OFPFC_ADD, priority=priority,
+            match=parser.OFPMatch(**match),
+            instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [action])]))
+        await self.barrier(timeout=timeout)
+
     def packet_out(self, port: int, data: bytes) -> None:
         """Send ``data`` out of ``port`` (as if it came from the controller)."""
         self._send(parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,

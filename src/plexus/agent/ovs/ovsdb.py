@@ -29,14 +29,17 @@ from plexus.agent.relevant import Vif  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 TUNNEL_ID = "plexus-chassis"        # external_ids key marking a tunnel port we made
+PATCH_ID = "plexus-physnet"         # external_ids key marking a patch port we made
 VXLAN_PORT = "4789"
+# BFD on tunnels toward gateway chassis: detection in 3 × min_rx (OVS's multiplier)
+BFD = {"enable": "true", "min_rx": "100", "min_tx": "100"}
 BRIDGE_SETTINGS = {"datapath_type": "netdev", "fail_mode": "secure",
                    "protocols": ["OpenFlow13"]}
 COLUMNS = {
     "Open_vSwitch": ["bridges"],
     "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config"],
     "Port": ["name", "interfaces", "external_ids"],
-    "Interface": ["name", "type", "options", "external_ids", "ofport"],
+    "Interface": ["name", "type", "options", "external_ids", "ofport", "bfd", "bfd_status"],
 }
 
 
@@ -48,6 +51,7 @@ class Tunnel:
     chassis: str
     remote_ip: str
     ofport: int
+    bfd: str = ""           # BFD state (up, down, init, admin_down); "" without BFD
 
 
 @dataclass(frozen=True)
@@ -58,15 +62,32 @@ class BridgeState:
     vifs: tuple[Vif, ...] = ()
     tunnels: tuple[Tunnel, ...] = ()
     bridge_ok: bool = False
+    patches: tuple[tuple[str, int], ...] = ()     # (physnet, br-int ofport of its patch)
 
     def tunnel_ofports(self) -> dict[str, int]:
         """Remote chassis → ofport of its tunnel (usable ones only)."""
         return {t.chassis: t.ofport for t in self.tunnels if t.ofport > 0}
 
+    def bfd_states(self) -> dict[str, str]:
+        """Remote chassis → BFD state of its tunnel (tunnels with BFD only)."""
+        return {t.chassis: t.bfd for t in self.tunnels if t.bfd}
+
+    def patch_ofports(self) -> dict[str, int]:
+        """Physical network → br-int's ofport of the patch toward its bridge (usable)."""
+        return {physnet: ofport for physnet, ofport in self.patches if ofport > 0}
+
 
 def tunnel_name(chassis: str) -> str:
     """The port name of the tunnel toward ``chassis`` (15 characters at most)."""
     return "plx" + hashlib.blake2b(chassis.encode(), digest_size=6).hexdigest()
+
+
+def patch_names(bridge: str) -> tuple[str, str]:
+    """The names of the patch pair between br-int and ``bridge``: (br-int side, other
+    side), 15 characters at most (``int-br-ex``, ``phy-br-ex``)."""
+    if len(bridge) > 11:
+        bridge = hashlib.blake2b(bridge.encode(), digest_size=5).hexdigest()[:11]
+    return f"int-{bridge}", f"phy-{bridge}"
 
 
 def _one(value, default=None):
@@ -102,13 +123,15 @@ class Ovsdb:
                  bridge: str = "br-int"):
         self.remote, self.on_change, self.bridge = remote, on_change, bridge
         self._lock = threading.Lock()
-        self._want_tunnels: tuple[str, dict[str, str]] | None = None
+        self._want_tunnels: tuple[str, dict[str, str], frozenset] | None = None
+        self._want_patches: dict[str, str] | None = None
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._thread = threading.Thread(target=self._run, name="ovsdb", daemon=True)
         self._last: BridgeState | None = None
         self._failed_txn = 0
+        self._said: set = set()
 
     # --- the agent's side --------------------------------------------------------------
     def start(self) -> "Ovsdb":
@@ -124,10 +147,18 @@ class Ovsdb:
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
 
-    def set_tunnels(self, local_ip: str, peers: dict[str, str]) -> None:
-        """Make the tunnel ports exactly one per peer (chassis → remote tunnel IP)."""
+    def set_tunnels(self, local_ip: str, peers: dict[str, str],
+                    bfd: frozenset = frozenset()) -> None:
+        """Make the tunnel ports exactly one per peer (chassis → remote tunnel IP), with
+        BFD on those toward the chassis in ``bfd``."""
         with self._lock:
-            self._want_tunnels = (local_ip, dict(peers))
+            self._want_tunnels = (local_ip, dict(peers), frozenset(bfd))
+        self._wake()
+
+    def set_patches(self, mappings: dict[str, str]) -> None:
+        """Have a patch pair between br-int and each mapped bridge (physnet → bridge)."""
+        with self._lock:
+            self._want_patches = dict(mappings)
         self._wake()
 
     def _wake(self) -> None:
@@ -163,6 +194,8 @@ class Ovsdb:
                         continue
                 if idl.has_ever_connected() and self._apply_tunnels(idl):
                     continue
+                if idl.has_ever_connected() and self._apply_patches(idl):
+                    continue
                 self._publish(idl)
                 poller = ovs.poller.Poller()
                 idl.wait(poller)
@@ -188,20 +221,26 @@ class Ovsdb:
         bridge = self._bridge_row(idl)
         if bridge is None:
             return BridgeState(synced=idl.has_ever_connected())
-        vifs, tunnels = [], []
+        vifs, tunnels, patches = [], [], []
         for port in bridge.ports:
             for iface in port.interfaces:
                 ids = dict(iface.external_ids)
                 ofport = _one(iface.ofport, -1)
                 ofport = ofport if isinstance(ofport, int) else -1
-                if TUNNEL_ID in ids:
+                if PATCH_ID in ids:
+                    patches.append((ids[PATCH_ID], ofport))
+                elif TUNNEL_ID in ids:
+                    bfd = dict(iface.bfd).get("enable") == "true"
+                    state = dict(iface.bfd_status).get("state", "down") if bfd else ""
                     tunnels.append(Tunnel(iface.name, ids[TUNNEL_ID],
-                                          dict(iface.options).get("remote_ip", ""), ofport))
+                                          dict(iface.options).get("remote_ip", ""), ofport,
+                                          state))
                 elif ids.get("iface-id"):
                     vifs.append(Vif(iface.name, ids["iface-id"], ofport))
         return BridgeState(synced=True, bridge_ok=self._bridge_ok(bridge),
                            vifs=tuple(sorted(vifs, key=lambda v: v.name)),
-                           tunnels=tuple(sorted(tunnels, key=lambda t: t.name)))
+                           tunnels=tuple(sorted(tunnels, key=lambda t: t.name)),
+                           patches=tuple(sorted(patches)))
 
     def _publish(self, idl) -> None:
         if not idl.has_ever_connected():
@@ -258,7 +297,7 @@ class Ovsdb:
         bridge = self._bridge_row(idl)
         if want is None or bridge is None:
             return False
-        local_ip, peers = want
+        local_ip, peers, with_bfd = want
         have = {}
         stale = []
         for port in bridge.ports:
@@ -274,7 +313,9 @@ class Ovsdb:
             else:
                 stale.append(port)
         missing = sorted(set(peers) - set(have))
-        if not missing and not stale:
+        rebfd = [c for c, port in sorted(have.items())
+                 if dict(port.interfaces[0].bfd) != (BFD if c in with_bfd else {})]
+        if not missing and not stale and not rebfd:
             with self._lock:
                 if self._want_tunnels == want:
                     self._want_tunnels = None     # done until asked again
@@ -286,6 +327,10 @@ class Ovsdb:
             LOG.info("removing tunnel port %s (%s)", port.name,
                      dict(port.external_ids).get(TUNNEL_ID))
             port.delete()
+        for chassis in rebfd:
+            LOG.info("BFD %s on the tunnel to %s", "on" if chassis in with_bfd else "off",
+                     chassis)
+            have[chassis].interfaces[0].bfd = BFD if chassis in with_bfd else {}
         for chassis in missing:
             name = tunnel_name(chassis)
             LOG.info("adding tunnel port %s to %s (%s)", name, chassis, peers[chassis])
@@ -293,12 +338,61 @@ class Ovsdb:
             iface.name, iface.type = name, "vxlan"
             iface.options = tunnel_options(local_ip, peers[chassis])
             iface.external_ids = {TUNNEL_ID: chassis}
+            if chassis in with_bfd:
+                iface.bfd = BFD
             port = txn.insert(idl.tables["Port"])
             port.name, port.interfaces = name, [iface]
             port.external_ids = {TUNNEL_ID: chassis}
             ports.append(port)
         bridge.ports = ports
         return self._commit(txn, "tunnels")
+
+
+    def _apply_patches(self, idl) -> bool:
+        """Create the missing patch pairs br-int ↔ mapped bridge; True if a transaction
+        succeeded. A bridge that does not exist yet is skipped (logged once)."""
+        with self._lock:
+            want = self._want_patches
+        integration = self._bridge_row(idl)
+        if want is None or integration is None:
+            return False
+        bridges = {row.name: row for row in idl.tables["Bridge"].rows.values()}
+        txn, todo = None, []
+        for physnet, name in sorted(want.items()):
+            other = bridges.get(name)
+            if other is None:
+                if ("missing", name) not in self._said:
+                    self._said.add(("missing", name))
+                    LOG.warning("bridge %s (physnet %s) does not exist: no patch", name,
+                                physnet)
+                continue
+            inner, outer = patch_names(name)
+            have_inner = any(p.name == inner for p in integration.ports)
+            have_outer = any(p.name == outer for p in other.ports)
+            if have_inner and have_outer:
+                continue
+            todo.append(name)
+            txn = txn or ovs.db.idl.Transaction(idl)
+            for bridge, mine, peer, present in ((integration, inner, outer, have_inner),
+                                                (other, outer, inner, have_outer)):
+                if present:
+                    continue
+                LOG.info("adding patch port %s to %s (peer %s)", mine, bridge.name, peer)
+                iface = txn.insert(idl.tables["Interface"])
+                iface.name, iface.type = mine, "patch"
+                iface.options = {"peer": peer}
+                iface.external_ids = {PATCH_ID: physnet}
+                port = txn.insert(idl.tables["Port"])
+                port.name, port.interfaces = mine, [iface]
+                port.external_ids = {PATCH_ID: physnet}
+                bridge.verify("ports")
+                bridge.ports = list(bridge.ports) + [port]
+        if txn is None:
+            with self._lock:
+                if self._want_patches == want:
+                    self._want_patches = None
+            return False
+        return self._commit(txn, "patch ports " + ", ".join(todo))
 
 
 def tunnel_options(local_ip: str, remote_ip: str) -> dict[str, str]:
