@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import secrets
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from plexus.lab import netlink  # noqa: E402
+from table import machine, print_table  # noqa: E402  (bench/table.py)
 
 INET = "198.19.0.10"
 INTERVAL = 0.01
@@ -185,12 +185,12 @@ def main() -> None:
     losses = [r["loss_ms"] for r in results]
     kept = sum(1 for r in results if r["tcp"].get("ok"))
     print()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{platform.platform()}; BFD {BFD}")
-    print("| rounds | loss p50 (ms) | loss max (ms) | TCP streams kept |")
-    print("|---|---|---|---|")
-    print(f"| {len(losses)} | {statistics.median(losses):.0f} | {max(losses):.0f} | "
-          f"{kept}/{len(results)} |")
+    print_table([("failovers (active gateway's underlay cut)", str(len(losses))),
+                 ("ping loss window p50 / max (ms)",
+                  f"{statistics.median(losses):.0f} / {max(losses):.0f}"),
+                 ("TCP streams kept", f"{kept}/{len(results)}"),
+                 ("BFD settings", str(BFD)),
+                 ("machine", machine())])
 
 
 if __name__ == "__main__":
