@@ -24,7 +24,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from plexus.server.runner import free_port  # noqa: E402
-from table import machine, print_table  # noqa: E402  (bench/table.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
+from table import machine, print_table  # noqa: E402
 
 
 def token(url: str) -> str:

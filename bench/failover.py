@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from plexus.lab import netlink  # noqa: E402
-from table import machine, print_table  # noqa: E402  (bench/table.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
+from table import machine, print_table  # noqa: E402
 
 INET = "198.19.0.10"
 INTERVAL = 0.01

@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from plexus.lab import Lab, netlink  # noqa: E402
 from plexus.lab.vm import node  # noqa: E402
-from table import machine, print_table  # noqa: E402  (bench/table.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
+from table import machine, print_table  # noqa: E402
 
 
 def plexus(*args: str, env: dict) -> float:

@@ -39,7 +39,8 @@ from api import pct, token  # noqa: E402
 from plexus.lab import Lab, LabSpec, netlink  # noqa: E402
 from plexus.lab import vm as vms  # noqa: E402
 from plexus.lab.inventory import resolve_pid  # noqa: E402
-from table import machine, print_table  # noqa: E402  (bench/table.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
+from table import machine, print_table  # noqa: E402
 
 FAST_ARP = {"retrans_time_ms": "10", "mcast_solicit": "100", "ucast_solicit": "100"}
 PAIRS = (("c1", "c2"), ("c2", "c3"), ("c3", "c1"))      # (peer's chassis, measured chassis)

@@ -36,7 +36,8 @@ from plexus.pipeline.stages.acl import port_masks  # noqa: E402
 from plexus.pipeline.view import (  # noqa: E402
     ChassisView, NetworkView, PortView, SubnetView, View,
 )
-from table import machine, print_table  # noqa: E402  (bench/table.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
+from table import machine, print_table  # noqa: E402
 
 ACL = ("egress_ct", "egress_acl", "ingress_ct", "ingress_acl")
 

@@ -13,11 +13,13 @@ Every lab is torn down by its inventory when the test ends, failed or not.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -94,6 +96,24 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.1):
 def alive_chassis(lab: LabFixture) -> set[str]:
     """Chassis whose agents are registered and alive in the API."""
     return {a.host for a in lab.api.network.agents() if a.is_alive}
+
+
+@contextlib.contextmanager
+def running_lab(root: Path, **spec) -> Iterator[LabFixture]:
+    """A lab (``LabSpec`` fields as keywords) whose agents are all registered and alive;
+    torn down by its inventory afterwards, whatever happened."""
+    require_lab_host()
+    made = Lab(LabSpec(name=unique_name(), **spec), root)
+    made.up()
+    try:
+        fixture = LabFixture(made)
+        names = {ch.name for ch in made.spec.chassis_list()}
+        wait_for(lambda: alive_chassis(fixture) == names, 30,
+                 "every chassis' agent registered and alive")
+        yield fixture
+    finally:
+        errors = made.down()
+        assert not errors, errors
 
 
 def leftovers(spec: LabSpec, lab_dir: Path, pids: list[int], before: dict) -> list[str]:

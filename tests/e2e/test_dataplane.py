@@ -16,10 +16,9 @@ import uuid
 
 import pytest
 
-from plexus.lab import Lab, LabSpec
 from plexus.lab.inventory import alive, resolve_pid, stop_process
 from plexus.lower.openflow import cookie_of
-from tests.e2e.conftest import LabFixture, alive_chassis, require_lab_host, unique_name, wait_for
+from tests.e2e.conftest import LabFixture, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -29,18 +28,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A 3-chassis lab whose agents are up and registered."""
-    require_lab_host()
-    root = tmp_path_factory.mktemp("dataplane")
-    made = Lab(LabSpec(name=unique_name(), chassis=3, gateways=1), root)
-    made.up()
-    try:
-        fixture = LabFixture(made)
-        wait_for(lambda: alive_chassis(fixture) == {"c1", "c2", "c3"}, 30,
-                 "every chassis' agent registered and alive")
+    with running_lab(tmp_path_factory.mktemp("dataplane"), chassis=3, gateways=1) as fixture:
         yield fixture
-    finally:
-        errors = made.down()
-        assert not errors, errors
 
 
 

@@ -14,9 +14,7 @@ import time
 
 import pytest
 
-from plexus.lab import Lab, LabSpec
-from tests.e2e.conftest import LabFixture, require_lab_host, unique_name
-from tests.e2e.test_dataplane import alive_chassis, wait_for
+from tests.e2e.conftest import LabFixture, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,18 +22,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A 3-chassis lab, c1 and c2 gateway-capable, every agent registered and alive."""
-    require_lab_host()
-    root = tmp_path_factory.mktemp("l3")
-    made = Lab(LabSpec(name=unique_name(), chassis=3, gateways=2), root)
-    made.up()
-    try:
-        fixture = LabFixture(made)
-        wait_for(lambda: alive_chassis(fixture) == {"c1", "c2", "c3"}, 30,
-                 "every chassis' agent registered and alive")
+    with running_lab(tmp_path_factory.mktemp("l3"), chassis=3, gateways=2) as fixture:
         yield fixture
-    finally:
-        errors = made.down()
-        assert not errors, errors
 
 
 def router_between(lab: LabFixture, name: str, *networks):

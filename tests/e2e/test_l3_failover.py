@@ -14,27 +14,17 @@ import signal
 import pytest
 
 from bench.failover import INET, active_gateway, bfd_up, cut, failover, setup, wait
-from plexus.lab import Lab, LabSpec
 from plexus.lab.inventory import alive
-from tests.e2e.conftest import LabFixture, require_lab_host, unique_name
-from tests.e2e.test_dataplane import alive_chassis
+from tests.e2e.conftest import LabFixture, running_lab
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def lab(tmp_path):
-    require_lab_host()
-    made = Lab(LabSpec(name=unique_name(), chassis=3, gateways=2), tmp_path)
-    made.up()
-    try:
-        fixture = LabFixture(made)
-        wait(lambda: alive_chassis(fixture) == {"c1", "c2", "c3"}, 30,
-             "every chassis' agent registered and alive")
+    """A 3-chassis lab, c1 and c2 gateway-capable, every agent alive."""
+    with running_lab(tmp_path, chassis=3, gateways=2) as fixture:
         yield fixture
-    finally:
-        errors = made.down()
-        assert not errors, errors
 
 
 def kill_vswitchd(lab: LabFixture, chassis: str) -> int:

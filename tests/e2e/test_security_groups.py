@@ -15,10 +15,8 @@ import time
 
 import pytest
 
-from plexus.lab import Lab, LabSpec
 from plexus.lab import vm as vms
-from tests.e2e.conftest import LabFixture, require_lab_host, unique_name
-from tests.e2e.conftest import alive_chassis, wait_for
+from tests.e2e.conftest import LabFixture, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -110,19 +108,9 @@ elif mode == "icmp":
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A 2-chassis lab whose agents are up and registered."""
-    require_lab_host()
-    made = Lab(LabSpec(name=unique_name(), chassis=2, gateways=1),
-               tmp_path_factory.mktemp("sg"))
-    made.up()
-    try:
-        fixture = LabFixture(made)
-        wait_for(lambda: alive_chassis(fixture) == {"c1", "c2"}, 30,
-                 "every chassis' agent registered and alive")
-        (made.dir / "sghelper.py").write_text(HELPER)
+    with running_lab(tmp_path_factory.mktemp("sg"), chassis=2, gateways=1) as fixture:
+        (fixture.lab.dir / "sghelper.py").write_text(HELPER)
         yield fixture
-    finally:
-        errors = made.down()
-        assert not errors, errors
 
 
 def helper(lab: LabFixture) -> str:
