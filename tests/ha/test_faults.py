@@ -284,7 +284,10 @@ def test_single_failures_lose_no_acknowledged_write(control_plane: ControlPlane)
     # No address, MAC or segment handed out twice; the allocations match the ports.
     ips = [(ip["subnet_id"], ip["ip_address"]) for p in ports.values() for ip in p["fixed_ips"]]
     assert len(ips) == len(set(ips))
-    macs = [p["mac_address"] for p in ports.values()]
+    # A MAC is unique within its network, as in Neutron (the claim key is per network);
+    # ~1,500 random fa:16:3e MACs over several networks repeat across networks in about
+    # 7% of runs (24 random bits), which is allowed and harmless: L2 is per network.
+    macs = [(p["network_id"], p["mac_address"]) for p in ports.values()]
     assert len(macs) == len(set(macs))
     vnis = [n["provider:segmentation_id"] for n in networks.values()]
     assert len(vnis) == len(set(vnis))
