@@ -272,13 +272,18 @@ async def settle(agent):
 
 
 class Running:
-    """``async with Running(agent)``: the agent runs for the block, then stops."""
+    """``async with Running(agent)``: the agent runs for the block, then stops. With
+    ``compiled=True`` the block starts once it compiled and applied its first view."""
 
-    def __init__(self, agent):
+    def __init__(self, agent, compiled: bool = False):
         self.agent = agent
+        self.compiled = compiled
 
     async def __aenter__(self):
         self.task = asyncio.create_task(self.agent.run())
+        if self.compiled:
+            await until(self.agent.compiled.is_set)
+            await settle(self.agent)
         return self.agent
 
     async def __aexit__(self, *exc):
@@ -365,9 +370,7 @@ def test_first_sync_installs_exactly_the_compiled_flows():
     async def go():
         server, switch = FakeServer(model()), FakeSwitch()
         switch.plug("tap1", "p1", 1)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             assert switch.tunnel_requests[-1] == {"c2": "198.18.0.12"}
             assert switch.table == expected_table(server, switch)
             assert cookie_of("port:p2") in cookies(switch.table)      # remote port known
@@ -383,9 +386,7 @@ def test_restart_reconciles_against_installed_flows_without_changes():
             await until(agent.compiled.is_set)
             await settle(agent)
         before, bundles = dict(switch.table), len(switch.bundles)
-        async with Running(make_agent(server, switch)) as again:      # a restart
-            await until(again.compiled.is_set)
-            await settle(again)
+        async with Running(make_agent(server, switch), compiled=True) as again:      # a restart
             assert len(switch.bundles) == bundles and switch.table == before
             assert again.counters.flow_mods == 0 and again.counters.reconciles >= 1
     asyncio.run(go())
@@ -402,9 +403,7 @@ def test_restart_with_drifted_flows_changes_only_the_drift():
         stale = flowdiff.Entry(50, 7, (("eth_dst", "fa:16:3e:99:99:99"),), 1, ())
         table[stale.key] = stale
         switch.table = dict(table)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             assert len(switch.bundles) == 1 and len(switch.bundles[0]) == 2
             assert switch.table == expected_table(server, switch)
     asyncio.run(go())
@@ -430,9 +429,7 @@ def test_server_outage_keeps_the_data_plane_and_resumes_from_the_revision():
     async def go():
         server, switch = FakeServer(model()), FakeSwitch()
         switch.plug("tap1", "p1", 1)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             server.down = True
             await asyncio.sleep(0.2)
             table, bundles = dict(switch.table), len(switch.bundles)
@@ -507,9 +504,7 @@ def test_port_delete_removes_its_flows():
         switch.plug("tap1", "p1", 1)
         server.put("ports", port("p4", 4, HERE, "10.0.0.14"))
         switch.plug("tap4", "p4", 4)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             assert cookie_of("port:p4") in cookies(switch.table)
             server.delete("ports", "p4")
             await until(lambda: cookie_of("port:p4") not in cookies(switch.table))
@@ -522,9 +517,7 @@ def test_bad_input_is_logged_once_and_disturbs_nothing(caplog):
     async def go():
         server, switch = FakeServer(model()), FakeSwitch()
         switch.plug("tap1", "p1", 1)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             table = dict(switch.table)
             server.inject({"type": "put", "collection": "ports", "id": "px",
                            "revision": server.revision + 1, "object": {"id": "px"}})
@@ -555,9 +548,7 @@ def test_dhcp_packet_in_is_answered_out_of_its_in_port():
     async def go():
         server, switch = FakeServer(model()), FakeSwitch()
         switch.plug("tap1", "p1", 1)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             switch.on_packet_in(PacketIn("dhcp", 1, cookie_of("port:p1"), 30,
                                          discover("fa:16:3e:00:00:01")))
             switch.on_packet_in(PacketIn("dhcp", 42, 0, 30, discover("fa:16:3e:00:00:01")))
@@ -622,9 +613,7 @@ def test_security_group_changes_reach_the_flows():
     async def go():
         server, switch = FakeServer(secured_model()), FakeSwitch()
         switch.plug("tap1", "p1", 1)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             assert switch.table == expected_table(server, switch)
             assert cookie_of("sg:sg-db:rule:pg") in cookies(switch.table)
             assert members not in cookies(switch.table)               # nobody in sg-app yet
@@ -641,9 +630,7 @@ def test_security_group_changes_reach_the_flows():
             await settle(agent)
             assert switch.table == expected_table(server, switch)
         bundles = len(switch.bundles)
-        async with Running(make_agent(server, switch)) as again:      # a restart
-            await until(again.compiled.is_set)
-            await settle(again)
+        async with Running(make_agent(server, switch), compiled=True) as again:      # a restart
             assert len(switch.bundles) == bundles and again.counters.flow_mods == 0
     asyncio.run(go())
 
@@ -652,9 +639,7 @@ def test_a_bad_group_event_is_skipped_and_disturbs_nothing(caplog):
     async def go():
         server, switch = FakeServer(secured_model()), FakeSwitch()
         switch.plug("tap1", "p1", 1)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             table = dict(switch.table)
             server.put("security-groups", sg("sg-db", sg_rule("pg", "ingress", "frob")))
             server.put("ports", port("p3", 3, "c3", "10.0.0.13"))      # still working
@@ -682,9 +667,7 @@ def test_a_vif_that_goes_away_has_its_conntrack_zone_flushed_after_its_flows():
         server.put("ports", dict(port("p4", 4, HERE, "10.0.0.14"), security_groups=["sg-db"]))
         switch.plug("tap1", "p1", 1)
         switch.plug("tap4", "p4", 4)
-        async with Running(make_agent(server, switch)) as agent:
-            await until(agent.compiled.is_set)
-            await settle(agent)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
             assert switch.flushed() == []
             assert uses_zone(switch.table, 4), "p4's flows use zone 4"
             switch.unplug("tap4")
