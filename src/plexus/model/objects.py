@@ -1,0 +1,387 @@
+"""The typed logical objects agents compile from, and the one set of converters from
+the southbound wire format (Neutron's, plus the hidden keys of ``keys``) to them.
+
+Each wire object is parsed once, when its event or snapshot arrives (``parse``); an
+object that cannot be used raises ``BadObject`` and is refused whole. The objects are
+immutable and compare by what compilers read: a port's ``status`` and every object's
+``revision`` are carried along but left out of equality, so a status report does not
+look like a change to the data plane."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from plexus.model import keys
+
+
+class BadObject(ValueError):
+    """A model object that cannot be used (missing or malformed fields)."""
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """A subnet as compilers and the DHCP responder need it."""
+
+    id: str
+    network_id: str
+    cidr: str
+    ip_version: int
+    gateway_ip: str | None
+    enable_dhcp: bool
+    dns_nameservers: tuple[str, ...] = ()
+    host_routes: tuple[tuple[str, str], ...] = ()   # (destination, nexthop)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A logical network: its datapath key (the VNI for VXLAN; flat and VLAN networks
+    have one of their own for tunnelling between chassis) and MTU; for a provider
+    network its physical network name and VLAN id; whether it is external."""
+
+    id: str
+    key: int
+    network_type: str
+    mtu: int
+    port_security_enabled: bool = True
+    physical_network: str | None = None
+    segmentation_id: int | None = None
+    external: bool = False
+
+
+@dataclass(frozen=True)
+class Port:
+    """A logical port and where it is bound."""
+
+    id: str
+    key: int                                   # unique within its network (1..65535)
+    network_id: str
+    mac: str
+    ips: tuple[tuple[str, str], ...]           # (subnet_id, ip)
+    chassis: str                               # binding:host_id ("" = unbound)
+    device_owner: str = ""
+    port_security: bool = True
+    allowed_pairs: tuple[tuple[str, str], ...] = ()   # (ip or cidr, mac)
+    admin_up: bool = True
+    device_id: str = ""
+    security_groups: tuple[str, ...] = ()      # sorted ids
+    status: str = field(default="", compare=False)
+    revision: int | None = field(default=None, compare=False)
+
+    def addresses(self) -> list[str]:
+        """The port's fixed IP addresses."""
+        return [ip for _, ip in self.ips]
+
+    def member_addresses(self) -> set[str]:
+        """Addresses the port lends its security groups as a remote group: fixed IPs and
+        allowed address pairs (a pair's CIDR as a network), as Neutron's member sets."""
+        out = {ip for _, ip in self.ips}
+        for address, _ in self.allowed_pairs:
+            out.add(address[:-3] if address.endswith(("/32", "/128")) else address)
+        return out
+
+
+@dataclass(frozen=True)
+class Chassis:
+    """A hypervisor as compilers see it: its name and tunnel endpoint."""
+
+    name: str
+    tunnel_ip: str
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A registered chassis (a Neutron agent object): who it is and what it can do."""
+
+    id: str
+    host: str
+    tunnel_ip: str
+    gateway: bool = False
+
+    @property
+    def chassis(self) -> Chassis:
+        """The chassis as compilers see it."""
+        return Chassis(self.host, self.tunnel_ip)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """A chassis' liveness key: present while its lease is held."""
+
+    id: str
+    host: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A security group rule, normalised: directions are from the VM's point of view."""
+
+    id: str
+    direction: str                      # "ingress" (into the VM) or "egress" (out of it)
+    ethertype: str = "IPv4"             # "IPv4" or "IPv6"
+    protocol: int | None = None         # IP protocol number; None = any
+    port_min: int | None = None         # destination port range, or the ICMP type
+    port_max: int | None = None         # ... or the ICMP code
+    remote_prefix: str | None = None    # CIDR with host bits cleared; None = anywhere
+    remote_group: str | None = None     # the peer must hold an address of this group
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    """A security group and its rules."""
+
+    id: str
+    rules: tuple[Rule, ...] = ()
+    stateful: bool = True
+
+    def remote_groups(self) -> frozenset[str]:
+        """The groups its rules name as remote groups."""
+        return frozenset(r.remote_group for r in self.rules if r.remote_group)
+
+
+@dataclass(frozen=True)
+class Router:
+    """A router as stored: its gateway port, extra routes, SNAT flag and its ordered
+    gateway chassis candidates (its interfaces are the ports whose device it is)."""
+
+    id: str
+    gw_port_id: str | None = None
+    routes: tuple[tuple[str, str], ...] = ()        # (destination, nexthop), sorted
+    enable_snat: bool = True
+    admin_up: bool = True
+    gateway_chassis: tuple[str, ...] = ()
+    revision: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class FloatingIP:
+    """A floating IP as stored; associated when ``port_id`` and ``router_id`` are set."""
+
+    id: str
+    address: str
+    network_id: str
+    floating_port_id: str = ""
+    router_id: str | None = None
+    port_id: str | None = None
+    fixed_ip: str | None = None
+    revision: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SnatBlock:
+    """A range of SNAT source ports a chassis leases on a router's gateway address."""
+
+    id: str
+    router_id: str
+    chassis: str
+    ip: str
+    port_min: int
+    port_max: int
+
+
+# --- wire → model ----------------------------------------------------------------------
+
+def _get(obj: Mapping, name: str, kind: type):
+    value = obj.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise BadObject(f"{name}={value!r} is not {kind.__name__}")
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _revision(obj: Mapping) -> int | None:
+    return _int_or_none(obj.get("revision_number"))
+
+
+def to_network(obj: Mapping) -> Network:
+    """A network with its provider fields and external flag."""
+    key = _get(obj, keys.KEY, int)
+    if not 0 < key < 2 ** 24:
+        raise BadObject(f"{keys.KEY}={key} is not a valid datapath key")
+    mtu = _int_or_none(obj.get("mtu"))
+    return Network(id=_get(obj, "id", str), key=key,
+                   network_type=obj.get("provider:network_type") or "vxlan",
+                   mtu=mtu if mtu is not None else 1450,
+                   port_security_enabled=obj.get("port_security_enabled") is not False,
+                   physical_network=obj.get("provider:physical_network") or None,
+                   segmentation_id=_int_or_none(obj.get("provider:segmentation_id")),
+                   external=bool(obj.get("router:external")))
+
+
+def to_subnet(obj: Mapping) -> Subnet:
+    """A subnet as the compiler and the DHCP responder see it."""
+    cidr = _get(obj, "cidr", str)
+    try:
+        net = ipaddress.ip_network(cidr)
+        gateway = obj.get("gateway_ip")
+        gateway = str(ipaddress.ip_address(gateway)) if gateway else None
+        dns = tuple(str(ipaddress.ip_address(d)) for d in obj.get("dns_nameservers") or ())
+        routes = tuple((str(ipaddress.ip_network(r["destination"])),
+                        str(ipaddress.ip_address(r["nexthop"])))
+                       for r in obj.get("host_routes") or ())
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BadObject(str(exc)) from None
+    return Subnet(id=_get(obj, "id", str), network_id=_get(obj, "network_id", str),
+                  cidr=str(net), ip_version=net.version, gateway_ip=gateway,
+                  enable_dhcp=obj.get("enable_dhcp") is not False,
+                  dns_nameservers=dns, host_routes=routes)
+
+
+def _pair(pair: Mapping, port_mac: str) -> tuple[str, str]:
+    """An allowed address pair as (address or CIDR, MAC); the MAC defaults to the port's."""
+    address = str(pair["ip_address"])
+    address = (str(ipaddress.ip_network(address, strict=False)) if "/" in address
+               else str(ipaddress.ip_address(address)))
+    return address, str(pair.get("mac_address") or port_mac).lower()
+
+
+def to_port(obj: Mapping) -> Port:
+    """A port as the compiler sees it (binding:host_id → chassis)."""
+    key = _get(obj, keys.KEY, int)
+    if not 0 < key < 0xFFFF:
+        raise BadObject(f"{keys.KEY}={key} is not a valid port key")
+    mac = _get(obj, "mac_address", str).lower()
+    try:
+        ips = tuple((str(ip["subnet_id"]), str(ipaddress.ip_address(ip["ip_address"])))
+                    for ip in obj.get("fixed_ips") or ())
+        pairs = tuple(_pair(p, mac) for p in obj.get("allowed_address_pairs") or ())
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise BadObject(f"bad address: {exc}") from None
+    groups = obj.get("security_groups")
+    groups = tuple(sorted({str(g) for g in groups})) if isinstance(groups, (list, tuple)) \
+        else ()
+    return Port(id=_get(obj, "id", str), key=key, network_id=_get(obj, "network_id", str),
+                mac=mac, ips=ips, chassis=obj.get("binding:host_id") or "",
+                device_owner=obj.get("device_owner") or "",
+                port_security=obj.get("port_security_enabled") is not False,
+                allowed_pairs=pairs, admin_up=obj.get("admin_state_up") is not False,
+                device_id=str(obj.get("device_id") or ""), security_groups=groups,
+                status=str(obj.get("status") or ""), revision=_revision(obj))
+
+
+def to_agent(obj: Mapping) -> Agent:
+    """A registered chassis (a Neutron agent object)."""
+    config = obj.get("configurations")
+    if not isinstance(config, Mapping):
+        raise BadObject("configurations is not an object")
+    try:
+        tunnel_ip = str(ipaddress.ip_address(config.get("tunnel_ip")))
+    except ValueError:
+        raise BadObject(f"tunnel_ip={config.get('tunnel_ip')!r} is not an address") from None
+    return Agent(id=str(obj.get("id") or ""), host=_get(obj, "host", str), tunnel_ip=tunnel_ip,
+                 gateway=config.get("gateway") is True)
+
+
+def to_liveness(obj: Mapping) -> Liveness:
+    """A liveness key (``host``)."""
+    return Liveness(id=str(obj.get("id") or ""), host=_get(obj, "host", str))
+
+
+def to_rule(obj: Mapping) -> Rule | None:
+    """A wire rule as the compiler sees it; None for what it cannot enforce (an address
+    group, which does not exist here)."""
+    if obj.get("remote_address_group_id"):
+        return None
+    direction, ethertype = obj["direction"], obj.get("ethertype") or "IPv4"
+    if direction not in ("ingress", "egress") or ethertype not in ("IPv4", "IPv6"):
+        raise ValueError(f"direction {direction!r} / ethertype {ethertype!r}")
+    proto = obj.get("protocol")
+    number = keys.protocol_number(str(proto).lower()) if proto not in (None, "any") else None
+    if proto not in (None, "any") and number is None:
+        raise ValueError(f"protocol {proto!r}")
+    if ethertype == "IPv6" and number == 1:            # Neutron: icmp on IPv6 is ipv6-icmp
+        number = 58
+    prefix = obj.get("remote_ip_prefix")
+    if prefix:
+        net = ipaddress.ip_network(prefix, strict=False)
+        prefix = None if net.prefixlen == 0 else str(net)
+    low, high = obj.get("port_range_min"), obj.get("port_range_max")
+    return Rule(id=str(obj["id"]), direction=direction, ethertype=ethertype,
+                protocol=number, port_min=None if low is None else int(low),
+                port_max=None if high is None else int(high), remote_prefix=prefix,
+                remote_group=obj.get("remote_group_id") or None)
+
+
+def to_security_group(obj: Mapping) -> SecurityGroup:
+    """A security group with its rules (``BadObject`` for a rule that cannot be
+    enforced, so a bad group is refused when its event arrives)."""
+    try:
+        rules = [to_rule(r) for r in obj.get("security_group_rules") or ()]
+        return SecurityGroup(id=str(obj["id"]),
+                             rules=tuple(sorted((r for r in rules if r), key=lambda r: r.id)),
+                             stateful=obj.get("stateful") is not False)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadObject(f"unusable rule: {exc}") from None
+
+
+def to_router(obj: Mapping) -> Router:
+    """A router as stored (routes sorted, gateway candidates in order)."""
+    try:
+        routes = tuple(sorted((str(ipaddress.ip_network(r["destination"])),
+                               str(ipaddress.ip_address(r["nexthop"])))
+                              for r in obj.get("routes") or ()))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadObject(f"bad route: {exc}") from None
+    candidates = obj.get(keys.GATEWAY_CHASSIS) or ()
+    if not isinstance(candidates, (list, tuple)):
+        raise BadObject(f"{keys.GATEWAY_CHASSIS} is not a list")
+    gw = obj.get("gw_port_id")
+    return Router(id=_get(obj, "id", str), gw_port_id=gw if isinstance(gw, str) and gw else None,
+                  routes=routes, enable_snat=obj.get("enable_snat") is not False,
+                  admin_up=obj.get("admin_state_up") is not False,
+                  gateway_chassis=tuple(str(c) for c in candidates), revision=_revision(obj))
+
+
+def to_floating_ip(obj: Mapping) -> FloatingIP:
+    """A floating IP as stored (IPv4 addresses)."""
+    try:
+        address = str(ipaddress.IPv4Address(obj["floating_ip_address"]))
+        fixed = obj.get("fixed_ip_address")
+        fixed = str(ipaddress.IPv4Address(fixed)) if fixed else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadObject(f"unusable: {exc}") from None
+    return FloatingIP(id=_get(obj, "id", str), address=address,
+                      network_id=str(obj.get("floating_network_id") or ""),
+                      floating_port_id=str(obj.get("floating_port_id") or ""),
+                      router_id=obj.get("router_id") or None,
+                      port_id=obj.get("port_id") or None, fixed_ip=fixed,
+                      revision=_revision(obj))
+
+
+def to_snat_block(obj: Mapping) -> SnatBlock:
+    """A SNAT port block (``router_id``, ``chassis``, ``ip``, ``port_min``, ``port_max``)."""
+    try:
+        block = SnatBlock(id=str(obj.get("id") or ""), router_id=str(obj["router_id"]),
+                          chassis=str(obj["chassis"]), ip=str(obj["ip"]),
+                          port_min=int(obj["port_min"]), port_max=int(obj["port_max"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadObject(f"unusable: {exc}") from None
+    if not 0 < block.port_min <= block.port_max <= 0xFFFF:
+        raise BadObject(f"ports {block.port_min}-{block.port_max}")
+    return block
+
+
+CONVERTERS: dict[str, Callable[[Mapping], Any]] = {
+    keys.NETWORKS: to_network, keys.SUBNETS: to_subnet, keys.PORTS: to_port,
+    keys.AGENTS: to_agent, keys.LIVENESS: to_liveness, keys.GROUPS: to_security_group,
+    keys.ROUTERS: to_router, keys.FLOATINGIPS: to_floating_ip,
+    keys.SNAT_BLOCKS: to_snat_block}
+
+
+def parse(collection: str, obj: Any):
+    """The typed object of a wire object of ``collection`` (``BadObject`` if unusable)."""
+    if not isinstance(obj, Mapping):
+        raise BadObject("not an object")
+    convert = CONVERTERS.get(collection)
+    if convert is None:
+        raise BadObject(f"unknown collection {collection!r}")
+    try:
+        return convert(obj)
+    except BadObject:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadObject(str(exc)) from None
