@@ -10,7 +10,7 @@ returns the ``Change`` (old and new object) or None when nothing changed."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from plexus.model import keys
@@ -106,11 +106,8 @@ class Catalog:
         if wire is None:
             return self.delete(collection, ident)
         obj = parse(collection, wire)
-        if getattr(obj, "id", ident) not in (ident, ""):
-            raise BadObject(f"object id {obj.id!r} is not {ident!r}")
         if collection in (keys.LIVENESS, keys.SNAT_BLOCKS, keys.AGENTS) and not obj.id:
-            from dataclasses import replace
-            obj = replace(obj, id=ident)
+            obj = replace(obj, id=ident)           # stored under its key, not carrying it
         return self.put(collection, ident, obj)
 
     def put(self, collection: str, ident: str, obj) -> Change | None:
