@@ -31,7 +31,8 @@ PORTS = {
     "db1": (5, "10.1.0.31", "hv2", ["sg-db"], []),
     "other": (6, "10.1.0.41", "hv2", [], []),
 }
-FAR_WEB = {"id": "far-web", "network_id": "net-far", "mac_address": "fa:16:3e:09:00:05",
+FAR_WEB = {"id": "far-web", "plexus:key": 5, "network_id": "net-far",
+           "mac_address": "fa:16:3e:09:00:05",
            "fixed_ips": [{"subnet_id": "sub-far", "ip_address": "10.9.0.5"}],
            "allowed_address_pairs": [], "security_groups": ["sg-web"],
            "binding:host_id": "hv3"}
@@ -69,7 +70,7 @@ def wire_ports(local_groups: dict[str, list[str]]) -> dict[str, dict]:
     """Every port as the southbound stream carries it (local ports with the given groups)."""
     out = {"far-web": FAR_WEB}
     for pid, (key, addr, chassis, groups, pairs) in PORTS.items():
-        out[pid] = {"id": pid, "network_id": NET.id, "mac_address": mac(pid),
+        out[pid] = {"id": pid, "plexus:key": key, "network_id": NET.id, "mac_address": mac(pid),
                     "fixed_ips": [{"subnet_id": SUBNET.id, "ip_address": addr}],
                     "allowed_address_pairs": [{"ip_address": a, "mac_address": m or mac(pid)}
                                               for a, m in pairs],

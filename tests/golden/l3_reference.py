@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from plexus.pipeline import l3
+from plexus.agent import l3
 from plexus.pipeline.view import ChassisView, View
 
 EXT, EXT_VLAN = "ext-net", "ext-vlan"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 
 import pytest
@@ -317,11 +318,10 @@ def test_diff_is_minimal_and_applying_it_gives_the_desired_table():
     old = reference_view()
     ports = dict(old.ports)
     del ports["a1-vm2"]                                       # a local port goes away
-    ports["a1-vm3"] = ports["a1-vm3"].__class__(**{**ports["a1-vm3"].__dict__,
-                                                   "chassis": "hv3"})   # a port moves
-    new = old.__class__(**{**old.__dict__, "ports": ports,
-                           "vif_ofports": {k: v for k, v in old.vif_ofports.items()
-                                           if k != "a1-vm2"}})
+    ports["a1-vm3"] = dataclasses.replace(ports["a1-vm3"], chassis="hv3")   # a port moves
+    new = dataclasses.replace(old, ports=ports,
+                              vif_ofports={k: v for k, v in old.vif_ofports.items()
+                                           if k != "a1-vm2"})
     have = {k: e for k, (e, _) in entries(old).items()}
     want = entries(new)
     change = flowdiff.diff(want, have)

@@ -14,7 +14,7 @@ from plexus.agent.agent import Agent, AgentConfig
 from plexus.agent.external import Resolver, probe_mac
 from plexus.agent.ovs import PacketIn
 from plexus.agent.relevant import alive_chassis, build_view
-from plexus.pipeline import l3
+from plexus.agent import l3
 from plexus.pipeline.compile import compile_view
 from tests.golden.l3_reference import CHASSIS, TUNNEL_IP, objects
 from tests.unit.test_agent import FakeServer, FakeSwitch, Running, settle, until

@@ -13,7 +13,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.agent import flowdiff, relevant
 from plexus.lower.openflow import flow_mod
-from plexus.pipeline import l3
+from plexus.agent import l3
 from plexus.pipeline.compile import compile_view
 from plexus.pipeline.flows import Ct, DecTtl, Flow, Nat, PopVlan, PushVlan
 from plexus.pipeline.registry import BY_NAME, PipelineViolation, check_flow

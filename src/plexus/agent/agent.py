@@ -40,16 +40,19 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from plexus.agent import relevant
+from plexus.agent import l3, relevant
+from plexus.agent import view as views
 from plexus.agent.external import Resolver
 from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
-from plexus.agent.flowdiff import Entry, Key, Lowered, diff
+from plexus.agent.flowdiff import Entry, Key, diff, of_flow
 from plexus.agent.model import BadEvent, Model
 from plexus.agent.ovs import BridgeState, OpenFlowError, PacketIn
 from plexus.agent.southbound import Compacted, LeaseLost, Refused, Unavailable
 from plexus.lower.openflow import cookie_of
-from plexus.pipeline import l3
-from plexus.pipeline.compile import compile_view
+from plexus.model import keys, relevance
+from plexus.model.catalog import Change
+from plexus.pipeline.flows import Flow
+from plexus.pipeline.incremental import Delta, IncrementalCompiler
 from plexus.pipeline.view import View
 
 LOG = logging.getLogger("plexus.agent")
@@ -82,6 +85,10 @@ class Counters:
     arp_probes: int = 0
     garps: int = 0
     snat_leases: int = 0
+    events: int = 0                 # watch events applied
+    irrelevant: int = 0             # ... of which concerned nothing this chassis has
+    stages_recompiled: int = 0
+    stages_reused: int = 0
 
 
 class Agent:
@@ -98,7 +105,11 @@ class Agent:
         self.installed: dict[Key, Entry] | None = None     # None: not known (no channel)
         self.view: View | None = None
         self.cookies: dict[int, str] = {}        # cookie → object of the installed flows
-        self._lowered = Lowered()
+        self.compiler = IncrementalCompiler()
+        self.subscribed: set = set()            # relevance scopes of this chassis
+        self._desired: dict[Key, tuple[Entry, Flow]] = {}
+        self._entry_of: dict[Flow, Entry] = {}
+        self._full_diff = True                  # installed was (re)read: diff everything
         self.counters = Counters()
         self.compiled = asyncio.Event()     # the first reconcile applied (or found) flows
         self._dirty = asyncio.Event()
@@ -156,19 +167,14 @@ class Agent:
                     revision, objects = await self.sb.snapshot()
                     for collection, ident, why in self.model.reset(revision, objects):
                         LOG.warning("snapshot: skipping %s/%s: %s", collection, ident, why)
+                    self.subscribed = relevance.subscriptions(self.model.catalog,
+                                                              self.config.chassis)
                     LOG.info("snapshot at revision %d: %s", revision, ", ".join(
                         f"{len(v)} {k}" for k, v in self.model.objects.items()))
                     start = revision + 1
                     self._changed()
                 events, start = await self.sb.watch(start)
-                changed = False
-                for event in events:
-                    try:
-                        changed |= self.model.apply(event)
-                    except BadEvent as exc:
-                        LOG.warning("skipping southbound event %s: %s",
-                                    _event_id(event), exc)
-                if changed:
+                if self.apply_events(events):
                     self._changed()
                 if failures:
                     LOG.info("server %s reachable again; resumed at revision %d",
@@ -183,6 +189,32 @@ class Agent:
                                 "retrying", exc)
                 await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
                 failures += 1
+
+    def apply_events(self, events: list) -> bool:
+        """Apply watch events to the model; True if one concerns this chassis. An event
+        outside this chassis' relevance scopes costs a catalog update and a set check."""
+        changed = False
+        for event in events:
+            try:
+                change = self.model.apply(event)
+            except BadEvent as exc:
+                LOG.warning("skipping southbound event %s: %s", _event_id(event), exc)
+                continue
+            self.counters.events += 1
+            if change is not None and self._concerns(change):
+                changed = True
+            else:
+                self.counters.irrelevant += 1
+        return changed
+
+    def _concerns(self, change: Change) -> bool:
+        """Whether a change touches this chassis' scopes (before or after it); one that
+        may move the scopes themselves makes the agent recompute them."""
+        if not relevance.relevant(relevance.change_scopes(change), self.subscribed):
+            return False
+        if relevance.structural(change):
+            self.subscribed = relevance.subscriptions(self.model.catalog, self.config.chassis)
+        return True
 
     def _changed(self) -> None:
         self._dirty.set()
@@ -229,6 +261,7 @@ class Agent:
             try:
                 await self.switch.connect(self._on_packet_in)
                 self.installed = await self.switch.installed()
+                self._full_diff = True
                 LOG.info("OpenFlow channel up: %d flows installed", len(self.installed))
                 failures = 0
                 self._last_view = None
@@ -257,6 +290,7 @@ class Agent:
                 self._last_view = None
                 try:
                     self.installed = await self.switch.installed()
+                    self._full_diff = True
                 except (OSError, OpenFlowError, asyncio.TimeoutError):
                     self.installed = None
                 await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
@@ -273,16 +307,14 @@ class Agent:
         c = self.config
         problems: list = []
         vifs = self.bridge.vifs
-        objects = self.model.objects
-        view = relevant.build_view(objects, c.chassis, c.tunnel_ip,
-                                   relevant.vif_ofports(vifs),
-                                   self.bridge.tunnel_ofports(), problems)
-        alive = self.liveness.alive(objects, self.bridge.bfd_states())
-        view = l3.with_l3(view, objects, alive=alive,
-                          bridge_mappings=c.bridge_mappings,
-                          patch_ofports=self.bridge.patch_ofports(),
-                          tunnel_ofports=self.bridge.tunnel_ofports(),
-                          external_macs=self.resolver.macs, problems=problems)
+        catalog = self.model.catalog
+        alive = self.liveness.alive(catalog, self.bridge.bfd_states())
+        view = views.build(catalog, c.chassis, c.tunnel_ip,
+                           vif_ofports=relevant.vif_ofports(vifs),
+                           tunnel_ofports=self.bridge.tunnel_ofports(), alive=alive,
+                           bridge_mappings=c.bridge_mappings,
+                           patch_ofports=self.bridge.patch_ofports(),
+                           external_macs=self.resolver.macs, problems=problems)
         if self.liveness.isolated(self.bridge.bfd_states()):
             view = replace(view, active_gateway={r: a for r, a in view.active_gateway.items()
                                                  if a != c.chassis})
@@ -299,32 +331,45 @@ class Agent:
         if self.resolver.want(l3.external_nexthops(view), c.bridge_mappings):
             self._resolve_now.set()
         peers = {**relevant.tunnel_peers(view), **l3.tunnel_peers(view),
-                 **gateway_peers(objects, c.chassis)}
+                 **gateway_peers(catalog, c.chassis)}
         peers = dict(sorted((k, v) for k, v in peers.items() if k != c.chassis))
-        bfd = bfd_peers(objects, peers, c.gateway)
+        bfd = bfd_peers(catalog, peers, c.gateway)
         if peers != self._tunnels or bfd != self._bfd:
             self._tunnels, self._bfd = peers, bfd
             self.switch.set_tunnels(c.tunnel_ip, peers, bfd)
         if self.installed is None:
             return False
-        if view == self._last_view:         # installed flows are what this view compiles to
-            await self._flush_gone(vifs)
+        if view == self._last_view and not self._full_diff:
+            await self._flush_gone(vifs)    # installed flows are what this view compiles to
             return False
         began = time.perf_counter()
         try:
-            flows = compile_view(view)
+            delta = self.compiler.compile(view)
         except Exception:  # noqa: BLE001 - a compiler bug must not take the flows down
             LOG.exception("compiling the view failed; keeping the installed flows")
             return False
-        desired = self._lowered.desired(flows)
-        self.cookies = {cookie_of(f.cookie): f.cookie for f in flows}
-        change = diff(desired, self.installed)
+        self.counters.stages_recompiled += len(delta.recompiled)
+        self.counters.stages_reused += delta.reused
+        touched = self._lower(delta)
+        if self._full_diff:
+            change = diff(self._desired, self.installed)
+        else:
+            change = diff({k: self._desired[k] for k in touched if k in self._desired},
+                          {k: self.installed[k] for k in touched if k in self.installed})
         self.counters.reconciles += 1
         if change:
             await self.switch.apply(change.messages())
             self.counters.bundles += 1
             self.counters.flow_mods += len(change)
-        self.installed = {k: e for k, (e, _) in desired.items()}
+        if self._full_diff:
+            self.installed = {k: e for k, (e, _) in self._desired.items()}
+            self._full_diff = False
+        else:
+            for k in touched:
+                if k in self._desired:
+                    self.installed[k] = self._desired[k][0]
+                else:
+                    self.installed.pop(k, None)
         self._last_view = view
         self.counters.flows = len(self.installed)
         self.counters.last_apply_ms = (time.perf_counter() - began) * 1000
@@ -338,6 +383,25 @@ class Agent:
         self._status_dirty.set()
         self.compiled.set()
         return bool(change)
+
+    def _lower(self, delta: Delta) -> set[Key]:
+        """Apply a compile delta to the desired OpenFlow entries, lowering only the flows
+        that came; returns the OpenFlow identities it touched."""
+        touched: set[Key] = set()
+        for flow in delta.removed:
+            e = self._entry_of.pop(flow, None)
+            if e is None:
+                continue
+            touched.add(e.key)
+            if self._desired.get(e.key, (None, None))[1] == flow:
+                del self._desired[e.key]
+        for flow in delta.added:
+            e = of_flow(flow)
+            self._entry_of[flow] = e
+            self._desired[e.key] = (e, flow)
+            self.cookies[cookie_of(flow.cookie)] = flow.cookie
+            touched.add(e.key)
+        return touched
 
     async def _flush_router_zones(self, zones: dict[str, int]) -> None:
         """Flush the conntrack zone of a router that went away (or moved to another
@@ -396,7 +460,7 @@ class Agent:
         for collection, ident, why in problems:
             self._once(("bad", collection, ident, why), logging.WARNING,
                        "ignoring %s/%s: %s", collection, ident, why)
-        for vif, why in relevant.stray_vifs(self.model.objects, self.config.chassis,
+        for vif, why in relevant.stray_vifs(self.model.catalog, self.config.chassis,
                                             self.bridge.vifs):
             self._once(("vif", vif.name, vif.iface_id, why), logging.WARNING,
                        "VIF %s (iface-id %s) %s: it gets no connectivity",
@@ -413,7 +477,7 @@ class Agent:
             self._status_dirty.clear()
             if not self.ready():
                 continue
-            wants = relevant.port_statuses(self.model.objects, self.config.chassis,
+            wants = relevant.port_statuses(self.model.catalog, self.config.chassis,
                                            self.bridge.vifs)
             for pid in list(self._reported):
                 if self._reported[pid] != wants.get(pid):
@@ -441,9 +505,8 @@ class Agent:
             return
         for collection, found in l3.statuses(self.view).items():
             for ident, status in sorted(found.items()):
-                obj = self.model.objects.get(collection, {}).get(ident, {})
-                revision = obj.get("revision_number")
-                revision = revision if isinstance(revision, int) else None
+                obj = self.model.catalog.get(collection, ident)
+                revision = getattr(obj, "revision", None)
                 key = (collection, ident)
                 if self._l3_reported.get(key) == (status, revision):
                     continue

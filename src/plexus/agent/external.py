@@ -10,7 +10,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from plexus.pipeline import l3
+from plexus.agent import l3
 
 REFRESH = 30.0          # seconds between probes of a resolved next hop
 RETRY = 1.0             # seconds between probes of an unresolved one

@@ -9,45 +9,47 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from plexus.agent.relevant import alive_chassis, registered_chassis
-from plexus.pipeline.l3 import GATEWAY_CHASSIS, INTERFACE_OWNERS
+from plexus.agent.relevant import catalog_of
+from plexus.model import keys
+from plexus.model.catalog import Catalog
 
 Objects = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 
-def gateway_capable(objects: Objects) -> set[str]:
+def gateway_capable(model: Catalog | Objects) -> set[str]:
     """Registered chassis that may host gateways (``configurations.gateway``)."""
-    out = set()
-    for obj in (objects.get("agents") or {}).values():
-        config = obj.get("configurations") if isinstance(obj, Mapping) else None
-        if isinstance(config, Mapping) and config.get("gateway") is True:
-            out.add(obj.get("host"))
-    return out
+    return {a.host for a in catalog_of(model).objects[keys.AGENTS].values() if a.gateway}
 
 
-def gateway_peers(objects: Objects, chassis: str) -> dict[str, str]:
+def gateway_peers(model: Catalog | Objects, chassis: str) -> dict[str, str]:
     """Tunnels a gateway candidate keeps even while standby (name → tunnel IP): toward
     the hosts of ports behind the routers it is a candidate of, and their other
     candidates — so BFD runs before it becomes active and its flows find the tunnels."""
-    routers = {rid for rid, r in (objects.get("routers") or {}).items()
-               if isinstance(r, Mapping) and chassis in (r.get(GATEWAY_CHASSIS) or ())}
+    catalog = catalog_of(model)
+    routers = catalog.each(keys.ROUTERS, catalog.routers_by_candidate.of(chassis))
     if not routers:
         return {}
-    names = {c for rid in routers for c in objects["routers"][rid].get(GATEWAY_CHASSIS)}
-    ports = [p for p in (objects.get("ports") or {}).values() if isinstance(p, Mapping)]
-    nets = {p.get("network_id") for p in ports if p.get("device_id") in routers
-            and p.get("device_owner") in INTERFACE_OWNERS}
-    names |= {p.get("binding:host_id") for p in ports if p.get("network_id") in nets}
-    known = registered_chassis(objects)
-    return {c: known[c].tunnel_ip for c in sorted(n for n in names if n in known)
-            if c != chassis}
+    names = {c for r in routers for c in r.gateway_chassis}
+    ports = catalog.objects[keys.PORTS]
+    nets = {ports[p].network_id for r in routers for p in catalog.ports_by_device.of(r.id)
+            if ports[p].device_owner in keys.INTERFACE_OWNERS}
+    for net in nets:
+        names |= catalog.hosts_on(net)
+    out = {}
+    for name in sorted(names - {chassis}):
+        agent = catalog.agent(name)
+        if agent is not None:
+            out[name] = agent.tunnel_ip
+    return out
 
 
-def bfd_peers(objects: Objects, peers: Mapping[str, str], gateway: bool) -> frozenset:
+def bfd_peers(model: Catalog | Objects, peers: Mapping[str, str], gateway: bool) -> frozenset:
     """The peers whose tunnel carries BFD: all of them on a gateway-capable chassis,
     else those that are gateway-capable."""
-    capable = gateway_capable(objects)
-    return frozenset(c for c in peers if gateway or c in capable)
+    if gateway:
+        return frozenset(peers)
+    catalog = catalog_of(model)
+    return frozenset(c for c in peers if (a := catalog.agent(c)) is not None and a.gateway)
 
 
 class Liveness:
@@ -56,13 +58,13 @@ class Liveness:
     def __init__(self) -> None:
         self.seen_up: set[str] = set()
 
-    def alive(self, objects: Objects, bfd: Mapping[str, str]) -> set[str]:
+    def alive(self, objects: Catalog | Objects, bfd: Mapping[str, str]) -> set[str]:
         """Chassis with a liveness lease whose BFD session (if any) is not down after
         having been up; ``bfd``: chassis → BFD state of its tunnel."""
         self.seen_up |= {c for c, state in bfd.items() if state == "up"}
         self.seen_up &= set(bfd)
         down = {c for c, state in bfd.items() if state != "up" and c in self.seen_up}
-        return alive_chassis(objects) - down
+        return catalog_of(objects).alive() - down
 
     def isolated(self, bfd: Mapping[str, str]) -> bool:
         """Whether every BFD session that has been up is down now: this chassis is cut

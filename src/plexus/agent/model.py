@@ -1,18 +1,18 @@
-"""The agent's copy of the model: the collections it compiles from, filled by a
-southbound snapshot and kept current by watch events. Events are checked before they
-are applied; a malformed or unusable one is refused (``BadEvent``) and changes nothing,
-so the caller logs it and goes on."""
+"""The agent's copy of the model: the typed catalog it compiles from (``plexus.model``),
+filled by a southbound snapshot and kept current by watch events, and the wire form of
+each object as it arrived (for logs, tests and the DHCP responder's few extra fields).
+Each object is parsed once, when it arrives; a malformed or unusable event is refused
+(``BadEvent``) and changes nothing, so the caller logs it and goes on."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from plexus.agent.relevant import BadObject, check
+from plexus.model import keys
+from plexus.model.catalog import Catalog, Change
+from plexus.model.objects import BadObject
 
-# what the agent compiles from (routers, floating IPs, SNAT blocks: docs/routing.md;
-# liveness: which chassis are alive)
-COLLECTIONS = ("networks", "subnets", "ports", "agents", "security-groups", "routers",
-               "floatingips", "snat_blocks", "liveness")
+COLLECTIONS = keys.COLLECTIONS
 
 
 class BadEvent(ValueError):
@@ -20,37 +20,36 @@ class BadEvent(ValueError):
 
 
 class Model:
-    """Model objects by collection and id, and the revision they are current at."""
+    """Model objects by collection and id (typed in ``catalog``, as received in
+    ``objects``), and the revision they are current at."""
 
     def __init__(self) -> None:
+        self.catalog = Catalog()
         self.objects: dict[str, dict[str, dict]] = {c: {} for c in COLLECTIONS}
         self.revision = 0          # the snapshot's revision, then each applied event's
         self.loaded = False        # a snapshot has been taken
 
     def reset(self, revision: int, objects: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         """Replace everything with a snapshot; returns the objects left out, and why."""
+        catalog, problems = Catalog.from_wire(objects)
         fresh: dict[str, dict[str, dict]] = {c: {} for c in COLLECTIONS}
-        problems = []
-        agent_ids = _agent_ids(objects.get("agents"))
+        agent_ids = {a.host: a.id for a in catalog.objects[keys.AGENTS].values()}
         for collection in COLLECTIONS:
             items = objects.get(collection) or []
             for obj in items if isinstance(items, list) else []:
-                ident = obj.get("id") if isinstance(obj, Mapping) else None
-                if collection == "liveness" and ident is None and isinstance(obj, Mapping):
-                    ident = agent_ids.get(obj.get("host"))   # keyed by agent id, no id field
-                try:
-                    if not isinstance(ident, str) or not ident:
-                        raise BadObject("no id")
-                    check(collection, obj)
-                except BadObject as exc:
-                    problems.append((collection, str(ident), str(exc)))
+                if not isinstance(obj, Mapping):
                     continue
-                fresh[collection][ident] = dict(obj)
-        self.objects, self.revision, self.loaded = fresh, int(revision), True
+                ident = obj.get("id") if collection != keys.LIVENESS else \
+                    obj.get("id") or agent_ids.get(obj.get("host"))
+                if ident in catalog.objects[collection]:
+                    fresh[collection][ident] = dict(obj)
+        self.catalog, self.objects = catalog, fresh
+        self.revision, self.loaded = int(revision), True
         return problems
 
-    def apply(self, event: Any) -> bool:
-        """Apply one watch event; True if it changed a collection the agent uses.
+    def apply(self, event: Any) -> Change | None:
+        """Apply one watch event; the change it made to a collection the agent uses (None
+        if it changed nothing there).
 
         Raises ``BadEvent`` (and changes nothing) for a malformed or unusable event."""
         if not isinstance(event, Mapping):
@@ -66,23 +65,16 @@ class Model:
         self.revision = max(self.revision, revision)
         table = self.objects.get(collection)
         if table is None:
-            return False
+            return None
         if kind == "delete":
-            return table.pop(ident, None) is not None
+            table.pop(ident, None)
+            return self.catalog.delete(collection, ident)
         obj = event.get("object")
         if not isinstance(obj, Mapping) or obj.get("id", ident) != ident:
             raise BadEvent(f"{collection}/{ident}: object missing or for another id")
         try:
-            check(collection, obj)
+            change = self.catalog.apply_wire(collection, ident, obj)
         except BadObject as exc:
             raise BadEvent(f"{collection}/{ident}: {exc}") from None
         table[ident] = dict(obj)
-        return True
-
-
-def _agent_ids(agents: Any) -> dict[str, str]:
-    """Host → agent id in a snapshot's ``agents`` (liveness objects are stored under the
-    agent's id but do not carry it; watch events do)."""
-    return {a["host"]: a["id"] for a in agents if isinstance(a, Mapping)
-            and isinstance(a.get("host"), str) and isinstance(a.get("id"), str)} \
-        if isinstance(agents, list) else {}
+        return change

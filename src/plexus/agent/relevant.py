@@ -1,192 +1,70 @@
-"""The relevant view: from every model object the agent has seen, only what matters to
-one chassis — the ports bound to it, their networks and subnets, the other ports on
-those networks and the chassis hosting them, the security groups of its ports and the
-members of the groups their rules name — as the compiler's ``View``. Also the
-other pure decisions of the agent: which tunnels to have, which port statuses to
-report, which VIFs get nothing, which conntrack zones to flush. No I/O: each function's result depends only on its
-arguments, so they are tested with plain dictionaries.
+"""The agent's pure decisions about what is relevant to its chassis: its view (the L2
+part; ``plexus.agent.view`` builds it from the catalog), which tunnels to have, which
+port statuses to report, which VIFs get nothing, which conntrack zones to flush. No
+I/O: each function's result depends only on its arguments.
 
-``objects`` is the model as the southbound stream carries it: collection name → object
-id → object in Neutron's wire format, with the hidden ``plexus:key`` on networks and
-ports. Chassis come from the ``agents`` collection (host, configurations.tunnel_ip),
-security groups (their rules in full) from ``security-groups``."""
+Functions that read the model take the agent's ``Catalog`` (typed objects with
+indexes, ``plexus.model``); tests and tools may hand in wire objects instead
+(collection → id → object in Neutron's format with the hidden keys), which are parsed
+into a catalog first — the reference path that the incremental one is compared with."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from plexus.pipeline.security import GROUPS, security_view, to_group
-from plexus.pipeline.view import (ChassisView, NetworkView, PortView, SecurityGroupView,
-                                  SubnetView, View)
+from plexus.agent import view as views
+from plexus.model import keys
+from plexus.model.catalog import Catalog
+from plexus.model.objects import (  # noqa: F401 (re-exported: the one set of converters)
+    CONVERTERS, BadObject, parse, to_agent, to_network, to_port, to_security_group,
+    to_subnet,
+)
+from plexus.pipeline.view import ChassisView, View
 
-KEY = "plexus:key"
+KEY = keys.KEY
 Objects = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 
-class BadObject(ValueError):
-    """A model object the agent cannot use (missing or malformed fields)."""
-
-
-# --- wire objects → view values ------------------------------------------------------
-
-def _get(obj: Mapping, name: str, kind: type):
-    value = obj.get(name)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise BadObject(f"{name}={value!r} is not {kind.__name__}")
-    return value
-
-
-def to_network(obj: Mapping) -> NetworkView:
-    """A network object as the compiler sees it."""
-    key = _get(obj, KEY, int)
-    if not 0 < key < 2 ** 24:
-        raise BadObject(f"{KEY}={key} is not a valid datapath key")
-    mtu = obj.get("mtu")
-    return NetworkView(id=_get(obj, "id", str), key=key,
-                       network_type=obj.get("provider:network_type") or "vxlan",
-                       mtu=mtu if isinstance(mtu, int) and not isinstance(mtu, bool) else 1450,
-                       port_security_enabled=obj.get("port_security_enabled") is not False)
-
-
-def to_subnet(obj: Mapping) -> SubnetView:
-    """A subnet object as the compiler and the DHCP responder see it."""
-    cidr = _get(obj, "cidr", str)
-    try:
-        net = ipaddress.ip_network(cidr)
-        gateway = obj.get("gateway_ip")
-        if gateway is not None:
-            ipaddress.ip_address(gateway)
-        dns = tuple(str(ipaddress.ip_address(d)) for d in obj.get("dns_nameservers") or ())
-        routes = tuple((str(ipaddress.ip_network(r["destination"])),
-                        str(ipaddress.ip_address(r["nexthop"])))
-                       for r in obj.get("host_routes") or ())
-    except (ValueError, TypeError, KeyError) as exc:
-        raise BadObject(str(exc)) from None
-    return SubnetView(id=_get(obj, "id", str), network_id=_get(obj, "network_id", str),
-                      cidr=str(net), ip_version=net.version, gateway_ip=gateway,
-                      enable_dhcp=obj.get("enable_dhcp") is not False,
-                      dns_nameservers=dns, host_routes=routes)
-
-
-def to_port(obj: Mapping) -> PortView:
-    """A port object as the compiler sees it (binding:host_id → chassis)."""
-    key = _get(obj, KEY, int)
-    if not 0 < key < 0xFFFF:
-        raise BadObject(f"{KEY}={key} is not a valid port key")
-    try:
-        ips = tuple((str(ip["subnet_id"]), str(ipaddress.ip_address(ip["ip_address"])))
-                    for ip in obj.get("fixed_ips") or ())
-        pairs = tuple(_pair(p, obj["mac_address"]) for p in obj.get("allowed_address_pairs")
-                      or ())
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise BadObject(f"bad address: {exc}") from None
-    return PortView(id=_get(obj, "id", str), key=key, network_id=_get(obj, "network_id", str),
-                    mac=_get(obj, "mac_address", str).lower(), ips=ips,
-                    chassis=obj.get("binding:host_id") or "",
-                    device_owner=obj.get("device_owner") or "",
-                    port_security=obj.get("port_security_enabled") is not False,
-                    allowed_pairs=pairs, admin_up=obj.get("admin_state_up") is not False)
-
-
-def _pair(pair: Mapping, port_mac: str) -> tuple[str, str]:
-    """An allowed address pair as (address or CIDR, MAC); the MAC defaults to the port's."""
-    address = str(pair["ip_address"])
-    address = (str(ipaddress.ip_network(address, strict=False)) if "/" in address
-               else str(ipaddress.ip_address(address)))
-    return address, str(pair.get("mac_address") or port_mac).lower()
-
-
-def to_chassis(obj: Mapping) -> ChassisView:
-    """A registered chassis (a Neutron agent object) as the compiler sees it."""
-    config = obj.get("configurations")
-    if not isinstance(config, Mapping):
-        raise BadObject("configurations is not an object")
-    try:
-        tunnel_ip = str(ipaddress.ip_address(config.get("tunnel_ip")))
-    except ValueError:
-        raise BadObject(f"tunnel_ip={config.get('tunnel_ip')!r} is not an address") from None
-    return ChassisView(name=_get(obj, "host", str), tunnel_ip=tunnel_ip)
-
-
-def to_security_group(obj: Mapping) -> SecurityGroupView:
-    """A security group with its rules, as the ACL stages see it (``BadObject`` for a
-    rule they cannot enforce, so a bad group is refused when its event arrives)."""
-    try:
-        return to_group(obj)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BadObject(f"unusable rule: {exc}") from None
-
-
-CONVERTERS = {"networks": to_network, "subnets": to_subnet, "ports": to_port,
-              "agents": to_chassis, GROUPS: to_security_group}
+def catalog_of(model: Catalog | Objects, problems: list | None = None) -> Catalog:
+    """``model`` itself when it is a catalog, else a catalog parsed from wire objects
+    (what cannot be parsed is reported in ``problems``)."""
+    if isinstance(model, Catalog):
+        return model
+    catalog, bad = Catalog.from_wire(model)
+    if problems is not None:
+        problems.extend(bad)
+    return catalog
 
 
 def check(collection: str, obj: Any) -> None:
     """Raise ``BadObject`` unless the agent can use ``obj`` (collections it ignores pass)."""
     if not isinstance(obj, Mapping):
         raise BadObject("not an object")
-    convert = CONVERTERS.get(collection)
-    if convert is not None:
-        convert(obj)
+    if collection in CONVERTERS:
+        parse(collection, obj)
 
 
-# --- relevance -------------------------------------------------------------------------
-
-def _converted(objects: Objects, collection: str, problems: list | None):
-    for ident, obj in sorted((objects.get(collection) or {}).items()):
-        try:
-            yield CONVERTERS[collection](obj)
-        except (BadObject, AttributeError, TypeError) as exc:
-            if problems is not None:
-                problems.append((collection, ident, str(exc)))
-
-
-def registered_chassis(objects: Objects, problems: list | None = None) -> dict[str, ChassisView]:
+def registered_chassis(model: Catalog | Objects,
+                       problems: list | None = None) -> dict[str, ChassisView]:
     """Every registered chassis by name."""
-    return {c.name: c for c in _converted(objects, "agents", problems)}
+    catalog = catalog_of(model, problems)
+    return {a.host: a.chassis for _, a in sorted(catalog.objects[keys.AGENTS].items())}
 
 
-def alive_chassis(objects: Objects) -> set[str]:
+def alive_chassis(model: Catalog | Objects) -> set[str]:
     """Chassis whose liveness lease the store holds (collection ``liveness``: host)."""
-    return {obj["host"] for obj in (objects.get("liveness") or {}).values()
-            if isinstance(obj, Mapping) and isinstance(obj.get("host"), str)}
+    return catalog_of(model).alive()
 
 
-def bound_ports(objects: Objects, chassis: str) -> list[Mapping]:
-    """Port objects whose binding:host_id is this chassis, by id."""
-    return [p for _, p in sorted((objects.get("ports") or {}).items())
-            if isinstance(p, Mapping) and p.get("binding:host_id") == chassis]
-
-
-def build_view(objects: Objects, chassis: str, tunnel_ip: str,
+def build_view(model: Catalog | Objects, chassis: str, tunnel_ip: str,
                vif_ofports: Mapping[str, int], tunnel_ofports: Mapping[str, int],
                problems: list | None = None) -> View:
-    """The compiler input of ``chassis``: only objects relevant to the ports bound to it.
-
-    Security comes from every port (members of a remote group may be anywhere in the
-    cloud) and the groups of the ports bound here. Objects that cannot be used are left
-    out and, when ``problems`` is a list, reported there as (collection, id, reason)."""
-    ports = list(_converted(objects, "ports", problems))
-    local = [p for p in ports if p.chassis == chassis]
-    network_ids = {p.network_id for p in local}
-    networks = {n.id: n for n in _converted(objects, "networks", problems)
-                if n.id in network_ids}
-    on_networks = {p.id: p for p in ports if p.network_id in networks}
-    subnets = {s.id: s for s in _converted(objects, "subnets", problems)
-               if s.network_id in networks}
-    hosting = {p.chassis for p in on_networks.values() if p.chassis} | {chassis}
-    known = {name: c for name, c in registered_chassis(objects, problems).items()
-             if name in hosting}
-    known[chassis] = ChassisView(chassis, tunnel_ip)
-    return View(chassis=chassis, tunnel_ip=tunnel_ip, networks=networks, subnets=subnets,
-                ports=on_networks, chassis_by_name=known,
-                vif_ofports={pid: ofport for pid, ofport in vif_ofports.items()
-                             if pid in on_networks and on_networks[pid].chassis == chassis},
-                tunnel_ofports={name: ofport for name, ofport in tunnel_ofports.items()
-                                if name in known and name != chassis},
-                security=security_view(objects, [p.id for p in local], problems))
+    """The L2 part of the compiler input of ``chassis`` (``plexus.agent.view``).
+    Objects that cannot be used are left out and, when ``problems`` is a list, reported
+    there as (collection, id, reason)."""
+    return views.local_view(catalog_of(model, problems), chassis, tunnel_ip, vif_ofports,
+                            tunnel_ofports)
 
 
 def tunnel_peers(view: View) -> dict[str, str]:
@@ -240,28 +118,30 @@ def gone_zones(before: Iterable[Vif], after: Iterable[Vif]) -> list[int]:
     return sorted({v.ofport for v in before if v.ofport > 0 and v not in still})
 
 
-def stray_vifs(objects: Objects, chassis: str, vifs: Iterable[Vif]) -> list[tuple[Vif, str]]:
+def stray_vifs(model: Catalog | Objects, chassis: str,
+               vifs: Iterable[Vif]) -> list[tuple[Vif, str]]:
     """VIFs that get no connectivity, with why: unknown port, or bound elsewhere."""
-    ports = objects.get("ports") or {}
+    ports = catalog_of(model).objects[keys.PORTS]
     out = []
     for vif in sorted(vifs, key=lambda v: v.name):
         port = ports.get(vif.iface_id)
-        if not isinstance(port, Mapping):
+        if port is None:
             out.append((vif, "names no known port"))
-        elif port.get("binding:host_id") != chassis:
-            out.append((vif, f"is for a port bound to {port.get('binding:host_id') or 'no'!r} "
+        elif port.chassis != chassis:
+            out.append((vif, f"is for a port bound to {port.chassis or 'no'!r} "
                              f"chassis, not this one"))
     return out
 
 
-def port_statuses(objects: Objects, chassis: str, vifs: Iterable[Vif]) -> dict[str, str]:
+def port_statuses(model: Catalog | Objects, chassis: str,
+                  vifs: Iterable[Vif]) -> dict[str, str]:
     """Status each port bound here should have: ACTIVE when plugged (and admin up),
     else DOWN. Only ports whose recorded status differs are returned."""
+    catalog = catalog_of(model)
     plugged = vif_ofports(vifs)
     out = {}
-    for port in bound_ports(objects, chassis):
-        want = "ACTIVE" if port.get("id") in plugged and port.get("admin_state_up") is not False \
-            else "DOWN"
-        if port.get("status") != want:
-            out[port["id"]] = want
+    for port in catalog.each(keys.PORTS, catalog.ports_by_chassis.of(chassis)):
+        want = "ACTIVE" if port.id in plugged and port.admin_up else "DOWN"
+        if port.status != want:
+            out[port.id] = want
     return out

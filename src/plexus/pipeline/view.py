@@ -11,86 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-
-@dataclass(frozen=True)
-class SubnetView:
-    """A subnet as compilers and the DHCP responder need it."""
-
-    id: str
-    network_id: str
-    cidr: str
-    ip_version: int
-    gateway_ip: str | None
-    enable_dhcp: bool
-    dns_nameservers: tuple[str, ...] = ()
-    host_routes: tuple[tuple[str, str], ...] = ()   # (destination, nexthop)
+from plexus.model.objects import Chassis, Network, Port, Rule, SecurityGroup, Subnet
 
 
-@dataclass(frozen=True)
-class NetworkView:
-    """A logical network: its datapath key (the VNI for VXLAN; flat and VLAN networks
-    have one of their own for tunnelling between chassis) and MTU; for a provider
-    network its physical network name and VLAN id; whether it is external."""
-
-    id: str
-    key: int
-    network_type: str
-    mtu: int
-    port_security_enabled: bool = True
-    physical_network: str | None = None
-    segmentation_id: int | None = None
-    external: bool = False
-
-
-@dataclass(frozen=True)
-class PortView:
-    """A logical port and where it is bound."""
-
-    id: str
-    key: int                                   # unique within its network (1..65535)
-    network_id: str
-    mac: str
-    ips: tuple[tuple[str, str], ...]           # (subnet_id, ip)
-    chassis: str                               # binding:host_id ("" = unbound)
-    device_owner: str = ""
-    port_security: bool = True
-    allowed_pairs: tuple[tuple[str, str], ...] = ()   # (ip or cidr, mac)
-    admin_up: bool = True
-
-    def addresses(self) -> list[str]:
-        """The port's fixed IP addresses."""
-        return [ip for _, ip in self.ips]
-
-
-@dataclass(frozen=True)
-class ChassisView:
-    """Another (or this) hypervisor: its name and tunnel endpoint."""
-
-    name: str
-    tunnel_ip: str
-
-
-@dataclass(frozen=True)
-class RuleView:
-    """A security group rule, normalised: directions are from the VM's point of view."""
-
-    id: str
-    direction: str                      # "ingress" (into the VM) or "egress" (out of it)
-    ethertype: str = "IPv4"             # "IPv4" or "IPv6"
-    protocol: int | None = None         # IP protocol number; None = any
-    port_min: int | None = None         # destination port range, or the ICMP type
-    port_max: int | None = None         # ... or the ICMP code
-    remote_prefix: str | None = None    # CIDR with host bits cleared; None = anywhere
-    remote_group: str | None = None     # the peer must hold an address of this group
-
-
-@dataclass(frozen=True)
-class SecurityGroupView:
-    """A security group and its rules."""
-
-    id: str
-    rules: tuple[RuleView, ...] = ()
-    stateful: bool = True
+# The value types are the model's typed objects (``plexus.model.objects``), under the
+# names compilers have always used for them.
+SubnetView = Subnet
+NetworkView = Network
+PortView = Port
+ChassisView = Chassis
+RuleView = Rule
+SecurityGroupView = SecurityGroup
 
 
 @dataclass(frozen=True)
@@ -162,16 +93,39 @@ class View:
     # router -> (chassis, first port, last port) of every chassis' SNAT port blocks
     snat_blocks: Mapping[str, tuple[tuple[str, int, int], ...]] = field(default_factory=dict)
 
+    # derived indexes, cached per view (a field's value is immutable; the cache is keyed
+    # by the identity of the fields it was built from, so it is never stale)
+    _cache: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def _cached(self, name: str, inputs: tuple, build):
+        hit = self._cache.get(name)
+        if hit is not None and len(hit[0]) == len(inputs) and all(
+                a is b for a, b in zip(hit[0], inputs)):
+            return hit[1]
+        value = build()
+        self._cache[name] = (inputs, value)
+        return value
+
     def local_ports(self) -> list[PortView]:
         """Ports bound here whose VIF is plugged (has an ofport), sorted by id."""
-        return sorted((p for p in self.ports.values()
-                       if p.chassis == self.chassis and p.id in self.vif_ofports),
-                      key=lambda p: p.id)
+        ports, vifs, me = self.ports, self.vif_ofports, self.chassis
+        return list(self._cached("local", (ports, vifs), lambda: sorted(
+            (p for p in ports.values() if p.chassis == me and p.id in vifs),
+            key=lambda p: p.id)))
+
+    def _by_network(self) -> dict[str, list[PortView]]:
+        ports = self.ports
+
+        def build():
+            out: dict[str, list[PortView]] = {}
+            for port in sorted(ports.values(), key=lambda p: p.id):
+                out.setdefault(port.network_id, []).append(port)
+            return out
+        return self._cached("by_network", (ports,), build)
 
     def ports_on(self, network_id: str) -> list[PortView]:
         """All ports of a network, sorted by id."""
-        return sorted((p for p in self.ports.values() if p.network_id == network_id),
-                      key=lambda p: p.id)
+        return list(self._by_network().get(network_id, ()))
 
     def local_networks(self) -> list[NetworkView]:
         """Networks with at least one local port, sorted by id."""
@@ -180,6 +134,6 @@ class View:
 
     def remote_chassis_of(self, network_id: str) -> list[str]:
         """Other chassis hosting ports of a network, sorted."""
-        return sorted({p.chassis for p in self.ports_on(network_id)
-                       if p.chassis and p.chassis != self.chassis
-                       and p.chassis in self.chassis_by_name})
+        known = self.chassis_by_name
+        return sorted({p.chassis for p in self._by_network().get(network_id, ())
+                       if p.chassis and p.chassis != self.chassis and p.chassis in known})

@@ -4,6 +4,7 @@ IPv4 addresses a port owns or may use. Pure helpers, deterministic order."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from plexus.pipeline.flows import Flow
@@ -36,6 +37,7 @@ def peers(view: View, network_id: str) -> dict[str, int]:
             if c in view.tunnel_ofports}
 
 
+@functools.lru_cache(maxsize=65536)
 def is_ipv4(address: str) -> bool:
     """Whether an address or CIDR is IPv4."""
     return ipaddress.ip_network(address, strict=False).version == 4
@@ -46,6 +48,7 @@ def ipv4_addresses(port: PortView) -> list[str]:
     return sorted(ip for ip in port.addresses() if is_ipv4(ip))
 
 
+@functools.lru_cache(maxsize=65536)
 def as_match(cidr: str) -> Address:
     """An IPv4 address or CIDR as a match value: exact for /32, else (network, mask)."""
     net = ipaddress.ip_network(cidr, strict=False)

@@ -16,6 +16,7 @@ deterministic order. docs/routing.md explains the design; in short:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass
@@ -302,11 +303,13 @@ def back_out(net: NetworkView | None = None) -> list:
     return (vlan_push(net) if net is not None else []) + [Output("in_port")]
 
 
+@functools.lru_cache(maxsize=65536)
 def prefix_len(cidr: str) -> int:
     """Prefix length of a CIDR."""
     return ipaddress.ip_network(cidr, strict=False).prefixlen
 
 
+@functools.lru_cache(maxsize=65536)
 def contains(cidr: str, ip: str) -> bool:
     """Whether an IPv4 address is inside a CIDR."""
     try:

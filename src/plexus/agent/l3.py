@@ -1,0 +1,167 @@
+"""The agent's routing duties around the L3 stages (docs/routing.md): which tunnels its
+routers need, which external next hops to resolve (ARP probes), what to announce with
+gratuitous ARPs, which router conntrack zones exist, what to report for routers and
+floating IPs, and which routers to lease SNAT port blocks of — each a pure function of
+the chassis' View. ``with_l3`` builds the routing part of a View from wire objects (the
+reference path; the agent itself reads its catalog through ``plexus.agent.view``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from plexus.agent import view as views
+from plexus.model.catalog import Catalog
+from plexus.model.keys import GATEWAY_CHASSIS, INTERFACE_OWNERS  # noqa: F401 (re-exported)
+from plexus.model.objects import to_network, to_port, to_subnet  # noqa: F401 (re-exported)
+from plexus.pipeline.stages import router as rt
+from plexus.pipeline.view import View
+
+Objects = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+
+def with_l3(view: View, objects: Objects, *, alive: Iterable[str] = (),
+            bridge_mappings: Mapping[str, str] | None = None,
+            patch_ofports: Mapping[str, int] | None = None,
+            tunnel_ofports: Mapping[str, int] | None = None,
+            external_macs: Mapping[str, str] | None = None,
+            problems: list | None = None) -> View:
+    """``view`` (from ``relevant.build_view``) with the routing part built from wire
+    ``objects`` (collection → id → object): ``plexus.agent.view.with_routing`` over a
+    catalog made of them. Objects that cannot be used are reported in ``problems``."""
+    catalog, bad = Catalog.from_wire(objects)
+    if problems is not None:
+        problems.extend((c, i, f"unusable for routing: {why}") for c, i, why in bad)
+    return views.with_routing(view, catalog, alive=alive, bridge_mappings=bridge_mappings,
+                              patch_ofports=patch_ofports, tunnel_ofports=tunnel_ofports,
+                              external_macs=external_macs, problems=problems)
+
+
+# --- what else the agent needs ---------------------------------------------------------
+
+def tunnel_peers(view: View) -> dict[str, str]:
+    """Chassis this one needs a tunnel to for routing (hosts of ports behind its routers,
+    their active gateways, the owners of their SNAT blocks): name → tunnel IP. The agent
+    keeps these besides ``relevant.tunnel_peers``."""
+    names = {c for r in view.routers.values() for c in rt.router_chassis(view, r)}
+    return {c: view.chassis_by_name[c].tunnel_ip for c in sorted(names)
+            if c in view.chassis_by_name}
+
+
+@dataclass(frozen=True)
+class Nexthop:
+    """An address on an external network whose MAC the agent resolves (ARP on the
+    network's bridge: ``arp_probe``), to put into ``external_macs``."""
+
+    network_id: str
+    ip: str
+    physical_network: str
+    vlan: int | None            # the VLAN id for a VLAN network
+    patch_ofport: int | None    # br-int's patch port toward the bridge
+
+
+def external_nexthops(view: View) -> list[Nexthop]:
+    """External addresses the routers here send to: each gateway subnet's gateway and the
+    extra routes' next hops there, sorted."""
+    found = set()
+    for router in view.routers.values():
+        gw = rt.gateway(view, router)
+        if gw is None or not gw.network.physical_network:
+            continue
+        hops = {gw.nexthop} | {nh for _, nh in router.routes if rt.contains(gw.subnet.cidr, nh)}
+        vlan = gw.network.segmentation_id if gw.network.network_type == "vlan" else None
+        found |= {Nexthop(gw.network.id, ip, gw.network.physical_network, vlan, gw.patch)
+                  for ip in hops if ip}
+    return sorted(found, key=lambda n: (n.network_id, ipaddress.ip_address(n.ip)))
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A gratuitous ARP to send out of a patch port (a packet-out on br-int)."""
+
+    ofport: int
+    ip: str
+    mac: str
+    frame: bytes
+
+
+def announcements(view: View) -> list[Announcement]:
+    """Gratuitous ARPs for what this chassis answers on external networks: floating IPs
+    of ports plugged here, and gateway addresses of routers whose active gateway it is.
+    Send them when one appears (associate, move, failover), and again a few times."""
+    from plexus.pipeline.stages.common import local_ports
+    local = {p.id for p in local_ports(view)}
+    out = []
+    for router, _ in rt.programmed(view):
+        gw = rt.gateway(view, router)
+        if gw is None or gw.patch is None:
+            continue
+        vlan = gw.network.segmentation_id if gw.network.network_type == "vlan" else None
+        owned = [(f.address, f.mac) for f in rt.local_fips(view, router, gw)
+                 if f.port_id in local]
+        if rt.is_active(view, router):
+            owned.append((gw.ip, gw.port.mac))
+        out += [Announcement(gw.patch, ip, mac, garp(mac, ip, vlan)) for ip, mac in owned]
+    return sorted(out, key=lambda a: (a.ofport, ipaddress.ip_address(a.ip)))
+
+
+def garp(mac: str, ip: str, vlan: int | None = None) -> bytes:
+    """A gratuitous ARP request (sender and target ``ip``) broadcast from ``mac``."""
+    return _arp_frame(mac, "ff:ff:ff:ff:ff:ff", ip, "00:00:00:00:00:00", ip, vlan)
+
+
+def arp_probe(mac: str, ip: str, vlan: int | None = None) -> bytes:
+    """An ARP request for ``ip`` from ``mac`` with sender address 0.0.0.0 (RFC 5227): the
+    owner answers to ``mac`` without learning any address from it, so a chassis can
+    resolve without touching the upstream router's ARP cache for the gateway."""
+    return _arp_frame(mac, "ff:ff:ff:ff:ff:ff", "0.0.0.0", "00:00:00:00:00:00", ip, vlan)
+
+
+def _arp_frame(src: str, dst: str, spa: str, tha: str, tpa: str, vlan: int | None) -> bytes:
+    from os_ken.lib.packet import arp, ethernet, ether_types, packet
+    from os_ken.lib.packet import vlan as vlan_hdr
+    pkt = packet.Packet()
+    if vlan is None:
+        pkt.add_protocol(ethernet.ethernet(dst, src, ether_types.ETH_TYPE_ARP))
+    else:
+        pkt.add_protocol(ethernet.ethernet(dst, src, ether_types.ETH_TYPE_8021Q))
+        pkt.add_protocol(vlan_hdr.vlan(vid=vlan, ethertype=ether_types.ETH_TYPE_ARP))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=src, src_ip=spa, dst_mac=tha,
+                             dst_ip=tpa))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def snat_routers(view: View) -> list[str]:
+    """Routers this chassis should hold SNAT port blocks of: SNAT on, a gateway on an
+    external network it has a bridge mapping for, and a port bound here behind them."""
+    bound = {p.network_id for p in view.ports.values() if p.chassis == view.chassis}
+    out = []
+    for router in view.routers.values():
+        gw = rt.gateway(view, router)
+        if (router.enable_snat and router.admin_up and gw is not None
+                and gw.patch is not None
+                and any(i.network.id in bound for i in rt.interfaces(view, router))):
+            out.append(router.id)
+    return sorted(out)
+
+
+def zones(view: View) -> dict[str, int]:
+    """Router id → its conntrack zone on this chassis (to flush a zone that goes away)."""
+    return rt.zones(view)
+
+
+def statuses(view: View) -> dict[str, dict[str, str]]:
+    """What this chassis can report: ACTIVE for routers it is the active gateway of (and
+    programs: it has a patch port to the gateway's network) and for floating IPs of ports
+    plugged here that it programs."""
+    routers, fips = {}, {}
+    for router, _ in rt.programmed(view):
+        gw = rt.gateway(view, router)
+        if gw is None or gw.patch is None:
+            continue
+        if rt.is_active(view, router):
+            routers[router.id] = "ACTIVE"
+        fips.update({f.id: "ACTIVE" for f in rt.local_fips(view, router, gw)})
+    return {"routers": routers, "floatingips": fips}
