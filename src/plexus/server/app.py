@@ -1,7 +1,9 @@
-"""Assembling the server: store, services, identity, Neutron routes, southbound stream."""
+"""Assembling the server: store, services, identity, Neutron routes, southbound stream
+(whose hub follows the store for the life of the app)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -20,6 +22,7 @@ from plexus.server import southbound
 from plexus.server.identity.auth import Authenticator
 from plexus.server.identity.routes import identity_routes
 from plexus.server.identity.service import IdentityService
+from plexus.server.stream import Hub
 from plexus.store import Store, open_store
 
 LOG = logging.getLogger("plexus.server")
@@ -30,6 +33,7 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
     store = store or open_store(config.store.url, ca_file=config.store.ca_file,
                                 cert_file=config.store.cert_file, key_file=config.store.key_file)
     services = build_services(store, config)
+    hub = Hub(store)
     identity = IdentityService(store)
     if config.identity.mode in ("builtin", "none"):
         identity.seed(config.identity)
@@ -53,13 +57,17 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        hub.start(asyncio.get_running_loop())
         yield
+        hub.stop()
         authenticator.close()
-        store.close()
+        store.close()                 # also ends the hub's wait on the store
+        hub.join(timeout=5)
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
                     lifespan=lifespan)
     app.state.services = services
+    app.state.hub = hub
     app.state.authenticator = authenticator
     app.state.identity = identity
     app.state.config = config

@@ -1,10 +1,12 @@
 """The southbound stream agents use (and nothing else of the server's state):
-a consistent snapshot at a revision, ordered change events resumable from a revision,
+a consistent snapshot at a revision, ordered change events resumable from a revision
+(both per chassis, served by the process' ``stream.Hub`` from the event loop),
 the status reports agents send back (ports, routers, floating IPs), and the SNAT port
 blocks chassis lease on routers' gateway addresses."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import orjson
@@ -15,9 +17,11 @@ from starlette.routing import Route
 from plexus.api import errors
 from plexus.api.http import JSON, call, context, endpoint, json_body
 from plexus.api.services.base import MODEL
+from plexus.server.stream import Hub
 from plexus.store import Compacted, Event
 
 MAX_WAIT = 30.0
+READY_WAIT = 30.0
 DEFAULT_TTL = 10.0
 
 
@@ -36,37 +40,115 @@ def event_body(event: Event) -> dict:
             "revision": event.kv.mod_revision, "object": obj}
 
 
+def _snapshot_bytes(revision: int, objects: dict[str, list[bytes]]) -> bytes:
+    parts = [orjson.dumps(coll) + b":[" + b",".join(items) + b"]"
+             for coll, items in objects.items()]
+    return b'{"revision":%d,"objects":{' % revision + b",".join(parts) + b"}}"
+
+
+def _events_bytes(events: list[bytes], nxt: int) -> bytes:
+    return b'{"events":[' + b",".join(events) + b'],"next":%d}' % nxt
+
+
+def _raw_json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+def _compacted(exc: Compacted) -> Response:
+    body = errors.NeutronError(str(exc), type_name="Compacted").body()
+    body["NeutronError"]["compact_revision"] = exc.compact_revision
+    return JSON(body, status_code=410)
+
+
+async def _hub(request: Request) -> Hub:
+    """The server's hub, started and holding the model."""
+    hub: Hub = request.app.state.hub
+    hub.start()
+    if not hub.ready.is_set() and not await hub.ready_async(READY_WAIT):
+        raise errors.ServiceUnavailable("The southbound stream is not ready yet")
+    return hub
+
+
+def _chassis(request: Request) -> str | None:
+    return request.query_params.get("chassis") or None
+
+
 @endpoint
 async def snapshot(request: Request) -> Response:
-    """Every model object, grouped by collection, read at one revision."""
+    """The model at one revision, grouped by collection: with ``?chassis=X`` only the
+    objects in X's scopes (``plexus.model.relevance``), without it every object."""
     await _require_admin(request)
-    store = request.app.state.services.store
-    kvs, revision = await call(store.range, MODEL)
-    objects: dict[str, list] = {}
-    for kv in kvs:
-        collection = kv.key[len(MODEL):].partition("/")[0]
-        objects.setdefault(collection, []).append(orjson.loads(kv.value))
-    return JSON({"revision": revision, "objects": objects})
+    chassis = _chassis(request)
+    hub = await _hub(request)
+    await hub.sync()
+    if chassis is None:
+        return _raw_json(await call(lambda: _snapshot_bytes(*hub.snapshot_all())))
+    return _raw_json(_snapshot_bytes(*hub.snapshot(chassis)))
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @endpoint
 async def watch(request: Request) -> Response:
-    """Changes after a snapshot: ``?from=REV&timeout=S``; 410 when history was compacted."""
+    """Changes after a snapshot: ``?from=REV&timeout=S[&chassis=X]`` (with a chassis, its
+    events only, and the puts and deletes its scopes' changes bring); 410 when the
+    revision is older than the history kept. A long poll waits on the event loop for the
+    hub to route an event to it, and ends as soon as the client disconnects."""
     await _require_admin(request)
     try:
         start = int(request.query_params.get("from", "0"))
         timeout = min(float(request.query_params.get("timeout", "0")), MAX_WAIT)
     except ValueError:
         raise errors.BadRequest("from must be an integer and timeout a number") from None
-    store = request.app.state.services.store
+    if start < 0:
+        raise errors.BadRequest("from must not be negative")
+    chassis = _chassis(request)
+    hub = await _hub(request)
+    if timeout <= 0:
+        await hub.sync()
+    start = start or hub.next                     # 0: from the next change on
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    gone: asyncio.Future | None = None
     try:
-        result = await call(store.watch, MODEL, start, timeout)
-    except Compacted as exc:
-        body = errors.NeutronError(str(exc), type_name="Compacted").body()
-        body["NeutronError"]["compact_revision"] = exc.compact_revision
-        return JSON(body, status_code=410)
-    return JSON({"events": [event_body(e) for e in result.events],
-                 "next": result.next_revision})
+        while True:
+            try:
+                events, nxt = hub.read(chassis, start)
+            except Compacted as exc:
+                if chassis is not None:
+                    return _compacted(exc)
+                # every event, from before this server started: the store's own history
+                try:
+                    result = await call(hub.store.watch, MODEL, start, 0.0)
+                except Compacted as gone_exc:
+                    return _compacted(gone_exc)
+                if result.events:
+                    return JSON({"events": [event_body(e) for e in result.events],
+                                 "next": result.next_revision})
+                start = max(start, result.next_revision)
+                if start < hub.floor:
+                    return _raw_json(_events_bytes([], start))
+                continue
+            remaining = deadline - loop.time()
+            if events or remaining <= 0:
+                return _raw_json(_events_bytes(events, nxt))
+            waiter = hub.waiter(chassis)
+            try:
+                if gone is None:
+                    gone = asyncio.ensure_future(_disconnected(request))
+                await asyncio.wait((waiter, gone), timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                hub.forget(chassis, waiter)
+            if gone.done():
+                return Response(status_code=499)
+    finally:
+        if gone is not None:
+            gone.cancel()
 
 
 @endpoint
