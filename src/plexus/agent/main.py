@@ -60,7 +60,7 @@ async def run(args: argparse.Namespace) -> None:
     """Run the agent until a signal asks it to stop."""
     creds = Credentials(None) if args.auth == "none" else Credentials(
         args.username, args.password, args.project)
-    sb = Southbound(args.server.split(","), creds)
+    sb = Southbound(args.server.split(","), creds, chassis=args.chassis)
     switch = Switch(args.ovsdb, args.ovs_rundir, args.bridge)
     agent = Agent(AgentConfig(args.chassis, args.tunnel_ip, args.bridge_mappings,
                               args.gateway, args.ttl), sb, switch)

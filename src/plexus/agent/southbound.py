@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 
@@ -52,11 +53,14 @@ class Southbound:
     """HTTP client of ``/southbound/v1`` on one or more servers."""
 
     def __init__(self, urls: list[str], credentials: Credentials = Credentials(),
-                 timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None):
+                 timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None,
+                 chassis: str | None = None):
         if not urls:
             raise ValueError("at least one server URL is needed")
         self.urls = [u.rstrip("/") for u in urls]
         self.credentials = credentials
+        self.chassis = chassis          # given: the server sends only this chassis' objects
+        self._only = f"chassis={quote(chassis, safe='')}" if chassis else ""
         self._current = 0
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
@@ -73,14 +77,18 @@ class Southbound:
 
     # --- the API ---------------------------------------------------------------------
     async def snapshot(self) -> tuple[int, dict]:
-        """Every model object at one revision: (revision, {collection: [objects]})."""
-        body = await self._call("GET", "/southbound/v1/snapshot")
+        """The model at one revision: (revision, {collection: [objects]}); with a chassis,
+        the objects in its scopes only."""
+        query = f"?{self._only}" if self._only else ""
+        body = await self._call("GET", f"/southbound/v1/snapshot{query}")
         return int(body["revision"]), body.get("objects") or {}
 
     async def watch(self, start: int, wait: float = WATCH_WAIT) -> tuple[list, int]:
-        """Events from revision ``start`` on, waiting up to ``wait`` s: (events, next)."""
-        body = await self._call("GET", f"/southbound/v1/watch?from={start}&timeout={wait}",
-                                timeout=wait + 10)
+        """Events from revision ``start`` on, waiting up to ``wait`` s: (events, next);
+        with a chassis, its events only (and the puts and deletes that follow from its
+        scopes growing or shrinking)."""
+        query = f"from={start}&timeout={wait}" + (f"&{self._only}" if self._only else "")
+        body = await self._call("GET", f"/southbound/v1/watch?{query}", timeout=wait + 10)
         events = body.get("events")
         return (events if isinstance(events, list) else []), int(body["next"])
 
