@@ -30,6 +30,7 @@ from tests.golden.l3_reference import (
 STEPS = settings(max_examples=30, deadline=None)
 NETS = ["net-a", "net-b", "net-c"]
 HOSTS = CHASSIS + [""]
+GROUPS = ["sg-web", "sg-app", "sg-db"]
 
 
 def world() -> dict:
@@ -42,10 +43,14 @@ def world() -> dict:
         "sg-app": {"id": "sg-app", "security_group_rules": [
             {"id": "a1", "direction": "ingress", "ethertype": "IPv4",
              "remote_group_id": "sg-web"},
-            {"id": "a2", "direction": "egress", "ethertype": "IPv4"}]}}
+            {"id": "a2", "direction": "egress", "ethertype": "IPv4"}]},
+        "sg-db": {"id": "sg-db", "security_group_rules": [
+            {"id": "d1", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+             "port_range_min": 5432, "port_range_max": 5432, "remote_group_id": "sg-app"}]}}
     for pid, port in objs["ports"].items():
         if port["device_owner"].startswith("compute"):
-            port["security_groups"] = ["sg-app"] if pid.endswith("1") else ["sg-web"]
+            port["security_groups"] = (["sg-db"] if pid.startswith("c-") else
+                                       ["sg-app"] if pid.endswith("1") else ["sg-web"])
     objs["liveness"] = {f"agent-{c}": {"host": c} for c in CHASSIS}
     return objs
 
@@ -66,14 +71,14 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
             "mac_address": f"fa:16:3e:77:{n // 256:02x}:{n % 256:02x}",
             "binding:host_id": rnd.choice(HOSTS), "device_owner": "compute:nova",
             "device_id": f"vm{n}", "admin_state_up": True, "allowed_address_pairs": [],
-            "fixed_ips": [{"subnet_id": subnet_of(net), "ip_address": f"10.9.{n % 200}.5"}],
-            "security_groups": rnd.sample(["sg-web", "sg-app"], rnd.randrange(3))}
+            "fixed_ips": [{"subnet_id": subnet_of(net), "ip_address": f"10.9.0.{n % 3 + 5}"}],
+            "security_groups": rnd.sample(GROUPS, rnd.randrange(3))}
     if kind == 2 and vms:                                  # a VM port goes away
         return "ports", rnd.choice(vms), None
     if kind == 3 and vms:                                  # its groups change
         pid = rnd.choice(vms)
         return "ports", pid, dict(ports[pid], security_groups=rnd.sample(
-            ["sg-web", "sg-app", "sg-gone"], rnd.randrange(3)))
+            GROUPS + ["sg-gone"], rnd.randrange(3)))
     if kind == 4:                                          # a router interface comes or goes
         if "r1-b" in ports and rnd.random() < 0.5:
             return "ports", "r1-b", None
@@ -91,7 +96,7 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
         rules = [{"id": "a2", "direction": "egress", "ethertype": "IPv4"}]
         if rnd.random() < 0.6:
             rules.append({"id": "a1", "direction": "ingress", "ethertype": "IPv4",
-                          "remote_group_id": rnd.choice(["sg-web", "sg-app"])})
+                          "remote_group_id": rnd.choice(GROUPS)})
         return "security-groups", "sg-app", {"id": "sg-app", "security_group_rules": rules}
     if kind == 7:                                          # a floating IP moves
         fip = dict(objs["floatingips"]["fip-a1"])

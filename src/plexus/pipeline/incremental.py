@@ -1,20 +1,24 @@
 """Incremental compilation: the same flows as ``compile_view``, recomputing only the
-stages whose inputs changed.
+parts of the pipeline whose inputs changed.
 
 Each stage compiler is a pure function of the View. While a stage compiles, the view
 it is handed records which of its fields the compiler reads (``Traced``); the stage's
 flows are kept with those fields' values. On the next view, a stage whose recorded
 fields are all unchanged (the same object, or equal) would compute the same flows, so
-they are reused; the others are recompiled. The view builder shares unchanged field
-values between views, so "unchanged" is mostly an identity check.
+they are reused; the others are recompiled.
 
-``Delta`` says, per recompiled stage, which flows went and which came: what the agent
-lowers and diffs, instead of the whole pipeline. ``compile_view`` stays the reference
-(tests compare the two after random changes)."""
+A stage the registry declares ``partitioned`` is compiled per *part*: the view cut down
+to one local network (``part``) and once with no network at all (the stage's shared
+flows); its flows are the union of its parts' (a property the tests check against the
+whole compile). A change on one network then recompiles that network's part only.
+
+``Delta`` says which flows went and which came: what the agent lowers and diffs,
+instead of the whole pipeline. ``compile_view`` stays the reference (tests compare the
+two after random changes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from plexus.pipeline.compile import compilers
@@ -23,6 +27,7 @@ from plexus.pipeline.registry import PipelineViolation, check_flow
 from plexus.pipeline.view import View
 
 FIELDS = frozenset(f.name for f in fields(View) if f.init)
+SHARED = ""                     # the part of a partitioned stage with no network
 
 
 class Traced(View):
@@ -42,20 +47,36 @@ def traced(view: View) -> Traced:
     return copy
 
 
+def part(view: View, network_id: str) -> View:
+    """``view`` cut down to one network (``SHARED``: to none): its ports, subnets, VIFs
+    and the security of its local ports; everything else as it is."""
+    ports = {p.id: p for p in view.ports_on(network_id)} if network_id else {}
+    security = view.security
+    if security is not None:
+        security = replace(security, port_groups={
+            p: g for p, g in security.port_groups.items() if p in ports})
+    return replace(view, ports=ports,
+                   networks={network_id: view.networks[network_id]}
+                   if network_id in view.networks else {},
+                   subnets={s: o for s, o in view.subnets.items() if o.network_id == network_id},
+                   vif_ofports={p: o for p, o in view.vif_ofports.items() if p in ports},
+                   security=security)
+
+
 @dataclass
 class _Memo:
-    reads: dict[str, Any]                 # field → the value the stage compiled from
+    reads: dict[str, Any]                 # field → the value the unit compiled from
     flows: dict[tuple, Flow]              # flow key → flow
 
 
 @dataclass
 class Delta:
-    """What one incremental compile changed: flows removed and added, the stages that
-    were recompiled (and how many were reused)."""
+    """What one incremental compile changed: flows removed and added, the units (stage,
+    part) that were recompiled, and how many were reused."""
 
     removed: list[Flow] = field(default_factory=list)
     added: list[Flow] = field(default_factory=list)
-    recompiled: list[str] = field(default_factory=list)
+    recompiled: list[tuple[str, str]] = field(default_factory=list)
     reused: int = 0
 
     def __bool__(self) -> bool:
@@ -70,44 +91,99 @@ def _unchanged(view: View, reads: dict[str, Any]) -> bool:
     return True
 
 
+def _merge(parts, old: dict[tuple, Flow], touched: set[tuple]) -> dict[tuple, Flow]:
+    """A stage's flows: ``old`` with the ``touched`` keys taken from its parts again (a
+    flow two parts emit must be the same flow)."""
+    new = dict(old)
+    for key in touched:
+        found = None
+        for memo in parts:
+            flow = memo.flows.get(key)
+            if flow is None:
+                continue
+            if found is None:
+                found = flow
+            elif found != flow:
+                raise PipelineViolation(f"two flows with one match:\n  {found}\n  {flow}")
+        if found is None:
+            new.pop(key, None)
+        else:
+            new[key] = found
+    return new
+
+
 class IncrementalCompiler:
-    """Flows of one chassis, kept per stage between views."""
+    """Flows of one chassis, kept per stage (and per part of a partitioned stage)."""
 
     def __init__(self) -> None:
-        self._memo: dict[str, _Memo] = {}
+        self._memo: dict[str, dict[str, _Memo]] = {}      # stage → part → memo
+        self._flows: dict[str, dict[tuple, Flow]] = {}    # stage → its merged flows
 
     def flows(self) -> list[Flow]:
         """Every flow of the last compiled view (unsorted)."""
-        return [f for memo in self._memo.values() for f in memo.flows.values()]
+        return [f for flows in self._flows.values() for f in flows.values()]
 
     def reset(self) -> None:
         """Forget everything (the next compile recompiles every stage)."""
         self._memo.clear()
+        self._flows.clear()
 
     def compile(self, view: View) -> Delta:
         """Bring the flows to ``view``'s; returns what changed. A compiler error leaves
         the previous flows in place and propagates."""
         delta = Delta()
-        fresh: dict[str, _Memo] = {}
+        memos: dict[str, dict[str, _Memo]] = {}
+        merged: dict[str, dict[tuple, Flow]] = {}
+        cut: dict[str, View] = {}                          # the view's parts, made once
         for stage, compiler in compilers():
-            memo = self._memo.get(stage.name)
-            if memo is not None and _unchanged(view, memo.reads):
-                fresh[stage.name] = memo
-                delta.reused += 1
+            before = self._memo.get(stage.name, {})
+            if stage.partitioned:
+                nets = sorted({p.network_id for p in view.local_ports()})
+                units = {SHARED: None, **{n: None for n in nets}}
+            else:
+                units = {SHARED: None}
+            parts: dict[str, _Memo] = {}
+            touched: set[tuple] = set()
+            for name in units:
+                unit_view = view
+                if stage.partitioned:
+                    unit_view = cut.get(name) or cut.setdefault(name, part(view, name))
+                memo = before.get(name)
+                if memo is not None and _unchanged(unit_view, memo.reads):
+                    parts[name] = memo
+                    delta.reused += 1
+                    continue
+                parts[name] = fresh = self._unit(stage, compiler, unit_view, memo)
+                delta.recompiled.append((stage.name, name))
+                touched |= fresh.flows.keys() | (memo.flows.keys() if memo else set())
+            for name, memo in before.items():
+                if name not in parts:                     # a network no longer local
+                    touched |= memo.flows.keys()
+            memos[stage.name] = parts
+            if not touched:
+                merged[stage.name] = self._flows[stage.name]
                 continue
-            probe = traced(view)
-            out: dict[tuple, Flow] = {}
-            before = memo.flows if memo is not None else {}
-            for flow in compiler(probe):
-                if before.get(flow.key()) != flow:       # an equal flow was checked before
-                    check_flow(flow, owner=stage.owner)
-                other = out.setdefault(flow.key(), flow)
-                if other != flow:
-                    raise PipelineViolation(f"two flows with one match:\n  {other}\n  {flow}")
-            reads = {name: getattr(view, name) for name in probe.__dict__["_reads"]}
-            fresh[stage.name] = _Memo(reads, out)
-            delta.recompiled.append(stage.name)
-            delta.removed += [f for k, f in before.items() if out.get(k) != f]
-            delta.added += [f for k, f in out.items() if before.get(k) != f]
-        self._memo = fresh
+            old = self._flows.get(stage.name, {})
+            new = merged[stage.name] = _merge(parts.values(), old, touched)
+            for key in touched:
+                was, now = old.get(key), new.get(key)
+                if was is not None and was != now:
+                    delta.removed.append(was)
+                if now is not None and now != was:
+                    delta.added.append(now)
+        self._memo, self._flows = memos, merged
         return delta
+
+    @staticmethod
+    def _unit(stage, compiler, view: View, memo: _Memo | None) -> _Memo:
+        before = memo.flows if memo is not None else {}
+        probe = traced(view)
+        out: dict[tuple, Flow] = {}
+        for flow in compiler(probe):
+            if before.get(flow.key()) != flow:           # an equal flow was checked before
+                check_flow(flow, owner=stage.owner)
+            other = out.setdefault(flow.key(), flow)
+            if other != flow:
+                raise PipelineViolation(f"two flows with one match:\n  {other}\n  {flow}")
+        reads = {name: getattr(view, name) for name in probe.__dict__["_reads"]}
+        return _Memo(reads, out)

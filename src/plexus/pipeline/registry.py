@@ -30,6 +30,9 @@ class Stage:
     matches: frozenset[str]         # fields flows of this stage may match
     next: tuple[str, ...]           # stages flows may go to
     doc: str
+    # its flows are the union of its flows over each local network's part of the view
+    # (``plexus.pipeline.incremental.part``), so one network's change recompiles that part
+    partitioned: bool = False
 
 
 REGISTERS: dict[str, Register] = {r.name: r for r in (
@@ -74,20 +77,24 @@ STAGES: tuple[Stage, ...] = (
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
           "source MAC and IP (and allowed address pairs) must belong to the in-port; "
-          "DHCP from 0.0.0.0 is allowed; everything else from a VIF is dropped"),
+          "DHCP from 0.0.0.0 is allowed; everything else from a VIF is dropped",
+          partitioned=True),
     Stage("arp_responder", 20, "plexus.pipeline.stages.arp",
           frozenset(_L2 | _ARP | _REGS), ("dhcp",),
           "ARP requests for every known address on the network are answered in place "
-          "and sent back out of the in-port"),
+          "and sent back out of the in-port",
+          partitioned=True),
     Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
           frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
-          "(packet-in); the agent's reply is injected back"),
+          "(packet-in); the agent's reply is injected back",
+          partitioned=True),
     Stage("egress_ct", 40, "plexus.pipeline.stages.egress_ct",
           _CT_DISPATCH, ("egress_acl", "l3_input"),
           "security groups, leaving a VM: IPv4 from a guarded port (port security on, "
           "groups known) goes through conntrack in the port's zone (its ofport) and on to "
-          "egress_acl; DHCP requests pass, DHCP replies from a VM drop; the rest passes"),
+          "egress_acl; DHCP requests pass, DHCP replies from a VM drop; the rest passes",
+          partitioned=True),
     Stage("egress_acl", 45, "plexus.pipeline.stages.egress_acl",
           _ACL, ("l3_input",),
           "the port's egress rules (conjunctive matches for remote groups): invalid and "
@@ -135,7 +142,8 @@ STAGES: tuple[Stage, ...] = (
           "security groups, entering a VM (from a local port or a tunnel): IPv4 to a "
           "guarded local port goes through conntrack in that port's zone and on to "
           "ingress_acl; ARP and DHCP replies pass, other traffic to it drops; floods and "
-          "unguarded ports pass"),
+          "unguarded ports pass",
+          partitioned=True),
     Stage("ingress_acl", 75, "plexus.pipeline.stages.ingress_acl",
           _ACL, ("output",),
           "the out-port's ingress rules, as egress_acl does for the in-port's egress "
