@@ -165,16 +165,21 @@ names every table; do not edit by hand. Flows name stages and registers; only th
 lowering step (`src/plexus/lower/openflow.py`) turns them into numbers. Each flow's
 cookie names the object that produced it (`port:<id>`, `network:<id>`, ...), so a
 diff touches only what changed and `plexus trace` can say why each step happened.
+
+The agent recompiles a stage only when a field of the view it read changed; a stage
+recompiled *per network* is a union of its flows over each local network's part of the
+view, so a change on one network recompiles that part alone (docs/architecture.md).
 """
 
 
 def render_pipeline() -> str:
     """The whole of docs/pipeline.md."""
     from plexus.pipeline.registry import REGISTERS, STAGES
-    out = [PIPELINE_INTRO, "\n## Stages\n\n| table | stage | owner | may match | goes to | "
-           "what it does |\n|---|---|---|---|---|---|\n"]
+    out = [PIPELINE_INTRO, "\n## Stages\n\n| table | stage | owner | recompiled per | "
+           "may match | goes to | what it does |\n|---|---|---|---|---|---|---|\n"]
     for st in STAGES:
         out.append(f"| {st.table} | `{st.name}` | `{st.owner.rsplit('.', 1)[-1]}` | "
+                   f"{'network' if st.partitioned else 'chassis'} | "
                    f"{', '.join(f'`{m}`' for m in sorted(st.matches))} | "
                    f"{', '.join(f'`{n}`' for n in st.next) or '—'} | {st.doc} |\n")
     out.append("\n## Registers\n\n| name | OVS field | bits | meaning |\n|---|---|---|---|\n")
