@@ -12,13 +12,9 @@ from plexus.api import errors
 from plexus.api.schemas.base import (
     REQUIRED, Attr, Resource, one_of, standard_attrs, string, to_bool, to_uuid,
 )
+from plexus.model.keys import PROTOCOLS, protocol_number  # noqa: F401 (re-exported)
 
 # Neutron's IP_PROTOCOL_MAP: every protocol name a rule accepts, and its number.
-PROTOCOLS = {"ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "hopopt": 0, "icmp": 1,
-             "igmp": 2, "ip": 0, "ipip": 4, "ipv6-encap": 41, "ipv6-frag": 44,
-             "ipv6-icmp": 58, "icmpv6": 58, "ipv6-nonxt": 59, "ipv6-opts": 60,
-             "ipv6-route": 43, "ospf": 89, "pgm": 113, "rsvp": 46, "sctp": 132, "tcp": 6,
-             "udp": 17, "udplite": 136, "vrrp": 112}
 # One name per number (58 is ipv6-icmp, not the legacy icmpv6), for duplicate detection.
 NUMBER_NAMES = {str(n): name for name, n in PROTOCOLS.items() if name != "icmpv6"}
 PORT_PROTOCOLS = {"DCCP": 33, "SCTP": 132, "TCP": 6, "UDP": 17, "UDPLITE": 136}
@@ -102,13 +98,6 @@ def name_not_default(value: Any) -> str:
 def normalized_cidr(prefix: str | None) -> str | None:
     """The network of a remote prefix (host bits cleared), or None."""
     return str(ipaddress.ip_interface(prefix).network) if prefix else None
-
-
-def protocol_number(name: str | None) -> int | None:
-    """The IP protocol number of a stored protocol value."""
-    if name is None:
-        return None
-    return PROTOCOLS.get(name, None if not name.isdigit() else int(name))
 
 
 def check_rule(rule: dict) -> None:

@@ -19,8 +19,8 @@ from plexus.api.services.l3_status import floatingip_status
 from plexus.api.services.routers import (
     INTERFACE_OWNERS, bad_request, bumped, delete_port, service_port,
 )
+from plexus.model.keys import FLOATINGIP_OWNER
 
-FLOATINGIP_OWNER = "network:floatingip"
 PORT_DETAILS = ("name", "network_id", "mac_address", "admin_state_up", "status", "device_id",
                 "device_owner")
 UNASSOCIATED = {"port_id": None, "fixed_ip_address": None, "router_id": None}

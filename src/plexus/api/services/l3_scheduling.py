@@ -32,8 +32,8 @@ import orjson
 from plexus.api import errors
 from plexus.api.services.agents import agent_id
 from plexus.api.services.base import ALLOC, MAX_ATTEMPTS, MODEL, Retry, Writes, now
+from plexus.model.keys import GATEWAY_CHASSIS
 
-GATEWAY_CHASSIS = "plexus:gateway_chassis"
 PINNED = "plexus:gateway_pinned"
 EXCLUDED = "plexus:gateway_excluded"
 GENERATION = f"{ALLOC}gateway-chassis"

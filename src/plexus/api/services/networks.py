@@ -7,9 +7,9 @@ from plexus.api import errors
 from plexus.api.schemas.core import NETWORK
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes
 from plexus.ipam import choose_segment
+from plexus.model.keys import KEY
 
 VXLAN_MAX = 2 ** 24 - 1
-KEY = "plexus:key"          # hidden datapath key (not in the wire schema)
 # Ports that Neutron deletes along with their network.
 AUTO_DELETE_OWNERS = ("network:dhcp",)
 

@@ -11,13 +11,12 @@ from plexus.api.schemas.core import PORT
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
 from plexus.api.services.subnets import ROUTER_OWNERS, ip_key, pools_tuples
 from plexus.ipam import choose_address, is_valid_fixed_ip, random_mac
+from plexus.model.keys import KEY, SERVICE_OWNERS
 
-SERVICE_OWNERS = ROUTER_OWNERS + ("network:floatingip",)
 VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
                "datapath_type": "netdev", "ovs_hybrid_plug": False}
 PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
 PORT_KEY_MAX = 0xFFFE      # 0xFFFF is the pipeline's flood key
-KEY = "plexus:key"         # hidden datapath key (not in the wire schema)
 LOG = logging.getLogger(__name__)
 
 

@@ -26,11 +26,8 @@ from plexus.api.services.l3_status import StatusReports, router_status
 from plexus.api.services.snat import SnatBlocks
 from plexus.api.services.subnets import ip_key
 from plexus.ipam import cidr_overlaps
+from plexus.model.keys import GATEWAY_OWNER, INTERFACE_OWNER, INTERFACE_OWNERS
 
-GATEWAY_OWNER = "network:router_gateway"
-INTERFACE_OWNER = "network:router_interface"
-INTERFACE_OWNERS = (INTERFACE_OWNER, "network:router_interface_distributed",
-                    "network:ha_router_replicated_interface")
 
 
 def bad_request(resource: str, msg: str) -> errors.NeutronError:

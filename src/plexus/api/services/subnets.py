@@ -8,9 +8,8 @@ from plexus.api import errors
 from plexus.api.schemas.core import SUBNET
 from plexus.api.services.base import ALLOC, ResourceService, Writes
 from plexus.ipam import IpamError, cidr_overlaps, default_gateway, default_pools, validate_pools
+from plexus.model.keys import ROUTER_OWNERS
 
-ROUTER_OWNERS = ("network:router_interface", "network:router_interface_distributed",
-                 "network:ha_router_replicated_interface", "network:router_gateway")
 
 
 def ip_key(subnet_id: str, ip: str) -> str:

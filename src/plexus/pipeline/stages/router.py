@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
+from plexus.model import keys
 from plexus.pipeline.flows import VLAN_PRESENT, Move, Output, PushVlan, SetField
 from plexus.pipeline.stages.common import (
     ARP_REPLY, ARP_REQUEST, ETH_ARP, ETH_IP, ipv4_addresses, is_ipv4, local_networks,
@@ -35,9 +36,9 @@ ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 PORT_FIELDS = {IP_TCP: ("tcp_src", "tcp_dst"), IP_UDP: ("udp_src", "udp_dst")}
 ZONE_BASE = 0xFF00        # OVS numbers OpenFlow ports below 0xFF00: no VIF's zone is here
 ZONE_SLOTS = 255          # router zones 0xFF00..0xFFFE
-GATEWAY_OWNER = "network:router_gateway"
-FLOATINGIP_OWNER = "network:floatingip"
-EXTERNAL_OWNERS = (GATEWAY_OWNER, FLOATINGIP_OWNER)
+GATEWAY_OWNER = keys.GATEWAY_OWNER
+FLOATINGIP_OWNER = keys.FLOATINGIP_OWNER
+EXTERNAL_OWNERS = keys.EXTERNAL_OWNERS
 
 
 @dataclass(frozen=True)
