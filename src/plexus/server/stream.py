@@ -265,16 +265,23 @@ class Hub:
         if change is None:                      # nothing relevance or compilers read changed
             current = catalog.get(collection, ident)
             return frozenset(self._members(scopes(collection, current))), None
-        recipients = self._members(change_scopes(change))
+        touched = change_scopes(change)
+        recipients = self._members(touched)
         if not recipients:
             return _NOBODY, None
         new_scopes = scopes(collection, change.new)
         resubscribe = structural(change)
+        if not resubscribe and (change.old is None or change.new is None
+                                or scopes(collection, change.old) == new_scopes):
+            return frozenset(recipients), None      # everyone keeps its scopes and the object
+        # who may subscribe differently now: a chassis' scopes never depend on the
+        # members of the groups it only watches (just on its own ports' groups)
+        moved = self._members(s for s in touched if s[0] != "member") if resubscribe else ()
         to, extra = set(), {}
         for chassis in recipients:
             before = self.subs.get(chassis) or _own(chassis)
             after = before
-            if resubscribe:
+            if chassis in moved:
                 after = frozenset(subscriptions(catalog, chassis))
                 if after != before:
                     self._subscribe(chassis, after)
