@@ -57,9 +57,11 @@ Keystone with a service token, cached ≤ 60 s) and `none` (development).
 
 ## Southbound (agents)
 
-`GET /southbound/v1/snapshot` (every model object at one revision),
-`GET /southbound/v1/watch?from=REV&timeout=S` (ordered events, long poll; 410 when the
-revision was compacted, so the agent re-lists), `PUT /southbound/v1/ports/{id}/status`
+`GET /southbound/v1/snapshot[?chassis=X]` (the model at one revision; with a chassis,
+only the objects in its scopes), `GET /southbound/v1/watch?from=REV&timeout=S[&chassis=X]`
+(ordered events, long poll served from the event loop; with a chassis, its events and
+the puts and deletes its changing scopes bring; 410 when the revision is older than the
+history kept, so the agent re-lists; see docs/architecture.md), `PUT /southbound/v1/ports/{id}/status`
 (an agent reports a port ACTIVE or DOWN), `PUT /southbound/v1/routers/{id}/status` and
 `PUT /southbound/v1/floatingips/{id}/status` (a chassis reports a router or floating IP
 programmed), `POST/GET/DELETE /southbound/v1/routers/{id}/snat-blocks` (SNAT port
