@@ -1,100 +1,264 @@
-"""Port-up benchmark: time from a port create (with binding) to its VM pinging a peer on
-another chassis, over N ports on a 3-chassis lab; OpenFlow flows per chassis as ports
-are added; the agents' CPU seconds. Prints one table.
+"""Port-up benchmark: bursts of ports on a 3-chassis lab, timed two ways — from VIF plug
+and from API create — to each VM's first echo reply from a peer on another chassis and
+to the port showing ACTIVE in the API. Prints one table.
 
-Each measured VM is plumbed before its port exists, as a hypervisor would have it
-ready: a namespace with its MAC, address and route, and a veth in its chassis' br-int.
-Then, per port: a ping (every 10 ms) toward the peer starts in the VM, the clock starts,
-the port is created through the API (binding:host_id = the chassis, the VM's MAC and
-address), the VIF gets ``external_ids:iface-id`` (what Nova's plug does), and the clock
-stops at the first echo reply. ARP on the way is answered by the agents' responders
-(the VMs retry ARP every 10 ms instead of every second).
+Every measured VM is plumbed first, as a hypervisor has it ready: a namespace with its
+MAC and address, and a veth in its chassis' br-int without ``iface-id``. Ports go in
+networks of ``--per-network``; each network spans two chassis (the pairs rotate): a peer
+VM on one, the measured VMs on the other.
 
-Ports go in networks of ``--per-network``; each network spans two chassis (the pairs
-rotate): a peer VM (booted with DHCP) on one, the measured VMs on the other — so each
-chassis shares only some networks, and its flows follow its own ports and their peers.
+- **from VIF plug**: the burst's ports are created and bound through the API first and
+  the agents are left to settle; then every VIF of the burst gets
+  ``external_ids:iface-id`` at once (one OVSDB transaction per chassis, sent by this
+  process over the chassis' OVSDB socket: no ``ovs-vsctl`` start-up in the timing);
+  the clock starts when the transaction is sent.
+- **from API create**: per port, the clock starts, the port is created through the API
+  (``binding:host_id`` = the chassis), and its VIF gets ``iface-id`` as soon as the
+  create returns; the burst's ports are created back to back.
 
-    sudo .venv/bin/python bench/portup.py [--ports 200] [--per-network 10] [--batch 25]
+Probing: each measured VM has an echo request toward its peer queued from before the
+clock starts (a raw ICMP socket in the VM's namespace, re-sent every 20 ms until
+answered); the VM's kernel retries ARP every ``--probe-ms`` (what a VM's ping does,
+faster), so the first reply comes at most one probe interval after the path works. The
+reply's time is the kernel's receive timestamp. ACTIVE is polled through the API every
+``--poll-ms``. Agent CPU is utime + stime of the three agents (``/proc/<pid>/stat``)
+from just before the burst until its flows have settled, per port of the burst.
+After each burst its VMs and ports are removed, so every burst starts from the same
+cloud (the peers).
+
+    sudo .venv/bin/python bench/portup.py --bursts 20,100,300 [--name pubench]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import ipaddress
+import json
 import os
-import re
-import secrets
-import subprocess
+import select
+import socket
+import struct
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py, bench/api.py
 from api import pct, token  # noqa: E402
+from table import machine, print_table  # noqa: E402
 
 from plexus.lab import Lab, LabSpec, netlink  # noqa: E402
 from plexus.lab import vm as vms  # noqa: E402
-from plexus.lab.inventory import resolve_pid  # noqa: E402
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
-from table import machine, print_table  # noqa: E402
+from plexus.lab.inventory import Inventory, resolve_pid  # noqa: E402
+from plexus.lab.lab import lab_root  # noqa: E402
 
-FAST_ARP = {"retrans_time_ms": "10", "mcast_solicit": "100", "ucast_solicit": "100"}
 PAIRS = (("c1", "c2"), ("c2", "c3"), ("c3", "c1"))      # (peer's chassis, measured chassis)
+CHASSIS = ("c1", "c2", "c3")
+CLONE_NEWNET = 0x40000000
+SO_TIMESTAMPNS = 35
+RESEND = 0.02                     # seconds between echo requests of a VM not answered yet
+DEADLINE = 60.0                   # seconds a burst may take before it is called failed
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def fast_arp(netns: str) -> None:
-    """ARP retries every 10 ms in a VM (the kernel default is one second)."""
-    for key, value in FAST_ARP.items():
-        netlink.sysctl(netns, f"net.ipv4.neigh.eth0.{key}", value)
+# --- namespaces ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def in_netns(name: str):
+    """Run the calling thread inside network namespace ``name`` for the block."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {name}: {os.strerror(err)}")
+        try:
+            yield
+        finally:
+            if _libc.setns(home, CLONE_NEWNET) != 0:
+                raise SystemExit("cannot return to the root network namespace")
+    finally:
+        os.close(target)
+        os.close(home)
 
 
-def prepare(lab: Lab, name: str, chassis: str, mac: str, cidr: str, ip: str) -> dict:
-    """A plumbed VM whose VIF does not name a port yet (recorded for teardown)."""
-    group, netns = f"vm:{name}", lab.spec.vm_ns(name)
-    ch = lab.spec.chassis_named(chassis)
-    tap = ("tb" + name)[:14]
-    lab._netns(netns, group)
-    lab._veth(netns, "eth0", ch.netns, tap, group)
-    netlink.set_link(ch.netns, tap, mtu=1450)
-    netlink.set_link(netns, "eth0", address=mac, mtu=1450)
-    netlink.add_address(netns, "eth0", f"{ip}/{ipaddress.ip_network(cidr).prefixlen}")
-    fast_arp(netns)
-    lab.inventory.record("ovs-port", group=group, chassis=chassis, bridge="br-int", name=tap)
-    lab.ovs(ch).vsctl("add-port", "br-int", tap)
-    return {"name": name, "chassis": chassis, "netns": netns, "tap": tap, "mac": mac, "ip": ip}
+def fast_arp(netns: str, probe_ms: int) -> None:
+    """ARP retried every ``probe_ms`` in a VM (the kernel default is one second)."""
+    values = {"retrans_time_ms": str(probe_ms), "mcast_solicit": "255",
+              "ucast_solicit": "255"}
+    with in_netns(netns):
+        for key, value in values.items():
+            Path(f"/proc/sys/net/ipv4/neigh/eth0/{key}").write_text(value)
 
 
-def measure(lab: Lab, api: httpx.Client, vm: dict, network_id: str, peer_ip: str) -> float:
-    """Seconds from the port create to the VM's first echo reply from ``peer_ip``."""
-    probe = subprocess.Popen(netlink.in_ns(vm["netns"], [
-        "ping", "-D", "-n", "-i", "0.01", "-c", "1", "-w", "10", peer_ip]),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(0.02)                                   # the probe is up and pinging
-    began = time.time()
-    r = api.post("/v2.0/ports", json={"port": {
-        "network_id": network_id, "mac_address": vm["mac"], "name": vm["name"],
-        "fixed_ips": [{"ip_address": vm["ip"]}], "binding:host_id": vm["chassis"],
-        "device_owner": "compute:nova", "device_id": vm["name"]}})
-    r.raise_for_status()
-    port_id = r.json()["port"]["id"]
-    lab.ovs(vm["chassis"]).vsctl("set", "Interface", vm["tap"],
-                                 f"external_ids:iface-id={port_id}",
-                                 f"external_ids:attached-mac={vm['mac']}")
-    out, _ = probe.communicate(timeout=20)
-    stamps = re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M)
-    if not stamps:
-        raise SystemExit(f"{vm['name']} on {vm['chassis']} never reached {peer_ip}:\n{out}")
-    return float(stamps[0]) - began
+def icmp_socket(netns: str) -> socket.socket:
+    """A raw ICMP socket living in ``netns`` with kernel receive timestamps."""
+    with in_netns(netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
 
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def echo_request(ident: int, seq: int) -> bytes:
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"plexus-portup"
+    return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+
+
+class Prober:
+    """Echo requests from every measured VM toward its peer; the first reply's kernel
+    timestamp per VM."""
+
+    def __init__(self, vms_: list[dict]):
+        self.vms = vms_
+        self.replies: dict[str, float] = {}
+        self._poll = select.epoll()
+        self._by_fd = {}
+        for i, vm in enumerate(vms_):
+            vm["sock"] = icmp_socket(vm["netns"])
+            vm["ident"] = (os.getpid() + i) & 0xFFFF
+            self._by_fd[vm["sock"].fileno()] = vm
+            self._poll.register(vm["sock"].fileno(), select.EPOLLIN)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "Prober":
+        self._thread.start()
+        return self
+
+    def _send(self, vm: dict, seq: int) -> None:
+        with contextlib.suppress(OSError):     # EHOSTUNREACH after a failed resolution
+            vm["sock"].sendto(echo_request(vm["ident"], seq), (vm["peer_ip"], 0))
+
+    def _run(self) -> None:
+        seq, next_send = 0, 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_send:
+                seq += 1
+                for vm in self.vms:
+                    if vm["name"] not in self.replies:
+                        self._send(vm, seq)
+                next_send = now + RESEND
+            for fd, _ in self._poll.poll(max(0.0, next_send - time.monotonic())):
+                vm = self._by_fd[fd]
+                while True:
+                    try:
+                        data, anc, _, addr = vm["sock"].recvmsg(2048, 64)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    if addr[0] != vm["peer_ip"] or len(data) < 28:
+                        continue
+                    ihl = (data[0] & 0x0F) * 4
+                    kind, _, _, ident = struct.unpack("!BBHH", data[ihl:ihl + 6])
+                    if kind != 0 or ident != vm["ident"] or vm["name"] in self.replies:
+                        continue
+                    stamp = time.time()
+                    for level, typ, value in anc:
+                        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
+                            sec, nsec = struct.unpack("qq", value[:16])
+                            stamp = sec + nsec / 1e9
+                    self.replies[vm["name"]] = stamp
+
+    def done(self) -> bool:
+        return len(self.replies) == len(self.vms)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._poll.close()
+        for vm in self.vms:
+            vm["sock"].close()
+
+
+# --- OVSDB, spoken directly ------------------------------------------------------------
+
+class Ovsdb:
+    """A bare JSON-RPC client of one chassis' ovsdb-server (one transaction at a time)."""
+
+    def __init__(self, path: Path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.buf, self.ids = "", 0
+
+    def send_transact(self, ops: list) -> int:
+        self.ids += 1
+        self.sock.sendall(json.dumps({"method": "transact", "id": self.ids,
+                                      "params": ["Open_vSwitch", *ops]}).encode())
+        return self.ids
+
+    def wait(self, ident: int, timeout: float = 30) -> list:
+        decoder = json.JSONDecoder()
+        self.sock.settimeout(timeout)
+        while True:
+            self.buf = self.buf.lstrip()
+            try:
+                msg, end = decoder.raw_decode(self.buf)
+            except json.JSONDecodeError:
+                self.buf += self.sock.recv(65536).decode()
+                continue
+            self.buf = self.buf[end:]
+            if msg.get("method") == "echo":
+                self.sock.sendall(json.dumps({"result": msg["params"], "error": None,
+                                              "id": msg["id"]}).encode())
+            elif msg.get("id") == ident:
+                if msg.get("error"):
+                    raise RuntimeError(f"OVSDB: {msg['error']}")
+                bad = [r for r in msg["result"] if "error" in r]
+                if bad:
+                    raise RuntimeError(f"OVSDB transaction: {bad}")
+                return msg["result"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def plug_ops(vms_: list[dict]) -> list:
+    """OVSDB operations giving each VM's VIF its iface-id (Nova's plug)."""
+    return [{"op": "mutate", "table": "Interface", "where": [["name", "==", vm["tap"]]],
+             "mutations": [["external_ids", "insert", ["map", [
+                 ["iface-id", vm["port_id"]], ["attached-mac", vm["mac"]]]]]]}
+            for vm in vms_]
+
+
+# --- the lab ---------------------------------------------------------------------------
 
 def flows(lab: Lab, chassis: str) -> int:
     """Number of OpenFlow flows on a chassis' br-int."""
     out = lab.ovs(chassis).ofctl("dump-flows", "br-int")
     return sum(1 for line in out.splitlines() if "cookie=" in line)
+
+
+def all_flows(lab: Lab) -> dict[str, int]:
+    return {ch: flows(lab, ch) for ch in CHASSIS}
+
+
+def settle(lab: Lab, quiet: float = 1.0, timeout: float = 120) -> dict[str, int]:
+    """Wait until no chassis' flow count changed for ``quiet`` seconds; the counts."""
+    deadline = time.monotonic() + timeout
+    last, since = all_flows(lab), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = all_flows(lab)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return now
+    return last
 
 
 def cpu_seconds(pid: int) -> float:
@@ -113,106 +277,285 @@ def agent_pids(lab: Lab) -> dict[str, int]:
     return out
 
 
-def relevant_ports(api: httpx.Client) -> dict:
-    """Chassis → (ports bound to it, ports elsewhere on the networks it shares); and
-    "cloud" → every port."""
-    ports = api.get("/v2.0/ports").json()["ports"]
-    out = {"cloud": len(ports)}
-    for ch in ("c1", "c2", "c3"):
-        local = [p for p in ports if p["binding:host_id"] == ch]
-        nets = {p["network_id"] for p in local}
-        peers = [p for p in ports if p["network_id"] in nets and p["binding:host_id"] != ch]
-        out[ch] = (len(local), len(peers))
-    return out
+def agents_cpu(pids: dict[str, int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids.values())
 
+
+def prepare(lab: Lab, vms_: list[dict], probe_ms: int) -> None:
+    """Plumb VMs whose VIFs name no port yet (recorded for teardown); the taps go into
+    br-int in one ovs-vsctl call per chassis."""
+    for vm in vms_:
+        group = f"vm:{vm['name']}"
+        ch = lab.spec.chassis_named(vm["chassis"])
+        lab._netns(vm["netns"], group)
+        lab._veth(vm["netns"], "eth0", ch.netns, vm["tap"], group)
+        netlink.set_link(ch.netns, vm["tap"], mtu=1450)
+        netlink.set_link(vm["netns"], "eth0", address=vm["mac"], mtu=1450)
+        netlink.add_address(vm["netns"], "eth0", f"{vm['ip']}/{vm['prefix']}")
+        fast_arp(vm["netns"], probe_ms)
+        lab.inventory.record("ovs-port", group=group, chassis=vm["chassis"],
+                             bridge="br-int", name=vm["tap"])
+    for ch in CHASSIS:
+        argv = []
+        for vm in (v for v in vms_ if v["chassis"] == ch):
+            argv += ["--", "add-port", "br-int", vm["tap"]]
+        if argv:
+            lab.ovs(ch).vsctl(*argv[1:], timeout=120)
+
+
+def unplug(lab: Lab, api: httpx.Client, vms_: list[dict]) -> None:
+    """Remove a burst's ports, VIFs and VMs."""
+    for vm in vms_:
+        if vm.get("port_id"):
+            api.delete(f"/v2.0/ports/{vm['port_id']}")
+    for ch in CHASSIS:
+        argv = []
+        for vm in (v for v in vms_ if v["chassis"] == ch):
+            argv += ["--", "--if-exists", "del-port", "br-int", vm["tap"]]
+        if argv:
+            lab.ovs(ch).vsctl(*argv[1:], timeout=120)
+    handlers = {**vms.teardown_handlers(lab, full=True), "ovs-port": lambda entry: None}
+    for vm in vms_:
+        errors = lab.inventory.teardown(handlers, group=f"vm:{vm['name']}")
+        if errors:
+            print(f"  removing {vm['name']}: {errors}", file=sys.stderr)
+
+
+def create_port(api: httpx.Client, vm: dict) -> str:
+    r = api.post("/v2.0/ports", json={"port": {
+        "network_id": vm["network_id"], "mac_address": vm["mac"], "name": vm["name"],
+        "fixed_ips": [{"ip_address": vm["ip"]}], "binding:host_id": vm["chassis"],
+        "device_owner": "compute:nova", "device_id": vm["name"]}})
+    r.raise_for_status()
+    return r.json()["port"]["id"]
+
+
+class ActiveWatch:
+    """Polls the API for the ports that became ACTIVE; the first time each was seen."""
+
+    def __init__(self, url: str, tok: str, poll: float):
+        self.api = httpx.Client(base_url=url, headers={"X-Auth-Token": tok}, timeout=60)
+        self.poll, self.seen = poll, {}
+        self.wanted: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self, wanted: set[str]) -> "ActiveWatch":
+        """Watch the ports named ``wanted`` (they need not exist yet)."""
+        self.wanted = frozenset(wanted)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and not self.wanted <= set(self.seen):
+            r = self.api.get("/v2.0/ports", params=[("fields", "name"), ("fields", "status"),
+                                                    ("status", "ACTIVE")])
+            now = time.time()
+            if r.status_code == 200:
+                for port in r.json()["ports"]:
+                    if port["name"] in self.wanted:
+                        self.seen.setdefault(port["name"], now)
+            self._stop.wait(self.poll)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.api.close()
+
+
+# --- one burst -------------------------------------------------------------------------
+
+def wait_burst(prober: Prober, watch: ActiveWatch) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if prober.done() and watch.wanted <= set(watch.seen):
+            return
+        time.sleep(0.01)
+    missing = [vm["name"] for vm in prober.vms if vm["name"] not in prober.replies]
+    print(f"  burst not complete after {DEADLINE:.0f} s: {len(missing)} VMs never got a "
+          f"reply, {len(watch.wanted - set(watch.seen))} ports never ACTIVE",
+          file=sys.stderr)
+
+
+def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) -> dict:
+    for vm in vms_:
+        vm["port_id"] = create_port(api, vm)
+    settle(lab)
+    pids = agent_pids(lab)
+    dbs = {ch: Ovsdb(lab.ovs(ch).rundir / "db.sock") for ch in CHASSIS}
+    prober = Prober(vms_).start()
+    watch = ActiveWatch(lab.url, tok, args.poll_ms / 1000)
+    time.sleep(0.3)                   # every VM is ARPing for its peer, unanswered
+    cpu0 = agents_cpu(pids)
+    began, sent = {}, {}
+    try:
+        for ch in CHASSIS:
+            mine = [vm for vm in vms_ if vm["chassis"] == ch]
+            if mine:
+                began[ch] = time.time()
+                sent[ch] = dbs[ch].send_transact(plug_ops(mine))
+        watch.start({vm["name"] for vm in vms_})
+        for ch, ident in sent.items():
+            dbs[ch].wait(ident)
+            if os.environ.get("PORTUP_DEBUG"):          # when each plug committed
+                print(f"  plug {ch}: sent {began[ch]:.6f}, committed by "
+                      f"{time.time():.6f}", file=sys.stderr)
+        wait_burst(prober, watch)
+    finally:
+        prober.stop()
+        watch.stop()
+        for db in dbs.values():
+            db.close()
+    counts = settle(lab)
+    cpu = agents_cpu(pids) - cpu0
+    return result(vms_, {vm["name"]: began[vm["chassis"]] for vm in vms_}, prober, watch,
+                  counts, cpu)
+
+
+def burst_create(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) -> dict:
+    settle(lab)
+    pids = agent_pids(lab)
+    dbs = {ch: Ovsdb(lab.ovs(ch).rundir / "db.sock") for ch in CHASSIS}
+    prober = Prober(vms_).start()
+    watch = ActiveWatch(lab.url, tok, args.poll_ms / 1000)
+    time.sleep(0.3)
+    cpu0 = agents_cpu(pids)
+    began = {}
+    try:
+        watch.start({vm["name"] for vm in vms_})
+        for vm in vms_:
+            began[vm["name"]] = time.time()
+            vm["port_id"] = create_port(api, vm)
+            db = dbs[vm["chassis"]]
+            db.wait(db.send_transact(plug_ops([vm])))
+        wait_burst(prober, watch)
+    finally:
+        prober.stop()
+        watch.stop()
+        for db in dbs.values():
+            db.close()
+    counts = settle(lab)
+    cpu = agents_cpu(pids) - cpu0
+    return result(vms_, began, prober, watch, counts, cpu)
+
+
+def result(vms_, began, prober, watch, counts, cpu) -> dict:
+    reply = [(prober.replies[vm["name"]] - began[vm["name"]]) * 1e3 for vm in vms_
+             if vm["name"] in prober.replies]
+    active = [(watch.seen[vm["name"]] - began[vm["name"]]) * 1e3 for vm in vms_
+              if vm["name"] in watch.seen]
+    return {"n": len(vms_), "reply": reply, "active": active, "flows": counts,
+            "cpu_ms_per_port": cpu * 1e3 / len(vms_)}
+
+
+def stats(values: list[float], n: int) -> str:
+    if not values:
+        return "none"
+    text = f"{pct(values, 50):.0f} / {pct(values, 95):.0f} / {max(values):.0f}"
+    return text if len(values) == n else f"{text} ({n - len(values)} of {n} missing)"
+
+
+# --- the run ---------------------------------------------------------------------------
 
 def run(args, lab: Lab) -> list[tuple[str, str]]:
-    """Build the networks and peers, measure every port; returns the table rows."""
     tok = token(lab.url)
     api = httpx.Client(base_url=lab.url, headers={"X-Auth-Token": tok}, timeout=60)
-    nets = (args.ports + args.per_network - 1) // args.per_network
-    plan = []                                           # (network index, measured chassis)
-    for i in range(args.ports):
-        plan.append((i // args.per_network, PAIRS[(i // args.per_network) % 3][1]))
+    bursts = [int(b) for b in args.bursts.split(",")]
+    nets = (max(bursts) + args.per_network - 1) // args.per_network
     networks = []
     for k in range(nets):
         cidr = f"10.{100 + k // 200}.{k % 200}.0/24"
         net = api.post("/v2.0/networks", json={"network": {"name": f"pu{k}"}}).json()["network"]
-        base = cidr.rsplit(".", 1)[0]                  # DHCP below .100, measured VMs above
+        base = cidr.rsplit(".", 1)[0]                  # peers below .20, measured VMs above
         api.post("/v2.0/subnets", json={"subnet": {
             "network_id": net["id"], "cidr": cidr, "ip_version": 4,
-            "allocation_pools": [{"start": f"{base}.2", "end": f"{base}.99"}]}}
+            "allocation_pools": [{"start": f"{base}.2", "end": f"{base}.19"}]}}
         ).raise_for_status()
-        peer = vms.boot(lab, f"peer{k}", net["id"], chassis=PAIRS[k % 3][0])
-        if not peer.ip:
-            raise SystemExit(f"peer{k} got no DHCP answer")
-        fast_arp(peer.netns)
-        networks.append((net["id"], cidr, peer.ip))
-    cpu0 = {ch: cpu_seconds(pid) for ch, pid in agent_pids(lab).items()}
-    times, growth, done = [], [], 0
-    for start in range(0, args.ports, args.batch):
-        batch = []
-        for i in range(start, min(start + args.batch, args.ports)):
-            k, chassis = plan[i]
-            cidr = networks[k][1]
-            host = ipaddress.ip_network(cidr).network_address + 100 + i % args.per_network
-            mac = f"fa:16:3e:{(i >> 16) & 0xff:02x}:{(i >> 8) & 0xff:02x}:{i & 0xff:02x}"
-            batch.append((k, prepare(lab, f"m{i}", chassis, mac, cidr, str(host))))
-        for k, vm in batch:
-            times.append(measure(lab, api, vm, networks[k][0], networks[k][2]))
-        done += len(batch)
-        rel = relevant_ports(api)
-        growth.append((done, {ch: (flows(lab, ch), sum(rel[ch])) for ch in ("c1", "c2", "c3")},
-                       rel["cloud"]))
-        print(f"  {done} ports: p50 {pct(times, 50) * 1e3:.0f} ms, "
-              f"flows (relevant ports) {growth[-1][1]}", file=sys.stderr)
-    cpu = {ch: cpu_seconds(pid) - cpu0.get(ch, 0.0) for ch, pid in agent_pids(lab).items()}
-    cpu_total = {ch: cpu_seconds(pid) for ch, pid in agent_pids(lab).items()}
-    rel = relevant_ports(api)
-    rows = [("ports measured", f"{len(times)} on 3 chassis, {nets} networks of "
-                               f"{args.per_network} (+1 peer VM each)"),
-            ("port create → VM pings peer, p50 / p95 / max (ms)",
-             f"{pct(times, 50) * 1e3:.0f} / {pct(times, 95) * 1e3:.0f} / "
-             f"{max(times) * 1e3:.0f}")]
-    for done_, counts, cloud in growth:
-        rows.append((f"after {done_:3d} ports ({cloud} in the cloud): flows (relevant ports)",
-                     " / ".join(f"{counts[c][0]} ({counts[c][1]})" for c in ("c1", "c2", "c3"))))
-    for ch in ("c1", "c2", "c3"):
-        local, peers = rel[ch]
-        last = growth[-1][1][ch][0]
-        rows.append((f"{ch}: local / peer ports, flows, flows per relevant port",
-                     f"{local} / {peers}, {last}, {last / max(1, local + peers):.1f}"))
-    rows.append(("agent CPU s, measured phase (since start) c1 / c2 / c3",
-                 " / ".join(f"{cpu.get(c, 0):.1f} ({cpu_total.get(c, 0):.1f})"
-                            for c in ("c1", "c2", "c3"))))
-    rows.append(("machine", machine()))
+        peer = vms.boot(lab, f"peer{k}", net["id"], chassis=PAIRS[k % 3][0], static=True)
+        fast_arp(peer.netns, args.probe_ms)
+        networks.append({"id": net["id"], "cidr": cidr, "peer_ip": peer.ip,
+                         "chassis": PAIRS[k % 3][1], "hosts": 20})
+        print(f"  network pu{k}: peer {peer.ip} on {PAIRS[k % 3][0]}", file=sys.stderr)
+    baseline = settle(lab)
+    results, serial = {}, 0
+    for mode in args.modes.split(","):
+        for n in bursts:
+            used = (n + args.per_network - 1) // args.per_network
+            burst = []
+            for i in range(n):
+                net = networks[i % used]
+                host = ipaddress.ip_network(net["cidr"]).network_address + net["hosts"]
+                net["hosts"] += 1
+                if net["hosts"] > 254:
+                    raise SystemExit("out of addresses: fewer or smaller bursts")
+                name = f"m{serial}"
+                burst.append({"name": name, "chassis": net["chassis"],
+                              "netns": lab.spec.vm_ns(name), "tap": f"tb{name}"[:14],
+                              "mac": f"fa:16:3e:{(serial >> 16) & 0xff:02x}:"
+                                     f"{(serial >> 8) & 0xff:02x}:{serial & 0xff:02x}",
+                              "ip": str(host), "prefix": 24, "network_id": net["id"],
+                              "peer_ip": net["peer_ip"]})
+                serial += 1
+            print(f"{mode} burst of {n}: plumbing VMs", file=sys.stderr)
+            prepare(lab, burst, args.probe_ms)
+            try:
+                fn = burst_plug if mode == "plug" else burst_create
+                res = fn(lab, api, tok, burst, args)
+            finally:
+                unplug(lab, api, burst)
+            results[(mode, n)] = res
+            print(f"  {mode} {n}: reply {stats(res['reply'], n)} ms, ACTIVE "
+                  f"{stats(res['active'], n)} ms, flows {res['flows']}, agent CPU "
+                  f"{res['cpu_ms_per_port']:.1f} ms/port", file=sys.stderr)
+            settle(lab)
     api.close()
+    label = {"plug": "from VIF plug", "create": "from API create"}
+    rows = [("lab", f"3 chassis, {nets} networks (≤ {args.per_network} measured ports each "
+                    f"+ 1 peer VM), probe every {args.probe_ms} ms, ACTIVE polled every "
+                    f"{args.poll_ms} ms"),
+            ("flows per chassis before the bursts c1 / c2 / c3",
+             " / ".join(str(baseline[c]) for c in CHASSIS))]
+    for (mode, n), res in results.items():
+        rows.append((f"{label[mode]}, burst {n}: first reply p50 / p95 / max (ms)",
+                     stats(res["reply"], n)))
+        rows.append((f"{label[mode]}, burst {n}: ACTIVE in API p50 / p95 / max (ms)",
+                     stats(res["active"], n)))
+        rows.append((f"{label[mode]}, burst {n}: flows c1 / c2 / c3, agent CPU ms per port",
+                     " / ".join(str(res["flows"][c]) for c in CHASSIS)
+                     + f", {res['cpu_ms_per_port']:.1f}"))
+    rows.append(("machine", machine()))
     return rows
 
 
 def main() -> None:
-    """Lab up, run, print the table, lab down."""
+    """Lab up, run, print the table, lab down (also on failure)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ports", type=int, default=200)
+    parser.add_argument("--bursts", default="20,100,300")
+    parser.add_argument("--modes", default="plug,create",
+                        help="plug (from VIF plug), create (from API create), or both")
     parser.add_argument("--per-network", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=25)
+    parser.add_argument("--probe-ms", type=int, default=5, help="VM ARP retry interval")
+    parser.add_argument("--poll-ms", type=int, default=20, help="API ACTIVE poll interval")
+    parser.add_argument("--name", default="pubench", help="the lab's name")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")
-    with tempfile.TemporaryDirectory(prefix="plexus-bench-portup-") as tmp:
-        lab = Lab(LabSpec(name="pu" + secrets.token_hex(2), chassis=3), tmp)
-        lab.up(progress=lambda msg: print(f"lab: {msg}", file=sys.stderr))
-        try:
-            deadline = time.monotonic() + 30
-            while len(agent_pids(lab)) < 3:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the lab's agents did not start")
-                time.sleep(0.2)
-            rows = run(args, lab)
-        finally:
-            errors = lab.down()
-            if errors:
-                print(f"lab down: {errors}", file=sys.stderr)
+    if Inventory(lab_root() / args.name).exists():      # left by a run that was killed
+        print(f"removing the leftover lab {args.name}", file=sys.stderr)
+        Lab.load(args.name).down()
+    lab = Lab(LabSpec(name=args.name, chassis=3))
+    lab.up(progress=lambda msg: print(f"lab: {msg}", file=sys.stderr))
+    try:
+        deadline = time.monotonic() + 30
+        while len(agent_pids(lab)) < 3:
+            if time.monotonic() > deadline:
+                raise SystemExit("the lab's agents did not start")
+            time.sleep(0.2)
+        rows = run(args, lab)
+    finally:
+        errors = lab.down()
+        if errors:
+            print(f"lab down: {errors}", file=sys.stderr)
     print_table(rows)
 
 
