@@ -13,7 +13,8 @@
   is already right and traffic never stops; once no flow uses the conntrack zone of a
   VIF that went away (a zone is its ofport), the zone is flushed, so a VIF that later
   gets the same ofport starts clean;
-- status: report ports bound here ACTIVE when their VIF is plugged, DOWN when not, and
+- status: report ports bound here ACTIVE once their VIF is plugged and the flows
+  compiled with it are applied, DOWN as soon as it is not (several reports in flight), and
   routers and floating IPs ACTIVE (``l3.statuses``) at the revision programmed, each
   once per change;
 - router conntrack zones (``l3.zones``) that go away are flushed like VIF zones;
@@ -44,20 +45,20 @@ from plexus.agent import l3, relevant
 from plexus.agent import view as views
 from plexus.agent.external import Resolver
 from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
-from plexus.agent.flowdiff import Entry, Key, diff, of_flow
+from plexus.agent.flowdiff import Entry, Key, Lowered, diff
 from plexus.agent.model import BadEvent, Model
 from plexus.agent.ovs import BridgeState, OpenFlowError, PacketIn
 from plexus.agent.southbound import Compacted, LeaseLost, Refused, Unavailable
 from plexus.lower.openflow import cookie_of
-from plexus.model import keys, relevance
+from plexus.model import relevance
 from plexus.model.catalog import Change
-from plexus.pipeline.flows import Flow
-from plexus.pipeline.incremental import Delta, IncrementalCompiler
+from plexus.pipeline.incremental import IncrementalCompiler
 from plexus.pipeline.view import View
 
 LOG = logging.getLogger("plexus.agent")
 BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 GARP_DELAYS = (0.0, 0.2, 0.3, 0.5, 1.0, 2.0)   # seconds before each gratuitous ARP
+STATUS_CONCURRENCY = 8                          # port status reports in flight at once
 
 
 @dataclass
@@ -107,8 +108,7 @@ class Agent:
         self.cookies: dict[int, str] = {}        # cookie → object of the installed flows
         self.compiler = IncrementalCompiler()
         self.subscribed: set = set()            # relevance scopes of this chassis
-        self._desired: dict[Key, tuple[Entry, Flow]] = {}
-        self._entry_of: dict[Flow, Entry] = {}
+        self._lowered = Lowered()
         self._full_diff = True                  # installed was (re)read: diff everything
         self.counters = Counters()
         self.compiled = asyncio.Event()     # the first reconcile applied (or found) flows
@@ -201,10 +201,12 @@ class Agent:
                 LOG.warning("skipping southbound event %s: %s", _event_id(event), exc)
                 continue
             self.counters.events += 1
-            if change is not None and self._concerns(change):
-                changed = True
-            else:
+            if change is None or not self._concerns(change):
                 self.counters.irrelevant += 1
+            elif change.old is not None and change.old == change.new:
+                self._status_dirty.set()        # only a status or revision: no flow moves
+            else:
+                changed = True
         return changed
 
     def _concerns(self, change: Change) -> bool:
@@ -341,6 +343,7 @@ class Agent:
             return False
         if view == self._last_view and not self._full_diff:
             await self._flush_gone(vifs)    # installed flows are what this view compiles to
+            self._status_dirty.set()
             return False
         began = time.perf_counter()
         try:
@@ -350,11 +353,13 @@ class Agent:
             return False
         self.counters.stages_recompiled += len(delta.recompiled)
         self.counters.stages_reused += delta.reused
-        touched = self._lower(delta)
+        touched = self._lowered.update(delta.removed, delta.added)
+        self.cookies.update((cookie_of(f.cookie), f.cookie) for f in delta.added)
+        desired = self._lowered.entries
         if self._full_diff:
-            change = diff(self._desired, self.installed)
+            change = diff(desired, self.installed)
         else:
-            change = diff({k: self._desired[k] for k in touched if k in self._desired},
+            change = diff({k: desired[k] for k in touched if k in desired},
                           {k: self.installed[k] for k in touched if k in self.installed})
         self.counters.reconciles += 1
         if change:
@@ -362,12 +367,12 @@ class Agent:
             self.counters.bundles += 1
             self.counters.flow_mods += len(change)
         if self._full_diff:
-            self.installed = {k: e for k, (e, _) in self._desired.items()}
+            self.installed = {k: e for k, (e, _) in desired.items()}
             self._full_diff = False
         else:
             for k in touched:
-                if k in self._desired:
-                    self.installed[k] = self._desired[k][0]
+                if k in desired:
+                    self.installed[k] = desired[k][0]
                 else:
                     self.installed.pop(k, None)
         self._last_view = view
@@ -383,25 +388,6 @@ class Agent:
         self._status_dirty.set()
         self.compiled.set()
         return bool(change)
-
-    def _lower(self, delta: Delta) -> set[Key]:
-        """Apply a compile delta to the desired OpenFlow entries, lowering only the flows
-        that came; returns the OpenFlow identities it touched."""
-        touched: set[Key] = set()
-        for flow in delta.removed:
-            e = self._entry_of.pop(flow, None)
-            if e is None:
-                continue
-            touched.add(e.key)
-            if self._desired.get(e.key, (None, None))[1] == flow:
-                del self._desired[e.key]
-        for flow in delta.added:
-            e = of_flow(flow)
-            self._entry_of[flow] = e
-            self._desired[e.key] = (e, flow)
-            self.cookies[cookie_of(flow.cookie)] = flow.cookie
-            touched.add(e.key)
-        return touched
 
     async def _flush_router_zones(self, zones: dict[str, int]) -> None:
         """Flush the conntrack zone of a router that went away (or moved to another
@@ -477,27 +463,38 @@ class Agent:
             self._status_dirty.clear()
             if not self.ready():
                 continue
-            wants = relevant.port_statuses(self.model.catalog, self.config.chassis,
-                                           self.bridge.vifs)
+            # ACTIVE only for VIFs the applied flows were compiled with (``_plugged`` is
+            # set once they are in); a VIF that went away is DOWN at once
+            applied = set(self._plugged or ())
+            vifs = tuple(v for v in self.bridge.vifs if v in applied)
+            wants = relevant.port_statuses(self.model.catalog, self.config.chassis, vifs)
             for pid in list(self._reported):
                 if self._reported[pid] != wants.get(pid):
                     del self._reported[pid]          # the model caught up (or moved on)
-            for pid, status in wants.items():
-                if self._reported.get(pid) == status:
-                    continue
-                try:
-                    await self.sb.port_status(pid, status, self.config.chassis)
-                    LOG.info("port %s %s", pid, status)
-                    self._reported[pid] = status
-                except Refused as exc:
-                    self._once(("status", pid, status, exc.status), logging.WARNING,
-                               "server refused status %s for port %s: %s", status, pid, exc)
-                    self._reported[pid] = status
-                except Unavailable:
-                    await asyncio.sleep(1.0)
-                    self._status_dirty.set()
-                    break
+            todo = [(pid, status) for pid, status in wants.items()
+                    if self._reported.get(pid) != status]
+            gate = asyncio.Semaphore(STATUS_CONCURRENCY)
+            reached = await asyncio.gather(*(self._report_port(gate, pid, status)
+                                             for pid, status in todo))
+            if not all(reached):
+                await asyncio.sleep(1.0)
+                self._status_dirty.set()
+                continue
             await self._report_l3()
+
+    async def _report_port(self, gate: asyncio.Semaphore, pid: str, status: str) -> bool:
+        """Report one port's status; False when no server could be reached."""
+        async with gate:
+            try:
+                await self.sb.port_status(pid, status, self.config.chassis)
+                LOG.info("port %s %s", pid, status)
+            except Refused as exc:
+                self._once(("status", pid, status, exc.status), logging.WARNING,
+                           "server refused status %s for port %s: %s", status, pid, exc)
+            except Unavailable:
+                return False
+            self._reported[pid] = status
+            return True
 
     async def _report_l3(self) -> None:
         """Report routers and floating IPs this chassis programs, once per change."""

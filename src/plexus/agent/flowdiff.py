@@ -31,6 +31,7 @@ class Entry:
     cookie: int
     instructions: tuple
     match: Any = field(default=None, compare=False, repr=False)
+    mod: Any = field(default=None, compare=False, repr=False)     # the add, when lowered
 
     @property
     def key(self) -> Key:
@@ -38,17 +39,18 @@ class Entry:
         return (self.table, self.priority, self.fields)
 
 
-def entry(table: int, priority: int, cookie: int, match, instructions) -> Entry:
+def entry(table: int, priority: int, cookie: int, match, instructions, mod=None) -> Entry:
     """The canonical entry of a flow given as os-ken match and instructions."""
     fields = tuple(sorted((k, _value(v)) for k, v in match.items()))
     return Entry(table, priority, fields, cookie,
-                 tuple(_instruction(i) for i in instructions), match)
+                 tuple(_instruction(i) for i in instructions), match, mod)
 
 
 def of_flow(flow: Flow) -> Entry:
-    """A compiled flow's entry (as it will be installed)."""
+    """A compiled flow's entry (as it will be installed), keeping the flow mod that adds
+    it, so applying it does not lower the flow a second time."""
     mod = flow_mod(flow)
-    return entry(mod.table_id, mod.priority, mod.cookie, mod.match, mod.instructions)
+    return entry(mod.table_id, mod.priority, mod.cookie, mod.match, mod.instructions, mod)
 
 
 def of_stats(stats) -> Entry:
@@ -103,6 +105,7 @@ class FlowDiff:
     deletes: list[Entry]
     modifies: list[tuple[Entry, Flow]]       # (installed, desired): actions or cookie differ
     adds: list[Flow]
+    lowered: dict = field(default_factory=dict, repr=False)   # flow → its add, if built
 
     def __bool__(self) -> bool:
         return bool(self.deletes or self.modifies or self.adds)
@@ -116,8 +119,9 @@ class FlowDiff:
         for old, flow in self.modifies:
             # OpenFlow 1.3 modify keeps the old cookie: a new cookie needs an add (replace)
             same_cookie = old.cookie == cookie_of(flow.cookie)
-            out.append(flow_mod(flow, ofp.OFPFC_MODIFY_STRICT if same_cookie else ofp.OFPFC_ADD))
-        out += [flow_mod(f) for f in self.adds]
+            out.append(flow_mod(flow, ofp.OFPFC_MODIFY_STRICT) if same_cookie
+                       else self.lowered.get(flow) or flow_mod(flow))
+        out += [self.lowered.get(f) or flow_mod(f) for f in self.adds]
         return out
 
     def summary(self) -> str:
@@ -144,23 +148,44 @@ def desired_entries(flows: Iterable[Flow]) -> dict[Key, tuple[Entry, Flow]]:
 
 
 class Lowered:
-    """Entries of compiled flows, remembered from one reconcile to the next: lowering
-    through os-ken costs far more than compiling, and most flows do not change."""
+    """The desired OpenFlow entries of the compiled flows, kept from one reconcile to the
+    next: lowering through os-ken costs far more than compiling, and most flows do not
+    change. ``update`` takes what an incremental compile changed; ``desired`` a whole
+    list (lowering only flows not seen last time)."""
 
     def __init__(self) -> None:
         self._entries: dict[Flow, Entry] = {}
+        self.entries: dict[Key, tuple[Entry, Flow]] = {}    # OpenFlow identity → desired
 
     def desired(self, flows: Iterable[Flow]) -> dict[Key, tuple[Entry, Flow]]:
         """Like ``desired_entries``, lowering only flows not seen last time."""
         fresh = {f: self._entries.get(f) or of_flow(f) for f in flows}
         self._entries = fresh
-        return {e.key: (e, f) for f, e in fresh.items()}
+        self.entries = {e.key: (e, f) for f, e in fresh.items()}
+        return self.entries
+
+    def update(self, removed: Iterable[Flow], added: Iterable[Flow]) -> set[Key]:
+        """Drop the entries of ``removed`` flows and lower the ``added`` ones; returns
+        the OpenFlow identities touched (what to diff against the switch)."""
+        touched: set[Key] = set()
+        for flow in removed:
+            e = self._entries.pop(flow, None)
+            if e is None:
+                continue
+            touched.add(e.key)
+            if self.entries.get(e.key, (None, None))[1] == flow:
+                del self.entries[e.key]
+        for flow in added:
+            e = self._entries[flow] = of_flow(flow)
+            self.entries[e.key] = (e, flow)
+            touched.add(e.key)
+        return touched
 
 
 def diff(desired: dict[Key, tuple[Entry, Flow]], installed: dict[Key, Entry]) -> FlowDiff:
     """The minimal change from ``installed`` to ``desired`` (sorted, so deterministic)."""
     deletes = [installed[k] for k in sorted(installed.keys() - desired.keys(), key=repr)]
-    adds, modifies = [], []
+    adds, modifies, lowered = [], [], {}
     for k in sorted(desired, key=repr):
         want, flow = desired[k]
         have = installed.get(k)
@@ -168,4 +193,8 @@ def diff(desired: dict[Key, tuple[Entry, Flow]], installed: dict[Key, Entry]) ->
             adds.append(flow)
         elif (have.cookie, have.instructions) != (want.cookie, want.instructions):
             modifies.append((have, flow))
-    return FlowDiff(deletes, modifies, adds)
+        else:
+            continue
+        if want.mod is not None:
+            lowered[flow] = want.mod
+    return FlowDiff(deletes, modifies, adds, lowered)
