@@ -412,3 +412,16 @@ def test_the_hub_thread_stops_when_the_store_closes():
     finally:
         loop.close()
     assert threading.active_count() >= 1
+
+
+def test_the_log_is_bounded_in_bytes_too(store):
+    two_networks(store)
+    hub = Hub(store, log_records=1000, log_bytes=20_000)
+    hub.load()
+    for r in range(2, 80):
+        put(store, "ports", port(0, 0, "c1", rev=r))
+        hub.poll()
+    assert hub.log_size <= 25_000 and len(hub.log) < 78
+    assert hub.log_size == sum(r.size for r in hub.log)
+    events, _ = hub.read("c1", hub.floor)
+    assert len(events) == len(hub.log)

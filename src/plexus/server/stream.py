@@ -47,6 +47,7 @@ from plexus.store import Compacted, Event, KeyValue, Store, WatchResult
 LOG = logging.getLogger("plexus.server.stream")
 
 LOG_RECORDS = 50_000      # events kept for resuming watches
+LOG_BYTES = 256 << 20     # ... and about as many bytes, synthetic events and recipients
 WATCH_STEP = 2.0          # seconds one store watch of the hub waits
 RETRY = 0.5               # pause after a store failure
 MAX_EVENTS = 20_000       # events in one watch answer (cut at a revision boundary)
@@ -61,6 +62,12 @@ class Record:
     body: bytes                                  # the event, as every watcher sees it
     to: frozenset[str]                           # chassis that get ``body``
     extra: dict[str, list[bytes]] | None         # chassis → synthetic events after it
+    size: int = 0                                # about what it holds, in bytes
+
+    def __post_init__(self) -> None:
+        self.size = len(self.body) + 64 + 16 * len(self.to) + (sum(
+            64 + sum(len(b) for b in events) for events in self.extra.values())
+            if self.extra else 0)
 
 
 def event_bytes(kind: str, collection: str, ident: str, revision: int,
@@ -81,9 +88,11 @@ class Hub:
     """One per server process: the model, each chassis' subscriptions, the event log."""
 
     def __init__(self, store: Store, log_records: int = LOG_RECORDS,
-                 step: float = WATCH_STEP):
+                 step: float = WATCH_STEP, log_bytes: int = LOG_BYTES):
         self.store = store
         self.max_log = log_records
+        self.max_bytes = log_bytes
+        self.log_size = 0                                # bytes the log holds, about
         self.step = step
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -179,7 +188,7 @@ class Hub:
             self.subs, self.by_scope = {}, {}
             for chassis in set(catalog.ports_by_chassis) | set(catalog.routers_by_candidate):
                 self._subscribe(chassis, frozenset(subscriptions(catalog, chassis)))
-            self.log, self.revs = [], []
+            self.log, self.revs, self.log_size = [], [], 0
             self.floor = self.next = revision + 1
             self.stats["rebuilds"] += 1
             self.stats["seconds"] += time.perf_counter() - began
@@ -241,9 +250,11 @@ class Hub:
         else:
             table.pop(ident, None)
         to, extra = self._route(collection, ident, wire, revision)
-        self.log.append(Record(revision, event_bytes(event.type, collection, ident, revision,
-                                                     value), to, extra))
+        record = Record(revision, event_bytes(event.type, collection, ident, revision, value),
+                        to, extra)
+        self.log.append(record)
         self.revs.append(revision)
+        self.log_size += record.size
         self.stats["events"] += 1
         touched |= to
         if extra:
@@ -345,13 +356,22 @@ class Hub:
             self.subs.pop(chassis, None)
 
     def _trim(self) -> None:
-        """Keep the log bounded, cutting between revisions."""
-        if len(self.log) <= self.max_log + self.max_log // 4:
+        """Keep the log bounded in records and bytes, cutting between revisions."""
+        if len(self.log) <= self.max_log + self.max_log // 4 \
+                and self.log_size <= self.max_bytes + self.max_bytes // 4:
             return
-        cut = len(self.log) - self.max_log
-        while cut < len(self.revs) and self.revs[cut] == self.revs[cut - 1]:
+        cut, size = max(0, len(self.log) - self.max_log), self.log_size
+        size -= sum(r.size for r in self.log[:cut])
+        while cut < len(self.log) and size > self.max_bytes:
+            size -= self.log[cut].size
             cut += 1
+        while 0 < cut < len(self.revs) and self.revs[cut] == self.revs[cut - 1]:
+            size -= self.log[cut].size
+            cut += 1
+        if cut == 0:
+            return
         self.floor = self.revs[cut - 1] + 1
+        self.log_size = size
         del self.log[:cut]
         del self.revs[:cut]
 
