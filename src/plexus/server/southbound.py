@@ -83,7 +83,7 @@ async def snapshot(request: Request) -> Response:
     await hub.sync()
     if chassis is None:
         return _raw_json(await call(lambda: _snapshot_bytes(*hub.snapshot_all())))
-    return _raw_json(_snapshot_bytes(*hub.snapshot(chassis)))
+    return _raw_json(_snapshot_bytes(*await hub.served(hub.snapshot, chassis)))
 
 
 async def _disconnected(request: Request) -> None:
@@ -116,28 +116,28 @@ async def watch(request: Request) -> Response:
     gone: asyncio.Future | None = None
     try:
         while True:
+            waiter = hub.waiter(chassis)          # before reading: no wake-up is missed
             try:
-                events, nxt = hub.read(chassis, start)
-            except Compacted as exc:
-                if chassis is not None:
-                    return _compacted(exc)
-                # every event, from before this server started: the store's own history
                 try:
-                    result = await call(hub.store.watch, MODEL, start, 0.0)
-                except Compacted as gone_exc:
-                    return _compacted(gone_exc)
-                if result.events:
-                    return JSON({"events": [event_body(e) for e in result.events],
-                                 "next": result.next_revision})
-                start = max(start, result.next_revision)
-                if start < hub.floor:
-                    return _raw_json(_events_bytes([], start))
-                continue
-            remaining = deadline - loop.time()
-            if events or remaining <= 0:
-                return _raw_json(_events_bytes(events, nxt))
-            waiter = hub.waiter(chassis)
-            try:
+                    events, nxt = await hub.served(hub.read, chassis, start)
+                except Compacted as exc:
+                    if chassis is not None:
+                        return _compacted(exc)
+                    # every event, from before this server started: the store's history
+                    try:
+                        result = await call(hub.store.watch, MODEL, start, 0.0)
+                    except Compacted as gone_exc:
+                        return _compacted(gone_exc)
+                    if result.events:
+                        return JSON({"events": [event_body(e) for e in result.events],
+                                     "next": result.next_revision})
+                    start = max(start, result.next_revision)
+                    if start < hub.floor:
+                        return _raw_json(_events_bytes([], start))
+                    continue
+                remaining = deadline - loop.time()
+                if events or remaining <= 0:
+                    return _raw_json(_events_bytes(events, nxt))
                 if gone is None:
                     gone = asyncio.ensure_future(_disconnected(request))
                 await asyncio.wait((waiter, gone), timeout=remaining,

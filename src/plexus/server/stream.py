@@ -94,7 +94,7 @@ class Hub:
         self.max_bytes = log_bytes
         self.log_size = 0                                # bytes the log holds, about
         self.step = step
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.catalog = Catalog()
         self.raw: dict[str, dict[str, bytes]] = {}       # collection → id → stored bytes
@@ -424,6 +424,18 @@ class Hub:
             revision = self.next - 1
         return revision, {coll: [v for _, v in sorted(items)] for coll, items in tables.items()}
 
+    async def served(self, fn, *args):
+        """``fn(*args)`` (a read of the hub) on the event loop when the hub is idle; off
+        it, in a worker, while the watcher thread is routing a revision (a big one can
+        take a while, and the loop must not wait for it)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                return fn(*args)
+            finally:
+                self._lock.release()
+        from plexus.api.http import call
+        return await call(fn, *args)
+
     def wait_until(self, revision: int, timeout: float) -> bool:
         """Block (a thread, not the event loop) until the hub applied ``revision``."""
         with self._changed:
@@ -458,8 +470,7 @@ class Hub:
 
     def waiter(self, chassis: str | None) -> asyncio.Future:
         """A future resolved when an event for ``chassis`` (any event for None) arrives.
-        Register it right after a ``read`` found nothing, without awaiting in between;
-        ``forget`` it afterwards."""
+        Register it before the ``read`` that may find nothing; ``forget`` it afterwards."""
         self.bind(asyncio.get_running_loop())
         future = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(chassis, set()).add(future)
