@@ -20,6 +20,7 @@ from plexus.agent.agent import Agent, AgentConfig
 from plexus.agent.ovs import BridgeState, PacketIn, Tunnel
 from plexus.agent.relevant import Vif, build_view
 from plexus.agent.southbound import Compacted, Unavailable
+from plexus.agent.timing import Timing
 from plexus.lower.openflow import cookie_of
 from plexus.pipeline.compile import compile_view
 from tests.golden.reference import reference_view
@@ -738,3 +739,19 @@ def test_the_vswitchd_unixctl_socket_is_found_as_ovs_appctl_would(tmp_path):
     (tmp_path / "ovs-vswitchd.ctl").touch()                  # started with --unixctl=…
     assert vswitchd_target(str(tmp_path)) == str(tmp_path / "ovs-vswitchd.ctl")
     assert vswitchd_target(str(tmp_path / "nowhere")).endswith("ovs-vswitchd.ctl")
+
+
+def test_delays_come_from_the_configured_timing():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        server.down = True
+        fast = Timing(backoff=(0.01,))
+        agent = Agent(AgentConfig(HERE, "198.18.0.11", timing=fast), server, switch)
+        async with Running(agent):
+            await asyncio.sleep(0.5)          # the default back-off would be at 1-2 s now
+            assert not agent.model.loaded
+            server.down = False
+            await until(lambda: agent.model.loaded, timeout=0.2)
+    assert Timing().after(0) == 0.1 and Timing().after(99) == 5.0
+    assert Timing().after(99, cap=3) == 1.0
+    asyncio.run(go())

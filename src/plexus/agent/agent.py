@@ -1,34 +1,35 @@
-"""The agent loop of one chassis. Five small tasks share one event loop:
+"""The agent loop of one chassis. Seven small tasks share one event loop:
 
-- sync: snapshot, then long-poll the watch from the snapshot's revision + 1, applying
-  events to the model; a 410 takes a new snapshot; an unreachable server is retried
-  with back-off (the next URL first), resuming from the revision reached;
+- sync: snapshot of this chassis' objects, then long-poll its watch from the snapshot's
+  revision + 1; each event is parsed once into the catalog, and one outside the
+  chassis' relevance scopes (``model.relevance``) goes no further; a 410 takes a new
+  snapshot; an unreachable server is retried with back-off (the next URL first),
+  resuming from the revision reached;
 - liveness: register the chassis under a lease, heartbeat at a third of its TTL,
   register again when the lease was lost;
 - openflow: keep the channel to br-int up; on each (re)connect read what is installed;
-- reconcile: whenever the model, OVSDB or the channel changed, build the relevant view,
-  ask OVSDB for the tunnels it needs, compile, and apply the difference between desired
-  and installed flows as one atomic bundle — nothing before a snapshot, OVSDB's first
-  full state and the installed flows are all known, so a restart changes nothing that
-  is already right and traffic never stops; once no flow uses the conntrack zone of a
-  VIF that went away (a zone is its ofport), the zone is flushed, so a VIF that later
-  gets the same ofport starts clean;
-- status: report ports bound here ACTIVE once their VIF is plugged and the flows
-  compiled with it are applied, DOWN as soon as it is not (several reports in flight), and
-  routers and floating IPs ACTIVE (``l3.statuses``) at the revision programmed, each
-  once per change;
-- router conntrack zones (``l3.zones``) that go away are flushed like VIF zones;
-- snat: lease a SNAT port block on each router of ``l3.snat_routers`` this chassis
-  holds none of (the blocks come back on the stream, ``snat_blocks``);
-- resolve: ARP-probe the external next hops of its routers (``agent.external``) through
-  the mapped bridges, whose replies come back as packet-ins (userdata ``arp``).
+- reconcile: whenever something relevant in the model, OVSDB or the channel changed,
+  build the view through the catalog's indexes (``agent.view``), ask OVSDB for the
+  tunnels it needs, recompile the stages whose inputs changed
+  (``pipeline.incremental``), lower only the flows that came and apply the difference
+  as one atomic bundle — nothing before a snapshot, OVSDB's first full state and the
+  installed flows are all known, so a restart changes nothing that is already right
+  and traffic never stops; once no flow uses the conntrack zone of a VIF that went
+  away (a zone is its ofport), the zone is flushed, so a VIF that later gets the same
+  ofport starts clean;
+- status (``agent.status``): ports ACTIVE once the flows compiled with their VIF are
+  in, DOWN at once; routers and floating IPs at the revision programmed;
+- snat and resolve (``agent.routing``): SNAT block leases, external next-hop probes;
+  router zones that go away are flushed and new external addresses announced.
 
-Routing (docs/routing.md): the view is completed by ``l3.with_l3`` with the chassis
-believed alive (the store's ``liveness`` and BFD on tunnels with gateway chassis:
-``agent.liveness``), the bridge mappings and br-int's patch ports
-toward them (created through OVSDB), every tunnel, and the resolved external MACs;
-tunnels are ``relevant.tunnel_peers`` ∪ ``l3.tunnel_peers`` ∪, on a gateway candidate,
-``liveness.gateway_peers`` (so BFD runs while it is standby).
+Routing (docs/routing.md): the view includes the routers of ``agent.view`` with the
+chassis believed alive (the store's ``liveness`` and BFD on tunnels with gateway
+chassis: ``agent.liveness``), the bridge mappings and br-int's patch ports toward them
+(created through OVSDB), every tunnel, and the resolved external MACs; tunnels are
+``relevant.tunnel_peers`` ∪ ``l3.tunnel_peers`` ∪, on a gateway candidate,
+``liveness.gateway_peers`` (so BFD runs while it is standby). Every delay is in
+``AgentConfig.timing`` (``agent.timing``). docs/architecture.md follows an event from
+the store to the flows.
 
 DHCP packet-ins are answered from the latest view. Everything the agent did not expect
 (malformed events and objects, stray VIFs, ports on unknown chassis) is logged once."""
@@ -48,7 +49,10 @@ from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
 from plexus.agent.flowdiff import Entry, Key, Lowered, diff
 from plexus.agent.model import BadEvent, Model
 from plexus.agent.ovs import BridgeState, OpenFlowError, PacketIn
+from plexus.agent.routing import RoutingDuties
 from plexus.agent.southbound import Compacted, LeaseLost, Refused, Unavailable
+from plexus.agent.status import StatusReports
+from plexus.agent.timing import Timing
 from plexus.lower.openflow import cookie_of
 from plexus.model import relevance
 from plexus.model.catalog import Change
@@ -56,9 +60,6 @@ from plexus.pipeline.incremental import IncrementalCompiler
 from plexus.pipeline.view import View
 
 LOG = logging.getLogger("plexus.agent")
-BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-GARP_DELAYS = (0.0, 0.2, 0.3, 0.5, 1.0, 2.0)   # seconds before each gratuitous ARP
-STATUS_CONCURRENCY = 8                          # port status reports in flight at once
 
 
 @dataclass
@@ -70,6 +71,7 @@ class AgentConfig:
     bridge_mappings: dict[str, str] = field(default_factory=dict)
     gateway: bool = False
     ttl: float = 10.0
+    timing: Timing = field(default_factory=Timing)
 
 
 @dataclass
@@ -92,8 +94,10 @@ class Counters:
     stages_reused: int = 0
 
 
-class Agent:
-    """One chassis' agent; ``southbound`` and ``switch`` are its two boundaries."""
+class Agent(StatusReports, RoutingDuties):
+    """One chassis' agent; ``southbound`` and ``switch`` are its two boundaries. Its
+    status reports (``agent.status``) and routing duties (``agent.routing``) live in
+    modules of their own."""
 
     def __init__(self, config: AgentConfig, southbound, switch,
                  dhcp: Callable | None = None):
@@ -187,7 +191,7 @@ class Agent:
                 if not failures:
                     LOG.warning("southbound: %s; keeping the data plane as it is and "
                                 "retrying", exc)
-                await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                await asyncio.sleep(self.config.timing.after(failures))
                 failures += 1
 
     def apply_events(self, events: list) -> bool:
@@ -244,7 +248,7 @@ class Agent:
             except (Unavailable, Refused) as exc:
                 if not failures:
                     LOG.warning("registration/heartbeat: %s; retrying", exc)
-                await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                await asyncio.sleep(self.config.timing.after(failures))
                 failures += 1
 
     async def unregister(self) -> None:
@@ -275,7 +279,7 @@ class Agent:
                     LOG.warning("OpenFlow channel to br-int: %s; retrying", exc)
                 failures += 1
             self.installed = None
-            await asyncio.sleep(BACKOFF[min(failures, 3)])
+            await asyncio.sleep(self.config.timing.after(failures, cap=3))
 
     # --- reconcile ---------------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
@@ -295,7 +299,7 @@ class Agent:
                     self._full_diff = True
                 except (OSError, OpenFlowError, asyncio.TimeoutError):
                     self.installed = None
-                await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                await asyncio.sleep(self.config.timing.after(failures))
                 self._dirty.set()
 
     def ready(self) -> bool:
@@ -389,45 +393,6 @@ class Agent:
         self.compiled.set()
         return bool(change)
 
-    async def _flush_router_zones(self, zones: dict[str, int]) -> None:
-        """Flush the conntrack zone of a router that went away (or moved to another
-        zone) once the applied flows no longer use it: its NAT state must not reach a
-        router that gets the zone later."""
-        used = set(zones.values())
-        gone = sorted(set(self._router_zones.values()) - used)
-        self._router_zones = dict(zones)
-        for zone in gone:
-            try:
-                await self.switch.flush_conntrack(zone)
-            except OSError as exc:
-                LOG.warning("flushing router conntrack zone %d failed: %s", zone, exc)
-                continue
-            self.counters.ct_flushes += 1
-            LOG.info("conntrack zone %d flushed: its router is gone", zone)
-
-    def _announce(self, announcements: list) -> None:
-        """Gratuitous ARPs, out of br-int's patch ports, for what this chassis has just
-        started answering on an external network (a floating IP associated or moved
-        here, a gateway now active here): at the times of ``GARP_DELAYS``."""
-        current = {(a.ofport, a.ip, a.mac): a for a in announcements}
-        new = [current[k] for k in sorted(set(current) - self._announced)]
-        self._announced = set(current)
-        for a in new:
-            LOG.info("announcing %s at %s (gratuitous ARP out of ofport %d)", a.ip, a.mac,
-                     a.ofport)
-            asyncio.get_running_loop().create_task(self._garp(a))
-
-    async def _garp(self, a) -> None:
-        for delay in GARP_DELAYS:
-            await asyncio.sleep(delay)
-            if (a.ofport, a.ip, a.mac) not in self._announced:
-                return
-            try:
-                self.switch.packet_out(a.ofport, a.frame)
-                self.counters.garps += 1
-            except (OSError, OpenFlowError, AttributeError) as exc:
-                LOG.warning("gratuitous ARP for %s not sent: %s", a.ip, exc)
-
     async def _flush_gone(self, vifs: tuple) -> None:
         """Flush the conntrack zones of VIFs gone since flows were last applied (no flow
         uses them now): a VIF that later gets the same ofport must not inherit them."""
@@ -455,126 +420,6 @@ class Agent:
             self._once(("host", host, tuple(ports)), logging.WARNING,
                        "port(s) %s bound to chassis %r, which is not registered: "
                        "not reachable from here", ", ".join(ports), host)
-
-    # --- port status -------------------------------------------------------------------
-    async def _status_loop(self) -> None:
-        while True:
-            await self._status_dirty.wait()
-            self._status_dirty.clear()
-            if not self.ready():
-                continue
-            # ACTIVE only for VIFs the applied flows were compiled with (``_plugged`` is
-            # set once they are in); a VIF that went away is DOWN at once
-            applied = set(self._plugged or ())
-            vifs = tuple(v for v in self.bridge.vifs if v in applied)
-            wants = relevant.port_statuses(self.model.catalog, self.config.chassis, vifs)
-            for pid in list(self._reported):
-                if self._reported[pid] != wants.get(pid):
-                    del self._reported[pid]          # the model caught up (or moved on)
-            todo = [(pid, status) for pid, status in wants.items()
-                    if self._reported.get(pid) != status]
-            gate = asyncio.Semaphore(STATUS_CONCURRENCY)
-            reached = await asyncio.gather(*(self._report_port(gate, pid, status)
-                                             for pid, status in todo))
-            if not all(reached):
-                await asyncio.sleep(1.0)
-                self._status_dirty.set()
-                continue
-            await self._report_l3()
-
-    async def _report_port(self, gate: asyncio.Semaphore, pid: str, status: str) -> bool:
-        """Report one port's status; False when no server could be reached."""
-        async with gate:
-            try:
-                await self.sb.port_status(pid, status, self.config.chassis)
-                LOG.info("port %s %s", pid, status)
-            except Refused as exc:
-                self._once(("status", pid, status, exc.status), logging.WARNING,
-                           "server refused status %s for port %s: %s", status, pid, exc)
-            except Unavailable:
-                return False
-            self._reported[pid] = status
-            return True
-
-    async def _report_l3(self) -> None:
-        """Report routers and floating IPs this chassis programs, once per change."""
-        if self.view is None:
-            return
-        for collection, found in l3.statuses(self.view).items():
-            for ident, status in sorted(found.items()):
-                obj = self.model.catalog.get(collection, ident)
-                revision = getattr(obj, "revision", None)
-                key = (collection, ident)
-                if self._l3_reported.get(key) == (status, revision):
-                    continue
-                try:
-                    await self.sb.l3_status(collection, ident, status, self.config.chassis,
-                                            revision)
-                    LOG.info("%s %s %s (revision %s)", collection[:-1], ident, status,
-                             revision)
-                except Refused as exc:
-                    self._once(("l3status", key, status, exc.status), logging.WARNING,
-                               "server refused status %s for %s %s: %s", status,
-                               collection, ident, exc)
-                except Unavailable:
-                    await asyncio.sleep(1.0)
-                    self._status_dirty.set()
-                    return
-                self._l3_reported[key] = (status, revision)
-
-    # --- SNAT port blocks ----------------------------------------------------------------
-    def snat_wanted(self) -> list[str]:
-        """Routers this chassis should hold a SNAT block of but holds none of (yet)."""
-        view, me = self.view, self.config.chassis
-        if view is None:
-            return []
-        return [rid for rid in l3.snat_routers(view)
-                if not any(c == me for c, _, _ in view.snat_blocks.get(rid, ()))]
-
-    async def _snat_loop(self) -> None:
-        failures = 0
-        while True:
-            await self._snat_dirty.wait()
-            self._snat_dirty.clear()
-            for rid in self.snat_wanted():
-                try:
-                    blocks = await self.sb.lease_snat_blocks(rid, self.config.chassis, 1)
-                    self.counters.snat_leases += 1
-                    LOG.info("router %s: SNAT blocks %s", rid, ", ".join(
-                        f"{b['port_min']}-{b['port_max']}" for b in blocks))
-                    failures = 0
-                except (Refused, Unavailable, KeyError, TypeError) as exc:
-                    self._once(("snat", rid, str(exc)), logging.WARNING,
-                               "router %s: leasing a SNAT block failed: %s; retrying",
-                               rid, exc)
-                    failures += 1
-                    await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
-                    self._snat_dirty.set()
-                    break
-
-    # --- external next hops ------------------------------------------------------------
-    async def _resolve_loop(self) -> None:
-        """Probe the external next hops: at once when the set changes, unresolved ones
-        every second, resolved ones every ``external.REFRESH`` seconds."""
-        while True:
-            try:
-                await asyncio.wait_for(self._resolve_now.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
-            self._resolve_now.clear()
-            probes = self.resolver.due()
-            if not probes:
-                continue
-            try:
-                for bridge in sorted({p.bridge for p in probes}):
-                    await self.switch.punt_arp_replies(bridge, self.resolver.mac,
-                                                       self._on_packet_in)
-                for probe in probes:
-                    self.switch.packet_out_external(probe.bridge, probe.frame)
-                    self.counters.arp_probes += 1
-            except (OSError, OpenFlowError, asyncio.TimeoutError) as exc:
-                self._once(("resolve", str(exc)), logging.WARNING,
-                           "probing external next hops: %s; retrying", exc)
 
     # --- packet-in ---------------------------------------------------------------------
     def _on_packet_in(self, pin: PacketIn) -> None:
