@@ -9,13 +9,14 @@ are compared by meaning, not by bytes."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from plexus.lower.openflow import DP, cookie_of, flow_mod
+from plexus.lower.openflow import DP, cookie_of, flow_mod, instructions_for
 from plexus.pipeline.flows import Flow
 
 Key = tuple[int, int, tuple]            # (table, priority, canonical match)
@@ -50,7 +51,15 @@ def of_flow(flow: Flow) -> Entry:
     """A compiled flow's entry (as it will be installed), keeping the flow mod that adds
     it, so applying it does not lower the flow a second time."""
     mod = flow_mod(flow)
-    return entry(mod.table_id, mod.priority, mod.cookie, mod.match, mod.instructions, mod)
+    fields = tuple(sorted((k, _value(v)) for k, v in mod.match.items()))
+    return Entry(mod.table_id, mod.priority, fields, mod.cookie,
+                 _canonical_instructions(flow.actions, flow.goto), mod.match, mod)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _canonical_instructions(actions: tuple, goto: str | None) -> tuple:
+    """The canonical instructions of the flows with these actions and goto."""
+    return tuple(_instruction(i) for i in instructions_for(actions, goto))
 
 
 def of_stats(stats) -> Entry:

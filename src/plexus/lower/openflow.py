@@ -3,6 +3,7 @@ where stage names become table numbers and register names become OVS fields."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 
@@ -47,8 +48,19 @@ def wire_value(field: str, value):
 
 
 def match_of(flow: Flow) -> parser.OFPMatch:
-    """The flow's match as an OFPMatch."""
-    return parser.OFPMatch(**{ovs_field(k): wire_value(ovs_field(k), v) for k, v in flow.match})
+    """The flow's match as an OFPMatch: exactly what ``OFPMatch(**fields)`` builds, with
+    each (field, value) normalised once and remembered (os-ken converts every value
+    three times, and most values recur in many flows)."""
+    fields = sorted(_oxm(ovs_field(k), v) for k, v in flow.match)
+    return parser.OFPMatch(_ordered_fields=[f for _, f in fields])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _oxm(field: str, value) -> tuple:
+    """(OXM sort key, (field, user value)) of one match field, as OFPMatch orders them."""
+    name, user = ofp.oxm_normalize_user(field, wire_value(field, value))
+    n, v, m = ofp.oxm_from_user(name, user)
+    return (n[0] if isinstance(n, tuple) else n), ofp.oxm_to_user(n, v, m)
 
 
 def actions_of(flow: Flow) -> list:
@@ -112,15 +124,28 @@ def nat_action(n: Nat) -> parser.NXActionNAT:
 
 def flow_mod(flow: Flow, command: int = ofp.OFPFC_ADD) -> parser.OFPFlowMod:
     """An OFPFlowMod adding (or, with OFPFC_DELETE_STRICT, removing) the flow."""
-    instructions = []
-    if command != ofp.OFPFC_DELETE_STRICT:
-        acts = actions_of(flow)
-        if acts:
-            instructions.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts))
-        if flow.goto:
-            instructions.append(parser.OFPInstructionGotoTable(table_of(flow.goto)))
+    instructions = [] if command == ofp.OFPFC_DELETE_STRICT else list(instructions_of(flow))
     return parser.OFPFlowMod(
         DP, cookie=cookie_of(flow.cookie), cookie_mask=0, table_id=table_of(flow.stage),
         command=command, priority=flow.priority, match=match_of(flow),
         instructions=instructions, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
         flags=0)
+
+
+def instructions_of(flow: Flow) -> tuple:
+    """The flow's instructions (apply-actions, goto), built once per distinct pair of
+    actions and goto and shared by the flow mods that have them (os-ken only reads
+    them when it serialises a message)."""
+    return instructions_for(flow.actions, flow.goto)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def instructions_for(actions: tuple, goto: str | None) -> tuple:
+    """The os-ken instructions of these actions and goto (shared: do not mutate)."""
+    out = []
+    acts = actions_of(Flow("", 0, actions=actions))
+    if acts:
+        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts))
+    if goto:
+        out.append(parser.OFPInstructionGotoTable(table_of(goto)))
+    return tuple(out)
