@@ -1,11 +1,12 @@
 """The per-chassis southbound stream through a real server: each chassis' snapshot and
 events hold what it needs only, binding and unbinding move networks in and out, long
-polls wait on the event loop (the Neutron API keeps answering under hundreds of them)
-and a client that goes away is dropped at once."""
+polls and streams wait on the event loop (the Neutron API keeps answering under hundreds
+of them) and a client that goes away is dropped at once."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import uuid
 import httpx
 import pytest
 
+from plexus.agent.southbound import Compacted as AgentCompacted
 from plexus.agent.southbound import Credentials, Southbound
 from plexus.config import Config
 from plexus.server.runner import ThreadedServer
@@ -278,3 +280,204 @@ def test_the_agent_client_sends_its_chassis():
         await sb.close()
     asyncio.run(go())
     assert [u.params.get("chassis") for u in seen] == ["cn 1", "cn 1"]
+
+
+# --- streaming watches (``&stream=1``) ---------------------------------------------------
+
+class Lines:
+    """A streaming watch read on its own thread: each line with its arrival time."""
+
+    def __init__(self, url: str, token: str, start: int, chassis: str,
+                 heartbeat: float = 10.0):
+        self.got: list[tuple[float, dict]] = []
+        self.status = None
+        self.opened = threading.Event()
+        self._stop = threading.Event()
+        self._path = (f"/southbound/v1/watch?from={start}&chassis={chassis}&stream=1"
+                      f"&heartbeat={heartbeat}")
+        self._url, self._token = url, token
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self.opened.wait(10)
+
+    def _run(self) -> None:
+        with httpx.stream("GET", self._url + self._path, timeout=30,
+                          headers={"X-Auth-Token": self._token}) as r:
+            self.status = r.status_code
+            self.opened.set()
+            for line in r.iter_lines():
+                if line:
+                    self.got.append((time.monotonic(), json.loads(line)))
+                if self._stop.is_set():
+                    break
+
+    def events(self) -> list[dict]:
+        return [e for _, body in list(self.got) for e in body.get("events", [])]
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def test_a_stream_carries_its_chassis_events_promptly_and_nothing_else(server, admin, two):
+    (ca, cb), ((_, _, port_a), (_, _, port_b)) = two
+    token = admin.session.get_token()
+    start = snapshot(server, admin, ca)["revision"] + 1
+    a, b = Lines(server.url, token, start, ca), Lines(server.url, token, start, cb)
+    assert a.status == b.status == 200
+    assert _wait(lambda: hub(server).streams >= 2, 5)
+    sent = time.monotonic()
+    admin.network.update_port(port_a, name="streamed")
+    assert _wait(lambda: a.events(), 5)
+    (arrived, body), = a.got
+    assert arrived - sent < 1.0
+    assert [(e["id"], e["object"]["name"]) for e in body["events"]] == \
+        [(port_a.id, "streamed")]
+    assert body["next"] > body["events"][0]["revision"]
+    admin.network.update_port(port_a, name="again")       # the same stream, next line
+    assert _wait(lambda: len(a.events()) == 2, 5)
+    assert a.got[1][1]["events"][0]["revision"] >= body["next"]
+    time.sleep(0.3)
+    assert b.events() == []                               # c b's stream: nothing
+    a.close(), b.close()
+    admin.network.update_port(port_b, name="wakes b")     # the closing threads return
+    admin.network.update_port(port_a, name="wakes a")
+
+
+def test_an_idle_stream_sends_heartbeats(server, admin):
+    token = admin.session.get_token()
+    start = snapshot(server, admin)["revision"] + 1
+    idle = Lines(server.url, token, start, name("idle"), heartbeat=0.2)
+    assert _wait(lambda: len(idle.got) >= 3, 5)
+    idle.close()
+    beats = [body for _, body in idle.got[:3]]
+    assert all(b["events"] == [] for b in beats)
+    assert beats[0]["next"] >= start and beats[0]["next"] <= beats[2]["next"]
+    gaps = [idle.got[i + 1][0] - idle.got[i][0] for i in range(2)]
+    assert all(0.1 < g < 1.0 for g in gaps), gaps
+
+
+def test_a_stream_from_a_compacted_revision_is_410_or_ends_with_compacted(small):
+    token = _token(small.url)
+    http = httpx.Client(base_url=small.url, headers={"X-Auth-Token": token}, timeout=30)
+    start = http.get("/southbound/v1/snapshot?chassis=c1").json()["revision"] + 1
+    for i in range(12):
+        assert http.post("/v2.0/networks", json={"network": {"name": f"n{i}"}}).status_code == 201
+    r = http.get(f"/southbound/v1/watch?from={start}&chassis=c1&stream=1")
+    assert r.status_code == 410 and r.json()["NeutronError"]["type"] == "Compacted"
+
+    # overtaken mid-stream: the stream ends with an error line, the client raises
+    async def overtaken():
+        sb = Southbound([small.url], chassis="c1", heartbeat=3.0)
+        try:
+            now = int(http.get("/southbound/v1/snapshot?chassis=c1").json()["revision"]) + 1
+            first = asyncio.create_task(sb.watch(now))
+            assert await asyncio.to_thread(_wait, lambda: small.app.state.hub.streams == 1, 5)
+            for i in range(12):            # nothing for c1: its stream is not woken
+                await asyncio.to_thread(http.post, "/v2.0/networks",
+                                        json={"network": {"name": f"m{i}"}})
+            assert small.app.state.hub.floor > now
+            with pytest.raises(AgentCompacted):
+                await first
+        finally:
+            await sb.close()
+    asyncio.run(overtaken())
+    assert _wait(lambda: small.app.state.hub.streams == 0, 2)
+    http.close()
+
+
+def test_the_agent_client_streams_what_the_long_poll_answers(server, admin, two):
+    (ca, _), ((net_a, _, port_a), _) = two
+    start = snapshot(server, admin, ca)["revision"] + 1
+    made = []
+
+    async def scenario():
+        sb = Southbound([server.url], chassis=ca, heartbeat=0.5)
+        polled = Southbound([server.url], chassis=ca, stream=False)
+        try:
+            streamed, nxt, lines = [], start, 0
+            first = asyncio.create_task(sb.watch(nxt))
+            assert await asyncio.to_thread(_wait, lambda: hub(server).streams >= 1, 5)
+
+            def writes():
+                admin.network.update_port(port_a, name="s1")
+                p = admin.network.create_port(network_id=net_a.id, security_group_ids=[])
+                made.append(p)
+                admin.network.update_port(p, binding_host_id=ca)
+                admin.network.update_port(port_a, name="s2")
+                admin.network.update_port(p, binding_host_id="")
+                admin.network.delete_port(p)
+                return snapshot(server, admin, ca)["revision"]
+            last = await asyncio.to_thread(writes)
+            events, nxt = await first
+            streamed += events
+            while nxt <= last:
+                events, nxt = await sb.watch(nxt)
+                streamed += events
+                lines += 1
+            assert lines < 20
+            assert hub(server).streams >= 1          # one stream all along
+            polled_events, pn = [], start
+            while pn <= last:
+                events, pn = await polled.watch(pn)
+                polled_events += events
+            return streamed, polled_events
+        finally:
+            await sb.close()
+            await polled.close()
+
+    streamed, polled = asyncio.run(scenario())
+    assert streamed == polled
+    kinds = [(e["type"], e["id"]) for e in streamed]
+    assert ("put", port_a.id) in kinds and ("delete", made[0].id) in kinds
+
+
+def test_closing_the_agent_client_drops_its_stream(server, admin):
+    before = hub(server).streams
+
+    async def scenario():
+        sb = Southbound([server.url], chassis=name("closing"), heartbeat=0.2)
+        rev = snapshot(server, admin)["revision"] + 1
+        events, nxt = await sb.watch(rev)            # a heartbeat, over a stream
+        assert events == [] and hub(server).streams == before + 1
+        events, nxt = await sb.watch(nxt)            # the same stream, still one
+        assert hub(server).streams == before + 1
+        await sb.close()
+    asyncio.run(scenario())
+    assert _wait(lambda: hub(server).streams == before, 2), hub(server).streams
+
+
+def test_api_answers_under_300_streams_and_closed_streams_are_dropped(server, admin):
+    token = admin.session.get_token()
+    rev = snapshot(server, admin)["revision"]
+    count = 300
+    before = hub(server).streams
+
+    async def scenario():
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        async with httpx.AsyncClient(base_url=server.url, headers={"X-Auth-Token": token},
+                                     timeout=60, limits=limits) as http:
+            opened = []
+
+            async def one(i):
+                r = await http.send(http.build_request(
+                    "GET", f"/southbound/v1/watch?from={rev + 1}&stream=1&chassis=s{i}"),
+                    stream=True)
+                opened.append(r)
+            await asyncio.gather(*(one(i) for i in range(count)))
+            assert all(r.status_code == 200 for r in opened)
+            assert await asyncio.to_thread(
+                _wait, lambda: hub(server).streams >= before + count, 15)
+            began = time.monotonic()
+            r = await asyncio.to_thread(
+                raw, server, admin, "POST", "/v2.0/networks", {"network": {"name": "busy"}})
+            served = time.monotonic() - began
+            assert r.status_code == 201 and served < 5, served
+            assert hub(server).streams == before + count
+            for s in opened:                   # the clients go away
+                await s.aclose()
+        return r.json()["network"]["id"]
+
+    net = asyncio.run(scenario())
+    assert _wait(lambda: hub(server).streams == before, 5), hub(server).streams
+    assert _wait(lambda: hub(server).watchers() == 0, 5)
+    admin.network.delete_network(net)

@@ -1,7 +1,12 @@
-"""The agent's client of the server's southbound API: snapshot, long-poll watch, chassis
+"""The agent's client of the server's southbound API: snapshot, watch, chassis
 registration and heartbeats, port status reports. Several server URLs may be given;
 a call that cannot reach one (or gets a 5xx) tries the next. Tokens come from the
 built-in identity service and are renewed on 401.
+
+The watch is a stream: one open ``/southbound/v1/watch?stream=1`` answer per server
+(and chassis), read a line per ``watch()`` call; it is reopened from the revision asked
+for when it breaks or when the caller asks for another revision than the one it last
+returned. A server that answers 400 to ``stream=1`` (older than streams) is long-polled.
 
 This is the server boundary of the agent: tests replace it with a fake that keeps the
 same methods."""
@@ -14,9 +19,12 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 LOG = logging.getLogger(__name__)
 WATCH_WAIT = 25.0
+HEARTBEAT = 10.0          # the server sends an empty line this often on an idle stream
+STREAM_IDLE = 3.5         # ... and after this many heartbeats without a line, it is dead
 
 
 class Unavailable(ConnectionError):
@@ -29,6 +37,19 @@ class Compacted(RuntimeError):
 
 class LeaseLost(RuntimeError):
     """The chassis' liveness lease expired: register again."""
+
+
+class _Stream:
+    """One open streaming watch: where it goes, its lines, the revision it is at."""
+
+    def __init__(self, url: str, response: httpx.Response, start: int):
+        self.url = url
+        self.response = response
+        self.lines = response.aiter_lines()
+        self.next = start
+
+    async def close(self) -> None:
+        await self.response.aclose()
 
 
 class Refused(RuntimeError):
@@ -54,7 +75,8 @@ class Southbound:
 
     def __init__(self, urls: list[str], credentials: Credentials = Credentials(),
                  timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None,
-                 chassis: str | None = None):
+                 chassis: str | None = None, stream: bool = True,
+                 heartbeat: float = HEARTBEAT):
         if not urls:
             raise ValueError("at least one server URL is needed")
         self.urls = [u.rstrip("/") for u in urls]
@@ -65,6 +87,11 @@ class Southbound:
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self.streaming = stream         # False: long polls only
+        self.stream_heartbeat = heartbeat
+        self._stream: _Stream | None = None
+        self._long_poll: set[str] = set()       # servers that refused stream=1
+        self._watch_lock = asyncio.Lock()
 
     @property
     def url(self) -> str:
@@ -72,7 +99,8 @@ class Southbound:
         return self.urls[self._current]
 
     async def close(self) -> None:
-        """Close connections."""
+        """Close connections (the open watch stream with them)."""
+        await self._drop_stream()
         await self._client.aclose()
 
     # --- the API ---------------------------------------------------------------------
@@ -84,13 +112,115 @@ class Southbound:
         return int(body["revision"]), body.get("objects") or {}
 
     async def watch(self, start: int, wait: float = WATCH_WAIT) -> tuple[list, int]:
-        """Events from revision ``start`` on, waiting up to ``wait`` s: (events, next);
-        with a chassis, its events only (and the puts and deletes that follow from its
-        scopes growing or shrinking)."""
+        """Events from revision ``start`` on: (events, next); with a chassis, its events
+        only (and the puts and deletes that follow from its scopes growing or
+        shrinking). Over a stream: the next line, events or a heartbeat's none (``wait``
+        is only the long poll's); a long poll when ``wait`` is 0, streams are off or the
+        server does not have them."""
+        if wait <= 0 or not self.streaming:
+            return await self._poll(start, wait)
+        async with self._watch_lock:
+            errors = []
+            for attempt in range(len(self.urls)):
+                url = self.url
+                if url in self._long_poll:
+                    return await self._poll(start, wait)
+                try:
+                    return await self._next_line(url, start)
+                except (httpx.HTTPError, OSError, _ServerError, _StreamBroken) as exc:
+                    await self._drop_stream()
+                    errors.append(f"{url}: {exc or type(exc).__name__}")
+                    self._current = (self._current + 1) % len(self.urls)
+                    self._token = None
+                except BaseException:
+                    await self._drop_stream()
+                    raise
+            raise Unavailable("; ".join(errors))
+
+    async def _poll(self, start: int, wait: float) -> tuple[list, int]:
         query = f"from={start}&timeout={wait}" + (f"&{self._only}" if self._only else "")
         body = await self._call("GET", f"/southbound/v1/watch?{query}", timeout=wait + 10)
         events = body.get("events")
         return (events if isinstance(events, list) else []), int(body["next"])
+
+    async def _next_line(self, url: str, start: int) -> tuple[list, int]:
+        """The next line of the stream to ``url`` that continues from ``start`` (one
+        opened if need be; a kept one that breaks is reopened once)."""
+        stream = self._stream
+        if stream is not None and (stream.url != url or stream.next != start):
+            await self._drop_stream()
+            stream = None
+        for fresh in ((False, True) if stream is not None else (True,)):
+            if fresh:
+                stream = await self._open(url, start)
+                if stream is None:                     # 400: a server without streams
+                    self._long_poll.add(url)
+                    return await self._poll(start, WATCH_WAIT)
+                self._stream = stream
+            try:
+                line = ""
+                while not line:
+                    line = await stream.lines.__anext__()
+                break
+            except (StopAsyncIteration, httpx.HTTPError, OSError) as exc:
+                await self._drop_stream()
+                if fresh:
+                    raise _StreamBroken(f"the watch stream ended: {exc!r}") from None
+                LOG.info("watch stream to %s broke (%r); reopening from %d", url, exc, start)
+        try:
+            body = orjson.loads(line)
+            if "error" in body:
+                await self._drop_stream()
+                if body["error"] == "Compacted":
+                    raise Compacted(str(body.get("message", ""))[:200])
+                raise Refused(400, str(body)[:300])
+            events, nxt = body.get("events"), int(body["next"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            await self._drop_stream()
+            raise _StreamBroken(f"unreadable watch line: {exc}") from None
+        stream.next = nxt
+        return (events if isinstance(events, list) else []), nxt
+
+    async def _open(self, url: str, start: int) -> _Stream | None:
+        """A stream from ``start``; None when the server does not stream (400)."""
+        query = (f"from={start}&stream=1&heartbeat={self.stream_heartbeat}"
+                 f"&timeout={WATCH_WAIT}" + (f"&{self._only}" if self._only else ""))
+        timeout = httpx.Timeout(self._client.timeout.connect or 10.0,
+                                read=self.stream_heartbeat * STREAM_IDLE)
+        for renewed in (False, True):
+            headers = {}
+            token = await self._auth(url)
+            if token:
+                headers["X-Auth-Token"] = token
+            request = self._client.build_request(
+                "GET", f"{url}/southbound/v1/watch?{query}", headers=headers,
+                timeout=timeout)
+            r = await self._client.send(request, stream=True)
+            if r.status_code == 401 and not renewed:
+                await r.aclose()
+                self._token = None
+                continue
+            break
+        if r.status_code >= 400:
+            text = (await r.aread())[:300].decode(errors="replace")
+            await r.aclose()
+            if r.status_code >= 500:
+                raise _ServerError(f"HTTP {r.status_code}")
+            if r.status_code == 410:
+                raise Compacted(text[:200])
+            if r.status_code == 400:
+                LOG.info("%s does not stream watches (%s); long-polling it", url, text)
+                return None
+            raise Refused(r.status_code, text)
+        return _Stream(url, r, start)
+
+    async def _drop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                await stream.close()
+            except (httpx.HTTPError, OSError):
+                pass
 
     async def register(self, chassis: str, tunnel_ip: str, bridge_mappings: dict[str, str],
                        gateway: bool, ttl: float) -> tuple[int, float]:
@@ -189,3 +319,8 @@ class Southbound:
 
 class _ServerError(Exception):
     """A 5xx: try another server."""
+
+
+class _StreamBroken(Exception):
+    """A watch stream just opened ended or said something unreadable: try another
+    server."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 
 import orjson
 from starlette.requests import Request
@@ -22,7 +23,12 @@ from plexus.store import Compacted, Event
 
 MAX_WAIT = 30.0
 READY_WAIT = 30.0
+HEARTBEAT = 10.0          # seconds between empty lines of an idle streaming watch
+MIN_HEARTBEAT, MAX_HEARTBEAT = 0.05, 300.0
+SEND_TIMEOUT = 60.0       # a stream whose client reads nothing for this long is dropped
+NDJSON = b"application/x-ndjson"
 DEFAULT_TTL = 10.0
+LOG = logging.getLogger("plexus.server.southbound")
 
 
 async def _require_admin(request: Request):
@@ -86,10 +92,37 @@ async def snapshot(request: Request) -> Response:
     return _raw_json(_snapshot_bytes(*await hub.served(hub.snapshot, chassis)))
 
 
-async def _disconnected(request: Request) -> None:
+async def _disconnected(receive) -> None:
     """Returns when the client goes away."""
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+
+
+async def _batch(hub: Hub, chassis: str | None, start: int) -> tuple[bytes | None, int]:
+    """The answer to a watch from ``start`` as it stands: (body, next), body None while
+    there is nothing for ``chassis`` yet. ``Compacted`` when ``start`` is older than the
+    hub's log (without a chassis: older than the store's history, which is read
+    instead)."""
+    while True:
+        try:
+            events, nxt = await hub.served(hub.read, chassis, start)
+        except Compacted:
+            if chassis is not None:
+                raise
+            # every event, from before this server started: the store's history
+            result = await call(hub.store.watch, MODEL, start, 0.0)
+            if result.events:
+                return orjson.dumps({"events": [event_body(e) for e in result.events],
+                                     "next": result.next_revision}), result.next_revision
+            start = max(start, result.next_revision)
+            if start < hub.floor:
+                return None, start
+            continue
+        return (_events_bytes(events, nxt) if events else None), nxt
 
 
 @endpoint
@@ -97,20 +130,38 @@ async def watch(request: Request) -> Response:
     """Changes after a snapshot: ``?from=REV&timeout=S[&chassis=X]`` (with a chassis, its
     events only, and the puts and deletes its scopes' changes bring); 410 when the
     revision is older than the history kept. A long poll waits on the event loop for the
-    hub to route an event to it, and ends as soon as the client disconnects."""
+    hub to route an event to it, and ends as soon as the client disconnects.
+
+    With ``&stream=1`` the answer stays open instead: newline-delimited JSON, one
+    ``{"events": [...], "next": N}`` line (a long poll's body) as soon as the hub has
+    events for the chassis, an empty one every ``heartbeat`` s (default 10) so both ends
+    notice a dead peer, and a last ``{"error": "Compacted", ...}`` line if the log
+    overtakes the stream. One authentication per stream, not per event."""
     await _require_admin(request)
     try:
         start = int(request.query_params.get("from", "0"))
         timeout = min(float(request.query_params.get("timeout", "0")), MAX_WAIT)
+        heartbeat = float(request.query_params.get("heartbeat", HEARTBEAT))
     except ValueError:
-        raise errors.BadRequest("from must be an integer and timeout a number") from None
+        raise errors.BadRequest("from must be an integer, timeout and heartbeat "
+                                "numbers") from None
     if start < 0:
         raise errors.BadRequest("from must not be negative")
+    streaming = _flag(request, "stream")
+    if streaming and not MIN_HEARTBEAT <= heartbeat <= MAX_HEARTBEAT:
+        raise errors.BadRequest(f"heartbeat must be between {MIN_HEARTBEAT} and "
+                                f"{MAX_HEARTBEAT} seconds")
     chassis = _chassis(request)
     hub = await _hub(request)
-    if timeout <= 0:
+    if timeout <= 0 and not streaming:
         await hub.sync()
     start = start or hub.next                     # 0: from the next change on
+    if streaming:
+        try:
+            first, start = await _batch(hub, chassis, start)   # 410 before any line
+        except Compacted as exc:
+            return _compacted(exc)
+        return _Stream(hub, chassis, start, first, heartbeat)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     gone: asyncio.Future | None = None
@@ -119,27 +170,14 @@ async def watch(request: Request) -> Response:
             waiter = hub.waiter(chassis)          # before reading: no wake-up is missed
             try:
                 try:
-                    events, nxt = await hub.served(hub.read, chassis, start)
+                    body, start = await _batch(hub, chassis, start)
                 except Compacted as exc:
-                    if chassis is not None:
-                        return _compacted(exc)
-                    # every event, from before this server started: the store's history
-                    try:
-                        result = await call(hub.store.watch, MODEL, start, 0.0)
-                    except Compacted as gone_exc:
-                        return _compacted(gone_exc)
-                    if result.events:
-                        return JSON({"events": [event_body(e) for e in result.events],
-                                     "next": result.next_revision})
-                    start = max(start, result.next_revision)
-                    if start < hub.floor:
-                        return _raw_json(_events_bytes([], start))
-                    continue
+                    return _compacted(exc)
                 remaining = deadline - loop.time()
-                if events or remaining <= 0:
-                    return _raw_json(_events_bytes(events, nxt))
+                if body is not None or remaining <= 0 or start < hub.floor:
+                    return _raw_json(body or _events_bytes([], start))
                 if gone is None:
-                    gone = asyncio.ensure_future(_disconnected(request))
+                    gone = asyncio.ensure_future(_disconnected(request.receive))
                 await asyncio.wait((waiter, gone), timeout=remaining,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -149,6 +187,69 @@ async def watch(request: Request) -> Response:
     finally:
         if gone is not None:
             gone.cancel()
+
+
+class _Stream:
+    """The ASGI answer of a streaming watch: lines until the client goes, the log
+    overtakes it, or it stops reading for ``SEND_TIMEOUT`` s."""
+
+    def __init__(self, hub: Hub, chassis: str | None, start: int, first: bytes | None,
+                 heartbeat: float):
+        self.hub, self.chassis, self.start = hub, chassis, start
+        self.first, self.heartbeat = first, heartbeat
+        self.stuck = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        hub, chassis, start = self.hub, self.chassis, self.start
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", NDJSON), (b"cache-control", b"no-store")]})
+        gone = asyncio.ensure_future(_disconnected(receive))
+        hub.streams += 1
+        try:
+            if self.first is not None and not await self._line(send, self.first):
+                return
+            beat = loop.time() + self.heartbeat
+            while not gone.done():
+                waiter = hub.waiter(chassis)      # before reading: no wake-up is missed
+                try:
+                    try:
+                        body, start = await _batch(hub, chassis, start)
+                    except Compacted as exc:
+                        await self._line(send, orjson.dumps({
+                            "error": "Compacted", "message": str(exc),
+                            "compact_revision": exc.compact_revision}))
+                        return
+                    now = loop.time()
+                    if body is None and now >= beat:
+                        body = _events_bytes([], start)           # the heartbeat
+                    if body is not None:
+                        if not await self._line(send, body):
+                            return
+                        beat = now + self.heartbeat
+                        continue
+                    await asyncio.wait((waiter, gone), timeout=beat - now,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    hub.forget(chassis, waiter)
+        finally:
+            hub.streams -= 1
+            gone.cancel()
+            if not self.stuck:                    # (a stuck one is closed by the server)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _line(self, send, body: bytes) -> bool:
+        """Write one line; False when the client has read nothing for too long."""
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await send({"type": "http.response.body", "body": body + b"\n",
+                            "more_body": True})
+            return True
+        except TimeoutError:
+            LOG.warning("southbound stream of %s: the client reads nothing; dropped",
+                        self.chassis)
+            self.stuck = True
+            return False
 
 
 @endpoint

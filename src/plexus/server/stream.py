@@ -111,6 +111,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str | None, set[asyncio.Future]] = {}    # on the loop only
         self._revision_waiters: list[tuple[int, asyncio.Future]] = []
+        self.streams = 0      # streaming watches open now (on the loop only)
 
     # --- running -------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> "Hub":
@@ -485,7 +486,7 @@ class Hub:
                 del self._waiters[chassis]
 
     def watchers(self) -> int:
-        """How many watches are waiting now."""
+        """How many watches are waiting now (long polls, and streams between lines)."""
         return sum(len(g) for g in self._waiters.values())
 
     async def ready_async(self, timeout: float) -> bool:
