@@ -18,7 +18,7 @@ from starlette.routing import Route
 from plexus.api import errors
 from plexus.api.http import JSON, call, context, endpoint, json_body
 from plexus.api.services.base import MODEL
-from plexus.server.stream import Hub
+from plexus.server.stream import MAX_EVENTS, Hub
 from plexus.store import Compacted, Event
 
 MAX_WAIT = 30.0
@@ -102,11 +102,12 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "").lower() in ("1", "true", "yes")
 
 
-async def _batch(hub: Hub, chassis: str | None, start: int) -> tuple[bytes | None, int]:
-    """The answer to a watch from ``start`` as it stands: (body, next), body None while
-    there is nothing for ``chassis`` yet. ``Compacted`` when ``start`` is older than the
-    hub's log (without a chassis: older than the store's history, which is read
-    instead)."""
+async def _batch(hub: Hub, chassis: str | None,
+                 start: int) -> tuple[bytes | None, int, bool]:
+    """The answer to a watch from ``start`` as it stands: (body, next, whether more may be
+    waiting already), body None while there is nothing for ``chassis`` yet.
+    ``Compacted`` when ``start`` is older than the hub's log (without a chassis: older
+    than the store's history, which is read instead)."""
     while True:
         try:
             events, nxt = await hub.served(hub.read, chassis, start)
@@ -117,12 +118,15 @@ async def _batch(hub: Hub, chassis: str | None, start: int) -> tuple[bytes | Non
             result = await call(hub.store.watch, MODEL, start, 0.0)
             if result.events:
                 return orjson.dumps({"events": [event_body(e) for e in result.events],
-                                     "next": result.next_revision}), result.next_revision
+                                     "next": result.next_revision}), \
+                    result.next_revision, True
             start = max(start, result.next_revision)
             if start < hub.floor:
-                return None, start
+                return None, start, False
             continue
-        return (_events_bytes(events, nxt) if events else None), nxt
+        if not events:
+            return None, nxt, False
+        return _events_bytes(events, nxt), nxt, len(events) >= MAX_EVENTS
 
 
 @endpoint
@@ -158,7 +162,7 @@ async def watch(request: Request) -> Response:
     start = start or hub.next                     # 0: from the next change on
     if streaming:
         try:
-            first, start = await _batch(hub, chassis, start)   # 410 before any line
+            first, start, _ = await _batch(hub, chassis, start)   # 410 before any line
         except Compacted as exc:
             return _compacted(exc)
         return _Stream(hub, chassis, start, first, heartbeat)
@@ -170,7 +174,7 @@ async def watch(request: Request) -> Response:
             waiter = hub.waiter(chassis)          # before reading: no wake-up is missed
             try:
                 try:
-                    body, start = await _batch(hub, chassis, start)
+                    body, start, _ = await _batch(hub, chassis, start)
                 except Compacted as exc:
                     return _compacted(exc)
                 remaining = deadline - loop.time()
@@ -214,7 +218,7 @@ class _Stream:
                 waiter = hub.waiter(chassis)      # before reading: no wake-up is missed
                 try:
                     try:
-                        body, start = await _batch(hub, chassis, start)
+                        body, start, more = await _batch(hub, chassis, start)
                     except Compacted as exc:
                         await self._line(send, orjson.dumps({
                             "error": "Compacted", "message": str(exc),
@@ -227,8 +231,10 @@ class _Stream:
                         if not await self._line(send, body):
                             return
                         beat = now + self.heartbeat
-                        continue
-                    await asyncio.wait((waiter, gone), timeout=beat - now,
+                        if more or waiter.done():     # more came meanwhile: read again
+                            continue
+                    # the waiter, registered before the read, is woken by what comes after
+                    await asyncio.wait((waiter, gone), timeout=beat - loop.time(),
                                        return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     hub.forget(chassis, waiter)

@@ -105,7 +105,8 @@ class Hub:
         self.floor = 0        # the oldest revision a watch may resume from
         self.next = 0         # one past the newest revision applied
         self.ready = threading.Event()
-        self.stats = {"events": 0, "synthetic": 0, "rebuilds": 0, "seconds": 0.0}
+        self.stats = {"events": 0, "synthetic": 0, "rebuilds": 0, "seconds": 0.0,
+                      "reads_off_loop": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -435,6 +436,7 @@ class Hub:
             finally:
                 self._lock.release()
         from plexus.api.http import call
+        self.stats["reads_off_loop"] += 1
         return await call(fn, *args)
 
     def wait_until(self, revision: int, timeout: float) -> bool:
