@@ -425,3 +425,36 @@ def test_the_log_is_bounded_in_bytes_too(store):
     assert hub.log_size == sum(r.size for r in hub.log)
     events, _ = hub.read("c1", hub.floor)
     assert len(events) == len(hub.log)
+
+
+def test_a_bind_adds_the_new_host_to_its_neighbours_without_recomputing_them(store):
+    put(store, "networks", network(0))
+    put(store, "subnets", subnet(0))
+    for i, chassis in enumerate(CHASSIS):
+        put(store, "ports", port(i, 0, chassis))
+    put(store, "agents", agent("c9"))
+    put(store, "liveness", {"host": "c9"}, "a-c9")
+    hub = loaded(store)
+    one = Mirror(hub, "c1")
+    before = dict(hub.stats)
+    put(store, "ports", port(7, 0, "c9"))             # c9 now hosts a port on n0
+    hub.poll()
+    # c9 recomputes; its three neighbours only gain ("chassis", "c9")
+    assert hub.stats["recomputed"] - before["recomputed"] == 1
+    assert hub.stats["delta"] - before["delta"] == 3
+    catalog = full_catalog(store)
+    for chassis in (*CHASSIS, "c9"):
+        assert hub.subscriptions_of(chassis) == subscriptions(catalog, chassis)
+    got = {(e["collection"], e["id"]) for e in one.catch_up()}
+    assert {("ports", "p7"), ("agents", "a-c9"), ("liveness", "a-c9")} <= got
+    assert one.ids() == expected(catalog, "c1")
+    # a rebind that takes c9 off the network is a removal: everyone recomputes
+    before = dict(hub.stats)
+    put(store, "ports", port(7, 0, "c2", rev=2))
+    hub.poll()
+    assert hub.stats["delta"] == before["delta"]
+    catalog = full_catalog(store)
+    for chassis in (*CHASSIS, "c9"):
+        assert hub.subscriptions_of(chassis) == subscriptions(catalog, chassis)
+    one.catch_up()
+    assert one.ids() == expected(catalog, "c1") and "a-c9" not in one.ids()["agents"]
