@@ -295,13 +295,17 @@ class Hub:
         for chassis in recipients:
             before = self.subs.get(chassis) or _own(chassis)
             after = before
+            gained: list[bytes] | None = None
             if chassis in moved:
                 if gain is not None and chassis not in gain[2]:
                     # the port's other neighbours: at most its new host's scope to add
+                    # (no set difference of their whole subscriptions either)
                     net, scope, _ = gain
                     if scope is not None and net in before and scope not in before:
                         after = before | {scope}
-                        self._subscribe(chassis, after)
+                        self.subs[chassis] = after
+                        self.by_scope.setdefault(scope, set()).add(chassis)
+                        gained = self._brought(scope, before, collection, ident, revision)
                     self.stats["delta"] += 1
                 else:
                     after = frozenset(subscriptions(catalog, chassis))
@@ -313,7 +317,9 @@ class Hub:
                 out.append(event_bytes("delete", collection, ident, revision, None))
             else:
                 to.add(chassis)
-            if after != before:
+            if gained is not None:
+                out += gained
+            elif after != before:
                 out += self._backfill(before, after, collection, ident, revision)
             if out:
                 extra[chassis] = out
@@ -342,6 +348,16 @@ class Hub:
         hosts = frozenset(c for c in (new.chassis, old.chassis if old else "") if c)
         return (("net", new.network_id), ("chassis", new.chassis) if new.chassis else None,
                 hosts)
+
+    def _brought(self, scope: Scope, before: frozenset, collection: str, ident: str,
+                 revision: int) -> list[bytes]:
+        """Puts of the objects one new scope brings a chassis (the changed object aside)."""
+        out = []
+        for coll, objects in select(self.catalog, {scope}).items():
+            for oid, obj in objects.items():
+                if (coll != collection or oid != ident) and scopes(coll, obj).isdisjoint(before):
+                    out.append(event_bytes("put", coll, oid, revision, self.raw[coll][oid]))
+        return out
 
     def _backfill(self, before: frozenset, after: frozenset, collection: str, ident: str,
                   revision: int) -> list[bytes]:
