@@ -24,19 +24,44 @@ from typing import Any
 from plexus.pipeline.compile import compilers
 from plexus.pipeline.flows import Flow
 from plexus.pipeline.registry import PipelineViolation, check_flow
-from plexus.pipeline.view import View
+from plexus.pipeline.view import SecurityView, View
 
 FIELDS = frozenset(f.name for f in fields(View) if f.init)
 SHARED = ""                     # the part of a partitioned stage with no network
 
 
+SECURITY_FIELDS = frozenset(f.name for f in fields(SecurityView))
+
+
 class Traced(View):
-    """A view that records which of its fields are read (a shallow copy of one)."""
+    """A view that records which of its fields are read (a shallow copy of one). Its
+    ``security`` records its own fields' reads as ``security.<field>``: the conntrack
+    stages read the groups of ports, not the members of remote groups."""
 
     def __getattribute__(self, name: str):
+        value = object.__getattribute__(self, name)
         if name in FIELDS:
-            object.__getattribute__(self, "_reads").add(name)
-        return object.__getattribute__(self, name)
+            reads = object.__getattribute__(self, "_reads")
+            if name == "security" and value is not None:
+                return _TracedSecurity(value, reads)
+            reads.add(name)
+        return value
+
+
+class _TracedSecurity:
+    """A stand-in for a SecurityView that records which of its fields are read."""
+
+    __slots__ = ("_value", "_reads")
+
+    def __init__(self, value: SecurityView, reads: set):
+        self._value, self._reads = value, reads
+
+    def __getattr__(self, name: str):
+        if name in SECURITY_FIELDS:
+            self._reads.add(f"security.{name}")
+        else:
+            self._reads.add("security")
+        return getattr(self._value, name)
 
 
 def traced(view: View) -> Traced:
@@ -83,9 +108,22 @@ class Delta:
         return bool(self.removed or self.added)
 
 
+def _read(view: View, name: str):
+    """The value of a recorded read: a view field, or ``security.<field>`` (None when the
+    view has no security, which differs from every value it had)."""
+    head, _, tail = name.partition(".")
+    value = getattr(view, head)
+    if tail:
+        return _ABSENT if value is None else getattr(value, tail)
+    return value
+
+
+_ABSENT = object()
+
+
 def _unchanged(view: View, reads: dict[str, Any]) -> bool:
     for name, before in reads.items():
-        now = getattr(view, name)
+        now = _read(view, name)
         if now is not before and now != before:
             return False
     return True
@@ -185,5 +223,5 @@ class IncrementalCompiler:
             other = out.setdefault(flow.key(), flow)
             if other != flow:
                 raise PipelineViolation(f"two flows with one match:\n  {other}\n  {flow}")
-        reads = {name: getattr(view, name) for name in probe.__dict__["_reads"]}
+        reads = {name: _read(view, name) for name in probe.__dict__["_reads"]}
         return _Memo(reads, out)
