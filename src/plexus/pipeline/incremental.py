@@ -33,42 +33,56 @@ SHARED = ""                     # the part of a partitioned stage with no networ
 SECURITY_FIELDS = frozenset(f.name for f in fields(SecurityView))
 
 
+class _Recorded:
+    """A field of ``Traced``: its first read records the field's name and caches the
+    value in the instance (which then hides this non-data descriptor), so only the first
+    access of each field costs more than a plain attribute."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        state = obj.__dict__
+        value = state["_values"][self.name]
+        if self.name == "security" and value is not None:
+            value = _TracedSecurity(value, state["_reads"])
+        else:
+            state["_reads"].add(self.name)
+        state[self.name] = value
+        return value
+
+
 class Traced(View):
     """A view that records which of its fields are read (a shallow copy of one). Its
     ``security`` records its own fields' reads as ``security.<field>``: the conntrack
     stages read the groups of ports, not the members of remote groups."""
 
-    def __getattribute__(self, name: str):
-        value = object.__getattribute__(self, name)
-        if name in FIELDS:
-            reads = object.__getattribute__(self, "_reads")
-            if name == "security" and value is not None:
-                return _TracedSecurity(value, reads)
-            reads.add(name)
-        return value
+
+for _name in FIELDS:
+    setattr(Traced, _name, _Recorded(_name))
 
 
 class _TracedSecurity:
-    """A stand-in for a SecurityView that records which of its fields are read."""
-
-    __slots__ = ("_value", "_reads")
+    """A stand-in for a SecurityView that records which of its fields are read (each
+    once: the value is then kept on the stand-in)."""
 
     def __init__(self, value: SecurityView, reads: set):
         self._value, self._reads = value, reads
 
     def __getattr__(self, name: str):
-        if name in SECURITY_FIELDS:
-            self._reads.add(f"security.{name}")
-        else:
-            self._reads.add("security")
-        return getattr(self._value, name)
+        self._reads.add(f"security.{name}" if name in SECURITY_FIELDS else "security")
+        value = getattr(self._value, name)
+        self.__dict__[name] = value
+        return value
 
 
 def traced(view: View) -> Traced:
     """A recording copy of ``view`` sharing its values (and its derived-index cache)."""
     copy = object.__new__(Traced)
-    copy.__dict__.update(view.__dict__)
-    copy.__dict__["_reads"] = set()
+    values = dict(view.__dict__)
+    copy.__dict__.update({"_values": values, "_reads": set(), "_cache": values["_cache"]})
     return copy
 
 
