@@ -401,14 +401,19 @@ class Agent(StatusReports, RoutingDuties):
         """Flush the conntrack zones of VIFs gone since flows were last applied (no flow
         uses them now): a VIF that later gets the same ofport must not inherit them."""
         before, self._plugged = self._plugged, tuple(vifs)
-        for zone in relevant.gone_zones(before or (), vifs):
+        await self._flush_zones(relevant.gone_zones(before or (), vifs), "VIF")
+
+    async def _flush_zones(self, zones, owner: str) -> None:
+        """Flush conntrack zones no applied flow uses any more (their ``owner`` is gone)."""
+        for zone in zones:
             try:
                 await self.switch.flush_conntrack(zone)
             except OSError as exc:
-                LOG.warning("flushing conntrack zone %d failed: %s", zone, exc)
+                LOG.warning("flushing conntrack zone %d failed (its %s is gone): %s", zone,
+                            owner, exc)
                 continue
             self.counters.ct_flushes += 1
-            LOG.info("conntrack zone %d flushed: its VIF is gone", zone)
+            LOG.info("conntrack zone %d flushed: its %s is gone", zone, owner)
 
     def _explain(self, view: View, problems: list) -> None:
         """Log, once each, what the agent leaves out and why."""

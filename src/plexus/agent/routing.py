@@ -28,14 +28,7 @@ class RoutingDuties:
         used = set(zones.values())
         gone = sorted(set(self._router_zones.values()) - used)
         self._router_zones = dict(zones)
-        for zone in gone:
-            try:
-                await self.switch.flush_conntrack(zone)
-            except OSError as exc:
-                LOG.warning("flushing router conntrack zone %d failed: %s", zone, exc)
-                continue
-            self.counters.ct_flushes += 1
-            LOG.info("conntrack zone %d flushed: its router is gone", zone)
+        await self._flush_zones(gone, "router")
 
     def _announce(self, announcements: list) -> None:
         """Gratuitous ARPs, out of br-int's patch ports, for what this chassis has just
