@@ -19,6 +19,7 @@ two after random changes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from importlib import import_module
 from typing import Any
 
 from plexus.pipeline.compile import compilers
@@ -28,6 +29,22 @@ from plexus.pipeline.view import SecurityView, View
 
 FIELDS = frozenset(f.name for f in fields(View) if f.init)
 SHARED = ""                     # the part of a partitioned stage with no network
+WHOLE = "*"                     # the unit compiled from the whole view
+
+
+def split(stage, compiler) -> tuple:
+    """(per-network compiler or None, whole-view compiler or None) of a stage. A stage the
+    registry declares ``partitioned`` is compiled per network part by
+    ``compile_<stage>_network`` if its module has one (and the rest of its flows by
+    ``compile_<stage>_chassis``), else by ``compile_<stage>`` itself; any other stage by
+    ``compile_<stage>`` on the whole view."""
+    if not stage.partitioned:
+        return None, compiler
+    module = import_module(stage.owner)
+    per_network = getattr(module, f"compile_{stage.name}_network", None)
+    if per_network is None:
+        return compiler, None
+    return per_network, getattr(module, f"compile_{stage.name}_chassis")
 
 
 SECURITY_FIELDS = frozenset(f.name for f in fields(SecurityView))
@@ -189,23 +206,24 @@ class IncrementalCompiler:
         cut: dict[str, View] = {}                          # the view's parts, made once
         for stage, compiler in compilers():
             before = self._memo.get(stage.name, {})
-            if stage.partitioned:
+            per_network, whole = split(stage, compiler)
+            units: dict[str, tuple] = {}                   # unit → (its compiler, its view)
+            if per_network is not None:
                 nets = sorted({p.network_id for p in view.local_ports()})
-                units = {SHARED: None, **{n: None for n in nets}}
-            else:
-                units = {SHARED: None}
+                for name in [SHARED, *nets]:
+                    units[name] = (per_network,
+                                   cut.get(name) or cut.setdefault(name, part(view, name)))
+            if whole is not None:
+                units[WHOLE] = (whole, view)
             parts: dict[str, _Memo] = {}
             touched: set[tuple] = set()
-            for name in units:
-                unit_view = view
-                if stage.partitioned:
-                    unit_view = cut.get(name) or cut.setdefault(name, part(view, name))
+            for name, (unit_compiler, unit_view) in units.items():
                 memo = before.get(name)
                 if memo is not None and _unchanged(unit_view, memo.reads):
                     parts[name] = memo
                     delta.reused += 1
                     continue
-                parts[name] = fresh = self._unit(stage, compiler, unit_view, memo)
+                parts[name] = fresh = self._unit(stage, unit_compiler, unit_view, memo)
                 delta.recompiled.append((stage.name, name))
                 touched |= fresh.flows.keys() | (memo.flows.keys() if memo else set())
             for name, memo in before.items():

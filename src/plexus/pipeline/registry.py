@@ -73,7 +73,8 @@ STAGES: tuple[Stage, ...] = (
           "in_port (VIF) or tunnel key → logical network and logical in-port registers; "
           "the patch port toward an external bridge (untagged for a flat network, its VLAN "
           "popped for a VLAN network) and the external network's key from a tunnel → the "
-          "external network, on to l3_input; unknown in_ports are dropped"),
+          "external network, on to l3_input; unknown in_ports are dropped",
+          partitioned=True),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
           "source MAC and IP (and allowed address pairs) must belong to the in-port; "
@@ -100,7 +101,8 @@ STAGES: tuple[Stage, ...] = (
           "the port's egress rules (conjunctive matches for remote groups): invalid and "
           "revoked (ct_mark=1) connections drop, replies and related pass, new and "
           "established packets a rule allows are committed and pass; an established "
-          "connection no rule allows any more is marked revoked and dropped"),
+          "connection no rule allows any more is marked revoked and dropped",
+          partitioned=True),
     Stage("l3_input", 46, "plexus.pipeline.stages.l3_input",
           _L3, ("l3_route", "l3_snat", "l2_lookup"),
           "packets for a router. From a VM (to a router port MAC): ICMP echo to a router "
@@ -136,7 +138,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
           frozenset(_L2 | _REGS), ("ingress_ct",),
           "destination MAC → logical out-port, on local networks and on networks a local "
-          "router routes to; broadcast and multicast flood (local networks only)"),
+          "router routes to; broadcast and multicast flood (local networks only)",
+          partitioned=True),
     Stage("ingress_ct", 70, "plexus.pipeline.stages.ingress_ct",
           _CT_DISPATCH, ("ingress_acl", "output"),
           "security groups, entering a VM (from a local port or a tunnel): IPv4 to a "
@@ -147,13 +150,15 @@ STAGES: tuple[Stage, ...] = (
     Stage("ingress_acl", 75, "plexus.pipeline.stages.ingress_acl",
           _ACL, ("output",),
           "the out-port's ingress rules, as egress_acl does for the in-port's egress "
-          "rules"),
+          "rules",
+          partitioned=True),
     Stage("output", 80, "plexus.pipeline.stages.output",
           frozenset(_REGS | {"eth_dst"}), (),
           "out-port → local VIF, or tunnel to the chassis hosting it (VNI = network); "
           "floods reach local ports and only the chassis that share the network; the "
           "external out-port leaves by the patch port toward the external bridge (VLAN "
-          "pushed for a VLAN network)"),
+          "pushed for a VLAN network)",
+          partitioned=True),
 )
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}

@@ -170,8 +170,19 @@ diff touches only what changed and `plexus trace` can say why each step happened
 
 The agent recompiles a stage only when a field of the view it read changed; a stage
 recompiled *per network* is a union of its flows over each local network's part of the
-view, so a change on one network recompiles that part alone (docs/architecture.md).
+view (plus, where the stage's module splits it, a part compiled from the whole view:
+`compile_<stage>_network` and `compile_<stage>_chassis`), so a change on one network
+recompiles that network's part alone (docs/architecture.md).
 """
+
+
+def _unit(stage) -> str:
+    """How the agent recompiles a stage: per network part, or whole."""
+    from importlib import import_module
+    if not stage.partitioned:
+        return "chassis"
+    split = hasattr(import_module(stage.owner), f"compile_{stage.name}_network")
+    return "network + chassis part" if split else "network"
 
 
 def render_pipeline() -> str:
@@ -181,7 +192,7 @@ def render_pipeline() -> str:
            "may match | goes to | what it does |\n|---|---|---|---|---|---|---|\n"]
     for st in STAGES:
         out.append(f"| {st.table} | `{st.name}` | `{st.owner.rsplit('.', 1)[-1]}` | "
-                   f"{'network' if st.partitioned else 'chassis'} | "
+                   f"{_unit(st)} | "
                    f"{', '.join(f'`{m}`' for m in sorted(st.matches))} | "
                    f"{', '.join(f'`{n}`' for n in st.next) or '—'} | {st.doc} |\n")
     out.append("\n## Registers\n\n| name | OVS field | bits | meaning |\n|---|---|---|---|\n")

@@ -192,6 +192,22 @@ def conntrack_flows(view: View, d: Direction) -> list[Flow]:
 
 def acl_flows(view: View, d: Direction) -> list[Flow]:
     """The ``*_acl`` stage: connection state, then each guarded port's rules."""
+    return acl_shared_flows(view, d) + acl_port_flows(view, d)
+
+
+def remote_ids(view: View, d: Direction) -> dict[str, int]:
+    """Conjunction ids of the remote groups the rules of this direction name, over every
+    group the view carries (the same ids whichever ports are being compiled)."""
+    if view.security is None:
+        return {}
+    return conj_ids([r.remote_group for g in view.security.groups.values() for r in g.rules
+                     if r.remote_group and r.direction == d.name and r.ethertype == "IPv4"])
+
+
+def acl_shared_flows(view: View, d: Direction) -> list[Flow]:
+    """Connection state, and the member addresses of the remote groups the guarded
+    ports' rules name (one flow per address, whose conjunctions every group holding it
+    shares)."""
     flows = [default_flow(d.acl_stage)]
     if view.security is None:
         return flows
@@ -206,11 +222,32 @@ def acl_flows(view: View, d: Direction) -> list[Flow]:
         Flow.make(stage, PRIO_RETURN, {"ct_state": RELATED}, goto=after, cookie=common,
                   note="related to accepted connections (ICMP errors)"),
     ]
-    conj: dict[tuple, tuple[set, set]] = {}       # (prio, match) → (conjunctions, cookies)
-    plain: dict[tuple, tuple[Flow, set]] = {}     # (prio, match) → (flow, cookies)
-    ports = guarded_ports(view)
-    remote = conj_ids([r.remote_group for p in ports for _, r in rules_of(view, p, d)
-                       if r.remote_group])
+    ids = remote_ids(view, d)
+    used = sorted({r.remote_group for p in guarded_ports(view) for _, r in rules_of(view, p, d)
+                   if r.remote_group})
+    conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
+    for group in used:
+        for address in members(view, group):
+            match = {"eth_type": ETH_IP, **peer_match(d, address)}
+            acts, cookies = conj.setdefault(tuple(sorted(match.items())), (set(), set()))
+            acts.add(Conjunction(ids[group], 1, 2))
+            cookies.add(f"sg:{group}:members")
+    for match, (acts, cookies) in conj.items():
+        flows.append(Flow(stage, PRIO_CONJ, match, tuple(sorted(acts)),
+                          cookie=",".join(sorted(cookies))))
+    return flows
+
+
+def acl_port_flows(view: View, d: Direction) -> list[Flow]:
+    """Each guarded port's rules (a remote-group rule as the port's half of a
+    conjunction), and the revocation of its established connections no rule allows."""
+    if view.security is None:
+        return []
+    stage, after = d.acl_stage, d.after
+    flows: list[Flow] = []
+    conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
+    plain: dict[tuple, tuple[Flow, set]] = {}     # match → (flow, cookies)
+    ids = remote_ids(view, d)
 
     def dimension(match: dict, action: Conjunction, cookie: str) -> None:
         acts, cookies = conj.setdefault(tuple(sorted(match.items())), (set(), set()))
@@ -222,11 +259,7 @@ def acl_flows(view: View, d: Direction) -> list[Flow]:
         _, cookies = plain.setdefault(flow.match, (flow, set()))
         cookies.add(cookie)
 
-    for group, cid in remote.items():
-        for address in members(view, group):
-            dimension({"eth_type": ETH_IP, **peer_match(d, address)}, Conjunction(cid, 1, 2),
-                      f"sg:{group}:members")
-    for port in ports:
+    for port in guarded_ports(view):
         me = {"net": view.networks[port.network_id].key, d.port_register: port.key}
         keep = stateful(view, port)
         commit = [Ct(zone(view, port), commit=True)] if keep else []
@@ -237,7 +270,7 @@ def acl_flows(view: View, d: Direction) -> list[Flow]:
                     peer = peer_match(d, rule.remote_prefix) if rule.remote_prefix else {}
                     accept({**me, **match, **peer}, commit, cookie)
                 else:
-                    cid = remote[rule.remote_group]
+                    cid = ids[rule.remote_group]
                     dimension({**me, **match}, Conjunction(cid, 2, 2), cookie)
                     accept({**me, "eth_type": ETH_IP, "conj_id": cid}, commit, f"port:{port.id}",
                            note=f"remote group {rule.remote_group}")

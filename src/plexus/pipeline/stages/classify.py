@@ -25,7 +25,12 @@ PRIO = 100
 def compile_classify(view: View) -> list[Flow]:
     """in_port of each local VIF, (tunnel, VNI) of each shared network, and the ways in
     from external networks → registers."""
-    flows = [default_flow(STAGE)]
+    return compile_classify_chassis(view) + compile_classify_network(view)
+
+
+def compile_classify_network(view: View) -> list[Flow]:
+    """Each local VIF → its network and port (per network)."""
+    flows = []
     for port in view.local_ports():
         net = view.networks.get(port.network_id)
         if net is None:
@@ -38,6 +43,12 @@ def compile_classify(view: View) -> list[Flow]:
         flows.append(Flow.make(STAGE, PRIO, match,
                                [SetField("net", net.key), SetField("inport", port.key)],
                                goto="port_security", cookie=cookie))
+    return flows
+
+
+def compile_classify_chassis(view: View) -> list[Flow]:
+    """The default drop, tunnels (by VNI) and external networks."""
+    flows = [default_flow(STAGE)]
     taken = set()
     for net in local_networks(view):
         for chassis, ofport in tunnel_sources(view, net).items():

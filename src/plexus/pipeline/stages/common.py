@@ -45,7 +45,12 @@ def is_ipv4(address: str) -> bool:
 
 def ipv4_addresses(port: PortView) -> list[str]:
     """The port's fixed IPv4 addresses, sorted."""
-    return sorted(ip for ip in port.addresses() if is_ipv4(ip))
+    return list(_ipv4_of(port.ips))
+
+
+@functools.lru_cache(maxsize=65536)
+def _ipv4_of(ips: tuple) -> tuple[str, ...]:
+    return tuple(sorted(ip for _, ip in ips if is_ipv4(ip)))
 
 
 @functools.lru_cache(maxsize=65536)

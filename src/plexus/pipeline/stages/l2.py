@@ -18,20 +18,38 @@ PRIO_FLOOD = 40
 
 
 def compile_l2_lookup(view: View) -> list[Flow]:
-    """A flow per port MAC of each local or routed-to network, plus one flood flow per
+    """Destination MAC → out-port on local and routed networks; group MACs flood on a
     local network."""
-    flows = [default_flow(STAGE)]
+    return compile_l2_lookup_chassis(view) + compile_l2_lookup_network(view)
+
+
+def compile_l2_lookup_network(view: View) -> list[Flow]:
+    """The flows of the local networks: flood, and each port's MAC (per network)."""
+    flows = []
     for net in local_networks(view):
         flows.append(Flow.make(STAGE, PRIO_FLOOD, {"net": net.key, "eth_dst": GROUP_MACS},
                                [SetField("outport", OUTPORT_FLOOD)], goto=NEXT,
                                cookie=f"network:{net.id}"))
-    for net in local_networks(view) + routed_networks(view):
-        known: set[str] = set()
-        for port in view.ports_on(net.id):
-            if port.mac in known:       # a stale duplicate: the first port (by id) wins
-                continue
-            known.add(port.mac)
-            flows.append(Flow.make(STAGE, PRIO_PORT, {"net": net.key, "eth_dst": port.mac},
-                                   [SetField("outport", port.key)], goto=NEXT,
-                                   cookie=f"port:{port.id}"))
+        flows += mac_flows(view, net)
+    return flows
+
+
+def compile_l2_lookup_chassis(view: View) -> list[Flow]:
+    """The default drop and the MACs of the networks local routers route to."""
+    flows = [default_flow(STAGE)]
+    for net in routed_networks(view):
+        flows += mac_flows(view, net)
+    return flows
+
+
+def mac_flows(view: View, net) -> list[Flow]:
+    """Each port's MAC on a network (a stale duplicate: the first port, by id, wins)."""
+    flows, known = [], set()
+    for port in view.ports_on(net.id):
+        if port.mac in known:
+            continue
+        known.add(port.mac)
+        flows.append(Flow.make(STAGE, PRIO_PORT, {"net": net.key, "eth_dst": port.mac},
+                               [SetField("outport", port.key)], goto=NEXT,
+                               cookie=f"port:{port.id}"))
     return flows

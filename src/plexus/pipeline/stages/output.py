@@ -21,10 +21,19 @@ FROM_TUNNEL = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
 
 
 def compile_output(view: View) -> list[Flow]:
-    """Per local network: its local and remote ports, and its two flood flows."""
+    """Per local network: its local and remote ports, and its two flood flows; the
+    remote ports of routed networks; the external out-ports."""
+    return compile_output_chassis(view) + compile_output_network(view)
+
+
+def compile_output_network(view: View) -> list[Flow]:
+    """The output flows of the local networks (per network)."""
+    return [f for net in local_networks(view) for f in network_flows(view, net)]
+
+
+def compile_output_chassis(view: View) -> list[Flow]:
+    """The default drop, routed networks' remote ports, external out-ports."""
     flows = [default_flow(STAGE)]
-    for net in local_networks(view):
-        flows += network_flows(view, net)
     for net in routed_networks(view):
         flows += remote_flows(view, net)
     for net, patch in external_networks(view):
