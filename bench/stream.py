@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(SRC))
 
 from table import machine, print_table  # noqa: E402
+# the server harness is bench/scale.py's (server process, token, writes and API prober)
+from scale import _drive as drive  # noqa: E402
+from scale import _pct as pct  # noqa: E402
+from scale import _token as token_of  # noqa: E402
+from scale import rss_mib, start_server  # noqa: E402
+from scale import stop_server as stop  # noqa: E402
 
 
 def chassis_name(i: int) -> str:
@@ -60,56 +65,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(store_url: str, port: int, log: Path) -> subprocess.Popen:
-    """A plexus-server process of this tree's code, returned once it answers."""
-    import httpx
-    code = ("import sys; sys.path.insert(0, %r); from plexus.server.main import main; "
-            "main()" % str(SRC))
-    proc = subprocess.Popen([sys.executable, "-c", code, "--host", "127.0.0.1", "--port",
-                             str(port), "--store", store_url, "--log-level", "warning"],
-                            stdout=open(log, "a"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode}); see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit(f"server did not start; see {log}")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process this benchmark started (by its pid)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def token_of(url: str) -> str:
-    import httpx
-    r = httpx.post(f"{url}/identity/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": "secret"}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}, timeout=30)
-    r.raise_for_status()
-    return r.headers["X-Subject-Token"]
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -346,71 +303,7 @@ def watch_child(spec: str) -> None:
 
 # --- one phase: W watchers, the writes and the prober -----------------------------------
 
-async def _timed(client, method: str, path: str, timeout: float, **kw) -> tuple[float, int]:
-    import httpx
-    t0 = time.perf_counter()
-    try:
-        r = await client.request(method, path, timeout=timeout, **kw)
-        return (time.perf_counter() - t0) * 1000, r.status_code
-    except httpx.HTTPError:
-        return (time.perf_counter() - t0) * 1000, 0
 
-
-async def drive(url: str, token: str, model: dict, prefix: str, args, clients,
-                deadline: float) -> dict:
-    """The writes (one every ``write_interval``) and the API prober, until the watcher
-    clients exit or the deadline."""
-    import httpx
-    sent: dict[str, float] = {}
-    api: list[tuple[str, float, int]] = []
-    done = asyncio.Event()
-
-    async def writer():
-        async with httpx.AsyncClient(base_url=url, headers={"X-Auth-Token": token}) as c:
-            for k in range(args.writes):
-                if time.time() > deadline:
-                    break
-                name = f"{prefix}{k:03d}"
-                pid = model["shared"][(k * 97) % len(model["shared"])]
-                t_sent = time.time()
-                sent[name] = t_sent
-                ms, status = await _timed(c, "PUT", f"/v2.0/ports/{pid}",
-                                          max(1.0, deadline - time.time()),
-                                          json={"port": {"name": name}})
-                api.append(("write", ms, status))
-                await asyncio.sleep(max(0.0, t_sent + args.write_interval - time.time()))
-
-    async def prober():
-        async with httpx.AsyncClient(base_url=url, headers={"X-Auth-Token": token}) as c:
-            i = 0
-            while not done.is_set() and time.time() < deadline:
-                i += 1
-                left = max(1.0, deadline - time.time())
-                if i % 4:
-                    ms, status = await _timed(c, "GET", f"/v2.0/ports/{model['probe']}", left)
-                    api.append(("get", ms, status))
-                else:
-                    ms, status = await _timed(c, "PUT", f"/v2.0/ports/{model['probe']}", left,
-                                              json={"port": {"description": f"probe {i}"}})
-                    api.append(("put", ms, status))
-                await asyncio.sleep(0.25)
-
-    async def clients_done():
-        while any(p.poll() is None for p in clients) and time.time() < deadline + 15:
-            await asyncio.sleep(0.1)
-        done.set()
-
-    tasks = [asyncio.create_task(writer()), asyncio.create_task(prober())]
-    await clients_done()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return {"sent": sent, "api": api}
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))]
 
 
 def phase(mode: str, count: int, url: str, port: int, token: str, model: dict,
