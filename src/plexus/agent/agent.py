@@ -363,6 +363,9 @@ class Agent(StatusReports, RoutingDuties):
         self.counters.stages_reused += delta.reused
         touched = self._lowered.update(delta.removed, delta.added)
         self.cookies.update((cookie_of(f.cookie), f.cookie) for f in delta.added)
+        if len(self.cookies) > 2 * len(self._lowered.entries) + 1024:    # churn: forget
+            self.cookies = {cookie_of(f.cookie): f.cookie                # the gone ones
+                            for _, f in self._lowered.entries.values()}
         desired = self._lowered.entries
         if self._full_diff:
             change = diff(desired, self.installed)
