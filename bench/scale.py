@@ -765,23 +765,23 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))]
 
 
-def measure_watchers(watchers: int, url: str, port: int, token: str, model: dict,
-                     server: subprocess.Popen, args) -> dict:
-    """One W: watchers connect, writes and probes run, results are gathered."""
-    import httpx
-    snap = httpx.get(f"{url}/southbound/v1/snapshot", headers={"X-Auth-Token": token},
-                     timeout=120)
-    snap.raise_for_status()
-    start = int(snap.json()["revision"]) + 1
-    full_bytes = len(snap.content)
-    one = httpx.get(f"{url}/southbound/v1/snapshot?chassis=c0001",
-                    headers={"X-Auth-Token": token}, timeout=120)
-    chassis_bytes = len(one.content) if one.status_code == 200 else None
-    prefix = f"scale-{watchers}-w"
-    names = [synthetic.chassis_name(i) for i in range(watchers)]
-    deadline = time.time() + args.phase_cap
-    groups = [names[i::2] for i in range(2)] if watchers > 1 else [names]
-    clients = []
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 when gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_phase(script: Path, specs: list[dict], url: str, token: str, model: dict,
+              prefix: str, server: subprocess.Popen, args, deadline: float) -> dict:
+    """One phase of watcher clients: a process per spec (``script --_watch-child SPEC``,
+    each printing one JSON line when ready and one with its results), then, once all are
+    ready and ``args.settle`` has passed, the writes and the API prober (``_drive``).
+    Returns the drive's result, the clients' JSON records, the server's peak RSS (MiB)
+    and its CPU seconds and the wall seconds of the drive."""
+    clients: list[subprocess.Popen] = []
     outputs: list[list[str]] = []
     peak = [rss_mib(server.pid)]
     stop_sampling = threading.Event()
@@ -791,17 +791,12 @@ def measure_watchers(watchers: int, url: str, port: int, token: str, model: dict
             peak[0] = max(peak[0], rss_mib(server.pid))
             stop_sampling.wait(0.25)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    threading.Thread(target=sample, daemon=True).start()
     try:
-        for group in groups:
-            spec = json.dumps({"port": port, "token": token, "names": group, "start": start,
-                               "prefix": prefix, "writes": args.writes,
-                               "deadline": deadline})
-            proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()),
-                                     "--_watch-child", spec], stdout=subprocess.PIPE,
-                                    text=True)
-            clients.append(proc)
+        for spec in specs:
+            clients.append(subprocess.Popen([sys.executable, str(script), "--_watch-child",
+                                             json.dumps(spec)], stdout=subprocess.PIPE,
+                                            text=True))
             outputs.append([])
 
         def read(proc, out):
@@ -818,33 +813,55 @@ def measure_watchers(watchers: int, url: str, port: int, token: str, model: dict
                 break
             time.sleep(0.05)
         time.sleep(args.settle)
+        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         drive = asyncio.run(_drive(url, token, model, prefix, args, clients, deadline))
+        cpu, wall = cpu_seconds(server.pid) - cpu0, time.monotonic() - t0
         for proc in clients:
             try:
                 proc.wait(timeout=max(1.0, deadline + 20 - time.time()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                stop_server(proc)
         for r in readers:
             r.join(5)
     finally:
         stop_sampling.set()
         for proc in clients:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
+    records = [json.loads(line) for out in outputs for line in out]
+    return {"drive": drive, "records": records, "rss": peak[0], "cpu": cpu, "wall": wall}
+
+
+def measure_watchers(watchers: int, url: str, port: int, token: str, model: dict,
+                     server: subprocess.Popen, args) -> dict:
+    """One W: watchers connect, writes and probes run, results are gathered."""
+    import httpx
+    snap = httpx.get(f"{url}/southbound/v1/snapshot", headers={"X-Auth-Token": token},
+                     timeout=120)
+    snap.raise_for_status()
+    start = int(snap.json()["revision"]) + 1
+    full_bytes = len(snap.content)
+    one = httpx.get(f"{url}/southbound/v1/snapshot?chassis=c0001",
+                    headers={"X-Auth-Token": token}, timeout=120)
+    chassis_bytes = len(one.content) if one.status_code == 200 else None
+    prefix = f"scale-{watchers}-w"
+    names = [synthetic.chassis_name(i) for i in range(watchers)]
+    deadline = time.time() + args.phase_cap
+    groups = [names[i::2] for i in range(2)] if watchers > 1 else [names]
+    specs = [{"port": port, "token": token, "names": group, "start": start, "prefix": prefix,
+              "writes": args.writes, "deadline": deadline} for group in groups]
+    ran = run_phase(Path(__file__).resolve(), specs, url, token, model, prefix, server, args,
+                    deadline)
+    drive, peak = ran["drive"], [ran["rss"]]
     seen: dict[str, list[float]] = {}
     stats = {"requests": 0, "errors": 0, "cut": 0, "events": 0, "statuses": {}}
-    for out in outputs:
-        for line in out:
-            record = json.loads(line)
-            if "seen" in record:
-                for name, times in record["seen"].items():
-                    seen.setdefault(name, []).extend(times)
-                for k in ("requests", "errors", "cut", "events"):
-                    stats[k] += record["stats"][k]
-                for s, n in record["stats"]["statuses"].items():
-                    stats["statuses"][s] = stats["statuses"].get(s, 0) + n
+    for record in ran["records"]:
+        if "seen" in record:
+            for name, times in record["seen"].items():
+                seen.setdefault(name, []).extend(times)
+            for k in ("requests", "errors", "cut", "events"):
+                stats[k] += record["stats"][k]
+            for s, n in record["stats"]["statuses"].items():
+                stats["statuses"][s] = stats["statuses"].get(s, 0) + n
     sent = drive["sent"]
     delays = [(t - sent[name]) * 1000 for name, times in seen.items() if name in sent
               for t in times]

@@ -45,10 +45,9 @@ sys.path.insert(0, str(SRC))
 
 from table import machine, print_table  # noqa: E402
 # the server harness is bench/scale.py's (server process, token, writes and API prober)
-from scale import _drive as drive  # noqa: E402
 from scale import _pct as pct  # noqa: E402
 from scale import _token as token_of  # noqa: E402
-from scale import rss_mib, start_server  # noqa: E402
+from scale import run_phase, start_server  # noqa: E402
 from scale import stop_server as stop  # noqa: E402
 
 
@@ -67,16 +66,6 @@ def free_port() -> int:
 
 
 
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    import os
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def preload(url: str, token: str, chassis: int) -> dict:
@@ -308,6 +297,7 @@ def watch_child(spec: str) -> None:
 
 def phase(mode: str, count: int, url: str, port: int, token: str, model: dict,
           server: subprocess.Popen, args) -> dict:
+    """One mode and W: watchers connect, writes and probes run, results are gathered."""
     import httpx
     snap = httpx.get(f"{url}/southbound/v1/snapshot?chassis={chassis_name(0)}",
                      headers={"X-Auth-Token": token}, timeout=120)
@@ -316,68 +306,21 @@ def phase(mode: str, count: int, url: str, port: int, token: str, model: dict,
     prefix = f"{mode}-{count}-w"
     names = [chassis_name(i) for i in range(count)]
     deadline = time.time() + args.phase_cap
-    groups = [names[i::args.clients] for i in range(args.clients)]
-    groups = [g for g in groups if g]
-    clients, outputs = [], []
-    peak = [rss_mib(server.pid)]
-    stop_sampling = threading.Event()
-
-    def sample():
-        while not stop_sampling.is_set():
-            peak[0] = max(peak[0], rss_mib(server.pid))
-            stop_sampling.wait(0.25)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        for group in groups:
-            spec = json.dumps({"mode": mode, "port": port, "token": token, "names": group,
-                               "start": start, "prefix": prefix, "writes": args.writes,
-                               "deadline": deadline})
-            clients.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()),
-                                             "--_watch-child", spec],
-                                            stdout=subprocess.PIPE, text=True))
-            outputs.append([])
-
-        def read(proc, out):
-            for line in proc.stdout:
-                out.append(line)
-
-        readers = [threading.Thread(target=read, args=(p, o), daemon=True)
-                   for p, o in zip(clients, outputs)]
-        for r in readers:
-            r.start()
-        t_ready = time.time()
-        while not all(o for o in outputs) and time.time() < t_ready + 60:
-            if any(p.poll() is not None and not o for p, o in zip(clients, outputs)):
-                break
-            time.sleep(0.05)
-        time.sleep(args.settle)
-        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
-        result = asyncio.run(drive(url, token, model, prefix, args, clients, deadline))
-        cpu = cpu_seconds(server.pid) - cpu0
-        wall = time.monotonic() - t0
-        for proc in clients:
-            try:
-                proc.wait(timeout=max(1.0, deadline + 20 - time.time()))
-            except subprocess.TimeoutExpired:
-                stop(proc)
-        for r in readers:
-            r.join(5)
-    finally:
-        stop_sampling.set()
-        for proc in clients:
-            stop(proc)
+    groups = [g for g in (names[i::args.clients] for i in range(args.clients)) if g]
+    specs = [{"mode": mode, "port": port, "token": token, "names": group, "start": start,
+              "prefix": prefix, "writes": args.writes, "deadline": deadline}
+             for group in groups]
+    ran = run_phase(Path(__file__).resolve(), specs, url, token, model, prefix, server, args,
+                    deadline)
+    result, peak, cpu, wall = ran["drive"], [ran["rss"]], ran["cpu"], ran["wall"]
     seen: dict[str, list[float]] = {}
     stats = {"requests": 0, "lines": 0, "errors": 0}
-    for out in outputs:
-        for line in out:
-            record = json.loads(line)
-            if "seen" in record:
-                for name, times in record["seen"].items():
-                    seen.setdefault(name, []).extend(times)
-                for k in stats:
-                    stats[k] += record["stats"][k]
+    for record in ran["records"]:
+        if "seen" in record:
+            for name, times in record["seen"].items():
+                seen.setdefault(name, []).extend(times)
+            for k in stats:
+                stats[k] += record["stats"][k]
     sent = result["sent"]
     delays = [(t - sent[name]) * 1000 for name, times in seen.items() if name in sent
               for t in times]
