@@ -234,9 +234,14 @@ class IncrementalCompiler:
                 merged[stage.name] = self._flows[stage.name]
                 continue
             old = self._flows.get(stage.name, {})
-            new = merged[stage.name] = _merge(parts.values(), old, touched)
+            if len(parts) == 1:                            # one unit: its flows as they are
+                new = merged[stage.name] = next(iter(parts.values())).flows
+            else:
+                new = merged[stage.name] = _merge(parts.values(), old, touched)
             for key in touched:
                 was, now = old.get(key), new.get(key)
+                if was is now:
+                    continue
                 if was is not None and was != now:
                     delta.removed.append(was)
                 if now is not None and now != was:
