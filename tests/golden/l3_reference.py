@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from plexus.agent import l3
+from plexus.model.objects import to_network, to_port, to_subnet
 from plexus.pipeline.view import ChassisView, View
 
 EXT, EXT_VLAN = "ext-net", "ext-vlan"
@@ -151,14 +152,14 @@ def objects() -> dict[str, dict[str, dict]]:
 def base_view(objs: dict, chassis: str) -> View:
     """The local part of a chassis' view, as ``relevant.build_view`` builds it (without
     security groups: the ACL stages let everything through)."""
-    ports = {pid: l3.to_port(p) for pid, p in objs["ports"].items()}
+    ports = {pid: to_port(p) for pid, p in objs["ports"].items()}
     local = [p for p in ports.values() if p.chassis == chassis]
     nets = {p.network_id for p in local}
     on = {pid: p for pid, p in ports.items() if p.network_id in nets}
     hosting = {p.chassis for p in on.values() if p.chassis} | {chassis}
     return View(chassis=chassis, tunnel_ip=TUNNEL_IP[chassis],
-                networks={n: l3.to_network(objs["networks"][n]) for n in sorted(nets)},
-                subnets={s: l3.to_subnet(o) for s, o in objs["subnets"].items()
+                networks={n: to_network(objs["networks"][n]) for n in sorted(nets)},
+                subnets={s: to_subnet(o) for s, o in objs["subnets"].items()
                          if o["network_id"] in nets},
                 ports=on,
                 chassis_by_name={c: ChassisView(c, TUNNEL_IP[c]) for c in sorted(hosting)},

@@ -358,9 +358,11 @@ def test_a_new_cookie_is_an_add_and_new_actions_a_strict_modify():
 def test_lowering_is_remembered_between_reconciles():
     lowered = flowdiff.Lowered()
     flows = compile_view(reference_view())
-    first = lowered.desired(flows)
+    lowered.update([], flows)
+    first = dict(lowered.entries)
     assert first == flowdiff.desired_entries(flows)
-    again = lowered.desired(flows[1:])
+    lowered.update(flows[:1], [])
+    again = lowered.entries
     assert set(again) == set(first) - {flowdiff.of_flow(flows[0]).key}
     assert all(again[k][0] is first[k][0] for k in again)           # reused, not re-lowered
 

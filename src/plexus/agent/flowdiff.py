@@ -159,19 +159,11 @@ def desired_entries(flows: Iterable[Flow]) -> dict[Key, tuple[Entry, Flow]]:
 class Lowered:
     """The desired OpenFlow entries of the compiled flows, kept from one reconcile to the
     next: lowering through os-ken costs far more than compiling, and most flows do not
-    change. ``update`` takes what an incremental compile changed; ``desired`` a whole
-    list (lowering only flows not seen last time)."""
+    change. ``update`` takes what an incremental compile changed."""
 
     def __init__(self) -> None:
         self._entries: dict[Flow, Entry] = {}
         self.entries: dict[Key, tuple[Entry, Flow]] = {}    # OpenFlow identity → desired
-
-    def desired(self, flows: Iterable[Flow]) -> dict[Key, tuple[Entry, Flow]]:
-        """Like ``desired_entries``, lowering only flows not seen last time."""
-        fresh = {f: self._entries.get(f) or of_flow(f) for f in flows}
-        self._entries = fresh
-        self.entries = {e.key: (e, f) for f, e in fresh.items()}
-        return self.entries
 
     def update(self, removed: Iterable[Flow], added: Iterable[Flow]) -> set[Key]:
         """Drop the entries of ``removed`` flows and lower the ``added`` ones; returns

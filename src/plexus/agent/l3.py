@@ -13,8 +13,6 @@ from typing import Any, Iterable, Mapping
 
 from plexus.agent import view as views
 from plexus.model.catalog import Catalog
-from plexus.model.keys import GATEWAY_CHASSIS, INTERFACE_OWNERS  # noqa: F401 (re-exported)
-from plexus.model.objects import to_network, to_port, to_subnet  # noqa: F401 (re-exported)
 from plexus.pipeline.stages import router as rt
 from plexus.pipeline.view import View
 

@@ -16,10 +16,6 @@ from typing import Any, Iterable, Mapping
 from plexus.agent import view as views
 from plexus.model import keys
 from plexus.model.catalog import Catalog
-from plexus.model.objects import (  # noqa: F401 (re-exported: the one set of converters)
-    CONVERTERS, BadObject, parse, to_agent, to_network, to_port, to_security_group,
-    to_subnet,
-)
 from plexus.pipeline.view import ChassisView, View
 
 KEY = keys.KEY
@@ -35,14 +31,6 @@ def catalog_of(model: Catalog | Objects, problems: list | None = None) -> Catalo
     if problems is not None:
         problems.extend(bad)
     return catalog
-
-
-def check(collection: str, obj: Any) -> None:
-    """Raise ``BadObject`` unless the agent can use ``obj`` (collections it ignores pass)."""
-    if not isinstance(obj, Mapping):
-        raise BadObject("not an object")
-    if collection in CONVERTERS:
-        parse(collection, obj)
 
 
 def registered_chassis(model: Catalog | Objects,
