@@ -67,6 +67,7 @@ sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(HERE_DIR))   # bench/table.py, bench/synthetic.py
 import synthetic  # noqa: E402
 from table import machine, print_table  # noqa: E402
+from api import token as _token  # noqa: E402  (bench/api.py)
 
 KINDS = ("irrelevant", "neighbour", "here", "sg_rule")
 KIND_LABEL = {
@@ -466,16 +467,6 @@ def measure_agent(size: int, args) -> tuple[list[dict], str | None]:
 # ======================================================================================
 # B. the server with many watchers
 # ======================================================================================
-
-def _token(url: str) -> str:
-    import httpx
-    r = httpx.post(f"{url}/identity/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": "secret"}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}, timeout=30)
-    r.raise_for_status()
-    return r.headers["X-Subject-Token"]
-
 
 def start_server(store_url: str, port: int, log: Path) -> subprocess.Popen:
     """A plexus-server process of this tree's code (``src/`` next to ``bench/``),

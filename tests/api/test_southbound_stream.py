@@ -20,6 +20,8 @@ from plexus.agent.southbound import Credentials, Southbound
 from plexus.config import Config
 from plexus.server.runner import ThreadedServer
 from tests.api.helpers import raw, register_chassis
+from tests.contract.test_store_contract import wait_for
+from tests.ha.conftest import admin_token
 
 
 def name(prefix: str) -> str:
@@ -189,7 +191,7 @@ def small(tmp_path):
 
 
 def test_410_when_the_revision_is_older_than_the_log(small):
-    token = _token(small.url)
+    token = admin_token(small.url)
     http = httpx.Client(base_url=small.url, headers={"X-Auth-Token": token}, timeout=30)
     start = http.get("/southbound/v1/snapshot?chassis=c1").json()["revision"] + 1
     for i in range(12):
@@ -204,24 +206,6 @@ def test_410_when_the_revision_is_older_than_the_log(small):
     http.close()
 
 
-def _token(url: str) -> str:
-    r = httpx.post(f"{url}/identity/v3/auth/tokens", timeout=30, json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": "secret"}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-    r.raise_for_status()
-    return r.headers["X-Subject-Token"]
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_api_answers_under_300_long_polls_and_gone_watchers_are_dropped(server, admin):
     token = admin.session.get_token()
     rev = snapshot(server, admin)["revision"]
@@ -234,7 +218,7 @@ def test_api_answers_under_300_long_polls_and_gone_watchers_are_dropped(server, 
             polls = [asyncio.create_task(http.get(
                 f"/southbound/v1/watch?from={rev + 1}&timeout={wait}&chassis=idle{i}"))
                 for i in range(count)]
-            assert await asyncio.to_thread(_wait, lambda: hub(server).watchers() >= count, 15)
+            assert await asyncio.to_thread(wait_for, lambda: hub(server).watchers() >= count, 15)
             began = time.monotonic()
             r = await asyncio.to_thread(
                 raw, server, admin, "POST", "/v2.0/networks", {"network": {"name": "busy"}})
@@ -248,7 +232,7 @@ def test_api_answers_under_300_long_polls_and_gone_watchers_are_dropped(server, 
         return r.json()["network"]["id"], served
 
     net, served = asyncio.run(scenario())
-    assert _wait(lambda: hub(server).watchers() == 0, 5), hub(server).watchers()
+    assert wait_for(lambda: hub(server).watchers() == 0, 5), hub(server).watchers()
     admin.network.delete_network(net)
 
 
@@ -259,8 +243,8 @@ def test_a_disconnected_watcher_is_dropped(server, admin):
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(f"GET /southbound/v1/watch?from=0&timeout=30&chassis=gone HTTP/1.1\r\n"
                      f"Host: {host}\r\nX-Auth-Token: {token}\r\n\r\n".encode())
-        assert _wait(lambda: hub(server).watchers() == before + 1, 5)
-    assert _wait(lambda: hub(server).watchers() == before, 2)
+        assert wait_for(lambda: hub(server).watchers() == before + 1, 5)
+    assert wait_for(lambda: hub(server).watchers() == before, 2)
 
 
 def test_the_agent_client_sends_its_chassis():
@@ -324,17 +308,17 @@ def test_a_stream_carries_its_chassis_events_promptly_and_nothing_else(server, a
     start = snapshot(server, admin, ca)["revision"] + 1
     a, b = Lines(server.url, token, start, ca), Lines(server.url, token, start, cb)
     assert a.status == b.status == 200
-    assert _wait(lambda: hub(server).streams >= 2, 5)
+    assert wait_for(lambda: hub(server).streams >= 2, 5)
     sent = time.monotonic()
     admin.network.update_port(port_a, name="streamed")
-    assert _wait(lambda: a.events(), 5)
+    assert wait_for(lambda: a.events(), 5)
     (arrived, body), = a.got
     assert arrived - sent < 1.0
     assert [(e["id"], e["object"]["name"]) for e in body["events"]] == \
         [(port_a.id, "streamed")]
     assert body["next"] > body["events"][0]["revision"]
     admin.network.update_port(port_a, name="again")       # the same stream, next line
-    assert _wait(lambda: len(a.events()) == 2, 5)
+    assert wait_for(lambda: len(a.events()) == 2, 5)
     assert a.got[1][1]["events"][0]["revision"] >= body["next"]
     time.sleep(0.3)
     assert b.events() == []                               # c b's stream: nothing
@@ -347,7 +331,7 @@ def test_an_idle_stream_sends_heartbeats(server, admin):
     token = admin.session.get_token()
     start = snapshot(server, admin)["revision"] + 1
     idle = Lines(server.url, token, start, name("idle"), heartbeat=0.2)
-    assert _wait(lambda: len(idle.got) >= 3, 5)
+    assert wait_for(lambda: len(idle.got) >= 3, 5)
     idle.close()
     beats = [body for _, body in idle.got[:3]]
     assert all(b["events"] == [] for b in beats)
@@ -357,7 +341,7 @@ def test_an_idle_stream_sends_heartbeats(server, admin):
 
 
 def test_a_stream_from_a_compacted_revision_is_410_or_ends_with_compacted(small):
-    token = _token(small.url)
+    token = admin_token(small.url)
     http = httpx.Client(base_url=small.url, headers={"X-Auth-Token": token}, timeout=30)
     start = http.get("/southbound/v1/snapshot?chassis=c1").json()["revision"] + 1
     for i in range(12):
@@ -371,7 +355,7 @@ def test_a_stream_from_a_compacted_revision_is_410_or_ends_with_compacted(small)
         try:
             now = int(http.get("/southbound/v1/snapshot?chassis=c1").json()["revision"]) + 1
             first = asyncio.create_task(sb.watch(now))
-            assert await asyncio.to_thread(_wait, lambda: small.app.state.hub.streams == 1, 5)
+            assert await asyncio.to_thread(wait_for, lambda: small.app.state.hub.streams == 1, 5)
             for i in range(12):            # nothing for c1: its stream is not woken
                 await asyncio.to_thread(http.post, "/v2.0/networks",
                                         json={"network": {"name": f"m{i}"}})
@@ -381,7 +365,7 @@ def test_a_stream_from_a_compacted_revision_is_410_or_ends_with_compacted(small)
         finally:
             await sb.close()
     asyncio.run(overtaken())
-    assert _wait(lambda: small.app.state.hub.streams == 0, 2)
+    assert wait_for(lambda: small.app.state.hub.streams == 0, 2)
     http.close()
 
 
@@ -396,7 +380,7 @@ def test_the_agent_client_streams_what_the_long_poll_answers(server, admin, two)
         try:
             streamed, nxt, lines = [], start, 0
             first = asyncio.create_task(sb.watch(nxt))
-            assert await asyncio.to_thread(_wait, lambda: hub(server).streams >= 1, 5)
+            assert await asyncio.to_thread(wait_for, lambda: hub(server).streams >= 1, 5)
 
             def writes():
                 admin.network.update_port(port_a, name="s1")
@@ -443,7 +427,7 @@ def test_closing_the_agent_client_drops_its_stream(server, admin):
         assert hub(server).streams == before + 1
         await sb.close()
     asyncio.run(scenario())
-    assert _wait(lambda: hub(server).streams == before, 2), hub(server).streams
+    assert wait_for(lambda: hub(server).streams == before, 2), hub(server).streams
 
 
 def test_api_answers_under_300_streams_and_closed_streams_are_dropped(server, admin):
@@ -466,7 +450,7 @@ def test_api_answers_under_300_streams_and_closed_streams_are_dropped(server, ad
             await asyncio.gather(*(one(i) for i in range(count)))
             assert all(r.status_code == 200 for r in opened)
             assert await asyncio.to_thread(
-                _wait, lambda: hub(server).streams >= before + count, 15)
+                wait_for, lambda: hub(server).streams >= before + count, 15)
             began = time.monotonic()
             r = await asyncio.to_thread(
                 raw, server, admin, "POST", "/v2.0/networks", {"network": {"name": "busy"}})
@@ -478,6 +462,6 @@ def test_api_answers_under_300_streams_and_closed_streams_are_dropped(server, ad
         return r.json()["network"]["id"]
 
     net = asyncio.run(scenario())
-    assert _wait(lambda: hub(server).streams == before, 5), hub(server).streams
-    assert _wait(lambda: hub(server).watchers() == 0, 5)
+    assert wait_for(lambda: hub(server).streams == before, 5), hub(server).streams
+    assert wait_for(lambda: hub(server).watchers() == 0, 5)
     admin.network.delete_network(net)

@@ -4,6 +4,8 @@ and its directory removed when the test ends, failed or not."""
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import signal
 import subprocess
@@ -29,6 +31,23 @@ def admin_token(url: str) -> str:
         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
     r.raise_for_status()
     return r.headers["X-Subject-Token"]
+
+
+@contextlib.contextmanager
+def running_etcd(directory: Path, **options) -> Iterator[LocalCluster]:
+    """A local etcd cluster (``LocalCluster`` options), stopped afterwards. Without the
+    etcd binary the test is skipped — except under CI, which installs it."""
+    cluster = LocalCluster(directory, **options)
+    try:
+        cluster.start()
+    except EtcdMissing as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 class ServerProcess:

@@ -16,20 +16,14 @@ import pytest
 from plexus.lab.etcd import EtcdMissing, LocalCluster, ServerTLS
 from plexus.store import Compare, Put, StoreError, Unavailable, open_store
 from plexus.store.etcd import EtcdStore
+from tests.ha.conftest import running_etcd
 
 
 @pytest.fixture
 def cluster(tmp_path: Path):
     """A 3-member cluster with quick elections."""
-    c = LocalCluster(tmp_path / "etcd", size=3, heartbeat_ms=50, election_ms=500)
-    try:
-        c.start()
-    except EtcdMissing as exc:
-        pytest.skip(str(exc))
-    try:
+    with running_etcd(tmp_path / "etcd", size=3, heartbeat_ms=50, election_ms=500) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_failover_quorum_loss_and_recovery(cluster: LocalCluster):

@@ -11,11 +11,10 @@ import httpx
 import pytest
 
 from plexus.config import Config
-from plexus.lab.etcd import EtcdMissing, LocalCluster
 from plexus.server.runner import ThreadedServer
 from plexus.server.stream import Hub
 from plexus.store import Compacted, open_store
-from tests.ha.conftest import admin_token
+from tests.ha.conftest import admin_token, running_etcd
 from tests.unit.test_stream_hub import Mirror, expected, full_catalog, network, port, put, \
     subnet
 
@@ -23,15 +22,8 @@ from tests.unit.test_stream_hub import Mirror, expected, full_catalog, network, 
 @pytest.fixture
 def etcd(tmp_path: Path):
     """One etcd member on loopback."""
-    c = LocalCluster(tmp_path / "etcd", size=1)
-    try:
-        c.start()
-    except EtcdMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        yield c
-    finally:
-        c.stop()
+    with running_etcd(tmp_path / "etcd", size=1) as cluster:
+        yield cluster
 
 
 def test_hub_follows_etcd_and_rebuilds_after_compaction(etcd):
