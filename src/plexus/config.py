@@ -93,6 +93,30 @@ class NetworkConfig(_Model):
     gateway_chassis_per_router: int = 0
 
 
+class LimitsConfig(_Model):
+    """Request limits (Neutron's defaults): bodies above ``max_body_bytes`` get 413, lists
+    longer than these get 400."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_tags: int = 50
+    max_allowed_address_pairs: int = 10
+    max_subnet_host_routes: int = 20
+    max_dns_nameservers: int = 5
+    max_fixed_ips_per_port: int = 5
+
+
+class QuotaConfig(_Model):
+    """Default per-project quotas (Neutron's defaults; -1 = unlimited)."""
+
+    network: int = 100
+    subnet: int = 100
+    port: int = 500
+    router: int = 10
+    floatingip: int = 50
+    security_group: int = 10
+    security_group_rule: int = 100
+
+
 class Config(_Model):
     """The whole configuration of a server (and of the tools that start one)."""
 
@@ -100,6 +124,8 @@ class Config(_Model):
     store: StoreConfig = Field(default_factory=StoreConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    quotas: QuotaConfig = Field(default_factory=QuotaConfig)
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:

@@ -89,6 +89,19 @@ class Conflict(NeutronError):
     status = 409
 
 
+class OverQuota(Conflict):
+    """409: the create would take the project over its quota."""
+
+    type_name = "OverQuota"
+
+
+class RequestEntityTooLarge(NeutronError):
+    """413: the request body is larger than the configured limit."""
+
+    status = 413
+    type_name = "HTTPRequestEntityTooLarge"
+
+
 class PreconditionFailed(NeutronError):
     """412: If-Match revision mismatch."""
 

@@ -100,8 +100,10 @@ class Services:
         self.hooks: dict[str, list] = {}
 
     def add_hook(self, event: str, fn) -> None:
-        """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``)
-        or after a commit ("agent_changed": ``fn(old, new)``); see ``run_hooks``."""
+        """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``;
+        "create": ``fn(ctx, collection, objs, writes)`` after a create is planned; "commit":
+        ``fn(writes)`` just before any transaction is sent) or after a commit
+        ("agent_changed": ``fn(old, new)``); see ``run_hooks``."""
         self.hooks.setdefault(event, []).append(fn)
 
     def run_hooks(self, event: str, *args) -> None:
@@ -118,6 +120,7 @@ class Services:
 
     def commit(self, w: Writes) -> int:
         """Commit planned writes; raise Retry when a guard failed. Returns the revision."""
+        self.run_hooks("commit", w)       # e.g. quota usage, planned with the writes
         compares = [Compare(k, r) for k, r in w.compares.items()]
         result = self.store.txn(compares, w.ops)
         if not result.succeeded:
@@ -266,6 +269,7 @@ class ResourceService:
         def plan(attempt: int) -> list[dict]:
             w = Writes()
             done = [self.plan_create(ctx, dict(obj), w, attempt) for obj in fresh]
+            self.s.run_hooks("create", ctx, self.c, done, w)
             self.s.commit(w)
             return done
         created = self.s.retrying(plan)
