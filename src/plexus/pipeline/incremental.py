@@ -223,9 +223,9 @@ class IncrementalCompiler:
                     parts[name] = memo
                     delta.reused += 1
                     continue
-                parts[name] = fresh = self._unit(stage, unit_compiler, unit_view, memo)
+                parts[name], changed = self._unit(stage, unit_compiler, unit_view, memo)
                 delta.recompiled.append((stage.name, name))
-                touched |= fresh.flows.keys() | (memo.flows.keys() if memo else set())
+                touched |= changed
             for name, memo in before.items():
                 if name not in parts:                     # a network no longer local
                     touched |= memo.flows.keys()
@@ -250,15 +250,28 @@ class IncrementalCompiler:
         return delta
 
     @staticmethod
-    def _unit(stage, compiler, view: View, memo: _Memo | None) -> _Memo:
+    def _unit(stage, compiler, view: View, memo: _Memo | None) -> tuple[_Memo, set]:
+        """Compile one unit: its memo, and the keys whose flow is not the one it had. A
+        flow equal to the unit's previous one at its key is replaced by that previous
+        object, so unchanged flows stay the same objects from compile to compile (the
+        delta and the lowering compare them by identity first)."""
         before = memo.flows if memo is not None else {}
         probe = traced(view)
         out: dict[tuple, Flow] = {}
+        changed: set[tuple] = set()
         for flow in compiler(probe):
-            if before.get(flow.key()) != flow:           # an equal flow was checked before
-                check_flow(flow, owner=stage.owner)
-            other = out.setdefault(flow.key(), flow)
-            if other != flow:
+            key = flow.key()
+            was = before.get(key)
+            if was is not flow:
+                if was is not None and was == flow:
+                    flow = was                            # checked when it first came
+                else:
+                    check_flow(flow, owner=stage.owner)
+                    changed.add(key)
+            other = out.setdefault(key, flow)
+            if other is not flow and other != flow:
                 raise PipelineViolation(f"two flows with one match:\n  {other}\n  {flow}")
+        if len(out) != len(before) or changed:
+            changed.update(k for k in before if k not in out)
         reads = {name: _read(view, name) for name in probe.__dict__["_reads"]}
-        return _Memo(reads, out)
+        return _Memo(reads, out), changed
