@@ -28,6 +28,7 @@ is the port's protocol/port matches. N members × M port ranges cost N + M flows
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -225,17 +226,31 @@ def acl_shared_flows(view: View, d: Direction) -> list[Flow]:
     ids = remote_ids(view, d)
     used = sorted({r.remote_group for p in guarded_ports(view) for _, r in rules_of(view, p, d)
                    if r.remote_group})
-    conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
+    holders: dict[tuple, set] = {}                # match → the remote groups holding it
     for group in used:
         for address in members(view, group):
-            match = {"eth_type": ETH_IP, **peer_match(d, address)}
-            acts, cookies = conj.setdefault(tuple(sorted(match.items())), (set(), set()))
-            acts.add(Conjunction(ids[group], 1, 2))
-            cookies.add(f"sg:{group}:members")
-    for match, (acts, cookies) in conj.items():
-        flows.append(Flow(stage, PRIO_CONJ, match, tuple(sorted(acts)),
-                          cookie=",".join(sorted(cookies))))
+            holders.setdefault(_member_match(d.peer_field, address), set()).add(group)
+    for match, groups in holders.items():
+        flows.append(_member_flow(stage, match, tuple(sorted((ids[g], g) for g in groups))))
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _member_match(peer_field: str, address: str) -> tuple:
+    """The match of a remote address, as a flow carries it (sorted pairs)."""
+    value = as_match(address)
+    peer = {} if value == ("0.0.0.0", "0.0.0.0") else {peer_field: value}
+    return tuple(sorted({"eth_type": ETH_IP, **peer}.items()))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _member_flow(stage: str, match: tuple, held: tuple[tuple[int, str], ...]) -> Flow:
+    """The member flow of a remote address (``match``) that the remote groups ``held``
+    ((conjunction id, group), sorted) hold: built once per distinct value, so an
+    unchanged member is the same flow object from compile to compile."""
+    return Flow(stage, PRIO_CONJ, match,
+                tuple(sorted({Conjunction(cid, 1, 2) for cid, _ in held})),
+                cookie=",".join(sorted({f"sg:{g}:members" for _, g in held})))
 
 
 def acl_port_flows(view: View, d: Direction) -> list[Flow]:

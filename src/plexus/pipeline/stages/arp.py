@@ -8,6 +8,8 @@ IP ports (l3_input answers those, only on the chassis that owns them)."""
 
 from __future__ import annotations
 
+import functools
+
 from plexus.pipeline.flows import Flow, Move, Output, SetField
 from plexus.pipeline.stages.common import (
     ARP_REPLY, ARP_REQUEST, ETH_ARP, default_flow, ipv4_addresses, local_networks,
@@ -46,15 +48,26 @@ def compile_arp_responder(view: View) -> list[Flow]:
 
 def request(net: NetworkView, ip: str) -> dict:
     """Match of an ARP request for ``ip`` on a network."""
-    return {"net": net.key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ip}
+    return _request(net.key, ip)
+
+
+def _request(key: int, ip: str) -> dict:
+    return {"net": key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ip}
 
 
 def answer(net: NetworkView, port: PortView, ip: str) -> Flow:
     """Turn a request for ``ip`` into the port's reply and send it back where it came from."""
-    return Flow.make(STAGE, PRIO_ANSWER, request(net, ip), [
-        Move("eth_src", "eth_dst"), SetField("eth_src", port.mac),
+    return _answer(net.key, port.mac, ip, port.id)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _answer(key: int, mac: str, ip: str, port_id: str) -> Flow:
+    """``answer`` by value (one flow object per distinct value)."""
+    return Flow.make(STAGE, PRIO_ANSWER, _request(key, ip), [
+        Move("eth_src", "eth_dst"), SetField("eth_src", mac),
         SetField("arp_op", ARP_REPLY),
-        Move("arp_sha", "arp_tha"), SetField("arp_sha", port.mac),
+        Move("arp_sha", "arp_tha"), SetField("arp_sha", mac),
         Move("arp_spa", "arp_tpa"), SetField("arp_spa", ip),
         Output("in_port"),
-    ], cookie=f"port:{port.id}")
+    ], cookie=f"port:{port_id}")
+

@@ -9,6 +9,8 @@ unknown VNI, tunnel or VLAN, a port that is administratively down) is dropped.""
 
 from __future__ import annotations
 
+import functools
+
 from plexus.pipeline.flows import Flow, PopVlan, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
 from plexus.pipeline.stages.common import default_flow, local_networks
@@ -53,13 +55,18 @@ def compile_classify_chassis(view: View) -> list[Flow]:
     for net in local_networks(view):
         for chassis, ofport in tunnel_sources(view, net).items():
             taken.add((ofport, net.key))
-            flows.append(Flow.make(
-                STAGE, PRIO, {"in_port": ofport, "tunnel_id": net.key},
-                [SetField("net", net.key), SetField("flags", FLAG_FROM_TUNNEL),
-                 SetField("inport", 0)],
-                goto="l2_lookup", cookie=f"chassis:{chassis}",
-                note=f"network {net.id} from {chassis}; source checked by the sender"))
+            flows.append(tunnel_flow(ofport, net.key, chassis, net.id))
     return flows + external_flows(view, taken)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def tunnel_flow(ofport: int, key: int, chassis: str, network_id: str) -> Flow:
+    """A network's packets from a chassis' tunnel (one flow object per distinct value)."""
+    return Flow.make(
+        STAGE, PRIO, {"in_port": ofport, "tunnel_id": key},
+        [SetField("net", key), SetField("flags", FLAG_FROM_TUNNEL), SetField("inport", 0)],
+        goto="l2_lookup", cookie=f"chassis:{chassis}",
+        note=f"network {network_id} from {chassis}; source checked by the sender")
 
 
 def external_sources(view: View, router) -> dict[str, int]:

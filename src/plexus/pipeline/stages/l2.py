@@ -5,6 +5,8 @@ broadcast and multicast flood. Unknown unicast is dropped."""
 
 from __future__ import annotations
 
+import functools
+
 from plexus.pipeline.flows import Flow, SetField
 from plexus.pipeline.registry import OUTPORT_FLOOD
 from plexus.pipeline.stages.common import GROUP_MACS, default_flow, local_networks
@@ -49,7 +51,12 @@ def mac_flows(view: View, net) -> list[Flow]:
         if port.mac in known:
             continue
         known.add(port.mac)
-        flows.append(Flow.make(STAGE, PRIO_PORT, {"net": net.key, "eth_dst": port.mac},
-                               [SetField("outport", port.key)], goto=NEXT,
-                               cookie=f"port:{port.id}"))
+        flows.append(mac_flow(net.key, port.mac, port.key, port.id))
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def mac_flow(net_key: int, mac: str, port_key: int, port_id: str) -> Flow:
+    """A port's MAC on a network → its out-port (one flow object per distinct value)."""
+    return Flow.make(STAGE, PRIO_PORT, {"net": net_key, "eth_dst": mac},
+                     [SetField("outport", port_key)], goto=NEXT, cookie=f"port:{port_id}")

@@ -23,6 +23,8 @@ Other packets go on to l2_lookup."""
 
 from __future__ import annotations
 
+import functools
+
 from plexus.pipeline.flows import Ct, Flow, Nat, Output, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
 from plexus.pipeline.stages.acl import port_masks
@@ -73,19 +75,30 @@ def internal_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
     flows = []
     ports = {i.port.id: i for i in interfaces(view, router) if i.network.id in local}
     for iface in ports.values():
-        me = {"net": iface.network.key, "eth_dst": iface.port.mac}
-        cookie = f"router:{router.id}:port:{iface.port.id}"
-
-        def add(prio, match, actions=(), goto=None, note=""):
-            flows.append(Flow.make(STAGE, prio, {**me, **match}, actions, goto, cookie, note))
-        for ip in own:
-            add(PRIO_ANSWER, echo_request(ip), echo_answer(iface.port.mac, ip, back_out()),
-                note="ping a router address")
-            add(PRIO_TO_ROUTER, {"eth_type": ETH_IP, "ipv4_dst": ip},
-                note="nothing else for the router itself")
-        add(PRIO_ROUTE, {"eth_type": ETH_IP}, [SetField("router", zone)], goto="l3_route")
-        add(PRIO_NOT_IP, {}, note="not IPv4")
+        flows += interface_flows(router.id, zone, iface.network.key, iface.port.mac,
+                                 iface.port.id, tuple(own))
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def interface_flows(router_id: str, zone: int, net_key: int, mac: str, port_id: str,
+                    own: tuple[str, ...]) -> tuple[Flow, ...]:
+    """The flows of one router port on a local network (by value: an unchanged interface
+    keeps the same flow objects from compile to compile)."""
+    flows = []
+    me = {"net": net_key, "eth_dst": mac}
+    cookie = f"router:{router_id}:port:{port_id}"
+
+    def add(prio, match, actions=(), goto=None, note=""):
+        flows.append(Flow.make(STAGE, prio, {**me, **match}, actions, goto, cookie, note))
+    for ip in own:
+        add(PRIO_ANSWER, echo_request(ip), echo_answer(mac, ip, back_out()),
+            note="ping a router address")
+        add(PRIO_TO_ROUTER, {"eth_type": ETH_IP, "ipv4_dst": ip},
+            note="nothing else for the router itself")
+    add(PRIO_ROUTE, {"eth_type": ETH_IP}, [SetField("router", zone)], goto="l3_route")
+    add(PRIO_NOT_IP, {}, note="not IPv4")
+    return tuple(flows)
 
 
 def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list[Flow]:

@@ -6,6 +6,8 @@ networks go on to l2_lookup, external ones to l3_snat."""
 
 from __future__ import annotations
 
+import functools
+
 from plexus.pipeline.flows import Flow, SetField
 from plexus.pipeline.stages.common import default_flow
 from plexus.pipeline.stages.router import (
@@ -35,9 +37,7 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
                 if ip in seen:          # a stale duplicate: the first port (by id) wins
                     continue
                 seen.add(ip)
-                flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop": ip},
-                                       [SetField("eth_dst", port.mac)], "l2_lookup",
-                                       f"port:{port.id}"))
+                flows.append(port_flow(net.key, ip, port.mac, port.id))
     for nid in sorted(external):
         net = external[nid]
         cidrs = [s.cidr for s in view.subnets.values()
@@ -48,3 +48,11 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
                                        [SetField("eth_dst", mac)], "l3_snat",
                                        f"network:{nid}", note="resolved by the agent"))
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def port_flow(key: int, ip: str, mac: str, port_id: str) -> Flow:
+    """Next hop ``ip`` on the network with ``key`` → the MAC of the port holding it (one
+    flow object per distinct value: unchanged ports keep theirs from compile to compile)."""
+    return Flow.make(STAGE, PRIO, {"net": key, "nexthop": ip}, [SetField("eth_dst", mac)],
+                     "l2_lookup", f"port:{port_id}")

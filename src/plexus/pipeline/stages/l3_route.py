@@ -16,6 +16,7 @@ it), ``net`` becomes the next network and ``nexthop`` the next hop; on to l3_nei
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from plexus.pipeline.flows import DecTtl, Flow, Move, SetField
@@ -40,6 +41,12 @@ def compile_l3_route(view: View) -> list[Flow]:
     return flows
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _normal(cidr: str) -> str:
+    """A CIDR in its normal form (host bits cleared)."""
+    return str(ipaddress.ip_network(cidr, strict=False))
+
+
 def router_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
     """One flow per destination prefix of the router's table."""
     table: dict[tuple[str, bool], tuple] = {}   # (cidr, connected) → route
@@ -47,7 +54,7 @@ def router_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
     gw = gateway(view, router)
 
     def add(cidr, connected, net, mac, nexthop, external, note):
-        cidr = str(ipaddress.ip_network(cidr, strict=False))
+        cidr = _normal(cidr)
         table.setdefault((cidr, connected), (net, mac, nexthop, external, note))
     for iface in ifaces:
         add(iface.subnet.cidr, True, iface.network, iface.port.mac, None, False,

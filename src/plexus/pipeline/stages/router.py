@@ -73,8 +73,21 @@ def ipv4_subnet(view: View, subnet_id: str) -> SubnetView | None:
     return subnet if subnet is not None and subnet.ip_version == 4 else None
 
 
+def _per_view(view: View, name, inputs: tuple, build):
+    """``build()``, remembered in the view's derived-value cache while ``inputs`` (the
+    view fields it reads, read here so that a tracing view records them) are the same
+    objects: every stage asks the same questions of one view."""
+    return view._cached(name, inputs, build)
+
+
 def interfaces(view: View, router: RouterView) -> list[Interface]:
     """The router's IPv4 interfaces the view can use, sorted by network and address."""
+    return list(_per_view(view, ("interfaces", router.id),
+                          (view.ports, view.networks, view.subnets, router),
+                          lambda: _interfaces(view, router)))
+
+
+def _interfaces(view: View, router: RouterView) -> list[Interface]:
     out = []
     for pid in router.interfaces:
         port = view.ports.get(pid)
@@ -110,9 +123,19 @@ def patch_of(view: View, net: NetworkView) -> int | None:
     return view.patch_ofports.get(net.physical_network)
 
 
+def _routing_inputs(view: View) -> tuple:
+    """The view fields ``routers``, ``zones`` and ``programmed`` read."""
+    return (view.ports, view.vif_ofports, view.chassis, view.networks, view.subnets,
+            view.routers, view.active_gateway)
+
+
 def routers(view: View) -> list[RouterView]:
     """Routers this chassis routes for, by id: admin up, and with an interface on a local
     network or this chassis as their active gateway."""
+    return list(_per_view(view, "routers", _routing_inputs(view), lambda: _routers(view)))
+
+
+def _routers(view: View) -> list[RouterView]:
     local = {n.id for n in local_networks(view)}
     out = []
     for router in view.routers.values():
@@ -133,6 +156,10 @@ def zones(view: View) -> dict[str, int]:
     """Each routing router's conntrack zone: 0xFF00 + a slot hashed from its id; on a
     collision the later id (sorted) probes on. Beyond 255 routers a chassis has no zone
     left and the rest are not programmed."""
+    return dict(_per_view(view, "zones", _routing_inputs(view), lambda: _zones(view)))
+
+
+def _zones(view: View) -> dict[str, int]:
     out: dict[str, int] = {}
     taken: set[int] = set()
     for router in routers(view):
@@ -149,8 +176,9 @@ def zones(view: View) -> dict[str, int]:
 
 def programmed(view: View) -> list[tuple[RouterView, int]]:
     """(router, zone) of the routers this chassis programs, by id."""
-    found = zones(view)
-    return [(r, found[r.id]) for r in routers(view) if r.id in found]
+    return list(_per_view(view, "programmed", _routing_inputs(view), lambda: [
+        (r, z) for r, z in ((r, zones(view).get(r.id)) for r in routers(view))
+        if z is not None]))
 
 
 def snat_mac(router_id: str, chassis: str) -> str:
@@ -247,6 +275,13 @@ def router_chassis(view: View, router: RouterView) -> set[str]:
     """Chassis a router's traffic may come from or go to: hosts of ports on its internal
     networks, its gateway chassis (any may believe itself active), the owners of its
     SNAT blocks."""
+    return set(_per_view(view, ("router_chassis", router.id),
+                         (view.ports, view.networks, view.subnets, view.snat_blocks,
+                          view.active_gateway, view.chassis, router),
+                         lambda: _router_chassis(view, router)))
+
+
+def _router_chassis(view: View, router: RouterView) -> set[str]:
     nets = {i.network.id for i in interfaces(view, router)}
     found = {p.chassis for n in nets for p in view.ports_on(n) if p.chassis}
     found |= {c for c, _, _ in blocks(view, router)} | set(router.gateway_chassis)
