@@ -15,6 +15,10 @@ PORTS = 2000
 
 
 def test_concurrent_port_creates_on_small_subnet(server, admin):
+    # More ports than the default quota of 500: lift it for the admin project meanwhile.
+    project = admin.current_project_id
+    r = raw(server, admin, "PUT", f"/v2.0/quotas/{project}", {"quota": {"port": -1}})
+    assert r.status_code == 200, r.text
     net = admin.network.create_network(name="busy")
     admin.network.create_subnet(network_id=net.id, cidr="10.88.0.0/22", ip_version=4)
     pool = 1021   # 1024 - network - broadcast - gateway
@@ -61,3 +65,4 @@ def test_concurrent_port_creates_on_small_subnet(server, admin):
             for p in created:
                 client.delete(f"/v2.0/ports/{p['id']}")
         admin.network.delete_network(net)
+        raw(server, admin, "DELETE", f"/v2.0/quotas/{project}")

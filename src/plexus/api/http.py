@@ -30,8 +30,11 @@ class JSON(Response):
 
 
 def error_response(exc: errors.NeutronError) -> Response:
-    """The wire form of a Neutron error."""
+    """The wire form of a Neutron error. A 413 closes the connection: the rest of the
+    body it refused is never read."""
     headers = {"Retry-After": "1"} if exc.status == 503 else None
+    if exc.status == 413:
+        headers = {"Connection": "close"}
     return JSON(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -46,9 +49,47 @@ async def context(request: Request):
         raise errors.ServiceUnavailable(f"Identity service unavailable: {exc}") from None
 
 
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def _max_body(request: Request) -> int:
+    """The configured body limit of the app serving ``request``."""
+    services = getattr(request.app.state, "services", None)
+    config = getattr(services, "config", None)
+    return config.limits.max_body_bytes if config is not None else DEFAULT_MAX_BODY
+
+
+def _too_large(limit: int) -> errors.RequestEntityTooLarge:
+    return errors.RequestEntityTooLarge(f"Request is too large: the body exceeds the limit of "
+                                        f"{limit} bytes.")
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw request body, refused with 413 as soon as it is known to exceed the limit:
+    from Content-Length before reading anything, and while reading a chunked (or lying)
+    body, so at most ``limit`` bytes are ever held."""
+    limit = _max_body(request)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise errors.BadRequest("Invalid Content-Length header",
+                                    type_name="HTTPBadRequest") from None
+        if size > limit:
+            raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_body(request: Request) -> Any:
-    """The parsed request body (400 when it is not JSON)."""
-    raw = await request.body()
+    """The parsed request body (400 when it is not JSON, 413 when it is too large)."""
+    raw = await read_body(request)
     if not raw:
         raise errors.BadRequest("Request body is required")
     try:

@@ -5,6 +5,7 @@ from plexus.api.services.base import Services
 from plexus.api.services.floatingips import FloatingIPService
 from plexus.api.services.networks import NetworkService
 from plexus.api.services.ports import PortService
+from plexus.api.services.quotas import QuotaService
 from plexus.api.services.routers import RouterService
 from plexus.api.services.security_groups import SecurityGroupRuleService, SecurityGroupService
 from plexus.api.services.subnets import SubnetService
@@ -15,8 +16,10 @@ SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupServ
 
 
 def build_services(store, config) -> Services:
-    """All resource services over one store."""
+    """All resource services over one store, and the quotas and list limits that every
+    transaction of theirs is checked against."""
     services = Services(store, config)
     for cls in SERVICE_CLASSES:
         cls(services)
+    QuotaService(services)
     return services

@@ -27,6 +27,39 @@ def pools_tuples(pools: list[dict]) -> list[tuple[str, str]]:
     return [(p["start"], p["end"]) for p in pools]
 
 
+def check_dhcp_cidr(cidr: str, version: int) -> None:
+    """Neutron's ``_validate_subnet`` rules for a subnet with DHCP: a prefix that leaves
+    DHCP no address to serve (IPv4 longer than /30, IPv6 longer than /126), multicast
+    (ff02::/16 included), loopback (127/8, ::1) and an IPv4 network starting at 0.0.0.0
+    (0.0.0.0/0 included) are refused."""
+    net = ipaddress.ip_network(cidr)
+    if net.version != version:
+        return                      # reported by the addressing check, as Neutron orders it
+    if net.prefixlen > (30 if version == 4 else 126):
+        raise errors.InvalidInput("Subnet has a prefix length that is incompatible with DHCP "
+                                  "service enabled")
+    if net.is_multicast:
+        raise errors.InvalidInput("Multicast IP subnet is not supported if enable_dhcp is True")
+    if net.is_loopback:
+        raise errors.InvalidInput("Loopback IP subnet is not supported if enable_dhcp is True")
+    if version == 4 and int(net.network_address) == 0:
+        raise errors.InvalidInput("First IP '0.0.0.0' of network is not supported if "
+                                  "enable_dhcp is True.")
+
+
+def check_cidr(cidr: str, version: int, enable_dhcp: bool) -> None:
+    """Neutron's CIDR rules for a new subnet: the version must match, DHCP's rules
+    (``check_dhcp_cidr``) apply when it is enabled, and a /0 is never allowed
+    (``_validate_subnet_cidr``)."""
+    net = ipaddress.ip_network(cidr)
+    if net.version != version:
+        raise errors.InvalidInput(f"cidr '{cidr}' does not match the ip_version '{version}'")
+    if enable_dhcp:
+        check_dhcp_cidr(cidr, version)
+    if net.prefixlen == 0:
+        raise errors.InvalidInput("0 is not allowed as CIDR prefix length")
+
+
 def _ipam_error(exc: IpamError) -> errors.NeutronError:
     """Neutron's status for an addressing error: 409 for overlaps and gateway clashes."""
     cls = errors.BadRequest if exc.kind == "invalid" else errors.Conflict
@@ -49,7 +82,7 @@ class SubnetService(ResourceService):
         """Validate gateway and pools against the CIDR; returns (gateway, pools)."""
         net = ipaddress.ip_network(cidr)
         if net.version != version:
-            raise errors.InvalidInput(f"Cidr {cidr} does not support ip_version {version}")
+            raise errors.InvalidInput(f"cidr '{cidr}' does not match the ip_version '{version}'")
         if gateway is ...:
             gateway = default_gateway(cidr)
         if gateway is not None:
@@ -79,6 +112,7 @@ class SubnetService(ResourceService):
         network, rev = found
         if not ctx.is_admin and network["project_id"] != ctx.project_id:
             raise errors.PolicyNotAuthorized("create_subnet")
+        check_cidr(obj["cidr"], obj["ip_version"], obj["enable_dhcp"])
         gateway, pools = self._check_addressing(
             obj["cidr"], obj["ip_version"], obj["gateway_ip"], obj["allocation_pools"])
         for other_id in network.get("subnets", []):
@@ -107,7 +141,10 @@ class SubnetService(ResourceService):
         return obj
 
     def plan_update(self, ctx, old, new, changes, w, attempt):
-        """Revalidate gateway and pools when they change."""
+        """Revalidate gateway and pools when they change; DHCP's CIDR rules when it is
+        turned on."""
+        if changes.get("enable_dhcp") and not old.get("enable_dhcp"):
+            check_dhcp_cidr(old["cidr"], old["ip_version"])
         if "gateway_ip" in changes or "allocation_pools" in changes:
             gateway, pools = self._check_addressing(
                 new["cidr"], new["ip_version"], new["gateway_ip"],
