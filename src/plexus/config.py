@@ -38,6 +38,12 @@ class StoreConfig(_Model):
     key_file: str | None = None
 
 
+# The seeded users' password on a development install. A server that listens on
+# anything but loopback refuses to start in builtin mode while a seeded user still has
+# it (see plexus.server.identity.keys.check_identity_config): set real passwords.
+DEV_PASSWORD = "secret"
+
+
 class SeedUser(_Model):
     """A user created at start-up by the built-in identity service."""
 
@@ -55,14 +61,34 @@ class IdentityConfig(_Model):
     # keystone: tokens are validated against an existing Keystone;
     # none: no authentication (development only): every request is admin of ``noauth_project``.
     mode: Literal["builtin", "keystone", "none"] = "builtin"
-    token_secret: str = "change-me-plexus-token-secret"
+    # Token signing keys (builtin mode). Normally neither is set: the first server
+    # generates a random key into the store and every server sharing the store uses it
+    # (rotate with `plexus-server --rotate-key`). Or a key file: one key per line, the
+    # last signs, all verify; created mode 0600 with a random key when absent. Or one
+    # key given here. Configured keys must be at least 32 bytes.
+    key_file: str | None = None
+    token_secret: str | None = None
     token_ttl: int = 4 * 3600
+    # Login throttling (Keystone's lockout): after this many failed logins a user name
+    # (source address) is refused for lockout_duration seconds, doubling with each
+    # further failure up to lockout_max_duration; failures are forgotten lockout_window
+    # seconds after the last one. 0 disables the check.
+    lockout_failure_attempts: int = 5
+    lockout_source_failure_attempts: int = 30
+    lockout_duration: float = 1.0
+    lockout_max_duration: float = 300.0
+    lockout_window: float = 300.0
+    # Password hashing (scrypt) runs in this many threads, with at most hash_queue
+    # logins waiting (more are answered 503), so a login flood cannot starve the API.
+    hash_workers: int = 2
+    hash_queue: int = 32
     region: str = "RegionOne"
     projects: list[str] = Field(default_factory=lambda: ["admin", "demo", "alt_demo"])
     users: list[SeedUser] = Field(default_factory=lambda: [
-        SeedUser(name="admin", password="secret", project="admin", roles=["admin", "member", "reader"]),
-        SeedUser(name="demo", password="secret", project="demo"),
-        SeedUser(name="alt_demo", password="secret", project="alt_demo"),
+        SeedUser(name="admin", password=DEV_PASSWORD, project="admin",
+                 roles=["admin", "member", "reader"]),
+        SeedUser(name="demo", password=DEV_PASSWORD, project="demo"),
+        SeedUser(name="alt_demo", password=DEV_PASSWORD, project="alt_demo"),
     ])
     # keystone mode: where Keystone is, and the service credentials used to validate tokens
     keystone_url: str | None = None

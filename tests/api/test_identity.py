@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from plexus.config import IdentityConfig
 from plexus.server.identity.auth import Authenticator
 from plexus.server.identity.context import Unauthorized
+from plexus.server.identity.keys import KeyRing, SigningKey
 from plexus.server.identity.routes import identity_routes
 from plexus.server.identity.service import IdentityService
 from plexus.server.identity.tokens import TokenCodec
@@ -45,7 +46,7 @@ class LiveServer:
     def __init__(self, config: IdentityConfig):
         self.config = config
         self.store = open_store("memory://")
-        self.service = IdentityService(self.store)
+        self.service = IdentityService(self.store, config).start()
         self.service.seed(config)
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
@@ -73,12 +74,13 @@ class LiveServer:
         self.http.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.service.stop()
         self.store.close()
 
 
 @pytest.fixture(scope="module")
 def live():
-    server = LiveServer(IdentityConfig(token_secret="test-secret", region="RegionOne"))
+    server = LiveServer(IdentityConfig(region="RegionOne"))
     yield server
     server.stop()
 
@@ -181,7 +183,7 @@ def test_project_scope_by_name_and_by_id(live):
     # demo has no role on admin: scoping there is refused
     assert live.token("demo", "admin").status_code == 401
     conn = connect(live, username="demo", project_name=None, project_id=project_id)
-    context = Authenticator(live.config).authenticate(conn.session.get_token())
+    context = Authenticator(live.config, live.service).authenticate(conn.session.get_token())
     assert context.project_id == project_id
 
 
@@ -222,28 +224,32 @@ def test_validate_head_and_revoke(live):
     with pytest.raises(Unauthorized):
         Authenticator(live.config, live.service).authenticate(demo)
     # another server sharing the store learns of the revocation too
-    other = Authenticator(live.config, IdentityService(live.store))
-    with pytest.raises(Unauthorized):
-        other.authenticate(demo)
-    assert other.authenticate(admin).user_name == "admin"
+    other_service = IdentityService(live.store, live.config).start()
+    try:
+        other = Authenticator(live.config, other_service)
+        with pytest.raises(Unauthorized):
+            other.authenticate(demo)
+        assert other.authenticate(admin).user_name == "admin"
+    finally:
+        other_service.stop()
 
 
 def test_tampered_forged_and_expired_tokens_are_rejected(live):
-    codec = TokenCodec("test-secret", 3600)
+    codec = live.service.codec
     token, payload = codec.issue(user_id="u1", user_name="alice", user_domain_id="default",
                                  project_id="p1", project_name="demo", project_domain_id="default",
                                  roles=(("r1", "member"),))
     assert codec.verify(token) == payload
     body, sig = token.split(".")
-    forged_body = TokenCodec("test-secret", 3600).issue(
+    forged_body = codec.issue(
         user_id="u1", user_name="alice", user_domain_id="default", project_id="p1",
         project_name="demo", project_domain_id="default",
         roles=(("r0", "admin"),))[0].split(".")[0]
     for bad in (forged_body + "." + sig,                       # payload swapped, old signature
                 body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + sig,
                 body + "." + sig[:-1] + ("A" if sig[-1] != "A" else "B"),
-                TokenCodec("other-secret", 3600).issue(user_id="u1", user_name="a",
-                                                       user_domain_id="default")[0],
+                TokenCodec(KeyRing([SigningKey(1, b"k" * 32, 0.0)]), 3600).issue(
+                    user_id="u1", user_name="a", user_domain_id="default")[0],
                 "", "no-dot", "....", "é.é"):
         with pytest.raises(Unauthorized):
             codec.verify(bad)
@@ -251,8 +257,9 @@ def test_tampered_forged_and_expired_tokens_are_rejected(live):
         codec.verify(token, now=payload.expires_at)
     assert codec.verify(token, now=payload.expires_at - 1) == payload
 
-    expired, _ = TokenCodec("test-secret", 3600).issue(
-        user_id="u1", user_name="alice", user_domain_id="default", now=time.time() - 7200)
+    expired, _ = codec.issue(
+        user_id="u1", user_name="alice", user_domain_id="default", now=time.time() - 7200,
+        expires_at=int(time.time() - 3600))
     assert live.http.get("/identity/v3/projects",
                          headers={"X-Auth-Token": expired}).status_code == 401
     with pytest.raises(Unauthorized):
@@ -364,7 +371,7 @@ def test_keystone_mode_validates_against_external_keystone(live):
     demo = live.token("demo", "demo").headers["X-Subject-Token"]
     config = IdentityConfig(mode="keystone", keystone_url=f"{live.url}/identity",
                             service_user="admin", service_password="secret",
-                            service_project="admin", token_secret="unrelated-secret")
+                            service_project="admin")
     requests: list[str] = []
     http = httpx.Client(timeout=10, event_hooks={"request": [lambda r: requests.append(r.method)]})
     authenticator = Authenticator(config, http=http)
@@ -392,7 +399,7 @@ def test_none_mode_is_admin_of_noauth_project(live):
 
 
 def test_builtin_mode_reader_context(live):
-    context = Authenticator(live.config).authenticate(
+    context = Authenticator(live.config, live.service).authenticate(
         live.token("demo", "demo").headers["X-Subject-Token"])
     assert context.roles == frozenset({"member", "reader"})
     assert context.can_write and not context.is_reader and not context.is_admin

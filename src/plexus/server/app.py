@@ -20,6 +20,7 @@ from plexus.api.services import build_services
 from plexus.config import Config
 from plexus.server import southbound
 from plexus.server.identity.auth import Authenticator
+from plexus.server.identity.keys import check_identity_config
 from plexus.server.identity.routes import identity_routes
 from plexus.server.identity.service import IdentityService
 from plexus.server.stream import Hub
@@ -30,11 +31,21 @@ LOG = logging.getLogger("plexus.server")
 
 def build_app(config: Config, store: Store | None = None) -> Starlette:
     """The ASGI application of one stateless server (any number may share a store)."""
+    if config.identity.mode == "builtin":
+        check_identity_config(config)
+    owned = store is None
     store = store or open_store(config.store.url, ca_file=config.store.ca_file,
                                 cert_file=config.store.cert_file, key_file=config.store.key_file)
     services = build_services(store, config)
     hub = Hub(store)
-    identity = IdentityService(store)
+    identity = IdentityService(store, config.identity)
+    if config.identity.mode == "builtin":
+        try:
+            identity.codec      # the signing keys: generated on first start; InvalidKeys if too short
+        except Exception:
+            if owned:
+                store.close()
+            raise
     if config.identity.mode in ("builtin", "none"):
         identity.seed(config.identity)
     authenticator = Authenticator(config.identity, identity)
@@ -58,8 +69,11 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         hub.start(asyncio.get_running_loop())
+        if config.identity.mode == "builtin":
+            identity.start()    # revocation events and key rotations from every server
         yield
         hub.stop()
+        identity.stop()
         authenticator.close()
         store.close()                 # also ends the hub's wait on the store
         hub.join(timeout=5)

@@ -3,6 +3,7 @@ and the clouds.yaml that points real clients at it."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -94,8 +95,11 @@ def clouds_yaml(url: str, config: Config) -> dict:
 
 
 def write_clouds_yaml(path: str | Path, url: str, config: Config) -> Path:
-    """Write ``clouds_yaml`` to ``path``; returns the path."""
+    """Write ``clouds_yaml`` to ``path``, mode 0600 (it holds passwords); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(clouds_yaml(url, config), sort_keys=False))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(yaml.safe_dump(clouds_yaml(url, config), sort_keys=False))
     return path

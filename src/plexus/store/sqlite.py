@@ -12,6 +12,7 @@ are woken by a condition variable; other processes' writes are seen by polling.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -152,6 +153,8 @@ class SqliteStore(Store):
         self._closed = False
         # Other processes' writes are only seen by polling; in memory there are none.
         self._poll = None if path == ":memory:" else POLL_INTERVAL
+        if path != ":memory:":
+            _private_files(path)
         self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA page_size={PAGE_SIZE}")      # only takes effect on a new database
         self._conn.execute("PRAGMA journal_mode=WAL")            # ignored (stays "memory") in memory
@@ -333,6 +336,17 @@ class SqliteStore(Store):
         if due:
             with self._writing():
                 pass    # _writing revokes expired leases before anything else
+
+
+def _private_files(path: str) -> None:
+    """Create the database file mode 0600 (SQLite gives its -wal and -shm files the
+    database's mode), and take group/other access away from existing ones we own."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from plexus.config import IdentityConfig
 from plexus.server.identity.context import RequestContext, Unauthorized
 from plexus.server.identity.service import IdentityService
-from plexus.server.identity.tokens import TokenCodec
 
 CACHE_SECONDS = 60.0
 _CACHE_LIMIT = 10_000
@@ -124,7 +123,8 @@ class Authenticator:
         self.config = config
         self.mode = config.mode
         self.service = service
-        self.codec = TokenCodec(config.token_secret, config.token_ttl)
+        if config.mode == "builtin" and service is None:
+            raise ValueError("builtin mode needs the identity service (its keys and revocations)")
         self.keystone = _KeystoneClient(config, http) if config.mode == "keystone" else None
         self._noauth: RequestContext | None = None
 
@@ -136,10 +136,7 @@ class Authenticator:
             raise Unauthorized("no token")
         if self.keystone is not None:
             return self.keystone.validate(token)
-        payload = self.codec.verify(token)
-        if self.service is not None and self.service.is_revoked(payload.audit_id):
-            raise Unauthorized("token revoked")
-        return payload.context()
+        return self.service.verify(token).context()
 
     async def authenticate_async(self, token: str | None) -> RequestContext:
         """Like ``authenticate``, without blocking the event loop on a Keystone round trip."""

@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from plexus.config import IdentityConfig
 from plexus.server.identity.context import Unauthorized
 from plexus.server.identity.service import DEFAULT_DOMAIN, IdentityError, IdentityService, NotFound
-from plexus.server.identity.tokens import TokenCodec, TokenPayload
+from plexus.server.identity.throttle import HashPool, LoginThrottle, Overloaded
+from plexus.server.identity.tokens import TokenPayload
 
 V3_UPDATED = "2020-04-07T00:00:00Z"
 _AUTH_MESSAGE = "The request you have made requires authentication."
@@ -49,6 +50,14 @@ class BadRequest(IdentityError):
     """The request body or parameters are invalid (HTTP 400)."""
 
 
+class LockedOut(Unauthorized):
+    """Too many failed logins for the user or source: refused without checking (HTTP 401)."""
+
+    def __init__(self, wait: float):
+        super().__init__("locked out")
+        self.wait = wait
+
+
 def error_response(status: int, title: str, message: str,
                    headers: dict | None = None) -> JSONResponse:
     """Keystone's error body: ``{"error": {"code", "message", "title"}}``."""
@@ -70,8 +79,14 @@ def _flag(request: Request, name: str) -> bool:
 
 def identity_routes(service: IdentityService, config: IdentityConfig,
                     public_url: str) -> list[BaseRoute]:
-    """Routes serving Keystone v3 under ``/identity`` (include them at the app's top level)."""
-    codec = TokenCodec(config.token_secret, config.token_ttl)
+    """Routes serving Keystone v3 under ``/identity`` (include them at the app's top level).
+
+    Their login throttle and password-hash pool become ``service.throttle`` and
+    ``service.hash_pool`` (``service.close_routes()`` ends the pool)."""
+    codec = service.codec
+    throttle = LoginThrottle(config)
+    pool = HashPool(config.hash_workers, config.hash_queue)
+    service.throttle, service.hash_pool = throttle, pool
     root = public_url.rstrip("/")
     base = f"{root}/identity"
     v3 = f"{base}/v3"
@@ -116,10 +131,7 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
         return {"token": token}
 
     def verify(token: str | None) -> TokenPayload:
-        payload = codec.verify(token or "")
-        if service.is_revoked(payload.audit_id):
-            raise Unauthorized("token revoked")
-        return payload
+        return service.verify(token or "")
 
     def caller(request: Request) -> TokenPayload:
         return verify(request.headers.get("x-auth-token"))
@@ -146,7 +158,7 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
             out["enabled"] = _flag(request, "enabled")
         return out
 
-    def endpoint(fn: Callable[..., Response]) -> Callable:
+    def endpoint(fn: Callable[..., Any], is_async: bool = False) -> Callable:
         async def handle(request: Request) -> Response:
             body: dict | None = None
             if request.method in ("POST", "PATCH"):
@@ -157,10 +169,18 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
                 if not isinstance(body, dict):
                     return error_response(400, "Bad Request", "Malformed request body.")
             try:
+                if is_async:
+                    return await fn(request, body)
                 return await run_in_threadpool(fn, request, body)
-            except Unauthorized:
-                return error_response(401, "Unauthorized", _AUTH_MESSAGE,
-                                      {"WWW-Authenticate": f'Keystone uri="{base}"'})
+            except Unauthorized as exc:
+                headers = {"WWW-Authenticate": f'Keystone uri="{base}"'}
+                if isinstance(exc, LockedOut):
+                    headers["Retry-After"] = str(max(1, round(exc.wait)))
+                return error_response(401, "Unauthorized", _AUTH_MESSAGE, headers)
+            except Overloaded:
+                return error_response(503, "Service Unavailable",
+                                      "Too many logins in progress; retry later.",
+                                      {"Retry-After": "1"})
             except Forbidden as exc:
                 return error_response(403, "Forbidden", str(exc))
             except IdentityError as exc:
@@ -185,23 +205,59 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
 
     # Tokens.
 
-    def issue_token(request: Request, body: dict | None) -> Response:
+    def password_user(ref: dict) -> tuple[str, dict | None]:
+        """The user a password-method reference names (None if unknown) and the key that
+        counts its failures (the same kind of key whether the user exists or not)."""
+        if not isinstance(ref, dict):
+            raise BadRequest("Invalid input for field 'user': a JSON object is required.")
+        try:
+            if "id" in ref:
+                user = service.get("users", str(ref["id"]))
+            else:
+                domain = service.resolve_domain(ref.get("domain"))
+                user = service.find("users", str(ref["name"]), domain["id"])
+        except NotFound:
+            user = None
+        if user is not None:
+            return user["id"], user
+        return "unknown:" + orjson.dumps({k: ref.get(k) for k in ("id", "name", "domain")},
+                                         option=orjson.OPT_SORT_KEYS).decode(), None
+
+    async def issue_token(request: Request, body: dict | None) -> Response:
+        auth = member(body, "auth")
+        ident = auth.get("identity") or {}
+        methods = ident.get("methods") or []
+        if "password" not in methods:
+            return await run_in_threadpool(scoped_token, request, body, None, None)
+        ref = ident["password"]["user"]
+        password = ref.get("password") if isinstance(ref, dict) else None
+        revision = await run_in_threadpool(service.store.revision)
+        user_key, user = await run_in_threadpool(password_user, ref)
+        source = request.client.host if request.client else ""
+        wait = throttle.check(user_key, source)
+        if wait:
+            raise LockedOut(wait)
+        if not await pool.run(service.authenticate, user, str(password or "")):
+            exempt = bool(user and (user.get("options") or {}).get(
+                "ignore_lockout_failure_attempts"))
+            throttle.failed(user_key, source, exempt_user=exempt)
+            raise Unauthorized("bad credentials")
+        throttle.succeeded(user_key)
+        return await run_in_threadpool(scoped_token, request, body, user, revision)
+
+    def scoped_token(request: Request, body: dict, user: dict | None,
+                     revision: int | None) -> Response:
+        """The token for an authenticated ``user`` (password), or for the token method."""
         auth = member(body, "auth")
         ident = auth.get("identity") or {}
         methods = ident.get("methods") or []
         scope = auth.get("scope")
         expires_at = None
         try:
-            if "password" in methods:
-                ref = ident["password"]["user"]
-                if "id" in ref:
-                    user = service.get("users", ref["id"])
-                else:
-                    domain = service.resolve_domain(ref.get("domain"))
-                    user = service.find("users", ref["name"], domain["id"])
-                if user is None or not service.authenticate(user, ref.get("password") or ""):
-                    raise Unauthorized("bad credentials")
+            if user is not None:
+                pass
             elif "token" in methods:
+                revision = service.store.revision()
                 old = verify(ident["token"]["id"])
                 user, expires_at = service.get("users", old.user_id), old.expires_at
                 if not user.get("enabled", True):
@@ -223,7 +279,8 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
             elif scope is None and user.get("default_project_id"):
                 # Keystone scopes to the default project when the user holds a role there.
                 project = service.get("projects", user["default_project_id"])
-                if not service.roles_on(project["id"], user["id"]):
+                if not project.get("enabled", True) or not service.roles_on(project["id"],
+                                                                            user["id"]):
                     project = None
         except NotFound as exc:
             raise Unauthorized("unknown user or project") from exc
@@ -235,7 +292,7 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
             project_id=project and project["id"], project_name=project and project["name"],
             project_domain_id=project and project["domain_id"],
             roles=tuple((r["id"], r["name"]) for r in roles), methods=tuple(methods),
-            expires_at=expires_at)
+            expires_at=expires_at, revision=revision or 0)
         return JSONResponse(token_body(payload, not _flag(request, "nocatalog")),
                             status_code=201, headers={"X-Subject-Token": token})
 
@@ -259,7 +316,7 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
 
     def revoke_token(request: Request, body: None) -> Response:
         _, target = subject(request)
-        service.revoke_token(target.audit_id, target.expires_at)
+        service.revoke_token(target.audit_id)
         return Response(status_code=204)
 
     def auth_projects(request: Request, body: None) -> Response:
@@ -394,7 +451,7 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
 
     v3_routes: list[BaseRoute] = [
         Route("/", v3_root, methods=["GET"]),
-        Route("/auth/tokens", endpoint(issue_token), methods=["POST"]),
+        Route("/auth/tokens", endpoint(issue_token, is_async=True), methods=["POST"]),
         Route("/auth/tokens", endpoint(validate_token), methods=["GET"]),
         Route("/auth/tokens", endpoint(revoke_token), methods=["DELETE"]),
         Route("/auth/projects", endpoint(auth_projects), methods=["GET"]),

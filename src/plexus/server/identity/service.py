@@ -10,9 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
-import threading
-import time
 import uuid
 from typing import Any, Iterable
 from urllib.parse import quote
@@ -20,7 +19,11 @@ from urllib.parse import quote
 import orjson
 
 from plexus.config import IdentityConfig
-from plexus.store.contract import Compare, Delete, KeyValue, LeaseNotFound, Put, Store
+from plexus.server.identity.context import Unauthorized
+from plexus.server.identity.keys import KeyRing, load_keys, reload_keys
+from plexus.server.identity.revoke import IdentityWatcher, RevocationIndex, revocation_put
+from plexus.server.identity.tokens import TokenCodec, TokenPayload
+from plexus.store.contract import Compare, Delete, KeyValue, Put, Store
 
 PREFIX = "/plexus/identity/"
 DEFAULT_DOMAIN = {"id": "default", "name": "Default", "description": "The default domain",
@@ -63,6 +66,17 @@ def hash_password(password: str) -> str:
     return f"scrypt$16384$8$1${encode(salt).decode()}${encode(digest).decode()}"
 
 
+_DUMMY_HASH: str | None = None
+
+
+def dummy_hash() -> str:
+    """A hash no password matches, checked for unknown users so timing reveals nothing."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(32))
+    return _DUMMY_HASH
+
+
 def check_password(password: str, encoded: str) -> bool:
     """True when ``password`` matches a hash made by ``hash_password``."""
     try:
@@ -94,13 +108,86 @@ def _load(kv: KeyValue | None) -> dict | None:
 
 
 class IdentityService:
-    """CRUD over identity objects in the store, password checks, and token revocation."""
+    """CRUD over identity objects in the store, password checks, signing keys and token
+    revocation (events written with each change that takes access away)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, config: IdentityConfig | None = None):
         self.store = store
-        self._revoked: set[str] = set()
-        self._revoked_at = 0.0
-        self._lock = threading.Lock()
+        self.config = config or IdentityConfig()
+        self.revocations = RevocationIndex(self.config.token_ttl)
+        self._codec: TokenCodec | None = None
+        self.watcher: IdentityWatcher | None = None
+        self._key_file_stamp: tuple | None = None
+        self.throttle = None        # LoginThrottle and HashPool of the identity routes
+        self.hash_pool = None
+
+    # Signing keys and revocation.
+
+    @property
+    def codec(self) -> TokenCodec:
+        """The token codec over the installation's keys (bootstrapped on first use)."""
+        if self._codec is None:
+            self._codec = TokenCodec(KeyRing(load_keys(self.config, self.store)),
+                                     self.config.token_ttl)
+            self._key_file_stamp = self._stamp()
+        return self._codec
+
+    def _stamp(self) -> tuple | None:
+        if not self.config.key_file:
+            return None
+        try:
+            st = os.stat(self.config.key_file)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def reload_keys(self) -> None:
+        """Re-read the keys (after a rotation by another server, or a key file change)."""
+        keys = reload_keys(self.config, self.store)
+        if keys:
+            self.codec.keys.replace(keys)
+
+    def _poll_key_file(self) -> None:
+        stamp = self._stamp()
+        if stamp is not None and stamp != self._key_file_stamp:
+            self._key_file_stamp = stamp
+            self.reload_keys()
+
+    def start(self) -> "IdentityService":
+        """Bootstrap the keys and follow revocation events and key changes in the store."""
+        self.codec
+        if self.watcher is None:
+            self.watcher = IdentityWatcher(
+                self.store, self.revocations, on_keys=self.reload_keys,
+                poll_keys=self._poll_key_file if self.config.key_file else None).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following the store, and the identity routes' hash pool."""
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if self.hash_pool is not None:
+            self.hash_pool.close()
+
+    def verify(self, token: str) -> TokenPayload:
+        """The payload of a valid, unrevoked token; raises Unauthorized."""
+        payload = self.codec.verify(token)
+        if self.revocations.revoked(payload):
+            raise Unauthorized("token revoked")
+        return payload
+
+    def _revocation(self, **criteria: str | None) -> Put:
+        return revocation_put(self.store, self.config.token_ttl, **criteria)
+
+    def _commit(self, compares: list, ops: list) -> bool:
+        """Run a transaction; index the revocation events it wrote here at once."""
+        result = self.store.txn(compares, ops)
+        if result.succeeded:
+            for op in ops:
+                if isinstance(op, Put) and op.key.startswith("/plexus/identity/revocations/"):
+                    self.revocations.add(orjson.loads(op.value), result.revision)
+        return result.succeeded
 
     # Domains: only the Default domain exists.
 
@@ -170,6 +257,11 @@ class IdentityService:
             if "password" in changes:
                 new["password_hash"] = hash_password(changes["password"])
             compares, ops = [Compare(kv.key, kv.mod_revision)], [Put(kv.key, orjson.dumps(new))]
+            disabled = obj.get("enabled", True) and not new.get("enabled", True)
+            if kind == "users" and (disabled or "password" in changes):
+                ops.append(self._revocation(user_id=obj_id))
+            elif kind == "projects" and disabled:
+                ops.append(self._revocation(project_id=obj_id))
             if new["name"] != obj["name"]:
                 new_name = _name_key(kind, new["name"], new.get("domain_id"))
                 compares.append(Compare(new_name, 0))
@@ -178,7 +270,7 @@ class IdentityService:
                 if self.find(kind, new["name"], new.get("domain_id")) is not None:
                     raise Conflict(f"Conflict occurred attempting to store {kind[:-1]} - "
                                    f"Duplicate entry found with name {new['name']}.")
-            if self.store.txn(compares, ops).succeeded:
+            if self._commit(compares, ops):
                 return new
 
     def delete(self, kind: str, obj_id: str) -> None:
@@ -188,7 +280,8 @@ class IdentityService:
         ops: list = [Delete(_key(kind, obj_id)),
                      Delete(_name_key(kind, obj["name"], obj.get("domain_id")))]
         ops += [Delete(_assignment_key(*a)) for a in self.assignments() if a[position] == obj_id]
-        self.store.txn([], ops)
+        ops.append(self._revocation(**{f"{kind[:-1]}_id": obj_id}))
+        self._commit([], ops)
 
     # Typed constructors.
 
@@ -218,10 +311,14 @@ class IdentityService:
         return self._create("roles", {"id": uuid.uuid4().hex, "name": name, "domain_id": None,
                                       "description": description, "options": {}})
 
-    def authenticate(self, user: dict, password: str) -> bool:
-        """True when ``user`` is enabled and ``password`` is theirs."""
-        return bool(user.get("enabled", True) and user.get("password_hash")
-                    and check_password(password, user["password_hash"]))
+    def authenticate(self, user: dict | None, password: str) -> bool:
+        """True when ``user`` exists, is enabled and ``password`` is theirs.
+
+        Always runs one scrypt hash (against a dummy for an unknown user, a disabled
+        user or one without a password), so the time taken does not tell them apart."""
+        encoded = (user or {}).get("password_hash") or dummy_hash()
+        ok = check_password(password, encoded)
+        return bool(ok and user and user.get("enabled", True) and user.get("password_hash"))
 
     # Role assignments (project scope only).
 
@@ -237,7 +334,8 @@ class IdentityService:
         if not self.has_role(project_id, user_id, role_id):
             raise NotFound(f"Could not find role assignment with role: {role_id}, "
                            f"user or group: {user_id}, project, domain, or system: {project_id}.")
-        self.store.delete(_assignment_key(project_id, user_id, role_id))
+        self._commit([], [Delete(_assignment_key(project_id, user_id, role_id)),
+                          self._revocation(user_id=user_id, project_id=project_id)])
 
     def has_role(self, project_id: str, user_id: str, role_id: str) -> bool:
         """True when the user holds the role on the project."""
@@ -273,25 +371,11 @@ class IdentityService:
                 pass
         return projects
 
-    # Token revocation: keyed by audit id, gone from the store when the token expires.
+    # Token revocation by audit id (DELETE /auth/tokens).
 
-    def revoke_token(self, audit_id: str, expires_at: float) -> None:
-        """Remember that tokens with this audit id are revoked until they expire."""
-        ttl = max(1.0, expires_at - time.time())
-        lease = self.store.lease_grant(ttl)
-        self.store.put(f"{PREFIX}revoked/{audit_id}", str(int(expires_at)).encode(), lease=lease)
-        with self._lock:
-            self._revoked.add(audit_id)
-
-    def is_revoked(self, audit_id: str, max_age: float = 1.0) -> bool:
-        """True when the audit id was revoked (the list is re-read at most every ``max_age`` s)."""
-        now = time.monotonic()
-        if now - self._revoked_at > max_age:
-            kvs, _ = self.store.range(f"{PREFIX}revoked/")
-            with self._lock:
-                self._revoked = {kv.key.rsplit("/", 1)[1] for kv in kvs}
-                self._revoked_at = now
-        return audit_id in self._revoked
+    def revoke_token(self, audit_id: str) -> None:
+        """Revoke the token with this audit id (an event, like any other revocation)."""
+        self._commit([], [self._revocation(audit_id=audit_id)])
 
     # Start-up.
 
