@@ -139,6 +139,15 @@ class SecurityGroup:
         """The groups its rules name as remote groups."""
         return frozenset(r.remote_group for r in self.rules if r.remote_group)
 
+    def __hash__(self) -> int:
+        # the dataclass hash, computed once (compilers key caches by group, and a group
+        # can hold hundreds of rules)
+        found = self.__dict__.get("_hash")
+        if found is None:
+            found = hash((self.id, self.rules, self.stateful))
+            object.__setattr__(self, "_hash", found)
+        return found
+
 
 @dataclass(frozen=True)
 class Router:

@@ -39,9 +39,10 @@ from plexus.pipeline.stages.common import (
 from plexus.pipeline.view import PortView, RuleView, View
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Direction:
-    """One direction of filtering: its two stages and how it names port and peer."""
+    """One direction of filtering: its two stages and how it names port and peer (two
+    constants, ``EGRESS`` and ``INGRESS``, compared and hashed by identity)."""
 
     name: str                 # the rules' direction
     ct_stage: str
@@ -258,47 +259,83 @@ def acl_port_flows(view: View, d: Direction) -> list[Flow]:
     conjunction), and the revocation of its established connections no rule allows."""
     if view.security is None:
         return []
-    stage, after = d.acl_stage, d.after
+    sec = view.security
+    ids = tuple(sorted(remote_ids(view, d).items()))
     flows: list[Flow] = []
+    for port in guarded_ports(view):
+        groups = tuple(sec.groups[g] for g in groups_of(view, port))
+        flows += port_acl_flows(d, view.networks[port.network_id].key, port.key, port.id,
+                                view.vif_ofports[port.id], groups, ids)
+    return flows
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str, ofport: int,
+                   groups: tuple, ids: tuple) -> tuple[Flow, ...]:
+    """One guarded port's ACL flows, by value: the port (its network's and its own key,
+    its id, its ofport, which is its conntrack zone), its groups (sorted by id) and the
+    conjunction ids of the remote groups. No two ports share a match (it holds the port's
+    network and key), so a port's flows are its own; an unchanged port costs a lookup."""
+    conj_id = dict(ids)
+    keep = all(g.stateful for g in groups)
+    ct_zone = ofport if keep else None
     conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
     plain: dict[tuple, tuple[Flow, set]] = {}     # match → (flow, cookies)
-    ids = remote_ids(view, d)
-
-    def dimension(match: dict, action: Conjunction, cookie: str) -> None:
-        acts, cookies = conj.setdefault(tuple(sorted(match.items())), (set(), set()))
-        acts.add(action)
-        cookies.add(cookie)
-
-    def accept(match: dict, actions: list, cookie: str, note: str = "") -> None:
-        flow = Flow.make(stage, PRIO_RULE, match, actions, after, cookie, note)
-        _, cookies = plain.setdefault(flow.match, (flow, set()))
-        cookies.add(cookie)
-
-    for port in guarded_ports(view):
-        me = {"net": view.networks[port.network_id].key, d.port_register: port.key}
-        keep = stateful(view, port)
-        commit = [Ct(zone(view, port), commit=True)] if keep else []
-        for group, rule in rules_of(view, port, d):
-            cookie = f"sg:{group}:rule:{rule.id}"
-            for match in rule_matches(rule):
-                if rule.remote_group is None:
-                    peer = peer_match(d, rule.remote_prefix) if rule.remote_prefix else {}
-                    accept({**me, **match, **peer}, commit, cookie)
+    for group in groups:
+        for rule in group.rules:
+            if rule.direction != d.name or rule.ethertype != "IPv4":
+                continue
+            cid = conj_id[rule.remote_group] if rule.remote_group is not None else 0
+            for conjunctive, match, item, cookie in rule_items(d, net_key, port_key, port_id,
+                                                               ct_zone, group.id, rule, cid):
+                if conjunctive:
+                    acts, cookies = conj.setdefault(match, (set(), set()))
+                    acts.add(item)
                 else:
-                    cid = ids[rule.remote_group]
-                    dimension({**me, **match}, Conjunction(cid, 2, 2), cookie)
-                    accept({**me, "eth_type": ETH_IP, "conj_id": cid}, commit, f"port:{port.id}",
-                           note=f"remote group {rule.remote_group}")
-        if keep:
-            flows.append(Flow.make(stage, PRIO_UNALLOWED, {**me, "eth_type": ETH_IP,
-                                                           "ct_state": ESTABLISHED},
-                                   [Ct(zone(view, port), commit=True, mark=REVOKED_MARK)],
-                                   cookie=f"port:{port.id}",
-                                   note="no rule allows it any more: revoke"))
+                    _, cookies = plain.setdefault(match, (item, set()))
+                cookies.add(cookie)
+    flows = []
+    if keep:
+        flows.append(Flow.make(d.acl_stage, PRIO_UNALLOWED,
+                               {"net": net_key, d.port_register: port_key, "eth_type": ETH_IP,
+                                "ct_state": ESTABLISHED},
+                               [Ct(ofport, commit=True, mark=REVOKED_MARK)],
+                               cookie=f"port:{port_id}",
+                               note="no rule allows it any more: revoke"))
     for (flow, cookies) in plain.values():
-        flows.append(Flow(flow.stage, flow.priority, flow.match, flow.actions, flow.goto,
-                          ",".join(sorted(cookies)), flow.note))
+        if len(cookies) == 1 and flow.cookie in cookies:
+            flows.append(flow)
+        else:
+            flows.append(Flow(flow.stage, flow.priority, flow.match, flow.actions, flow.goto,
+                              ",".join(sorted(cookies)), flow.note))
     for match, (acts, cookies) in conj.items():
-        flows.append(Flow(stage, PRIO_CONJ, match, tuple(sorted(acts)),
+        flows.append(Flow(d.acl_stage, PRIO_CONJ, match, tuple(sorted(acts)),
                           cookie=",".join(sorted(cookies))))
-    return flows
+    return tuple(flows)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def rule_items(d: Direction, net_key: int, port_key: int, port_id: str, ct_zone: int | None,
+               group: str, rule: RuleView, cid: int) -> tuple:
+    """What one rule of a port's group contributes, by value (a new rule of a group
+    costs its own flows, not the group's others): (conjunctive, match, item, cookie)
+    entries, ``item`` the accepting flow (not conjunctive) or the port's conjunction
+    dimension."""
+    stage, after = d.acl_stage, d.after
+    me = {"net": net_key, d.port_register: port_key}
+    commit = [Ct(ct_zone, commit=True)] if ct_zone is not None else []
+    cookie = f"sg:{group}:rule:{rule.id}"
+    out = []
+    for match in rule_matches(rule):
+        if rule.remote_group is None:
+            peer = peer_match(d, rule.remote_prefix) if rule.remote_prefix else {}
+            flow = Flow.make(stage, PRIO_RULE, {**me, **match, **peer}, commit, after, cookie)
+            out.append((False, flow.match, flow, cookie))
+        else:
+            out.append((True, tuple(sorted({**me, **match}.items())),
+                        Conjunction(cid, 2, 2), cookie))
+            own = f"port:{port_id}"
+            flow = Flow.make(stage, PRIO_RULE, {**me, "eth_type": ETH_IP, "conj_id": cid},
+                             commit, after, own, note=f"remote group {rule.remote_group}")
+            out.append((False, flow.match, flow, own))
+    return tuple(out)
