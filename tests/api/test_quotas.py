@@ -542,3 +542,43 @@ def test_openstack_quota_cli(server, admin, demo, cli):
         assert rows["ports"] == DEFAULTS["port"]
     finally:
         raw(server, admin, "DELETE", f"/v2.0/quotas/{project}")
+
+
+# ---- a store written before quotas were kept ------------------------------------------------
+
+def test_usage_is_counted_once_on_a_store_without_counters(tmp_path):
+    """A store from before quotas (objects, no counters, no marker): the first server to
+    need the counters counts every project's objects once, then keeps them exact."""
+    from plexus.config import Config
+    from plexus.server.runner import ThreadedServer
+    from plexus.store import Delete
+    from tests.ha.conftest import admin_token
+
+    config = Config()
+    config.server.port = 0
+    config.store.url = f"sqlite:///{tmp_path}/plexus.db"
+    with ThreadedServer(config) as srv:
+        headers = {"X-Auth-Token": admin_token(srv.url)}
+        with httpx.Client(base_url=srv.url, headers=headers, timeout=30) as http:
+            project = http.get("/v2.0/quotas/project").json()["project"]["project_id"]
+            nets = [http.post("/v2.0/networks", json={"network": {"name": f"old{i}"}})
+                    .json()["network"] for i in range(3)]
+            http.post("/v2.0/subnets", json={"subnet": {
+                "network_id": nets[0]["id"], "cidr": "10.70.0.0/24", "ip_version": 4}})
+            http.post("/v2.0/ports", json={"port": {"network_id": nets[0]["id"]}})
+            expected = {k: v["used"] for k, v in
+                        http.get(f"/v2.0/quotas/{project}/details").json()["quota"].items()}
+            assert expected["network"] == 3 and expected["port"] == 1
+            assert expected["security_group"] == 1 and expected["security_group_rule"] == 4
+            store = srv.app.state.services.store
+            kvs, _ = store.range("/plexus/quota/")
+            store.txn([], [Delete(kv.key) for kv in kvs])      # as if written before quotas
+    with ThreadedServer(config) as srv:
+        headers = {"X-Auth-Token": admin_token(srv.url)}
+        with httpx.Client(base_url=srv.url, headers=headers, timeout=30) as http:
+            got = {k: v["used"] for k, v in
+                   http.get(f"/v2.0/quotas/{project}/details").json()["quota"].items()}
+            assert got == expected
+            assert http.delete(f"/v2.0/networks/{nets[2]['id']}").status_code == 204
+            got = http.get(f"/v2.0/quotas/{project}/details").json()["quota"]
+            assert got["network"]["used"] == 2

@@ -432,3 +432,66 @@ def parse_update(body: Any) -> tuple[dict[str, int], bool]:
         raise errors.BadRequest(f"Invalid input for {name}. Reason: {reason}.",
                                 type_name="HTTPBadRequest")
     return out, check_limit
+
+
+def render_markdown() -> str:
+    """The limits and quotas section of docs/api.md (defaults from the config classes)."""
+    from plexus.config import LimitsConfig, QuotaConfig
+    limits, quotas = LimitsConfig(), QuotaConfig()
+    rows = [("every taggable resource", *TAGS_LIMIT)] + [
+        (collection, *limit) for collection, entries in LIST_LIMITS.items() for limit in entries]
+    out = ["\n## Limits and quotas\n\n"
+           f"**Request body**: a body larger than `limits.max_body_bytes` (default "
+           f"{limits.max_body_bytes} bytes) is refused with 413 `HTTPRequestEntityTooLarge` — "
+           "from `Content-Length` before anything is read, and while a chunked body is read, "
+           "so no more than the limit is ever held; the connection is then closed.\n\n"
+           "**List limits** (400; configurable under `limits:`). They are checked on the object "
+           "as it will be stored, in the transaction that stores it, so creates, bulk creates, "
+           "updates and the tags sub-resource (`PUT .../tags`, `PUT .../tags/{tag}`, "
+           "`POST .../tags`) are all covered; a write that does not grow a list past its "
+           "limit is never refused.\n\n"
+           "| list | on | default | setting | error type |\n|---|---|---|---|---|\n"]
+    for collection, attr, field, error, _ in rows:
+        sample = error(getattr(limits, field), {"id": "ID"}, True)
+        out.append(f"| `{attr}` | {collection} | {getattr(limits, field)} | "
+                   f"`limits.{field}` | {sample.status} `{sample.type_name}` |\n")
+    out.append(
+        "\nFixed IPs of ports whose `device_owner` starts with `network:` are exempt, as in "
+        "Neutron. Neutron has no tag count limit; the error follows its other list limits.\n\n"
+        "**Quotas** (extensions `quotas`, `quota_details`, `quota-check-limit`; defaults "
+        "under `quotas:`, -1 = unlimited):\n\n| resource | default |\n|---|---|\n")
+    out += [f"| `{name}` | {getattr(quotas, name)} |\n" for name in NAMES]
+    out.append(
+        "\n| request | who |\n|---|---|\n"
+        "| `GET /v2.0/quotas/{project_id}` | admin; a project's own members and readers |\n"
+        "| `GET /v2.0/quotas/{project_id}/default` | admin; the project's own |\n"
+        "| `GET /v2.0/quotas/{project_id}/details` (`used`, `limit`, `reserved`) | admin; "
+        "the project's own (others: 403 `AdminRequired`) |\n"
+        "| `GET /v2.0/quotas` (projects with non-default quotas) | admin |\n"
+        "| `PUT /v2.0/quotas/{project_id}` (`check_limit: true` refuses a limit below the "
+        "usage; `force` is accepted) | admin |\n"
+        "| `DELETE /v2.0/quotas/{project_id}` (back to the defaults; 404 "
+        "`TenantQuotaNotFound` when there were none) | admin |\n"
+        "| `GET /v2.0/quotas/project`, `/tenant` | anyone: the caller's project id |\n\n"
+        "A create that would take the project past its limit is refused with 409 "
+        "`OverQuota` (\"Quota exceeded for resources: ['port'].\"); a bulk create counts every "
+        "object and is all or nothing. The check is atomic with the create: each project "
+        "keeps one usage counter per resource in the store, and the transaction that creates "
+        "(or deletes) objects also compares-and-sets the counters it moves, so concurrent "
+        "creates on any number of servers never pass the limit, and the loser of a race "
+        "re-plans against the winner's count. What a request asks for is enforced; what it "
+        "makes on the side is counted, as Neutron does: gateway, interface and floating IP "
+        "ports, the default security group (made when a project first needs it) and its "
+        "rules, and the egress rules a new group starts with. Deletes give usage back, "
+        "cascades included (a network's subnets, a floating IP's or router's ports, a "
+        "group's rules and other groups' rules that name it), so `used` always equals what "
+        "the project has. A create or delete costs a point read per object it writes and per "
+        "counter it moves; nothing scans more than the project. A store written before "
+        "quotas were kept is counted once, by the first server that needs the counters.\n\n"
+        "**Subnet CIDRs** (400 `InvalidInput`, Neutron's messages): the CIDR must match "
+        "`ip_version`; a /0 is refused; with `enable_dhcp` (on create, or when an update "
+        "turns it on) IPv4 prefixes longer than /30 and IPv6 longer than /126 (`/31`, `/32`, "
+        "`/127`, `/128`, `::1/128`), multicast (`224.0.0.0/4`, `ff00::/8` such as "
+        "`ff02::/16`), loopback (`127.0.0.0/8`, `::1`) and IPv4 networks starting at "
+        "`0.0.0.0` are refused.\n")
+    return "".join(out)
