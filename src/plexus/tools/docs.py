@@ -106,6 +106,7 @@ def _functional() -> tuple[list[str], dict[str, str], dict[str, str]]:
 def render_api() -> str:
     """The whole of docs/api.md."""
     from plexus.api.services import SERVICE_CLASSES
+    from plexus.api.services.quotas import render_markdown as quotas_markdown
     from plexus.api.routes import all_routes
     resources = [cls.resource for cls in SERVICE_CLASSES]
     paths = {r.path for r in all_routes()}
@@ -118,6 +119,7 @@ def render_api() -> str:
         out.append(f"| `{res.collection}` | yes | yes | yes | yes | yes | yes | {tags} | "
                    f"{', '.join(f'`{e}`' for e in extra)} |\n")
     out.append(QUERY)
+    out.append(quotas_markdown())
     out.append("\n## Extensions advertised (`GET /v2.0/extensions`)\n\n| alias | name |\n|---|---|\n")
     for alias in sorted(EXTENSIONS):
         out.append(f"| `{alias}` | {EXTENSIONS[alias][0]} |\n")
