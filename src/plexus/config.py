@@ -78,9 +78,10 @@ class IdentityConfig(_Model):
     lockout_duration: float = 1.0
     lockout_max_duration: float = 300.0
     lockout_window: float = 300.0
-    # Password hashing (scrypt) runs in this many threads, with at most hash_queue
-    # logins waiting (more are answered 503), so a login flood cannot starve the API.
-    hash_workers: int = 2
+    # Password hashing (scrypt) runs in this many threads (0: half the CPU cores, at
+    # least one), with at most hash_queue logins waiting (more are answered 503), so a
+    # login flood cannot starve the API of threads or cores.
+    hash_workers: int = 0
     hash_queue: int = 32
     region: str = "RegionOne"
     projects: list[str] = Field(default_factory=lambda: ["admin", "demo", "alt_demo"])

@@ -6,6 +6,7 @@ add them to the application's top-level route list.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from plexus.server.identity.throttle import HashPool, LoginThrottle, Overloaded
 from plexus.server.identity.tokens import TokenPayload
 
 V3_UPDATED = "2020-04-07T00:00:00Z"
+TARPIT = 0.5        # at most this many seconds before a locked-out login is answered
 _AUTH_MESSAGE = "The request you have made requires authentication."
 _FIELDS = {
     "projects": ("name", "description", "enabled", "tags", "options"),
@@ -231,11 +233,16 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
             return await run_in_threadpool(scoped_token, request, body, None, None)
         ref = ident["password"]["user"]
         password = ref.get("password") if isinstance(ref, dict) else None
-        revision = await run_in_threadpool(service.store.revision)
-        user_key, user = await run_in_threadpool(password_user, ref)
         source = request.client.host if request.client else ""
-        wait = throttle.check(user_key, source)
+        wait = throttle.check_source(source)            # before any store read
+        if not wait:
+            revision = await run_in_threadpool(service.store.revision)
+            user_key, user = await run_in_threadpool(password_user, ref)
+            wait = throttle.check(user_key, source)
         if wait:
+            # answer late (the connection waits, no thread does): a locked-out client
+            # that retries at once is slowed down instead of costing a request per RTT
+            await asyncio.sleep(min(wait, TARPIT))
             raise LockedOut(wait)
         if not await pool.run(service.authenticate, user, str(password or "")):
             exempt = bool(user and (user.get("options") or {}).get(

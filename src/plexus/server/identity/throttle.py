@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -99,6 +100,15 @@ class LoginThrottle:
                 self.refused += 1
             return wait
 
+    def check_source(self, source: str) -> float:
+        """Seconds the source address stays locked (0: go ahead)."""
+        now = self.clock()
+        with self._lock:
+            wait = self.sources.locked(source, now)
+            if wait:
+                self.refused += 1
+            return wait
+
     def failed(self, user_key: str, source: str, exempt_user: bool = False) -> None:
         """Count a failed login (``exempt_user``: Keystone's ignore_lockout_failure_attempts)."""
         now = self.clock()
@@ -125,6 +135,7 @@ class HashPool:
     takes 16 MiB per running hash)."""
 
     def __init__(self, workers: int, queue: int):
+        workers = workers or max(1, (os.cpu_count() or 2) // 2)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, workers), thread_name_prefix="plexus-hash")
         self.limit = max(1, workers) + max(0, queue)
