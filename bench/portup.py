@@ -34,9 +34,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import datetime
 import ipaddress
 import json
 import os
+import re
 import select
 import socket
 import struct
@@ -281,6 +283,51 @@ def agents_cpu(pids: dict[str, int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids.values())
 
 
+def vswitchd_pids(lab: Lab) -> dict[str, int]:
+    """Chassis → pid of its ovs-vswitchd (from the lab's inventory)."""
+    out = {}
+    for entry in lab.inventory.entries("process"):
+        chassis, _, what = entry["label"].partition("/")
+        if what == "ovs-vswitchd" and resolve_pid(entry) is not None:
+            out[chassis] = resolve_pid(entry)
+    return out
+
+
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def agent_timeline(lab: Lab, began: dict[str, float], until: float) -> dict[str, str]:
+    """Per chassis, from its agent's log: ms from the plug transaction being sent to the
+    agent seeing the VIFs in OVSDB, to its first and its last flow bundle applied before
+    ``until``, and the first bundle's own breakdown (its log line)."""
+    out = {}
+    for ch, t0 in began.items():
+        seen = first = last = None
+        detail = ""
+        try:
+            lines = (lab.dir / ch / "agent.log").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            m = LOG_TIME.match(line)
+            if not m:
+                continue
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if t < t0 - 0.002 or t > until:
+                continue
+            if seen is None and "OVSDB: VIFs +" in line:
+                seen = t
+            elif seen is not None and "flows -" in line:
+                if first is None:
+                    first = t
+                    detail = line.split(" flows ", 1)[1].strip()
+                last = t
+        if seen is not None:
+            ms = lambda t: "n/a" if t is None else f"{(t - t0) * 1e3:.0f}"  # noqa: E731
+            out[ch] = f"seen {ms(seen)}, first bundle {ms(first)}, last {ms(last)} ({detail})"
+    return out
+
+
 def prepare(lab: Lab, vms_: list[dict], probe_ms: int) -> None:
     """Plumb VMs whose VIFs name no port yet (recorded for teardown); the taps go into
     br-int in one ovs-vsctl call per chassis."""
@@ -382,11 +429,12 @@ def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) ->
         vm["port_id"] = create_port(api, vm)
     settle(lab)
     pids = agent_pids(lab)
+    switches = vswitchd_pids(lab)
     dbs = {ch: Ovsdb(lab.ovs(ch).rundir / "db.sock") for ch in CHASSIS}
     prober = Prober(vms_).start()
     watch = ActiveWatch(lab.url, tok, args.poll_ms / 1000)
     time.sleep(0.3)                   # every VM is ARPing for its peer, unanswered
-    cpu0 = agents_cpu(pids)
+    cpu0, ovs0, wall0 = agents_cpu(pids), agents_cpu(switches), time.monotonic()
     began, sent = {}, {}
     try:
         for ch in CHASSIS:
@@ -401,6 +449,8 @@ def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) ->
                 print(f"  plug {ch}: sent {began[ch]:.6f}, committed by "
                       f"{time.time():.6f}", file=sys.stderr)
         wait_burst(prober, watch)
+        ovs_cpu, wall = agents_cpu(switches) - ovs0, time.monotonic() - wall0
+        done = time.time()
     finally:
         prober.stop()
         watch.stop()
@@ -408,8 +458,17 @@ def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) ->
             db.close()
     counts = settle(lab)
     cpu = agents_cpu(pids) - cpu0
-    return result(vms_, {vm["name"]: began[vm["chassis"]] for vm in vms_}, prober, watch,
-                  counts, cpu)
+    res = result(vms_, {vm["name"]: began[vm["chassis"]] for vm in vms_}, prober, watch,
+                 counts, cpu)
+    res["vswitchd"] = (ovs_cpu, wall)
+    res["timeline"] = agent_timeline(lab, began, done)
+    if args.keep_logs:
+        keep = Path(args.keep_logs) / f"plug{len(vms_)}"
+        keep.mkdir(parents=True, exist_ok=True)
+        for ch in CHASSIS:
+            (keep / f"{ch}-agent.log").write_bytes((lab.dir / ch / "agent.log").read_bytes())
+        (keep / "began.json").write_text(json.dumps(began))
+    return res
 
 
 def burst_create(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) -> dict:
@@ -507,6 +566,8 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
             print(f"  {mode} {n}: reply {stats(res['reply'], n)} ms, ACTIVE "
                   f"{stats(res['active'], n)} ms, flows {res['flows']}, agent CPU "
                   f"{res['cpu_ms_per_port']:.1f} ms/port", file=sys.stderr)
+            for ch, line in res.get("timeline", {}).items():
+                print(f"    {ch}: {line}", file=sys.stderr)
             settle(lab)
     api.close()
     label = {"plug": "from VIF plug", "create": "from API create"}
@@ -523,6 +584,12 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
         rows.append((f"{label[mode]}, burst {n}: flows c1 / c2 / c3, agent CPU ms per port",
                      " / ".join(str(res["flows"][c]) for c in CHASSIS)
                      + f", {res['cpu_ms_per_port']:.1f}"))
+        if "vswitchd" in res:
+            cpu, wall = res["vswitchd"]
+            rows.append((f"{label[mode]}, burst {n}: ovs-vswitchd CPU (3) over the burst",
+                         f"{cpu:.2f} s in {wall:.2f} s ({100 * cpu / wall:.0f}% of a core)"))
+        for ch, line in res.get("timeline", {}).items():
+            rows.append((f"{label[mode]}, burst {n}: {ch} agent after plug (ms)", line))
     rows.append(("machine", machine()))
     return rows
 
@@ -537,6 +604,8 @@ def main() -> None:
     parser.add_argument("--probe-ms", type=int, default=5, help="VM ARP retry interval")
     parser.add_argument("--poll-ms", type=int, default=20, help="API ACTIVE poll interval")
     parser.add_argument("--name", default="pubench", help="the lab's name")
+    parser.add_argument("--keep-logs", default=None,
+                        help="copy the agents' logs of each plug burst into this directory")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")

@@ -84,6 +84,12 @@ class Counters:
     flow_mods: int = 0
     flows: int = 0
     last_apply_ms: float = 0.0
+    # where the last reconcile that changed flows spent its time (ms): view build,
+    # compile, lowering and diff, the bundle round trip to br-int
+    last_view_ms: float = 0.0
+    last_compile_ms: float = 0.0
+    last_lower_ms: float = 0.0
+    last_bundle_ms: float = 0.0
     dhcp_replies: int = 0
     ct_flushes: int = 0
     arp_probes: int = 0
@@ -262,6 +268,9 @@ class Agent(StatusReports, RoutingDuties):
 
     # --- OVS ---------------------------------------------------------------------------
     def _on_bridge(self, state: BridgeState) -> None:
+        if state.vifs != self.bridge.vifs:        # the start of a port-up, in the log
+            before, after = set(self.bridge.vifs), set(state.vifs)
+            LOG.info("OVSDB: VIFs +%d -%d", len(after - before), len(before - after))
         self.bridge = state
         self._changed()
 
@@ -316,6 +325,7 @@ class Agent(StatusReports, RoutingDuties):
             return False
         c = self.config
         problems: list = []
+        started = time.perf_counter()
         vifs = self.bridge.vifs
         catalog = self.model.catalog
         alive = self.liveness.alive(catalog, self.bridge.bfd_states())
@@ -354,11 +364,13 @@ class Agent(StatusReports, RoutingDuties):
             self._status_dirty.set()
             return False
         began = time.perf_counter()
+        view_ms = (began - started) * 1000
         try:
             delta = self.compiler.compile(view)
         except Exception:  # noqa: BLE001 - a compiler bug must not take the flows down
             LOG.exception("compiling the view failed; keeping the installed flows")
             return False
+        compiled = time.perf_counter()
         self.counters.stages_recompiled += len(delta.recompiled)
         self.counters.stages_reused += delta.reused
         touched = self._lowered.update(delta.removed, delta.added)
@@ -373,10 +385,12 @@ class Agent(StatusReports, RoutingDuties):
             change = diff({k: desired[k] for k in touched if k in desired},
                           {k: self.installed[k] for k in touched if k in self.installed})
         self.counters.reconciles += 1
+        lowered = time.perf_counter()
         if change:
             await self.switch.apply(change.messages())
             self.counters.bundles += 1
             self.counters.flow_mods += len(change)
+        applied = time.perf_counter()
         if self._full_diff:
             self.installed = {k: e for k, (e, _) in desired.items()}
             self._full_diff = False
@@ -390,8 +404,14 @@ class Agent(StatusReports, RoutingDuties):
         self.counters.flows = len(self.installed)
         self.counters.last_apply_ms = (time.perf_counter() - began) * 1000
         if change:
-            LOG.info("flows %s (%d installed) in %.1f ms", change.summary(),
-                     len(self.installed), self.counters.last_apply_ms)
+            n = self.counters
+            n.last_view_ms, n.last_compile_ms = view_ms, (compiled - began) * 1000
+            n.last_lower_ms = (lowered - compiled) * 1000
+            n.last_bundle_ms = (applied - lowered) * 1000
+            LOG.info("flows %s (%d installed) in %.1f ms (view %.1f, compile %.1f, "
+                     "lower and diff %.1f, bundle %.1f)", change.summary(),
+                     len(self.installed), n.last_apply_ms, n.last_view_ms,
+                     n.last_compile_ms, n.last_lower_ms, n.last_bundle_ms)
         await self._flush_gone(vifs)
         await self._flush_router_zones(l3.zones(view))
         self._announce(l3.announcements(view))

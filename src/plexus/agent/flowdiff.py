@@ -16,7 +16,9 @@ from typing import Any, Iterable
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from plexus.lower.openflow import DP, cookie_of, flow_mod, instructions_for
+from plexus.lower.openflow import (
+    DP, WireFlowMod, cookie_of, instructions_for, match_wire, wire_delete, wire_flow_mod,
+)
 from plexus.pipeline.flows import Flow
 
 Key = tuple[int, int, tuple]            # (table, priority, canonical match)
@@ -31,6 +33,7 @@ class Entry:
     fields: tuple                           # sorted (field, value) pairs
     cookie: int
     instructions: tuple
+    # os-ken's match (an installed flow read back) or the match's bytes (a compiled flow)
     match: Any = field(default=None, compare=False, repr=False)
     mod: Any = field(default=None, compare=False, repr=False)     # the add, when lowered
 
@@ -49,11 +52,18 @@ def entry(table: int, priority: int, cookie: int, match, instructions, mod=None)
 
 def of_flow(flow: Flow) -> Entry:
     """A compiled flow's entry (as it will be installed), keeping the flow mod that adds
-    it, so applying it does not lower the flow a second time."""
-    mod = flow_mod(flow)
-    fields = tuple(sorted((k, _value(v)) for k, v in mod.match.items()))
-    return Entry(mod.table_id, mod.priority, fields, mod.cookie,
-                 _canonical_instructions(flow.actions, flow.goto), mod.match, mod)
+    it (as bytes: ``lower.openflow.wire_flow_mod``), so applying it does not lower the
+    flow a second time."""
+    pairs, match = match_wire(flow)
+    mod = wire_flow_mod(flow, match=match)
+    return Entry(mod.table_id, mod.priority, tuple(sorted(map(_canonical_pair, pairs))),
+                 mod.cookie, _canonical_instructions(flow.actions, flow.goto), match, mod)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _canonical_pair(pair: tuple) -> tuple:
+    """The canonical form of one (field, user value) pair of a match."""
+    return pair[0], _value(pair[1])
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -128,9 +138,9 @@ class FlowDiff:
         for old, flow in self.modifies:
             # OpenFlow 1.3 modify keeps the old cookie: a new cookie needs an add (replace)
             same_cookie = old.cookie == cookie_of(flow.cookie)
-            out.append(flow_mod(flow, ofp.OFPFC_MODIFY_STRICT) if same_cookie
-                       else self.lowered.get(flow) or flow_mod(flow))
-        out += [self.lowered.get(f) or flow_mod(f) for f in self.adds]
+            out.append(wire_flow_mod(flow, ofp.OFPFC_MODIFY_STRICT) if same_cookie
+                       else self.lowered.get(flow) or wire_flow_mod(flow))
+        out += [self.lowered.get(f) or wire_flow_mod(f) for f in self.adds]
         return out
 
     def summary(self) -> str:
@@ -138,8 +148,10 @@ class FlowDiff:
         return f"-{len(self.deletes)} ~{len(self.modifies)} +{len(self.adds)}"
 
 
-def delete_strict(e: Entry) -> parser.OFPFlowMod:
+def delete_strict(e: Entry) -> parser.OFPFlowMod | WireFlowMod:
     """A strict delete of exactly this installed flow (any cookie)."""
+    if isinstance(e.match, bytes):
+        return wire_delete(e.table, e.priority, e.match)
     match = e.match if e.match is not None else parser.OFPMatch(**dict(e.fields))
     return parser.OFPFlowMod(DP, cookie=0, cookie_mask=0, table_id=e.table,
                              command=ofp.OFPFC_DELETE_STRICT, priority=e.priority,
