@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from plexus.api import policy
 from plexus.api.schemas.base import REQUIRED, Resource
 
 _ERROR = {"description": "Neutron error", "content": {"application/json": {"schema": {
@@ -21,7 +22,8 @@ def _schema(resource: Resource, mode: str) -> dict:
             prop["items"] = {}
         if attr.doc:
             prop["description"] = attr.doc
-        if attr.admin_only or attr.admin_set:
+        action = {"create": "create", "update": "update"}.get(mode, "get")
+        if policy.admin_only(action, resource.name, attr.name):
             prop["description"] = (prop.get("description", "") + " (admin only)").strip()
         props[attr.name] = prop
         if mode == "create" and attr.default is REQUIRED:

@@ -1,5 +1,6 @@
-"""Resource schemas as data: each attribute says how it is validated, who may set it,
-who sees it, and whether it can be filtered and sorted on. The services, the query
+"""Resource schemas as data: each attribute says how it is validated, whether it can be
+given on create and update, and whether it can be filtered and sorted on (who may set
+or read it is the policy's table, ``plexus.api.policy``). The services, the query
 parser, the OpenAPI document and docs/api.md are all read from these tables."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from plexus.api.errors import InvalidInput, PolicyNotAuthorized
+from plexus.api import policy
+from plexus.api.errors import InvalidInput
 
 REQUIRED = object()
 
@@ -32,10 +34,7 @@ class Attr:
     post: bool = True              # may be given on create
     put: bool = True               # may be given on update
     default: Any = None            # REQUIRED, a value, or a callable(ctx, body) -> value
-    visible: bool = True
-    admin_only: bool = False       # only admins may set it; only admins see it
-    admin_see: bool = False        # only admins see it (set-able per admin_only)
-    admin_set: bool = False        # only admins may set it; everyone sees it
+    visible: bool = True           # False: input only
     filter: bool = True
     sort: bool = True
     doc: str = ""
@@ -73,8 +72,6 @@ class Resource:
             attr = self.by_name.get(name)
             if attr is None or not attr.post:
                 raise InvalidInput(f"Attribute '{name}' not allowed in POST")
-            if (attr.admin_only or attr.admin_set) and not ctx.is_admin:
-                raise PolicyNotAuthorized(f"create_{self.name}:{name}")
             out[name] = convert(attr, value)
         for attr in self.attrs:
             if attr.post and attr.name not in out:
@@ -94,8 +91,6 @@ class Resource:
                 raise InvalidInput(f"Unrecognized attribute(s) '{name}'")
             if not attr.put:
                 raise InvalidInput(f"Cannot update read-only attribute {name}")
-            if (attr.admin_only or attr.admin_set) and not ctx.is_admin:
-                raise PolicyNotAuthorized(f"update_{self.name}:{name}")
             out[name] = convert(attr, value)
         return out
 
@@ -104,11 +99,25 @@ class Resource:
             raise InvalidInput(f"Resource body required for {self.name}")
         return body
 
-    def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
-        """The wire form of a stored object for this caller (hidden and admin-only removed)."""
+    def explicit(self, ctx, attrs: dict) -> dict:
+        """The attributes of a validated create that the request set to other than their
+        default: those the policy's attribute rules apply to (as Neutron's)."""
         out = {}
+        for name, value in attrs.items():
+            attr = self.by_name.get(name)
+            if attr is None or value is None:
+                continue
+            if attr.default is REQUIRED or value != attr.value_default(ctx, attrs):
+                out[name] = value
+        return out
+
+    def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
+        """The wire form of a stored object for this caller (input-only attributes and
+        those the policy hides from the caller removed)."""
+        out = {}
+        hidden = policy.hidden(ctx, self.name)
         for attr in self.attrs:
-            if not attr.visible or ((attr.admin_only or attr.admin_see) and not ctx.is_admin):
+            if not attr.visible or attr.name in hidden:
                 continue
             if fields and attr.name not in fields:
                 continue

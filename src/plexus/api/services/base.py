@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import orjson
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.query import Query, matches, sort_and_page
 from plexus.api.schemas.base import Resource, new_id
 from plexus.store import Compare, Delete, Put, Store
@@ -191,9 +191,20 @@ class ResourceService:
         """All stored objects."""
         return self.s.objects(self.c)
 
+    def policy_target(self, ctx, obj: dict) -> policy.Target:
+        """The object as the policy sees it: an object on a network (a port, a subnet)
+        with its network's owner and flags, read only if a rule asks for them."""
+        if "network_id" not in obj or self.c == "networks":
+            return policy.Target(obj)
+
+        def facts() -> dict:
+            found = self.s["networks"].get(obj["network_id"])
+            return policy.network_facts(found[0] if found else None)
+        return policy.Target(obj, {key: facts for key in policy.network_facts(None)})
+
     def visible(self, ctx, obj: dict) -> bool:
-        """Whether the caller may see the object (owners and admins by default)."""
-        return ctx.is_admin or obj.get("project_id") == ctx.project_id
+        """Whether the caller may see the object (the ``get_<resource>`` rule)."""
+        return policy.check(ctx, f"get_{self.resource.name}", self.policy_target(ctx, obj))
 
     def load(self, ctx, ident: str) -> tuple[dict, int]:
         """The object if the caller may see it; otherwise NotFound."""
@@ -202,12 +213,12 @@ class ResourceService:
             raise errors.NotFound(self.resource.name, ident)
         return found
 
-    def owned(self, ctx, obj: dict, action: str) -> None:
-        """Only the owner (or an admin) may change an object."""
-        if not ctx.is_admin and obj.get("project_id") != ctx.project_id:
-            raise errors.NotFound(self.resource.name, obj["id"])
-        if not ctx.can_write:
-            raise errors.PolicyNotAuthorized(f"{action}_{self.resource.name}")
+    def owned(self, ctx, obj: dict, action: str, changes: dict | None = None) -> None:
+        """The ``<action>_<resource>`` rule, and the attribute rules of ``changes``, for
+        an object the caller can see (403 when they refuse). ``obj`` is the object as it
+        would be after the change."""
+        policy.enforce(ctx, f"{action}_{self.resource.name}", self.policy_target(ctx, obj),
+                       changes)
 
     def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
         """Wire form for this caller."""
@@ -222,10 +233,8 @@ class ResourceService:
         """Visible objects passing the query, sorted and paged."""
         items = [o for o in self.present(self.all())
                  if self.visible(ctx, o) and matches(self.resource, o, q)]
-        if not ctx.is_admin:
-            hidden = {a.name for a in self.resource.attrs if a.admin_only or a.admin_see}
-            if hidden & set(q.filters):
-                items = []
+        if policy.hidden(ctx, self.resource.name) & set(q.filters):
+            items = []
         page, more, before = sort_and_page(items, q)
         return [self.view(ctx, o, q.fields) for o in page], more, before
 
@@ -243,10 +252,22 @@ class ResourceService:
                                     "privileges")
         if attrs.get("project_id") != attrs.get("tenant_id"):
             raise errors.BadRequest("'project_id' and 'tenant_id' do not match")
-        if not ctx.can_write:
-            raise errors.PolicyNotAuthorized(f"create_{self.resource.name}")
-        stamp = now()
         obj = dict(attrs)
+        target = self.policy_target(ctx, obj)
+        if "network_id" in obj and self.c != "networks":
+            # Neutron's ownership check: ports and subnets go on a network the caller can
+            # see, and (unless admin) on its own or a shared one; 404 otherwise.
+            networks = self.s["networks"]
+            found = networks.get(obj["network_id"])
+            if found is None or not networks.visible(ctx, found[0]):
+                raise errors.NotFound("network", obj["network_id"])
+            if not ctx.is_admin and not found[0].get("shared") \
+                    and found[0].get("project_id") != obj.get("project_id"):
+                raise errors.ResourceNotFound("The resource could not be found.")
+            target.facts.update(policy.network_facts(found[0]))
+        policy.enforce(ctx, f"create_{self.resource.name}", target,
+                       self.resource.explicit(ctx, attrs))
+        stamp = now()
         obj.update(id=new_id(), created_at=stamp, updated_at=stamp, revision_number=0)
         if "tags" in obj:
             obj["tags"] = sorted(obj["tags"])   # Neutron keeps tags as a sorted set
@@ -277,11 +298,12 @@ class ResourceService:
             self.after_write(ctx, obj)
         return [self.view(ctx, o) for o in self.present(created)]
 
-    def load_to_change(self, ctx, ident: str, action: str,
-                       if_match: int | None) -> tuple[dict, int]:
-        """The object, if the caller may change it and it is at the If-Match revision."""
+    def load_to_change(self, ctx, ident: str, action: str, if_match: int | None,
+                       changes: dict | None = None) -> tuple[dict, int]:
+        """The object, if the caller may make ``changes`` to it (or ``action`` it) and it
+        is at the If-Match revision."""
         obj, rev = self.load(ctx, ident)
-        self.owned(ctx, obj, action)
+        self.owned(ctx, {**obj, **changes} if changes else obj, action, changes)
         if if_match is not None and obj.get("revision_number") != if_match:
             raise errors.PreconditionFailed(
                 f"Constrained to {if_match}, but current revision is "
@@ -298,7 +320,7 @@ class ResourceService:
         changes = self.resource.validate_update(ctx, body)
 
         def plan(attempt: int) -> dict:
-            old, rev = self.load_to_change(ctx, ident, "update", if_match)
+            old, rev = self.load_to_change(ctx, ident, "update", if_match, changes)
             w = Writes()
             w.expect(self.key(ident), rev)
             new = {**old, **changes}

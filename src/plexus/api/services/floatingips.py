@@ -95,8 +95,6 @@ class FloatingIPService(ResourceService):
 
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
         """Allocate the address (a port on the external network), then associate."""
-        if obj["floating_ip_address"] and not ctx.is_admin:
-            raise errors.PolicyNotAuthorized("create_floatingip:floating_ip_address")
         networks = self.s["networks"]
         net_id = obj["floating_network_id"]
         found = networks.get(net_id)

@@ -29,7 +29,7 @@ from typing import Iterable
 
 import orjson
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.services.agents import agent_id
 from plexus.api.services.base import ALLOC, MAX_ATTEMPTS, MODEL, Retry, Writes, now
 from plexus.model.keys import GATEWAY_CHASSIS
@@ -267,8 +267,7 @@ class GatewayScheduler:
 
     @staticmethod
     def _admin(ctx, action: str) -> None:
-        if not ctx.is_admin:
-            raise errors.PolicyNotAuthorized(action)
+        policy.enforce(ctx, action)
 
     def _router(self, ident: str) -> tuple[dict, int]:
         found = self.s["routers"].get(ident)

@@ -3,11 +3,11 @@ external networks, and deletion with Neutron's in-use rules."""
 
 from __future__ import annotations
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.schemas.core import NETWORK
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes
 from plexus.ipam import choose_segment
-from plexus.model.keys import KEY
+from plexus.model.keys import KEY, SERVICE_OWNERS
 
 VXLAN_MAX = 2 ** 24 - 1
 # Ports that Neutron deletes along with their network.
@@ -24,10 +24,10 @@ class NetworkService(ResourceService):
 
     resource = NETWORK
 
-    def visible(self, ctx, obj: dict) -> bool:
-        """Owners, admins, and everyone for shared or external networks."""
-        return (ctx.is_admin or obj.get("project_id") == ctx.project_id or obj.get("shared")
-                or obj.get("router:external"))
+    def policy_target(self, ctx, obj: dict) -> policy.Target:
+        """The network, with its sharing and external flags as the rules name them."""
+        facts = policy.network_facts(obj)
+        return policy.Target(obj, {key: lambda: facts for key in facts})
 
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
         """Choose the segment, the MTU and the derived fields."""
@@ -149,16 +149,24 @@ class NetworkService(ResourceService):
             super().delete(ctx, ident, if_match)
 
     def plan_delete(self, ctx, obj, w):
-        """Refuse while user ports exist; remove subnets, their allocations and the segment."""
-        ports = [p for p in self.s["ports"].all() if p["network_id"] == obj["id"]]
-        if any(p.get("device_owner") not in AUTO_DELETE_OWNERS for p in ports):
+        """Refuse while user ports exist; remove subnets, their allocations and the segment.
+        DHCP ports, and service ports that no router or floating IP holds any more
+        (stale), go with the network."""
+        ports_svc = self.s["ports"]
+        ports = [p for p in ports_svc.all() if p["network_id"] == obj["id"]]
+        stale = [p for p in ports if p.get("device_owner") in SERVICE_OWNERS
+                 and ports_svc.holder(p) is None]
+        if len(stale) + sum(p.get("device_owner") in AUTO_DELETE_OWNERS for p in ports) \
+                < len(ports):
             raise errors.Conflict(
                 f"Unable to complete operation on network {obj['id']}. There are one or more "
                 f"ports still in use on the network.", type_name="NetworkInUse")
-        ports_svc = self.s["ports"]
         for port in ports:
-            ports_svc.release(port, w)
             w.delete(ports_svc.key(port["id"]))
+            if port in stale:
+                ports_svc.plan_delete(ctx, port, w)
+            else:
+                ports_svc.release(port, w)
         subnets = self.s["subnets"]
         for subnet_id in obj.get("subnets", []):
             w.delete(subnets.key(subnet_id))

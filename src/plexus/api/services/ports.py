@@ -6,12 +6,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.schemas.core import PORT
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
 from plexus.api.services.subnets import ROUTER_OWNERS, ip_key, pools_tuples
 from plexus.ipam import choose_address, is_valid_fixed_ip, random_mac
-from plexus.model.keys import KEY, SERVICE_OWNERS
+from plexus.model.keys import FLOATINGIP_OWNER, KEY, SERVICE_OWNERS
 
 VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
                "datapath_type": "netdev", "ovs_hybrid_plug": False}
@@ -35,12 +35,48 @@ class PortService(ResourceService):
 
     resource = PORT
 
-    def visible(self, ctx, obj: dict) -> bool:
-        """Owners, admins, and the owner of the port's network."""
-        if ctx.is_admin or obj.get("project_id") == ctx.project_id:
-            return True
-        found = self.s["networks"].get(obj["network_id"])
-        return bool(found and found[0].get("project_id") == ctx.project_id)
+    # ---- authorization --------------------------------------------------------------
+
+    def new_object(self, ctx, attrs: dict) -> dict:
+        """A new port, if the policy allows it and the device it claims to belong to is
+        the caller's."""
+        obj = super().new_object(ctx, attrs)
+        self.check_device(ctx, obj)
+        return obj
+
+    def check_device(self, ctx, port: dict) -> None:
+        """A port that says it belongs to a router (or floating IP) must belong to the
+        router's (floating IP's) project, unless an admin makes it (Neutron's
+        ``_enforce_device_owner_not_router_intf_or_device_id``)."""
+        owner, device = port.get("device_owner") or "", port.get("device_id")
+        if ctx.is_admin or not device or owner not in SERVICE_OWNERS:
+            return
+        collection = "floatingips" if owner == FLOATINGIP_OWNER else "routers"
+        service = self.s.by_collection.get(collection)
+        found = service.get(device) if service is not None else None
+        if found is not None and found[0].get("project_id") != port["project_id"]:
+            err = errors.NeutronError(f"The following device_id {device} is not owned by your "
+                                      f"tenant or matches another tenants router.",
+                                      type_name="DeviceIDNotOwnedByTenant")
+            err.status = 403
+            raise err
+
+    def holder(self, port: dict) -> dict | None:
+        """The router or floating IP that holds a service port, if it still does; None
+        for any other port and for a stale one (nothing behind it, or no address)."""
+        owner, device = port.get("device_owner") or "", port.get("device_id")
+        if owner not in SERVICE_OWNERS or not device or not port.get("fixed_ips"):
+            return None
+        if owner == FLOATINGIP_OWNER:
+            service = self.s.by_collection.get("floatingips")
+            found = service.get(device) if service is not None else None
+            held = found is not None and found[0].get("floating_port_id") == port["id"]
+        else:
+            service = self.s.by_collection.get("routers")
+            found = service.get(device) if service is not None else None
+            held = found is not None and (found[0].get("gw_port_id") == port["id"] or
+                                          port["id"] in found[0].get("interface_ports", ()))
+        return found[0] if held else None
 
     # ---- create -----------------------------------------------------------------
 
@@ -277,6 +313,8 @@ class PortService(ResourceService):
         if found is None:
             raise errors.NotFound("network", old["network_id"])
         network = found[0]
+        if "device_owner" in changes or "device_id" in changes:
+            self.check_device(ctx, new)
         if "mac_address" in changes and changes["mac_address"] != old["mac_address"]:
             if old.get("binding:vif_type") not in ("unbound", None) and old["status"] == "ACTIVE":
                 raise errors.Conflict(f"Port {old['id']} is bound; its MAC address cannot be "
@@ -305,12 +343,14 @@ class PortService(ResourceService):
         return new
 
     def delete(self, ctx, ident, if_match=None):
-        """Delete a port; ports owned by routers or floating IPs are refused."""
+        """Delete a port; one a router or floating IP still holds is refused (a stale
+        one, with nothing behind it, goes as Neutron lets it)."""
         obj, _ = self.load(ctx, ident)
-        owner = obj.get("device_owner") or ""
-        if owner in SERVICE_OWNERS and not getattr(ctx, "internal", False):
+        self.owned(ctx, obj, "delete")
+        if self.holder(obj) is not None:
             raise errors.Conflict(f"Port {ident} cannot be deleted directly via the port API: "
-                                  f"has device owner {owner}.", type_name="ServicePortInUse")
+                                  f"has device owner {obj['device_owner']}.",
+                                  type_name="ServicePortInUse")
         super().delete(ctx, ident, if_match)
 
     def plan_delete(self, ctx, obj, w):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.schemas.base import Invalid, convert, to_uuid
 from plexus.api.schemas.l3 import ROUTER
 from plexus.api.services.base import MAX_ATTEMPTS, ResourceService, Writes, now
@@ -43,13 +43,16 @@ def bumped(obj: dict, **changes) -> dict:
 
 def service_port(ctx, services, network_id: str, project_id: str, owner: str,
                  device_id: str, fixed_ips: list[dict] | None) -> dict:
-    """A new port for a router or a floating IP, ready for ``PortService.plan_create``."""
+    """A new port for a router or a floating IP, ready for ``PortService.plan_create``;
+    made with admin rights, as Neutron makes it (the caller's right to the router or
+    floating IP has been checked)."""
     ports = services["ports"]
     body = {"network_id": network_id, "project_id": project_id, "device_owner": owner,
             "device_id": device_id}
     if fixed_ips:
         body["fixed_ips"] = fixed_ips
-    return ports.new_object(ctx, ports.resource.validate_create(ctx, body))
+    admin = policy.elevated(ctx)
+    return ports.new_object(admin, ports.resource.validate_create(admin, body))
 
 
 def delete_port(ctx, services, port_id: str, w: Writes) -> None:
@@ -141,7 +144,6 @@ class RouterService(ResourceService):
         obj.update(routes=[], distributed=False, ha=False,
                    availability_zones=[], gw_port_id=None, enable_snat=True,
                    interface_ports=[], **{GATEWAY_CHASSIS: [], PINNED: [], EXCLUDED: []})
-        self._check_gateway_policy(ctx, info, "create")
         if info:
             self._create_gateway(ctx, obj, info, w, attempt)
             self.scheduler.plan_router(obj, w)
@@ -164,7 +166,6 @@ class RouterService(ResourceService):
             self._check_routes(old, new["routes"])
         if "external_gateway_info" in changes:
             info = new.pop("external_gateway_info")
-            self._check_gateway_policy(ctx, info, "update")
             readdressed = self._update_gateway(ctx, old, new, info, w, attempt)
             if readdressed or not new["enable_snat"]:
                 self.snat.plan_drop(old["id"], w)
@@ -195,14 +196,6 @@ class RouterService(ResourceService):
         self.reports.plan_forget(self.c, obj["id"], w)
 
     # ---- gateway -------------------------------------------------------------------
-
-    @staticmethod
-    def _check_gateway_policy(ctx, info: dict | None, action: str) -> None:
-        """Only admins choose the SNAT mode or the external addresses (Neutron's policy)."""
-        for key in ("enable_snat", "external_fixed_ips"):
-            if info and key in info and not ctx.is_admin:
-                raise errors.PolicyNotAuthorized(
-                    f"{action}_router:external_gateway_info:{key}")
 
     def _gateway_network(self, ctx, info: dict) -> dict:
         """The external network a gateway is requested on, checked as Neutron does."""
@@ -309,7 +302,8 @@ class RouterService(ResourceService):
             raise errors.InvalidInput("the body must be {'router': {'routes': [...]}}")
         given = convert(ROUTER.attr("routes"), inner["routes"])
         for _ in range(MAX_ATTEMPTS):
-            router, _ = self.load(ctx, ident)
+            router, _ = self._writable(ctx, ident, "add_extraroutes" if add
+                                       else "remove_extraroutes")
             old = router.get("routes", [])
             routes = (old + [r for r in given if r not in old] if add
                       else [r for r in old if r not in given])
@@ -346,8 +340,7 @@ class RouterService(ResourceService):
 
     def _writable(self, ctx, ident: str, action: str) -> tuple[dict, int]:
         router, rev = self.load(ctx, ident)
-        if not ctx.can_write:
-            raise errors.PolicyNotAuthorized(action)
+        policy.enforce(ctx, action, self.policy_target(ctx, router))
         return router, rev
 
     def _check_subnets(self, router: dict, new_subnets: list[dict],
@@ -414,6 +407,10 @@ class RouterService(ResourceService):
         if found is None or not ports.visible(ctx, found[0]):
             raise errors.NotFound("port", port_id)
         port, rev = found
+        # the port becomes the router's: it must be of the router's project (Neutron's
+        # device owner check on the port update that attaches it)
+        ports.check_device(ctx, dict(port, device_owner=INTERFACE_OWNER,
+                                      device_id=router["id"]))
         if port.get("device_id"):
             raise errors.Conflict(
                 f"Unable to complete operation on port {port_id} for network "

@@ -10,7 +10,7 @@ import hashlib
 
 import orjson
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.query import Query, matches, sort_and_page
 from plexus.api.schemas.base import new_id
 from plexus.api.schemas.security_groups import (
@@ -246,12 +246,14 @@ class SecurityGroupRuleService(ResourceService):
         """The group service."""
         return self.s[GROUPS]
 
-    def visible(self, ctx, obj: dict) -> bool:
-        """Admins, the rule's owner and the owner of its group."""
-        if ctx.is_admin or obj.get("project_id") == ctx.project_id:
-            return True
-        found = self.groups.get(obj["security_group_id"])
-        return bool(found and found[0]["project_id"] == ctx.project_id)
+    def policy_target(self, ctx, obj: dict, owners: dict | None = None) -> policy.Target:
+        """The rule with its group's owner (from ``owners`` or read if a rule asks)."""
+        def facts() -> dict:
+            if owners is not None:
+                return {"security_group:tenant_id": owners.get(obj["security_group_id"])}
+            found = self.groups.get(obj["security_group_id"])
+            return {"security_group:tenant_id": found[0]["project_id"] if found else None}
+        return policy.Target(obj, {"security_group:tenant_id": facts})
 
     def load(self, ctx, ident: str) -> tuple[dict, int]:
         """The rule if the caller may see it; otherwise SecurityGroupRuleNotFound."""
@@ -260,18 +262,14 @@ class SecurityGroupRuleService(ResourceService):
             raise rule_missing(ident)
         return found
 
-    def owned(self, ctx, obj: dict, action: str) -> None:
-        """The rule's owner, its group's owner and admins may delete it (if they can write)."""
-        if not ctx.can_write:
-            raise errors.PolicyNotAuthorized(f"{action}_{self.resource.name}")
 
     def list(self, ctx, q: Query):
         """Rules the caller may see, after making its project's default group."""
         self.groups.ensure_for(ctx, q)
         owners = {g["id"]: g["project_id"] for g in self.groups.all()}
         items = [r for r in self.all()
-                 if (ctx.is_admin or ctx.project_id in (r["project_id"],
-                                                        owners.get(r["security_group_id"])))
+                 if policy.check(ctx, "get_security_group_rule",
+                                 self.policy_target(ctx, r, owners))
                  and matches(self.resource, r, q)]
         page, more, before = sort_and_page(items, q)
         return [self.view(ctx, r, q.fields) for r in page], more, before

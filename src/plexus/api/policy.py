@@ -1,0 +1,360 @@
+"""Authorization as data: one table of rules per resource, action and attribute, after
+Neutron's default policies (``neutron/conf/policies/*.py``, the secure-RBAC "project
+member / project reader" defaults), and ``enforce``, the one place they are evaluated.
+
+A rule names its *checks*; it passes when any of them does. A check reads the caller
+(``ctx``) and the *target*: the object being read or written, with the facts about
+its parents that Neutron puts in its policy target (``network:tenant_id``,
+``network:shared``, ``security_group:tenant_id``). Parent facts are computed lazily,
+so a rule that an admin or the owner passes costs no read of the parent.
+
+Attribute rules (``create_port:mac_address``, ``update_port:fixed_ips:ip_address``)
+are checked, as Neutron does, for attributes a create sets to something other than
+their default and for every attribute an update names. Read rules of attributes
+(``get_port:binding:host_id``) hide the attribute from callers who fail them; they
+must not depend on the object.
+
+``python -m plexus.api.policy --markdown`` prints the table that docs/api.md embeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from plexus.api import errors
+
+# ---- checks ---------------------------------------------------------------------------
+
+
+def _roles(ctx) -> frozenset:
+    return getattr(ctx, "roles", frozenset())
+
+
+def _member(ctx) -> bool:
+    """Keystone's implied roles: admin implies member."""
+    return bool({"admin", "member"} & _roles(ctx))
+
+
+def _reader(ctx) -> bool:
+    """Keystone's implied roles: admin and member imply reader."""
+    return bool({"admin", "member", "reader"} & _roles(ctx))
+
+
+def _project(target) -> Any:
+    return target.get("project_id") or target.get("tenant_id")
+
+
+CHECKS: dict[str, tuple[Callable[[Any, "Target"], bool], str]] = {
+    "admin": (lambda ctx, t: ctx.is_admin, "the caller has the admin role"),
+    "project_member": (lambda ctx, t: _member(ctx) and _project(t) == ctx.project_id,
+                       "a member of the object's project"),
+    "project_reader": (lambda ctx, t: _reader(ctx) and _project(t) == ctx.project_id,
+                       "a reader (or member) of the object's project"),
+    "network_owner": (lambda ctx, t: t.get("network:tenant_id") == ctx.project_id,
+                      "the caller's project owns the port's or subnet's network"),
+    "network_owner_member": (lambda ctx, t: _member(ctx)
+                             and t.get("network:tenant_id") == ctx.project_id,
+                             "a member of the project that owns the network"),
+    "sg_owner": (lambda ctx, t: t.get("security_group:tenant_id") == ctx.project_id,
+                 "the caller's project owns the rule's security group"),
+    "sg_owner_member": (lambda ctx, t: _member(ctx)
+                        and t.get("security_group:tenant_id") == ctx.project_id,
+                        "a member of the project that owns the rule's security group"),
+    "shared": (lambda ctx, t: bool(t.get("network:shared")),
+               "the network is shared (`shared: true`)"),
+    "external": (lambda ctx, t: bool(t.get("network:router:external")),
+                 "the network is external (`router:external: true`)"),
+    "not_network_device": (lambda ctx, t: not str(t.get("device_owner") or "")
+                           .startswith("network:"),
+                           "the port's `device_owner` does not start with `network:`"),
+}
+
+# ---- the table --------------------------------------------------------------------------
+
+ADMIN = ("admin",)
+ADMIN_OR_MEMBER = ("admin", "project_member")
+ADMIN_OR_READER = ("admin", "project_reader")
+ADMIN_OR_NET_OWNER = ("admin", "network_owner")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy: its name (``<action>_<resource>[:<attribute>[:<key>]]``) and the checks
+    any of which allows it."""
+
+    name: str
+    allow: tuple[str, ...]
+    doc: str = ""
+
+
+def _rules(*rows: tuple) -> dict[str, Rule]:
+    out = {}
+    for row in rows:
+        rule = Rule(*row)
+        assert rule.name not in out, rule.name
+        assert all(c in CHECKS for c in rule.allow), rule
+        out[rule.name] = rule
+    return out
+
+
+def _each(actions: Iterable[str], resource: str, attrs: Iterable[str],
+          allow: tuple[str, ...], doc: str = "") -> list[tuple]:
+    return [(f"{a}_{resource}:{attr}", allow, doc) for a in actions for attr in attrs]
+
+
+PROVIDER = ("provider:network_type", "provider:physical_network", "provider:segmentation_id")
+BINDING_ADMIN = ("binding:host_id", "binding:profile")
+
+RULES: dict[str, Rule] = _rules(
+    # networks
+    ("create_network", ADMIN_OR_MEMBER),
+    *_each(("create", "update"), "network", ("shared",), ADMIN, "share a network"),
+    *_each(("create", "update"), "network", ("router:external", "is_default"), ADMIN),
+    *_each(("create", "update", "get"), "network", PROVIDER, ADMIN),
+    ("get_network", ADMIN_OR_READER + ("shared", "external")),
+    ("update_network", ADMIN_OR_MEMBER),
+    ("delete_network", ADMIN_OR_MEMBER),
+    # subnets
+    ("create_subnet", ("admin", "network_owner_member")),
+    *_each(("create", "update"), "subnet", ("service_types",), ADMIN),
+    *_each(("create", "get"), "subnet", ("segment_id",), ADMIN),
+    ("get_subnet", ADMIN_OR_READER + ("shared", "external")),
+    ("update_subnet", ("admin", "network_owner_member")),
+    ("delete_subnet", ("admin", "network_owner_member")),
+    # ports
+    ("create_port", ADMIN_OR_MEMBER),
+    ("create_port:device_owner", ("not_network_device",) + ADMIN_OR_NET_OWNER,
+     "a `network:*` owner (router, DHCP, floating IP) only on the caller's own network"),
+    ("create_port:mac_address", ADMIN_OR_NET_OWNER),
+    ("create_port:fixed_ips", ADMIN_OR_NET_OWNER + ("shared",)),
+    ("create_port:fixed_ips:ip_address", ADMIN_OR_NET_OWNER, "choose the address"),
+    ("create_port:fixed_ips:subnet_id", ADMIN_OR_NET_OWNER + ("shared",)),
+    ("create_port:port_security_enabled", ADMIN_OR_NET_OWNER),
+    ("create_port:allowed_address_pairs", ADMIN_OR_NET_OWNER),
+    ("create_port:allowed_address_pairs:mac_address", ADMIN_OR_NET_OWNER),
+    ("create_port:allowed_address_pairs:ip_address", ADMIN_OR_NET_OWNER),
+    *_each(("create", "update", "get"), "port", BINDING_ADMIN, ADMIN),
+    *_each(("get",), "port", ("binding:vif_type", "binding:vif_details"), ADMIN),
+    ("get_port", ADMIN_OR_READER + ("network_owner",)),
+    ("update_port", ADMIN_OR_MEMBER),
+    ("update_port:device_owner", ("not_network_device",) + ADMIN_OR_NET_OWNER),
+    ("update_port:mac_address", ADMIN),
+    ("update_port:fixed_ips", ADMIN_OR_NET_OWNER),
+    ("update_port:fixed_ips:ip_address", ADMIN_OR_NET_OWNER),
+    ("update_port:fixed_ips:subnet_id", ADMIN_OR_NET_OWNER + ("shared",)),
+    ("update_port:port_security_enabled", ADMIN_OR_NET_OWNER),
+    ("update_port:allowed_address_pairs", ADMIN_OR_NET_OWNER),
+    ("update_port:allowed_address_pairs:mac_address", ADMIN_OR_NET_OWNER),
+    ("update_port:allowed_address_pairs:ip_address", ADMIN_OR_NET_OWNER),
+    ("delete_port", ADMIN_OR_MEMBER + ("network_owner_member",)),
+    # security groups and rules
+    ("create_security_group", ADMIN_OR_MEMBER),
+    ("get_security_group", ADMIN_OR_READER),
+    ("update_security_group", ADMIN_OR_MEMBER),
+    ("delete_security_group", ADMIN_OR_MEMBER),
+    ("create_security_group_rule", ADMIN_OR_MEMBER),
+    ("get_security_group_rule", ADMIN_OR_READER + ("sg_owner",)),
+    ("delete_security_group_rule", ADMIN_OR_MEMBER + ("sg_owner_member",)),
+    # routers
+    ("create_router", ADMIN_OR_MEMBER),
+    *_each(("create", "update"), "router", ("external_gateway_info:enable_snat",
+                                            "external_gateway_info:external_fixed_ips"),
+           ADMIN),
+    *_each(("get",), "router", ("distributed", "ha"), ADMIN),
+    ("get_router", ADMIN_OR_READER),
+    ("update_router", ADMIN_OR_MEMBER),
+    ("delete_router", ADMIN_OR_MEMBER),
+    ("add_router_interface", ADMIN_OR_MEMBER),
+    ("remove_router_interface", ADMIN_OR_MEMBER),
+    ("add_extraroutes", ADMIN_OR_MEMBER),
+    ("remove_extraroutes", ADMIN_OR_MEMBER),
+    # floating IPs
+    ("create_floatingip", ADMIN_OR_MEMBER),
+    ("create_floatingip:floating_ip_address", ADMIN),
+    ("get_floatingip", ADMIN_OR_READER),
+    ("update_floatingip", ADMIN_OR_MEMBER),
+    ("delete_floatingip", ADMIN_OR_MEMBER),
+    # agents and the L3 agent scheduler
+    ("get_agent", ADMIN),
+    ("update_agent", ADMIN),
+    ("delete_agent", ADMIN),
+    ("get_l3-agents", ADMIN, "`GET /routers/{id}/l3-agents`"),
+    ("get_l3-routers", ADMIN, "`GET /agents/{id}/l3-routers`"),
+    ("create_l3-router", ADMIN, "`POST /agents/{id}/l3-routers`"),
+    ("delete_l3-router", ADMIN, "`DELETE /agents/{id}/l3-routers/{router}`"),
+)
+
+# Checks the service layer makes beyond the table (documented with it).
+DEVICE_CHECKS = (
+    ("ports: `device_owner` `network:router_interface*` / `network:router_gateway` with "
+     "`device_id` naming a router", "the router belongs to the port's project (or admin); "
+     "403 `DeviceIDNotOwnedByTenant`"),
+    ("ports: `device_owner` `network:floatingip` with `device_id` naming a floating IP",
+     "the floating IP belongs to the port's project (or admin); 403"),
+    ("ports and subnets on a network that is neither the caller's nor shared",
+     "admin only; 404 otherwise, as Neutron's ownership check (external networks too)"),
+    ("delete of a port owned by a router or floating IP", "409 `ServicePortInUse` while "
+     "the router or floating IP still holds it; a stale one (nothing behind it) is "
+     "deleted, and goes with its network"),
+)
+
+
+# ---- targets and evaluation ---------------------------------------------------------------
+
+
+class Target(Mapping):
+    """An object as a policy target, with parent facts computed on first use.
+
+    ``lazy`` maps a key (``network:tenant_id``) to a function returning a dict of
+    facts; functions are called at most once."""
+
+    def __init__(self, obj: Mapping, lazy: dict[str, Callable[[], dict]] | None = None):
+        self.obj = obj
+        self.lazy = lazy or {}
+        self.facts: dict = {}
+
+    def __getitem__(self, key):
+        if key in self.facts:
+            return self.facts[key]
+        if key in self.lazy:
+            self.facts.update(self.lazy.pop(key)() or {})
+            for other in [k for k in self.lazy if k in self.facts]:
+                self.lazy.pop(other)
+            return self.facts.get(key)
+        return self.obj[key]
+
+    def get(self, key, default=None):
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None else value
+
+    def __iter__(self):
+        return iter(self.obj)
+
+    def __len__(self):
+        return len(self.obj)
+
+
+def network_facts(network: Mapping | None) -> dict:
+    """The facts about a port's or subnet's network that rules read."""
+    if network is None:
+        return {"network:tenant_id": None, "network:shared": False,
+                "network:router:external": False}
+    return {"network:tenant_id": network.get("project_id"),
+            "network:shared": bool(network.get("shared")),
+            "network:router:external": bool(network.get("router:external"))}
+
+
+def rule(name: str) -> Rule | None:
+    """The rule called ``name``, if the table has one."""
+    return RULES.get(name)
+
+
+def check(ctx, name: str, target: Mapping | None = None) -> bool:
+    """Whether rule ``name`` allows ``ctx`` on ``target``; an action without a rule is
+    allowed to admins and the object's project (Neutron's ``default``)."""
+    found = RULES.get(name)
+    target = target if target is not None else {}
+    if found is None:
+        return ctx.is_admin or _project(target) == ctx.project_id
+    return any(CHECKS[c][0](ctx, target) for c in found.allow)
+
+
+def _subattrs(value) -> set[str]:
+    """The keys given inside an attribute's value (a dict, or a list of dicts)."""
+    if isinstance(value, dict):
+        return set(value)
+    if isinstance(value, list):
+        return {k for item in value if isinstance(item, dict) for k in item}
+    return set()
+
+
+def attribute_rules(action: str, resource: str, attrs: Mapping) -> list[str]:
+    """The rules an action's explicitly set attributes call for, in table order."""
+    out = []
+    for name, value in attrs.items():
+        base = f"{action}_{resource}:{name}"
+        if base in RULES:
+            out.append(base)
+        for key in sorted(_subattrs(value)):
+            if f"{base}:{key}" in RULES:
+                out.append(f"{base}:{key}")
+    return out
+
+
+def enforce(ctx, action: str, target: Mapping | None = None, attrs: Mapping | None = None,
+            *, visible: bool = True, kind: str | None = None, ident: str | None = None) -> None:
+    """Allow ``action`` (``create_port``, ``update_network``, ``add_router_interface``)
+    on ``target`` with the explicitly set ``attrs``, or raise Neutron's error: 403
+    ``PolicyNotAuthorized`` naming the failing rule, or 404 when the caller may not
+    even see the object (``visible`` False; ``kind``/``ident`` name it)."""
+    target = target if target is not None else {}
+    if not check(ctx, action, target):
+        if not visible:
+            raise errors.NotFound(kind or action.split("_", 1)[-1], ident or "")
+        raise errors.PolicyNotAuthorized(action)
+    if attrs:
+        verb, _, resource = action.partition("_")
+        for name in attribute_rules(verb, resource, attrs):
+            if not check(ctx, name, target):
+                raise errors.PolicyNotAuthorized(name)
+
+
+_READ_RULES: dict[str, list[tuple[str, str]]] = {}
+for _name in RULES:
+    if _name.startswith("get_") and ":" in _name:
+        _res, _attr = _name[4:].split(":", 1)
+        _READ_RULES.setdefault(_res, []).append((_attr, _name))
+
+
+def hidden(ctx, resource: str) -> frozenset[str]:
+    """Attributes of ``resource`` that ``ctx`` may not read (``get_<res>:<attr>``)."""
+    return frozenset(attr for attr, name in _READ_RULES.get(resource, ())
+                     if not check(ctx, name))
+
+
+def admin_only(action: str, resource: str, name: str) -> bool:
+    """Whether only admins may ``action`` (create, update, get) attribute ``name``."""
+    found = RULES.get(f"{action}_{resource}:{name}")
+    return found is not None and found.allow == ADMIN
+
+
+def elevated(ctx):
+    """The caller with admin rights, for the service ports a router or floating IP
+    makes on its owner's behalf (as Neutron's ``context.elevated()``)."""
+    return dataclasses.replace(ctx, roles=frozenset(_roles(ctx) | {"admin"}))
+
+
+# ---- documentation ----------------------------------------------------------------------
+
+
+def render_markdown() -> str:
+    """The policy section of docs/api.md."""
+    out = ["\n## Policy\n\n",
+           "Generated from `src/plexus/api/policy.py`, the one table the API enforces "
+           "(Neutron's default policies, secure-RBAC project member/reader flavour). A rule "
+           "passes when any of its checks does. Attribute rules apply to attributes a create "
+           "sets to other than their default and to every attribute an update names. A "
+           "refused write is 403 `PolicyNotAuthorized` when the caller may see the object "
+           "and 404 when it may not.\n\n",
+           "| check | meaning |\n|---|---|\n"]
+    out += [f"| `{name}` | {doc} |\n" for name, (_, doc) in CHECKS.items()]
+    out.append("\n| rule | allowed | notes |\n|---|---|---|\n")
+    for r in RULES.values():
+        out.append(f"| `{r.name}` | {' or '.join(f'`{c}`' for c in r.allow)} | {r.doc} |\n")
+    out.append("\nChecks beyond the table:\n\n| request | rule |\n|---|---|\n")
+    out += [f"| {what} | {how} |\n" for what, how in DEVICE_CHECKS]
+    return "".join(out)
+
+
+if __name__ == "__main__":
+    if "--markdown" in sys.argv[1:]:
+        sys.stdout.write(render_markdown())
+    else:
+        print("usage: python -m plexus.api.policy --markdown", file=sys.stderr)
+        sys.exit(2)
