@@ -510,6 +510,53 @@ def test_concurrent_clients_never_pass_the_quota(server, admin, alt, quota):
     assert used(server, admin, project)["port"] == start
 
 
+def test_usage_stays_exact_under_concurrent_creates_and_deletes(server, admin, alt, quota):
+    """8 clients creating and deleting ports and networks at once, under quotas below
+    the number of clients (so creates race deletes for the last slots): the usage never
+    passes the quota and ends equal to what exists."""
+    project = alt.current_project_id
+    net = alt.network.create_network(name="churn")
+    alt.network.create_subnet(network_id=net.id, cidr="10.71.0.0/24", ip_version=4)
+    list(alt.network.security_groups())
+    start = assert_exact(server, admin, project)
+    quota(project, port=start["port"] + 2, network=start["network"] + 2)
+    token = alt.session.get_token()
+    odd: list = []
+    peak = {"port": 0, "network": 0}
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        with httpx.Client(base_url=server.url, headers={"X-Auth-Token": token},
+                          timeout=120) as http:
+            for _ in range(12):
+                if i % 2:
+                    r = http.post("/v2.0/ports", json={"port": {"network_id": net.id}})
+                    kind, path = "port", "ports"
+                else:
+                    r = http.post("/v2.0/networks", json={"network": {"name": "c"}})
+                    kind, path = "network", "networks"
+                if r.status_code == 201:
+                    now = used(server, admin, project)
+                    with lock:
+                        peak[kind] = max(peak[kind], now[kind] - start[kind])
+                    ident = r.json()[kind]["id"]
+                    if http.delete(f"/v2.0/{path}/{ident}").status_code != 204:
+                        odd.append(f"delete {kind} {ident}")
+                elif r.json()["NeutronError"]["type"] != "OverQuota":
+                    odd.append(r.text)
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not odd, odd[:3]
+        assert 0 < peak["port"] <= 2 and 0 < peak["network"] <= 2
+        assert assert_exact(server, admin, project) == start
+    finally:
+        alt.network.delete_network(net)
+
+
 # ---- the real CLI --------------------------------------------------------------------------
 
 def test_openstack_quota_cli(server, admin, demo, cli):
