@@ -44,6 +44,7 @@ USAGE = f"{QUOTA}usage/"
 COUNTED = f"{QUOTA}counted"
 REQUESTED = "_quota_requested"       # attribute of a Writes: objects a create request names
 DB_INTEGER_MAX_VALUE = 2 ** 31 - 1
+COUNT_ATTEMPTS = 10
 
 # collection -> Neutron's quota resource name, in the order Neutron lists them.
 RESOURCES: dict[str, str] = {
@@ -369,11 +370,13 @@ class QuotaService:
         if self._counted:
             return
         with self._lock:
-            while not self._counted:
+            for _ in range(COUNT_ATTEMPTS):
                 if self.s.store.get(COUNTED) is not None:
                     self._counted = True
                     return
                 self._count_all()
+        raise errors.ServiceUnavailable("Quota usage could not be counted: the store kept "
+                                        "changing; retry.")
 
     def _count_all(self) -> None:
         usage_kvs, _ = self.s.store.range(USAGE)
