@@ -287,16 +287,14 @@ def attribute_rules(action: str, resource: str, attrs: Mapping) -> list[str]:
     return out
 
 
-def enforce(ctx, action: str, target: Mapping | None = None, attrs: Mapping | None = None,
-            *, visible: bool = True, kind: str | None = None, ident: str | None = None) -> None:
+def enforce(ctx, action: str, target: Mapping | None = None,
+            attrs: Mapping | None = None) -> None:
     """Allow ``action`` (``create_port``, ``update_network``, ``add_router_interface``)
-    on ``target`` with the explicitly set ``attrs``, or raise Neutron's error: 403
-    ``PolicyNotAuthorized`` naming the failing rule, or 404 when the caller may not
-    even see the object (``visible`` False; ``kind``/``ident`` name it)."""
+    on ``target`` with the explicitly set ``attrs``, or raise 403 ``PolicyNotAuthorized``
+    naming the failing rule. Callers first load the object with the ``get_`` rule, so
+    one the caller may not see is 404 before it gets here (as Neutron answers)."""
     target = target if target is not None else {}
     if not check(ctx, action, target):
-        if not visible:
-            raise errors.NotFound(kind or action.split("_", 1)[-1], ident or "")
         raise errors.PolicyNotAuthorized(action)
     if attrs:
         verb, _, resource = action.partition("_")
