@@ -78,6 +78,8 @@ def of_stats(stats) -> Entry:
 
 
 def _value(v):
+    if type(v) is int or v is None:                # most values: nothing to do
+        return v
     if isinstance(v, str):
         return v.lower().removesuffix("_nxm")      # NXM and OXM names of one field agree
     if isinstance(v, (bytes, bytearray)):
