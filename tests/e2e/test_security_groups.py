@@ -110,6 +110,12 @@ def lab(tmp_path_factory):
     """A 2-chassis lab whose agents are up and registered."""
     with running_lab(tmp_path_factory.mktemp("sg"), chassis=2, gateways=1) as fixture:
         (fixture.lab.dir / "sghelper.py").write_text(HELPER)
+        # The module's tests make more groups and rules in one project than Neutron's
+        # default quotas (10 groups, 100 rules) allow; a test setup lifts them, as
+        # tempest's does.
+        net = fixture.api.network
+        net.update_quota(fixture.api.current_project_id, security_groups=-1,
+                         security_group_rules=-1)
         yield fixture
 
 

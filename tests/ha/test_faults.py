@@ -192,6 +192,12 @@ def test_single_failures_lose_no_acknowledged_write(control_plane: ControlPlane)
     token = admin_token(urls[0])              # issued by one server, honoured by the other
     shared = []
     with httpx.Client(headers={"X-Auth-Token": token}, timeout=30) as http:
+        # A load test, not a quota test: like a tempest setup, the operator lifts the
+        # admin project's quotas (Neutron's defaults stop it at 100 networks).
+        project = http.get(f"{urls[0]}/v2.0/quotas/project").json()["project"]["project_id"]
+        lifted = http.put(f"{urls[0]}/v2.0/quotas/{project}", json={"quota": {
+            "network": -1, "subnet": -1, "port": -1}})
+        assert lifted.status_code == 200, lifted.text
         for i, base in enumerate(urls):
             net = http.post(f"{base}/v2.0/networks", json={"network": {"name": f"shared{i}"}})
             assert net.status_code == 201, net.text
