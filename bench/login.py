@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import multiprocessing
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from plexus.config import Config  # noqa: E402
 from plexus.server.runner import free_port  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
+from scale import stop_server as stop  # noqa: E402
 from table import machine, print_table  # noqa: E402
 
 CONFIGS = {
@@ -72,17 +72,6 @@ def start_server(config: Config, directory: Path) -> subprocess.Popen:
             time.sleep(0.1)
     stop(proc)
     raise SystemExit("server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process this benchmark started, by its pid."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def admin_token(url: str, password: str) -> str:

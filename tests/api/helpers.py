@@ -5,6 +5,15 @@ from __future__ import annotations
 import httpx
 
 
+def error(r: httpx.Response, status: int, type_name: str, message: str | None = None) -> None:
+    """Assert a Neutron error: status code, NeutronError type and (if given) message."""
+    assert r.status_code == status, r.text
+    body = r.json()["NeutronError"]
+    assert body["type"] == type_name, r.text
+    if message is not None:
+        assert body["message"] == message, r.text
+
+
 def raw(server, conn, method: str, path: str, body=None, content: bytes | None = None,
         headers: dict | None = None) -> httpx.Response:
     """An HTTP request with ``conn``'s token (for cases real clients refuse to send)."""

@@ -9,18 +9,10 @@ import httpx
 import pytest
 
 from plexus.config import LimitsConfig
-from tests.api.helpers import raw, state
+from tests.api.helpers import error, raw, state
 
 LIMITS = LimitsConfig()
 MAX_BODY = LIMITS.max_body_bytes
-
-
-def _error(r: httpx.Response, status: int, type_name: str, message: str | None = None) -> None:
-    assert r.status_code == status, r.text
-    err = r.json()["NeutronError"]
-    assert err["type"] == type_name, r.text
-    if message is not None:
-        assert err["message"] == message, r.text
 
 
 def _body_of_size(size: int) -> bytes:
@@ -53,8 +45,20 @@ def test_body_at_the_limit_is_read(server, demo):
 def test_body_above_the_limit_is_413(server, demo, size):
     before = state(server)
     r = raw(server, demo, "POST", "/v2.0/networks", content=_body_of_size(size))
-    _error(r, 413, "HTTPRequestEntityTooLarge")
+    error(r, 413, "HTTPRequestEntityTooLarge")
     assert r.headers["connection"] == "close"
+    assert state(server) == before
+
+
+def test_identity_login_body_above_the_limit_is_413(server):
+    """Logins are unauthenticated, so their bodies are capped too (Keystone's error form)."""
+    before = state(server)
+    pad = b" " * (MAX_BODY + 1)
+    r = httpx.post(server.url + "/identity/v3/auth/tokens", timeout=30,
+                   content=b'{"auth": {}' + pad + b"}",
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == 413
     assert state(server) == before
 
 
@@ -69,7 +73,7 @@ def test_chunked_body_is_capped_while_read(server, demo):
     r = httpx.post(server.url + "/v2.0/networks", content=chunks(), timeout=30,
                    headers={"X-Auth-Token": demo.session.get_token(),
                             "Content-Type": "application/json"})
-    _error(r, 413, "HTTPRequestEntityTooLarge")
+    error(r, 413, "HTTPRequestEntityTooLarge")
     assert state(server) == before
 
 
@@ -79,7 +83,7 @@ def test_body_just_below_the_limit_on_update_and_tags(server, demo, network):
     assert raw(server, demo, "PUT", f"/v2.0/networks/{net.id}", content=body).status_code == 200
     over = b'{"tags": []' + b" " * MAX_BODY + b"}"
     before = state(server)
-    _error(raw(server, demo, "PUT", f"/v2.0/networks/{net.id}/tags", content=over), 413,
+    error(raw(server, demo, "PUT", f"/v2.0/networks/{net.id}/tags", content=over), 413,
            "HTTPRequestEntityTooLarge")
     assert state(server) == before
 
@@ -87,7 +91,7 @@ def test_body_just_below_the_limit_on_update_and_tags(server, demo, network):
 # ---- list limits ---------------------------------------------------------------------
 
 def _refused(server, r, status, type_name, message, before):
-    _error(r, status, type_name, message)
+    error(r, status, type_name, message)
     assert state(server) == before
 
 
@@ -205,7 +209,7 @@ def test_limits_follow_the_configuration(tmp_path, monkeypatch):
                             headers={"Content-Type": "application/json"})
             assert r.status_code == 413, r.text
             r = client.post("/v2.0/networks", json={"network": {"tags": ["a", "b", "c"]}})
-            _error(r, 400, "InvalidInput",
+            error(r, 400, "InvalidInput",
                    "Invalid input for operation: The number of tags exceeds the limit 2.")
             r = client.post("/v2.0/networks", json={"network": {"tags": ["a", "b"]}})
             assert r.status_code == 201, r.text
@@ -251,7 +255,7 @@ def test_subnet_cidr_rules(server, demo, network, cidr, version, dhcp, message):
         assert r.status_code == 201, r.text
         demo.network.delete_subnet(r.json()["subnet"]["id"])
         return
-    _error(r, 400, "InvalidInput", f"Invalid input for operation: {message}.")
+    error(r, 400, "InvalidInput", f"Invalid input for operation: {message}.")
     assert state(server) == before
 
 
@@ -263,7 +267,7 @@ def test_enabling_dhcp_applies_the_cidr_rules(server, demo, network):
         before = state(server)
         r = raw(server, demo, "PUT", f"/v2.0/subnets/{subnet.id}",
                 {"subnet": {"enable_dhcp": True}})
-        _error(r, 400, "InvalidInput", f"Invalid input for operation: {DHCP_PREFIX}.")
+        error(r, 400, "InvalidInput", f"Invalid input for operation: {DHCP_PREFIX}.")
         assert state(server) == before
     finally:
         demo.network.delete_subnet(subnet)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from plexus.config import QuotaConfig
-from tests.api.helpers import raw, state
+from tests.api.helpers import error, raw, state
 
 DEFAULTS = QuotaConfig().model_dump()
 RESOURCES = ("network", "subnet", "port", "router", "floatingip", "security_group",
@@ -28,14 +28,6 @@ def full_state(server) -> list:
     """The store as the API wrote it, quota limits and usage counters included."""
     kvs, _ = server.app.state.services.store.range("/plexus/quota/")
     return state(server) + [(kv.key, kv.value) for kv in kvs]
-
-
-def error(r: httpx.Response, status: int, type_name: str, message: str | None = None):
-    assert r.status_code == status, r.text
-    body = r.json()["NeutronError"]
-    assert body["type"] == type_name, r.text
-    if message is not None:
-        assert body["message"] == message, r.text
 
 
 def over(resource: str) -> str:

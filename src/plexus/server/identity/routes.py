@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from plexus.api import errors
+from plexus.api.http import read_body
 from plexus.config import IdentityConfig
 from plexus.server.identity.context import Unauthorized
 from plexus.server.identity.service import DEFAULT_DOMAIN, IdentityError, IdentityService, NotFound
@@ -165,7 +167,9 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
             body: dict | None = None
             if request.method in ("POST", "PATCH"):
                 try:
-                    body = orjson.loads(await request.body() or b"{}")
+                    body = orjson.loads(await read_body(request) or b"{}")
+                except errors.RequestEntityTooLarge as exc:
+                    return error_response(413, "Request Entity Too Large", exc.message)
                 except orjson.JSONDecodeError:
                     return error_response(400, "Bad Request", "Malformed request body.")
                 if not isinstance(body, dict):
