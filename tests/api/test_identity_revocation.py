@@ -182,3 +182,31 @@ def test_revoked_token_is_refused_by_the_identity_api_too(pair):
     since = time.monotonic()
     refused_within(pair.b, token, since)
     assert httpx.get(f"{pair.b}/identity/v3/auth/tokens", headers=subject).status_code == 401
+
+
+def test_revocation_ends_an_open_southbound_stream(pair):
+    """An agent's streaming watch, opened with an admin token on server B, ends once the
+    user's admin role is removed through server A: an open stream is not a way around
+    revocation."""
+    victim = pair.member()
+    grant = (f"/projects/{victim['project']}/users/{victim['user']}"
+             f"/roles/{victim['roles']['admin']}")
+    pair.identity("PUT", grant)
+    token = login(pair.b, victim["name"], victim["password"], victim["name"])
+    lines = []
+    with httpx.stream("GET", f"{pair.b}/southbound/v1/watch",
+                      params={"from": 0, "stream": 1, "heartbeat": 0.2},
+                      headers={"X-Auth-Token": token}, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        reader = r.iter_lines()
+        while len(lines) < 3:                      # the stream is up and beating
+            line = next(reader)
+            if line:
+                lines.append(line)
+        pair.identity("DELETE", grant)
+        since = time.monotonic()
+        for line in reader:                        # ends instead of beating forever
+            assert time.monotonic() - since < 10, "stream outlived the revocation"
+        ended = time.monotonic() - since
+    assert ended < 10
+    assert networks(pair.b, token) == 401

@@ -26,6 +26,7 @@ READY_WAIT = 30.0
 HEARTBEAT = 10.0          # seconds between empty lines of an idle streaming watch
 MIN_HEARTBEAT, MAX_HEARTBEAT = 0.05, 300.0
 SEND_TIMEOUT = 60.0       # a stream whose client reads nothing for this long is dropped
+RECHECK = 1.0             # seconds between re-validations of a stream's token
 NDJSON = b"application/x-ndjson"
 DEFAULT_TTL = 10.0
 LOG = logging.getLogger("plexus.server.southbound")
@@ -165,7 +166,8 @@ async def watch(request: Request) -> Response:
             first, start, _ = await _batch(hub, chassis, start)   # 410 before any line
         except Compacted as exc:
             return _compacted(exc)
-        return _Stream(hub, chassis, start, first, heartbeat)
+        return _Stream(hub, chassis, start, first, heartbeat,
+                       recheck=lambda: _require_admin(request))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     gone: asyncio.Future | None = None
@@ -195,13 +197,26 @@ async def watch(request: Request) -> Response:
 
 class _Stream:
     """The ASGI answer of a streaming watch: lines until the client goes, the log
-    overtakes it, or it stops reading for ``SEND_TIMEOUT`` s."""
+    overtakes it, it stops reading for ``SEND_TIMEOUT`` s, or its token stops being valid
+    (``recheck`` raises; checked every ``RECHECK`` s, so a revoked or expired token or a
+    lost admin role ends the stream within about a second and the agent must log in
+    again to reopen it)."""
 
     def __init__(self, hub: Hub, chassis: str | None, start: int, first: bytes | None,
-                 heartbeat: float):
+                 heartbeat: float, recheck):
         self.hub, self.chassis, self.start = hub, chassis, start
         self.first, self.heartbeat = first, heartbeat
+        self.recheck = recheck
         self.stuck = False
+
+    async def _still_allowed(self) -> bool:
+        try:
+            await self.recheck()
+            return True
+        except errors.NeutronError as exc:
+            LOG.info("southbound stream of %s ended: its token is no longer valid (%s)",
+                     self.chassis, exc.message)
+            return False
 
     async def __call__(self, scope, receive, send) -> None:
         hub, chassis, start = self.hub, self.chassis, self.start
@@ -214,7 +229,12 @@ class _Stream:
             if self.first is not None and not await self._line(send, self.first):
                 return
             beat = loop.time() + self.heartbeat
+            check = loop.time() + RECHECK
             while not gone.done():
+                if loop.time() >= check:
+                    if not await self._still_allowed():
+                        return
+                    check = loop.time() + RECHECK
                 waiter = hub.waiter(chassis)      # before reading: no wake-up is missed
                 try:
                     try:
@@ -234,7 +254,8 @@ class _Stream:
                         if more or waiter.done():     # more came meanwhile: read again
                             continue
                     # the waiter, registered before the read, is woken by what comes after
-                    await asyncio.wait((waiter, gone), timeout=beat - loop.time(),
+                    await asyncio.wait((waiter, gone),
+                                       timeout=min(beat, check) - loop.time(),
                                        return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     hub.forget(chassis, waiter)
