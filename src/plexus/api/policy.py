@@ -187,6 +187,11 @@ RULES: dict[str, Rule] = _rules(
     ("get_l3-routers", ADMIN, "`GET /agents/{id}/l3-routers`"),
     ("create_l3-router", ADMIN, "`POST /agents/{id}/l3-routers`"),
     ("delete_l3-router", ADMIN, "`DELETE /agents/{id}/l3-routers/{router}`"),
+    # quotas: the target is the project the quota belongs to
+    ("get_quota", ADMIN_OR_READER, "`GET /quotas/{project}` (and `/default`, `/details`)"),
+    ("list_quotas", ADMIN, "`GET /quotas`: every project with non-default quotas"),
+    ("update_quota", ADMIN),
+    ("delete_quota", ADMIN),
 )
 
 # Checks the service layer makes beyond the table (documented with it).

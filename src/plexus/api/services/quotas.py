@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.services.base import MODEL, Retry, Writes
 from plexus.store import Compare, Delete, Put
 
@@ -173,25 +173,23 @@ class QuotaService:
     # ---- the API ----------------------------------------------------------------------
 
     @staticmethod
-    def _admin(ctx, action: str) -> None:
-        if not ctx.is_admin:
-            raise errors.PolicyNotAuthorized(action)
+    def _enforce(ctx, action: str, project_id: str | None = None) -> None:
+        """The policy table's quota rules, with the quota's project as the target."""
+        policy.enforce(ctx, action, {"project_id": project_id})
 
     def show(self, ctx, project_id: str) -> dict[str, int]:
         """``GET /v2.0/quotas/{project_id}``: a member reads their own project's only."""
-        if project_id != ctx.project_id:
-            self._admin(ctx, "get_quota")
+        self._enforce(ctx, "get_quota", project_id)
         return self.limits(project_id)
 
     def default(self, ctx, project_id: str) -> dict[str, int]:
         """``GET /v2.0/quotas/{project_id}/default``."""
-        if project_id != ctx.project_id:
-            self._admin(ctx, "get_quota")
+        self._enforce(ctx, "get_quota", project_id)
         return self.defaults()
 
     def details(self, ctx, project_id: str) -> dict[str, dict]:
         """``GET /v2.0/quotas/{project_id}/details``: used, limit and reserved (always 0)."""
-        if project_id != ctx.project_id and not ctx.is_admin:
+        if not policy.check(ctx, "get_quota", {"project_id": project_id}):
             raise AdminRequired("User does not have admin privileges: Only admin is "
                                 "authorized to access quotas for another tenant.")
         limits, used = self.limits(project_id), self.usage(project_id)
@@ -200,7 +198,7 @@ class QuotaService:
 
     def list(self, ctx) -> list[dict]:
         """``GET /v2.0/quotas``: every project with non-default limits (admin only)."""
-        self._admin(ctx, "get_quota")
+        self._enforce(ctx, "list_quotas")
         kvs, _ = self.s.store.range(LIMITS)
         out = []
         for kv in kvs:
@@ -213,7 +211,7 @@ class QuotaService:
     def update(self, ctx, project_id: str, body: Any) -> dict[str, int]:
         """``PUT /v2.0/quotas/{project_id}`` (admin only); with ``check_limit`` a limit
         below the current usage is refused, atomically with that usage."""
-        self._admin(ctx, "update_quota")
+        self._enforce(ctx, "update_quota", project_id)
         changes, check_limit = parse_update(body)
 
         def plan(attempt: int) -> dict[str, int]:
@@ -241,7 +239,7 @@ class QuotaService:
 
     def delete(self, ctx, project_id: str) -> None:
         """``DELETE /v2.0/quotas/{project_id}``: back to the defaults (admin only)."""
-        self._admin(ctx, "delete_quota")
+        self._enforce(ctx, "delete_quota", project_id)
 
         def plan(attempt: int) -> None:
             kv = self.s.store.get(limits_key(project_id))
