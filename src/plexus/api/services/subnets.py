@@ -109,9 +109,7 @@ class SubnetService(ResourceService):
         found = networks.get(obj["network_id"])
         if found is None or not networks.visible(ctx, found[0]):
             raise errors.NotFound("network", obj["network_id"])
-        network, rev = found
-        if not ctx.is_admin and network["project_id"] != ctx.project_id:
-            raise errors.PolicyNotAuthorized("create_subnet")
+        network, rev = found             # who may: create_subnet, enforced in new_object
         check_cidr(obj["cidr"], obj["ip_version"], obj["enable_dhcp"])
         gateway, pools = self._check_addressing(
             obj["cidr"], obj["ip_version"], obj["gateway_ip"], obj["allocation_pools"])
