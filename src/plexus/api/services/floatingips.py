@@ -16,10 +16,8 @@ from plexus.api import errors
 from plexus.api.schemas.l3 import FLOATINGIP
 from plexus.api.services.base import ALLOC, ResourceService, Writes
 from plexus.api.services.l3_status import floatingip_status
-from plexus.api.services.routers import (
-    INTERFACE_OWNERS, bad_request, bumped, delete_port, service_port,
-)
-from plexus.model.keys import FLOATINGIP_OWNER
+from plexus.api.services.routers import bad_request, bumped, delete_port, service_port
+from plexus.model.keys import FLOATINGIP_OWNER, INTERFACE_OWNERS
 
 PORT_DETAILS = ("name", "network_id", "mac_address", "admin_state_up", "status", "device_id",
                 "device_owner")

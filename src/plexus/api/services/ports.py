@@ -6,12 +6,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from plexus.api import errors, policy
+from plexus.api import errors
 from plexus.api.schemas.core import PORT
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
-from plexus.api.services.subnets import ROUTER_OWNERS, ip_key, pools_tuples
+from plexus.api.services.subnets import ip_key, pools_tuples
 from plexus.ipam import choose_address, is_valid_fixed_ip, random_mac
-from plexus.model.keys import FLOATINGIP_OWNER, KEY, SERVICE_OWNERS
+from plexus.model.keys import FLOATINGIP_OWNER, KEY, ROUTER_OWNERS, SERVICE_OWNERS
 
 VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
                "datapath_type": "netdev", "ovs_hybrid_plug": False}

@@ -26,7 +26,7 @@ from plexus.api.services.l3_status import StatusReports, router_status
 from plexus.api.services.snat import SnatBlocks
 from plexus.api.services.subnets import ip_key
 from plexus.ipam import cidr_overlaps
-from plexus.model.keys import GATEWAY_OWNER, INTERFACE_OWNER, INTERFACE_OWNERS
+from plexus.model.keys import GATEWAY_OWNER, INTERFACE_OWNER
 
 
 

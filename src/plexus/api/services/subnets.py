@@ -8,7 +8,6 @@ from plexus.api import errors
 from plexus.api.schemas.core import SUBNET
 from plexus.api.services.base import ALLOC, ResourceService, Writes
 from plexus.ipam import IpamError, cidr_overlaps, default_gateway, default_pools, validate_pools
-from plexus.model.keys import ROUTER_OWNERS
 
 
 
