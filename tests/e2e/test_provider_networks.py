@@ -118,6 +118,18 @@ def test_vm_on_a_vlan_network_reaches_the_vlan_tagged_upstream(lab, vlan_net):
     df = lab.vm("vc").exec("ping", "-n", "-c", "2", "-W", "2", "-M", "do", "-s", "1472",
                            VLAN_UPSTREAM, check=False)
     assert df.returncode == 0, df.stdout + df.stderr
+    # frames from the physical network go through the VM's ingress security groups:
+    # the default group lets nothing new in from the upstream until a rule does
+    ext = lab.node("ext")
+    assert not ext.ping(c.ip, count=2, deadline=3)
+    api = lab.api.network
+    group = next(g for g in api.security_groups(name="default")
+                 if g.project_id == lab.api.current_project_id)
+    api.create_security_group_rule(security_group_id=group.id, direction="ingress",
+                                   ethertype="IPv4", protocol="icmp",
+                                   remote_ip_prefix=f"{VLAN_UPSTREAM}/32")
+    assert wait_for(lambda: ext.ping(c.ip, count=1, deadline=2), 20,
+                    "the upstream pings vc once a rule lets it in")
 
 
 def test_vm_on_the_flat_external_network_reaches_its_gateway(lab, public):
