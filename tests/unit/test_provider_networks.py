@@ -73,6 +73,14 @@ def test_vms_on_a_vlan_network_talk_over_the_physical_network_tagged(pipelines):
     assert trip[1][2]["eth_src"] == mac("v-vm1")
 
 
+def test_a_vm_cannot_put_its_own_vlan_tag_on_the_physical_network(pipelines):
+    # p-vm1 is on the flat network: a frame it tags 100 itself would land on VLAN 100
+    tagged = {**ip_from("p-vm1", "198.51.100.1", UPSTREAM_MAC), "vlan_vid": VLAN100}
+    assert send(pipelines, "hv2", tagged) == []
+    tagged = {**ip_from("v-vm1", ip("v-vm2"), mac("v-vm2")), "vlan_vid": VLAN_PRESENT | 200}
+    assert send(pipelines, "hv1", tagged) == []
+
+
 def test_a_flood_reaches_local_ports_and_the_physical_network_only(pipelines):
     arp = {"in_port": 1, "eth_src": mac("v-vm1"), "eth_dst": "ff:ff:ff:ff:ff:ff",
            "eth_type": 0x0806, "arp_op": 1, "arp_sha": mac("v-vm1"), "arp_spa": ip("v-vm1"),

@@ -36,13 +36,17 @@ def compile_classify(view: View) -> list[Flow]:
 
 
 def compile_classify_network(view: View) -> list[Flow]:
-    """Each local VIF → its network and port (per network)."""
+    """Each local VIF → its network and port (per network); on a network bridged to its
+    physical network, untagged frames only (as an access port)."""
     flows = []
     for port in view.local_ports():
         net = view.networks.get(port.network_id)
         if net is None:
             continue
         match = {"in_port": view.vif_ofports[port.id]}
+        if patch_of(view, net) is not None:
+            match["vlan_vid"] = 0       # bridged: a VM's own 802.1Q tag would reach
+                                        # another VLAN of the physical network
         cookie = f"port:{port.id}"
         if not port.admin_up:
             flows.append(Flow.make(STAGE, PRIO, match, cookie=cookie, note="admin down"))
