@@ -154,3 +154,32 @@ def test_vm_on_the_flat_external_network_reaches_its_gateway(lab, public):
     assert wait_for(lambda: lab.node("ext").ping(gateway, count=1, deadline=2), 30,
                     "the upstream pings the router's gateway address")
     assert d.ip
+
+
+def test_routed_onto_the_vlan_network_with_the_chassis_own_mac(lab, vlan_net):
+    """A router with interfaces on a VXLAN network and on the VLAN network routes on the
+    chassis where the packet enters it; onto the VLAN network the frame leaves by the
+    physical network with the chassis' own MAC, never the router port's (which would
+    appear from every chassis on the physical switch)."""
+    api = lab.api.network
+    inner = lab.network("routed-inner", "10.64.1.0/24")
+    router = api.create_router(name="vlan-router")
+    api.add_interface_to_router(router, subnet_id=api.get_network(inner.id).subnet_ids[0])
+    port = api.create_port(network_id=vlan_net.id, fixed_ips=[
+        {"subnet_id": vlan_net.subnet_ids[0], "ip_address": "198.51.100.254"}])
+    api.add_interface_to_router(router, port_id=port.id)
+    router_mac = api.get_port(port.id).mac_address
+    f = lab.vm("rf", inner, chassis="c1", static=True)
+    g = lab.vm("rg", vlan_net, chassis="c2", static=True)
+    lab.vm("rg").exec("ip", "route", "add", "10.64.1.0/24", "via", "198.51.100.254")
+    assert wait_for(lambda: lab.vm("rf").ping(g.ip, count=1, deadline=2), 30,
+                    "rf (VXLAN, c1) pings rg (VLAN, c2) through the router")
+    seen = on_segment(lab, "c1", lambda: lab.vm("rf").ping(g.ip, count=2, deadline=3))
+    routed = [line for line in seen.splitlines() if f"{f.ip} > {g.ip}" in line]
+    assert routed and all("vlan 100" in line for line in routed), seen
+    assert router_mac not in seen, seen
+    ttl = lab.vm("rf").exec("ping", "-n", "-c", "1", "-W", "2", g.ip, check=False).stdout
+    assert "ttl=63" in ttl, ttl
+    lab.vm("rg").tcp_server(5402)
+    result = lab.vm("rf").tcp_client(g.ip, 5402)
+    assert result["ok"], result
