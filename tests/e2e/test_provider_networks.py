@@ -108,7 +108,8 @@ def test_vms_on_a_vlan_network_on_two_chassis_talk_over_the_physical_network(lab
 
 
 def test_vm_on_a_vlan_network_reaches_the_vlan_tagged_upstream(lab, vlan_net):
-    c = lab.vm("vc", vlan_net, chassis="c2", static=True)
+    c = lab.vm("vc", vlan_net, chassis="c2")          # DHCP: answered by c2's agent
+    assert c.ip.startswith("198.51.100.")
     assert wait_for(lambda: lab.vm("vc").ping(VLAN_UPSTREAM, count=1, deadline=2), 30,
                     "vc pings the upstream on VLAN 100")
     seen = on_segment(lab, "c2", lambda: lab.vm("vc").ping(VLAN_UPSTREAM, count=2,
