@@ -184,3 +184,19 @@ def test_routed_onto_the_vlan_network_with_the_chassis_own_mac(lab, vlan_net):
     lab.vm("rg").tcp_server(5402)
     result = lab.vm("rf").tcp_client(g.ip, 5402)
     assert result["ok"], result
+
+
+def test_a_port_no_chassis_can_bridge_is_reported_not_programmable(lab):
+    """physnet2 (flat) is known to the server but mapped on no chassis: a VM's port there
+    gets status ERROR and the agent says why, instead of silently going nowhere."""
+    api = lab.api.network
+    net = api.create_network(name="unmapped", provider_network_type="flat",
+                             provider_physical_network="physnet2")
+    api.create_subnet(network_id=net.id, cidr="10.65.1.0/24", ip_version=4,
+                      is_dhcp_enabled=False, name="unmapped-v4")
+    vm = lab.vm("un", net, chassis="c2", static=True)
+    assert wait_for(lambda: api.get_port(vm.port_id).status == "ERROR", 20,
+                    "the port reported ERROR by c2")
+    log = (lab.lab.dir / "c2" / "agent.log").read_text()
+    assert (f"port {vm.port_id} on network {net.id} (physical network 'physnet2'): this "
+            f"chassis has no bridge mapping for 'physnet2'") in log, log[-2000:]

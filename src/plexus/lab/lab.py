@@ -42,6 +42,7 @@ from plexus.lab.inventory import Inventory, InventoryError, alive, resolve_pid, 
 from plexus.lab.ovs import Ovs, check_installed
 from plexus.lab.topology import (INTERNET, INTERNET_HOST, INTERNET_ROUTER, PROVIDER,
                                  PROVIDER_VLAN, PROVIDER_VLAN_NET, PROVIDER_VLAN_ROUTER,
+                                 UNMAPPED_PHYSNET,
                                  UNDERLAY, UPSTREAM_ROUTER, Chassis, LabSpec, TopologyError,
                                  overlaps)
 from plexus.server.runner import free_port, write_clouds_yaml
@@ -198,6 +199,9 @@ class Lab:
     def _start_server(self) -> int:
         config = Config()
         config.server.port = free_port()
+        # physnet2: a flat physical network that no chassis maps (what happens to ports
+        # of a network no chassis can bridge: docs/provider-networks.md)
+        config.network.flat_networks = [*config.network.flat_networks, UNMAPPED_PHYSNET]
         config.store.url = f"sqlite:///{self.dir / 'plexus.db'}"
         servers = ["server"]
         if self.spec.store == "etcd":     # a 3-member cluster, and a second stateless server

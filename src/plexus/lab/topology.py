@@ -22,6 +22,7 @@ UPSTREAM_ROUTER = ipaddress.ip_address("203.0.113.1")
 INTERNET_ROUTER = ipaddress.ip_address("198.19.0.1")
 INTERNET_HOST = ipaddress.ip_address("198.19.0.10")
 PHYSNET = "physnet1"
+UNMAPPED_PHYSNET = "physnet2"   # the server knows it (flat); no chassis has a mapping for it
 MAX_CHASSIS = 200
 NAME_RE = re.compile(r"^[a-z0-9]{1,12}$")   # no "-": one lab's prefix never starts another's
 VM_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}$")
