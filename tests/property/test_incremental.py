@@ -28,7 +28,8 @@ from tests.golden.l3_reference import (
 )
 
 STEPS = settings(max_examples=30, deadline=None)
-NETS = ["net-a", "net-b", "net-c"]
+NETS = ["net-a", "net-b", "net-c", "ext-net", "ext-vlan"]   # VMs on the external (flat,
+# VLAN) networks too: bridged where they have a local port
 HOSTS = CHASSIS + [""]
 GROUPS = ["sg-web", "sg-app", "sg-db"]
 

@@ -448,6 +448,12 @@ class Agent(StatusReports, RoutingDuties):
             self._once(("vif", vif.name, vif.iface_id, why), logging.WARNING,
                        "VIF %s (iface-id %s) %s: it gets no connectivity",
                        vif.name, vif.iface_id, why)
+        for pid, (net, physnet) in relevant.unbridged_ports(
+                self.model.catalog, self.config.chassis, self.config.bridge_mappings).items():
+            self._once(("unbridged", pid, physnet), logging.WARNING,
+                       "port %s on network %s (physical network %r): this chassis has no "
+                       "bridge mapping for %r: not programmable here (status ERROR)",
+                       pid, net, physnet, physnet)
         for host, ports in relevant.unregistered_hosts(view).items():
             self._once(("host", host, tuple(ports)), logging.WARNING,
                        "port(s) %s bound to chassis %r, which is not registered: "

@@ -121,15 +121,35 @@ def stray_vifs(model: Catalog | Objects, chassis: str,
     return out
 
 
-def port_statuses(model: Catalog | Objects, chassis: str,
-                  vifs: Iterable[Vif]) -> dict[str, str]:
+def unbridged_ports(model: Catalog | Objects, chassis: str,
+                    mappings: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Ports bound here on a flat or VLAN network whose physical network this chassis has
+    no bridge mapping for: port id → (network id, physical network). They cannot be
+    bridged here (docs/provider-networks.md); cost: the ports bound here."""
+    catalog = catalog_of(model)
+    out = {}
+    for port in catalog.each(keys.PORTS, catalog.ports_by_chassis.of(chassis)):
+        net = catalog.get(keys.NETWORKS, port.network_id)
+        if (net is not None and net.network_type in ("flat", "vlan")
+                and net.physical_network not in mappings):
+            out[port.id] = (net.id, net.physical_network or "")
+    return out
+
+
+def port_statuses(model: Catalog | Objects, chassis: str, vifs: Iterable[Vif],
+                  mappings: Mapping[str, str] | None = None) -> dict[str, str]:
     """Status each port bound here should have: ACTIVE when plugged (and admin up),
-    else DOWN. Only ports whose recorded status differs are returned."""
+    else DOWN; ERROR (not programmable) for a port on a flat or VLAN network whose
+    physical network has no bridge mapping here, when ``mappings`` are given. Only
+    ports whose recorded status differs are returned."""
     catalog = catalog_of(model)
     plugged = vif_ofports(vifs)
+    unbridged = unbridged_ports(catalog, chassis, mappings) if mappings is not None else {}
     out = {}
     for port in catalog.each(keys.PORTS, catalog.ports_by_chassis.of(chassis)):
         want = "ACTIVE" if port.id in plugged and port.admin_up else "DOWN"
+        if port.id in unbridged:
+            want = "ERROR"
         if port.status != want:
             out[port.id] = want
     return out

@@ -28,7 +28,8 @@ class StatusReports:
             # set once they are in); a VIF that went away is DOWN at once
             applied = set(self._plugged or ())
             vifs = tuple(v for v in self.bridge.vifs if v in applied)
-            wants = relevant.port_statuses(self.model.catalog, self.config.chassis, vifs)
+            wants = relevant.port_statuses(self.model.catalog, self.config.chassis, vifs,
+                                           self.config.bridge_mappings)
             for pid in list(self._reported):
                 if self._reported[pid] != wants.get(pid):
                     del self._reported[pid]          # the model caught up (or moved on)

@@ -7,6 +7,9 @@ the state lives in a 3-member etcd cluster on loopback (``plexus.lab.etcd``, dat
     underlay ns      br-ul (Linux bridge) ── c1, c2, …   veths to each chassis' ul0
     provider ns      br-pn (Linux bridge) ── c1, c2, …   veths to each chassis' ex0
                                           └─ up0 ─ eth0 203.0.113.1  (external ns, router)
+                                          └─ upvlan ─ eth2 ─ br-vlan (OVS, external ns) ─
+                                               vlan100 (access, tag 100) 198.51.100.1
+                                               (only with ``vlan_upstream``)
     external ns      eth1 198.19.0.1 ─ eth0 198.19.0.10  (internet ns, a host)
     chassis cN ns    ovsdb-server + ovs-vswitchd (netdev): br-int, br-ul (ul0, tunnel IP
                      198.18.0.(10+N) on the bridge itself), br-ex (ex0, physnet1)
@@ -38,6 +41,8 @@ from plexus.lab import vm as vms
 from plexus.lab.inventory import Inventory, InventoryError, alive, resolve_pid, start_time
 from plexus.lab.ovs import Ovs, check_installed
 from plexus.lab.topology import (INTERNET, INTERNET_HOST, INTERNET_ROUTER, PROVIDER,
+                                 PROVIDER_VLAN, PROVIDER_VLAN_NET, PROVIDER_VLAN_ROUTER,
+                                 UNMAPPED_PHYSNET,
                                  UNDERLAY, UPSTREAM_ROUTER, Chassis, LabSpec, TopologyError,
                                  overlaps)
 from plexus.server.runner import free_port, write_clouds_yaml
@@ -194,6 +199,9 @@ class Lab:
     def _start_server(self) -> int:
         config = Config()
         config.server.port = free_port()
+        # physnet2: a flat physical network that no chassis maps (what happens to ports
+        # of a network no chassis can bridge: docs/provider-networks.md)
+        config.network.flat_networks = [*config.network.flat_networks, UNMAPPED_PHYSNET]
         config.store.url = f"sqlite:///{self.dir / 'plexus.db'}"
         servers = ["server"]
         if self.spec.store == "etcd":     # a 3-member cluster, and a second stateless server
@@ -260,6 +268,31 @@ class Lab:
         netlink.add_address(inet, "eth0", f"{INTERNET_HOST}/{INTERNET.prefixlen}")
         netlink.set_link(inet, "eth0")
         netlink.add_route(inet, "default", str(INTERNET_ROUTER))
+        if s.vlan_upstream:
+            self._build_vlan_upstream(pn, ext)
+
+    def _build_vlan_upstream(self, pn: str, ext: str) -> None:
+        """The upstream router on VLAN 100 of the provider segment: a trunk veth from
+        br-pn into an OVS switch in the external namespace, whose access port (tag 100)
+        carries the router's address (no 802.1Q kernel module is needed)."""
+        self._veth(pn, "upvlan", ext, "eth2")
+        netlink.set_link(pn, "upvlan", master="br-pn")
+        netlink.set_link(ext, "eth2")
+        ovs = Ovs(self.dir / "ext", ext)
+        ovs.create_db()
+        for daemon in ("ovsdb-server", "ovs-vswitchd"):
+            ident = self.inventory.record("process", label=f"ext/{daemon}",
+                                          pidfile=ovs.pidfile(daemon), ns=ext)
+            pid = ovs.start(daemon)
+            self.inventory.update(ident, pid=pid, start=start_time(pid))
+        port = f"vlan{PROVIDER_VLAN}"
+        ovs.vsctl("--", "add-br", "br-vlan", "--", "set", "Bridge", "br-vlan",
+                  "datapath_type=netdev", "--", "add-port", "br-vlan", "eth2",
+                  "--", "add-port", "br-vlan", port, f"tag={PROVIDER_VLAN}",
+                  "--", "set", "Interface", port, "type=internal")
+        netlink.tx_off(ext, port)
+        netlink.add_address(ext, port, f"{PROVIDER_VLAN_ROUTER}/{PROVIDER_VLAN_NET.prefixlen}")
+        netlink.set_link(ext, port)
 
     def _build_chassis(self, ch: Chassis) -> None:
         s, group = self.spec, f"chassis:{ch.name}"

@@ -12,10 +12,17 @@ from dataclasses import asdict, dataclass
 UNDERLAY = ipaddress.ip_network("198.18.0.0/24")
 PROVIDER = ipaddress.ip_network("203.0.113.0/24")
 INTERNET = ipaddress.ip_network("198.19.0.0/24")
+# a VLAN on the provider segment (physnet1), with the upstream router on it (an access
+# port of a small OVS switch in its namespace: the kernel here has no 802.1Q module),
+# for VLAN provider networks to reach; built when the spec asks for ``vlan_upstream``
+PROVIDER_VLAN = 100
+PROVIDER_VLAN_NET = ipaddress.ip_network("198.51.100.0/24")
+PROVIDER_VLAN_ROUTER = ipaddress.ip_address("198.51.100.1")
 UPSTREAM_ROUTER = ipaddress.ip_address("203.0.113.1")
 INTERNET_ROUTER = ipaddress.ip_address("198.19.0.1")
 INTERNET_HOST = ipaddress.ip_address("198.19.0.10")
 PHYSNET = "physnet1"
+UNMAPPED_PHYSNET = "physnet2"   # the server knows it (flat); no chassis has a mapping for it
 MAX_CHASSIS = 200
 NAME_RE = re.compile(r"^[a-z0-9]{1,12}$")   # no "-": one lab's prefix never starts another's
 VM_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}$")
@@ -52,6 +59,7 @@ class LabSpec:
     gateways: int = 1
     store: str = "sqlite"
     agents: bool = True     # start a plexus-agent per chassis (False: plumbing only)
+    vlan_upstream: bool = False     # the upstream router also on VLAN 100 of physnet1
 
     def validate(self) -> "LabSpec":
         """Raise ``TopologyError`` unless the spec can be built."""
@@ -129,7 +137,8 @@ class LabSpec:
 
     def ranges(self) -> list[ipaddress.IPv4Network]:
         """Every address range the lab uses."""
-        return [UNDERLAY, PROVIDER, INTERNET]
+        return [UNDERLAY, PROVIDER, INTERNET] + ([PROVIDER_VLAN_NET] if self.vlan_upstream
+                                                 else [])
 
 
 def tap_name(port_id: str) -> str:

@@ -51,6 +51,8 @@ FLAG_FROM_TUNNEL = 0x1
 FLAG_FROM_EXTERNAL = 0x2
 OUTPORT_FLOOD = 0xFFFF          # outport value meaning "flood" (never a port key)
 OUTPORT_EXTERNAL = 0x10000      # outport value meaning "out of the external network's patch"
+                                # (on a bridged network: "not here, to the physical network")
+ROUTED = (0xFF00, 0xFF00)       # router register match: routed by some router (its zone)
 
 _L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
 _ARP = {"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"}
@@ -72,8 +74,10 @@ STAGES: tuple[Stage, ...] = (
           frozenset({"in_port", "vlan_vid"} | _TUN), ("port_security", "l3_input", "l2_lookup"),
           "in_port (VIF) or tunnel key → logical network and logical in-port registers; "
           "the patch port toward an external bridge (untagged for a flat network, its VLAN "
-          "popped for a VLAN network) and the external network's key from a tunnel → the "
-          "external network, on to l3_input; unknown in_ports are dropped",
+          "popped for a VLAN network) → the external network, or a local flat/VLAN network "
+          "bridged to that physical network, on to l3_input; the external network's key "
+          "from a tunnel → the external network, on to l3_input; unknown in_ports are "
+          "dropped",
           partitioned=True),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
@@ -138,7 +142,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
           frozenset(_L2 | _REGS), ("ingress_ct",),
           "destination MAC → logical out-port, on local networks and on networks a local "
-          "router routes to; broadcast and multicast flood (local networks only)",
+          "router routes to; broadcast and multicast flood (local networks only); unknown "
+          "unicast on a bridged flat/VLAN network goes to its physical network",
           partitioned=True),
     Stage("ingress_ct", 70, "plexus.pipeline.stages.ingress_ct",
           _CT_DISPATCH, ("ingress_acl", "output"),
@@ -157,7 +162,9 @@ STAGES: tuple[Stage, ...] = (
           "out-port → local VIF, or tunnel to the chassis hosting it (VNI = network); "
           "floods reach local ports and only the chassis that share the network; the "
           "external out-port leaves by the patch port toward the external bridge (VLAN "
-          "pushed for a VLAN network)",
+          "pushed for a VLAN network); a flat/VLAN network bridged here sends remote ports, "
+          "unknown unicast and floods from local ports out of that patch instead of tunnels "
+          "(routed frames with this chassis' own MAC), never back out what came from it",
           partitioned=True),
 )
 

@@ -4,7 +4,12 @@ with that chassis (or, for a network behind a router, one that chassis routes in
 The patch port toward an external bridge gives an external network (untagged frames
 for a flat network; the VLAN's frames, untagged here, for a VLAN network), and so does
 the external network's key from a tunnel of a chassis that shares a router with this
-one; both go on to l3_input. Anything else (a VIF bound to another chassis, an
+one; both go on to l3_input. A local flat or VLAN network bridged here to its physical
+network (``router.patch_of``: a patch toward it) is classified from that patch the same
+way (its VLAN popped), also on to l3_input, which hands what is not for a router to
+l2_lookup: frames from the other chassis and the physical hosts of that network reach
+the local ports there (through their ingress security groups, with in-port 0 as from a
+tunnel). Anything else (a VIF bound to another chassis, an
 unknown VNI, tunnel or VLAN, a port that is administratively down) is dropped."""
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from plexus.pipeline.flows import Flow, PopVlan, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
 from plexus.pipeline.stages.common import default_flow, local_networks
 from plexus.pipeline.stages.router import (
-    external_networks, gateway, is_candidate, programmed, router_peers, tunnel_sources,
-    vlan_match,
+    external_networks, gateway, interfaces, is_candidate, patch_of, programmed,
+    router_peers, tunnel_sources, vlan_match,
 )
 from plexus.pipeline.view import View
 
@@ -31,13 +36,17 @@ def compile_classify(view: View) -> list[Flow]:
 
 
 def compile_classify_network(view: View) -> list[Flow]:
-    """Each local VIF → its network and port (per network)."""
+    """Each local VIF → its network and port (per network); on a network bridged to its
+    physical network, untagged frames only (as an access port)."""
     flows = []
     for port in view.local_ports():
         net = view.networks.get(port.network_id)
         if net is None:
             continue
         match = {"in_port": view.vif_ofports[port.id]}
+        if patch_of(view, net) is not None:
+            match["vlan_vid"] = 0       # bridged: a VM's own 802.1Q tag would reach
+                                        # another VLAN of the physical network
         cookie = f"port:{port.id}"
         if not port.admin_up:
             flows.append(Flow.make(STAGE, PRIO, match, cookie=cookie, note="admin down"))
@@ -52,11 +61,28 @@ def compile_classify_chassis(view: View) -> list[Flow]:
     """The default drop, tunnels (by VNI) and external networks."""
     flows = [default_flow(STAGE)]
     taken = set()
+    bridged = []
     for net in local_networks(view):
-        for chassis, ofport in tunnel_sources(view, net).items():
+        patch = patch_of(view, net)
+        if patch is not None:
+            bridged.append((net, patch))
+        for chassis, ofport in (tunnel_sources(view, net) if patch is None
+                                else routing_sources(view, net)).items():
             taken.add((ofport, net.key))
             flows.append(tunnel_flow(ofport, net.key, chassis, net.id))
-    return flows + external_flows(view, taken)
+    return flows + external_flows(view, taken, bridged)
+
+
+def routing_sources(view: View, net) -> dict[str, int]:
+    """Chassis whose tunnel may bring packets of a network bridged here: only those that
+    route into it through a programmed router (they may host no port on it); the
+    chassis sharing it send over the physical network. So the external network's key
+    from a router peer stays free for ``external_flows``."""
+    out: dict[str, int] = {}
+    for router, _ in programmed(view):
+        if any(i.network.id == net.id for i in interfaces(view, router)):
+            out.update(router_peers(view, router))
+    return dict(sorted(out.items()))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -80,16 +106,21 @@ def external_sources(view: View, router) -> dict[str, int]:
     return {c: o for c, o in peers.items() if c in gateways}
 
 
-def external_flows(view: View, taken: set) -> list[Flow]:
-    """The patch port of each external network, and its key from router peers."""
+def external_flows(view: View, taken: set, bridged: list = ()) -> list[Flow]:
+    """The patch port of each external network and bridged local network (one network
+    per patch and VLAN: the first by id), and the external key from router peers."""
     flows = []
     outside = [SetField("flags", FLAG_FROM_EXTERNAL), SetField("inport", 0)]
-    for net, patch in external_networks(view):
-        tag = vlan_match(net)
+    ways: dict[tuple[int, int], object] = {}
+    for net, patch in sorted([*external_networks(view), *bridged], key=lambda n: n[0].id):
+        ways.setdefault((patch, vlan_match(net)), net)
+    external = {net.id for net, _ in external_networks(view)}
+    for (patch, tag), net in sorted(ways.items(), key=lambda w: w[1].id):
+        what = "external network" if net.id in external else "bridged network"
         flows.append(Flow.make(STAGE, PRIO, {"in_port": patch, "vlan_vid": tag},
                                ([PopVlan()] if tag else []) + [SetField("net", net.key)]
                                + outside, goto="l3_input", cookie=f"network:{net.id}",
-                               note=f"external network {net.id} from its bridge"))
+                               note=f"{what} {net.id} from its bridge"))
     sources: dict[tuple[int, int], tuple[str, str]] = {}
     for router, _ in programmed(view):
         gw = gateway(view, router)

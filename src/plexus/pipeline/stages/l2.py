@@ -1,22 +1,26 @@
 """l2_lookup: destination MAC → logical out-port, for every port of each local network
 (local or remote: every MAC is known in advance), and of each network a local router
 routes to (``router.routed_networks``: unicast only, a routed packet is never a flood);
-broadcast and multicast flood. Unknown unicast is dropped."""
+broadcast and multicast flood. Unknown unicast is dropped, except on a flat or VLAN
+network bridged here to its physical network (``router.patch_of``), where it goes to
+the physical network (out-port ``OUTPORT_EXTERNAL``): the upstream routers and hosts
+there are not in the model."""
 
 from __future__ import annotations
 
 import functools
 
 from plexus.pipeline.flows import Flow, SetField
-from plexus.pipeline.registry import OUTPORT_FLOOD
+from plexus.pipeline.registry import OUTPORT_EXTERNAL, OUTPORT_FLOOD
 from plexus.pipeline.stages.common import GROUP_MACS, default_flow, local_networks
-from plexus.pipeline.stages.router import routed_networks
+from plexus.pipeline.stages.router import patch_of, routed_networks
 from plexus.pipeline.view import View
 
 STAGE = "l2_lookup"
 NEXT = "ingress_ct"
 PRIO_PORT = 50
 PRIO_FLOOD = 40
+PRIO_PHYSICAL = 1       # unknown unicast on a bridged network
 
 
 def compile_l2_lookup(view: View) -> list[Flow]:
@@ -32,6 +36,11 @@ def compile_l2_lookup_network(view: View) -> list[Flow]:
         flows.append(Flow.make(STAGE, PRIO_FLOOD, {"net": net.key, "eth_dst": GROUP_MACS},
                                [SetField("outport", OUTPORT_FLOOD)], goto=NEXT,
                                cookie=f"network:{net.id}"))
+        if patch_of(view, net) is not None:
+            flows.append(Flow.make(STAGE, PRIO_PHYSICAL, {"net": net.key},
+                                   [SetField("outport", OUTPORT_EXTERNAL)], goto=NEXT,
+                                   cookie=f"network:{net.id}",
+                                   note="unknown: on the physical network"))
         flows += mac_flows(view, net)
     return flows
 

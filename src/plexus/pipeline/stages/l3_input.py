@@ -18,7 +18,9 @@ From an external network (``flags`` says patch port or a peer's tunnel):
 - To an internal subnet of a router without SNAT (active gateway): routed as is.
 - Portless packets a chassis sends the router's active gateway (from a tunnel, source
   MAC the gateway port's) go on to l3_snat to be SNATed here.
-- Everything else from outside drops.
+- Everything else from outside drops, except from the patch on an external network
+  bridged here (it has a local port: a VM on the external network), where it goes on
+  to l2_lookup and the local ports.
 Other packets go on to l2_lookup."""
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow, local_
 from plexus.pipeline.stages.router import (
     PORT_FIELDS, Gateway, arp_answer, arp_request, back_out, blocks, echo_answer,
     echo_request, external_networks, gateway, interfaces, is_active, is_candidate, local_fips,
-    programmed,
+    patch_of, programmed,
 )
 from plexus.pipeline.view import RouterView, View
 
@@ -44,6 +46,7 @@ PRIO_GATEWAY = 70       # anything else to a gateway address: unNAT
 PRIO_NO_SNAT = 60       # to an internal subnet of a router without SNAT
 PRIO_ROUTE = 50         # from a VM to a router MAC; a peer's SNAT request
 PRIO_NOT_IP = 40        # not IPv4 to a router MAC
+PRIO_BRIDGED = 11       # anything else from the patch, on an external network bridged here
 PRIO_OUTSIDE = 10       # anything else from outside
 
 FROM_PATCH = FLAG_FROM_EXTERNAL                       # exact flags of a patch packet
@@ -59,7 +62,12 @@ def compile_l3_input(view: View) -> list[Flow]:
         gw = gateway(view, router)
         if gw is not None:
             flows += external_flows(view, router, zone, gw)
+    local = {n.id for n in local_networks(view)}
     for net, _ in external_networks(view):
+        if net.id in local and patch_of(view, net) is not None:
+            flows.append(Flow.make(STAGE, PRIO_BRIDGED, {"net": net.key, "flags": FROM_PATCH},
+                                   goto="l2_lookup", cookie=f"network:{net.id}",
+                                   note="from the physical network: on to the local ports"))
         flows.append(Flow.make(STAGE, PRIO_OUTSIDE,
                                {"net": net.key, "flags": (FLAG_FROM_EXTERNAL,
                                                           FLAG_FROM_EXTERNAL)},

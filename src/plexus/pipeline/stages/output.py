@@ -4,20 +4,38 @@ A flood reaches every local port of the network (OVS skips the in_port) and, unl
 it came by tunnel, each chassis that shares the network. A network a local router routes
 to (no local port) has its remote ports only. The external out-port of an external
 network leaves by the patch port toward its bridge (tagged for a VLAN network).
-Everything else is dropped."""
+
+A flat or VLAN network with a local port is *bridged* when this chassis has a patch port
+toward its physical network (``router.patch_of``): its remote ports, its unknown unicast
+and its floods from local ports leave by that patch (VLAN pushed), never by tunnels; the
+physical network carries them to the other chassis. A frame that came from the physical
+network or a tunnel never goes back out to it. A routed frame leaves with this chassis'
+own MAC as source (``chassis_mac``), so the physical switches never see a router port's
+MAC from several chassis (OVN's ovn-chassis-mac-mappings). Everything else is dropped."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 from plexus.pipeline.flows import Flow, Output, SetField
-from plexus.pipeline.registry import FLAG_FROM_TUNNEL, OUTPORT_EXTERNAL, OUTPORT_FLOOD
+from plexus.pipeline.registry import (
+    FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL, OUTPORT_EXTERNAL, OUTPORT_FLOOD, ROUTED,
+)
 from plexus.pipeline.stages.common import default_flow, local_networks, local_ports, peers
-from plexus.pipeline.stages.router import external_networks, routed_networks, vlan_push
+from plexus.pipeline.stages.router import (
+    external_networks, patch_of, routed_networks, vlan_push,
+)
 from plexus.pipeline.view import NetworkView, View
 
 STAGE = "output"
 PRIO = 50
+PRIO_BRIDGED_FLOOD = 49     # a flood that came from the physical network or a tunnel
+PRIO_ROUTED_OUT = 11        # bridged network: a routed frame to the physical network
+PRIO_BRIDGED_OUT = 10       # bridged network: anything else from a VIF
 FROM_VIF = (0, FLAG_FROM_TUNNEL)
 FROM_TUNNEL = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
+FROM_INSIDE = (0, FLAG_FROM_TUNNEL | FLAG_FROM_EXTERNAL)   # neither tunnel nor patch
 
 
 def compile_output(view: View) -> list[Flow]:
@@ -43,8 +61,18 @@ def compile_output_chassis(view: View) -> list[Flow]:
     return flows
 
 
+def chassis_mac(chassis: str) -> str:
+    """The source MAC of frames this chassis routes onto a bridged network: locally
+    administered, unicast (first octet 0x0a), the rest a hash of the chassis name."""
+    digest = hashlib.blake2b(f"chassis-mac/{chassis}".encode(), digest_size=5).digest()
+    return "0a:" + ":".join(f"{b:02x}" for b in digest)
+
+
 def network_flows(view: View, net: NetworkView) -> list[Flow]:
     """The output flows of one local network."""
+    patch = patch_of(view, net)
+    if patch is not None:
+        return bridged_flows(view, net, patch)
     tunnels = peers(view, net.id)
     vifs = []
     flows = []
@@ -70,3 +98,34 @@ def remote_flows(view: View, net: NetworkView) -> list[Flow]:
                       [SetField("tunnel_id", net.key), Output(tunnels[port.chassis])],
                       cookie=f"port:{port.id}", note=f"on {port.chassis}")
             for port in view.ports_on(net.id) if port.chassis in tunnels]
+
+
+def bridged_flows(view: View, net: NetworkView, patch: int) -> list[Flow]:
+    """The output flows of a local network bridged to its physical network here."""
+    vifs = [Output(view.vif_ofports[p.id]) for p in local_ports(view)
+            if p.network_id == net.id]
+    flows = [Flow.make(STAGE, PRIO, {"net": net.key, "outport": p.key},
+                       [Output(view.vif_ofports[p.id])], cookie=f"port:{p.id}")
+             for p in local_ports(view) if p.network_id == net.id]
+    return flows + list(physical_flows(net.key, net.id, patch, tuple(vlan_push(net)),
+                                       tuple(vifs), chassis_mac(view.chassis)))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def physical_flows(key: int, network_id: str, patch: int, tag: tuple, vifs: tuple,
+                   mac: str) -> tuple[Flow, ...]:
+    """A bridged network's floods and its way out to the physical network (by value)."""
+    cookie = f"network:{network_id}"
+    flood = {"net": key, "outport": OUTPORT_FLOOD}
+    out = [*tag, Output(patch)]
+    return (
+        Flow.make(STAGE, PRIO, {**flood, "flags": FROM_INSIDE}, [*vifs, *out], cookie=cookie,
+                  note="flood: local ports and the physical network"),
+        Flow.make(STAGE, PRIO_BRIDGED_FLOOD, flood, list(vifs), cookie=cookie,
+                  note="flood from the physical network or a tunnel: local ports"),
+        Flow.make(STAGE, PRIO_ROUTED_OUT, {"net": key, "flags": FROM_VIF, "router": ROUTED},
+                  [SetField("eth_src", mac), *out], cookie=cookie,
+                  note="routed: this chassis' MAC, to the physical network"),
+        Flow.make(STAGE, PRIO_BRIDGED_OUT, {"net": key, "flags": FROM_INSIDE}, out,
+                  cookie=cookie, note="not here: to the physical network"),
+    )
