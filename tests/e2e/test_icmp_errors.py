@@ -127,6 +127,16 @@ def test_df_packet_toward_a_floating_ip_gets_frag_needed_from_outside(lab, float
     assert "mtu 1450" in route, route
 
 
+def test_ttl_expiring_at_the_router_from_outside_is_time_exceeded_from_its_gateway(
+        lab, routed, floating):
+    gateway = next(ip["ip_address"] for ip in lab.api.network.get_router(
+        routed["router"].id).external_gateway_info["external_fixed_ips"])
+    # inet → ext (TTL 2 → 1) → the router: expired there
+    out = ping(lab.node("inet"), "-t", "2", floating)
+    assert f"From {gateway} icmp_seq=1 Time to live exceeded" in out, out
+    assert "bytes from " + floating in ping(lab.node("inet"), "-t", "3", floating)
+
+
 FLOOD = r"""
 import json, socket, sys, time
 dst, count = sys.argv[1], int(sys.argv[2])

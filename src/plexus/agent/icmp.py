@@ -71,14 +71,18 @@ class Bucket:
     tokens: float = -1.0
     stamp: float = 0.0
 
-    def take(self, now: float | None = None) -> bool:
-        """Take a token if there is one."""
+    def ready(self, now: float | None = None) -> bool:
+        """Whether a token is there (refilled up to ``now``; none is taken)."""
         now = time.monotonic() if now is None else now
         if self.tokens < 0:
             self.tokens, self.stamp = self.burst, now
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
+        return self.tokens >= 1
+
+    def take(self, now: float | None = None) -> bool:
+        """Take a token if there is one."""
+        if self.ready(now):
             self.tokens -= 1
             return True
         return False
@@ -215,6 +219,9 @@ class IcmpErrors:
                vif_ports: dict[int, str], now: float | None = None) -> Error | None:
         if view is None:
             self.counts.ignored += 1
+            return None
+        if not self.bucket.ready(now):      # refused before any parsing: a flood is cheap
+            self.counts.limited += 1
             return None
         result = answer(kind, data, fields, in_port, view, vif_ports)
         if isinstance(result, str):
