@@ -131,6 +131,16 @@ def test_too_big_toward_a_floating_ip_answers_outside_from_the_gateway_quoting_t
     assert (head.dst, head.ttl) == ("203.0.113.101", 60)       # DNAT and TTL undone
 
 
+def test_no_error_for_a_reply_unnated_from_the_gateway_address():
+    """A too-big reply to SNAT from outside, unNATed to a VM without a floating IP: its
+    original destination port is only in conntrack, so no error (docs/routing.md)."""
+    pkt = inbound("10.1.0.12", mac("r1-gw"), sport=80, dport=40000, pkt_len=1600)
+    pkt = {**pkt, "reg4": 0xFF54, "reg5": 2, "metadata": 0x65}
+    data = frame({**pkt, "eth_dst": UPSTREAM["203.0.113.1"]}, size=1586)
+    assert errors.answer("too-big", data, fields_of(pkt), PATCH, view("hv1"), {}) == \
+        "un-NATed from the gateway address"
+
+
 def test_no_error_about_an_icmp_error_a_fragment_or_from_a_tunnel():
     base = routed("a-vm2", "10.2.0.11", nw_ttl=1)
     _, why = answer("hv1", {**base, "ip_proto": 1, "icmpv4_type": 3, "icmpv4_code": 1})

@@ -21,9 +21,11 @@ ARP and ping answers do: to a VM out of its VIF (Ethernet from the router port's
 the VM's), to the outside out of the patch port (from the floating IP's MAC, or this
 chassis' own SNAT MAC for the router, never the gateway port's — that MAC belongs to
 the active gateway — to the MAC of the next hop back to the sender). Nothing is sent for
-an ICMP error, a non-first fragment, a broadcast or multicast, or a packet from a
-tunnel (routing happens where a packet enters; the exceptions are port-block replies,
-whose NAT the agent cannot undo).
+an ICMP error, a non-first fragment, a broadcast or multicast, a packet from a tunnel
+(routing happens where a packet enters; the exceptions are port-block replies), or one
+from outside that was un-NATed from the router's gateway address (a reply to SNAT:
+its original destination port is only in conntrack, so the quote could not match the
+sender's socket).
 
 Rate: one token bucket per chassis (``rate`` errors a second, ``burst`` at once); what
 it refuses is counted, never queued. Pure apart from the bucket's clock."""
@@ -188,6 +190,8 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
         if gw is None or gw.patch != in_port:
             return "not from this router's patch port"
         fip = next((f for f in local_fips(view, router, gw) if f.fixed_ip == dst), None)
+        if fip is None and router.enable_snat:
+            return "un-NATed from the gateway address"      # its original is in conntrack
         back = view.external_macs.get(src) if contains(gw.subnet.cidr, src) else None
         back = back or view.external_macs.get(gw.nexthop or "")
         if back is None:
