@@ -137,6 +137,19 @@ def test_ttl_expiring_at_the_router_from_outside_is_time_exceeded_from_its_gatew
     assert "bytes from " + floating in ping(lab.node("inet"), "-t", "3", floating)
 
 
+def test_traceroute_through_snat_shows_the_router_then_the_upstream(lab, routed, floating):
+    """Hop by hop, as traceroute -I probes: TTL 1 expires at the router (its interface
+    on b's subnet), TTL 2 at the upstream router, whose error comes back through the
+    active gateway's SNAT (b is on c2, the gateway c1)."""
+    b = lab.vm("icmp-b")
+    inet = "198.19.0.10"
+    out = ping(b, "-t", "1", inet)
+    assert "From 10.71.2.1 icmp_seq=1 Time to live exceeded" in out, out
+    out = ping(b, "-t", "2", inet)
+    assert "From 203.0.113.1 icmp_seq=1 Time to live exceeded" in out, out
+    assert "bytes from " + inet in ping(b, "-t", "3", inet)
+
+
 FLOOD = r"""
 import json, socket, sys, time
 dst, count = sys.argv[1], int(sys.argv[2])

@@ -6,6 +6,7 @@ quoted header as the sender sent it."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import struct
 
@@ -14,11 +15,15 @@ from os_ken.lib.packet import ethernet, icmp, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from plexus.agent import icmp as errors
+from plexus.agent.ovs import PacketIn
 from plexus.lower.openflow import check_pkt_larger
 from plexus.pipeline.flows import CheckPktLarger
+from plexus.pipeline.stages.router import programmed
 from plexus.pipeline.compile import compile_view
 from plexus.tools.evaluator import Pipeline
 from tests.golden.l3_reference import PATCH, UPSTREAM, VIF_OFPORTS, ip, mac, view
+from tests.unit.test_agent import FakeSwitch, Running, settle, until
+from tests.unit.test_agent_l3 import L3Server, make_agent, wire_model
 from tests.unit.test_l3 import ROUTER_MAC, inbound, routed
 
 
@@ -196,3 +201,26 @@ def test_only_addresses_no_port_holds_go_to_the_agent(dst):
     result = Pipeline(compile_view(view("hv1"))).run(routed("a-vm2", dst))
     assert bool(result.controller) == (dst == "10.2.0.77"), result.explain()
     assert bool(result.outputs) == (dst != "10.2.0.77")
+
+
+def test_the_agent_answers_an_invalid_ttl_packet_in_out_of_its_in_port():
+    """The dispatch: an OFPR_INVALID_TTL packet-in (dec_ttl's, no userdata) with the
+    pipeline's registers becomes a time exceeded sent out of the in-port, counted."""
+    async def go():
+        server, switch = L3Server(wire_model()), FakeSwitch()
+        switch.plug("tap2", "a-vm2", 2)
+        async with Running(make_agent(server, switch)) as agent:
+            await until(lambda: agent.view is not None and "a-vm2" in agent.view.vif_ofports)
+            await settle(agent)
+            zone = dict((r.id, z) for r, z in programmed(agent.view))["r1"]
+            pkt = routed("a-vm2", "10.2.0.11", nw_ttl=1)
+            before = len(switch.sent)
+            switch.on_packet_in(PacketIn("", 2, 0, 47, frame(pkt), ofp.OFPR_INVALID_TTL,
+                                         {"in_port": 2, "metadata": 0x65, "reg4": zone,
+                                          "reg6": 12}))
+            assert len(switch.sent) == before + 1
+            port, data = switch.sent[-1]
+            _, ip4, msg = decode(errors.Error("ttl", port, data))
+            assert port == 2 and (ip4.src, msg.type) == ("10.1.0.1", 11)
+            assert agent.counters.icmp_errors == 1
+    asyncio.run(go())
