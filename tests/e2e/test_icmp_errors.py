@@ -1,9 +1,10 @@
 """ICMP errors from routers (issue 12, item 5), end to end on a 2-chassis lab (c1 the
 gateway): a TTL-1 packet across a router gets "time exceeded" from the router's
 interface address; a DF packet larger than the next network's MTU gets "fragmentation
-needed" with that MTU — VM to VM where the path shrinks (and the sender's path MTU cache
-then carries a TCP transfer with big segments) and from the internet host toward a
-floating IP; a ping to an address of a router subnet that no port holds gets "host
+needed" with that MTU — VM to VM where the path shrinks and from the internet host toward
+a floating IP, and in both cases the sender's path MTU cache then carries a TCP
+transfer whose receiver advertises a larger MSS than the path carries; hop-by-hop
+probes through SNAT show the router, then the upstream; a ping to an address of a router subnet that no port holds gets "host
 unreachable"; a flood of TTL-1 packets is answered at most at the documented rate.
 On main every one of these was silently dropped."""
 
@@ -125,6 +126,22 @@ def test_df_packet_toward_a_floating_ip_gets_frag_needed_from_outside(lab, float
     assert "From 203.0.113." in out, out          # the router's gateway address
     route = inet.exec("ip", "route", "get", floating).stdout
     assert "mtu 1450" in route, route
+
+
+def test_tcp_from_outside_with_segments_above_the_floating_ip_path_completes(lab, floating):
+    """a advertises an MSS for 1500 (its link says so) while its network carries 1450:
+    inet's kernel must take the MTU from the router's error, which quotes the floating
+    IP (not a's fixed IP) so that it finds the connection."""
+    a = lab.vm("icmp-a")
+    a.exec("ip", "link", "set", "eth0", "mtu", "1500")
+    try:
+        a.tcp_server(5702)
+        inet = lab.node("inet")
+        inet.exec("ip", "route", "flush", "cache")
+        result = inet.tcp_client(floating, 5702, size=1 << 20, timeout=20)
+        assert result["ok"], result
+    finally:
+        a.exec("ip", "link", "set", "eth0", "mtu", "1450")
 
 
 def test_ttl_expiring_at_the_router_from_outside_is_time_exceeded_from_its_gateway(
