@@ -43,7 +43,7 @@ def per_error_us(kind: str, n: int, rate: float, burst: float) -> float:
                          **kw), fields_of(at)
     runs = []
     for _ in range(5):
-        gen = icmp.IcmpErrors(rate, burst)
+        gen = icmp.IcmpErrors(rate, burst, rate, burst)
         started = time.perf_counter()
         for _ in range(n):
             gen.handle(kind, data, fields, pkt["in_port"], chassis_view, vifs)
@@ -51,17 +51,19 @@ def per_error_us(kind: str, n: int, rate: float, burst: float) -> float:
     return statistics.median(runs)
 
 
-def flood(rate_in: float, seconds: float) -> tuple[int, int]:
-    """(sent, refused) by the default bucket for TTL-1 packet-ins arriving at
-    ``rate_in`` a second for ``seconds`` (virtual clock)."""
+def flood(rate_in: float, seconds: float, senders: int) -> tuple[int, int]:
+    """(sent, refused) by the default buckets for TTL-1 packet-ins arriving at
+    ``rate_in`` a second for ``seconds`` (virtual clock), from ``senders`` addresses of
+    a-vm2's subnet in turn."""
     pkt, _ = CASES["ttl"]
     _, at = punted("hv1", pkt)
     chassis_view = view("hv1")
     vifs = {o: p for p, o in VIF_OFPORTS["hv1"].items()}
-    data, fields = frame(pkt), fields_of(at)
+    base, fields = frame(pkt), fields_of(at)
+    frames = [base[:29] + bytes([20 + i]) + base[30:] for i in range(senders)]
     gen = icmp.IcmpErrors()
     for i in range(int(rate_in * seconds)):
-        gen.handle("ttl", data, fields, pkt["in_port"], chassis_view, vifs,
+        gen.handle("ttl", frames[i % senders], fields, pkt["in_port"], chassis_view, vifs,
                    now=i / rate_in)
     return gen.counts.sent["ttl"], gen.counts.limited
 
@@ -78,9 +80,11 @@ def main() -> None:
                      f"{per_error_us(kind, args.errors, 1e12, 1e12):.1f}"))
     rows.append(("agent time per refused packet-in (µs)",
                  f"{per_error_us('ttl', args.errors, 0.0, 0.0):.2f}"))
-    sent, refused = flood(args.flood_rate, args.seconds)
-    rows.append((f"flood {args.flood_rate:g}/s for {args.seconds:g} s: sent / refused",
-                 f"{sent} / {refused} (bound: burst 100 + 100/s × {args.seconds:g} s)"))
+    for senders, bound in ((1, "10 + 10/s × t, one sender"),
+                           (200, "100 + 100/s × t, the chassis")):
+        sent, refused = flood(args.flood_rate, args.seconds, senders)
+        rows.append((f"flood {args.flood_rate:g}/s, {args.seconds:g} s, {senders} sender(s): "
+                     "sent / refused", f"{sent} / {refused} (bound {bound})"))
     hv1 = view("hv1")
     subnets = {i.subnet.id for r, _ in programmed(hv1) for i in interfaces(hv1, r)}
     punts = [f for f in compile_view(hv1) if f.stage == "l3_neighbor"

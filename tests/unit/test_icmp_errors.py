@@ -57,7 +57,21 @@ def fields_of(pkt: dict) -> dict:
             if isinstance(pkt.get(k), int)}
 
 
+def ones_sum(data: bytes) -> int:
+    """The Internet checksum's ones' complement sum: 0xFFFF over data whose checksum holds."""
+    data += bytes(len(data) % 2)
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
 def decode(err: errors.Error):
+    """The error's Ethernet, IPv4 and ICMP headers (os-ken's decoding), after checking
+    both checksums and the lengths."""
+    ip_len = struct.unpack_from("!H", err.frame, 16)[0]
+    assert len(err.frame) == 14 + ip_len
+    assert ones_sum(err.frame[14:34]) == 0xFFFF and ones_sum(err.frame[34:]) == 0xFFFF
     p = packet.Packet(err.frame)
     return p.get_protocol(ethernet.ethernet), p.get_protocol(ipv4.ipv4), \
         p.get_protocol(icmp.icmp)
@@ -174,7 +188,7 @@ def test_quote_restores_ttl_and_destination_with_a_valid_checksum():
 
 
 def test_rate_limit_is_a_token_bucket_per_chassis():
-    gen = errors.IcmpErrors(rate=10, burst=5)
+    gen = errors.IcmpErrors(rate=10, burst=5, per_source=1000, source_burst=1000)
     pkt = routed("a-vm2", "10.2.0.11", nw_ttl=1)
     _, at = punted("hv1", pkt)
     vifs = {o: p for p, o in VIF_OFPORTS["hv1"].items()}
@@ -185,6 +199,32 @@ def test_rate_limit_is_a_token_bucket_per_chassis():
                         now=101.0) for _ in range(20)]
     assert sum(e is not None for e in later) == 5           # 10 a second, capped at 5
     assert gen.counts.sent["ttl"] == 10
+
+
+def test_one_flooding_sender_does_not_use_up_the_chassis_errors():
+    gen = errors.IcmpErrors(rate=100, burst=100, per_source=2, source_burst=3)
+    vifs = {o: p for p, o in VIF_OFPORTS["hv1"].items()}
+    flooder = routed("a-vm2", "10.2.0.11", nw_ttl=1)
+    other = routed("a-vm1", "10.2.0.11", nw_ttl=1)
+    _, at = punted("hv1", flooder)
+    _, at_other = punted("hv1", other)
+    flood = [gen.handle("ttl", frame(flooder), fields_of(at), flooder["in_port"],
+                        view("hv1"), vifs, now=5.0) for _ in range(50)]
+    assert sum(e is not None for e in flood) == 3                 # its own burst
+    assert gen.handle("ttl", frame(other), fields_of(at_other), other["in_port"],
+                      view("hv1"), vifs, now=5.0) is not None     # the others still get one
+    again = [gen.handle("ttl", frame(flooder), fields_of(at), flooder["in_port"],
+                        view("hv1"), vifs, now=6.0) for _ in range(50)]
+    assert sum(e is not None for e in again) == 2                 # 2 a second
+    assert len(gen.sources) == 2
+
+
+def test_the_senders_remembered_are_bounded():
+    gen = errors.IcmpErrors()
+    gen.SOURCES = 8
+    for i in range(20):
+        gen._source(bytes(26) + bytes([10, 0, 0, i]))
+    assert len(gen.sources) == 8 and bytes([10, 0, 0, 19]) in gen.sources
 
 
 def test_check_pkt_larger_lowers_to_ovs_nx_action_bytes():

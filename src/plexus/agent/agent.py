@@ -77,6 +77,8 @@ class AgentConfig:
     timing: Timing = field(default_factory=Timing)
     icmp_error_rate: float = 100.0      # ICMP errors a second this chassis' routers send
     icmp_error_burst: float = 100.0     # ... at most at once
+    icmp_source_rate: float = 10.0      # ... to any one sender a second
+    icmp_source_burst: float = 10.0     # ... to any one sender at once
 
 
 @dataclass
@@ -148,7 +150,8 @@ class Agent(StatusReports, RoutingDuties):
         self._announced: set[tuple[int, str, str]] = set()
         self._snat_dirty = asyncio.Event()
         self._router_zones: dict[str, int] = {}
-        self.icmp = icmp.IcmpErrors(config.icmp_error_rate, config.icmp_error_burst)
+        self.icmp = icmp.IcmpErrors(config.icmp_error_rate, config.icmp_error_burst,
+                                    config.icmp_source_rate, config.icmp_source_burst)
         self._icmp_said = 0.0
 
     # --- life cycle --------------------------------------------------------------------
@@ -503,10 +506,11 @@ class Agent(StatusReports, RoutingDuties):
             now = time.monotonic()
             if now - self._icmp_said >= 10:
                 self._icmp_said = now
-                LOG.warning("ICMP errors rate-limited (%g/s, burst %g): %d sent, %d "
-                            "suppressed so far", self.config.icmp_error_rate,
-                            self.config.icmp_error_burst, self.counters.icmp_errors,
-                            self.counters.icmp_limited)
+                c = self.config
+                LOG.warning("ICMP errors rate-limited (%g/s, burst %g; per sender %g/s, "
+                            "burst %g): %d sent, %d suppressed so far", c.icmp_error_rate,
+                            c.icmp_error_burst, c.icmp_source_rate, c.icmp_source_burst,
+                            self.counters.icmp_errors, self.counters.icmp_limited)
 
 
 def _event_id(event) -> str:
