@@ -1,13 +1,14 @@
 """ICMP errors from routers (issue 12, item 5), end to end on a 2-chassis lab (c1 the
 gateway): a TTL-1 packet across a router gets "time exceeded" from the router's
-interface address; a DF packet larger than the next network's MTU gets "fragmentation
-needed" with that MTU — VM to VM where the path shrinks and from the internet host toward
-a floating IP, and in both cases the sender's path MTU cache then carries a TCP
-transfer whose receiver advertises a larger MSS than the path carries; hop-by-hop
-probes through SNAT show the router, then the upstream; a ping to an address of a router subnet that no port holds gets "host
+interface address (from outside: from its gateway address); a DF packet larger than the
+next network's MTU gets "fragmentation needed" with that MTU — VM to VM where the path
+shrinks and from the internet host toward a floating IP — and in both cases the
+sender's path MTU cache then carries a TCP transfer whose receiver advertises a larger
+MSS than the path carries; hop-by-hop probes through SNAT show the router, then the
+upstream; a ping to an address of a router subnet that no port holds gets "host
 unreachable"; a flood of TTL-1 packets from one VM is answered at most at the documented
-per-sender rate, and another VM still gets its errors meanwhile.
-On main every one of these was silently dropped."""
+per-sender rate, and another VM still gets its errors meanwhile. On main every one of
+these was silently dropped."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ the store to the flows.
 
 DHCP packet-ins are answered from the latest view, and so are the routed packets the
 pipeline punts for ICMP errors (time exceeded, fragmentation needed, host unreachable:
-``agent.icmp``, rate-limited per chassis). Everything the agent did not expect
+``agent.icmp``, rate-limited per chassis and per sender). Everything the agent did not expect
 (malformed events and objects, stray VIFs, ports on unknown chassis) is logged once."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class Counters:
     stages_recompiled: int = 0
     stages_reused: int = 0
     icmp_errors: int = 0            # ICMP errors sent (agent.icmp; by kind in self.icmp)
-    icmp_limited: int = 0           # ... refused by the per-chassis rate limit
+    icmp_limited: int = 0           # ... refused by the rate limits (chassis, sender)
 
 
 class Agent(StatusReports, RoutingDuties):
@@ -491,7 +491,6 @@ class Agent(StatusReports, RoutingDuties):
             return
         self.switch.packet_out(pin.in_port, reply)
         self.counters.dhcp_replies += 1
-
 
     def _icmp_error(self, kind: str, pin: PacketIn) -> None:
         """Answer a routed packet with an ICMP error (``agent.icmp``), within the rate."""

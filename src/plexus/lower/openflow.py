@@ -13,8 +13,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.pipeline.flows import (
-    FIELD_BITS, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Nat, Output, PopVlan,
-    PushVlan, SetField, ovs_field,
+    FIELD_BITS, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Nat,
+    Output, PopVlan, PushVlan, SetField, ovs_field,
 )
 from plexus.pipeline.registry import REGISTERS, table_of
 

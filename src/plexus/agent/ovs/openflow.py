@@ -2,8 +2,8 @@
 os-ken's codec (no os-ken application framework): hello and features, echo, the async
 configuration that lets this service connection receive packet-ins (NXT_PACKET_IN2,
 which carries the ``Controller`` action's userdata and the pipeline's registers; the
-reasons asked for: action, and invalid TTL, which dec_ttl sends), flow statistics, atomic bundles,
-packet-out and barrier. Replies are matched to requests by xid."""
+reasons asked for: action, and invalid TTL, which dec_ttl sends), flow statistics,
+atomic bundles, packet-out and barrier. Replies are matched to requests by xid."""
 
 from __future__ import annotations
 

@@ -31,7 +31,9 @@ UNREACHABLE = "icmp:unreachable"
 
 def compile_l3_neighbor(view: View) -> list[Flow]:
     """One flow per port address of each routed-to internal network, and per resolved
-    address on each external network of a programmed router."""
+    address on each external network of a programmed router; to the agent: one flow for
+    packets too big for their next network (when any router is programmed), and one per
+    router subnet for its addresses no port holds."""
     flows = [default_flow(STAGE)]
     internal, external, subnets = {}, {}, {}
     for router, _ in programmed(view):
