@@ -31,7 +31,9 @@ chassis: ``agent.liveness``), the bridge mappings and br-int's patch ports towar
 ``AgentConfig.timing`` (``agent.timing``). docs/architecture.md follows an event from
 the store to the flows.
 
-DHCP packet-ins are answered from the latest view. Everything the agent did not expect
+DHCP packet-ins are answered from the latest view, and so are the routed packets the
+pipeline punts for ICMP errors (time exceeded, fragmentation needed, host unreachable:
+``agent.icmp``, rate-limited per chassis and per sender). Everything the agent did not expect
 (malformed events and objects, stray VIFs, ports on unknown chassis) is logged once."""
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from plexus.agent import l3, relevant
+from plexus.agent import icmp, l3, relevant
 from plexus.agent import view as views
 from plexus.agent.external import Resolver
 from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
@@ -73,6 +75,10 @@ class AgentConfig:
     gateway: bool = False
     ttl: float = 10.0
     timing: Timing = field(default_factory=Timing)
+    icmp_error_rate: float = 100.0      # ICMP errors a second this chassis' routers send
+    icmp_error_burst: float = 100.0     # ... at most at once
+    icmp_source_rate: float = 10.0      # ... to any one sender a second
+    icmp_source_burst: float = 10.0     # ... to any one sender at once
 
 
 @dataclass
@@ -99,6 +105,8 @@ class Counters:
     irrelevant: int = 0             # ... of which concerned nothing this chassis has
     stages_recompiled: int = 0
     stages_reused: int = 0
+    icmp_errors: int = 0            # ICMP errors sent (agent.icmp; by kind in self.icmp)
+    icmp_limited: int = 0           # ... refused by the rate limits (chassis, sender)
 
 
 class Agent(StatusReports, RoutingDuties):
@@ -142,6 +150,9 @@ class Agent(StatusReports, RoutingDuties):
         self._announced: set[tuple[int, str, str]] = set()
         self._snat_dirty = asyncio.Event()
         self._router_zones: dict[str, int] = {}
+        self.icmp = icmp.IcmpErrors(config.icmp_error_rate, config.icmp_error_burst,
+                                    config.icmp_source_rate, config.icmp_source_burst)
+        self._icmp_said = 0.0
 
     # --- life cycle --------------------------------------------------------------------
     async def run(self) -> None:
@@ -461,6 +472,10 @@ class Agent(StatusReports, RoutingDuties):
 
     # --- packet-in ---------------------------------------------------------------------
     def _on_packet_in(self, pin: PacketIn) -> None:
+        kind = icmp.kind_of(pin.userdata, pin.reason)
+        if kind is not None:
+            self._icmp_error(kind, pin)
+            return
         if pin.userdata == "arp":
             if self.resolver.learn(pin.data):
                 LOG.info("external next hops resolved: %s", self.resolver.macs)
@@ -482,6 +497,25 @@ class Agent(StatusReports, RoutingDuties):
             return
         self.switch.packet_out(pin.in_port, reply)
         self.counters.dhcp_replies += 1
+
+    def _icmp_error(self, kind: str, pin: PacketIn) -> None:
+        """Answer a routed packet with an ICMP error (``agent.icmp``), within the rate."""
+        limited = self.icmp.counts.limited
+        error = self.icmp.handle(kind, pin.data, pin.fields, pin.in_port, self.view,
+                                 self._ofports)
+        if error is not None:
+            self.switch.packet_out(error.port, error.frame)
+            self.counters.icmp_errors += 1
+        elif self.icmp.counts.limited > limited:
+            self.counters.icmp_limited += 1
+            now = time.monotonic()
+            if now - self._icmp_said >= 10:
+                self._icmp_said = now
+                c = self.config
+                LOG.warning("ICMP errors rate-limited (%g/s, burst %g; per sender %g/s, "
+                            "burst %g): %d sent, %d suppressed so far", c.icmp_error_rate,
+                            c.icmp_error_burst, c.icmp_source_rate, c.icmp_source_burst,
+                            self.counters.icmp_errors, self.counters.icmp_limited)
 
 
 def _event_id(event) -> str:

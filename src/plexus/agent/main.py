@@ -52,6 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--password", default="secret")
     p.add_argument("--project", default="admin")
     p.add_argument("--ttl", type=float, default=10.0, help="liveness lease TTL (seconds)")
+    p.add_argument("--icmp-error-rate", type=float, default=100.0,
+                   help="ICMP errors a second this chassis' routers send at most "
+                        "(time exceeded, fragmentation needed, host unreachable)")
+    p.add_argument("--icmp-error-burst", type=float, default=100.0,
+                   help="... and at most this many at once (token bucket depth)")
+    p.add_argument("--icmp-source-rate", type=float, default=10.0,
+                   help="ICMP errors a second to any one sender at most")
+    p.add_argument("--icmp-source-burst", type=float, default=10.0,
+                   help="... and to any one sender at most this many at once")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -63,7 +72,10 @@ async def run(args: argparse.Namespace) -> None:
     sb = Southbound(args.server.split(","), creds, chassis=args.chassis)
     switch = Switch(args.ovsdb, args.ovs_rundir, args.bridge)
     agent = Agent(AgentConfig(args.chassis, args.tunnel_ip, args.bridge_mappings,
-                              args.gateway, args.ttl), sb, switch)
+                              args.gateway, args.ttl, icmp_error_rate=args.icmp_error_rate,
+                              icmp_error_burst=args.icmp_error_burst,
+                              icmp_source_rate=args.icmp_source_rate,
+                              icmp_source_burst=args.icmp_source_burst), sb, switch)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)

@@ -13,12 +13,13 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.pipeline.flows import (
-    FIELD_BITS, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Nat, Output, PopVlan,
-    PushVlan, SetField, ovs_field,
+    FIELD_BITS, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Nat,
+    Output, PopVlan, PushVlan, SetField, ovs_field,
 )
 from plexus.pipeline.registry import REGISTERS, table_of
 
 NX_NAT_F_SRC, NX_NAT_F_DST = 0x1, 0x2          # OVS's nx_nat_flags (os-ken lacks the names)
+NXAST_CHECK_PKT_LARGER = 49                     # os-ken has no class for this NX action
 REGISTER_FIELDS = {r.field for r in REGISTERS.values()}
 
 
@@ -92,6 +93,8 @@ def actions_of(flow: Flow) -> list:
             out.append(parser.OFPActionPushVlan(0x8100))
         elif isinstance(a, PopVlan):
             out.append(parser.OFPActionPopVlan())
+        elif isinstance(a, CheckPktLarger):
+            out.append(check_pkt_larger(a))
         elif isinstance(a, Conjunction):     # OVS numbers dimensions from 0 on the wire
             out.append(parser.NXActionConjunction(clause=a.k - 1, n_clauses=a.n, id_=a.id))
         else:
@@ -113,6 +116,19 @@ def ct_action(a: Ct) -> parser.NXActionCT:
         flags=nicira_ext.NX_CT_F_COMMIT if a.commit else 0, zone_src=zone_src,
         zone_ofs_nbits=zone, recirc_table=table_of(a.table) if a.table else
         nicira_ext.NX_CT_RECIRC_NONE, alg=0, actions=inner)
+
+
+def check_pkt_larger(a: CheckPktLarger):
+    """``check_pkt_larger(len)->field[bit]`` (OVS ≥ 2.12), which os-ken lacks: OVS's
+    ``struct nx_action_check_pkt_larger`` after the NX subtype — pkt_len, the bit's
+    offset, the destination's NXM header (a 32-bit register: class 1, its number), pad to
+    24 bytes."""
+    field = ovs_field(a.field)
+    if not field.startswith("reg"):
+        raise TypeError(f"check_pkt_larger into {field}: only registers are supported")
+    header = (0x0001 << 16) | (int(field[3:]) << 9) | 4       # NXM_NX_REGn
+    body = struct.pack("!HHI6x", a.length, a.bit, header)
+    return parser.NXActionUnknown(NXAST_CHECK_PKT_LARGER, body)
 
 
 def nat_action(n: Nat) -> parser.NXActionNAT:

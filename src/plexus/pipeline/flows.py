@@ -136,11 +136,25 @@ class Conjunction:
 @dataclass(frozen=True, order=True)
 class DecTtl:
     """Decrement the IP TTL. A packet with TTL 0 or 1 is not decremented: the flow's
-    remaining actions and its goto are skipped (Open vSwitch's dec_ttl; it would also
-    send an invalid-TTL packet-in, which the agent never asks for), so it drops."""
+    remaining actions and its goto are skipped (Open vSwitch's dec_ttl), and the switch
+    sends it to the agent as an invalid-TTL packet-in (the agent asks for those and
+    answers with an ICMP time exceeded, ``agent.icmp``)."""
 
     def __str__(self) -> str:
         return "dec_ttl"
+
+
+@dataclass(frozen=True, order=True)
+class CheckPktLarger:
+    """Open vSwitch's ``check_pkt_larger(length)->field[bit]``: set the bit to 1 when the
+    whole frame (Ethernet header included) is longer than ``length`` bytes, else to 0."""
+
+    length: int
+    field: str
+    bit: int
+
+    def __str__(self) -> str:
+        return f"check_pkt_larger({self.length})->{self.field}[{self.bit}]"
 
 
 @dataclass(frozen=True, order=True)
@@ -160,7 +174,7 @@ class PopVlan:
 
 
 Action = (Output | SetField | Move | Controller | Ct | CtClear | Conjunction | DecTtl | PushVlan
-          | PopVlan)
+          | PopVlan | CheckPktLarger)
 
 VLAN_PRESENT = 0x1000           # OFPVID_PRESENT: the vlan_vid bit saying a tag is there
 

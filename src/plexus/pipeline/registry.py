@@ -41,7 +41,9 @@ REGISTERS: dict[str, Register] = {r.name: r for r in (
     Register("inport", "reg6", 32, "logical port key the packet came from (0 = tunnel)"),
     Register("outport", "reg7", 32, "logical port key chosen by L2 lookup"),
     Register("flags", "reg5", 32, "bit 0: arrived through a tunnel; bit 1: arrived from an "
-             "external network (its patch port, or a tunnel with the external network's key)"),
+             "external network (its patch port, or a tunnel with the external network's key); "
+             "bit 2: routed packet longer than the next network's MTU (l3_route's "
+             "check_pkt_larger)"),
     Register("router", "reg4", 32,
              "the router routing the packet (its conntrack zone on this chassis; 0 = none)"),
     Register("nexthop", "reg3", 32, "IPv4 next hop chosen by l3_route, resolved by l3_neighbor"),
@@ -49,6 +51,8 @@ REGISTERS: dict[str, Register] = {r.name: r for r in (
 
 FLAG_FROM_TUNNEL = 0x1
 FLAG_FROM_EXTERNAL = 0x2
+FLAG_TOO_BIG = 0x4              # set by l3_route when the frame exceeds the next MTU
+FLAG_TOO_BIG_BIT = 2
 OUTPORT_FLOOD = 0xFFFF          # outport value meaning "flood" (never a port key)
 OUTPORT_EXTERNAL = 0x10000      # outport value meaning "out of the external network's patch"
                                 # (on a bridged network: "not here, to the physical network")
@@ -66,7 +70,7 @@ _CT_DISPATCH = frozenset(_REGS | {"eth_type", "ip_proto", "udp_src", "udp_dst"})
 _ACL = frozenset(_REGS | _IP | _L4 | _SCTP | _CT | {"eth_type"})
 # No stage matches nw_ttl: os-ken writes NXM fields (nw_ttl is one) before OXM ones, so
 # it would precede its eth_type prerequisite and Open vSwitch refuses the match. TTL 0
-# and 1 are dropped by dec_ttl itself (see flows.DecTtl).
+# and 1 are stopped by dec_ttl itself, which sends them to the agent (see flows.DecTtl).
 _L3 = frozenset(_L2 | _ARP | _IP | _L4 | _REGS)
 
 STAGES: tuple[Stage, ...] = (
@@ -123,14 +127,18 @@ STAGES: tuple[Stage, ...] = (
           "the router's routing table, longest prefix first (priority by prefix length): "
           "connected subnets, extra routes, external host and subnet routes and the default "
           "route via the external gateway (never for packets that came from outside); TTL "
-          "is decremented (TTL 1 or 0 drops: dec_ttl stops there, and no invalid-TTL "
-          "packet-in is asked for), the source MAC becomes the router port's on the next "
-          "network, net and the next hop are set"),
+          "is decremented (TTL 1 or 0: dec_ttl stops there and sends an invalid-TTL "
+          "packet-in, answered with ICMP time exceeded), a frame longer than the next "
+          "network's MTU sets flags bit 2 (check_pkt_larger), the source MAC becomes the "
+          "router port's on the next network, net and the next hop are set"),
     Stage("l3_neighbor", 48, "plexus.pipeline.stages.l3_neighbor",
           _L3, ("l3_snat", "l2_lookup"),
           "next hop → destination MAC: from the model for ports (no ARP), from the agent's "
           "resolutions for external addresses (unknown: drop); internal networks go on to "
-          "l2_lookup, external ones to l3_snat"),
+          "l2_lookup, external ones to l3_snat. A packet too big for the next network "
+          "(flags bit 2) goes to the agent (ICMP fragmentation needed if DF is set), as does "
+          "one to an address of a router subnet that no port holds (ICMP host "
+          "unreachable)"),
     Stage("l3_snat", 49, "plexus.pipeline.stages.l3_snat",
           _L3, ("output",),
           "leaving by an external network: a port with a floating IP is SNATed to it "

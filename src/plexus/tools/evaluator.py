@@ -6,8 +6,9 @@ It models the OVS mechanisms the ACL and L3 stages rely on: conjunctive matches 
 ``conj_id`` flow applies when, at one priority, a flow of every dimension matches), a
 small connection tracker (``ct``: per zone, both directions, new/established/reply/
 related/invalid, commit and ct_mark, NAT), kept by the ``Pipeline`` across packets,
-TTL decrement and VLAN push/pop. A packet without ``vlan_vid`` is untagged (0); one
-without ``nw_ttl`` has TTL 64."""
+TTL decrement (an expired TTL is an ``invalid_ttl`` packet-in), check_pkt_larger and VLAN
+push/pop. A packet without ``vlan_vid`` is untagged (0); one without ``nw_ttl`` has TTL
+64, one without ``pkt_len`` is a 98-byte frame."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from plexus.pipeline.flows import (
-    VLAN_PRESENT, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Output, PopVlan,
-    PushVlan, SetField, ovs_field,
+    VLAN_PRESENT, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move,
+    Output, PopVlan, PushVlan, SetField, ovs_field,
 )
 from plexus.pipeline.registry import STAGES
 from plexus.tools.conntrack import Conntrack
 
 MAX_STEPS = 64
-FIELD_DEFAULTS = {"vlan_vid": 0, "nw_ttl": 64}     # what a packet has when not told
+# what a packet has when not told (``pkt_len``: the whole frame, as check_pkt_larger sees it)
+FIELD_DEFAULTS = {"vlan_vid": 0, "nw_ttl": 64, "pkt_len": 98}
 STOP = "<stop>"                 # an action ended the flow's actions and its goto
 
 
@@ -173,9 +175,14 @@ class Pipeline:
                     return action.table
         elif isinstance(action, DecTtl):
             ttl = pkt.get("nw_ttl", FIELD_DEFAULTS["nw_ttl"])
-            if ttl <= 1:
-                return STOP             # OVS: no decrement, the rest of the flow is skipped
+            if ttl <= 1:                # OVS: no decrement, the rest of the flow is skipped,
+                result.controller.append(("invalid_ttl", dict(pkt)))   # a packet-in
+                return STOP
             pkt["nw_ttl"] = ttl - 1
+        elif isinstance(action, CheckPktLarger):
+            field = ovs_field(action.field)
+            larger = pkt.get("pkt_len", FIELD_DEFAULTS["pkt_len"]) > action.length
+            pkt[field] = (pkt.get(field, 0) & ~(1 << action.bit)) | (int(larger) << action.bit)
         elif isinstance(action, PushVlan):
             pkt["vlan_vid"] = VLAN_PRESENT
         elif isinstance(action, PopVlan):

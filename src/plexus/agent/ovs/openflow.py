@@ -1,8 +1,9 @@
 """A native OpenFlow 1.3 channel to one bridge over its unix management socket, using
 os-ken's codec (no os-ken application framework): hello and features, echo, the async
 configuration that lets this service connection receive packet-ins (NXT_PACKET_IN2,
-which carries the ``Controller`` action's userdata), flow statistics, atomic bundles,
-packet-out and barrier. Replies are matched to requests by xid."""
+which carries the ``Controller`` action's userdata and the pipeline's registers; the
+reasons asked for: action, and invalid TTL, which dec_ttl sends), flow statistics,
+atomic bundles, packet-out and barrier. Replies are matched to requests by xid."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from os_ken.ofproto import ofproto_common
@@ -34,13 +35,18 @@ class OpenFlowError(RuntimeError):
 
 @dataclass(frozen=True)
 class PacketIn:
-    """A packet the pipeline sent to the agent: why (userdata), where from, the frame."""
+    """A packet the pipeline sent to the agent: why (userdata, and the OpenFlow reason:
+    ``OFPR_ACTION`` for a ``Controller`` action, ``OFPR_INVALID_TTL`` from dec_ttl), where
+    from, the frame, and the pipeline fields it carried (``metadata``, ``reg3``...; OVS
+    sends those that are not zero)."""
 
     userdata: str
     in_port: int
     cookie: int
     table_id: int
     data: bytes
+    reason: int = ofp.OFPR_ACTION
+    fields: dict = field(default_factory=dict)
 
 
 class Channel:
@@ -72,8 +78,8 @@ class Channel:
         features = await self.request(parser.OFPFeaturesRequest(DP), timeout=timeout)
         self.datapath_id = features.datapath_id
         self._send(parser.NXTSetPacketInFormatMsg(DP, NXPIF_NXT_PACKET_IN2))
-        action = 1 << ofp.OFPR_ACTION
-        self._send(parser.OFPSetAsync(DP, [action, action], [0, 0], [0, 0]))
+        reasons = 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
+        self._send(parser.OFPSetAsync(DP, [reasons, reasons], [0, 0], [0, 0]))
         await self.barrier(timeout=timeout)
         return self
 
@@ -248,9 +254,12 @@ class Channel:
 
     def _packet_in(self, msg) -> None:
         try:
+            fields = pipeline_fields(msg.metadata or b"")
             pin = PacketIn(userdata=(msg.userdata or b"").decode(errors="replace"),
-                           in_port=in_port_of(msg.metadata or b""), cookie=msg.cookie or 0,
-                           table_id=msg.table_id or 0, data=bytes(msg.data or b""))
+                           in_port=int(fields.get("in_port", 0)), cookie=msg.cookie or 0,
+                           table_id=msg.table_id or 0, data=bytes(msg.data or b""),
+                           reason=msg.reason if msg.reason is not None else ofp.OFPR_ACTION,
+                           fields=fields)
         except Exception:  # noqa: BLE001 - a malformed packet-in is logged and dropped
             LOG.exception("malformed packet-in")
             return
@@ -265,12 +274,18 @@ class Channel:
                 future.set_exception(exc)
 
 
-def in_port_of(metadata: bytes) -> int:
-    """The in_port carried in an NXT_PACKET_IN2 metadata property (raw OXMs)."""
+def pipeline_fields(metadata: bytes) -> dict:
+    """The fields carried in an NXT_PACKET_IN2 metadata property (raw OXMs): in_port,
+    metadata, registers... (a masked one as its value)."""
     length = 4 + len(metadata)
     buf = struct.pack("!HH", ofp.OFPMT_OXM, length) + metadata + b"\0" * ((8 - length % 8) % 8)
     match = parser.OFPMatch.parser(buf, 0)
-    return int(match.get("in_port", 0))
+    return {k: (v[0] if isinstance(v, tuple) else v) for k, v in match.items()}
+
+
+def in_port_of(metadata: bytes) -> int:
+    """The in_port carried in an NXT_PACKET_IN2 metadata property (raw OXMs)."""
+    return int(pipeline_fields(metadata).get("in_port", 0))
 
 
 def describe_error(msg) -> str:

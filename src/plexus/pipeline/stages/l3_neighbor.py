@@ -1,34 +1,54 @@
 """l3_neighbor: the next hop's MAC, with no ARP on the data path. On an internal network
 it is the MAC of the port holding the address (from the model; an address no port holds
 drops); on an external network the MAC the agent resolved for it (``external_macs``;
-until it is known the packet drops: data packets are never sent to the agent). Internal
-networks go on to l2_lookup, external ones to l3_snat."""
+until it is known the packet drops). Internal networks go on to l2_lookup, external ones
+to l3_snat.
+
+Two kinds of routed packets go to the agent instead, which answers with an ICMP error
+(``agent.icmp``, rate-limited there): one l3_route marked too big for the next network
+(``flags`` bit 2; fragmentation needed when DF is set), and, per router subnet, one to an
+address of the subnet that no port holds (host unreachable)."""
 
 from __future__ import annotations
 
 import functools
 
-from plexus.pipeline.flows import Flow, SetField
-from plexus.pipeline.stages.common import default_flow
+from plexus.pipeline.flows import Controller, Flow, SetField
+from plexus.pipeline.registry import FLAG_TOO_BIG
+from plexus.pipeline.stages.common import as_match, default_flow
 from plexus.pipeline.stages.router import (
     contains, gateway, interfaces, port_ips, programmed,
 )
 from plexus.pipeline.view import View
 
 STAGE = "l3_neighbor"
+PRIO_TOO_BIG = 100      # too big for the next network: to the agent (ICMP frag needed)
 PRIO = 50
+PRIO_UNKNOWN = 10       # an address of a router subnet no port holds: ICMP unreachable
+TOO_BIG = "icmp:too-big"
+UNREACHABLE = "icmp:unreachable"
 
 
 def compile_l3_neighbor(view: View) -> list[Flow]:
     """One flow per port address of each routed-to internal network, and per resolved
-    address on each external network of a programmed router."""
+    address on each external network of a programmed router; to the agent: one flow for
+    packets too big for their next network (when any router is programmed), and one per
+    router subnet for its addresses no port holds."""
     flows = [default_flow(STAGE)]
-    internal, external = {}, {}
+    internal, external, subnets = {}, {}, {}
     for router, _ in programmed(view):
         internal.update({i.network.id: i.network for i in interfaces(view, router)})
+        subnets.update({i.subnet.id: (i.network, i.subnet) for i in interfaces(view, router)})
         gw = gateway(view, router)
         if gw is not None:
             external[gw.network.id] = gw.network
+    if internal:
+        flows.append(Flow.make(STAGE, PRIO_TOO_BIG, {"flags": (FLAG_TOO_BIG, FLAG_TOO_BIG)},
+                               [Controller(TOO_BIG)], cookie="pipeline:icmp",
+                               note="too big for the next network: ICMP frag needed"))
+    for sid in sorted(subnets):
+        net, subnet = subnets[sid]
+        flows.append(unknown_flow(net.key, subnet.cidr, sid))
     for nid in sorted(internal):
         net = internal[nid]
         seen: set[str] = set()
@@ -56,3 +76,11 @@ def port_flow(key: int, ip: str, mac: str, port_id: str) -> Flow:
     flow object per distinct value: unchanged ports keep theirs from compile to compile)."""
     return Flow.make(STAGE, PRIO, {"net": key, "nexthop": ip}, [SetField("eth_dst", mac)],
                      "l2_lookup", f"port:{port_id}")
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def unknown_flow(key: int, cidr: str, subnet_id: str) -> Flow:
+    """An address of a router subnet no port holds: to the agent (host unreachable)."""
+    return Flow.make(STAGE, PRIO_UNKNOWN, {"net": key, "nexthop": as_match(cidr)},
+                     [Controller(UNREACHABLE)], cookie=f"subnet:{subnet_id}",
+                     note="no port holds it: ICMP host unreachable")

@@ -9,8 +9,11 @@ external address the agent resolved on the external subnet, the external subnet 
 its gateway) and the default route (via the same). Routes out of the gateway never
 match a packet that came from outside (``flags`` bit 1), so nothing is routed back out.
 
-TTL is decremented by ``dec_ttl``, which drops a packet with TTL 0 or 1 (no ICMP time
-exceeded; no TTL match either: OVS refuses nw_ttl as os-ken orders it); the source MAC
+TTL is decremented by ``dec_ttl``, which stops a packet with TTL 0 or 1 and sends it to
+the agent as an invalid-TTL packet-in (the agent answers ICMP time exceeded,
+``agent.icmp``; no TTL match: OVS refuses nw_ttl as os-ken orders it); a frame longer
+than the next network's MTU + 14 (its Ethernet header) sets ``flags`` bit 2
+(``check_pkt_larger``), which l3_neighbor sends to the agent; the source MAC
 becomes the router port's on the next network (on the external network l3_snat chooses
 it), ``net`` becomes the next network and ``nexthop`` the next hop; on to l3_neighbor."""
 
@@ -19,8 +22,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-from plexus.pipeline.flows import DecTtl, Flow, Move, SetField
-from plexus.pipeline.registry import FLAG_FROM_EXTERNAL
+from plexus.pipeline.flows import CheckPktLarger, DecTtl, Flow, Move, SetField
+from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_TOO_BIG_BIT
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
 from plexus.pipeline.stages.router import (
     contains, gateway, interfaces, prefix_len, programmed,
@@ -30,6 +33,7 @@ from plexus.pipeline.view import RouterView, View
 STAGE = "l3_route"
 NEXT = "l3_neighbor"
 PRIO_ROUTE = 100
+ETH_HEADER = 14         # check_pkt_larger counts the Ethernet header (untagged in br-int)
 FROM_INSIDE = (0, FLAG_FROM_EXTERNAL)
 
 
@@ -79,9 +83,15 @@ def router_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
             match["ipv4_dst"] = as_match(cidr)
         if external:
             match["flags"] = FROM_INSIDE
-        actions = [DecTtl()] + ([SetField("eth_src", mac)] if mac else [])
+        actions = [DecTtl(), too_big(net.mtu)] + ([SetField("eth_src", mac)] if mac else [])
         actions += [SetField("net", net.key),
                     SetField("nexthop", nexthop) if nexthop else Move("ipv4_dst", "nexthop")]
         flows.append(Flow.make(STAGE, PRIO_ROUTE + 2 * prefix_len(cidr) + int(connected),
                                match, actions, NEXT, f"router:{router.id}", note))
     return flows
+
+
+@functools.lru_cache(maxsize=256)
+def too_big(mtu: int) -> CheckPktLarger:
+    """Flags bit 2 := the frame is longer than a network of this MTU carries."""
+    return CheckPktLarger(mtu + ETH_HEADER, "flags", FLAG_TOO_BIG_BIT)
