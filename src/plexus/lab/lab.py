@@ -264,6 +264,12 @@ class Lab:
     def _build_chassis(self, ch: Chassis) -> None:
         s, group = self.spec, f"chassis:{ch.name}"
         self._netns(ch.netns, group)
+        # The tunnel IP lives on br-ul, but the kernel also sees ul0 (the userspace
+        # datapath reads it through a socket) and by default answers ARP for any local
+        # address on any interface: peers' OVS then resolve the tunnel IP to ul0's MAC,
+        # which never reaches br-ul, and that chassis' tunnels go dark. Answer ARP only
+        # on the interface holding the address (inside the chassis namespace only).
+        netlink.sysctl(ch.netns, "net.ipv4.conf.all.arp_ignore", "1")
         self._veth(ch.netns, ch.underlay_port, s.underlay_ns, ch.name, group)
         netlink.set_link(s.underlay_ns, ch.name, master="br-ul")
         netlink.set_link(ch.netns, ch.underlay_port)
