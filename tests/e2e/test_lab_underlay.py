@@ -14,6 +14,7 @@ import re
 import pytest
 
 from plexus.lab import netlink
+from plexus.lab import vm as vms
 from tests.e2e.conftest import LabFixture, leftovers, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -67,9 +68,19 @@ def test_lab_down_with_vms_leaves_nothing(lab_factory, root_before):
     net = lab.network("t1", "10.72.0.0/24")
     for i in range(6):
         lab.vm(f"t{i}", net, chassis=f"c{1 + i % 2}", static=i % 2 == 0)
+    # one VM alone: unplugged (OVS port, veth in the chassis), namespace and port gone
+    gone = lab.vm("t1")
+    tap, chassis_ns = vms.tap_name(gone.port_id), lab.spec.chassis_named("c2").netns
+    assert netlink.link_exists(chassis_ns, tap)
+    assert vms.delete(lab.lab, "t1") == []
+    assert not netlink.link_exists(chassis_ns, tap)
+    assert tap not in lab.lab.ovs("c2").vsctl("list-ports", "br-int")
+    assert not netlink.ns_exists(gone.netns)
+    assert lab.api.network.find_port(gone.port_id) is None
+    assert [e for e in lab.lab.inventory.entries() if e.get("group") == "vm:t1"] == []
     spec, lab_dir, pids = lab.spec, lab.lab.dir, lab.pids()
     namespaces = [ns for ns in netlink.ns_list() if ns.startswith(spec.prefix)]
-    assert len(namespaces) == 4 + 2 + 6        # fabric, chassis, VMs
+    assert len(namespaces) == 4 + 2 + 5        # fabric, chassis, VMs
     assert lab.lab.down() == []
     assert leftovers(spec, lab_dir, pids, root_before) == []
     assert lab.lab.down() == []   # idempotent

@@ -35,7 +35,8 @@ import yaml
 from plexus.config import Config
 from plexus.lab import netlink
 from plexus.lab import vm as vms
-from plexus.lab.inventory import Inventory, InventoryError, alive, resolve_pid, start_time
+from plexus.lab.inventory import (Inventory, InventoryError, alive, resolve_pid, start_time,
+                                  stop_processes)
 from plexus.lab.ovs import Ovs, check_installed
 from plexus.lab.topology import (INTERNET, INTERNET_HOST, INTERNET_ROUTER, PROVIDER,
                                  UNDERLAY, UPSTREAM_ROUTER, Chassis, LabSpec, TopologyError,
@@ -313,7 +314,9 @@ class Lab:
     # --- down and status -------------------------------------------------------------
     def down(self, log: Progress = lambda msg: None) -> list[str]:
         """Remove everything the inventory records (idempotent); returns the errors."""
-        return self.inventory.teardown(vms.teardown_handlers(self, full=True), log=log)
+        return self.inventory.teardown(vms.teardown_handlers(self, full=True), log=log,
+                                       batches={**vms.teardown_batches(self),
+                                                "process": _stop_in_waves})
 
     def status(self) -> dict:
         """Chassis, VMs and processes with their health."""
@@ -331,6 +334,16 @@ class Lab:
                 "server_answers": server_answers(doc.get("server_url")),
                 "chassis": chassis, "vms": vms.list_vms(self), "processes": procs,
                 "namespaces": {ns: netlink.ns_exists(ns) for ns in self.namespaces()}}
+
+
+def _stop_in_waves(entries: list[dict]) -> dict[int, str]:
+    """Every process at once, except the control plane (API servers, etcd), which goes
+    after the rest: agents unregister while a server still answers."""
+    from plexus.lab.etcd import CONTROL_PLANE
+    last = [e for e in entries
+            if e.get("label") in CONTROL_PLANE or str(e.get("label")).startswith("etcd/")]
+    return {**stop_processes([e for e in entries if e not in last]),
+            **stop_processes(last)}
 
 
 def agent_argv(lab: Lab, ch: Chassis) -> list[str]:
