@@ -315,7 +315,7 @@ class Lab:
     def down(self, log: Progress = lambda msg: None) -> list[str]:
         """Remove everything the inventory records (idempotent); returns the errors."""
         return self.inventory.teardown(vms.teardown_handlers(self, full=True), log=log,
-                                       batches={**vms.teardown_batches(self),
+                                       batches={**vms.teardown_batches(self, full=True),
                                                 "process": _stop_in_waves})
 
     def status(self) -> dict:

@@ -245,7 +245,7 @@ def _dhcp(lab, vm: VM, timeout: float) -> bool:
 def delete(lab, name: str) -> list[str]:
     """Unplug and remove a VM and its port (or unbind a port it was given)."""
     return lab.inventory.teardown(teardown_handlers(lab, full=False), group=f"vm:{name}",
-                                  batches=teardown_batches(lab))
+                                  batches=teardown_batches(lab, full=False))
 
 
 def teardown_handlers(lab, full: bool) -> dict:
@@ -274,10 +274,13 @@ def teardown_handlers(lab, full: bool) -> dict:
     return {"vm": vm, "ovs-port": ovs_port, "process": stop_process}
 
 
-def teardown_batches(lab) -> dict:
+def teardown_batches(lab, full: bool = False) -> dict:
     """Inventory batch handlers for VM parts: every OVS port of a chassis unplugged in
-    one OVSDB transaction (one ``ovs-vsctl`` per chassis, not one per VM)."""
+    one OVSDB transaction (one ``ovs-vsctl`` per chassis, not one per VM); ``full``
+    (lab down): none at all, the OVS instances, their databases and the taps all go."""
     def ovs_ports(entries):
+        if full:
+            return {}
         by_chassis: dict[str, list[dict]] = {}
         for entry in entries:
             by_chassis.setdefault(entry["chassis"], []).append(entry)
