@@ -1,14 +1,14 @@
 """The lab's inventory: a JSON file that lists everything the lab made, each entry
 written *before* the thing is created, so that a crash (even ``kill -9``) never leaks.
-Teardown walks it backwards and removes what was recorded, and only that, tolerating
-things that no longer exist; an entry leaves the file once its thing is gone.
+Teardown removes what was recorded, and only that, tolerating things that no longer
+exist; an entry leaves the file once its thing is gone.
 
-Teardown is batched so that hundreds of VMs go in seconds: kinds go in phases (API
-objects, OVS ports, processes, links, namespaces, paths), each phase removes all its
-entries at once — processes signalled together and waited for together, links deleted
-with one netlink socket per namespace (none at all for a veth whose both ends' namespaces
-go too: the kernel removes it with them), namespaces checked for stray processes with
-one scan of /proc — and the inventory is rewritten once per phase."""
+Teardown is batched so that hundreds of VMs go in seconds: kinds go in phases (OVS
+ports, processes, links, namespaces, API objects, paths: ``PHASES``), each newest
+first and removed at once — processes signalled and waited for together, links deleted
+with one netlink socket per namespace (none for a veth whose both ends' namespaces go
+too: the kernel removes it with them), namespaces checked for stray processes with one
+scan of /proc — and the inventory is rewritten once per phase."""
 
 from __future__ import annotations
 
