@@ -526,4 +526,4 @@ def _event_id(event) -> str:
 
 def _dhcp_responder() -> Callable:
     from plexus.agent import dhcp
-    return dhcp.respond
+    return dhcp.Responder()

@@ -5,9 +5,13 @@ that VIF, built and parsed with os-ken's packet library. No state, no I/O.
 Decisions a caller relies on:
 
 - **Authoritative, one address per port.** The agent is the only DHCP server a port's
-  DHCP packets can reach (the stage punts them all), so a REQUEST is judged only by the
-  address it asks for (option 50, else ``ciaddr``): the port's address → ACK, anything
-  else → NAK. A server identifier (54) that is not ours is not a reason to stay silent.
+  DHCP packets can reach (the stage punts them all, from any source address — see
+  ``port_security``), so a REQUEST is judged only by the address it names, per RFC 2131
+  4.3.2: SELECTING (server id 54 and requested IP 50) and INIT-REBOOT (50, no 54) by
+  option 50; RENEWING (unicast to the server) and REBINDING (broadcast) by ``ciaddr``.
+  The port's address → ACK, anything else (a fixed IP that changed, another network)
+  → NAK, so the client restarts at once instead of keeping an address port security
+  now blocks. A server identifier that is not ours is not a reason to stay silent.
   The leased address is the port's first IPv4 fixed IP on a known, DHCP-enabled subnet.
 - **Server identity** (option 54, ``siaddr``, IP source): the subnet's ``gateway_ip``;
   without one, the lowest host address of the subnet used by no port of the network
@@ -21,8 +25,12 @@ Decisions a caller relies on:
   checksums filled in by os-ken. Replies to renewals (unicast to the server id from
   ``ciaddr``) are unicast back to ``ciaddr``.
 - **Other messages**: INFORM → ACK with ``yiaddr`` 0 and no lease options, only when
-  ``ciaddr`` is the port's address. RELEASE and DECLINE → None: the address is fixed
-  by the port, there is nothing to free or to pick instead. Anything else → None.
+  ``ciaddr`` is the port's address. RELEASE and DECLINE get no reply (RFC 2131) and
+  change nothing — the address is fixed by the port, there is nothing to free or to
+  pick instead — but ``handle`` reports them (``Outcome``) and ``Responder`` logs them,
+  once per port and address, and counts them: a DECLINE means the client found another
+  host answering ARP for the port's address, an address conflict an operator must look
+  at. Anything else → None.
 - **Never raises**: garbage, truncated, relayed (``giaddr`` set), foreign-MAC or
   unservable requests return None, the reason logged at debug level; view data that
   cannot be encoded (e.g. a bad cidr) returns None with a warning.
@@ -35,6 +43,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import struct
+from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable
 
 from os_ken.lib.packet import dhcp, ethernet, ipv4, packet, udp
@@ -59,21 +69,94 @@ _HEADER_LEN = struct.calcsize(dhcp.dhcp._DHCP_PACK_STR)     # 236: fixed BOOTP h
 _ANY = ipaddress.IPv4Address("0.0.0.0")
 
 
+NAMES = {DISCOVER: "DHCPDISCOVER", OFFER: "DHCPOFFER", REQUEST: "DHCPREQUEST",
+         DECLINE: "DHCPDECLINE", ACK: "DHCPACK", NAK: "DHCPNAK", RELEASE: "DHCPRELEASE",
+         INFORM: "DHCPINFORM"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a client frame was and what it gets: ``kind`` its message type (None when
+    not well-formed or not the port's), ``reply`` the frame to send back (or None) and
+    ``reply_kind`` its type, ``address`` the address the client named (requested IP or
+    ``ciaddr``; for a DECLINE the address found in use), ``state`` the RFC 2131 client
+    state of a REQUEST (selecting, init-reboot, renewing, rebinding)."""
+
+    kind: int | None = None
+    reply: bytes | None = None
+    reply_kind: int | None = None
+    address: str | None = None
+    state: str | None = None
+
+
+NOTHING = Outcome()
+
+
 def respond(frame: bytes, port: PortView, view: View,
             server_mac: str | None = None) -> bytes | None:
     """The reply frame to a DHCPv4 client frame from ``port``'s VIF, or None."""
+    return handle(frame, port, view, server_mac).reply
+
+
+def handle(frame: bytes, port: PortView, view: View,
+           server_mac: str | None = None) -> Outcome:
+    """What a DHCPv4 client frame from ``port``'s VIF is, and the reply it gets."""
     try:
         request = _parse(bytes(frame))
     except Exception:       # never raise on what a VM sends
         request = None
     if request is None:
         log.debug("dhcp: port %s: not a well-formed DHCP request", port.id)
-        return None
+        return NOTHING
     try:
         return _answer(request, port, view, server_mac or SERVER_MAC)
     except Exception:       # odd view data (e.g. a bad cidr): log it, answer nothing
         log.warning("dhcp: port %s: cannot build a reply", port.id, exc_info=True)
-        return None
+        return NOTHING
+
+
+class Responder:
+    """``respond`` for the agent, which also counts every outcome by name (``counts``:
+    DHCPACK, DHCPNAK, DHCPRELEASE, DHCPDECLINE…) and logs, once per port, message and
+    address, each NAK (info), RELEASE (info) and DECLINE (warning: an address conflict).
+    What it remembers for "once" is bounded (``REMEMBER`` keys, then it starts afresh),
+    so a VM naming ever new addresses cannot grow it."""
+
+    REMEMBER = 4096
+
+    def __init__(self, server_mac: str | None = None):
+        self.server_mac = server_mac
+        self.counts: Counter[str] = Counter()
+        self._said: set[tuple] = set()
+
+    def __call__(self, frame: bytes, port: PortView, view: View) -> bytes | None:
+        out = handle(frame, port, view, self.server_mac)
+        if out.kind is None:
+            return None
+        name = NAMES.get(out.reply_kind if out.reply is not None else out.kind)
+        if name:
+            self.counts[name] += 1
+        if out.reply_kind == NAK:
+            held = lease_of(port, view)
+            self._once(logging.INFO, ("nak", port.id, out.address),
+                       "DHCPNAK to port %s for %s (%s): the port holds %s", port.id,
+                       out.address, out.state, held[0] if held else "no DHCP address")
+        elif out.kind == RELEASE:
+            self._once(logging.INFO, ("release", port.id, out.address),
+                       "DHCPRELEASE of %s from port %s: nothing to free, the address "
+                       "stays the port's fixed IP", out.address, port.id)
+        elif out.kind == DECLINE:
+            self._once(logging.WARNING, ("decline", port.id, out.address),
+                       "DHCPDECLINE of %s from port %s: address conflict, another host "
+                       "answers ARP for the port's address", out.address, port.id)
+        return out.reply
+
+    def _once(self, level: int, key: tuple, msg: str, *args) -> None:
+        if key not in self._said:
+            if len(self._said) >= self.REMEMBER:
+                self._said.clear()
+            self._said.add(key)
+            log.log(level, msg, *args)
 
 
 def lease_of(port: PortView, view: View) -> tuple[str, SubnetView] | None:
@@ -111,43 +194,58 @@ def classless_routes(routes: list[tuple[str, str]]) -> bytes:
     return bytes(out)
 
 
-def _answer(request, port: PortView, view: View, server_mac: str) -> bytes | None:
-    """The reply to a parsed request, or None when it is not to be answered."""
-    eth, _, msg, opts = request
+def _answer(request, port: PortView, view: View, server_mac: str) -> Outcome:
+    """What a parsed request is and the reply it gets."""
+    eth, ip_hdr, msg, opts = request
     mac = port.mac.lower()
     if eth.src.lower() != mac or str(msg.chaddr).lower() != mac:
         log.debug("dhcp: port %s: frame from %s / chaddr %s is not the port's MAC",
                   port.id, eth.src, msg.chaddr)
-        return None
+        return NOTHING
+    if len(opts[OPT_MSG_TYPE]) != 1:
+        log.debug("dhcp: port %s: a bad message type", port.id)
+        return NOTHING
+    kind = opts[OPT_MSG_TYPE][0]
+    ciaddr = ipaddress.IPv4Address(msg.ciaddr)
+    wanted = opts.get(OPT_REQUESTED_IP)
+    if wanted is not None and len(wanted) != 4:
+        return NOTHING
+    wanted_ip = str(ipaddress.IPv4Address(wanted)) if wanted is not None else None
+    if kind == RELEASE:             # no reply (RFC 2131 4.4.6); reported
+        return Outcome(kind, address=str(ciaddr))
+    if kind == DECLINE:             # no reply; the address found in use is option 50
+        return Outcome(kind, address=wanted_ip or str(ciaddr))
     lease = lease_of(port, view)
     if lease is None:
         log.debug("dhcp: port %s has no IPv4 address on a DHCP-enabled subnet", port.id)
-        return None
+        return Outcome(kind)
     address, subnet = lease
     server = server_ip(subnet, view, port.addresses())
-    if server is None or len(opts[OPT_MSG_TYPE]) != 1:
-        log.debug("dhcp: port %s: no server address or a bad message type", port.id)
-        return None
-    kind = opts[OPT_MSG_TYPE][0]
-    ciaddr = ipaddress.IPv4Address(msg.ciaddr)
+    if server is None:
+        log.debug("dhcp: port %s: no server address", port.id)
+        return Outcome(kind)
+
+    def reply(what: int, named: str | None, state: str | None = None,
+              leased: str | None = address) -> Outcome:
+        frame = _reply(what, msg, port, view, subnet, leased, server, server_mac)
+        return Outcome(kind, frame, what, named, state)
+
     if kind == DISCOVER:
-        return _reply(OFFER, msg, port, view, subnet, address, server, server_mac)
-    if kind == REQUEST:
-        wanted = opts.get(OPT_REQUESTED_IP)
-        if wanted is not None:
-            if len(wanted) != 4:
-                return None
-            wanted_ip = ipaddress.IPv4Address(wanted)
+        return reply(OFFER, wanted_ip)
+    if kind == REQUEST:             # RFC 2131 4.3.2: which state the client is in
+        if wanted_ip is not None:
+            state = "selecting" if OPT_SERVER_ID in opts else "init-reboot"
+            named = wanted_ip
         elif ciaddr != _ANY:
-            wanted_ip = ciaddr
+            state = "rebinding" if ip_hdr.dst == "255.255.255.255" else "renewing"
+            named = str(ciaddr)
         else:
-            return None
-        reply = ACK if str(wanted_ip) == address else NAK
-        return _reply(reply, msg, port, view, subnet, address, server, server_mac)
+            return Outcome(kind)    # names no address at all
+        return reply(ACK if named == address else NAK, named, state)
     if kind == INFORM and str(ciaddr) == address:
-        return _reply(ACK, msg, port, view, subnet, None, server, server_mac)
+        return reply(ACK, str(ciaddr), leased=None)
     log.debug("dhcp: port %s: message type %d not answered", port.id, kind)
-    return None
+    return Outcome(kind)
 
 
 def _parse(frame: bytes):

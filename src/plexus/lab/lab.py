@@ -38,7 +38,8 @@ import yaml
 from plexus.config import Config
 from plexus.lab import netlink
 from plexus.lab import vm as vms
-from plexus.lab.inventory import Inventory, InventoryError, alive, resolve_pid, start_time
+from plexus.lab.inventory import (Inventory, InventoryError, alive, resolve_pid, start_time,
+                                  stop_processes)
 from plexus.lab.ovs import Ovs, check_installed
 from plexus.lab.topology import (INTERNET, INTERNET_HOST, INTERNET_ROUTER, PROVIDER,
                                  PROVIDER_VLAN, PROVIDER_VLAN_NET, PROVIDER_VLAN_ROUTER,
@@ -297,6 +298,12 @@ class Lab:
     def _build_chassis(self, ch: Chassis) -> None:
         s, group = self.spec, f"chassis:{ch.name}"
         self._netns(ch.netns, group)
+        # The tunnel IP lives on br-ul, but the kernel also sees ul0 (the userspace
+        # datapath reads it through a socket) and by default answers ARP for any local
+        # address on any interface: peers' OVS then resolve the tunnel IP to ul0's MAC,
+        # which never reaches br-ul, and that chassis' tunnels go dark. Answer ARP only
+        # on the interface holding the address (inside the chassis namespace only).
+        netlink.sysctl(ch.netns, "net.ipv4.conf.all.arp_ignore", "1")
         self._veth(ch.netns, ch.underlay_port, s.underlay_ns, ch.name, group)
         netlink.set_link(s.underlay_ns, ch.name, master="br-ul")
         netlink.set_link(ch.netns, ch.underlay_port)
@@ -340,7 +347,9 @@ class Lab:
     # --- down and status -------------------------------------------------------------
     def down(self, log: Progress = lambda msg: None) -> list[str]:
         """Remove everything the inventory records (idempotent); returns the errors."""
-        return self.inventory.teardown(vms.teardown_handlers(self, full=True), log=log)
+        return self.inventory.teardown(vms.teardown_handlers(self, full=True), log=log,
+                                       batches={**vms.teardown_batches(self, full=True),
+                                                "process": _stop_in_waves})
 
     def status(self) -> dict:
         """Chassis, VMs and processes with their health."""
@@ -358,6 +367,16 @@ class Lab:
                 "server_answers": server_answers(doc.get("server_url")),
                 "chassis": chassis, "vms": vms.list_vms(self), "processes": procs,
                 "namespaces": {ns: netlink.ns_exists(ns) for ns in self.namespaces()}}
+
+
+def _stop_in_waves(entries: list[dict]) -> dict[int, str]:
+    """Every process at once, except the control plane (API servers, etcd), which goes
+    after the rest: agents unregister while a server still answers."""
+    from plexus.lab.etcd import CONTROL_PLANE
+    last = [e for e in entries
+            if e.get("label") in CONTROL_PLANE or str(e.get("label")).startswith("etcd/")]
+    return {**stop_processes([e for e in entries if e not in last]),
+            **stop_processes(last)}
 
 
 def agent_argv(lab: Lab, ch: Chassis) -> list[str]:

@@ -146,6 +146,22 @@ def link_delete(ns: str, ifname: str) -> bool:
         return True
 
 
+def links_delete(ns: str, ifnames: list[str]) -> int:
+    """Delete those of ``ifnames`` that exist in ``ns`` (one netlink socket); returns
+    how many it deleted (0 when the namespace is gone)."""
+    if not ns_exists(ns):
+        return 0
+    deleted = 0
+    with ipr(ns) as ip:
+        for ifname in ifnames:
+            found = ip.link_lookup(ifname=ifname)
+            if found:
+                with contextlib.suppress(NetlinkError):
+                    ip.link("del", index=found[0])
+                    deleted += 1
+    return deleted
+
+
 def add_address(ns: str, ifname: str, cidr: str) -> None:
     """Add ``cidr`` (address/prefix) to ``ifname`` in ``ns``."""
     iface = ipaddress.ip_interface(cidr)

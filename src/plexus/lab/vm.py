@@ -244,7 +244,8 @@ def _dhcp(lab, vm: VM, timeout: float) -> bool:
 
 def delete(lab, name: str) -> list[str]:
     """Unplug and remove a VM and its port (or unbind a port it was given)."""
-    return lab.inventory.teardown(teardown_handlers(lab, full=False), group=f"vm:{name}")
+    return lab.inventory.teardown(teardown_handlers(lab, full=False), group=f"vm:{name}",
+                                  batches=teardown_batches(lab, full=False))
 
 
 def teardown_handlers(lab, full: bool) -> dict:
@@ -271,3 +272,28 @@ def teardown_handlers(lab, full: bool) -> dict:
                 pass  # ovsdb-server gone: nothing left to unplug from
 
     return {"vm": vm, "ovs-port": ovs_port, "process": stop_process}
+
+
+def teardown_batches(lab, full: bool = False) -> dict:
+    """Inventory batch handlers for VM parts: every OVS port of a chassis unplugged in
+    one OVSDB transaction (one ``ovs-vsctl`` per chassis, not one per VM); ``full``
+    (lab down): none at all, the OVS instances, their databases and the taps all go."""
+    def ovs_ports(entries):
+        if full:
+            return {}
+        by_chassis: dict[str, list[dict]] = {}
+        for entry in entries:
+            by_chassis.setdefault(entry["chassis"], []).append(entry)
+        for chassis, ports in by_chassis.items():
+            ovs = lab.ovs(chassis)
+            if not (ovs.rundir / "db.sock").exists():
+                continue      # ovsdb-server gone: nothing left to unplug from
+            args = [a for e in ports
+                    for a in ("--", "--if-exists", "del-port", e["bridge"], e["name"])]
+            try:
+                ovs.vsctl(*args, timeout=30)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                pass  # ovsdb-server not answering: the namespace goes anyway
+        return {}
+
+    return {"ovs-port": ovs_ports}

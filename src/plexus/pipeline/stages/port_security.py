@@ -1,8 +1,13 @@
 """port_security: a local port may send only from its own MAC with its own IPv4
 addresses (fixed IPs and allowed address pairs, CIDR pairs as masked matches), ARP
 only about those addresses (or an RFC 5227 probe from 0.0.0.0), and DHCP from
-0.0.0.0:68 to 255.255.255.255:67. IPv6 is dropped for now. Everything else from the
-port is dropped; a port with port security disabled may send anything."""
+0.0.0.0:68 to 255.255.255.255:67. A port the agent serves DHCP to (an IPv4 subnet with
+DHCP enabled) may send DHCP requests (its MAC, UDP 68 → 67) from any source address:
+the ``dhcp`` stage punts every one of them to the agent, so none goes further, and a
+client renewing an address the port no longer holds (its fixed IP changed) reaches the
+agent and is told DHCPNAK instead of being dropped unanswered. IPv6 is dropped for now.
+Everything else from the port is dropped; a port with port security disabled may send
+anything."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from plexus.pipeline.flows import Flow
 from plexus.pipeline.stages.common import (
     ETH_ARP, ETH_IP, IP_UDP, default_flow, local_ports, sources,
 )
+from plexus.pipeline.stages.dhcp import dhcp_subnets
 from plexus.pipeline.view import NetworkView, PortView, View
 
 STAGE = "port_security"
@@ -19,24 +25,27 @@ PRIO_ALLOW = 90
 
 DHCP_FROM_NOWHERE = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "ipv4_src": "0.0.0.0",
                      "ipv4_dst": "255.255.255.255", "udp_src": 68, "udp_dst": 67}
+DHCP_REQUEST = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
 
 
 def compile_port_security(view: View) -> list[Flow]:
     """Per local port: what it may send, or everything when port security is off."""
     flows = [default_flow(STAGE)]
     for port in local_ports(view):
-        flows += port_flows(view.networks[port.network_id], port)
+        flows += port_flows(view.networks[port.network_id], port,
+                            dhcp_served=bool(dhcp_subnets(view, port)))
     return flows
 
 
-def port_flows(net: NetworkView, port: PortView) -> list[Flow]:
-    """The allow flows of one local port."""
+def port_flows(net: NetworkView, port: PortView, dhcp_served: bool = False) -> list[Flow]:
+    """The allow flows of one local port (``dhcp_served``: the agent answers its DHCP)."""
     me = {"net": net.key, "inport": port.key}
     cookie = f"port:{port.id}"
     if not port.port_security:
         return [Flow.make(STAGE, PRIO_UNCHECKED, me, goto=NEXT, cookie=cookie,
                           note="port security disabled")]
-    allowed = [{"eth_src": port.mac, **DHCP_FROM_NOWHERE},
+    dhcp = DHCP_REQUEST if dhcp_served else DHCP_FROM_NOWHERE
+    allowed = [{"eth_src": port.mac, **dhcp},
                {"eth_src": port.mac, "eth_type": ETH_ARP, "arp_sha": port.mac,
                 "arp_spa": "0.0.0.0"}]
     for mac, address in sources(port):
