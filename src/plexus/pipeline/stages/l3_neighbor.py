@@ -2,9 +2,11 @@
 it is the MAC of the port holding the address (from the model; an address no port holds
 drops): a fixed IP, or an allowed-address-pair host address (a VIP: ``x/32`` or a bare
 address) that exactly one port of the network holds and no port has as a fixed IP — a
-VIP several ports hold (keepalived style) is not routed to; on an external network the MAC the agent resolved for it (``external_macs``;
-until it is known the packet drops: data packets are never sent to the agent). Internal
-networks go on to l2_lookup, external ones to l3_snat."""
+VIP several ports hold (keepalived style) is not routed to. On an external network, for
+an address of a programmed router there (its gateway, its floating IPs: hairpin) the MAC
+from the model, else the MAC the agent resolved for it (``external_macs``; until it is
+known the packet drops: data packets are never sent to the agent). Internal networks go
+on to l2_lookup, external ones to l3_snat."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import functools
 from plexus.pipeline.flows import Flow, SetField
 from plexus.pipeline.stages.common import default_flow, is_ipv4
 from plexus.pipeline.stages.router import (
-    contains, gateway, interfaces, port_ips, programmed,
+    contains, gateway, hairpin_neighbours, interfaces, port_ips, programmed,
 )
 from plexus.pipeline.view import View
 
@@ -25,12 +27,14 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
     """One flow per port address of each routed-to internal network, and per resolved
     address on each external network of a programmed router."""
     flows = [default_flow(STAGE)]
-    internal, external = {}, {}
+    internal, external, own = {}, {}, {}
     for router, _ in programmed(view):
         internal.update({i.network.id: i.network for i in interfaces(view, router)})
         gw = gateway(view, router)
         if gw is not None:
             external[gw.network.id] = gw.network
+            for ip, mac in hairpin_neighbours(view, router, gw):
+                own.setdefault((gw.network.id, ip), mac)
     for nid in sorted(internal):
         net = internal[nid]
         seen: set[str] = set()
@@ -47,8 +51,13 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
         net = external[nid]
         cidrs = [s.cidr for s in view.subnets.values()
                  if s.network_id == nid and s.ip_version == 4]
+        mine = {ip: mac for (n, ip), mac in own.items() if n == nid}
+        for ip, mac in sorted(mine.items()):
+            flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop": ip},
+                                   [SetField("eth_dst", mac)], "l3_snat", f"network:{nid}",
+                                   note="hairpin: a router's own address, from the model"))
         for ip, mac in sorted(view.external_macs.items()):
-            if any(contains(c, ip) for c in cidrs):
+            if ip not in mine and any(contains(c, ip) for c in cidrs):
                 flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop": ip},
                                        [SetField("eth_dst", mac)], "l3_snat",
                                        f"network:{nid}", note="resolved by the agent"))
