@@ -322,3 +322,45 @@ def test_new_actions_lower():
                                    [PushVlan(), *rt.vlan_push(view("hv1").networks["ext-vlan"])]))
     canonical_round_trip(Flow.make("l3_input", 1, {"eth_type": 0x0800},
                                    [Ct(0xFF01, table="l3_route", nat=Nat())]))
+
+
+# allowed-address-pair VIPs ---------------------------------------------------------------
+
+def neighbour_macs(v) -> dict[tuple[int, str], str]:
+    """l3_neighbor's (net key, next hop) → destination MAC."""
+    from plexus.pipeline.stages.l3_neighbor import compile_l3_neighbor
+    found = {}
+    for f in compile_l3_neighbor(v):
+        match = dict(f.match)
+        if "nexthop" in match:
+            found[(match["net"], match["nexthop"])] = f.actions[0].value
+    return found
+
+
+def with_pairs(objs: dict, **pairs) -> dict:
+    """Objects where each named port holds the given allowed address pairs."""
+    for port, addresses in pairs.items():
+        objs = changed(objs, "ports", port, allowed_address_pairs=[
+            {"ip_address": a, "mac_address": mac(port)} for a in addresses])
+    return objs
+
+
+def test_a_vip_held_by_one_port_is_routed_to_that_port():
+    objs = with_pairs(objects(), **{"a-vm2": ["10.1.0.250/32", "10.1.0.251",
+                                              "10.1.0.128/25"]})
+    net_a = view("hv2", objs).networks["net-a"].key
+    macs = neighbour_macs(view("hv2", objs))
+    assert macs[(net_a, "10.1.0.250")] == mac("a-vm2")
+    assert macs[(net_a, "10.1.0.251")] == mac("a-vm2")
+    assert not any(ip.startswith("10.1.0.128") for _, ip in macs)   # a CIDR pair: no
+    assert (net_a, "10.1.0.250") not in neighbour_macs(view("hv2"))  # without the pair
+
+
+def test_a_vip_several_ports_hold_is_not_routed_and_a_fixed_ip_wins():
+    objs = with_pairs(objects(), **{"a-vm1": ["10.1.0.250", "10.1.0.12"],
+                                    "a-vm2": ["10.1.0.250"]})
+    v = view("hv2", objs)
+    macs = neighbour_macs(v)
+    net_a = v.networks["net-a"].key
+    assert (net_a, "10.1.0.250") not in macs                 # keepalived style: nobody
+    assert macs[(net_a, "10.1.0.12")] == mac("a-vm2")        # a-vm2's own fixed IP
