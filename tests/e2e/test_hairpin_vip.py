@@ -77,6 +77,13 @@ def test_hairpin_to_a_floating_ip_behind_the_same_router(lab, public, open_ingre
         assert f"IP {source} > {target.ip}: ICMP" in seen, (name, seen)
         assert f"IP {source}." in seen, (name, seen)               # TCP too
         assert f"IP {vm.ip} " not in seen and f"IP {vm.ip}." not in seen, (name, seen)
+    # in the cloud: nothing of it is sent to the upstream router (its MAC), which would
+    # otherwise route it back
+    upstream = lab.node("ext").exec("cat", "/sys/class/net/eth0/address").stdout.strip()
+    via_upstream = captured(lab, "ext", "eth0", f"ether dst {upstream} and host {target_fip}",
+                            lambda: seen_source(lab, "hp-b", "hp-other", target_fip, 5701),
+                            seconds=12)
+    assert not via_upstream.strip(), via_upstream
     # the internet still reaches it, and what was there keeps working
     assert inet.tcp_client(target_fip, 5701)["ok"]
     assert lab.vm("hp-other").ping(INET)
