@@ -120,6 +120,7 @@ class FakeSwitch:
         self._bfd: frozenset = frozenset()
         self.punts: set = set()
         self.sent_external: list[tuple[str, bytes]] = []
+        self.loopback: dict[str, tuple] = {}
         self.on_external_packet_in = None
 
     def start(self, on_state):
@@ -196,6 +197,12 @@ class FakeSwitch:
 
     def packet_out_external(self, bridge, data):
         self.sent_external.append((bridge, data))
+
+    async def set_loopback(self, bridge, macs, on_packet_in):
+        self.loopback[bridge] = tuple(macs)
+
+    def external_alive(self, bridge):
+        return bridge in self.loopback
 
     def stop(self):
         if self._closed is not None:

@@ -16,7 +16,7 @@ from plexus.agent.ovs import PacketIn
 from plexus.agent.relevant import alive_chassis, build_view
 from plexus.agent import l3
 from plexus.pipeline.compile import compile_view
-from tests.golden.l3_reference import CHASSIS, TUNNEL_IP, objects
+from tests.golden.l3_reference import CHASSIS, TUNNEL_IP, mac, objects
 from tests.unit.test_agent import FakeServer, FakeSwitch, Running, settle, until
 
 HERE = "hv1"
@@ -165,6 +165,20 @@ def test_a_floating_ip_appearing_here_is_announced_out_of_the_patch_port():
             server.put("floatingips", fip)                           # associated again
             await until(lambda: garps(switch))
             assert garps(switch)[0] == (50, "203.0.113.101")
+    asyncio.run(go())
+
+
+def test_a_floating_ip_here_gets_a_hairpin_loopback_on_the_mapped_bridge():
+    async def go():
+        server, switch = L3Server(wire_model()), FakeSwitch()
+        switch.plug("tap-a1", "a-vm1", 1)
+        agent = make_agent(server, switch)
+        async with Running(agent):
+            await until(lambda: switch.loopback.get("br-ex"))
+            assert switch.loopback["br-ex"] == (mac("fip-a1-port"),)
+            fip = dict(server.objects["floatingips"]["fip-a1"])
+            server.put("floatingips", {**fip, "port_id": None, "fixed_ip_address": None})
+            await until(lambda: switch.loopback.get("br-ex") == ())
     asyncio.run(go())
 
 

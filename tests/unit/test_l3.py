@@ -9,7 +9,7 @@ import pytest
 
 from plexus.pipeline.stages.router import snat_mac
 from plexus.tools.conntrack import ACK, SYN
-from tests.golden.l3_fabric import Fabric
+from tests.golden.l3_fabric import LOCAL, Fabric
 from tests.golden.l3_reference import (
     BLOCKS, CHASSIS, PATCH, TUNNEL, UPSTREAM, VIF_OFPORTS, changed, ip, mac, objects,
     replace_view, view,
@@ -171,7 +171,73 @@ def test_router_ports_answer_ping_in_place(fabric, target):
 
 def test_nothing_else_reaches_the_router_itself(fabric):
     assert fabric.send("hv1", routed("a-vm1", "10.1.0.1", dport=22)).hops == []
-    assert fabric.send("hv1", routed("a-vm1", "203.0.113.10", dport=22)).hops == []
+    # the gateway address is routed (hairpin replies go there) to where it lives, the
+    # active gateway, which has no connection for it and routes nothing from outside
+    trip = fabric.send("hv1", routed("a-vm1", "203.0.113.10", dport=22))
+    assert trip.ends == [("hv1", "patch")] and trip.last["eth_dst"] == mac("r1-gw")
+    assert fabric.send(*across(trip)).hops == []
+
+
+# hairpin: a floating IP reached from behind its own router ------------------------------
+
+SEGMENT = {mac("fip-a1-port"): "hv1", mac("r1-gw"): "gw1"}   # where each MAC answers ARP
+
+
+def across(trip) -> tuple[str, dict]:
+    """The frame that left by a patch port as the external network delivers it: to the
+    chassis holding its destination MAC, arriving by that chassis' patch port."""
+    assert trip.ends and trip.ends[-1][1] == "patch", trip.explain()
+    sent = trip.last
+    return SEGMENT[sent["eth_dst"]], {**{k: v for k, v in sent.items() if k not in LOCAL},
+                                      "in_port": PATCH}
+
+
+def test_hairpin_tcp_to_a_floating_ip_is_snatted_to_the_gateway_address(fabric):
+    """b-vm1 (hv2, no floating IP) → a-vm1's floating IP (hv1): SNATed in hv2's own
+    block and sent across the external network to the floating IP's MAC; DNATed on hv1;
+    a-vm1 sees the gateway address; its reply leaves as the floating IP toward the
+    gateway's MAC, and the active gateway returns it statelessly to hv2."""
+    fip, gateway = "203.0.113.101", "203.0.113.10"
+    out = fabric.send("hv2", routed("b-vm1", fip, sport=40000, dport=22))
+    assert out.ends == [("hv2", "patch")], out.explain()
+    sent = out.last
+    assert (sent["ipv4_src"], sent["ipv4_dst"]) == (gateway, fip)
+    assert in_blocks(sent["tcp_src"], "hv2")
+    assert (sent["eth_src"], sent["eth_dst"]) == (snat_mac("r1", "hv2"), mac("fip-a1-port"))
+    there = fabric.send(*across(out))
+    assert there.ends == [("hv1", "vif:a-vm1")], there.explain()
+    assert (there.last["ipv4_src"], there.last["ipv4_dst"]) == (gateway, ip("a-vm1"))
+    answer = routed("a-vm1", gateway, sport=22, dport=sent["tcp_src"], tcp_flags=SYN | ACK)
+    back = fabric.send("hv1", answer)
+    assert back.ends == [("hv1", "patch")], back.explain()
+    assert (back.last["ipv4_src"], back.last["ipv4_dst"]) == (fip, gateway)
+    assert (back.last["eth_src"], back.last["eth_dst"]) == (mac("fip-a1-port"), mac("r1-gw"))
+    home = fabric.send(*across(back))
+    assert home.ends == [("hv2", "vif:b-vm1")], home.explain()
+    assert (home.last["ipv4_src"], home.last["ipv4_dst"]) == (fip, ip("b-vm1"))
+    assert (home.last["tcp_src"], home.last["tcp_dst"]) == (22, 40000)
+
+
+def test_hairpin_ping_from_the_floating_ips_own_chassis(fabric):
+    """a-vm2 (hv1, no floating IP) pings a-vm1's floating IP (hv1 as well): SNATed by
+    the active gateway, back across the external network to hv1, DNATed; the echo reply
+    goes to the gateway address, is unNATed there and routed back to a-vm2."""
+    fip, gateway = "203.0.113.101", "203.0.113.10"
+    out = fabric.send("hv1", routed("a-vm2", fip, "icmp", sport=9))
+    assert [(h.chassis, h.where) for h in out.hops] == [("hv1", "tunnel:gw1"),
+                                                       ("gw1", "patch")], out.explain()
+    assert (out.last["ipv4_src"], out.last["eth_dst"]) == (gateway, mac("fip-a1-port"))
+    there = fabric.send(*across(out))
+    assert there.ends == [("hv1", "vif:a-vm1")], there.explain()
+    assert (there.last["ipv4_src"], there.last["ipv4_dst"]) == (gateway, ip("a-vm1"))
+    pong = routed("a-vm1", gateway, "icmp", sport=9)
+    pong.update(icmpv4_type=0)
+    back = fabric.send("hv1", pong)
+    assert (back.last["ipv4_src"], back.last["eth_dst"]) == (fip, mac("r1-gw"))
+    home = fabric.send(*across(back))
+    assert home.ends == [("hv1", "vif:a-vm2")], home.explain()
+    assert (home.last["ipv4_src"], home.last["ipv4_dst"]) == (fip, ip("a-vm2"))
+    assert (home.last["icmpv4_type"], home.last["icmp_id"]) == (0, 9)
 
 
 # floating IPs --------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def test_relevant_routers_networks_and_ports():
     assert {"net-a", "net-b", "ext-net"} <= set(hv2.networks)
     assert "net-c" not in hv2.networks and "ext-vlan" not in hv2.networks
     assert {"a-vm1", "a-vm2", "r1-a", "r1-gw"} <= set(hv2.ports)
-    assert "fip-a1-port" not in hv2.ports and hv2.floating_ips == {}
+    assert "fip-a1-port" not in hv2.ports and sorted(hv2.floating_ips) == ["fip-a1"]
+    gw = rt.gateway(hv2, hv2.routers["r1"])
+    assert rt.local_fips(hv2, hv2.routers["r1"], gw) == []    # a-vm1 is on hv1
     r1 = hv2.routers["r1"]
     assert r1.interfaces == ("r1-a", "r1-b") and r1.gateway == "r1-gw"
     assert r1.gateway_chassis == ("gw1", "gw2") and r1.enable_snat
@@ -42,13 +44,20 @@ def test_relevant_routers_networks_and_ports():
     assert view("hv1").networks["ext-vlan"].segmentation_id == 100
 
 
-def test_floating_ips_only_for_ports_bound_here():
+def test_floating_ips_of_the_routers_natted_only_where_their_ports_are_bound():
     hv1 = view("hv1")
     assert sorted(hv1.floating_ips) == ["fip-a1", "fip-c1"]
     fip = hv1.floating_ips["fip-a1"]
     assert (fip.address, fip.mac, fip.fixed_ip, fip.port_id, fip.router_id) == \
         ("203.0.113.101", mac("fip-a1-port"), "10.1.0.11", "a-vm1", "r1")
-    assert view("gw1").floating_ips == {}
+    r1 = hv1.routers["r1"]
+    assert [f.id for f in rt.local_fips(hv1, r1, rt.gateway(hv1, r1))] == ["fip-a1"]
+    gw1 = view("gw1")
+    assert sorted(gw1.floating_ips) == ["fip-a1"]          # known: reached by hairpin
+    r1 = gw1.routers["r1"]
+    assert rt.local_fips(gw1, r1, rt.gateway(gw1, r1)) == []   # NATed on hv1 only
+    assert rt.hairpin_neighbours(gw1, r1, rt.gateway(gw1, r1)) == [
+        ("203.0.113.10", mac("r1-gw")), ("203.0.113.101", mac("fip-a1-port"))]
 
 
 def test_snat_blocks_of_every_chassis_on_the_current_address_only():
@@ -142,6 +151,13 @@ def test_announcements_for_floating_ips_here_and_gateways_active_here():
     gw1 = l3.announcements(view("gw1"))
     assert [(a.ip, a.mac) for a in gw1] == [("203.0.113.10", mac("r1-gw"))]
     assert [a.ip for a in l3.announcements(view("gw2"))] == ["198.51.100.10"]
+
+
+def test_loopback_macs_are_what_the_chassis_answers_for_on_each_mapped_bridge():
+    assert l3.loopback_macs(view("hv1")) == {
+        "br-ex": tuple(sorted([mac("fip-c1-port"), mac("fip-a1-port")]))}
+    assert l3.loopback_macs(view("gw1")) == {"br-ex": (mac("r1-gw"),)}
+    assert l3.loopback_macs(view("hv3")) == {}                 # no bridge mapping
 
 
 def test_garp_and_probe_frames():
@@ -306,3 +322,45 @@ def test_new_actions_lower():
                                    [PushVlan(), *rt.vlan_push(view("hv1").networks["ext-vlan"])]))
     canonical_round_trip(Flow.make("l3_input", 1, {"eth_type": 0x0800},
                                    [Ct(0xFF01, table="l3_route", nat=Nat())]))
+
+
+# allowed-address-pair VIPs ---------------------------------------------------------------
+
+def neighbour_macs(v) -> dict[tuple[int, str], str]:
+    """l3_neighbor's (net key, next hop) → destination MAC."""
+    from plexus.pipeline.stages.l3_neighbor import compile_l3_neighbor
+    found = {}
+    for f in compile_l3_neighbor(v):
+        match = dict(f.match)
+        if "nexthop" in match and hasattr(f.actions[0], "value"):   # not the ICMP punts
+            found[(match["net"], match["nexthop"])] = f.actions[0].value
+    return found
+
+
+def with_pairs(objs: dict, **pairs) -> dict:
+    """Objects where each named port holds the given allowed address pairs."""
+    for port, addresses in pairs.items():
+        objs = changed(objs, "ports", port, allowed_address_pairs=[
+            {"ip_address": a, "mac_address": mac(port)} for a in addresses])
+    return objs
+
+
+def test_a_vip_held_by_one_port_is_routed_to_that_port():
+    objs = with_pairs(objects(), **{"a-vm2": ["10.1.0.250/32", "10.1.0.251",
+                                              "10.1.0.128/25"]})
+    net_a = view("hv2", objs).networks["net-a"].key
+    macs = neighbour_macs(view("hv2", objs))
+    assert macs[(net_a, "10.1.0.250")] == mac("a-vm2")
+    assert macs[(net_a, "10.1.0.251")] == mac("a-vm2")
+    assert not any(ip.startswith("10.1.0.128") for _, ip in macs)   # a CIDR pair: no
+    assert (net_a, "10.1.0.250") not in neighbour_macs(view("hv2"))  # without the pair
+
+
+def test_a_vip_several_ports_hold_is_not_routed_and_a_fixed_ip_wins():
+    objs = with_pairs(objects(), **{"a-vm1": ["10.1.0.250", "10.1.0.12"],
+                                    "a-vm2": ["10.1.0.250"]})
+    v = view("hv2", objs)
+    macs = neighbour_macs(v)
+    net_a = v.networks["net-a"].key
+    assert (net_a, "10.1.0.250") not in macs                 # keepalived style: nobody
+    assert macs[(net_a, "10.1.0.12")] == mac("a-vm2")        # a-vm2's own fixed IP

@@ -154,6 +154,10 @@ class Agent(StatusReports, RoutingDuties):
                                     config.icmp_source_rate, config.icmp_source_burst)
         self._icmp_said = 0.0
 
+        self._loopback_want: dict[str, tuple[str, ...]] = {}
+        self._loopback_done: dict[str, tuple[str, ...]] = {}
+        self._loopback_dirty = asyncio.Event()
+
     # --- life cycle --------------------------------------------------------------------
     async def run(self) -> None:
         """Run until ``stop()``; the data plane is left as it is on the way out."""
@@ -162,7 +166,7 @@ class Agent(StatusReports, RoutingDuties):
             ("sync", self._sync()), ("liveness", self._liveness()),
             ("openflow", self._openflow()), ("reconcile", self._reconcile_loop()),
             ("status", self._status_loop()), ("resolve", self._resolve_loop()),
-            ("snat", self._snat_loop()))]
+            ("snat", self._snat_loop()), ("loopback", self._loopback_loop()))]
         try:
             await self._stop.wait()
         finally:
@@ -426,6 +430,7 @@ class Agent(StatusReports, RoutingDuties):
         await self._flush_gone(vifs)
         await self._flush_router_zones(l3.zones(view))
         self._announce(l3.announcements(view))
+        self._want_loopback(l3.loopback_macs(view))
         self._snat_dirty.set()
         self._status_dirty.set()
         self.compiled.set()

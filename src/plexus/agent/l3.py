@@ -104,6 +104,20 @@ def announcements(view: View) -> list[Announcement]:
     return sorted(out, key=lambda a: (a.ofport, ipaddress.ip_address(a.ip)))
 
 
+def loopback_macs(view: View) -> dict[str, tuple[str, ...]]:
+    """Mapped bridge → the MACs of ``announcements`` on it (what br-int answers for on
+    that external network). A frame br-int sends out of its patch to one of them — a
+    hairpin to a floating IP or gateway of this very chassis — must come straight back
+    into br-int; the bridge's NORMAL would drop it (docs/routing.md, "Hairpin")."""
+    physnet = {ofport: name for name, ofport in view.patch_ofports.items()}
+    out: dict[str, set[str]] = {}
+    for a in announcements(view):
+        bridge = view.bridge_mappings.get(physnet.get(a.ofport, ""))
+        if bridge:
+            out.setdefault(bridge, set()).add(a.mac)
+    return {b: tuple(sorted(m)) for b, m in sorted(out.items())}
+
+
 def garp(mac: str, ip: str, vlan: int | None = None) -> bytes:
     """A gratuitous ARP request (sender and target ``ip``) broadcast from ``mac``."""
     return _arp_frame(mac, "ff:ff:ff:ff:ff:ff", ip, "00:00:00:00:00:00", ip, vlan)

@@ -1,7 +1,8 @@
 """The agent's routing duties beside the flows: flush a router's conntrack zone once it
 is gone, announce with gratuitous ARPs what this chassis starts answering on an
-external network, lease a SNAT port block on each router it SNATs for, and ARP-probe
-its routers' external next hops through the mapped bridges (replies come back as
+external network (and have the mapped bridge send hairpin frames to it straight
+back), lease a SNAT port block on each router it SNATs for, and ARP-probe its
+routers' external next hops through the mapped bridges (replies come back as
 packet-ins with userdata ``arp``). A mixin of ``Agent``: it reads the agent's view,
 switch and southbound client (docs/routing.md)."""
 
@@ -52,6 +53,37 @@ class RoutingDuties:
                 self.counters.garps += 1
             except (OSError, OpenFlowError, AttributeError) as exc:
                 LOG.warning("gratuitous ARP for %s not sent: %s", a.ip, exc)
+
+    def _want_loopback(self, wanted: dict[str, tuple[str, ...]]) -> None:
+        """The hairpin loopback flows each mapped bridge should have (``l3.loopback_macs``);
+        ``_loopback_loop`` installs what differs from what it installed last, and
+        re-installs on a bridge whose channel was lost."""
+        self._loopback_want = dict(wanted)
+        self._loopback_dirty.set()
+
+    async def _loopback_loop(self) -> None:
+        failures = 0
+        while True:
+            await self._loopback_dirty.wait()
+            self._loopback_dirty.clear()
+            want = dict(self._loopback_want)
+            try:
+                for bridge in sorted(set(want) | set(self._loopback_done)):
+                    macs = want.get(bridge, ())
+                    if (self._loopback_done.get(bridge) == macs
+                            and self.switch.external_alive(bridge)):
+                        continue
+                    await self.switch.set_loopback(bridge, list(macs), self._on_packet_in)
+                    self._loopback_done[bridge] = macs
+                    LOG.info("%s: hairpin loopback for %s", bridge,
+                             ", ".join(macs) or "nothing")
+                failures = 0
+            except (OSError, OpenFlowError, asyncio.TimeoutError) as exc:
+                self._once(("loopback", str(exc)), logging.WARNING,
+                           "hairpin loopback flows: %s; retrying", exc)
+                failures += 1
+                await asyncio.sleep(self.config.timing.after(failures))
+                self._loopback_dirty.set()
 
     def snat_wanted(self) -> list[str]:
         """Routers this chassis should hold a SNAT block of but holds none of (yet)."""

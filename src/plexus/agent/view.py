@@ -8,9 +8,9 @@ other ports on those networks and the chassis hosting them, the security groups 
 ports bound here and the members of the remote groups their rules name);
 ``with_routing`` adds the L3 part (docs/routing.md): the routers with an interface on a
 network with a port bound here or whose active gateway this chassis is, their networks,
-subnets and ports, the floating IPs of ports bound here, every chassis' SNAT blocks of
-those routers on their current gateway address, the chassis and tunnels they involve,
-and the agent's local facts. ``build`` is both."""
+subnets and ports, the floating IPs of those routers (wherever bound), every chassis'
+SNAT blocks of those routers on their current gateway address, the chassis and tunnels
+they involve, and the agent's local facts. ``build`` is both."""
 
 from __future__ import annotations
 
@@ -158,13 +158,16 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
 
 def floating_ips(catalog: Catalog, routers: Mapping[str, RouterView], chassis: str,
                  problems: list | None = None) -> dict[str, FloatingIPView]:
-    """Associated floating IPs of ports bound to ``chassis`` through ``routers``."""
+    """Associated floating IPs of bound ports through ``routers``: those of ports bound to
+    ``chassis`` are NATed here (``router.local_fips``); all of them are reached from
+    behind their router across the external network (hairpin: ``l3_route`` and
+    ``l3_neighbor`` know their addresses and MACs)."""
     ports = catalog.objects[keys.PORTS]
     out = {}
     for rid in sorted(routers):
         for fip in catalog.each(keys.FLOATINGIPS, catalog.fips_by_router.of(rid)):
             port = ports.get(fip.port_id or "")
-            if port is None or port.chassis != chassis:
+            if port is None or not port.chassis:
                 continue
             own = ports.get(fip.floating_port_id)
             if own is None or fip.fixed_ip is None:

@@ -116,10 +116,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("l3_input", 46, "plexus.pipeline.stages.l3_input",
           _L3, ("l3_route", "l3_snat", "l2_lookup"),
           "packets for a router. From a VM (to a router port MAC): ICMP echo to a router "
-          "address is answered in place, anything else to one drops, the rest is routed. "
+          "address is answered in place, anything else to one of its interface addresses "
+          "drops, the rest is routed (the gateway address included: hairpin replies). "
           "From an external network: ARP for a floating IP is answered only on the chassis "
           "hosting its port, ARP and ping for a router gateway only on its active gateway "
-          "chassis; a floating IP is DNATed (conntrack, router zone); TCP/UDP to a gateway "
+          "chassis; a floating IP is DNATed (conntrack, router zone; NAT flows first look "
+          "the packet up in the forget zone, dropping a connection Open vSwitch cached on "
+          "a looped-back hairpin frame); TCP/UDP to a gateway "
           "address goes statelessly to the chassis owning the destination port's SNAT block "
           "(unNATed there); other gateway traffic is unNATed on the active gateway; "
           "portless packets a chassis sends its router's active gateway are SNATed there; "
@@ -127,7 +130,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("l3_route", 47, "plexus.pipeline.stages.l3_route",
           _L3, ("l3_neighbor",),
           "the router's routing table, longest prefix first (priority by prefix length): "
-          "connected subnets, extra routes, external host and subnet routes and the default "
+          "connected subnets, extra routes, the router's own gateway and floating IP "
+          "addresses (hairpin), external host and subnet routes and the default "
           "route via the external gateway (never for packets that came from outside); TTL "
           "is decremented (TTL 1 or 0: dec_ttl stops there and sends an invalid-TTL "
           "packet-in, answered with ICMP time exceeded), a frame longer than the next "
@@ -135,12 +139,13 @@ STAGES: tuple[Stage, ...] = (
           "router port's on the next network, net and the next hop are set"),
     Stage("l3_neighbor", 48, "plexus.pipeline.stages.l3_neighbor",
           _L3, ("l3_snat", "l2_lookup"),
-          "next hop → destination MAC: from the model for ports (no ARP), from the agent's "
-          "resolutions for external addresses (unknown: drop); internal networks go on to "
-          "l2_lookup, external ones to l3_snat. A packet too big for the next network "
-          "(flags bit 2) goes to the agent (ICMP fragmentation needed if DF is set), as does "
-          "one to an address of a router subnet that no port holds (ICMP host "
-          "unreachable)"),
+          "next hop → destination MAC: from the model for ports (no ARP), for "
+          "allowed-address-pair VIPs held by one port and for a router's own external "
+          "addresses (hairpin), from the agent's resolutions for other external addresses "
+          "(unknown: drop); internal networks go on to l2_lookup, external ones to "
+          "l3_snat. A packet too big for the next network (flags bit 2) goes to the agent "
+          "(ICMP fragmentation needed if DF is set), as does one to an address of a router "
+          "subnet that no port holds (ICMP host unreachable)"),
     Stage("l3_snat", 49, "plexus.pipeline.stages.l3_snat",
           _L3, ("output",),
           "leaving by an external network: a port with a floating IP is SNATed to it "

@@ -18,6 +18,8 @@ __all__ = ["BridgeState", "OpenFlowError", "PacketIn", "Switch", "Tunnel", "patc
            "tunnel_name", "vswitchd_target"]
 APPCTL_TIMEOUT = 5.0
 ARP_PUNT_PRIORITY = 1000           # above the external bridge's NORMAL flow
+LOOPBACK_PRIORITY = 900            # above NORMAL: hairpin frames back into br-int
+LOOPBACK_COOKIE = 0x706C78686169   # "plxhai": the loopback flows of a mapped bridge
 NORMAL = 0xFFFFFFFA                # OFPP_NORMAL
 
 
@@ -76,6 +78,27 @@ class Switch:
             channel = self._external[bridge] = await Channel(path, on_packet_in).connect()
         await channel.add_flow(ARP_PUNT_PRIORITY, {"eth_type": 0x0806, "arp_op": 2,
                                                    "eth_dst": mac}, "arp")
+
+    async def set_loopback(self, bridge: str, macs: list[str],
+                           on_packet_in: Callable[[PacketIn], None]) -> None:
+        """On the external ``bridge``, send frames br-int sends out of its patch to one of
+        ``macs`` (addresses br-int itself answers for: floating IPs plugged here, gateways
+        active here) straight back into br-int: its NORMAL never sends a frame back out
+        of the port it came from. Exactly these flows (others removed); raises
+        ``OSError``/``OpenFlowError``."""
+        channel = self._external.get(bridge)
+        if channel is None or not channel.alive:
+            path = f"{self.rundir.rstrip('/')}/{bridge}.mgmt"
+            channel = self._external[bridge] = await Channel(path, on_packet_in).connect()
+        phy = await channel.port_number(patch_names(bridge)[1])
+        if phy is None:
+            raise OSError(f"{bridge} has no patch port {patch_names(bridge)[1]} (yet)")
+        await channel.set_loopback(LOOPBACK_COOKIE, LOOPBACK_PRIORITY, phy, macs)
+
+    def external_alive(self, bridge: str) -> bool:
+        """Whether the OpenFlow channel to the external ``bridge`` is up."""
+        channel = self._external.get(bridge)
+        return channel is not None and channel.alive
 
     def packet_out_external(self, bridge: str, data: bytes) -> None:
         """Send a frame into the external ``bridge`` (forwarded NORMAL there)."""

@@ -188,6 +188,33 @@ class Channel:
             instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [action])]))
         await self.barrier(timeout=timeout)
 
+    async def port_number(self, name: str) -> int | None:
+        """The OpenFlow port number of the bridge's port called ``name`` (None: none)."""
+        replies = await self.request(parser.OFPPortDescStatsRequest(DP, 0))
+        for reply in replies:
+            for port in reply.body:
+                if port.name.decode(errors="replace") == name:
+                    return port.port_no
+        return None
+
+    async def set_loopback(self, cookie: int, priority: int, in_port: int,
+                           macs: list[str], timeout: float = REQUEST_TIMEOUT) -> None:
+        """Have exactly one flow in table 0 per MAC of ``macs`` sending frames from
+        ``in_port`` to it back out of ``in_port`` (flows marked ``cookie``; others with
+        that cookie removed); waits for the switch to accept them."""
+        self._send(parser.OFPFlowMod(DP, cookie=cookie, cookie_mask=0xFFFFFFFFFFFFFFFF,
+                                     table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+                                     out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                                     match=parser.OFPMatch()))
+        back = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                             [parser.OFPActionOutput(ofp.OFPP_IN_PORT, 0)])]
+        for mac in macs:
+            self._send(parser.OFPFlowMod(DP, cookie=cookie, table_id=0,
+                                         command=ofp.OFPFC_ADD, priority=priority,
+                                         match=parser.OFPMatch(in_port=in_port, eth_dst=mac),
+                                         instructions=back))
+        await self.barrier(timeout=timeout)
+
     def packet_out(self, port: int, data: bytes) -> None:
         """Send ``data`` out of ``port`` (as if it came from the controller)."""
         self._send(parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,

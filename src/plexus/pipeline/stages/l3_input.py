@@ -1,8 +1,10 @@
 """l3_input: packets for a router.
 
 From a VM, to a router port MAC on its (local) network: an ICMP echo to any address of
-the router is answered in place; anything else to one of them drops; the rest is
-routed (``router`` := the router's zone, on to l3_route).
+the router is answered in place; anything else to one of its interface addresses
+drops; the rest is routed (``router`` := the router's zone, on to l3_route), the
+gateway address included (hairpin: replies to a VM behind the router whose connection
+to a floating IP was SNATed to the gateway address).
 
 From an external network (``flags`` says patch port or a peer's tunnel):
 - ARP for a floating IP is answered only on the chassis hosting its port, with the
@@ -32,7 +34,7 @@ from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
 from plexus.pipeline.stages.acl import port_masks
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow, local_networks
 from plexus.pipeline.stages.router import (
-    PORT_FIELDS, Gateway, arp_answer, arp_request, back_out, blocks, echo_answer,
+    PORT_FIELDS, ZONE_FORGET, Gateway, arp_answer, arp_request, back_out, blocks, echo_answer,
     echo_request, external_networks, gateway, interfaces, is_active, is_candidate, local_fips,
     patch_of, programmed,
 )
@@ -79,29 +81,32 @@ def internal_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
     """Ping, drop and route flows for each router port on a local network."""
     local = {n.id for n in local_networks(view)}
     gw = gateway(view, router)
-    own = sorted({i.ip for i in interfaces(view, router)} | ({gw.ip} if gw else set()))
+    own = tuple(sorted({i.ip for i in interfaces(view, router)}))
     flows = []
     ports = {i.port.id: i for i in interfaces(view, router) if i.network.id in local}
     for iface in ports.values():
         flows += interface_flows(router.id, zone, iface.network.key, iface.port.mac,
-                                 iface.port.id, tuple(own))
+                                 iface.port.id, own, gw.ip if gw else None)
     return flows
 
 
 @functools.lru_cache(maxsize=1 << 12)
 def interface_flows(router_id: str, zone: int, net_key: int, mac: str, port_id: str,
-                    own: tuple[str, ...]) -> tuple[Flow, ...]:
+                    own: tuple[str, ...], gateway_ip: str | None) -> tuple[Flow, ...]:
     """The flows of one router port on a local network (by value: an unchanged interface
-    keeps the same flow objects from compile to compile)."""
+    keeps the same flow objects from compile to compile). The gateway address answers
+    ping; anything else to it is routed (hairpin: replies to connections a VM behind the
+    router made to a floating IP, SNATed to the gateway address)."""
     flows = []
     me = {"net": net_key, "eth_dst": mac}
     cookie = f"router:{router_id}:port:{port_id}"
 
     def add(prio, match, actions=(), goto=None, note=""):
         flows.append(Flow.make(STAGE, prio, {**me, **match}, actions, goto, cookie, note))
-    for ip in own:
+    for ip in sorted(own + ((gateway_ip,) if gateway_ip else ())):
         add(PRIO_ANSWER, echo_request(ip), echo_answer(mac, ip, back_out()),
             note="ping a router address")
+    for ip in own:
         add(PRIO_TO_ROUTER, {"eth_type": ETH_IP, "ipv4_dst": ip},
             note="nothing else for the router itself")
     add(PRIO_ROUTE, {"eth_type": ETH_IP}, [SetField("router", zone)], goto="l3_route")
@@ -122,7 +127,10 @@ def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> li
         flows.append(Flow.make(STAGE, prio, {"net": ext.key, **match}, actions, goto, cookie,
                                note))
     to_router = [SetField("router", zone)]
-    unnat = to_router + [Ct(zone, table="l3_route", nat=Nat())]
+    # a lookup in ZONE_FORGET first: a hairpin frame looped back by the mapped bridge
+    # still carries the connection its NAT on this chassis cached on it in this zone
+    forget = Ct(ZONE_FORGET)
+    unnat = to_router + [forget, Ct(zone, table="l3_route", nat=Nat())]
     for fip in local_fips(view, router, gw):
         fcookie = f"floatingip:{fip.id}"
         add(PRIO_ANSWER, {**arp_request(ext, fip.address), "flags": FROM_PATCH},
@@ -130,8 +138,8 @@ def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> li
             note="floating IP: answered where its port is")
         add(PRIO_TO_ROUTER, {"flags": FROM_PATCH, "eth_type": ETH_IP, "eth_dst": fip.mac,
                              "ipv4_dst": fip.address},
-            to_router + [Ct(zone, commit=True, table="l3_route",
-                            nat=Nat("dst", fip.fixed_ip))], cookie=fcookie,
+            to_router + [forget, Ct(zone, commit=True, table="l3_route",
+                                    nat=Nat("dst", fip.fixed_ip))], cookie=fcookie,
             note=f"DNAT to {fip.fixed_ip}")
     to_gw = {"eth_type": ETH_IP, "eth_dst": gw.port.mac, "ipv4_dst": gw.ip}
     if router.enable_snat:

@@ -1,8 +1,12 @@
 """l3_neighbor: the next hop's MAC, with no ARP on the data path. On an internal network
 it is the MAC of the port holding the address (from the model; an address no port holds
-drops); on an external network the MAC the agent resolved for it (``external_macs``;
-until it is known the packet drops). Internal networks go on to l2_lookup, external ones
-to l3_snat.
+drops): a fixed IP, or an allowed-address-pair host address (a VIP: ``x/32`` or a bare
+address) that exactly one port of the network holds and no port has as a fixed IP — a
+VIP several ports hold (keepalived style) is not routed to. On an external network, for
+an address of a programmed router there (its gateway, its floating IPs: hairpin) the MAC
+from the model, else the MAC the agent resolved for it (``external_macs``; until it is
+known the packet drops: data packets are never sent to the agent). Internal networks go
+on to l2_lookup, external ones to l3_snat.
 
 Two kinds of routed packets go to the agent instead, which answers with an ICMP error
 (``agent.icmp``, rate-limited there): one l3_route marked too big for the next network
@@ -15,9 +19,9 @@ import functools
 
 from plexus.pipeline.flows import Controller, Flow, SetField
 from plexus.pipeline.registry import FLAG_TOO_BIG
-from plexus.pipeline.stages.common import as_match, default_flow
+from plexus.pipeline.stages.common import as_match, default_flow, is_ipv4
 from plexus.pipeline.stages.router import (
-    contains, gateway, interfaces, port_ips, programmed,
+    contains, gateway, hairpin_neighbours, interfaces, port_ips, programmed,
 )
 from plexus.pipeline.view import View
 
@@ -35,13 +39,15 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
     packets too big for their next network (when any router is programmed), and one per
     router subnet for its addresses no port holds."""
     flows = [default_flow(STAGE)]
-    internal, external, subnets = {}, {}, {}
+    internal, external, subnets, own = {}, {}, {}, {}
     for router, _ in programmed(view):
         internal.update({i.network.id: i.network for i in interfaces(view, router)})
         subnets.update({i.subnet.id: (i.network, i.subnet) for i in interfaces(view, router)})
         gw = gateway(view, router)
         if gw is not None:
             external[gw.network.id] = gw.network
+            for ip, mac in hairpin_neighbours(view, router, gw):
+                own.setdefault((gw.network.id, ip), mac)
     if internal:
         flows.append(Flow.make(STAGE, PRIO_TOO_BIG, {"flags": (FLAG_TOO_BIG, FLAG_TOO_BIG)},
                                [Controller(TOO_BIG)], cookie="pipeline:icmp",
@@ -52,22 +58,54 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
     for nid in sorted(internal):
         net = internal[nid]
         seen: set[str] = set()
-        for port in view.ports_on(nid):
+        ports = view.ports_on(nid)
+        for port in ports:
             for ip in port_ips(port):
                 if ip in seen:          # a stale duplicate: the first port (by id) wins
                     continue
                 seen.add(ip)
                 flows.append(port_flow(net.key, ip, port.mac, port.id))
+        flows += [port_flow(net.key, ip, port.mac, port.id)
+                  for ip, port in vip_holders(ports, seen)]
     for nid in sorted(external):
         net = external[nid]
         cidrs = [s.cidr for s in view.subnets.values()
                  if s.network_id == nid and s.ip_version == 4]
+        mine = {ip: mac for (n, ip), mac in own.items() if n == nid}
+        for ip, mac in sorted(mine.items()):
+            flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop": ip},
+                                   [SetField("eth_dst", mac)], "l3_snat", f"network:{nid}",
+                                   note="hairpin: a router's own address, from the model"))
         for ip, mac in sorted(view.external_macs.items()):
-            if any(contains(c, ip) for c in cidrs):
+            if ip not in mine and any(contains(c, ip) for c in cidrs):
                 flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop": ip},
                                        [SetField("eth_dst", mac)], "l3_snat",
                                        f"network:{nid}", note="resolved by the agent"))
     return flows
+
+
+def vip_holders(ports, fixed: set[str]) -> list[tuple[str, object]]:
+    """(VIP, the one port holding it) of a network's ports, by address: allowed-address
+    pair host addresses no fixed IP of the network shadows and exactly one port holds
+    (the port's own MAC: the frame reaches the port; a pair's own MAC is not looked up
+    by l2_lookup). Cost: one pass over the network's ports, as for the fixed IPs."""
+    holders: dict[str, list] = {}
+    for port in ports:
+        for ip in vip_addresses(port.allowed_pairs):
+            if ip not in fixed:
+                holders.setdefault(ip, []).append(port)
+    return [(ip, found[0]) for ip, found in sorted(holders.items()) if len(found) == 1]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def vip_addresses(pairs) -> tuple[str, ...]:
+    """The IPv4 host addresses (``x`` or ``x/32``) among allowed address pairs."""
+    out = set()
+    for ip, _ in pairs:
+        host = ip[:-3] if ip.endswith("/32") else ip
+        if "/" not in host and is_ipv4(host):
+            out.add(host)
+    return tuple(sorted(out))
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -5,6 +5,7 @@ connected route, so a subnet beats an extra route of the same prefix).
 Routes: the router's connected subnets (next hop: the destination itself), its extra
 routes (next hop: the route's, on a subnet of the router; with several next hops for one
 destination the lowest wins — no ECMP), and through its gateway: a host route per
+address of the router's own there (its gateway and floating IPs: hairpin), per
 external address the agent resolved on the external subnet, the external subnet (via
 its gateway) and the default route (via the same). Routes out of the gateway never
 match a packet that came from outside (``flags`` bit 1), so nothing is routed back out.
@@ -26,7 +27,7 @@ from plexus.pipeline.flows import CheckPktLarger, DecTtl, Flow, Move, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_TOO_BIG_BIT
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
 from plexus.pipeline.stages.router import (
-    contains, gateway, interfaces, prefix_len, programmed,
+    contains, gateway, hairpin_neighbours, interfaces, prefix_len, programmed,
 )
 from plexus.pipeline.view import RouterView, View
 
@@ -70,6 +71,8 @@ def router_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
         elif gw is not None and contains(gw.subnet.cidr, nexthop):
             add(dest, False, gw.network, None, nexthop, True, "extra route, outside")
     if gw is not None:
+        for ip, _ in hairpin_neighbours(view, router, gw):
+            add(f"{ip}/32", True, gw.network, None, ip, True, "hairpin: the router's own")
         for ip in sorted(view.external_macs):
             if contains(gw.subnet.cidr, ip):
                 add(f"{ip}/32", True, gw.network, None, ip, True, "resolved external host")

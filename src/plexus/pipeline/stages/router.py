@@ -36,6 +36,13 @@ ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 PORT_FIELDS = {IP_TCP: ("tcp_src", "tcp_dst"), IP_UDP: ("udp_src", "udp_dst")}
 ZONE_BASE = 0xFF00        # OVS numbers OpenFlow ports below 0xFF00: no VIF's zone is here
 ZONE_SLOTS = 255          # router zones 0xFF00..0xFFFE
+# A zone nothing commits in: a lookup there (``forget_connection``) makes Open vSwitch's
+# userspace conntrack drop the connection it cached on the packet after a NAT, which it
+# would otherwise reuse for the next ct() in the same zone without looking the packet
+# up (ct_clear cannot: after a patch port the translation no longer knows the packet
+# was tracked and leaves it out). Hairpin frames looped back through the mapped bridge
+# need it: NATed once in the router's zone, they are NATed there again.
+ZONE_FORGET = 0xFFFF
 GATEWAY_OWNER = keys.GATEWAY_OWNER
 FLOATINGIP_OWNER = keys.FLOATINGIP_OWNER
 EXTERNAL_OWNERS = keys.EXTERNAL_OWNERS
@@ -231,6 +238,34 @@ def local_fips(view: View, router: RouterView, gw: Gateway) -> list[FloatingIPVi
         seen.add(fip.fixed_ip)
         out.append(fip)
     return out
+
+
+def router_fips(view: View, router: RouterView) -> list[FloatingIPView]:
+    """The router's associated floating IPs wherever their ports are bound, by address
+    (the view holds them all; ``local_fips`` keeps those plugged here)."""
+    grouped = _per_view(view, "fips_by_router", (view.floating_ips,), lambda: _by_router(view))
+    return list(grouped.get(router.id, ()))
+
+
+def _by_router(view: View) -> dict[str, tuple[FloatingIPView, ...]]:
+    out: dict[str, list[FloatingIPView]] = {}
+    for fip in sorted(view.floating_ips.values(), key=lambda f: (f.address, f.id)):
+        out.setdefault(fip.router_id, []).append(fip)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def hairpin_neighbours(view: View, router: RouterView, gw: Gateway) -> list[tuple[str, str]]:
+    """(address, MAC) of the router's own addresses on its external subnet, known from
+    the model: its gateway (the gateway port's MAC) and its floating IPs (each one's own
+    MAC), by address. A VM behind the router reaches them across the external network
+    like any outside host — SNATed on the way out, DNATed (or unNATed) where the
+    address lives — instead of through the upstream router (docs/routing.md,
+    "Hairpin")."""
+    found = {gw.ip: gw.port.mac}
+    for fip in router_fips(view, router):
+        if fip.network_id == gw.network.id and is_ipv4(fip.address):
+            found.setdefault(fip.address, fip.mac)
+    return sorted(found.items())
 
 
 def external_networks(view: View) -> list[tuple[NetworkView, int]]:
