@@ -115,6 +115,11 @@ class NetworkConfig(_Model):
     # aligned blocks of snat_block_size ports from this inclusive range
     snat_port_range: tuple[int, int] = (1024, 65535)
     snat_block_size: int = 64
+    # seconds a dead chassis' SNAT blocks stay its own (and its return flows stay on the
+    # gateways) before another chassis may lease them: longer than the longest conntrack
+    # timeout of router zones (TCP established, 7200 s), so no session that could still
+    # be alive on the dead chassis' datapath shares ports with a new owner's
+    snat_quarantine: float = Field(default=7260.0, ge=0)
     # how many gateway-capable chassis each router with a gateway is scheduled on
     # (0 = all of them)
     gateway_chassis_per_router: int = 0

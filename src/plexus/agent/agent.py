@@ -374,6 +374,7 @@ class Agent(StatusReports, RoutingDuties):
             self.switch.set_tunnels(c.tunnel_ip, peers, bfd)
         if self.installed is None:
             return False
+        self._announce_again_when_back(alive, view)
         if view == self._last_view and not self._full_diff:
             await self._flush_gone(vifs)    # installed flows are what this view compiles to
             self._status_dirty.set()

@@ -43,6 +43,18 @@ class RoutingDuties:
                      a.ofport)
             asyncio.get_running_loop().create_task(self._garp(a))
 
+    def _announce_again_when_back(self, alive: set[str], view) -> None:
+        """When this chassis' own liveness reappears (it registered again after its lease
+        ran out: an agent restart, a control-plane outage), other gateway candidates may
+        have taken it for dead meanwhile, become active and announced the gateway
+        addresses it holds; they step down on seeing it alive. Announce everything it
+        answers for again, after them (even if its own view did not change)."""
+        me = self.config.chassis in alive
+        if me and not getattr(self, "_was_alive", True):
+            self._announced = set()
+            self._announce(l3.announcements(view))
+        self._was_alive = me
+
     async def _garp(self, a) -> None:
         for delay in self.config.timing.garp:
             await asyncio.sleep(delay)

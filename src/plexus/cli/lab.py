@@ -6,6 +6,8 @@
     plexus lab vm boot NAME --network NET [--chassis C] [--project P] [--static] [--port P]
     plexus lab vm list | delete NAME
     plexus lab exec TARGET -- CMD...     (TARGET: a VM, a chassis, ul, pn, ext or inet)
+    plexus lab restart-agent CHASSIS [--kill] [--down SECONDS]
+    plexus lab restart-switch CHASSIS [--kill] [--down SECONDS]
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ def add_parser(sub) -> None:
     ex = cmds.add_parser("exec", parents=[common], help="run a command inside a lab node")
     ex.add_argument("target")
     ex.add_argument("argv", nargs=argparse.REMAINDER)
+    for what, text in (("agent", "stop and start one chassis' plexus-agent"),
+                       ("switch", "stop and start one chassis' ovs-vswitchd")):
+        restart = cmds.add_parser(f"restart-{what}", parents=[common], help=text)
+        restart.add_argument("chassis")
+        restart.add_argument("--kill", action="store_true",
+                             help="SIGKILL instead of SIGTERM (a crash: no clean stop)")
+        restart.add_argument("--down", type=float, default=0.0, metavar="SECONDS",
+                             help="how long to leave it stopped (default 0)")
     vm = cmds.add_parser("vm", help="boot, list and delete VMs")
     vms = vm.add_subparsers(dest="vm_command", required=True)
     boot = vms.add_parser("boot", parents=[common], help="what Nova does: port, plug, DHCP")
@@ -83,6 +93,8 @@ def run(args) -> int:
             return _status(lab, args.json)
         if args.lab_command == "exec":
             return _exec(lab, args.target, args.argv)
+        if args.lab_command.startswith("restart-"):
+            return _restart(lab, args)
         return _vm(lab, args)
     except (RuntimeError, ValueError, KeyError, SDKException) as exc:
         # LabError, TopologyError, OvsMissing, NetlinkFailure, API errors: say it, no trace
@@ -199,6 +211,19 @@ def _exec(lab, target: str, argv: list[str]) -> int:
         return 2
     n = node(lab, target)
     return subprocess.run(netlink.in_ns(n.netns, argv), env=n.env).returncode
+
+
+def _restart(lab, args) -> int:
+    from plexus.lab.lab import restart_agent, restart_switch
+    what = args.lab_command.removeprefix("restart-")
+    sig = signal.SIGKILL if args.kill else signal.SIGTERM
+    start = time.monotonic()
+    with console.status(f"restarting {args.chassis}'s {what}"):
+        pid = (restart_agent if what == "agent" else restart_switch)(
+            lab, args.chassis, sig, args.down)
+    console.print(f"{args.chassis}: {'plexus-agent' if what == 'agent' else 'ovs-vswitchd'} "
+                  f"running again as pid {pid} ({time.monotonic() - start:.1f}s)")
+    return 0
 
 
 def _vm(lab, args) -> int:

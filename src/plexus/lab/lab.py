@@ -23,9 +23,11 @@ loopback. The chassis' facts are also in the Open_vSwitch table's external_ids
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -387,6 +389,88 @@ def agent_argv(lab: Lab, ch: Chassis) -> list[str]:
             "--chassis", ch.name, "--tunnel-ip", ch.tunnel_ip, "--ovsdb", ovs.db,
             "--ovs-rundir", str(ovs.rundir), "--bridge-mappings", ch.bridge_mappings,
             *(["--gateway"] if ch.gateway else [])]
+
+
+def _recorded(lab: Lab, label: str) -> dict:
+    """The inventory entry of the lab process ``label`` (LabError if there is none)."""
+    for entry in lab.inventory.entries("process"):
+        if entry.get("label") == label:
+            return entry
+    raise LabError(f"lab {lab.spec.name!r} records no process {label!r}")
+
+
+def _end(pid: int, sig: int, timeout: float = 10.0) -> None:
+    """Send ``sig`` to ``pid`` (a recorded lab process) and wait until it is gone;
+    SIGKILL if it outlives ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+        time.sleep(0.02)
+
+
+def stop_agent(lab: Lab, chassis: str, sig: int = signal.SIGTERM) -> int | None:
+    """Stop the chassis' plexus-agent (by its recorded pid) with ``sig`` (SIGTERM: it
+    unregisters; SIGKILL: it just vanishes, its liveness lease runs out); returns the pid
+    it had, None if it was not running. Its flows stay installed in the chassis' OVS."""
+    lab.spec.chassis_named(chassis)
+    entry = _recorded(lab, f"{chassis}/agent")
+    pid = resolve_pid(entry)
+    if pid is not None:
+        _end(pid, sig)
+    return pid
+
+
+def start_agent(lab: Lab, chassis: str, timeout: float = 30.0) -> int:
+    """Start the chassis' plexus-agent again (same command line, same log, appended) if it
+    is not running; returns its pid once the chassis is alive in the API."""
+    entry = _recorded(lab, f"{chassis}/agent")
+    pid = resolve_pid(entry)
+    if pid is None:
+        lab.inventory.forget(entry["id"])
+        pid = lab.spawn(entry["label"], entry["argv"], ns=entry.get("ns"),
+                        group=entry["group"], log=Path(entry["log"]) if entry.get("log")
+                        else None)
+    conn, deadline = lab.connect(), time.monotonic() + timeout
+    while not any(a.host == chassis and a.is_alive for a in conn.network.agents()):
+        if not alive(pid):
+            raise LabError(f"the agent of {chassis} exited; see {entry.get('log')}")
+        if time.monotonic() > deadline:
+            raise LabError(f"the agent of {chassis} did not register in {timeout:.0f}s")
+        time.sleep(0.1)
+    return pid
+
+
+def restart_agent(lab: Lab, chassis: str, sig: int = signal.SIGTERM,
+                  down: float = 0.0) -> int:
+    """``plexus lab restart-agent``: stop the chassis' agent with ``sig``, leave it down
+    ``down`` seconds, start it again; returns the new pid once it is alive."""
+    stop_agent(lab, chassis, sig)
+    time.sleep(down)
+    return start_agent(lab, chassis)
+
+
+def restart_switch(lab: Lab, chassis: str, sig: int = signal.SIGTERM,
+                   down: float = 0.0) -> int:
+    """``plexus lab restart-switch``: stop the chassis' ovs-vswitchd with ``sig``, leave
+    it down ``down`` seconds, start it again on the same database; returns the new pid.
+    Its datapath (flows, conntrack) starts empty: the agent reconnects and installs the
+    flows again."""
+    ch = lab.spec.chassis_named(chassis)
+    entry = _recorded(lab, f"{chassis}/ovs-vswitchd")
+    pid = resolve_pid(entry)
+    if pid is not None:
+        _end(pid, sig)
+    time.sleep(down)
+    ovs = lab.ovs(ch)
+    Path(ovs.pidfile("ovs-vswitchd")).unlink(missing_ok=True)
+    new = ovs.start("ovs-vswitchd")
+    lab.inventory.update(entry["id"], pid=new, start=start_time(new))
+    return new
 
 
 def server_answers(url: str | None) -> bool:

@@ -7,7 +7,9 @@ Liveness keys live in the model (collection ``liveness``) so agents see chassis 
 and go on the southbound stream; heartbeat timestamps are kept outside the model so
 heartbeats do not wake every agent. Registering, changing or deleting a chassis runs
 the ``agent_write`` hooks (in its transaction) and ``agent_changed`` (after it), through
-which gateway scheduling and SNAT port blocks follow the chassis."""
+which gateway scheduling and SNAT port blocks follow the chassis; registering also runs
+``chassis_registered`` (in its transaction) and a clean stop ``chassis_unregistered``
+(after it), through which a chassis' SNAT blocks stop or start being orphaned."""
 
 from __future__ import annotations
 
@@ -116,6 +118,7 @@ class AgentService(ResourceService):
             w.put(liveness_key(ident), {"host": name, "since": stamp}, lease=lease)
             w.put(HEARTBEAT + ident, stamp.encode())
             self.s.run_hooks("agent_write", old, obj, w)
+            self.s.run_hooks("chassis_registered", name, w)
             self.s.commit(w)
             return old, obj
         old, obj = self.s.retrying(plan)
@@ -138,6 +141,7 @@ class AgentService(ResourceService):
             self.s.store.lease_revoke(lease)
         except LeaseNotFound:
             pass
+        self.s.run_hooks("chassis_unregistered", name)
 
     def exists(self, name: str) -> bool:
         """Whether a chassis of that name has ever registered (and was not deleted)."""

@@ -1,33 +1,43 @@
 """SNAT port blocks: chassis lease aligned blocks of source ports on a router's gateway
 IPv4 address, to SNAT their own VMs' TCP and UDP flows without a central node.
 
-Each block is a model object (collection ``snat_blocks``, id ``<router id>:<port_min>``)
-attached to the owning chassis' liveness lease, so every chassis sees on the stream who
-owns which block, and a chassis that dies loses its blocks to whoever asks next.
+Each block is a model object (collection ``snat_blocks``, id ``<router id>:<port_min>``),
+so every chassis sees on the stream who owns which block. Blocks are sticky: they are
+not tied to the owner's liveness lease, so an agent restart or a control-plane outage
+(every lease expires) leaves them, and the gateways' return flows for them, in place;
+the chassis has the same blocks when it registers again. A chassis that is not alive is
+marked orphaned (one key per chassis, ``/plexus/alloc/snat-orphan/<agent id>``, holding
+the time it was first seen dead): by the claim that first finds it dead among a router's
+block owners, or by the server when the agent stops cleanly. Its blocks may go to
+another chassis only once the mark is older than ``network.snat_quarantine`` (longer than
+the longest conntrack timeout, so no session the dead chassis may still carry shares
+ports with the new owner); registering again deletes the mark in the registration's own
+transaction, so a claim planned against the mark cannot commit after it.
 
-A block is claimed with a create-if-absent compare, and every claim on a router also
-rewrites the router's claim generation key. A router change that moves, clears or stops
-SNAT on the gateway address compares and deletes that key in its own transaction, so no
-claim planned against the old address can commit after it; the blocks left on the old
+A block is claimed with a create-if-absent compare (a quarantined one: a compare on its
+revision and on its owner's mark), and every claim on a router also rewrites the
+router's claim generation key. A router change that moves, clears or stops SNAT on the
+gateway address compares and deletes that key in its own transaction, so no claim
+planned against the old address can commit after it; the blocks left on the old
 address are then swept in small transactions (etcd caps a transaction's operations),
-and are ignored by agents (their ``ip`` is not the gateway's) until they are. A chassis
-that registers again while its old lease still runs (an agent restart) keeps its blocks:
-they move to the new lease. Deleting an agent releases its blocks."""
+and are ignored by agents (their ``ip`` is not the gateway's) until they are. Deleting
+an agent through the API releases its blocks at once."""
 
 from __future__ import annotations
 
 import ipaddress
+import time
 
 import orjson
 
 from plexus.api import errors
 from plexus.api.services.agents import agent_id, liveness_key
 from plexus.api.services.base import ALLOC, MODEL, Retry, Writes, now
-from plexus.store import LeaseNotFound
 
 COLLECTION = "snat_blocks"
 MAX_COUNT = 48          # blocks one chassis may hold on one router (and claim at once)
 BATCH = 50              # keys per sweeping transaction (etcd allows 128 operations)
+MARKS = 40              # orphan marks per transaction (two compares and a put each)
 
 
 def block_key(router_id: str, port_min: int) -> str:
@@ -38,6 +48,12 @@ def block_key(router_id: str, port_min: int) -> str:
 def generation_key(router_id: str) -> str:
     """Rewritten by every claim on the router; compared by whatever moves its address."""
     return f"{ALLOC}snat/{router_id}"
+
+
+def orphan_key(chassis: str) -> str:
+    """Present while ``chassis`` is known dead: ``{"chassis", "since"}`` (epoch seconds
+    it was first seen dead). Deleted when it registers again (or is deleted)."""
+    return f"{ALLOC}snat-orphan/{agent_id(chassis)}"
 
 
 def layout(port_range: tuple[int, int], size: int) -> range:
@@ -72,7 +88,10 @@ class SnatBlocks:
         net = services.config.network
         self.size = net.snat_block_size
         self.starts = layout(net.snat_port_range, self.size)
+        self.quarantine = float(net.snat_quarantine)
         services.add_hook("agent_changed", self._on_agent_changed)
+        services.add_hook("chassis_registered", self._on_registered)
+        services.add_hook("chassis_unregistered", self._on_unregistered)
 
     # ---- reading -------------------------------------------------------------------
 
@@ -86,9 +105,18 @@ class SnatBlocks:
                       key=lambda b: b["port_min"])
 
     def list(self, router_id: str, chassis: str | None = None) -> list[dict]:
-        """A router's blocks (of one chassis, if given)."""
+        """A router's blocks (of one chassis, if given); a block whose owner is marked
+        orphaned carries ``orphaned_since`` (when it was first seen dead, UTC)."""
         self._router(router_id)
-        return [b for b in self.held(router_id) if chassis in (None, b["chassis"])]
+        blocks = [b for b in self.held(router_id) if chassis in (None, b["chassis"])]
+        marks = {}
+        for owner in sorted({b["chassis"] for b in blocks}):
+            kv = self.s.store.get(orphan_key(owner))
+            if kv is not None:
+                marks[owner] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(
+                    orjson.loads(kv.value)["since"]))
+        return [dict(b, orphaned_since=marks[b["chassis"]]) if b["chassis"] in marks else b
+                for b in blocks]
 
     def _router(self, router_id: str) -> tuple[dict, int]:
         found = self.s["routers"].get(router_id)
@@ -126,39 +154,79 @@ class SnatBlocks:
                 raise errors.Conflict(f"Chassis {chassis} is not alive; it must register "
                                       f"before leasing SNAT ports.", type_name="ChassisNotAlive")
             gen = self.s.store.get(generation_key(router_id))
-            held = self.held(router_id)
+            kvs = self._kvs(router_id)
+            held = [orjson.loads(kv.value) for kv in kvs]
             if any(b.get("ip") != ip for b in held):
                 self.sweep(router_id)                 # left over from an older address
                 raise Retry()
             mine = [b for b in held if b["chassis"] == chassis]
             need = count - len(mine)
             if need <= 0:
-                return mine
+                return sorted(mine, key=lambda b: b["port_min"])
+            # dead owners: marked now if not yet; past quarantine, their blocks are free
+            marks = self._orphans({b["chassis"] for b in held} - {chassis})
+            expired = {c: m for c, m in marks.items()
+                       if time.time() - m[0] >= self.quarantine}
             used = {b["port_min"] for b in held}
             free = [p for p in self.starts if p not in used][:need]
-            if len(free) < need:
+            stale = sorted((b["port_min"], kv, b["chassis"]) for kv, b in zip(kvs, held)
+                           if b["chassis"] in expired)
+            taken = stale[:need - len(free)]
+            if len(free) + len(taken) < need:
                 raise errors.Conflict(
-                    f"Only {len(free)} of the {need} SNAT port blocks asked for are free on "
-                    f"router {router_id}.", type_name="SnatPortBlocksExhausted")
+                    f"Only {len(free) + len(taken)} of the {need} SNAT port blocks asked "
+                    f"for are free on router {router_id}.",
+                    type_name="SnatPortBlocksExhausted")
             w = Writes()
             w.expect(self.s["routers"].key(router_id), rev)
             w.expect(liveness_key(agent_id(chassis)), live.mod_revision)
             w.expect(generation_key(router_id), gen.mod_revision if gen else 0)
             w.put(generation_key(router_id), {"router_id": router_id, "claimed_at": now()})
+            for _, kv, owner in taken:   # owner still dead since the mark read: unchanged
+                w.expect(kv.key, kv.mod_revision)
+                w.expect(orphan_key(owner), expired[owner][1])
             fresh = []
-            for port in free:
+            for port in sorted(free + [p for p, _, _ in taken]):
                 block = {"id": f"{router_id}:{port}", "router_id": router_id,
                          "chassis": chassis, "ip": ip, "port_min": port,
                          "port_max": port + self.size - 1}
-                w.expect(block_key(router_id, port), 0)
-                w.put(block_key(router_id, port), block, lease=live.lease)
+                if port in free:
+                    w.expect(block_key(router_id, port), 0)
+                w.put(block_key(router_id, port), block)
                 fresh.append(block)
-            try:
-                self.s.commit(w)
-            except LeaseNotFound:
-                raise Retry() from None
+            self.s.commit(w)
             return sorted(mine + fresh, key=lambda b: b["port_min"])
         return self.s.retrying(plan)
+
+    def _orphans(self, owners: set[str]) -> dict[str, tuple[float, int]]:
+        """The dead ones of ``owners``: their mark's (time first seen dead, revision);
+        marks the dead ones not marked yet (as of now), ``MARKS`` per transaction, each
+        only if the chassis is still not alive and not marked when it commits. Reads one
+        liveness key per owner (and one mark per dead owner)."""
+        found, unmarked = {}, []
+        for owner in sorted(owners):
+            if self.s.store.get(liveness_key(agent_id(owner))) is not None:
+                continue
+            kv = self.s.store.get(orphan_key(owner))
+            if kv is None:
+                unmarked.append(owner)
+            else:
+                found[owner] = (orjson.loads(kv.value)["since"], kv.mod_revision)
+        for i in range(0, len(unmarked), MARKS):
+            batch, since = unmarked[i:i + MARKS], time.time()
+            revision = self._mark(batch, since)        # Retry: the whole claim re-plans
+            found.update({owner: (since, revision) for owner in batch})
+        return found
+
+    def _mark(self, chassis: list[str], since: float) -> int:
+        """Mark ``chassis`` orphaned since ``since``, each only if it is still not alive
+        and not marked; one transaction (Retry when a compare fails)."""
+        w = Writes()
+        for name in chassis:
+            w.expect(liveness_key(agent_id(name)), 0)
+            w.expect(orphan_key(name), 0)
+            w.put(orphan_key(name), {"chassis": name, "since": since})
+        return self.s.commit(w)
 
     def release(self, router_id: str, chassis: str, port_min: int | None = None) -> int:
         """Give back one block (by its first port) or all blocks of ``chassis`` on the
@@ -211,32 +279,20 @@ class SnatBlocks:
                 return done
 
     def _on_agent_changed(self, old: dict | None, new: dict | None) -> None:
-        """A deleted chassis releases its blocks; a registered one adopts those still on
-        an older lease of its own (an agent restart keeps its blocks)."""
+        """A deleted chassis releases its blocks at once (and its orphan mark)."""
         if new is None and old is not None:
             self._delete_where(None, lambda b: b.get("chassis") == old["host"])
-        elif new is not None:
-            self._adopt(new["host"])
+            self.s.store.delete(orphan_key(old["host"]))
 
-    def _adopt(self, chassis: str) -> None:
-        """Move the chassis' blocks to its current liveness lease, a batch at a time."""
-        def plan(attempt: int) -> int:
-            live = self.s.store.get(liveness_key(agent_id(chassis)))
-            if live is None or not live.lease:
-                return 0
-            stale = [kv for kv in self._kvs() if kv.lease != live.lease
-                     and orjson.loads(kv.value).get("chassis") == chassis][:BATCH]
-            if not stale:
-                return 0
-            w = Writes()
-            w.expect(liveness_key(agent_id(chassis)), live.mod_revision)
-            for kv in stale:
-                w.expect(kv.key, kv.mod_revision)
-                w.put(kv.key, kv.value, lease=live.lease)
-            try:
-                self.s.commit(w)
-            except LeaseNotFound:
-                raise Retry() from None
-            return len(stale)
-        while self.s.retrying(plan) == BATCH:
-            pass
+    def _on_registered(self, chassis: str, w: Writes) -> None:
+        """In the registration's transaction: the chassis is alive again and keeps its
+        blocks; a claim planned against its mark fails its compare and plans again."""
+        w.delete(orphan_key(chassis))
+
+    def _on_unregistered(self, chassis: str) -> None:
+        """A chassis that stopped cleanly is dead from now: mark it (if it is not alive
+        and not marked yet), so the quarantine starts at once."""
+        try:
+            self._mark([chassis], time.time())
+        except Retry:
+            pass              # it registered again meanwhile, or was marked: nothing to do
