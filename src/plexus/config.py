@@ -115,6 +115,11 @@ class NetworkConfig(_Model):
     # aligned blocks of snat_block_size ports from this inclusive range
     snat_port_range: tuple[int, int] = (1024, 65535)
     snat_block_size: int = 64
+    # blocks one chassis may hold on one router's gateway address (agents lease more as
+    # their blocks fill, up to this; past it new connections drop, counted, never leave
+    # un-NATed): at most snat_max_blocks × snat_block_size connections per chassis,
+    # router, protocol and destination
+    snat_max_blocks: int = Field(128, ge=1, le=1024)
     # how many gateway-capable chassis each router with a gateway is scheduled on
     # (0 = all of them)
     gateway_chassis_per_router: int = 0

@@ -26,7 +26,6 @@ from plexus.api.services.base import ALLOC, MODEL, Retry, Writes, now
 from plexus.store import LeaseNotFound
 
 COLLECTION = "snat_blocks"
-MAX_COUNT = 48          # blocks one chassis may hold on one router (and claim at once)
 BATCH = 50              # keys per sweeping transaction (etcd allows 128 operations)
 
 
@@ -64,6 +63,27 @@ def gateway_ipv4(router: dict, services) -> str | None:
     return None
 
 
+def preferred(starts: range, used: set[int], mine: set[int]) -> list[int]:
+    """The free blocks in the order a chassis holding ``mine`` should take them, so its
+    blocks stay contiguous (one NAT range on its agent): nearest to its own blocks first;
+    a chassis holding none starts in the middle of the largest free run (room to grow
+    either way, and for the chassis on either side)."""
+    size = starts.step
+    free = [p for p in starts if p not in used]
+    if not free:
+        return []
+    if not mine:
+        runs: list[list[int]] = []
+        for p in free:
+            if runs and runs[-1][-1] + size == p:
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        run = max(runs, key=lambda r: (len(r), -r[0]))
+        mine = {run[len(run) // 2]}
+    return sorted(free, key=lambda p: (min(abs(p - m) for m in mine), p))
+
+
 class SnatBlocks:
     """Leasing, releasing, sweeping and adopting SNAT port blocks."""
 
@@ -72,6 +92,7 @@ class SnatBlocks:
         net = services.config.network
         self.size = net.snat_block_size
         self.starts = layout(net.snat_port_range, self.size)
+        self.max_count = net.snat_max_blocks   # blocks one chassis may hold on one router
         services.add_hook("agent_changed", self._on_agent_changed)
 
     # ---- reading -------------------------------------------------------------------
@@ -108,8 +129,8 @@ class SnatBlocks:
         """Make ``chassis`` hold ``count`` blocks on the router's gateway address (at least:
         blocks it holds are kept, more are claimed if it holds fewer); returns its blocks.
         All or nothing: 409 when too few blocks are free."""
-        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_COUNT:
-            raise errors.InvalidInput(f"count must be an integer from 1 to {MAX_COUNT}, "
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= self.max_count:
+            raise errors.InvalidInput(f"count must be an integer from 1 to {self.max_count}, "
                                       f"not {count!r}")
 
         def plan(attempt: int) -> list[dict]:
@@ -135,7 +156,7 @@ class SnatBlocks:
             if need <= 0:
                 return mine
             used = {b["port_min"] for b in held}
-            free = [p for p in self.starts if p not in used][:need]
+            free = preferred(self.starts, used, {b["port_min"] for b in mine})[:need]
             if len(free) < need:
                 raise errors.Conflict(
                     f"Only {len(free)} of the {need} SNAT port blocks asked for are free on "
