@@ -179,6 +179,15 @@ class FakeSwitch:
             raise self.flush_error
         self.events.append(("flush", zone))
 
+    async def set_zone_timeouts(self, add, remove=()):
+        self.events.append(("zone-tp", tuple(sorted(add)), tuple(remove)))
+
+    async def table_packets(self, table):
+        return {}
+
+    async def dump_conntrack(self):
+        return ""
+
     def flushed(self) -> list[int]:
         return [zone for kind, zone in self.events if kind == "flush"]
 

@@ -95,6 +95,7 @@ class Counters:
     arp_probes: int = 0
     garps: int = 0
     snat_leases: int = 0
+    snat_dropped: int = 0           # packets the SNAT guard dropped (no free port)
     events: int = 0                 # watch events applied
     irrelevant: int = 0             # ... of which concerned nothing this chassis has
     stages_recompiled: int = 0
@@ -142,6 +143,9 @@ class Agent(StatusReports, RoutingDuties):
         self._announced: set[tuple[int, str, str]] = set()
         self._snat_dirty = asyncio.Event()
         self._router_zones: dict[str, int] = {}
+        self._timed_zones: set[int] = set()     # router zones given their timeout policy
+        self._snat_drops: dict[str, int] = {}   # router → guard drop count last read
+        self._snat_idle: dict[tuple[str, int], float] = {}  # (router, block) → idle since
 
     # --- life cycle --------------------------------------------------------------------
     async def run(self) -> None:
