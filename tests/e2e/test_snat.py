@@ -191,24 +191,30 @@ def test_overflow_past_the_maximum_is_dropped_and_counted_never_leaked(
     lab.vm("cap3-a", net, chassis="c2", static=True)
     ready(lab, "cap3-a")
     before = guard_drops(lab)
+    capacity = MAX_BLOCKS * 64
     with Capture(lab) as leaked:
-        result = many(lab, "cap3-a", MAX_BLOCKS * 64 + 60, timeout=12, hold=1.0)
+        result = many(lab, "cap3-a", capacity + 60, timeout=12, hold=1.0)
     assert not leaked.out.strip(), leaked.out
     assert len(chassis_blocks(lab, router)) == MAX_BLOCKS
-    # every port of every block carried one connection; the rest were dropped, counted
-    assert result["echoed"] == MAX_BLOCKS * 64, {k: v for k, v in result.items()
-                                                 if k != "ports"}
+    # the blocks are (nearly) full — conntrack probes a bounded number of ports per new
+    # connection, so a range 99% full may miss its last free ports — and the rest were
+    # dropped and counted
+    assert capacity * 0.9 <= result["echoed"] <= capacity, \
+        {k: v for k, v in result.items() if k != "ports"}
     assert guard_drops(lab) - before >= 60
 
 
 def test_closed_connections_free_their_ports_promptly(lab, public, hold_server):
+    """300 connections opened and closed, then 300 more: with the maximum at 384 ports,
+    the second round fits only once the first round's ports are free again (TIME_WAIT
+    and CLOSE last 2 s in the router zones, not OVS's default 30-45 s)."""
     net, router = router_for(lab, public, "cap4", "10.71.4.0/24")
     lab.vm("cap4-a", net, chassis="c2", static=True)
     ready(lab, "cap4-a")
-    first = many(lab, "cap4-a", MAX_BLOCKS * 64 - 4)
+    first = many(lab, "cap4-a", 300)
     assert first["ok"], first.get("errors")
-    # all closed: the same number again fits in the maximum only once their ports are
-    # free again (TIME_WAIT / CLOSE in the router zone last seconds, not 30-45 s)
-    second = wait_for(lambda: (r := many(lab, "cap4-a", MAX_BLOCKS * 64 - 4, timeout=4))
-                      ["ok"] and r, 20, "the ports of closed connections are free again")
-    assert second["echoed"] == MAX_BLOCKS * 64 - 4
+    assert len(chassis_blocks(lab, router)) == MAX_BLOCKS
+    # at once: SYNs that find no free port yet are dropped and retried by the VM (after
+    # 1, 3, 7 s); they get through as the first round's entries expire
+    second = many(lab, "cap4-a", 300, timeout=15)
+    assert second["ok"] and second["echoed"] == 300, second.get("errors")
