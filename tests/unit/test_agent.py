@@ -180,7 +180,8 @@ class FakeSwitch:
         self.events.append(("flush", zone))
 
     async def set_zone_timeouts(self, add, remove=()):
-        self.events.append(("zone-tp", tuple(sorted(add)), tuple(remove)))
+        self.zone_timeouts = {**{z: t for z, t in getattr(self, "zone_timeouts", {}).items()
+                                 if z not in remove}, **add}
 
     async def table_packets(self, table):
         return {}

@@ -65,9 +65,9 @@ def gateway_ipv4(router: dict, services) -> str | None:
 
 def preferred(starts: range, used: set[int], mine: set[int]) -> list[int]:
     """The free blocks in the order a chassis holding ``mine`` should take them, so its
-    blocks stay contiguous (one NAT range on its agent): nearest to its own blocks first;
-    a chassis holding none starts in the middle of the largest free run (room to grow
-    either way, and for the chassis on either side)."""
+    blocks stay contiguous (one NAT range on its agent): nearest to its own blocks first.
+    A chassis holding none starts in the largest free run: at its start, or at its middle
+    when the run's start borders another chassis' block (room for both to grow)."""
     size = starts.step
     free = [p for p in starts if p not in used]
     if not free:
@@ -80,7 +80,7 @@ def preferred(starts: range, used: set[int], mine: set[int]) -> list[int]:
             else:
                 runs.append([p])
         run = max(runs, key=lambda r: (len(r), -r[0]))
-        mine = {run[len(run) // 2]}
+        mine = {run[len(run) // 2] if run[0] - size in used else run[0]}
     return sorted(free, key=lambda p: (min(abs(p - m) for m in mine), p))
 
 
