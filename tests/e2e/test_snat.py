@@ -48,6 +48,11 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def public(lab):
+    return make_public(lab)
+
+
+def make_public(lab: LabFixture):
+    """The external network "public": flat on physnet1, the lab's provider segment."""
     api = lab.api.network
     net = api.create_network(name="public", provider_network_type="flat",
                              provider_physical_network="physnet1", is_router_external=True)

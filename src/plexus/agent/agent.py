@@ -146,6 +146,8 @@ class Agent(StatusReports, RoutingDuties):
         self._timed_zones: set[int] = set()     # router zones given their timeout policy
         self._snat_drops: dict[str, int] = {}   # router → guard drop count last read
         self._snat_idle: dict[tuple[str, int], float] = {}  # (router, block) → idle since
+        self._snat_use: dict = {}               # router zone → l3.SnatUse, last dump
+        self._snat_next_dump = 0.0              # loop time of the next conntrack dump
 
     # --- life cycle --------------------------------------------------------------------
     async def run(self) -> None:

@@ -257,12 +257,16 @@ def snat_wanted_count(held: int, size: int, use: SnatUse, dropped: int,
                       maximum: int) -> int:
     """How many blocks a chassis should hold on a router: more when the busiest
     destination uses ``GROW_AT`` of its ports or the guard dropped packets (room for
-    what was dropped and a quarter more), never past ``maximum``; never fewer here
+    what was dropped and a third more; one more for any drop; at least twice as many
+    while busy and dropping), never past ``maximum``; never fewer here
     (idle blocks are given back one by one, see ``snat_idle``)."""
     demand = use.peak + dropped
-    if held and demand < GROW_AT * held * size:
+    busy = demand >= GROW_AT * held * size
+    if held and not busy and not dropped:
         return held
     target = -(-int(demand / GROW_AT) // size) if size else held + 1
+    if dropped and busy:        # connections are failing for want of ports: double
+        target = max(target, 2 * held)
     return max(1, min(maximum, max(held + 1, target)))
 
 

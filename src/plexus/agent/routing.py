@@ -139,8 +139,8 @@ class RoutingDuties:
 
     async def _snat_demand(self) -> tuple[dict[str, int], list[tuple[str, int]]]:
         """One bounded check of the routers this chassis SNATs for: the guard's drop
-        counts (one flow-stats request of its table) and one conntrack dump, split per
-        router zone. Returns the routers to hold more blocks of (router → count) and
+        counts (one flow-stats request of its table) and, every ``timing.snat_dump``
+        seconds, one conntrack dump, split per router zone. Returns the routers to hold more blocks of (router → count) and
         the idle blocks to give back ((router, first port))."""
         view = self.view
         routers = [r for r in (l3.snat_state(view) if view is not None else []) if r.blocks]
@@ -148,9 +148,14 @@ class RoutingDuties:
             self._snat_idle.clear()
             return {}, []
         packets = await self.switch.table_packets(table_of("snat_guard"))
-        dump = await self.switch.dump_conntrack()
-        use = l3.snat_use(dump, {r.zone: (r.ip, list(r.blocks)) for r in routers})
         now = asyncio.get_running_loop().time()
+        dumped = now >= self._snat_next_dump
+        if dumped:
+            dump = await self.switch.dump_conntrack()
+            self._snat_use = l3.snat_use(dump, {r.zone: (r.ip, list(r.blocks))
+                                                for r in routers})
+            self._snat_next_dump = now + self.config.timing.snat_dump
+        use = self._snat_use
         grow, release, seen = {}, [], set()
         for r in routers:
             size = r.blocks[0][1] - r.blocks[0][0] + 1
@@ -158,7 +163,7 @@ class RoutingDuties:
             dropped = max(0, count - self._snat_drops.get(r.id, count))
             self._snat_drops[r.id] = count
             self.counters.snat_dropped += dropped
-            u = use[r.zone]
+            u = use.get(r.zone, l3.SnatUse())
             maximum = getattr(self.sb, "snat_max_blocks", None) or len(r.blocks) + 1
             want = l3.snat_wanted_count(len(r.blocks), size, u, dropped, maximum)
             if want > len(r.blocks):
@@ -166,6 +171,8 @@ class RoutingDuties:
                 LOG.info("router %s: %d connections to one destination, %d dropped: "
                          "asking for %d SNAT blocks (holding %d)", r.id, u.peak, dropped,
                          want, len(r.blocks))
+                continue
+            if not dumped:
                 continue
             firsts = [lo for lo, _ in r.blocks]
             for first in firsts:
@@ -179,7 +186,7 @@ class RoutingDuties:
             for first in l3.snat_idle(firsts, size, l3.SnatUse(u.peak, frozenset(
                     b for b in firsts if b not in idle)))[:1]:
                 release.append((r.id, first))
-        for key in set(self._snat_idle) - seen:
+        for key in set(self._snat_idle) - seen if dumped else ():
             del self._snat_idle[key]
         for rid in set(self._snat_drops) - {r.id for r in routers}:
             del self._snat_drops[rid]
