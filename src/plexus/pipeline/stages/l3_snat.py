@@ -70,7 +70,10 @@ def buckets(ranges: list[tuple[int, int]]) -> list[tuple[int | None, int, tuple[
     total = sum(sizes)
     out = []
     for i in range(slots):
-        point, k = (2 * i + 1) * total // (2 * slots), 0    # each slot's midpoint
+        # slot i takes the range at the midpoint of its bit-reversed index: consecutive
+        # source ports (and slots) alternate between the ranges
+        spread = int(f"{i:0{bits}b}"[::-1], 2)
+        point, k = (2 * spread + 1) * total // (2 * slots), 0
         while point >= sizes[k]:
             point -= sizes[k]
             k += 1
