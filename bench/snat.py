@@ -3,7 +3,7 @@ lab (c1 the gateway), a VM on c2 behind a router with a gateway on the flat exte
 network, an echo server on the internet host that holds every connection open. The VM
 opens N connections at once (default 5,000) to that one destination; each must carry a
 byte both ways. The chassis starts with one port block and leases more as they fill
-(``[network] snat_max_blocks``, default 128 × ``snat_block_size`` 64). A capture on the
+(``[network] snat_max_blocks``, default 256 × ``snat_block_size`` 64). A capture on the
 internet host counts packets with a tenant source address (must be 0) and NATed SYNs.
 Then every connection is closed, and the time until their router-zone conntrack
 entries are gone (their ports free again) is measured. Prints one table.
@@ -86,6 +86,7 @@ def capacity(lab, connections: int = 5000) -> list[tuple[str, str]]:
     leaked = capture(lab, f"src net {TENANT}", pcaps / "leaked.pcap")
     syns = capture(lab, f"tcp dst port {PORT} and src host {gateway} and "
                         f"tcp[tcpflags] & tcp-syn != 0", pcaps / "syns.pcap")
+    started = time.time()
     result = t.many(lab, "bench-a", connections, timeout=60, hold=2.0)
     closed = time.monotonic()
     (leaked_lines, leaked_lost), (syn_lines, syn_lost) = \
@@ -101,7 +102,14 @@ def capacity(lab, connections: int = 5000) -> list[tuple[str, str]]:
     sources = {m.group(1) for line in syn_lines
                for m in [re.search(rf"{re.escape(gateway)}\.(\d+) >", line)] if m}
     log = (lab.lab.dir / "c2" / "agent.log").read_text()
-    asks = len(re.findall(r"asking for \d+ SNAT blocks", log))
+    growth = []
+    for m in re.finditer(r"^(\S+ \S+) .*asking for (\d+) SNAT blocks \(holding (\d+)\)",
+                         log, re.M):
+        at = time.mktime(time.strptime(m.group(1).split(",")[0], "%Y-%m-%d %H:%M:%S"))
+        at += int(m.group(1).split(",")[1]) / 1000 - started
+        if at > -5:
+            growth.append(f"{m.group(3)}→{m.group(2)} at {at:+.1f}s")
+    asks = len(growth)
     return [
         ("connections asked (one VM → one destination)", str(connections)),
         ("connections established and echoed", str(result.get("echoed"))),
@@ -115,6 +123,7 @@ def capacity(lab, connections: int = 5000) -> list[tuple[str, str]]:
         ("block size (ports)", str(blocks[0]["port_max"] - blocks[0]["port_min"] + 1
                                    if blocks else "-")),
         ("agent growth decisions (lease requests)", str(asks)),
+        ("blocks asked for, seconds after the start", ", ".join(growth) or "-"),
         ("SYNs dropped by the SNAT guard (no free port yet)",
          str(t.guard_drops(lab) - drops_before)),
         ("seconds from close to ports free (router-zone entries gone)",

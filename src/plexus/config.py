@@ -119,7 +119,7 @@ class NetworkConfig(_Model):
     # their blocks fill, up to this; past it new connections drop, counted, never leave
     # un-NATed): at most snat_max_blocks × snat_block_size connections per chassis,
     # router, protocol and destination
-    snat_max_blocks: int = Field(128, ge=1, le=1024)
+    snat_max_blocks: int = Field(256, ge=1, le=1024)
     # how many gateway-capable chassis each router with a gateway is scheduled on
     # (0 = all of them)
     gateway_chassis_per_router: int = 0

@@ -36,9 +36,10 @@ def test_use_counts_connections_per_destination_in_own_blocks_only():
 
 def test_more_blocks_when_busy_or_dropping_never_past_the_maximum():
     assert l3.snat_wanted_count(1, 64, l3.SnatUse(10), 0, 8) == 1       # room left
-    assert l3.snat_wanted_count(1, 64, l3.SnatUse(48), 0, 8) == 2       # 75 % used
-    assert l3.snat_wanted_count(1, 64, l3.SnatUse(64), 136, 8) == 5     # 200 / 0.75
-    assert l3.snat_wanted_count(4, 64, l3.SnatUse(0), 1, 8) == 5        # any drop: one more
+    assert l3.snat_wanted_count(1, 64, l3.SnatUse(32), 0, 8) == 2       # half used
+    assert l3.snat_wanted_count(1, 64, l3.SnatUse(64), 136, 16) == 7    # 200 / 0.5
+    assert l3.snat_wanted_count(4, 64, l3.SnatUse(0), 1, 8) == 5        # any drop: more
+    assert l3.snat_wanted_count(4, 64, l3.SnatUse(0), 100, 8) == 8      # twice the drops
     assert l3.snat_wanted_count(2, 64, l3.SnatUse(100), 1, 8) == 4      # busy, dropping
     assert l3.snat_wanted_count(6, 64, l3.SnatUse(384), 60, 6) == 6     # at the maximum
     assert l3.snat_wanted_count(0, 64, l3.SnatUse(), 0, 6) == 1
@@ -47,7 +48,7 @@ def test_more_blocks_when_busy_or_dropping_never_past_the_maximum():
 def test_idle_blocks_go_back_one_always_stays():
     assert l3.snat_idle([1, 2, 3], 64, l3.SnatUse(0, frozenset())) == [3, 2]
     assert l3.snat_idle([1, 2, 3], 64, l3.SnatUse(1, frozenset({3}))) == [2, 1]
-    assert l3.snat_idle([1, 2, 3], 64, l3.SnatUse(60, frozenset({1}))) == []   # would fill
+    assert l3.snat_idle([1, 2, 3], 64, l3.SnatUse(40, frozenset({1}))) == []   # would fill
 
 
 def test_router_zone_timeouts_close_fast_and_bound_the_quarantine():

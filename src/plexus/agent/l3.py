@@ -180,7 +180,10 @@ ROUTER_ZONE_TIMEOUTS = {
     "icmp_first": 10, "icmp_reply": 10,
 }
 LONGEST_ROUTER_CT_TIMEOUT = max(ROUTER_ZONE_TIMEOUTS.values())
-GROW_AT = 0.75          # lease more when a destination uses this share of the ports held
+# lease more when a destination uses this share of the ports held: conntrack finds a
+# free port by probing at most 128 + 64 + 32 + 16 ports from a start point, and used
+# ports cluster, so a range fuller than about half starts to refuse new connections
+GROW_AT = 0.5
 SNAT_PROTOCOLS = {"tcp": 6, "udp": 17}
 _ZONE = re.compile(r"\bzone=(\d+)")
 
@@ -257,15 +260,17 @@ def snat_wanted_count(held: int, size: int, use: SnatUse, dropped: int,
                       maximum: int) -> int:
     """How many blocks a chassis should hold on a router: more when the busiest
     destination uses ``GROW_AT`` of its ports or the guard dropped packets (room for
-    what was dropped and a third more; one more for any drop; at least twice as many
-    while busy and dropping), never past ``maximum``; never fewer here
+    what was dropped twice over; room for twice the drops; at least twice as many while
+    busy and dropping), never past ``maximum``; never fewer here
     (idle blocks are given back one by one, see ``snat_idle``)."""
     demand = use.peak + dropped
     busy = demand >= GROW_AT * held * size
     if held and not busy and not dropped:
         return held
     target = -(-int(demand / GROW_AT) // size) if size else held + 1
-    if dropped and busy:        # connections are failing for want of ports: double
+    if dropped:                 # connections fail now: room for twice the drops
+        target = max(target, held + -(-2 * dropped // max(size, 1)))
+    if dropped and busy:        # ... and for want of ports: double
         target = max(target, 2 * held)
     return max(1, min(maximum, max(held + 1, target)))
 
