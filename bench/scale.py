@@ -264,6 +264,15 @@ class RecordingSwitch:
     async def flush_conntrack(self, zone, *args, **kwargs):
         return None
 
+    async def set_zone_timeouts(self, *args, **kwargs):
+        return None
+
+    async def table_packets(self, *args, **kwargs):
+        return {}
+
+    async def dump_conntrack(self, *args, **kwargs):
+        return ""
+
     def packet_out(self, *args, **kwargs):
         self.sent += 1
 

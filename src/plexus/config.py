@@ -120,6 +120,12 @@ class NetworkConfig(_Model):
     # timeout of router zones (TCP established, 7200 s), so no session that could still
     # be alive on the dead chassis' datapath shares ports with a new owner's
     snat_quarantine: float = Field(default=7260.0, ge=0)
+
+    # blocks one chassis may hold on one router's gateway address (agents lease more as
+    # their blocks fill, up to this; past it new connections drop, counted, never leave
+    # un-NATed): at most snat_max_blocks × snat_block_size connections per chassis,
+    # router, protocol and destination
+    snat_max_blocks: int = Field(256, ge=1, le=1024)
     # how many gateway-capable chassis each router with a gateway is scheduled on
     # (0 = all of them)
     gateway_chassis_per_router: int = 0

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from plexus.api.services.snat import generation_key, layout
+from plexus.config import NetworkConfig
 from tests.api.helpers import raw, register_chassis
 from tests.api.l3 import commit_paused, connect, error, fresh_server, in_thread
 
@@ -252,7 +253,7 @@ def test_bad_requests(lab, router):
     path = f"/southbound/v1/routers/{router.id}/snat-blocks"
     for body in ({"chassis": "cn-b", "count": 0}, {"chassis": "cn-b", "count": "2"},
                  {"chassis": "cn-b", "count": True}, {"count": 1}, {"chassis": ""},
-                 {"chassis": "cn-b", "count": 49}):
+                 {"chassis": "cn-b", "count": NetworkConfig().snat_max_blocks + 1}):
         error(raw(srv, admin, "POST", path, body), 400, "InvalidInput")
     error(raw(srv, admin, "POST", f"/southbound/v1/routers/{MISSING}/snat-blocks",
               {"chassis": "cn-b", "count": 1}), 404, "RouterNotFound")

@@ -180,6 +180,16 @@ class FakeSwitch:
             raise self.flush_error
         self.events.append(("flush", zone))
 
+    async def set_zone_timeouts(self, add, remove=()):
+        self.zone_timeouts = {**{z: t for z, t in getattr(self, "zone_timeouts", {}).items()
+                                 if z not in remove}, **add}
+
+    async def table_packets(self, table):
+        return {}
+
+    async def dump_conntrack(self):
+        return ""
+
     def flushed(self) -> list[int]:
         return [zone for kind, zone in self.events if kind == "flush"]
 

@@ -101,6 +101,7 @@ class Counters:
     arp_probes: int = 0
     garps: int = 0
     snat_leases: int = 0
+    snat_dropped: int = 0           # packets the SNAT guard dropped (no free port)
     events: int = 0                 # watch events applied
     irrelevant: int = 0             # ... of which concerned nothing this chassis has
     stages_recompiled: int = 0
@@ -157,6 +158,12 @@ class Agent(StatusReports, RoutingDuties):
         self._loopback_want: dict[str, tuple[str, ...]] = {}
         self._loopback_done: dict[str, tuple[str, ...]] = {}
         self._loopback_dirty = asyncio.Event()
+
+        self._timed_zones: set[int] = set()     # router zones given their timeout policy
+        self._snat_drops: dict[str, int] = {}   # router → guard drop count last read
+        self._snat_idle: dict[tuple[str, int], float] = {}  # (router, block) → idle since
+        self._snat_use: dict = {}               # router zone → l3.SnatUse, last dump
+        self._snat_next_dump = 0.0              # loop time of the next conntrack dump
 
     # --- life cycle --------------------------------------------------------------------
     async def run(self) -> None:

@@ -8,6 +8,7 @@ reference path; the agent itself reads its catalog through ``plexus.agent.view``
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -177,3 +178,126 @@ def statuses(view: View) -> dict[str, dict[str, str]]:
             routers[router.id] = "ACTIVE"
         fips.update({f.id: "ACTIVE" for f in rt.local_fips(view, router, gw)})
     return {"routers": routers, "floatingips": fips}
+
+
+# --- SNAT port blocks on demand ------------------------------------------------------------
+
+# Conntrack timeouts (seconds) of the router zones (OVSDB zone timeout policies, honoured
+# by the userspace datapath): closed connections give their SNAT port back within
+# seconds. docs/routing.md explains each; ``LONGEST_ROUTER_CT_TIMEOUT`` bounds how long
+# a port can stay taken by a connection nobody uses (a block's quarantine exceeds it).
+ROUTER_ZONE_TIMEOUTS = {
+    "tcp_syn_sent": 30, "tcp_syn_recv": 30, "tcp_established": 7200,
+    "tcp_fin_wait": 120, "tcp_close_wait": 60, "tcp_last_ack": 30,
+    "tcp_time_wait": 2, "tcp_close": 2,
+    "udp_first": 30, "udp_single": 30, "udp_multiple": 120,
+    "icmp_first": 10, "icmp_reply": 10,
+}
+LONGEST_ROUTER_CT_TIMEOUT = max(ROUTER_ZONE_TIMEOUTS.values())
+# lease more when a destination uses this share of the ports held: conntrack finds a
+# free port by probing at most 128 + 64 + 32 + 16 ports from a start point, and used
+# ports cluster, so a range fuller than about half starts to refuse new connections
+GROW_AT = 0.5
+SNAT_PROTOCOLS = {"tcp": 6, "udp": 17}
+_ZONE = re.compile(r"\bzone=(\d+)")
+
+
+@dataclass(frozen=True)
+class SnatRouter:
+    """A router this chassis SNATs for: its conntrack zone, SNAT address, and this
+    chassis' blocks of it ((first, last) ports, by first port)."""
+
+    id: str
+    zone: int
+    ip: str
+    blocks: tuple[tuple[int, int], ...]
+
+
+def snat_state(view: View) -> list[SnatRouter]:
+    """The routers of ``snat_routers`` with what the demand check needs of each."""
+    zones = rt.zones(view)
+    out = []
+    for rid in snat_routers(view):
+        router, zone = view.routers[rid], zones.get(rid)
+        gw = rt.gateway(view, router)
+        if zone is None or gw is None:
+            continue
+        mine = tuple((lo, hi) for c, lo, hi in rt.blocks(view, router) if c == view.chassis)
+        out.append(SnatRouter(rid, zone, gw.ip, mine))
+    return out
+
+
+@dataclass(frozen=True)
+class SnatUse:
+    """What the SNAT connections of one router zone use of this chassis' blocks: the
+    most connections to one destination (protocol, address, port: each needs its own
+    source port), and the blocks (by first port) any connection uses."""
+
+    peak: int = 0
+    busy: frozenset = frozenset()
+
+
+def snat_use(dump: str, zones: dict[int, tuple[str, list[tuple[int, int]]]]
+             ) -> dict[int, SnatUse]:
+    """From ``ovs-appctl dpctl/dump-conntrack``: per router zone (zone → its SNAT address
+    and this chassis' blocks), the TCP/UDP connections translated into those blocks."""
+    per_dest: dict[int, dict[tuple, int]] = {z: {} for z in zones}
+    busy: dict[int, set[int]] = {z: set() for z in zones}
+    for line in dump.splitlines():
+        proto, _, rest = line.partition(",orig=(")
+        if proto not in SNAT_PROTOCOLS or "zone=" not in rest:
+            continue
+        zm = _ZONE.search(rest)
+        zone = int(zm.group(1)) if zm else None
+        if zone not in zones:
+            continue
+        reply = rest.partition("reply=(")[2].partition(")")[0]
+        fields = dict(kv.split("=", 1) for kv in reply.split(",") if "=" in kv)
+        ip, blocks = zones[zone]
+        try:
+            port = int(fields.get("dport", "0"))
+        except ValueError:
+            continue
+        if fields.get("dst") != ip:
+            continue
+        first = next((lo for lo, hi in blocks if lo <= port <= hi), None)
+        if first is None:
+            continue
+        busy[zone].add(first)
+        dest = (proto, fields.get("src"), fields.get("sport"))
+        per_dest[zone][dest] = per_dest[zone].get(dest, 0) + 1
+    return {z: SnatUse(max(per_dest[z].values(), default=0), frozenset(busy[z]))
+            for z in zones}
+
+
+def snat_wanted_count(held: int, size: int, use: SnatUse, dropped: int,
+                      maximum: int) -> int:
+    """How many blocks a chassis should hold on a router: more when the busiest
+    destination uses ``GROW_AT`` of its ports or the guard dropped packets (room for
+    what was dropped twice over; room for twice the drops; at least twice as many while
+    busy and dropping), never past ``maximum``; never fewer here
+    (idle blocks are given back one by one, see ``snat_idle``)."""
+    demand = use.peak + dropped
+    busy = demand >= GROW_AT * held * size
+    if held and not busy and not dropped:
+        return held
+    target = -(-int(demand / GROW_AT) // size) if size else held + 1
+    if dropped:                 # connections fail now: room for twice the drops
+        target = max(target, held + -(-2 * dropped // max(size, 1)))
+    if dropped and busy:        # ... and for want of ports: double
+        target = max(target, 2 * held)
+    return max(1, min(maximum, max(held + 1, target)))
+
+
+def snat_idle(blocks: list[int], size: int, use: SnatUse) -> list[int]:
+    """Blocks (first ports) with no connection that can go back without the rest
+    getting busier than ``GROW_AT`` / 2; one block always stays."""
+    idle = sorted((b for b in blocks if b not in use.busy), reverse=True)
+    out = []
+    left = len(blocks)
+    for b in idle:
+        if left <= 1 or use.peak >= GROW_AT / 2 * (left - 1) * size:
+            break
+        out.append(b)
+        left -= 1
+    return out

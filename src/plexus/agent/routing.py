@@ -1,7 +1,8 @@
 """The agent's routing duties beside the flows: flush a router's conntrack zone once it
 is gone, announce with gratuitous ARPs what this chassis starts answering on an
 external network (and have the mapped bridge send hairpin frames to it straight
-back), lease a SNAT port block on each router it SNATs for, and ARP-probe its
+back), lease SNAT port blocks on each router it SNATs for (more as they fill, idle ones
+given back), give router conntrack zones their timeout policy, and ARP-probe its
 routers' external next hops through the mapped bridges (replies come back as
 packet-ins with userdata ``arp``). A mixin of ``Agent``: it reads the agent's view,
 switch and southbound client (docs/routing.md)."""
@@ -14,6 +15,9 @@ import logging
 from plexus.agent import l3
 from plexus.agent.ovs import OpenFlowError
 from plexus.agent.southbound import Refused, Unavailable
+from plexus.lower.openflow import cookie_of
+from plexus.pipeline.registry import table_of
+from plexus.pipeline.stages.snat_guard import guard_cookie
 
 LOG = logging.getLogger("plexus.agent")
 
@@ -30,6 +34,23 @@ class RoutingDuties:
         gone = sorted(set(self._router_zones.values()) - used)
         self._router_zones = dict(zones)
         await self._flush_zones(gone, "router")
+        await self._zone_timeouts(used)
+
+    async def _zone_timeouts(self, used: set[int]) -> None:
+        """Give the router zones in use the router timeout policy
+        (``l3.ROUTER_ZONE_TIMEOUTS``) and drop those of zones gone: only the zones that
+        changed since the last success (retried at the next reconcile on failure)."""
+        add = used - self._timed_zones
+        remove = self._timed_zones - used
+        if not add and not remove:
+            return
+        try:
+            await self.switch.set_zone_timeouts(
+                {z: l3.ROUTER_ZONE_TIMEOUTS for z in add}, sorted(remove))
+            self._timed_zones = set(used)
+        except OSError as exc:
+            self._once(("zone-tp", str(exc)), logging.WARNING,
+                       "conntrack timeout policies of router zones not set: %s", exc)
 
     def _announce(self, announcements: list) -> None:
         """Gratuitous ARPs, out of br-int's patch ports, for what this chassis has just
@@ -106,18 +127,43 @@ class RoutingDuties:
                 if not any(c == me for c, _, _ in view.snat_blocks.get(rid, ()))]
 
     async def _snat_loop(self) -> None:
+        """Lease a first block at once for a router that needs one (``_snat_dirty``);
+        every ``timing.snat_check`` seconds, measure what the SNAT connections use and
+        what the guard dropped, lease more blocks where they fill up, and give back
+        blocks idle for ``timing.snat_idle`` seconds."""
         failures = 0
+        next_check = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            await self._snat_dirty.wait()
+            try:
+                await asyncio.wait_for(self._snat_dirty.wait(),
+                                       max(0.05, next_check - loop.time()))
+            except asyncio.TimeoutError:
+                pass
             self._snat_dirty.clear()
-            for rid in self.snat_wanted():
+            wants = {rid: 1 for rid in self.snat_wanted()}
+            release: list[tuple[str, int]] = []
+            if loop.time() >= next_check:
+                next_check = loop.time() + self.config.timing.snat_check
                 try:
-                    blocks = await self.sb.lease_snat_blocks(rid, self.config.chassis, 1)
+                    more, release = await self._snat_demand()
+                    wants.update(more)
+                except (OSError, OpenFlowError, AttributeError, asyncio.TimeoutError) as exc:
+                    self._once(("snat-check", str(exc)), logging.WARNING,
+                               "measuring SNAT port use: %s; retrying", exc)
+            for rid, count in sorted(wants.items()):
+                try:
+                    blocks = await self.sb.lease_snat_blocks(rid, self.config.chassis, count)
                     self.counters.snat_leases += 1
                     LOG.info("router %s: SNAT blocks %s", rid, ", ".join(
                         f"{b['port_min']}-{b['port_max']}" for b in blocks))
                     failures = 0
-                except (Refused, Unavailable, KeyError, TypeError) as exc:
+                except Refused as exc:
+                    # no free block or past the maximum: the guard drops (and counts)
+                    # what does not fit; the next check asks again
+                    self._once(("snat", rid, count, str(exc)), logging.WARNING,
+                               "router %s: %d SNAT blocks refused: %s", rid, count, exc)
+                except (Unavailable, KeyError, TypeError) as exc:
                     self._once(("snat", rid, str(exc)), logging.WARNING,
                                "router %s: leasing a SNAT block failed: %s; retrying",
                                rid, exc)
@@ -125,6 +171,70 @@ class RoutingDuties:
                     await asyncio.sleep(self.config.timing.after(failures))
                     self._snat_dirty.set()
                     break
+            for rid, first in release:
+                try:
+                    await self.sb.release_snat_block(rid, self.config.chassis, first)
+                    self._snat_idle.pop((rid, first), None)
+                    LOG.info("router %s: SNAT block %d given back (idle)", rid, first)
+                except (Refused, Unavailable, KeyError, TypeError) as exc:
+                    self._once(("snat-release", rid, first, str(exc)), logging.WARNING,
+                               "router %s: giving back SNAT block %d failed: %s",
+                               rid, first, exc)
+
+    async def _snat_demand(self) -> tuple[dict[str, int], list[tuple[str, int]]]:
+        """One bounded check of the routers this chassis SNATs for: the guard's drop
+        counts (one flow-stats request of its table) and, every ``timing.snat_dump``
+        seconds, one conntrack dump, split per router zone. Returns the routers to hold more blocks of (router → count) and
+        the idle blocks to give back ((router, first port))."""
+        view = self.view
+        routers = [r for r in (l3.snat_state(view) if view is not None else []) if r.blocks]
+        if not routers:
+            self._snat_idle.clear()
+            return {}, []
+        packets = await self.switch.table_packets(table_of("snat_guard"))
+        now = asyncio.get_running_loop().time()
+        dumped = now >= self._snat_next_dump
+        if dumped:
+            dump = await self.switch.dump_conntrack()
+            self._snat_use = l3.snat_use(dump, {r.zone: (r.ip, list(r.blocks))
+                                                for r in routers})
+            self._snat_next_dump = now + self.config.timing.snat_dump
+        use = self._snat_use
+        grow, release, seen = {}, [], set()
+        for r in routers:
+            size = r.blocks[0][1] - r.blocks[0][0] + 1
+            count = packets.get(cookie_of(guard_cookie(r.id)), 0)
+            dropped = max(0, count - self._snat_drops.get(r.id, count))
+            self._snat_drops[r.id] = count
+            self.counters.snat_dropped += dropped
+            u = use.get(r.zone, l3.SnatUse())
+            maximum = getattr(self.sb, "snat_max_blocks", None) or len(r.blocks) + 1
+            want = l3.snat_wanted_count(len(r.blocks), size, u, dropped, maximum)
+            if want > len(r.blocks):
+                grow[r.id] = want
+                LOG.info("router %s: %d connections to one destination, %d dropped: "
+                         "asking for %d SNAT blocks (holding %d)", r.id, u.peak, dropped,
+                         want, len(r.blocks))
+                continue
+            if not dumped:
+                continue
+            firsts = [lo for lo, _ in r.blocks]
+            for first in firsts:
+                seen.add((r.id, first))
+                if first in u.busy:
+                    self._snat_idle.pop((r.id, first), None)
+                else:
+                    self._snat_idle.setdefault((r.id, first), now)
+            idle = [b for b in firsts if now - self._snat_idle.get((r.id, b), now)
+                    >= self.config.timing.snat_idle]
+            for first in l3.snat_idle(firsts, size, l3.SnatUse(u.peak, frozenset(
+                    b for b in firsts if b not in idle)))[:1]:
+                release.append((r.id, first))
+        for key in set(self._snat_idle) - seen if dumped else ():
+            del self._snat_idle[key]
+        for rid in set(self._snat_drops) - {r.id for r in routers}:
+            del self._snat_drops[rid]
+        return grow, release
 
     async def _resolve_loop(self) -> None:
         """Probe the external next hops: at once when the set changes, unresolved ones

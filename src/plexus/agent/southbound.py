@@ -82,6 +82,7 @@ class Southbound:
         self.urls = [u.rstrip("/") for u in urls]
         self.credentials = credentials
         self.chassis = chassis          # given: the server sends only this chassis' objects
+        self.snat_max_blocks: int | None = None     # the server's, from the last lease
         self._only = f"chassis={quote(chassis, safe='')}" if chassis else ""
         self._current = 0
         self._token: str | None = None
@@ -249,7 +250,14 @@ class Southbound:
         returns every block the chassis holds there."""
         body = await self._call("POST", f"/southbound/v1/routers/{router_id}/snat-blocks",
                                 json={"chassis": chassis, "count": count})
+        if isinstance(body.get("max_blocks"), int):
+            self.snat_max_blocks = body["max_blocks"]
         return list(body["snat_blocks"])
+
+    async def release_snat_block(self, router_id: str, chassis: str, port_min: int) -> None:
+        """Give back one SNAT port block (by its first port)."""
+        await self._call("DELETE", f"/southbound/v1/routers/{router_id}/snat-blocks"
+                                   f"?chassis={chassis}&port_min={port_min}")
 
     async def l3_status(self, collection: str, ident: str, status: str, chassis: str,
                         revision: int | None) -> None:

@@ -15,6 +15,9 @@ class Timing:
     retry: float = 1.0              # before reporting statuses again when no server answered
     resolve: float = 1.0            # between probes of unresolved external next hops
     status_concurrency: int = 8     # port status reports in flight at once
+    snat_check: float = 1.0         # between checks of the SNAT guard's drops (more blocks)
+    snat_dump: float = 5.0          # between conntrack dumps (SNAT port use, idle blocks)
+    snat_idle: float = 60.0         # a SNAT block unused this long is given back
 
     def after(self, failures: int, cap: int | None = None) -> float:
         """The back-off after ``failures`` failures in a row (the last step repeats;

@@ -5,6 +5,14 @@ full-size segments with correct checksums, which is exactly what the lab must ca
 
     python -m plexus.lab.tcp serve --port 5001 [--ready FILE]
     python -m plexus.lab.tcp send HOST PORT [--size BYTES] [--timeout S]   (prints JSON)
+
+Many concurrent connections (SNAT capacity): ``hold`` accepts any number of connections
+and echoes what each sends, keeping them open until the peer closes; ``many`` opens
+COUNT connections at once, checks each carries a byte both ways, keeps them all open
+for ``--hold`` seconds, closes them and prints a JSON summary (with the local ports).
+
+    python -m plexus.lab.tcp hold --port 5001 [--ready FILE]
+    python -m plexus.lab.tcp many HOST PORT --count N [--timeout S] [--hold S]
 """
 
 from __future__ import annotations
@@ -12,7 +20,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
+import resource
+import selectors
 import socket
 import sys
 import time
@@ -66,6 +77,113 @@ def send(host: str, port: int, size: int, timeout: float) -> dict:
             "mbit_s": round(size * 8 / elapsed / 1e6, 1) if elapsed else None}
 
 
+def _more_files(wanted: int) -> None:
+    """Raise this process' open-file limit toward ``wanted`` (as far as the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def hold(port: int, ready: str | None = None, host: str = "0.0.0.0") -> None:
+    """Accept connections forever (until killed), echo what each sends, keep each open
+    until its peer closes it."""
+    _more_files(1 << 16)
+    sel = selectors.DefaultSelector()
+    srv = socket.create_server((host, port), backlog=8192)
+    srv.setblocking(False)
+    sel.register(srv, selectors.EVENT_READ)
+    if ready:
+        Path(ready).write_text(str(port))
+    while True:
+        for key, _ in sel.select():
+            sock = key.fileobj
+            if sock is srv:
+                try:
+                    while True:
+                        conn, _ = srv.accept()
+                        conn.setblocking(False)
+                        sel.register(conn, selectors.EVENT_READ)
+                except (BlockingIOError, OSError):
+                    pass
+                continue
+            try:
+                data = sock.recv(CHUNK)
+                if data:
+                    sock.send(data)
+                    continue
+            except OSError:
+                pass
+            sel.unregister(sock)
+            sock.close()
+
+
+def many(host: str, port: int, count: int, timeout: float, hold_for: float = 0.0) -> dict:
+    """Open ``count`` connections at once; each sends one byte and must get it echoed
+    within ``timeout`` seconds of the start. All are held ``hold_for`` seconds more, then
+    closed. Returns counts (asked, connected, echoed), the errors met, the local ports."""
+    _more_files(count + 64)
+    sel = selectors.DefaultSelector()
+    start = time.monotonic()
+    pending: dict[socket.socket, str] = {}       # socket → "connect" | "echo"
+    errors: dict[str, int] = {}
+    done: list[socket.socket] = []
+    connected = 0
+
+    def fail(sock: socket.socket, why: str) -> None:
+        errors[why] = errors.get(why, 0) + 1
+        sel.unregister(sock)
+        pending.pop(sock, None)
+        sock.close()
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.connect_ex((host, port))
+        pending[sock] = "connect"
+        sel.register(sock, selectors.EVENT_WRITE)
+    while pending:
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            break
+        for key, _ in sel.select(min(left, 1.0)):
+            sock = key.fileobj
+            if pending.get(sock) == "connect":
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    fail(sock, f"connect: {os.strerror(err)}")
+                    continue
+                connected += 1
+                pending[sock] = "echo"
+                sel.modify(sock, selectors.EVENT_READ)
+                try:
+                    sock.send(b"x")
+                except OSError as exc:
+                    fail(sock, f"send: {exc.strerror}")
+                continue
+            try:
+                data = sock.recv(16)
+            except OSError as exc:
+                fail(sock, f"recv: {exc.strerror}")
+                continue
+            if data != b"x":
+                fail(sock, "no echo")
+                continue
+            sel.unregister(sock)
+            del pending[sock]
+            done.append(sock)
+    for sock, state in list(pending.items()):
+        fail(sock, f"timeout ({state})")
+    elapsed = time.monotonic() - start
+    ports = sorted(s.getsockname()[1] for s in done)
+    if hold_for > 0:
+        time.sleep(hold_for)
+    for sock in done:
+        sock.close()
+    return {"ok": len(done) == count, "asked": count, "connected": connected,
+            "echoed": len(done), "errors": errors, "seconds": round(elapsed, 3),
+            "ports": ports}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: serve or send."""
     parser = argparse.ArgumentParser(prog="python -m plexus.lab.tcp")
@@ -78,10 +196,26 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("port", type=int)
     c.add_argument("--size", type=int, default=1 << 20)
     c.add_argument("--timeout", type=float, default=20.0)
+    h = sub.add_parser("hold")
+    h.add_argument("--port", type=int, required=True)
+    h.add_argument("--ready")
+    m = sub.add_parser("many")
+    m.add_argument("host")
+    m.add_argument("port", type=int)
+    m.add_argument("--count", type=int, required=True)
+    m.add_argument("--timeout", type=float, default=20.0)
+    m.add_argument("--hold", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         serve(args.port, args.ready)
         return 0
+    if args.cmd == "hold":
+        hold(args.port, args.ready)
+        return 0
+    if args.cmd == "many":
+        result = many(args.host, args.port, args.count, args.timeout, args.hold)
+        print(json.dumps(result))
+        return 0 if result["ok"] else 1
     result = send(args.host, args.port, args.size, args.timeout)
     print(json.dumps(result))
     return 0 if result["ok"] else 1

@@ -147,13 +147,13 @@ STAGES: tuple[Stage, ...] = (
           "(ICMP fragmentation needed if DF is set), as does one to an address of a router "
           "subnet that no port holds (ICMP host unreachable)"),
     Stage("l3_snat", 49, "plexus.pipeline.stages.l3_snat",
-          _L3, ("output",),
+          _L3, ("output", "snat_guard"),
           "leaving by an external network: a port with a floating IP is SNATed to it "
           "(source MAC: the floating IP's); TCP/UDP of other ports to the gateway address "
           "with source ports from this chassis' blocks (source MAC: this chassis' own for "
           "the router); portless protocols go through the tunnel to the router's active "
           "gateway, which SNATs them (source MAC: the gateway port's); routers without SNAT "
-          "route unchanged; then out of this chassis' patch port"),
+          "route unchanged; NATed packets go on to snat_guard, the rest to output"),
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
           frozenset(_L2 | _REGS), ("ingress_ct",),
           "destination MAC → logical out-port, on local networks and on networks a local "
@@ -172,6 +172,11 @@ STAGES: tuple[Stage, ...] = (
           "the out-port's ingress rules, as egress_acl does for the in-port's egress "
           "rules",
           partitioned=True),
+    Stage("snat_guard", 79, "plexus.pipeline.stages.snat_guard",
+          _L3, ("output",),
+          "after l3_snat's conntrack NAT: a packet of a router with SNAT leaves only with "
+          "its gateway address or a floating IP hosted here as source; anything else "
+          "(NAT found no free port) drops, counted per router; routers without SNAT pass"),
     Stage("output", 80, "plexus.pipeline.stages.output",
           frozenset(_REGS | {"eth_dst"}), (),
           "out-port → local VIF, or tunnel to the chassis hosting it (VNI = network); "

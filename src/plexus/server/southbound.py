@@ -333,7 +333,8 @@ async def lease_snat_blocks(request: Request) -> Response:
     snat = request.app.state.services["routers"].snat
     blocks = await call(snat.lease, request.path_params["id"], body["chassis"],
                         body.get("count", 1))
-    return JSON({"snat_blocks": blocks, "block_size": snat.size})
+    return JSON({"snat_blocks": blocks, "block_size": snat.size,
+                 "max_blocks": snat.max_count})
 
 
 @endpoint

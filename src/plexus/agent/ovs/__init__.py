@@ -1,7 +1,8 @@
 """The one place the agent talks to Open vSwitch: OVSDB (bridge, VIFs, tunnels) through
 the ``ovs`` IDL, OpenFlow 1.3 to br-int through os-ken's codec, and ovs-vswitchd's
 unixctl socket (``ovs-appctl``) for what OpenFlow cannot say in os-ken (flushing a
-conntrack zone). ``Switch`` is the boundary the agent uses; tests replace it with a
+conntrack zone, reading its connections; ovs-vsctl for conntrack zone timeout
+policies). ``Switch`` is the boundary the agent uses; tests replace it with a
 fake that keeps the same methods."""
 
 from __future__ import annotations
@@ -136,19 +137,60 @@ class Switch:
     async def flush_conntrack(self, zone: int) -> None:
         """Forget every connection of conntrack zone ``zone`` (``ovs-appctl
         dpctl/flush-conntrack zone=N``); raises ``OSError`` when that fails."""
-        argv = ["ovs-appctl", "-t", vswitchd_target(self.rundir),
-                f"--timeout={APPCTL_TIMEOUT:.0f}", "dpctl/flush-conntrack", f"zone={zone}"]
+        await self._run(["ovs-appctl", "-t", vswitchd_target(self.rundir),
+                         f"--timeout={APPCTL_TIMEOUT:.0f}", "dpctl/flush-conntrack",
+                         f"zone={zone}"])
+
+    async def dump_conntrack(self) -> str:
+        """Every connection the datapath tracks (``ovs-appctl dpctl/dump-conntrack``),
+        one line each; raises ``OSError`` when that fails."""
+        return await self._run(["ovs-appctl", "-t", vswitchd_target(self.rundir),
+                                f"--timeout={APPCTL_TIMEOUT:.0f}", "dpctl/dump-conntrack"])
+
+    async def table_packets(self, table: int) -> dict[int, int]:
+        """Packets matched by the flows of one OpenFlow table, summed per cookie."""
+        out: dict[int, int] = {}
+        for stat in await self._channel.flow_stats(table):
+            out[stat.cookie] = out.get(stat.cookie, 0) + stat.packet_count
+        return out
+
+    async def set_zone_timeouts(self, add: dict[int, dict[str, int]],
+                                remove: list[int] = ()) -> None:
+        """Conntrack timeout policies (seconds per state) of zones of the userspace
+        datapath (OVSDB ``Datapath``/``CT_Zone``/``CT_Timeout_Policy``, one ovs-vsctl
+        transaction): set those of ``add``, remove those of ``remove``."""
+        vsctl = ["ovs-vsctl", f"--db={self.ovsdb_remote}", f"--timeout={APPCTL_TIMEOUT:.0f}"]
+        have = await self._run([*vsctl, "--if-exists", "get", "Open_vSwitch", ".",
+                                "datapaths:netdev"])
+        argv = list(vsctl)
+        if not have.strip():
+            argv += ["--", "--id=@dp", "create", "Datapath", "datapath_version=0",
+                     "--", "set", "Open_vSwitch", ".", "datapaths:netdev=@dp"]
+            await self._run(argv)
+            argv = list(vsctl)
+        for zone in remove:
+            argv += ["--", "--if-exists", "del-zone-tp", "netdev", f"zone={zone}"]
+        for zone, timeouts in sorted(add.items()):
+            argv += ["--", "--if-exists", "del-zone-tp", "netdev", f"zone={zone}",
+                     "--", "add-zone-tp", "netdev", f"zone={zone}",
+                     *(f"{k}={v}" for k, v in sorted(timeouts.items()))]
+        if len(argv) > len(vsctl):
+            await self._run(argv)
+
+    async def _run(self, argv: list[str]) -> str:
+        """Run an OVS tool; its output (``OSError`` when it fails or does not answer)."""
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE)
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), APPCTL_TIMEOUT + 2)
+            out, err = await asyncio.wait_for(proc.communicate(), APPCTL_TIMEOUT + 2)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
             raise OSError(f"{' '.join(argv)}: no answer") from None
         if proc.returncode != 0:
             raise OSError(f"{' '.join(argv)}: {err.decode(errors='replace').strip()}")
+        return out.decode(errors="replace")
 
     def stop(self) -> None:
         """Close the channel and stop following OVSDB (flows stay installed)."""

@@ -122,9 +122,9 @@ class Channel:
         """Wait until the switch has processed everything sent before."""
         await self.request(parser.OFPBarrierRequest(DP), timeout=timeout)
 
-    async def flow_stats(self) -> list:
-        """Every installed flow (os-ken ``OFPFlowStats``) of every table."""
-        req = parser.OFPFlowStatsRequest(DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+    async def flow_stats(self, table: int = ofp.OFPTT_ALL) -> list:
+        """Every installed flow (os-ken ``OFPFlowStats``) of every table (or one)."""
+        req = parser.OFPFlowStatsRequest(DP, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY,
                                          0, 0, parser.OFPMatch())
         replies = await self.request(req)
         return [stat for reply in replies for stat in reply.body]

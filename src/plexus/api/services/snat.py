@@ -35,7 +35,7 @@ from plexus.api.services.agents import agent_id, liveness_key
 from plexus.api.services.base import ALLOC, MODEL, Retry, Writes, now
 
 COLLECTION = "snat_blocks"
-MAX_COUNT = 48          # blocks one chassis may hold on one router (and claim at once)
+CLAIM_BATCH = 40        # blocks claimed per transaction (3 operations each at most)
 BATCH = 50              # keys per sweeping transaction (etcd allows 128 operations)
 MARKS = 40              # orphan marks per transaction (two compares and a put each)
 
@@ -80,6 +80,27 @@ def gateway_ipv4(router: dict, services) -> str | None:
     return None
 
 
+def preferred(starts: range, used: set[int], mine: set[int]) -> list[int]:
+    """The free blocks in the order a chassis holding ``mine`` should take them, so its
+    blocks stay contiguous (one NAT range on its agent): nearest to its own blocks first.
+    A chassis holding none starts in the largest free run: at its start, or at its middle
+    when the run's start borders another chassis' block (room for both to grow)."""
+    size = starts.step
+    free = [p for p in starts if p not in used]
+    if not free:
+        return []
+    if not mine:
+        runs: list[list[int]] = []
+        for p in free:
+            if runs and runs[-1][-1] + size == p:
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        run = max(runs, key=lambda r: (len(r), -r[0]))
+        mine = {run[len(run) // 2] if run[0] - size in used else run[0]}
+    return sorted(free, key=lambda p: (min(abs(p - m) for m in mine), p))
+
+
 class SnatBlocks:
     """Leasing, releasing, sweeping and adopting SNAT port blocks."""
 
@@ -89,6 +110,7 @@ class SnatBlocks:
         self.size = net.snat_block_size
         self.starts = layout(net.snat_port_range, self.size)
         self.quarantine = float(net.snat_quarantine)
+        self.max_count = net.snat_max_blocks   # blocks one chassis may hold on one router
         services.add_hook("agent_changed", self._on_agent_changed)
         services.add_hook("chassis_registered", self._on_registered)
         services.add_hook("chassis_unregistered", self._on_unregistered)
@@ -135,9 +157,10 @@ class SnatBlocks:
     def lease(self, router_id: str, chassis: str, count) -> list[dict]:
         """Make ``chassis`` hold ``count`` blocks on the router's gateway address (at least:
         blocks it holds are kept, more are claimed if it holds fewer); returns its blocks.
-        All or nothing: 409 when too few blocks are free."""
-        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_COUNT:
-            raise errors.InvalidInput(f"count must be an integer from 1 to {MAX_COUNT}, "
+        409 when too few blocks are free (then nothing is claimed); more than CLAIM_BATCH
+        new blocks commit in several transactions, each all or nothing."""
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= self.max_count:
+            raise errors.InvalidInput(f"count must be an integer from 1 to {self.max_count}, "
                                       f"not {count!r}")
 
         def plan(attempt: int) -> list[dict]:
@@ -168,7 +191,7 @@ class SnatBlocks:
             expired = {c: m for c, m in marks.items()
                        if time.time() - m[0] >= self.quarantine}
             used = {b["port_min"] for b in held}
-            free = [p for p in self.starts if p not in used][:need]
+            free = preferred(self.starts, used, {b["port_min"] for b in mine})[:need]
             stale = sorted((b["port_min"], kv, b["chassis"]) for kv, b in zip(kvs, held)
                            if b["chassis"] in expired)
             taken = stale[:need - len(free)]
@@ -177,6 +200,10 @@ class SnatBlocks:
                     f"Only {len(free) + len(taken)} of the {need} SNAT port blocks asked "
                     f"for are free on router {router_id}.",
                     type_name="SnatPortBlocksExhausted")
+            # etcd takes at most 128 operations per transaction: a big claim commits
+            # CLAIM_BATCH blocks at a time (``lease`` plans again for the rest)
+            free = free[:CLAIM_BATCH]
+            taken = taken[:CLAIM_BATCH - len(free)]
             w = Writes()
             w.expect(self.s["routers"].key(router_id), rev)
             w.expect(liveness_key(agent_id(chassis)), live.mod_revision)
@@ -196,7 +223,10 @@ class SnatBlocks:
                 fresh.append(block)
             self.s.commit(w)
             return sorted(mine + fresh, key=lambda b: b["port_min"])
-        return self.s.retrying(plan)
+        while True:
+            blocks = self.s.retrying(plan)
+            if len(blocks) >= count:
+                return blocks
 
     def _orphans(self, owners: set[str]) -> dict[str, tuple[float, int]]:
         """The dead ones of ``owners``: their mark's (time first seen dead, revision);

@@ -1,12 +1,16 @@
 """l3_snat: a routed packet leaving by the router's external network, on the chassis
 where it entered the router (the VM's own), unless said otherwise:
 
+Every packet NATed here goes on to snat_guard, which lets it out only with a source the
+router owns outside (conntrack lets a packet through untranslated when its range has
+no free port).
+
 - From a port with a floating IP (its port is plugged here): SNAT to the floating IP
   (conntrack, router zone; replies of DNATed connections get their reverse), source MAC
   the floating IP's.
 - TCP and UDP of other ports, when the router SNATs: SNAT to the gateway address with
-  a source port from this chassis' blocks (several blocks: the source port's low bits
-  pick one), source MAC this chassis' own for the router (``router.snat_mac``). With no
+  a source port from this chassis' blocks (adjacent blocks form one range; several
+  ranges: bits of the source port pick one, see ``buckets``), source MAC this chassis' own for the router (``router.snat_mac``). With no
   block yet, they drop (a SYN is retried; none goes through another chassis, whose
   state a failover would lose).
 - Portless protocols (ICMP...) of other ports: the router's active gateway SNATs them
@@ -34,6 +38,7 @@ PRIO_PORTS = 90
 PRIO_PEER = 80
 PRIO_PORTLESS = 70
 PRIO_NO_SNAT = 60
+GUARD = "snat_guard"            # where NATed packets go before leaving (never un-NATed)
 FROM_HERE = (0, FLAG_FROM_TUNNEL)
 FROM_PEER = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
 
@@ -48,13 +53,32 @@ def compile_l3_snat(view: View) -> list[Flow]:
     return flows
 
 
+MAX_BUCKET_BITS = 5             # at most 32 buckets when a chassis' blocks are scattered
+
+
 def buckets(ranges: list[tuple[int, int]]) -> list[tuple[int | None, int, tuple[int, int]]]:
-    """Spread new connections over several port ranges by the low bits of their source
-    port: (value, mask, range) per bucket (value None: one range, no match needed)."""
+    """Spread new connections over several port ranges (a chassis' blocks that are not
+    adjacent) by bits 1 and up of their source port — not bit 0: Linux prefers even
+    ports for connect() — each range getting buckets in proportion to its size:
+    (value, mask, range) per bucket (value None: one range, no match needed). Blocks
+    are leased adjacent to a chassis' own where they can be, so this is the exception."""
     if len(ranges) == 1:
         return [(None, 0, ranges[0])]
-    bits = (len(ranges) - 1).bit_length()
-    return [(i, (1 << bits) - 1, ranges[i % len(ranges)]) for i in range(1 << bits)]
+    bits = min((len(ranges) - 1).bit_length() + 2, MAX_BUCKET_BITS)
+    slots = 1 << bits
+    sizes = [hi - lo + 1 for lo, hi in ranges]
+    total = sum(sizes)
+    out = []
+    for i in range(slots):
+        # slot i takes the range at the midpoint of its bit-reversed index: consecutive
+        # source ports (and slots) alternate between the ranges
+        spread = int(f"{i:0{bits}b}"[::-1], 2)
+        point, k = (2 * spread + 1) * total // (2 * slots), 0
+        while point >= sizes[k]:
+            point -= sizes[k]
+            k += 1
+        out.append((i << 1, (slots - 1) << 1, ranges[k]))
+    return out
 
 
 def router_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list[Flow]:
@@ -70,7 +94,7 @@ def router_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list
         for fip in local_fips(view, router, gw):
             add(PRIO_FIP, {"ipv4_src": fip.fixed_ip},
                 [SetField("eth_src", fip.mac), *out,
-                 Ct(zone, commit=True, table="output", nat=Nat("src", fip.address))],
+                 Ct(zone, commit=True, table=GUARD, nat=Nat("src", fip.address))],
                 cookie=f"floatingip:{fip.id}", note=f"floating IP {fip.address}")
     mine = snat_mac(router.id, view.chassis)
     if not router.enable_snat:
@@ -87,11 +111,11 @@ def router_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list
             match = {"ip_proto": proto} | ({src: (value, mask)} if value is not None else {})
             add(PRIO_PORTS, match,
                 [SetField("eth_src", mine), *out,
-                 Ct(zone, commit=True, table="output", nat=Nat("src", gw.ip, lo, hi))],
+                 Ct(zone, commit=True, table=GUARD, nat=Nat("src", gw.ip, lo, hi))],
                 cookie=f"router:{router.id}:snat:{view.chassis}",
                 note=f"own block {lo}-{hi}")
     at_gateway = [SetField("eth_src", gw.port.mac), *out,
-                  Ct(zone, commit=True, table="output", nat=Nat("src", gw.ip))]
+                  Ct(zone, commit=True, table=GUARD, nat=Nat("src", gw.ip))]
     if gw.patch is not None and is_candidate(view, router):
         add(PRIO_PEER, {"flags": FROM_PEER}, at_gateway, note="a peer's portless packet")
     active = view.active_gateway.get(router.id)
