@@ -138,7 +138,9 @@ def test_server_restart_keeps_every_chassis_blocks(store_url, tmp_path):
         for name, count in (("c3", 1), ("c1", 2), ("c2", 1)):
             register_chassis(srv, srv.admin, name, ttl=TTL)
             held[name] = starts(lease(srv, router.id, name, count))
-        assert held == {"c3": [1024], "c1": [1088, 1152], "c2": [1216]}
+        every = [p for ps in held.values() for p in ps]
+        assert [len(held[n]) for n in ("c3", "c1", "c2")] == [1, 2, 1]
+        assert len(set(every)) == 4
     time.sleep(TTL + 2.5)            # the control plane is down: every lease runs out
     with server(store_url, tmp_path) as srv:
         for name in held:
@@ -146,7 +148,8 @@ def test_server_restart_keeps_every_chassis_blocks(store_url, tmp_path):
         assert owners(srv, router.id) == {p: n for n, ps in held.items() for p in ps}
         # they come back in another order; a newcomer asks first and gets a free block
         register_chassis(srv, srv.admin, "c4", ttl=120)
-        assert starts(lease(srv, router.id, "c4", 1)) == [1280]
+        [newcomer] = starts(lease(srv, router.id, "c4", 1))
+        assert newcomer not in every
         for name in ("c1", "c2", "c3"):
             register_chassis(srv, srv.admin, name, ttl=120)
             assert starts(lease(srv, router.id, name, len(held[name]))) == held[name]
@@ -170,9 +173,10 @@ def test_marking_many_dead_owners_stays_within_etcd_transaction_limits(store_url
         router = router_with_gateway(srv)
         names = [f"d{i:02d}" for i in range(90)]
         leases = []
+        dead = set()
         for name in names:
             leases.append(register_chassis(srv, srv.admin, name, ttl=120))
-            assert lease(srv, router.id, name, 1).status_code == 200
+            dead |= set(starts(lease(srv, router.id, name, 1)))
         store = srv.app.state.services.store
         for lease_id in leases:       # as if every lease ran out at once (no clean stop)
             store.lease_revoke(lease_id)
@@ -184,10 +188,11 @@ def test_marking_many_dead_owners_stays_within_etcd_transaction_limits(store_url
             return real(compares, ops)
         store.txn = txn
         try:
-            got = starts(lease(srv, router.id, "asker", 48))
+            got = starts(lease(srv, router.id, "asker", 120))
         finally:
             del store.txn
-        assert got == [1024 + 64 * (90 + i) for i in range(48)]   # free ones, none taken
+        assert len(set(got)) == 120 and not set(got) & dead       # free ones, none taken
         assert all(store.get(orphan_key(n)) is not None for n in names)
-        # 90 marks in three transactions (40, 40, 10), then the claim itself
-        assert len(sizes) == 4 and max(sizes) <= 128, sizes
+        # 90 marks in three transactions (40, 40, 10), then the claim of 120 blocks in
+        # three (40 each)
+        assert len(sizes) == 6 and max(sizes) <= 128, sizes
