@@ -10,17 +10,17 @@ entries are gone (their ports free again) is measured. Prints one table.
 
     sudo .venv/bin/python bench/snat.py [--connections 5000]
 
-Phases: each is a function of the lab fixture returning table rows ``[(metric,
-value)]``; ``capacity`` is this file's. A phase module ``bench/snat_survival.py`` with
-``run(lab)`` (or ``run()``, building its own lab) returning rows is added to the same
-table when present (SNAT sessions across agent and server outages). ``--phases``
-picks some. The e2e tests (tests/e2e/test_snat.py) use the same helpers."""
+    sudo .venv/bin/python bench/snat.py --phases capacity     # or survival
+
+Phases, each on a lab of its own, rows in one table: ``capacity`` (this file) and
+``survival`` (``bench/snat_survival.py``: an established SNAT TCP session across the
+agents of its chassis and of the active gateway killed for 60 s, and across the API
+server stopped for 60 s; a 3-chassis lab, two gateways). The e2e tests
+(tests/e2e/test_snat.py, test_snat_sticky.py) use the same helpers."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import os
 import re
@@ -131,23 +131,31 @@ def capacity(lab, connections: int = 5000) -> list[tuple[str, str]]:
     ]
 
 
-def phases() -> dict:
-    """Every phase: name → function(lab) returning rows."""
-    found = {"capacity": capacity}
-    try:
-        survival = importlib.import_module("snat_survival")
-    except ImportError:
-        return found
-    run = survival.run
-    found["survival"] = run if inspect.signature(run).parameters else (lambda lab: run())
-    return found
+def survival(lab) -> list[tuple[str, str]]:
+    """``bench/snat_survival.py`` on its own lab (3 chassis, c1 and c2 gateways): one
+    row per outage kind and figure."""
+    import snat_survival
+    rows = []
+    for r in snat_survival.run(lab):
+        kind = r["outage"]
+        rows += [(f"{kind} outage: seconds down", f"{r['down_s']}"),
+                 (f"{kind} outage: session survived (every byte echoed)", str(r["survived"])),
+                 (f"{kind} outage: bytes echoed before / during / after",
+                  f"{r['bytes_before']} / {r['bytes_during']} / {r['bytes_after']}"),
+                 (f"{kind} outage: new connection afterwards", str(r["new_connection"])),
+                 (f"{kind} outage: same SNAT blocks afterwards", str(r["blocks_kept"]))]
+    return rows
+
+
+# phase → (function of the lab fixture returning rows, chassis, gateways)
+PHASES = {"capacity": (None, 2, 1), "survival": (survival, 3, 2)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--connections", type=int, default=5000)
-    p.add_argument("--phases", default=",".join(phases()),
-                   help="comma-separated: " + ", ".join(phases()))
+    p.add_argument("--phases", default=",".join(PHASES),
+                   help="comma-separated: " + ", ".join(PHASES))
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, Open vSwitch)")
@@ -156,26 +164,29 @@ def main() -> None:
     from tests.e2e.conftest import LabFixture, alive_chassis, wait_for
 
     chosen = [n for n in args.phases.split(",") if n]
+    unknown = set(chosen) - set(PHASES)
+    if unknown:
+        sys.exit(f"unknown phase(s) {', '.join(sorted(unknown))}: use {', '.join(PHASES)}")
     rows: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="plexus-snat-") as tmp:
-        made = Lab(LabSpec(name="sn" + secrets.token_hex(3), chassis=2, gateways=1),
-                   Path(tmp))
-        made.up()
-        try:
-            lab = LabFixture(made)
-            wait_for(lambda: alive_chassis(lab) == {"c1", "c2"}, 30, "agents alive")
-            for name in chosen:
-                if name == "capacity":
-                    rows += capacity(lab, args.connections)
-                else:
-                    rows += phases()[name](lab)
-        finally:
-            errors = made.down()
-            if errors:
-                print("teardown:", errors, file=sys.stderr)
+    for name in chosen:
+        run, chassis, gateways = PHASES[name]
+        with tempfile.TemporaryDirectory(prefix="plexus-snat-") as tmp:
+            made = Lab(LabSpec(name="sn" + secrets.token_hex(3), chassis=chassis,
+                               gateways=gateways), Path(tmp))
+            made.up()
+            try:
+                lab = LabFixture(made)
+                names = {f"c{i}" for i in range(1, chassis + 1)}
+                wait_for(lambda: alive_chassis(lab) == names, 30, "agents alive")
+                rows += capacity(lab, args.connections) if run is None else run(lab)
+            finally:
+                errors = made.down()
+                if errors:
+                    print("teardown:", errors, file=sys.stderr)
     net = NetworkConfig()
     rows += [("snat_block_size / snat_max_blocks",
               f"{net.snat_block_size} / {net.snat_max_blocks}"),
+             ("snat_quarantine (s)", f"{net.snat_quarantine:g}"),
              ("machine", machine())]
     print()
     print_table(rows)
