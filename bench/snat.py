@@ -126,7 +126,7 @@ def capacity(lab, connections: int = 5000) -> list[tuple[str, str]]:
         ("blocks asked for, seconds after the start", ", ".join(growth) or "-"),
         ("SYNs dropped by the SNAT guard (no free port yet)",
          str(t.guard_drops(lab) - drops_before)),
-        ("seconds from close to ports free (router-zone entries gone)",
+        ("seconds from close to router-zone entries gone from the dump",
          f"{waited:.1f}" if waited is not None else f"> 120 ({left} left)"),
     ]
 

@@ -4,8 +4,8 @@ connections to one internet host (``inet``) all get through, NATed to the gatewa
 address (the chassis leases further port blocks on demand); nothing with a tenant
 source address ever reaches the internet host (tcpdump there); past the per-chassis
 maximum (``snat_max_blocks``, set small for this lab) the overflow is dropped and
-counted, never leaked; closed connections give their ports back within seconds
-(conntrack timeout policy of the router zones)."""
+counted, never leaked. Closed connections giving their ports back (the router zones'
+conntrack timeout policy): tests/e2e/test_snat_timeouts.py, on a lab of its own."""
 
 from __future__ import annotations
 
@@ -207,19 +207,3 @@ def test_overflow_past_the_maximum_is_dropped_and_counted_never_leaked(
     assert capacity * 0.9 <= result["echoed"] <= capacity, \
         {k: v for k, v in result.items() if k != "ports"}
     assert guard_drops(lab) - before >= 60
-
-
-def test_closed_connections_free_their_ports_promptly(lab, public, hold_server):
-    """300 connections opened and closed, then 300 more: with the maximum at 384 ports,
-    the second round fits only once the first round's ports are free again (TIME_WAIT
-    and CLOSE last 2 s in the router zones, not OVS's default 30-45 s)."""
-    net, router = router_for(lab, public, "cap4", "10.71.4.0/24")
-    lab.vm("cap4-a", net, chassis="c2", static=True)
-    ready(lab, "cap4-a")
-    first = many(lab, "cap4-a", 300)
-    assert first["ok"], first.get("errors")
-    assert len(chassis_blocks(lab, router)) == MAX_BLOCKS
-    # at once: SYNs that find no free port yet are dropped and retried by the VM (after
-    # 1, 3, 7 s); they get through as the first round's entries expire
-    second = many(lab, "cap4-a", 300, timeout=15)
-    assert second["ok"] and second["echoed"] == 300, second.get("errors")
