@@ -55,16 +55,9 @@ except OSError as exc:
 
 
 def public_network(api):
-    """The external network "public" (flat, physnet1, the lab's 203.0.113.0/24)."""
-    found = api.find_network("public")
-    if found is not None:
-        return found
-    net = api.create_network(name="public", provider_network_type="flat",
-                             provider_physical_network="physnet1", is_router_external=True)
-    api.create_subnet(network_id=net.id, cidr="203.0.113.0/24", ip_version=4,
-                      gateway_ip="203.0.113.1", is_dhcp_enabled=False, name="public-v4",
-                      allocation_pools=[{"start": "203.0.113.100", "end": "203.0.113.199"}])
-    return net
+    """The external network "public" (``tests.e2e.conftest.public_network``)."""
+    from tests.e2e.conftest import public_network as made
+    return made(api)
 
 
 def setup(lab, vm_name: str = "ha-a", chassis: str = "c3"):

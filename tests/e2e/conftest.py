@@ -43,6 +43,21 @@ def unique_name() -> str:
     return "e2e" + secrets.token_hex(3)
 
 
+def public_network(api):
+    """The external network "public": flat on physnet1 (the lab's untagged provider
+    segment, 203.0.113.0/24, the upstream router at .1), floating IPs and gateways from
+    .100-.199; the existing one if there is one."""
+    found = api.find_network("public")
+    if found is not None:
+        return found
+    net = api.create_network(name="public", provider_network_type="flat",
+                             provider_physical_network="physnet1", is_router_external=True)
+    api.create_subnet(network_id=net.id, cidr="203.0.113.0/24", ip_version=4,
+                      gateway_ip="203.0.113.1", is_dhcp_enabled=False, name="public-v4",
+                      allocation_pools=[{"start": "203.0.113.100", "end": "203.0.113.199"}])
+    return api.get_network(net.id)
+
+
 class LabFixture:
     """A lab as tests see it: networks through the API, VMs and nodes by name."""
 

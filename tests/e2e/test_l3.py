@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import LabFixture, running_lab, wait_for
+from tests.e2e.conftest import LabFixture, public_network, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -59,13 +59,7 @@ INET = "198.19.0.10"
 @pytest.fixture(scope="module")
 def public(lab):
     """The external network: flat on physnet1, the lab's provider segment."""
-    api = lab.api.network
-    net = api.create_network(name="public", provider_network_type="flat",
-                             provider_physical_network="physnet1", is_router_external=True)
-    api.create_subnet(network_id=net.id, cidr="203.0.113.0/24", ip_version=4,
-                      gateway_ip="203.0.113.1", is_dhcp_enabled=False, name="public-v4",
-                      allocation_pools=[{"start": "203.0.113.100", "end": "203.0.113.199"}])
-    return net
+    return public_network(lab.api.network)
 
 
 @pytest.fixture(scope="module")

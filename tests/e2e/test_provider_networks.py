@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import public_network, wait_for
 from tests.e2e.test_l3 import vxlan_during
 
 pytestmark = pytest.mark.e2e
@@ -53,13 +53,7 @@ def vlan_net(lab):
 @pytest.fixture(scope="module")
 def public(lab):
     """The external network: flat on physnet1, the lab's untagged provider segment."""
-    api = lab.api.network
-    net = api.create_network(name="public", provider_network_type="flat",
-                             provider_physical_network="physnet1", is_router_external=True)
-    api.create_subnet(network_id=net.id, cidr="203.0.113.0/24", ip_version=4,
-                      gateway_ip=FLAT_UPSTREAM, is_dhcp_enabled=False, name="public-v4",
-                      allocation_pools=[{"start": "203.0.113.100", "end": "203.0.113.199"}])
-    return api.get_network(net.id)
+    return public_network(lab.api.network)
 
 
 def on_segment(lab, chassis: str, action, seconds: float = 3.0) -> str:

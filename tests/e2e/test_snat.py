@@ -19,7 +19,7 @@ import time
 import pytest
 
 from plexus.config import Config
-from tests.e2e.conftest import LabFixture, running_lab, wait_for
+from tests.e2e.conftest import LabFixture, public_network, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -52,14 +52,8 @@ def public(lab):
 
 
 def make_public(lab: LabFixture):
-    """The external network "public": flat on physnet1, the lab's provider segment."""
-    api = lab.api.network
-    net = api.create_network(name="public", provider_network_type="flat",
-                             provider_physical_network="physnet1", is_router_external=True)
-    api.create_subnet(network_id=net.id, cidr="203.0.113.0/24", ip_version=4,
-                      gateway_ip="203.0.113.1", is_dhcp_enabled=False, name="public-v4",
-                      allocation_pools=[{"start": "203.0.113.100", "end": "203.0.113.199"}])
-    return net
+    """The external network "public" (``conftest.public_network``)."""
+    return public_network(lab.api.network)
 
 
 @pytest.fixture(scope="module")
