@@ -292,8 +292,15 @@ def stop_process(entry: dict, timeout: float = 5.0) -> bool:
     pid = resolve_pid(entry)
     if pid is None:
         return False
+    end_pid(pid, signal.SIGTERM, timeout)
+    return True
+
+
+def end_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
+    """Send ``sig`` to ``pid`` (a process the lab recorded) and wait until it is gone;
+    SIGKILL if it outlives ``timeout``."""
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while alive(pid):
         if time.monotonic() > deadline:
@@ -301,7 +308,6 @@ def stop_process(entry: dict, timeout: float = 5.0) -> bool:
                 os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
         time.sleep(0.02)
-    return True
 
 
 def stop_processes(entries: list[dict], timeout: float = 5.0) -> dict[int, str]:

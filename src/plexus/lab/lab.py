@@ -23,7 +23,6 @@ loopback. The chassis' facts are also in the Open_vSwitch table's external_ids
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -40,8 +39,8 @@ import yaml
 from plexus.config import Config
 from plexus.lab import netlink
 from plexus.lab import vm as vms
-from plexus.lab.inventory import (Inventory, InventoryError, alive, resolve_pid, start_time,
-                                  stop_processes)
+from plexus.lab.inventory import (Inventory, InventoryError, alive, end_pid, resolve_pid,
+                                  start_time, stop_processes)
 from plexus.lab.ovs import Ovs, check_installed
 from plexus.lab.topology import (INTERNET, INTERNET_HOST, INTERNET_ROUTER, PROVIDER,
                                  PROVIDER_VLAN, PROVIDER_VLAN_NET, PROVIDER_VLAN_ROUTER,
@@ -399,20 +398,6 @@ def _recorded(lab: Lab, label: str) -> dict:
     raise LabError(f"lab {lab.spec.name!r} records no process {label!r}")
 
 
-def _end(pid: int, sig: int, timeout: float = 10.0) -> None:
-    """Send ``sig`` to ``pid`` (a recorded lab process) and wait until it is gone;
-    SIGKILL if it outlives ``timeout``."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + timeout
-        time.sleep(0.02)
-
-
 def stop_agent(lab: Lab, chassis: str, sig: int = signal.SIGTERM) -> int | None:
     """Stop the chassis' plexus-agent (by its recorded pid) with ``sig`` (SIGTERM: it
     unregisters; SIGKILL: it just vanishes, its liveness lease runs out); returns the pid
@@ -421,7 +406,7 @@ def stop_agent(lab: Lab, chassis: str, sig: int = signal.SIGTERM) -> int | None:
     entry = _recorded(lab, f"{chassis}/agent")
     pid = resolve_pid(entry)
     if pid is not None:
-        _end(pid, sig)
+        end_pid(pid, sig, 10.0)
     return pid
 
 
@@ -464,7 +449,7 @@ def restart_switch(lab: Lab, chassis: str, sig: int = signal.SIGTERM,
     entry = _recorded(lab, f"{chassis}/ovs-vswitchd")
     pid = resolve_pid(entry)
     if pid is not None:
-        _end(pid, sig)
+        end_pid(pid, sig, 10.0)
     time.sleep(down)
     ovs = lab.ovs(ch)
     Path(ovs.pidfile("ovs-vswitchd")).unlink(missing_ok=True)
