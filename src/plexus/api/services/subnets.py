@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from plexus.api import errors
+from plexus.api.query import Query, _bool, matches, sort_and_page
 from plexus.api.schemas.core import SUBNET
 from plexus.api.services.base import ALLOC, ResourceService, Writes
 from plexus.ipam import IpamError, cidr_overlaps, default_gateway, default_pools, validate_pools
@@ -59,6 +61,19 @@ def check_cidr(cidr: str, version: int, enable_dhcp: bool) -> None:
         raise errors.InvalidInput("0 is not allowed as CIDR prefix length")
 
 
+MIN_MTU = {4: 68, 6: 1280}     # RFC 791 and RFC 8200 minimum link MTUs
+
+
+def check_mtu(network: dict, version: int, mtu: int | None = None) -> None:
+    """Neutron's rule: an IPv4 subnet needs a network MTU of at least 68, an IPv6 one at
+    least 1280; otherwise 409 (on subnet create, and on a network MTU update)."""
+    mtu = network.get("mtu") if mtu is None else mtu
+    if mtu is not None and mtu < MIN_MTU[version]:
+        raise errors.Conflict(
+            f"Invalid network MTU {mtu} for network {network['id']}: an IPv{version} subnet "
+            f"requires an MTU of at least {MIN_MTU[version]}.", type_name="NetworkMtuTooSmall")
+
+
 def _ipam_error(exc: IpamError) -> errors.NeutronError:
     """Neutron's status for an addressing error: 409 for overlaps and gateway clashes."""
     cls = errors.BadRequest if exc.kind == "invalid" else errors.Conflict
@@ -70,12 +85,20 @@ class SubnetService(ResourceService):
 
     resource = SUBNET
 
-    def visible(self, ctx, obj: dict) -> bool:
-        """Owners, admins, and everyone for subnets of shared or external networks."""
-        if ctx.is_admin or obj.get("project_id") == ctx.project_id:
-            return True
-        found = self.s["networks"].get(obj["network_id"])
-        return bool(found and (found[0].get("shared") or found[0].get("router:external")))
+    def list(self, ctx, q: Query):
+        """Neutron's ``shared`` filter on subnets: a subnet's ``shared`` is its network's
+        (not an attribute of the subnet, so it is matched here, not by the schema)."""
+        if "shared" not in q.filters:
+            return super().list(ctx, q)
+        wanted = {_bool(v) for v in q.filters["shared"]}
+        rest = dataclasses.replace(q, filters={k: v for k, v in q.filters.items()
+                                               if k != "shared"})
+        shared = {n["id"]: bool(n.get("shared")) for n in self.s["networks"].all()}
+        items = [o for o in self.present(self.all())
+                 if shared.get(o["network_id"], False) in wanted
+                 and self.visible(ctx, o) and matches(self.resource, o, rest)]
+        page, more, before = sort_and_page(items, rest)
+        return [self.view(ctx, o, q.fields) for o in page], more, before
 
     def _check_addressing(self, cidr: str, version: int, gateway, pools) -> tuple:
         """Validate gateway and pools against the CIDR; returns (gateway, pools)."""
@@ -110,6 +133,7 @@ class SubnetService(ResourceService):
             raise errors.NotFound("network", obj["network_id"])
         network, rev = found             # who may: create_subnet, enforced in new_object
         check_cidr(obj["cidr"], obj["ip_version"], obj["enable_dhcp"])
+        check_mtu(network, obj["ip_version"])
         gateway, pools = self._check_addressing(
             obj["cidr"], obj["ip_version"], obj["gateway_ip"], obj["allocation_pools"])
         for other_id in network.get("subnets", []):
