@@ -274,3 +274,108 @@ def test_routers_are_distributed_and_ha(admin, demo, server):
         admin.network.delete_router(made)
     finally:
         demo.network.delete_router(r)
+
+
+# ---- 8. IPv6 address modes ---------------------------------------------------------------
+
+def eui64(prefix: str, mac: str) -> str:
+    """RFC 4291 appendix A, written out independently of plexus.ipam."""
+    import ipaddress
+    b = bytes(int(x, 16) for x in mac.split(":"))
+    iid = bytes([b[0] ^ 2]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return str(ipaddress.IPv6Address(int(ipaddress.IPv6Network(prefix).network_address)
+                                     | int.from_bytes(iid, "big")))
+
+
+def test_ipv6_mode_combinations(demo, server, cleanup):
+    net = demo.network.create_network(name="c-v6modes")
+    cleanup.append(net.id)
+
+    def create(**kw):
+        return raw(server, demo, "POST", "/v2.0/subnets", {"subnet": {
+            "network_id": net.id, "ip_version": 6, "cidr": "fd00:70::/64", **kw}})
+    before = state(server)
+    for ra, addr in (("dhcpv6-stateless", "dhcpv6-stateful"), ("slaac", "dhcpv6-stateful"),
+                     ("dhcpv6-stateful", "slaac"), ("slaac", "dhcpv6-stateless")):
+        error(create(ipv6_ra_mode=ra, ipv6_address_mode=addr), 400, "InvalidInput",
+              f"Invalid input for operation: ipv6_ra_mode set to '{ra}' with "
+              f"ipv6_address_mode set to '{addr}' is not valid. If both attributes are set, "
+              f"they must be the same value.")
+    error(create(ipv6_address_mode="slaac", cidr="fd00:70::/80"), 400, "InvalidInput")
+    error(create(ipv6_address_mode="slaac", enable_dhcp=False), 400, "InvalidInput")
+    error(raw(server, demo, "POST", "/v2.0/subnets", {"subnet": {
+        "network_id": net.id, "ip_version": 4, "cidr": "10.70.0.0/24",
+        "ipv6_ra_mode": "slaac"}}), 400, "InvalidInput")
+    assert state(server) == before
+    for ra, addr in ((None, "slaac"), ("slaac", None), ("slaac", "slaac"),
+                     ("dhcpv6-stateful", "dhcpv6-stateful"), ("dhcpv6-stateless", None)):
+        body = {k: v for k, v in (("ipv6_ra_mode", ra), ("ipv6_address_mode", addr)) if v}
+        r = create(**body)
+        assert r.status_code == 201, (ra, addr, r.text)
+        demo.network.delete_subnet(r.json()["subnet"]["id"])
+
+
+def test_slaac_addresses_are_eui64_from_each_subnet(admin, demo, server, cleanup):
+    net = demo.network.create_network(name="c-slaac")
+    cleanup.append(net.id)
+    v4 = demo.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.71.0.0/24")
+    a = demo.network.create_subnet(network_id=net.id, ip_version=6, cidr="fd00:71:a::/64",
+                                   ipv6_ra_mode="slaac", ipv6_address_mode="slaac")
+    b = demo.network.create_subnet(network_id=net.id, ip_version=6, cidr="fd00:71:b::/64",
+                                   ipv6_address_mode="dhcpv6-stateless")
+    stateful = demo.network.create_subnet(network_id=net.id, ip_version=6,
+                                          cidr="fd00:71:c::/64",
+                                          ipv6_address_mode="dhcpv6-stateful")
+    port = demo.network.create_port(network_id=net.id, mac_address="fa:16:3e:00:71:01")
+    got = {ip["subnet_id"]: ip["ip_address"] for ip in port.fixed_ips}
+    # one IPv4, one stateful IPv6, and the EUI-64 address of each auto-addressed subnet
+    assert set(got) == {v4.id, a.id, b.id, stateful.id}
+    assert got[a.id] == eui64("fd00:71:a::/64", port.mac_address) == "fd00:71:a:0:f816:3eff:fe00:7101"
+    assert got[b.id] == eui64("fd00:71:b::/64", port.mac_address)
+    # naming the subnet gives the EUI-64 address; naming another address is refused
+    named = demo.network.create_port(network_id=net.id, mac_address="fa:16:3e:00:71:02",
+                                     fixed_ips=[{"subnet_id": a.id}])
+    assert named.fixed_ips == [{"subnet_id": a.id,
+                                "ip_address": eui64("fd00:71:a::/64", "fa:16:3e:00:71:02")}]
+    before = state(server)
+    error(raw(server, demo, "POST", "/v2.0/ports", {"port": {
+        "network_id": net.id, "fixed_ips": [{"subnet_id": a.id, "ip_address": "fd00:71:a::5"}]}}),
+        400, "AllocationOnAutoAddressSubnet")
+    assert state(server) == before
+    # the EUI-64 addresses follow a MAC change
+    moved = admin.network.update_port(port.id, mac_address="fa:16:3e:00:71:99")
+    now = {ip["subnet_id"]: ip["ip_address"] for ip in moved.fixed_ips}
+    assert now[a.id] == eui64("fd00:71:a::/64", "fa:16:3e:00:71:99")
+    assert now[b.id] == eui64("fd00:71:b::/64", "fa:16:3e:00:71:99")
+    assert now[v4.id] == got[v4.id] and now[stateful.id] == got[stateful.id]
+    # the old address is free again, the new one taken
+    keys = {k for k, _ in state(server)}
+    assert not any(k.endswith(f"/{a.id}/{got[a.id]}") for k in keys)
+    assert any(k.endswith(f"/{a.id}/{now[a.id]}") for k in keys)
+    # a new auto-addressed subnet gives the existing ports their addresses at once
+    c = demo.network.create_subnet(network_id=net.id, ip_version=6, cidr="fd00:71:d::/64",
+                                   ipv6_ra_mode="slaac")
+    for p in (port, named):
+        held = {ip["subnet_id"]: ip["ip_address"]
+                for ip in demo.network.get_port(p.id).fixed_ips}
+        assert held[c.id] == eui64("fd00:71:d::/64", demo.network.get_port(p.id).mac_address)
+
+
+def test_deleting_slaac_subnet_removes_its_addresses(demo, server, cleanup):
+    net = demo.network.create_network(name="c-slaac-del")
+    cleanup.append(net.id)
+    v6 = demo.network.create_subnet(network_id=net.id, ip_version=6, cidr="fd00:72::/64",
+                                    ipv6_address_mode="slaac")
+    stateful = demo.network.create_subnet(network_id=net.id, ip_version=6,
+                                          cidr="fd00:73::/64")
+    port = demo.network.create_port(network_id=net.id)
+    assert {ip["subnet_id"] for ip in port.fixed_ips} == {v6.id, stateful.id}
+    demo.network.delete_subnet(v6)
+    after = demo.network.get_port(port.id)
+    assert [ip["subnet_id"] for ip in after.fixed_ips] == [stateful.id]
+    assert after.revision_number == port.revision_number + 1
+    assert not any(v6.id in k for k, _ in state(server))
+    # a stateful subnet with ports is still in use (409), nothing written
+    before = state(server)
+    error(raw(server, demo, "DELETE", f"/v2.0/subnets/{stateful.id}"), 409, "SubnetInUse")
+    assert state(server) == before
