@@ -58,6 +58,7 @@ QUERY = """
 | network `mtu` | any value from 0; an IPv4 subnet needs 68 and an IPv6 subnet 1280: 409 on subnet create, and on an MTU update below what its subnets need |
 | IPv6 address modes | `ipv6_ra_mode` and `ipv6_address_mode` must match when both are set, need DHCP on and IPv6 (400); SLAAC and DHCPv6-stateless subnets must be /64 |
 | SLAAC / DHCPv6-stateless addresses | EUI-64 from the port's MAC (re-derived when an admin changes the MAC), one from every such subnet on the network, also for ports already there when the subnet is created; naming another address on such a subnet is 400 `AllocationOnAutoAddressSubnet` (router ports allocate as on stateful subnets); deleting the subnet removes these addresses from their ports instead of 409 |
+| router interface port `status` | computed, as OVN's: ACTIVE when the router holding it is programmed (its status is ACTIVE: at once without a gateway, once its active gateway chassis reported it with one) and the port is up, DOWN otherwise |
 | router `distributed` / `ha` | always true (`dvr`, `l3-ha` advertised): every chassis routes for its own ports and gateways fail over; admin-only as in Neutron (hidden from others, 403 to set); `true` is accepted and changes nothing, `false` is 400 (there is no centralized or single-chassis router to turn it into) |
 
 ## Identity (built-in Keystone v3 subset)

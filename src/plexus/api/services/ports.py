@@ -9,9 +9,12 @@ import logging
 from plexus.api import errors
 from plexus.api.schemas.core import PORT
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
+from plexus.api.services.l3_status import router_status
 from plexus.api.services.subnets import auto_addressed, ip_key, pools_tuples
 from plexus.ipam import choose_address, eui64_address, is_valid_fixed_ip, random_mac
-from plexus.model.keys import FLOATINGIP_OWNER, KEY, ROUTER_OWNERS, SERVICE_OWNERS
+from plexus.model.keys import (
+    FLOATINGIP_OWNER, INTERFACE_OWNERS, KEY, ROUTER_OWNERS, SERVICE_OWNERS,
+)
 
 VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
                "datapath_type": "netdev", "ovs_hybrid_plug": False}
@@ -60,6 +63,35 @@ class PortService(ResourceService):
                                       type_name="DeviceIDNotOwnedByTenant")
             err.status = 403
             raise err
+
+    def present(self, objs: list[dict]) -> list[dict]:
+        """Router interface ports with ``status`` computed, as OVN's are: a distributed
+        router has no single host to report its interfaces, so an interface is ACTIVE
+        when the router holding it is programmed (its computed status is ACTIVE: at once
+        without a gateway, once its active gateway chassis reported it with one) and the
+        port is up; DOWN otherwise. Never written back."""
+        if not any(o.get("device_owner") in INTERFACE_OWNERS for o in objs):
+            return objs
+        routers = self.s.by_collection.get("routers")
+        if routers is None:
+            return objs
+        facts: dict = {}
+        out = []
+        for o in objs:
+            if o.get("device_owner") not in INTERFACE_OWNERS:
+                out.append(o)
+                continue
+            found = routers.get(o.get("device_id") or "")
+            held = found is not None and o["id"] in found[0].get("interface_ports", ())
+            up = False
+            if held and o.get("admin_state_up", True):
+                if not facts:
+                    facts.update(alive=routers.reports.alive(),
+                                 reports=routers.reports.reports(routers.c))
+                up = router_status(found[0], facts["alive"],
+                                   facts["reports"].get(found[0]["id"], {})) == "ACTIVE"
+            out.append(dict(o, status="ACTIVE" if up else "DOWN"))
+        return out
 
     def holder(self, port: dict) -> dict | None:
         """The router or floating IP that holds a service port, if it still does; None
