@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
-from plexus.api import errors
+from plexus.api import errors, policy
 from plexus.api.query import Query, _bool, matches, sort_and_page
 from plexus.api.schemas.core import SUBNET
 from plexus.api.services.base import ALLOC, ResourceService, Writes, now
@@ -130,6 +130,8 @@ class SubnetService(ResourceService):
         items = [o for o in self.present(self.all())
                  if shared.get(o["network_id"], False) in wanted
                  and self.visible(ctx, o) and matches(self.resource, o, rest)]
+        if policy.hidden(ctx, self.resource.name) & set(rest.filters):
+            items = []                  # as the generic list: no filtering on hidden fields
         page, more, before = sort_and_page(items, rest)
         return [self.view(ctx, o, q.fields) for o in page], more, before
 
