@@ -157,3 +157,41 @@ def test_floatingip_status_transitions(lab):
     admin.network.delete_port(vm)
     demo.network.remove_interface_from_router(router, subnet_id=lab["sub"].id)
     demo.network.delete_router(router)
+
+
+def test_router_interface_ports_follow_the_router(lab):
+    """As OVN's: an interface of a distributed router is ACTIVE once the router is
+    programmed (at once without a gateway; once its active gateway chassis reported it
+    with one), DOWN when it is not or when the port is down. No agent reports it."""
+    srv, admin, demo, ext = lab["server"], lab["admin"], lab["demo"], lab["ext"]
+    net = demo.network.create_network(name="if-net")
+    sub = demo.network.create_subnet(network_id=net.id, cidr="10.19.0.0/24", ip_version=4)
+    sub2 = demo.network.create_subnet(network_id=net.id, cidr="10.20.0.0/24", ip_version=4)
+    plain = demo.network.create_router(name="if-plain")
+    demo.network.add_interface_to_router(plain, subnet_id=sub.id)
+    iface = next(demo.network.ports(device_id=plain.id))
+    assert iface.status == "ACTIVE"
+    assert [p.id for p in demo.network.ports(network_id=net.id, status="ACTIVE")] == [iface.id]
+    down = demo.network.update_port(iface, admin_state_up=False)
+    assert down.status == "DOWN" and demo.network.get_port(iface.id).status == "DOWN"
+    demo.network.update_port(iface, admin_state_up=True)
+    # a router with a gateway: DOWN until its active gateway chassis reports it
+    register_chassis(srv, admin, "gw-if", gateway=True, ttl=60)
+    gw = demo.network.create_router(name="if-gw", external_gateway_info={"network_id": ext.id})
+    demo.network.add_interface_to_router(gw, subnet_id=sub2.id)
+    gw_iface = next(demo.network.ports(device_id=gw.id,
+                                       device_owner="network:router_interface"))
+    assert gw_iface.status == "DOWN"
+    active = [a.host for a in admin.network.routers_hosting_l3_agents(gw)][0]
+    rev = demo.network.get_router(gw.id).revision_number
+    report(lab, "routers", gw.id, active, revision_number=rev)
+    assert demo.network.get_port(gw_iface.id).status == "ACTIVE"
+    assert demo.network.get_port(iface.id).status == "ACTIVE"
+    # a plain port on the network is still the agents' to report
+    vm = demo.network.create_port(network_id=net.id)
+    assert vm.status == "DOWN"
+    demo.network.delete_port(vm)
+    for router, subnet in ((plain, sub), (gw, sub2)):
+        demo.network.remove_interface_from_router(router, subnet_id=subnet.id)
+        demo.network.delete_router(router)
+    demo.network.delete_network(net)

@@ -55,7 +55,9 @@ def test_router_crud_and_defaults(admin, demo, server):
         assert r.project_id == demo.current_project_id
         assert r.availability_zone_hints == [] and r.flavor_id is None
         body = raw(server, demo, "GET", f"/v2.0/routers/{r.id}").json()["router"]
-        assert body["distributed"] is False and body["ha"] is False
+        assert "distributed" not in body and "ha" not in body       # admin-only (dvr, l3-ha)
+        body = raw(server, admin, "GET", f"/v2.0/routers/{r.id}").json()["router"]
+        assert body["distributed"] is True and body["ha"] is True
         assert r.id in [x.id for x in demo.network.routers()]
         assert [x.id for x in demo.network.routers(name="crud")] == [r.id]
         revision = r.revision_number
@@ -418,4 +420,4 @@ def test_extensions_advertised(demo):
     aliases = {e.alias for e in demo.network.extensions()}
     assert {"router", "ext-gw-mode", "extraroute", "extraroute-atomic",
             "fip-port-details"} <= aliases
-    assert "l3-ha" not in aliases and "dvr" not in aliases
+    assert {"l3-ha", "dvr"} <= aliases       # every Plexus router is distributed and HA

@@ -325,3 +325,35 @@ def test_choose_segment_scan(ranges, used, expected):
 @pytest.mark.parametrize(("value", "inside"), [(0, False), (1, True), (4094, True), (4095, False)])
 def test_in_ranges(value, inside):
     assert in_ranges(value, [(1, 100), (200, 4094)]) is inside
+
+
+# ---- IPv6 auto-addressing (EUI-64) ----------------------------------------------------
+
+from plexus.ipam import eui64_address, is_auto_address  # noqa: E402
+
+
+@pytest.mark.parametrize("cidr, mac, want", [
+    # RFC 4291 appendix A: ff:fe in the middle, universal/local bit inverted
+    ("2001:db8::/64", "fa:16:3e:11:22:33", "2001:db8::f816:3eff:fe11:2233"),
+    ("2001:db8:1:2::/64", "00:00:00:00:00:00", "2001:db8:1:2:200:ff:fe00:0"),
+    ("fd00::/64", "02:00:00:00:00:01", "fd00::ff:fe00:1"),
+])
+def test_eui64_address(cidr, mac, want):
+    assert eui64_address(cidr, mac) == want
+
+
+@pytest.mark.parametrize("cidr", ["2001:db8::/80", "10.0.0.0/24", "2001:db8::/48"])
+def test_eui64_needs_an_ipv6_64(cidr):
+    with pytest.raises(IpamError):
+        eui64_address(cidr, "fa:16:3e:11:22:33")
+
+
+@pytest.mark.parametrize("ra, addr, auto", [
+    (None, None, False), ("slaac", None, True), (None, "slaac", True),
+    ("dhcpv6-stateless", None, True), (None, "dhcpv6-stateless", True),
+    ("dhcpv6-stateful", None, False), (None, "dhcpv6-stateful", False),
+    ("slaac", "dhcpv6-stateful", False),      # the address mode decides
+    ("dhcpv6-stateful", "slaac", True),
+])
+def test_is_auto_address(ra, addr, auto):
+    assert is_auto_address(ra, addr) is auto

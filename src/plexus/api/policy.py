@@ -121,7 +121,9 @@ RULES: dict[str, Rule] = _rules(
     ("create_subnet", ("admin", "network_owner_member")),
     *_each(("create", "update"), "subnet", ("service_types",), ADMIN),
     *_each(("create", "get"), "subnet", ("segment_id",), ADMIN),
-    ("get_subnet", ADMIN_OR_READER + ("shared", "external")),
+    ("get_subnet", ADMIN_OR_READER + ("network_owner", "shared"),
+     "as Neutron: a subnet of an external network that is not shared is not shown to "
+     "other projects (its network is)"),
     ("update_subnet", ("admin", "network_owner_member")),
     ("delete_subnet", ("admin", "network_owner_member")),
     # ports
@@ -163,9 +165,8 @@ RULES: dict[str, Rule] = _rules(
     *_each(("create", "update"), "router", ("external_gateway_info:enable_snat",
                                             "external_gateway_info:external_fixed_ips"),
            ADMIN),
-    # (Neutron's get_router:distributed / get_router:ha are admin only, but they belong to
-    # the dvr and l3-ha extensions, which Plexus does not offer: its ``distributed`` and
-    # ``ha`` are informational, always false, and shown to all, as clients expect.)
+    *_each(("create", "update", "get"), "router", ("distributed", "ha"), ADMIN,
+           "dvr / l3-ha: always true; only admins see or set them, as in Neutron"),
     ("get_router", ADMIN_OR_READER),
     ("update_router", ADMIN_OR_MEMBER),
     ("delete_router", ADMIN_OR_MEMBER),

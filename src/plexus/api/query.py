@@ -181,16 +181,22 @@ def _sort_value(v: Any) -> tuple:
 
 def page_links(base_url: str, collection: str, raw_items: list[tuple[str, str]],
                page: list[dict], q: Query, more: bool, before: bool) -> list[dict]:
-    """Neutron's ``<collection>_links`` (next when more remain, previous after a marker)."""
-    if q.limit is None or not page:
+    """Neutron's ``<collection>_links`` (``api_common.get_pagination_links``): paging
+    forward, ``next`` whenever the page is full (a full last page too: the next one is
+    empty) and ``previous`` always; paging backward (``page_reverse``), ``previous``
+    whenever the page is full and ``next`` always. ``more``/``before`` are not used:
+    the links depend only on the page's size, as Neutron's."""
+    if q.limit is None:
         return []
     kept = [(k, v) for k, v in raw_items if k not in ("marker", "page_reverse")]
+    full = len(page) >= q.limit
     links = []
-    forward_more, backward_more = (before, more) if q.page_reverse else (more, before)
-    if forward_more:
-        links.append({"rel": "next", "href": f"{base_url}/v2.0/{collection}?" + urlencode(
-            kept + [("marker", page[-1]["id"])])})
-    if backward_more or q.marker:
-        links.append({"rel": "previous", "href": f"{base_url}/v2.0/{collection}?" + urlencode(
-            kept + [("marker", page[0]["id"]), ("page_reverse", "True")])})
+    if full or q.page_reverse:
+        marker = [("marker", page[-1]["id"])] if page else []
+        links.append({"rel": "next", "href": f"{base_url}/v2.0/{collection}?"
+                      + urlencode(kept + marker)})
+    if full or not q.page_reverse:
+        marker = [("marker", page[0]["id"])] if page else []
+        links.append({"rel": "previous", "href": f"{base_url}/v2.0/{collection}?"
+                      + urlencode(kept + marker + [("page_reverse", "True")])})
     return links

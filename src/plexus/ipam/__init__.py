@@ -5,7 +5,9 @@ from plexus.ipam.addresses import (
     cidr_overlaps,
     default_gateway,
     default_pools,
+    eui64_address,
     in_pools,
+    is_auto_address,
     ip_version,
     is_valid_fixed_ip,
     normalize_cidr,
@@ -20,6 +22,8 @@ from plexus.ipam.segments import choose_segment, in_ranges
 
 __all__ = [
     "IpamError",
+    "eui64_address",
+    "is_auto_address",
     "choose_address",
     "choose_segment",
     "cidr_overlaps",

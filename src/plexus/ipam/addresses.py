@@ -297,3 +297,33 @@ def choose_address(pools: Iterable[object], used: Collection[str], rng: random.R
             taken.add(value)
     chosen = _ranges.choose(ranges, taken, rng, tries)
     return None if chosen is None else _text(version, chosen)
+
+
+# -- IPv6 auto-addressing ---------------------------------------------------------------
+
+AUTO_MODES = ("slaac", "dhcpv6-stateless")
+
+
+def is_auto_address(ra_mode: str | None, address_mode: str | None) -> bool:
+    """Whether an IPv6 subnet's hosts configure themselves (SLAAC or DHCPv6-stateless):
+    its ports' addresses are EUI-64, not allocated (Neutron's ``is_auto_address_subnet``:
+    the address mode decides, or the RA mode when no address mode is set)."""
+    if address_mode is not None:
+        return address_mode in AUTO_MODES
+    return ra_mode in AUTO_MODES
+
+
+def eui64_address(cidr: str, mac: str) -> str:
+    """The EUI-64 address (RFC 4291 appendix A) of ``mac`` on the /64 ``cidr``: the MAC's
+    halves around ff:fe, universal/local bit flipped, under the prefix."""
+    net = _network(cidr)
+    if net.version != 6 or net.prefixlen != 64:
+        raise IpamError(f"EUI-64 needs an IPv6 /64 prefix, not {cidr}",
+                        neutron_type="InvalidInput")
+    octets = [int(part, 16) for part in mac.split(":")]
+    if len(octets) != 6:
+        raise IpamError(f"'{mac}' is not a valid MAC address", neutron_type="InvalidInput")
+    octets[0] ^= 0x02
+    iid = int.from_bytes(bytes(octets[:3] + [0xFF, 0xFE] + octets[3:]), "big")
+    return str(ipaddress.IPv6Address(int(net.network_address) | iid))
+

@@ -38,13 +38,28 @@ QUERY = """
 | unknown filters | 400 | `filter-validation` is advertised |
 | `fields=` | yes | on list and show |
 | `sort_key` / `sort_dir` | yes | several keys; ties broken by id |
-| `limit` / `marker` / `page_reverse` | yes | `<collection>_links` with `next` and `previous` |
+| `limit` / `marker` / `page_reverse` | yes | `<collection>_links` as Neutron's: paging forward, `next` whenever the page is full (a full last page too; the page after it is empty) and `previous` always; paging backward, `previous` when full and `next` always |
+| `shared` on subnets | yes | a subnet's `shared` is its network's (not shown in the subnet body) |
 | tag filters | yes | `tags`, `tags-any`, `not-tags`, `not-tags-any` (comma-separated) |
 | tags API | yes | `GET/PUT/POST/DELETE .../tags`, `GET/PUT/DELETE .../tags/{tag}`; tags are a sorted set |
 | `If-Match: revision_number=N` | yes | 412 on mismatch (update and delete) |
 | bulk create | yes | `{"<collection>": [...]}` in one store transaction: all or nothing |
 | errors | yes | `{"NeutronError": {"type", "message", "detail"}}`; 400, 401, 403, 404, 405, 409, 412, 503 |
 | OpenAPI | yes | `GET /openapi.json`, generated from the same schemas |
+
+## Semantics checked against Neutron
+
+| behaviour | answer |
+|---|---|
+| subnet visibility | its project, its network's owner, admins, and everyone when the network is shared (`get_subnet`); a non-shared external network's subnets are not listed to other projects |
+| `PUT /floatingips/{id}` with `{"floatingip": {}}` | disassociates (Neutron's blank update); an update naming only other attributes keeps the association |
+| rule with a `remote_group_id` naming no visible group | 404 `SecurityGroupNotFound` (any string; Neutron does not validate it as a UUID) |
+| deleting an external network | its floating IPs that are not associated go with it, in the same transaction; an associated one (or a router gateway) keeps it in use: 409 `NetworkInUse` |
+| network `mtu` | any value from 0; an IPv4 subnet needs 68 and an IPv6 subnet 1280: 409 on subnet create, and on an MTU update below what its subnets need |
+| IPv6 address modes | `ipv6_ra_mode` and `ipv6_address_mode` must match when both are set, need DHCP on and IPv6 (400); SLAAC and DHCPv6-stateless subnets must be /64 |
+| SLAAC / DHCPv6-stateless addresses | EUI-64 from the port's MAC (re-derived when an admin changes the MAC), one from every such subnet on the network, also for ports already there when the subnet is created; naming another address on such a subnet is 400 `AllocationOnAutoAddressSubnet` (router ports allocate as on stateful subnets); deleting the subnet removes these addresses from their ports instead of 409 |
+| router interface port `status` | computed, as OVN's: ACTIVE when the router holding it is programmed (its status is ACTIVE: at once without a gateway, once its active gateway chassis reported it with one) and the port is up, DOWN otherwise |
+| router `distributed` / `ha` | always true (`dvr`, `l3-ha` advertised): every chassis routes for its own ports and gateways fail over; admin-only as in Neutron (hidden from others, 403 to set); `true` is accepted and changes nothing, `false` is 400 (there is no centralized or single-chassis router to turn it into) |
 
 ## Identity (built-in Keystone v3 subset)
 

@@ -23,6 +23,11 @@ register_extension("extraroute-atomic", "Atomically add/remove extra routes",
                    "extra routes")
 register_extension("l3_agent_scheduler", "L3 Agent Scheduler",
                    "Schedule routers among l3 agents")
+# Every Plexus router is both distributed (each chassis routes for its own ports) and
+# highly available (its gateway fails over between gateway chassis): the attributes say so.
+register_extension("dvr", "Distributed Virtual Router",
+                   "Enables configuration of Distributed Virtual Routers.")
+register_extension("l3-ha", "HA Router extension", "Adds HA capability to routers.")
 
 
 @endpoint

@@ -198,6 +198,22 @@ def to_uuid(nullable: bool = False) -> Converter:
     return check
 
 
+def is_uuid(value: Any) -> bool:
+    """Whether ``value`` is a UUID string (dashed or not)."""
+    return isinstance(value, str) and bool(_UUID_RE.match(value))
+
+
+def ident(nullable: bool = False) -> Converter:
+    """Any id Neutron leaves unvalidated (a string): a UUID is lower-cased as ``to_uuid``
+    does; anything else is kept, for the lookup to answer 404."""
+    plain = string(255, nullable=nullable)
+
+    def check(value):
+        value = plain(value)
+        return value.lower() if is_uuid(value) else value
+    return check
+
+
 def project_id(value: Any) -> str:
     """A project id: a non-empty string of at most 255 characters."""
     if not isinstance(value, str) or not value or len(value) > 255:

@@ -50,7 +50,8 @@ NETWORK = Resource("network", "networks", (
     Attr("shared", type="boolean", convert=to_bool, default=False),
     Attr("router:external", type="boolean", convert=to_bool, default=False,
          doc="external-net: a provider network routers can use as gateway"),
-    Attr("mtu", type="integer", convert=to_int(68, 65535), default=None),
+    Attr("mtu", type="integer", convert=to_int(0, 65535), default=None,
+         doc="any non-negative MTU, as Neutron's; a subnet needs 68 (IPv4) or 1280 (IPv6)"),
     Attr("port_security_enabled", type="boolean", convert=to_bool, default=True),
     Attr("status", post=False, put=False),
     Attr("subnets", type="array", post=False, put=False, sort=False),
@@ -92,7 +93,7 @@ SUBNET = Resource("subnet", "subnets", (
     Attr("segment_id", convert=one_of(None), default=None, put=False),
     Attr("service_types", type="array", convert=list_of(string(255)),
          default=lambda ctx, body: [], filter=False, sort=False),
-))
+), extra_filters=("shared",))   # the network's sharing (Neutron filters subnets by it)
 
 _fixed_ips = list_of(_fixed_ip)
 

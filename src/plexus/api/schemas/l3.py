@@ -9,6 +9,16 @@ from plexus.api.schemas.base import (
 )
 
 
+def always_true(what: str):
+    """A boolean that Plexus only has one value of: true is accepted (and changes
+    nothing), false is refused."""
+    def check(value):
+        if not to_bool(value):
+            raise Invalid(f"every Plexus router is {what}; it cannot be set to False")
+        return True
+    return check
+
+
 def _external_fixed_ip(value):
     return dict_of({"subnet_id": to_uuid(), "ip_address": ip_address()},
                    name="external_fixed_ip")(value)
@@ -53,9 +63,11 @@ ROUTER = Resource("router", "routers", (
          doc="ext-gw-mode: network_id, enable_snat (admin), external_fixed_ips (admin)"),
     Attr("routes", type="array", convert=routes, post=False, filter=False, sort=False,
          doc="extraroute: each nexthop must be on a subnet the router is attached to"),
-    Attr("distributed", type="boolean", post=False, put=False,
-         doc="always false: routing is distributed by design, not per router"),
-    Attr("ha", type="boolean", post=False, put=False, doc="always false"),
+    Attr("distributed", type="boolean", convert=always_true("distributed"), default=True,
+         doc="dvr: always true (every chassis routes its own ports' traffic); admin only, "
+             "as Neutron's; false is refused (400), a router cannot be centralized"),
+    Attr("ha", type="boolean", convert=always_true("highly available"), default=True,
+         doc="l3-ha: always true (gateway chassis fail over); admin only; false is 400"),
     Attr("flavor_id", convert=one_of(None), default=None, put=False,
          doc="router flavors are not implemented; only null is accepted"),
     Attr("availability_zone_hints", type="array", convert=list_of(string(255)),

@@ -10,7 +10,7 @@ from typing import Any
 
 from plexus.api import errors
 from plexus.api.schemas.base import (
-    REQUIRED, Attr, Resource, one_of, standard_attrs, string, to_bool, to_uuid,
+    REQUIRED, Attr, Resource, ident, one_of, standard_attrs, string, to_bool, to_uuid,
 )
 from plexus.model.keys import PROTOCOLS, protocol_number  # noqa: F401 (re-exported)
 
@@ -201,7 +201,8 @@ SECURITY_GROUP_RULE = Resource("security_group_rule", "security-group-rules", (
     Attr("port_range_min", type="integer", convert=port_value, default=None, put=False),
     Attr("port_range_max", type="integer", convert=port_value, default=None, put=False),
     Attr("remote_ip_prefix", convert=remote_prefix, default=None, put=False),
-    Attr("remote_group_id", convert=to_uuid(nullable=True), default=None, put=False),
+    Attr("remote_group_id", convert=ident(nullable=True), default=None, put=False,
+         doc="any id, as Neutron's (unvalidated): one naming no visible group is a 404"),
     Attr("remote_address_group_id", convert=to_uuid(nullable=True), default=None, put=False,
          doc="address groups are not implemented; any id is not found"),
     Attr("normalized_cidr", post=False, put=False,

@@ -122,8 +122,13 @@ class FloatingIPService(ResourceService):
         return obj
 
     def plan_update(self, ctx, old, new, changes, w, attempt):
-        """Associate, re-associate (port_id) or disassociate (port_id: null)."""
+        """Associate, re-associate (port_id) or disassociate (port_id: null). A blank
+        update (``{"floatingip": {}}``) disassociates, as Neutron's (a floating IP once had
+        no attribute but its association); one naming only other attributes (a
+        description) keeps it."""
         request = {k: changes[k] for k in ("port_id", "fixed_ip_address") if k in changes}
+        if not changes:
+            request = {"port_id": None}
         new.update(self._associate(ctx, old, request, w))
         return new
 

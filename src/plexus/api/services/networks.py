@@ -6,8 +6,9 @@ from __future__ import annotations
 from plexus.api import errors, policy
 from plexus.api.schemas.core import NETWORK
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes
+from plexus.api.services.subnets import check_mtu
 from plexus.ipam import choose_segment
-from plexus.model.keys import KEY, SERVICE_OWNERS
+from plexus.model.keys import FLOATINGIP_OWNER, KEY, SERVICE_OWNERS
 
 VXLAN_MAX = 2 ** 24 - 1
 # Ports that Neutron deletes along with their network.
@@ -132,6 +133,10 @@ class NetworkService(ResourceService):
                 new["mtu"] = max_mtu
             if new["mtu"] > max_mtu:
                 raise errors.InvalidInput(f"Requested MTU is too big, maximum is {max_mtu}")
+            subnets = self.s["subnets"]
+            for version in sorted({s[0]["ip_version"] for sid in old.get("subnets", [])
+                                   if (s := subnets.get(sid))}):
+                check_mtu(old, version, new["mtu"])
         if old.get("shared") and changes.get("shared") is False:
             for port in self.s["ports"].all():
                 if port["network_id"] == old["id"] and port["project_id"] != old["project_id"] \
@@ -151,11 +156,28 @@ class NetworkService(ResourceService):
     def plan_delete(self, ctx, obj, w):
         """Refuse while user ports exist; remove subnets, their allocations and the segment.
         DHCP ports, and service ports that no router or floating IP holds any more
-        (stale), go with the network."""
+        (stale), go with the network; so do the floating IPs of an external network that
+        are not associated with a port (Neutron's ``delete_disassociated_floatingips``),
+        with their ports, in the same transaction. An associated one keeps the network
+        in use (409), as in Neutron."""
         ports_svc = self.s["ports"]
+        fips = self.s["floatingips"]
         ports = [p for p in ports_svc.all() if p["network_id"] == obj["id"]]
-        stale = [p for p in ports if p.get("device_owner") in SERVICE_OWNERS
-                 and ports_svc.holder(p) is None]
+        stale = []
+        for port in ports:
+            if port.get("device_owner") not in SERVICE_OWNERS:
+                continue
+            holder = ports_svc.holder(port)
+            if holder is None:
+                stale.append(port)
+            elif port.get("device_owner") == FLOATINGIP_OWNER and not holder.get("port_id"):
+                found = fips.get(holder["id"])
+                if found is None or found[0].get("port_id"):
+                    raise Retry()          # changed since the port was read
+                w.expect(fips.key(holder["id"]), found[1])
+                w.delete(fips.key(holder["id"]))
+                self.s["routers"].reports.plan_forget(fips.c, holder["id"], w)
+                stale.append(port)
         if len(stale) + sum(p.get("device_owner") in AUTO_DELETE_OWNERS for p in ports) \
                 < len(ports):
             raise errors.Conflict(

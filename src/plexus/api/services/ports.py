@@ -9,9 +9,12 @@ import logging
 from plexus.api import errors
 from plexus.api.schemas.core import PORT
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
-from plexus.api.services.subnets import ip_key, pools_tuples
-from plexus.ipam import choose_address, is_valid_fixed_ip, random_mac
-from plexus.model.keys import FLOATINGIP_OWNER, KEY, ROUTER_OWNERS, SERVICE_OWNERS
+from plexus.api.services.l3_status import router_status
+from plexus.api.services.subnets import auto_addressed, ip_key, pools_tuples
+from plexus.ipam import choose_address, eui64_address, is_valid_fixed_ip, random_mac
+from plexus.model.keys import (
+    FLOATINGIP_OWNER, INTERFACE_OWNERS, KEY, ROUTER_OWNERS, SERVICE_OWNERS,
+)
 
 VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
                "datapath_type": "netdev", "ovs_hybrid_plug": False}
@@ -60,6 +63,35 @@ class PortService(ResourceService):
                                       type_name="DeviceIDNotOwnedByTenant")
             err.status = 403
             raise err
+
+    def present(self, objs: list[dict]) -> list[dict]:
+        """Router interface ports with ``status`` computed, as OVN's are: a distributed
+        router has no single host to report its interfaces, so an interface is ACTIVE
+        when the router holding it is programmed (its computed status is ACTIVE: at once
+        without a gateway, once its active gateway chassis reported it with one) and the
+        port is up; DOWN otherwise. Never written back."""
+        if not any(o.get("device_owner") in INTERFACE_OWNERS for o in objs):
+            return objs
+        routers = self.s.by_collection.get("routers")
+        if routers is None:
+            return objs
+        facts: dict = {}
+        out = []
+        for o in objs:
+            if o.get("device_owner") not in INTERFACE_OWNERS:
+                out.append(o)
+                continue
+            found = routers.get(o.get("device_id") or "")
+            held = found is not None and o["id"] in found[0].get("interface_ports", ())
+            up = False
+            if held and o.get("admin_state_up", True):
+                if not facts:
+                    facts.update(alive=routers.reports.alive(),
+                                 reports=routers.reports.reports(routers.c))
+                up = router_status(found[0], facts["alive"],
+                                   facts["reports"].get(found[0]["id"], {})) == "ACTIVE"
+            out.append(dict(o, status="ACTIVE" if up else "DOWN"))
+        return out
 
     def holder(self, port: dict) -> dict | None:
         """The router or floating IP that holds a service port, if it still does; None
@@ -140,13 +172,20 @@ class PortService(ResourceService):
         ``keep`` are (subnet_id, ip) pairs the port already holds (on update)."""
         router_port = port.get("device_owner") in ROUTER_OWNERS
         if requested is None:
+            # As Neutron: one address of IPv4, one of a stateful IPv6 subnet, and the
+            # EUI-64 address of every auto-addressed (SLAAC, DHCPv6-stateless) subnet;
+            # router ports take auto-addressed subnets as stateful ones.
+            auto = [] if router_port else [s for s in subnets.values() if auto_addressed(s)]
             wanted = []
             for version in (4, 6):
-                of_version = [s for s in subnets.values() if s["ip_version"] == version]
+                of_version = [s for s in subnets.values()
+                              if s["ip_version"] == version and s not in auto]
                 if of_version:
                     wanted.append({"subnets": of_version})
+            wanted += [{"subnet": s, "ip_address": eui64_address(s["cidr"], port["mac_address"])}
+                       for s in auto]
         else:
-            wanted = [self._resolve(network, subnets, item, router_port) for item in requested]
+            wanted = [self._resolve(network, subnets, item, port, keep) for item in requested]
         out = []
         for want in wanted:
             if "ip_address" in want:
@@ -170,13 +209,20 @@ class PortService(ResourceService):
                                       f"{network['id']}.", type_name="IpAddressGenerationFailure")
         return out
 
-    def _resolve(self, network, subnets, item: dict, router_port: bool) -> dict:
-        """A requested fixed IP tied to its subnet, validated as Neutron does."""
+    def _resolve(self, network, subnets, item: dict, port: dict, keep) -> dict:
+        """A requested fixed IP tied to its subnet, validated as Neutron does. On an
+        auto-addressed IPv6 subnet a port (not a router's) takes its EUI-64 address and
+        may not name another (400), unless it holds that address already."""
+        router_port = port.get("device_owner") in ROUTER_OWNERS
         sid, ip = item.get("subnet_id"), item.get("ip_address")
         if sid is not None and sid not in subnets:
             raise errors.BadRequest(f"Failed to create port on network {network['id']}, "
                                     f"because fixed_ips included invalid subnet {sid}.",
                                     type_name="InvalidInput")
+        if ip is None and not router_port and auto_addressed(subnets[sid]):
+            subnet = subnets[sid]
+            return {"subnet": subnet,
+                    "ip_address": eui64_address(subnet["cidr"], port["mac_address"])}
         if ip is None:
             return {"subnets": [subnets[sid]]}
         if sid is None:
@@ -189,6 +235,12 @@ class PortService(ResourceService):
             subnet = matching[0]
         else:
             subnet = subnets[sid]
+        if not router_port and auto_addressed(subnet) and (subnet["id"], ip) not in keep \
+                and ip != eui64_address(subnet["cidr"], port["mac_address"]):
+            raise errors.BadRequest(
+                f"IPv6 address {ip} cannot be directly assigned to a port on subnet "
+                f"{subnet['id']} as the subnet is configured for automatic addresses",
+                type_name="AllocationOnAutoAddressSubnet")
         if not is_valid_fixed_ip(ip, subnet["cidr"], subnet.get("gateway_ip"),
                                  router_port=router_port):
             if ip == subnet.get("gateway_ip"):
@@ -325,9 +377,18 @@ class PortService(ResourceService):
             for pair in new.get("allowed_address_pairs", []):
                 if pair.get("mac_address") == old["mac_address"]:
                     pair["mac_address"] = new["mac_address"]
-        if "fixed_ips" in changes:
+        requested = changes.get("fixed_ips")
+        if requested is None and new["mac_address"] != old["mac_address"] \
+                and old.get("device_owner") not in ROUTER_OWNERS:
+            # EUI-64 addresses follow the MAC: re-derive those of auto-addressed subnets
+            subnets = self._subnets(network, w)
+            auto = {sid for sid, sub in subnets.items() if auto_addressed(sub)}
+            if any(ip["subnet_id"] in auto for ip in old.get("fixed_ips", [])):
+                requested = [{"subnet_id": ip["subnet_id"]} if ip["subnet_id"] in auto
+                             else dict(ip) for ip in old["fixed_ips"]]
+        if requested is not None:
             held = {(ip["subnet_id"], ip["ip_address"]) for ip in old.get("fixed_ips", [])}
-            wanted = self._claim_ips(network, self._subnets(network, w), changes["fixed_ips"],
+            wanted = self._claim_ips(network, self._subnets(network, w), requested,
                                      new, w, attempt, keep=held)
             kept = {(ip["subnet_id"], ip["ip_address"]) for ip in wanted}
             for sid, ip in held - kept:

@@ -112,7 +112,8 @@ class RouterService(ResourceService):
         if not objs:
             return objs
         alive, reports = self.reports.alive(), self.reports.reports(self.c)
-        return [dict(o, status=router_status(o, alive, reports.get(o["id"], {})))
+        return [dict(o, status=router_status(o, alive, reports.get(o["id"], {})),
+                     distributed=True, ha=True)     # (routers stored before they said so)
                 for o in objs]
 
     def set_status(self, ident: str, host: str, status: str,
@@ -141,7 +142,7 @@ class RouterService(ResourceService):
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
         """The gateway port is created, and scheduled, in the router's transaction."""
         info = obj.pop("external_gateway_info")
-        obj.update(routes=[], distributed=False, ha=False,
+        obj.update(routes=[], distributed=True, ha=True,
                    availability_zones=[], gw_port_id=None, enable_snat=True,
                    interface_ports=[], **{GATEWAY_CHASSIS: [], PINNED: [], EXCLUDED: []})
         if info:

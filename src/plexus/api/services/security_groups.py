@@ -12,7 +12,7 @@ import orjson
 
 from plexus.api import errors, policy
 from plexus.api.query import Query, matches, sort_and_page
-from plexus.api.schemas.base import new_id
+from plexus.api.schemas.base import is_uuid, new_id
 from plexus.api.schemas.security_groups import (
     SECURITY_GROUP, SECURITY_GROUP_RULE, check_rule, normalized_cidr, rule_key,
 )
@@ -321,6 +321,8 @@ class SecurityGroupRuleService(ResourceService):
                           f"found.", "AddressGroupNotFound")
         remote = rule.get("remote_group_id")
         if remote and remote != rule["security_group_id"]:
+            if not is_uuid(remote):      # no group has such an id (nor a store key)
+                raise group_missing(remote)
             self.groups.load(ctx, remote)
             self.groups.pin(remote, w)
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
-from plexus.api import errors
+from plexus.api import errors, policy
+from plexus.api.query import Query, _bool, matches, sort_and_page
 from plexus.api.schemas.core import SUBNET
-from plexus.api.services.base import ALLOC, ResourceService, Writes
-from plexus.ipam import IpamError, cidr_overlaps, default_gateway, default_pools, validate_pools
+from plexus.api.services.base import ALLOC, ResourceService, Writes, now
+from plexus.model.keys import ROUTER_OWNERS
+from plexus.ipam import (
+    IpamError, cidr_overlaps, default_gateway, default_pools, eui64_address, is_auto_address,
+    validate_pools,
+)
 
 
 
@@ -59,6 +65,48 @@ def check_cidr(cidr: str, version: int, enable_dhcp: bool) -> None:
         raise errors.InvalidInput("0 is not allowed as CIDR prefix length")
 
 
+def check_ipv6_modes(subnet: dict) -> None:
+    """Neutron's ``_validate_ipv6_attributes`` for a new subnet: no modes on IPv4 or
+    without DHCP; RA and address modes equal when both are set; an auto-addressed
+    (SLAAC, DHCPv6-stateless) subnet must be a /64, for EUI-64. All 400."""
+    ra, addr = subnet.get("ipv6_ra_mode"), subnet.get("ipv6_address_mode")
+    if ra is None and addr is None:
+        return
+    if subnet["ip_version"] == 4:
+        name = "ipv6_ra_mode" if ra is not None else "ipv6_address_mode"
+        raise errors.InvalidInput(f"{name} is not valid when ip_version is 4")
+    if not subnet.get("enable_dhcp"):
+        raise errors.InvalidInput("ipv6_ra_mode or ipv6_address_mode cannot be set when "
+                                  "enable_dhcp is set to False")
+    if ra is not None and addr is not None and ra != addr:
+        raise errors.InvalidInput(f"ipv6_ra_mode set to '{ra}' with ipv6_address_mode set "
+                                  f"to '{addr}' is not valid. If both attributes are set, "
+                                  f"they must be the same value")
+    if is_auto_address(ra, addr) and ipaddress.ip_network(subnet["cidr"]).prefixlen != 64:
+        raise errors.InvalidInput(f"Invalid CIDR {subnet['cidr']} for IPv6 address mode. "
+                                  f"OpenStack uses the EUI-64 address format, which "
+                                  f"requires the prefix to be /64")
+
+
+def auto_addressed(subnet: dict) -> bool:
+    """Whether the subnet's ports take EUI-64 addresses (see ``is_auto_address``)."""
+    return subnet.get("ip_version") == 6 and is_auto_address(
+        subnet.get("ipv6_ra_mode"), subnet.get("ipv6_address_mode"))
+
+
+MIN_MTU = {4: 68, 6: 1280}     # RFC 791 and RFC 8200 minimum link MTUs
+
+
+def check_mtu(network: dict, version: int, mtu: int | None = None) -> None:
+    """Neutron's rule: an IPv4 subnet needs a network MTU of at least 68, an IPv6 one at
+    least 1280; otherwise 409 (on subnet create, and on a network MTU update)."""
+    mtu = network.get("mtu") if mtu is None else mtu
+    if mtu is not None and mtu < MIN_MTU[version]:
+        raise errors.Conflict(
+            f"Invalid network MTU {mtu} for network {network['id']}: an IPv{version} subnet "
+            f"requires an MTU of at least {MIN_MTU[version]}.", type_name="NetworkMtuTooSmall")
+
+
 def _ipam_error(exc: IpamError) -> errors.NeutronError:
     """Neutron's status for an addressing error: 409 for overlaps and gateway clashes."""
     cls = errors.BadRequest if exc.kind == "invalid" else errors.Conflict
@@ -70,12 +118,22 @@ class SubnetService(ResourceService):
 
     resource = SUBNET
 
-    def visible(self, ctx, obj: dict) -> bool:
-        """Owners, admins, and everyone for subnets of shared or external networks."""
-        if ctx.is_admin or obj.get("project_id") == ctx.project_id:
-            return True
-        found = self.s["networks"].get(obj["network_id"])
-        return bool(found and (found[0].get("shared") or found[0].get("router:external")))
+    def list(self, ctx, q: Query):
+        """Neutron's ``shared`` filter on subnets: a subnet's ``shared`` is its network's
+        (not an attribute of the subnet, so it is matched here, not by the schema)."""
+        if "shared" not in q.filters:
+            return super().list(ctx, q)
+        wanted = {_bool(v) for v in q.filters["shared"]}
+        rest = dataclasses.replace(q, filters={k: v for k, v in q.filters.items()
+                                               if k != "shared"})
+        shared = {n["id"]: bool(n.get("shared")) for n in self.s["networks"].all()}
+        items = [o for o in self.present(self.all())
+                 if shared.get(o["network_id"], False) in wanted
+                 and self.visible(ctx, o) and matches(self.resource, o, rest)]
+        if policy.hidden(ctx, self.resource.name) & set(rest.filters):
+            items = []                  # as the generic list: no filtering on hidden fields
+        page, more, before = sort_and_page(items, rest)
+        return [self.view(ctx, o, q.fields) for o in page], more, before
 
     def _check_addressing(self, cidr: str, version: int, gateway, pools) -> tuple:
         """Validate gateway and pools against the CIDR; returns (gateway, pools)."""
@@ -110,6 +168,8 @@ class SubnetService(ResourceService):
             raise errors.NotFound("network", obj["network_id"])
         network, rev = found             # who may: create_subnet, enforced in new_object
         check_cidr(obj["cidr"], obj["ip_version"], obj["enable_dhcp"])
+        check_ipv6_modes(obj)
+        check_mtu(network, obj["ip_version"])
         gateway, pools = self._check_addressing(
             obj["cidr"], obj["ip_version"], obj["gateway_ip"], obj["allocation_pools"])
         for other_id in network.get("subnets", []):
@@ -135,11 +195,39 @@ class SubnetService(ResourceService):
                        revision_number=network.get("revision_number", 0) + 1)
         w.put(networks.key(network["id"]), network)
         w.put(self.key(obj["id"]), obj)
+        if auto_addressed(obj):
+            self._address_existing_ports(obj, w)
         return obj
+
+    def _address_existing_ports(self, subnet: dict, w: Writes) -> None:
+        """Give every port already on the network (not a router's) its EUI-64 address on
+        a new auto-addressed subnet, in the subnet's transaction, as Neutron does."""
+        ports = self.s["ports"]
+        for port in ports.all():
+            if port["network_id"] != subnet["network_id"] \
+                    or port.get("device_owner") in ROUTER_OWNERS:
+                continue
+            found = ports.get(port["id"])
+            if found is None:
+                continue
+            current, rev = found
+            ip = eui64_address(subnet["cidr"], current["mac_address"])
+            key = ip_key(subnet["id"], ip)
+            if self.s.store.get(key) is not None or not w.claim(key, current["id"]):
+                raise errors.Conflict(f"IP address {ip} already allocated in subnet "
+                                      f"{subnet['id']}", type_name="IpAddressAlreadyAllocated")
+            w.expect(ports.key(current["id"]), rev)
+            w.put(ports.key(current["id"]), dict(
+                current, revision_number=current.get("revision_number", 0) + 1,
+                updated_at=now(), fixed_ips=current["fixed_ips"] + [
+                    {"subnet_id": subnet["id"], "ip_address": ip}]))
 
     def plan_update(self, ctx, old, new, changes, w, attempt):
         """Revalidate gateway and pools when they change; DHCP's CIDR rules when it is
         turned on."""
+        if changes.get("enable_dhcp") is False and (old.get("ipv6_ra_mode")
+                                                    or old.get("ipv6_address_mode")):
+            raise errors.InvalidInput("Cannot disable enable_dhcp with ipv6 attributes set")
         if changes.get("enable_dhcp") and not old.get("enable_dhcp"):
             check_dhcp_cidr(old["cidr"], old["ip_version"])
         if "gateway_ip" in changes or "allocation_pools" in changes:
@@ -163,11 +251,26 @@ class SubnetService(ResourceService):
             super().delete(ctx, ident, if_match)
 
     def plan_delete(self, ctx, obj, w):
-        """In-use check; unlink from the network; drop the subnet's allocations."""
+        """In-use check; unlink from the network; drop the subnet's allocations. The
+        EUI-64 addresses of an auto-addressed (SLAAC, DHCPv6-stateless) subnet do not
+        hold it: they are removed from their ports in the same transaction, as Neutron
+        does (a router's interface still holds it)."""
         ports = self.s["ports"]
+        auto = auto_addressed(obj)
         for port in ports.all():
             if any(ip["subnet_id"] == obj["id"] for ip in port.get("fixed_ips", [])):
                 if port.get("device_owner") == "network:dhcp":
+                    continue
+                if auto and port.get("device_owner") not in ROUTER_OWNERS:
+                    found = ports.get(port["id"])
+                    if found is None:
+                        continue
+                    current, rev = found
+                    w.expect(ports.key(port["id"]), rev)
+                    w.put(ports.key(port["id"]), dict(
+                        current, revision_number=current.get("revision_number", 0) + 1,
+                        updated_at=now(), fixed_ips=[ip for ip in current["fixed_ips"]
+                                                     if ip["subnet_id"] != obj["id"]]))
                     continue
                 raise errors.Conflict(
                     f"Unable to complete operation on subnet {obj['id']}: One or more ports "
