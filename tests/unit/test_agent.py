@@ -42,9 +42,11 @@ class FakeServer:
         self.snapshots = 0
         self.statuses: list[tuple[str, str]] = []
         self.registrations = 0
+        self.refused = 0            # calls answered "connection refused" while down
 
     def _check(self):
         if self.down:
+            self.refused += 1
             raise Unavailable("connection refused")
 
     def put(self, collection: str, obj: dict) -> None:
@@ -767,10 +769,14 @@ def test_delays_come_from_the_configured_timing():
         fast = Timing(backoff=(0.01,))
         agent = Agent(AgentConfig(HERE, "198.18.0.11", timing=fast), server, switch)
         async with Running(agent):
-            await asyncio.sleep(0.5)          # the default back-off would be at 1-2 s now
+            await asyncio.sleep(0.5)
             assert not agent.model.loaded
+            # the configured 0.01 s back-off retried many times; the default (0.1, 0.2,
+            # 0.5 s...) would have tried at most 4 times in these 0.5 s. Counted, not
+            # timed, so a loaded machine does not make it fail
+            assert server.refused >= 10, server.refused
             server.down = False
-            await until(lambda: agent.model.loaded, timeout=0.2)
+            await until(lambda: agent.model.loaded, timeout=3.0)
     assert Timing().after(0) == 0.1 and Timing().after(99) == 5.0
     assert Timing().after(99, cap=3) == 1.0
     asyncio.run(go())

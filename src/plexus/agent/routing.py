@@ -15,6 +15,7 @@ import logging
 from plexus.agent import l3
 from plexus.agent.ovs import OpenFlowError
 from plexus.agent.southbound import Refused, Unavailable
+from plexus.agent.timing import wait_set
 from plexus.lower.openflow import cookie_of
 from plexus.pipeline.registry import table_of
 from plexus.pipeline.stages.snat_guard import guard_cookie
@@ -135,11 +136,7 @@ class RoutingDuties:
         next_check = 0.0
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                await asyncio.wait_for(self._snat_dirty.wait(),
-                                       max(0.05, next_check - loop.time()))
-            except asyncio.TimeoutError:
-                pass
+            await wait_set(self._snat_dirty, max(0.05, next_check - loop.time()))
             self._snat_dirty.clear()
             wants = {rid: 1 for rid in self.snat_wanted()}
             release: list[tuple[str, int]] = []
@@ -240,10 +237,7 @@ class RoutingDuties:
         """Probe the external next hops: at once when the set changes, unresolved ones
         every second, resolved ones every ``external.REFRESH`` seconds."""
         while True:
-            try:
-                await asyncio.wait_for(self._resolve_now.wait(), self.config.timing.resolve)
-            except asyncio.TimeoutError:
-                pass
+            await wait_set(self._resolve_now, self.config.timing.resolve)
             self._resolve_now.clear()
             probes = self.resolver.due()
             if not probes:

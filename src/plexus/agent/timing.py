@@ -3,6 +3,7 @@ operator can tune them and tests can make them short instead of sleeping."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 
@@ -24,3 +25,16 @@ class Timing:
         ``cap``: never past that step)."""
         last = len(self.backoff) - 1 if cap is None else min(cap, len(self.backoff) - 1)
         return self.backoff[min(max(failures, 0), last)]
+
+
+async def wait_set(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds pass; whether it was set.
+    ``asyncio.timeout`` rather than ``asyncio.wait_for(event.wait(), ...)``: on Python
+    3.11 the latter can swallow a cancellation that arrives as the event is set, and a
+    loop around it then never ends (the agent's stop hung on its SNAT loop)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+        return True
+    except TimeoutError:
+        return False
