@@ -16,6 +16,7 @@ from plexus.lower.openflow import flow_mod
 from plexus.pipeline.compile import by_stage, compile_view
 from plexus.pipeline.registry import check_flow, stage
 from plexus.pipeline.stages.common import ipv4_addresses, local_networks, local_ports, sources
+from plexus.pipeline.stages.l3_neighbor import shared_vips
 from plexus.pipeline.view import ChassisView, NetworkView, PortView, SubnetView, View
 from tests.golden.reference import reference_view
 
@@ -108,9 +109,11 @@ def bounds(view: View) -> dict[str, int]:
     nets = local_networks(view)
     peers = [p for n in nets for p in view.ports_on(n.id)]
     local_src = sum(len(sources(p)) for p in local)
+    shared = {n.id: shared_vips(view.ports_on(n.id)) for n in nets}
+    vip_copies = sum(1 for p in local for _, a in sources(p) if a in shared[p.network_id])
     peer_ips = sum(len(ipv4_addresses(p)) for p in peers)
     return {"classify": 1 + plugged + len(peers),
-            "port_security": 1 + 2 * len(local) + 2 * local_src,
+            "port_security": 1 + 2 * len(local) + 2 * local_src + vip_copies,
             "arp_responder": 1 + 2 * peer_ips,
             "dhcp": 1 + len(local),
             "l2_lookup": 1 + len(nets) + len(peers),

@@ -53,6 +53,7 @@ def world() -> dict:
             port["security_groups"] = (["sg-db"] if pid.startswith("c-") else
                                        ["sg-app"] if pid.endswith("1") else ["sg-web"])
     objs["liveness"] = {f"agent-{c}": {"host": c} for c in CHASSIS}
+    objs["vip_owners"] = {}
     return objs
 
 
@@ -60,7 +61,7 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
     """Change one object of ``objs`` at random; returns (collection, id, new wire or None)."""
     ports = objs["ports"]
     vms = sorted(p for p, o in ports.items() if o["device_owner"].startswith("compute"))
-    kind = rnd.randrange(12)
+    kind = rnd.randrange(14)
     if kind == 0 and vms:                                  # a VM moves (or is unbound)
         pid = rnd.choice(vms)
         return "ports", pid, dict(ports[pid], **{"binding:host_id": rnd.choice(HOSTS)})
@@ -123,6 +124,18 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
         sid = rnd.choice(["sub-a", "sub-b", "sub-c"])
         return "subnets", sid, dict(objs["subnets"][sid],
                                     dns_nameservers=[f"10.0.0.{rnd.randrange(1, 9)}"])
+    if kind == 11 and vms:                                 # a shared VIP listed or not
+        pid = rnd.choice(vms)
+        return "ports", pid, dict(ports[pid], allowed_address_pairs=rnd.choice(
+            [[], [{"ip_address": "10.9.0.250"}], [{"ip_address": "10.9.0.251/32"}]]))
+    if kind == 12 and vms:                                 # a VIP's learned owner moves
+        pid = rnd.choice(vms)
+        net, ip = ports[pid]["network_id"], rnd.choice(["10.9.0.250", "10.9.0.251"])
+        ident = f"{net}:{ip}"
+        if ident in objs["vip_owners"] and rnd.random() < 0.3:
+            return "vip_owners", ident, None
+        return "vip_owners", ident, {"id": ident, "network_id": net, "ip": ip,
+                                     "port_id": pid, "chassis": ports[pid]["binding:host_id"]}
     pid = rnd.choice(sorted(ports))                        # a status report
     return "ports", pid, dict(ports[pid], status=rnd.choice(["ACTIVE", "DOWN"]))
 

@@ -56,8 +56,10 @@ from plexus.agent.routing import RoutingDuties
 from plexus.agent.southbound import Compacted, LeaseLost, Refused, Unavailable
 from plexus.agent.status import StatusReports
 from plexus.agent.timing import Timing
+from plexus.agent.vips import VipAnnouncements
 from plexus.lower.openflow import cookie_of
 from plexus.model import relevance
+from plexus.pipeline.stages.port_security import VIP_ARP
 from plexus.model.catalog import Change
 from plexus.pipeline.incremental import IncrementalCompiler
 from plexus.pipeline.view import View
@@ -120,6 +122,7 @@ class Agent(StatusReports, RoutingDuties):
         self.config = config
         self.sb = southbound
         self.switch = switch
+        self.vips = VipAnnouncements(southbound, config.chassis)
         self.dhcp = dhcp if dhcp is not None else _dhcp_responder()
         self.model = Model()
         self.bridge = BridgeState()
@@ -488,6 +491,11 @@ class Agent(StatusReports, RoutingDuties):
         kind = icmp.kind_of(pin.userdata, pin.reason)
         if kind is not None:
             self._icmp_error(kind, pin)
+            return
+        if pin.userdata == VIP_ARP:
+            view = self.view
+            port = view.ports.get(self._ofports.get(pin.in_port, "")) if view else None
+            self.vips.seen(port, pin.data, self.model.catalog)
             return
         if pin.userdata == "arp":
             if self.resolver.learn(pin.data):

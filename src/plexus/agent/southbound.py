@@ -245,6 +245,13 @@ class Southbound:
         await self._call("PUT", f"/southbound/v1/ports/{port_id}/status",
                          json={"status": status, "host": chassis})
 
+    async def vip_owner(self, port_id: str, ip: str, chassis: str) -> bool:
+        """Report that a port bound here announced the shared VIP ``ip`` (its gratuitous
+        ARP); True when the server recorded a new owner."""
+        body = await self._call("PUT", f"/southbound/v1/ports/{port_id}/vip-owner",
+                                json={"ip": ip, "host": chassis})
+        return bool(body.get("written"))
+
     async def lease_snat_blocks(self, router_id: str, chassis: str, count: int) -> list[dict]:
         """Hold at least ``count`` SNAT port blocks on the router's gateway address;
         returns every block the chassis holds there."""

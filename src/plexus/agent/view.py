@@ -9,7 +9,8 @@ ports bound here and the members of the remote groups their rules name);
 ``with_routing`` adds the L3 part (docs/routing.md): the routers with an interface on a
 network with a port bound here or whose active gateway this chassis is, their networks,
 subnets and ports, the floating IPs of those routers (wherever bound), every chassis'
-SNAT blocks of those routers on their current gateway address, the chassis and tunnels
+SNAT blocks of those routers on their current gateway address, the learned owners of
+their networks' shared VIPs, the chassis and tunnels
 they involve, and the agent's local facts. ``build`` is both."""
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
         security=view.security, routers=relevant,
         floating_ips=floating_ips(catalog, relevant, me, problems),
         bridge_mappings=dict(bridge_mappings or {}), patch_ofports=dict(patch_ofports or {}),
-        active_gateway=active, snat_blocks=snat_blocks(catalog, relevant))
+        active_gateway=active, snat_blocks=snat_blocks(catalog, relevant),
+        vip_owners=vip_owners(catalog, routed))
     needed = {c for r in relevant.values() for c in rt.router_chassis(new, r)}
     known = dict(new.chassis_by_name)
     known.update(registered(catalog, needed))
@@ -153,7 +155,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
                 routers=new.routers, floating_ips=new.floating_ips,
                 bridge_mappings=new.bridge_mappings, patch_ofports=new.patch_ofports,
                 external_macs=macs, active_gateway=new.active_gateway,
-                snat_blocks=new.snat_blocks)
+                snat_blocks=new.snat_blocks, vip_owners=new.vip_owners)
 
 
 def floating_ips(catalog: Catalog, routers: Mapping[str, RouterView], chassis: str,
@@ -179,6 +181,13 @@ def floating_ips(catalog: Catalog, routers: Mapping[str, RouterView], chassis: s
                                          network_id=fip.network_id, router_id=rid,
                                          port_id=port.id, fixed_ip=fip.fixed_ip)
     return dict(sorted(out.items()))
+
+
+def vip_owners(catalog: Catalog, networks: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(network, VIP) → the port learned to hold it, on the routed ``networks`` (through
+    the catalog's index: cost the owners of those networks)."""
+    return {(o.network_id, o.ip): o.port_id for n in sorted(networks)
+            for o in catalog.each(keys.VIP_OWNERS, catalog.vip_owners_by_network.of(n))}
 
 
 def snat_blocks(catalog: Catalog, routers: Mapping[str, RouterView]

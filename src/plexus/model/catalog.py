@@ -66,6 +66,7 @@ class Catalog:
         self.fips_by_router = _Index()
         self.fips_by_port = _Index()
         self.snat_by_router = _Index()
+        self.vip_owners_by_network = _Index()
         self.agent_by_host: dict[str, str] = {}
         self.liveness_by_host = _Index()
 
@@ -171,6 +172,8 @@ class Catalog:
             idx(self.fips_by_port, obj.port_id)
         elif collection == keys.SNAT_BLOCKS:
             idx(self.snat_by_router, obj.router_id)
+        elif collection == keys.VIP_OWNERS:
+            idx(self.vip_owners_by_network, obj.network_id)
         elif collection == keys.AGENTS:
             if sign > 0:
                 self.agent_by_host[obj.host] = ident

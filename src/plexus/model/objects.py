@@ -189,6 +189,18 @@ class SnatBlock:
     port_max: int
 
 
+@dataclass(frozen=True)
+class VipOwner:
+    """The port that last announced (gratuitous ARP) an allowed-address-pair VIP that
+    several ports of a network list: id ``<network id>:<ip>``; ``chassis`` reported it."""
+
+    id: str
+    network_id: str
+    ip: str
+    port_id: str
+    chassis: str = ""
+
+
 # --- wire → model ----------------------------------------------------------------------
 
 def _get(obj: Mapping, name: str, kind: type):
@@ -374,11 +386,23 @@ def to_snat_block(obj: Mapping) -> SnatBlock:
     return block
 
 
+def to_vip_owner(obj: Mapping) -> VipOwner:
+    """A learned VIP owner (``network_id``, ``ip``, ``port_id``, ``chassis``)."""
+    try:
+        ip = str(ipaddress.IPv4Address(obj["ip"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadObject(f"unusable: {exc}") from None
+    network_id = _get(obj, "network_id", str)
+    return VipOwner(id=str(obj.get("id") or f"{network_id}:{ip}"), network_id=network_id,
+                    ip=ip, port_id=_get(obj, "port_id", str),
+                    chassis=str(obj.get("chassis") or ""))
+
+
 CONVERTERS: dict[str, Callable[[Mapping], Any]] = {
     keys.NETWORKS: to_network, keys.SUBNETS: to_subnet, keys.PORTS: to_port,
     keys.AGENTS: to_agent, keys.LIVENESS: to_liveness, keys.GROUPS: to_security_group,
     keys.ROUTERS: to_router, keys.FLOATINGIPS: to_floating_ip,
-    keys.SNAT_BLOCKS: to_snat_block}
+    keys.SNAT_BLOCKS: to_snat_block, keys.VIP_OWNERS: to_vip_owner}
 
 
 def parse(collection: str, obj: Any):

@@ -4,7 +4,8 @@ stream and the agent's own filter use; docs/architecture.md).
 Every object belongs to a few *scopes*; every chassis *subscribes* to a set of scopes;
 an object is relevant to a chassis when the two meet. Scopes:
 
-- ``("net", N)``       a network, its subnets and every port on it
+- ``("net", N)``       a network, its subnets, every port on it and its learned VIP
+                       owners
 - ``("netobj", N)``    a network and its subnets only (a router's external network: the
                        chassis needs its addresses, not every port on it)
 - ``("dev", D)``       the ports whose ``device_id`` is D; for a router also the router,
@@ -64,6 +65,8 @@ def scopes(collection: str, obj: Any) -> frozenset[Scope]:
         return frozenset({("sg", obj.id)})
     if collection in (keys.AGENTS, keys.LIVENESS):
         return frozenset({("chassis", obj.host)})
+    if collection == keys.VIP_OWNERS:
+        return frozenset({("net", obj.network_id)})
     return frozenset()
 
 
@@ -164,6 +167,7 @@ def select(catalog: Catalog, subscribed: set[Scope]) -> dict[str, dict[str, Any]
             take(keys.SUBNETS, catalog.subnets_by_network.of(name))
             if kind == "net":
                 take(keys.PORTS, catalog.ports_by_network.of(name))
+                take(keys.VIP_OWNERS, catalog.vip_owners_by_network.of(name))
         elif kind == "dev":
             take(keys.PORTS, catalog.ports_by_device.of(name))
             take(keys.ROUTERS, (name,))

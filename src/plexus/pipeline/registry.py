@@ -87,8 +87,9 @@ STAGES: tuple[Stage, ...] = (
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
           "source MAC and IP (and allowed address pairs) must belong to the in-port; "
           "DHCP from 0.0.0.0 is allowed (from any source address where the agent "
-          "serves DHCP: all of it goes to the agent); everything else from a VIF is "
-          "dropped",
+          "serves DHCP: all of it goes to the agent); an ARP from a VIP several ports "
+          "list is also copied to the agent (it learns the VIP's owner); everything else "
+          "from a VIF is dropped",
           partitioned=True),
     Stage("arp_responder", 20, "plexus.pipeline.stages.arp",
           frozenset(_L2 | _ARP | _REGS), ("dhcp",),

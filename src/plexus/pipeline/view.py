@@ -73,7 +73,8 @@ class View:
     floating IPs of local ports, and the routed networks' ports in ``ports``) and from
     the agent's local facts: its bridge mappings and the patch ports toward them, the
     MACs it resolved on external networks, the active gateway chassis of each router,
-    and the SNAT port blocks of every chassis for those routers."""
+    the SNAT port blocks of every chassis for those routers, and the learned owners of the
+routed networks' shared VIPs."""
 
     chassis: str                                    # this chassis' name
     tunnel_ip: str
@@ -92,6 +93,9 @@ class View:
     active_gateway: Mapping[str, str] = field(default_factory=dict)   # router -> chassis
     # router -> (chassis, first port, last port) of every chassis' SNAT port blocks
     snat_blocks: Mapping[str, tuple[tuple[str, int, int], ...]] = field(default_factory=dict)
+    # (network id, VIP) -> the port learned to hold it (from its gratuitous ARP), for the
+    # routed networks' VIPs that several ports list (keepalived style)
+    vip_owners: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     # derived indexes, cached per view (a field's value is immutable; the cache is keyed
     # by the identity of the fields it was built from, so it is never stale)

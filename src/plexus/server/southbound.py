@@ -302,6 +302,20 @@ def _report(body) -> tuple[str, str, int | None]:
 
 
 @endpoint
+async def vip_owner(request: Request) -> Response:
+    """``{"ip", "host"}``: the port, bound to ``host``, announced the shared VIP ``ip``
+    (a gratuitous ARP); it becomes the VIP's owner (written only if that changes)."""
+    await _require_admin(request)
+    body = await json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("ip"), str):
+        raise errors.InvalidInput("body must be {\"ip\": <VIP>, \"host\": <chassis>}")
+    owners = request.app.state.services.vip_owners
+    owner, written = await call(owners.report, request.path_params["id"], body["ip"],
+                                body.get("host"))
+    return JSON({"vip_owner": owner, "written": written})
+
+
+@endpoint
 async def router_status(request: Request) -> Response:
     """A gateway chassis reports a router programmed (ACTIVE) or not (DOWN, ERROR)."""
     await _require_admin(request)
@@ -425,6 +439,7 @@ ROUTES = [
     Route("/southbound/v1/snapshot", snapshot, methods=["GET"]),
     Route("/southbound/v1/watch", watch, methods=["GET"]),
     Route("/southbound/v1/ports/{id}/status", port_status, methods=["PUT"]),
+    Route("/southbound/v1/ports/{id}/vip-owner", vip_owner, methods=["PUT"]),
     Route("/southbound/v1/routers/{id}/status", router_status, methods=["PUT"]),
     Route("/southbound/v1/floatingips/{id}/status", floatingip_status, methods=["PUT"]),
     Route("/southbound/v1/routers/{id}/snat-blocks", lease_snat_blocks, methods=["POST"]),

@@ -9,6 +9,7 @@ from plexus.api.services.quotas import QuotaService
 from plexus.api.services.routers import RouterService
 from plexus.api.services.security_groups import SecurityGroupRuleService, SecurityGroupService
 from plexus.api.services.subnets import SubnetService
+from plexus.api.services.vips import VipOwners
 
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
@@ -22,4 +23,5 @@ def build_services(store, config) -> Services:
     for cls in SERVICE_CLASSES:
         cls(services)
     QuotaService(services)
+    services.vip_owners = VipOwners(services)
     return services

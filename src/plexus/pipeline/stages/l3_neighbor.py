@@ -1,8 +1,9 @@
 """l3_neighbor: the next hop's MAC, with no ARP on the data path. On an internal network
 it is the MAC of the port holding the address (from the model; an address no port holds
 drops): a fixed IP, or an allowed-address-pair host address (a VIP: ``x/32`` or a bare
-address) that exactly one port of the network holds and no port has as a fixed IP — a
-VIP several ports hold (keepalived style) is not routed to. On an external network, for
+address) that exactly one port of the network holds and no port has as a fixed IP; a VIP several
+ports hold (keepalived style) goes to the port learned to hold it from its gratuitous
+ARP (``View.vip_owners``, if that port still lists it), else it is not routed to. On an external network, for
 an address of a programmed router there (its gateway, its floating IPs: hairpin) the MAC
 from the model, else the MAC the agent resolved for it (``external_macs``; until it is
 known the packet drops: data packets are never sent to the agent). Internal networks go
@@ -65,8 +66,10 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
                     continue
                 seen.add(ip)
                 flows.append(port_flow(net.key, ip, port.mac, port.id))
+        owners = {ip: pid for (n, ip), pid in view.vip_owners.items() if n == nid} \
+            if view.vip_owners else {}
         flows += [port_flow(net.key, ip, port.mac, port.id)
-                  for ip, port in vip_holders(ports, seen)]
+                  for ip, port in vip_holders(ports, seen, owners)]
     for nid in sorted(external):
         net = external[nid]
         cidrs = [s.cidr for s in view.subnets.values()
@@ -84,17 +87,41 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
     return flows
 
 
-def vip_holders(ports, fixed: set[str]) -> list[tuple[str, object]]:
-    """(VIP, the one port holding it) of a network's ports, by address: allowed-address
-    pair host addresses no fixed IP of the network shadows and exactly one port holds
-    (the port's own MAC: the frame reaches the port; a pair's own MAC is not looked up
-    by l2_lookup). Cost: one pass over the network's ports, as for the fixed IPs."""
+def vip_holders(ports, fixed: set[str], owners: dict[str, str] | None = None
+                ) -> list[tuple[str, object]]:
+    """(VIP, the port holding it) of a network's ports, by address: allowed-address pair
+    host addresses no fixed IP of the network shadows and exactly one port holds, or that
+    several hold and ``owners`` (VIP → port id, learned from gratuitous ARP) names one of
+    them (a stale owner, no longer listing the VIP, is ignored). The port's own MAC: the
+    frame reaches the port; a pair's own MAC is not looked up by l2_lookup. Cost: one
+    pass over the network's ports, as for the fixed IPs."""
+    owners = owners or {}
+    out = []
+    for ip, found in sorted(_holders(ports, fixed).items()):
+        if len(found) == 1:
+            out.append((ip, found[0]))
+        else:
+            owner = next((p for p in found if p.id == owners.get(ip)), None)
+            if owner is not None:
+                out.append((ip, owner))
+    return out
+
+
+def shared_vips(ports, fixed: set[str] | None = None) -> set[str]:
+    """The VIPs (host addresses of allowed address pairs, not a fixed IP of the network)
+    that several of a network's ports list: those whose owner is learned from GARP."""
+    if fixed is None:
+        fixed = {ip for p in ports for ip in p.addresses()}
+    return {ip for ip, found in _holders(ports, fixed).items() if len(found) > 1}
+
+
+def _holders(ports, fixed: set[str]) -> dict[str, list]:
     holders: dict[str, list] = {}
     for port in ports:
         for ip in vip_addresses(port.allowed_pairs):
             if ip not in fixed:
                 holders.setdefault(ip, []).append(port)
-    return [(ip, found[0]) for ip, found in sorted(holders.items()) if len(found) == 1]
+    return holders
 
 
 @functools.lru_cache(maxsize=1 << 16)
