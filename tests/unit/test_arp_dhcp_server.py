@@ -70,6 +70,12 @@ def test_no_answer_without_dhcp_or_where_a_port_holds_the_address():
     b1 = replace(view.ports["b1-vm2"], ips=(("sub-b1", "10.0.0.1"),))
     held = replace(view, ports={**view.ports, "b1-vm2": b1})
     assert server_answers(compile_arp_responder(held)) == {}
+    # a tenant's own router holding the gateway as an allowed-address-pair VIP (VRRP),
+    # exactly or within a range: its holder answers, the server never does
+    for pair in ("10.0.0.1", "10.0.0.0/29"):
+        vip = replace(view.ports["b1-vm2"], allowed_pairs=((pair, ""),))
+        vrrp = replace(view, ports={**view.ports, "b1-vm2": vip})
+        assert server_answers(compile_arp_responder(vrrp)) == {}, pair
 
 
 def test_without_a_gateway_the_first_unused_host_is_answered():

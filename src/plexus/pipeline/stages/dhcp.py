@@ -78,6 +78,10 @@ def answered_servers(view: View, net: NetworkView, subnets: Iterable[SubnetView]
     answers ARP (the ``dhcp`` stage punts them whatever their destination)."""
     if net.external or net.physical_network or net.network_type in ("flat", "vlan"):
         return []
+    # an allowed-address pair (a tenant's own VRRP router holding the gateway as its VIP)
+    # is answered by its holder: never hijacked either
+    pairs = [n for p in view.ports_on(net.id) for a, _ in p.allowed_pairs
+             if (n := _v4_net(a)) is not None]
     out = []
     for subnet in sorted(subnets, key=lambda s: s.id):
         if not subnet.enable_dhcp or subnet.ip_version != 4:
@@ -86,10 +90,18 @@ def answered_servers(view: View, net: NetworkView, subnets: Iterable[SubnetView]
             server = server_ip(subnet, view)
         except ValueError:          # a bad cidr: nothing to answer for
             continue
-        if server is not None and server not in held:
+        if server is not None and server not in held and not any(
+                ipaddress.IPv4Address(server) in n for n in pairs):
             held.add(server)
             out.append((subnet.id, server))
     return out
+
+
+def _v4_net(text: str) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        return None
 
 
 def _v4(text: str) -> bool:
