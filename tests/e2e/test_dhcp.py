@@ -58,7 +58,8 @@ def agent_log(lab: LabFixture, chassis: str) -> str:
 
 def network(lab: LabFixture, name: str, cidr: str, routed: bool):
     """A network and its subnet id; ``routed``: its gateway is a router interface (then
-    ARP for the DHCP server id, the gateway, is answered and renewals go unicast)."""
+    the router answers ARP for the DHCP server id, the gateway; without a router the
+    ARP responder answers for it with the DHCP server's MAC)."""
     net = lab.network(name, cidr)
     subnet_id = lab.api.network.get_network(net.id).subnet_ids[0]
     if routed:
@@ -82,7 +83,8 @@ def test_renewal_for_a_changed_fixed_ip_gets_a_nak_and_the_client_takes_the_new_
     pid, events = start_client(lab, vm)
     wait_for(lambda: any(e.startswith("bound") for e in events_of(events)), 20,
              "the daemon client bound a lease")
-    assert vm.ip == old
+    # the event is recorded just before the script configures eth0: wait for that
+    wait_for(lambda: vm.ip == old, 10, f"the VM configured {old} again")
 
     new = f"10.{third}.0.200"
     lab.api.network.update_port(vm.port_id,
@@ -108,5 +110,34 @@ def test_release_reaches_the_agent_and_is_logged(lab):
     wait_for(lambda: any(e.startswith("bound") for e in events_of(events)), 20,
              "the daemon client bound a lease")
     os.kill(pid, signal.SIGUSR2)       # udhcpc: release the lease (unicast to the server)
+    wait_for(lambda: f"DHCPRELEASE of {address} from port {vm.port_id}"
+             in agent_log(lab, "c1"), 20, "the agent logged the release")
+
+
+def test_on_a_routerless_subnet_unicast_renewal_and_release_reach_the_agent(lab):
+    """No router interface holds the server identifier (the gateway address): the ARP
+    responder answers for it with the DHCP server's MAC, so the client's unicast renewal
+    is answered (no fallback to broadcast rebinding) and its unicast RELEASE is not lost
+    in an unanswered ARP."""
+    net, _ = network(lab, "dn71", "10.71.0.0/24", routed=False)
+    vm = lab.vm("v71", net, chassis="c1")
+    address = vm.ip
+    pid, events = start_client(lab, vm)
+    wait_for(lambda: any(e.startswith("bound") for e in events_of(events)), 20,
+             "the daemon client bound a lease")
+    log = lab.lab.dir / f"{vm.name}-udhcpc.log"
+    renewed = [e for e in events_of(events) if e.startswith("renew")]
+    assert not renewed, events_of(events)
+
+    os.kill(pid, signal.SIGUSR1)       # renew now (as at T1): unicast to the server id
+    wait_for(lambda: any(e.startswith("renew") for e in events_of(events)), 30,
+             "the renewal was acknowledged (lease extended)")
+    text = log.read_text()
+    assert "sending renew to server 10.71.0.1" in text, text
+    # answered unicast: no fallback to rebinding (broadcast) after an unanswered ARP
+    assert "broadcasting renew" not in text, text
+    assert events_of(events)[-1] == f"renew {address}", events_of(events)
+
+    os.kill(pid, signal.SIGUSR2)       # release: unicast to the server
     wait_for(lambda: f"DHCPRELEASE of {address} from port {vm.port_id}"
              in agent_log(lab, "c1"), 20, "the agent logged the release")

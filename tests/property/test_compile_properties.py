@@ -112,9 +112,11 @@ def bounds(view: View) -> dict[str, int]:
     shared = {n.id: shared_vips(view.ports_on(n.id)) for n in nets}
     vip_copies = sum(1 for p in local for _, a in sources(p) if a in shared[p.network_id])
     peer_ips = sum(len(ipv4_addresses(p)) for p in peers)
+    # the DHCP server address of a subnet no port holds it for: one per local subnet
+    local_subnets = sum(1 for s in view.subnets.values() if s.network_id in {n.id for n in nets})
     return {"classify": 1 + plugged + len(peers),
             "port_security": 1 + 2 * len(local) + 2 * local_src + vip_copies,
-            "arp_responder": 1 + 2 * peer_ips,
+            "arp_responder": 1 + 2 * peer_ips + local_subnets,
             "dhcp": 1 + len(local),
             "l2_lookup": 1 + len(nets) + len(peers),
             "output": 1 + 2 * len(nets) + len(peers),

@@ -51,7 +51,7 @@ def test_check_flow_enforces_match_prerequisites():
 
 def test_cookies_name_objects():
     kinds = {f.cookie.split(":", 1)[0] for f in compile_view(reference_view())}
-    assert kinds == {"port", "network", "chassis", "pipeline"}
+    assert kinds == {"port", "network", "chassis", "pipeline", "subnet"}   # sub-b1: DHCP server ARP
 
 
 def test_allowed_pair_addresses():

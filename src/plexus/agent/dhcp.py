@@ -16,9 +16,13 @@ Decisions a caller relies on:
 - **Server identity** (option 54, ``siaddr``, IP source): the subnet's ``gateway_ip``;
   without one, the lowest host address of the subnet used by no port of the network
   (it may change when a port later takes it; the client then just sees a new id).
+  Both live in ``plexus.pipeline.stages.dhcp``, which the ARP responder shares.
 - **Server MAC** (Ethernet source): ``server_mac``, by default ``SERVER_MAC``, a fixed
-  locally administered address outside Neutron's ``fa:16:3e`` range. The reply goes
-  straight back to the VIF, so it need not be known to anyone else.
+  locally administered address outside Neutron's ``fa:16:3e`` range. Where no port holds
+  the server identifier (a subnet without a router interface, on an overlay network) the
+  ARP responder answers for it with ``SERVER_MAC``, so unicast renewals and RELEASEs
+  reach the agent; where a router interface holds it, they go to the router's MAC and
+  the ``dhcp`` stage punts them all the same.
 - **Addressing** (RFC 2131 4.1): Ethernet to the port's MAC; IP to 255.255.255.255 for
   NAKs and when the broadcast flag is set or ``ciaddr`` is 0 (every client accepts a
   broadcast before it has an address), else to ``ciaddr``; UDP 67 → 68; IP and UDP
@@ -45,15 +49,14 @@ import logging
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
 
 from os_ken.lib.packet import dhcp, ethernet, ipv4, packet, udp
 
+from plexus.pipeline.stages.dhcp import SERVER_MAC, server_ip
 from plexus.pipeline.view import PortView, SubnetView, View
 
 log = logging.getLogger(__name__)
 
-SERVER_MAC = "fa:16:3f:00:00:01"
 LEASE_TIME = 86400                      # seconds (option 51)
 RENEWAL_TIME = LEASE_TIME // 2          # T1 (option 58)
 REBINDING_TIME = LEASE_TIME * 7 // 8    # T2 (option 59)
@@ -166,19 +169,6 @@ def lease_of(port: PortView, view: View) -> tuple[str, SubnetView] | None:
         if (subnet is not None and subnet.enable_dhcp and subnet.ip_version == 4
                 and _v4(ip) is not None):
             return ip, subnet
-    return None
-
-
-def server_ip(subnet: SubnetView, view: View, also_used: Iterable[str] = ()) -> str | None:
-    """The server identifier for a subnet: its gateway, else its first unused host."""
-    if subnet.gateway_ip and _v4(subnet.gateway_ip) is not None:
-        return subnet.gateway_ip
-    net = ipaddress.IPv4Network(subnet.cidr, strict=False)
-    used = {ip for p in view.ports_on(subnet.network_id) for ip in p.addresses()}
-    used.update(also_used)
-    for host in net.hosts():
-        if str(host) not in used:
-            return str(host)
     return None
 
 

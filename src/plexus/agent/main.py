@@ -18,6 +18,7 @@ import sys
 from plexus.agent.agent import Agent, AgentConfig
 from plexus.agent.ovs import Switch
 from plexus.agent.southbound import Credentials, Southbound
+from plexus.agent.timing import Timing
 
 LOG = logging.getLogger("plexus.agent")
 
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="ICMP errors a second to any one sender at most")
     p.add_argument("--icmp-source-burst", type=float, default=10.0,
                    help="... and to any one sender at most this many at once")
+    p.add_argument("--snat-idle", type=float, default=Timing.snat_idle,
+                   help="seconds a leased SNAT port block must stay unused before it is "
+                        "given back (default %(default)s)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -75,7 +79,8 @@ async def run(args: argparse.Namespace) -> None:
                               args.gateway, args.ttl, icmp_error_rate=args.icmp_error_rate,
                               icmp_error_burst=args.icmp_error_burst,
                               icmp_source_rate=args.icmp_source_rate,
-                              icmp_source_burst=args.icmp_source_burst), sb, switch)
+                              icmp_source_burst=args.icmp_source_burst,
+                              timing=Timing(snat_idle=args.snat_idle)), sb, switch)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)

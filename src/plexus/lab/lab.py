@@ -387,7 +387,9 @@ def agent_argv(lab: Lab, ch: Chassis) -> list[str]:
     return [sys.executable, "-m", "plexus.agent.main", "--server", ",".join(lab.urls),
             "--chassis", ch.name, "--tunnel-ip", ch.tunnel_ip, "--ovsdb", ovs.db,
             "--ovs-rundir", str(ovs.rundir), "--bridge-mappings", ch.bridge_mappings,
-            *(["--gateway"] if ch.gateway else [])]
+            *(["--gateway"] if ch.gateway else []),
+            *(["--snat-idle", str(lab.spec.snat_idle)] if lab.spec.snat_idle is not None
+              else [])]
 
 
 def _recorded(lab: Lab, label: str) -> dict:

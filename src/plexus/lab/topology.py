@@ -60,6 +60,7 @@ class LabSpec:
     store: str = "sqlite"
     agents: bool = True     # start a plexus-agent per chassis (False: plumbing only)
     vlan_upstream: bool = False     # the upstream router also on VLAN 100 of physnet1
+    snat_idle: float | None = None  # the agents' --snat-idle (None: their default)
 
     def validate(self) -> "LabSpec":
         """Raise ``TopologyError`` unless the spec can be built."""

@@ -4,7 +4,14 @@ place and sent back out of the in-port, so ARP never crosses a tunnel. Not answe
 a port asking for its own address (gratuitous ARP, duplicate address detection) and
 allowed-address-pair addresses (a VIP moves between ports by gratuitous ARP, so its
 requests are flooded and its current holder answers), and router gateway and floating
-IP ports (l3_input answers those, only on the chassis that owns them)."""
+IP ports (l3_input answers those, only on the chassis that owns them).
+
+Also answered: the DHCP server identifier of a DHCP-enabled subnet of an overlay network
+when no port holds it (a subnet without a router interface: the gateway address, or the
+subnet's first unused host when it has no gateway), with the DHCP server's MAC
+(``dhcp.SERVER_MAC``, the source of the agent's replies), so that a client's unicast
+renewal and its RELEASE leave the VM; the ``dhcp`` stage punts them to the agent. Other
+traffic to that MAC finds no port in ``l2_lookup`` and is dropped there."""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from plexus.pipeline.stages.common import (
     ARP_REPLY, ARP_REQUEST, ETH_ARP, default_flow, ipv4_addresses, local_networks,
     local_ports,
 )
+from plexus.pipeline.stages.dhcp import SERVER_MAC, answered_servers
 from plexus.pipeline.stages.router import EXTERNAL_OWNERS
 from plexus.pipeline.view import NetworkView, PortView, View
 
@@ -28,6 +36,9 @@ def compile_arp_responder(view: View) -> list[Flow]:
     """An answer per known address of each local network; the owner's own asks pass."""
     flows = [default_flow(STAGE, goto=NEXT)]
     local = {p.id for p in local_ports(view)}
+    subnets: dict[str, list] = {}
+    for subnet in view.subnets.values():
+        subnets.setdefault(subnet.network_id, []).append(subnet)
     for net in local_networks(view):
         answered: set[str] = set()
         for port in view.ports_on(net.id):
@@ -43,6 +54,9 @@ def compile_arp_responder(view: View) -> list[Flow]:
                                                              "inport": port.key},
                                            goto=NEXT, cookie=f"port:{port.id}",
                                            note="own address: let it through"))
+        for subnet_id, server in answered_servers(view, net, subnets.get(net.id, ()),
+                                                  answered):
+            flows.append(_answer(net.key, SERVER_MAC, server, "", f"subnet:{subnet_id}"))
     return flows
 
 
@@ -61,7 +75,7 @@ def answer(net: NetworkView, port: PortView, ip: str) -> Flow:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _answer(key: int, mac: str, ip: str, port_id: str) -> Flow:
+def _answer(key: int, mac: str, ip: str, port_id: str, cookie: str = "") -> Flow:
     """``answer`` by value (one flow object per distinct value)."""
     return Flow.make(STAGE, PRIO_ANSWER, _request(key, ip), [
         Move("eth_src", "eth_dst"), SetField("eth_src", mac),
@@ -69,5 +83,6 @@ def _answer(key: int, mac: str, ip: str, port_id: str) -> Flow:
         Move("arp_sha", "arp_tha"), SetField("arp_sha", mac),
         Move("arp_spa", "arp_tpa"), SetField("arp_spa", ip),
         Output("in_port"),
-    ], cookie=f"port:{port_id}")
+    ], cookie=cookie or f"port:{port_id}",
+        note="DHCP server address" if cookie else "")
 
