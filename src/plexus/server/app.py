@@ -38,6 +38,7 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
                                 cert_file=config.store.cert_file, key_file=config.store.key_file)
     services = build_services(store, config)
     hub = Hub(store)
+    services.index = hub          # the API's secondary indexes (``Services.where``)
     identity = IdentityService(store, config.identity)
     if config.identity.mode == "builtin":
         try:

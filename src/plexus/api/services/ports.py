@@ -339,9 +339,8 @@ class PortService(ResourceService):
     def rebind_host(self, host: str) -> int:
         """Complete the binding of ports that were bound to ``host`` before it registered."""
         done = 0
-        for port in self.all():
-            if port.get("binding:host_id") == host and \
-                    port.get("binding:vif_type") == "binding_failed":
+        for port in self.s.where("ports", "binding:host_id", host):
+            if port.get("binding:vif_type") == "binding_failed":
                 def plan(attempt: int, ident=port["id"]) -> None:
                     found = self.get(ident)
                     if found is None:

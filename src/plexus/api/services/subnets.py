@@ -203,9 +203,8 @@ class SubnetService(ResourceService):
         """Give every port already on the network (not a router's) its EUI-64 address on
         a new auto-addressed subnet, in the subnet's transaction, as Neutron does."""
         ports = self.s["ports"]
-        for port in ports.all():
-            if port["network_id"] != subnet["network_id"] \
-                    or port.get("device_owner") in ROUTER_OWNERS:
+        for port in self.s.where("ports", "network_id", subnet["network_id"]):
+            if port.get("device_owner") in ROUTER_OWNERS:
                 continue
             found = ports.get(port["id"])
             if found is None:
@@ -257,7 +256,7 @@ class SubnetService(ResourceService):
         does (a router's interface still holds it)."""
         ports = self.s["ports"]
         auto = auto_addressed(obj)
-        for port in ports.all():
+        for port in self.s.where("ports", "network_id", obj["network_id"]):
             if any(ip["subnet_id"] == obj["id"] for ip in port.get("fixed_ips", [])):
                 if port.get("device_owner") == "network:dhcp":
                     continue
