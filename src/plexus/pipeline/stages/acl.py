@@ -21,10 +21,20 @@ plugged and which no other VIF on br-int has meanwhile.
   any more is marked revoked (Neutron's behaviour: a removed rule also cuts live
   connections, at their next packet); anything else drops.
 
+A group's own rules (no remote group) are one conjunctive match per group: dimension 1 is
+each port holding the group (one flow per port, an action per group), dimension 2 each
+rule's protocol/port/prefix match (one flow per match, no port in it, shared by every
+port holding the group); a ``conj_id`` flow per port and group commits in the port's
+zone. So a rule added to or removed from a group costs one flow per match of the rule,
+not one per port holding the group.
+
 Rules with a remote group are conjunctive matches (``conjunction(id, k/2)``): dimension 1
 is the group's member addresses, one flow each, shared by every port of the chassis
 (cookie ``sg:<group>:members``, so a membership change touches only those); dimension 2
-is the port's protocol/port matches. N members × M port ranges cost N + M flows."""
+is the port's protocol/port matches. N members × M port ranges cost N + M flows.
+
+The per-port flows are built from the groups' shapes (``SecurityView.shapes``), not their
+rules, so the incremental compiler recompiles them as lookups when a rule changes."""
 
 from __future__ import annotations
 
@@ -101,11 +111,6 @@ def stateful(view: View, port: PortView) -> bool:
     """Whether the port's groups are stateful (the API keeps a port's groups all alike)."""
     shapes = view.security.shapes
     return all(shapes[g].stateful for g in groups_of(view, port))
-
-
-def members(view: View, group: str) -> list[str]:
-    """IPv4 member addresses (or CIDRs) of a remote group, sorted."""
-    return sorted(a for a in view.security.members.get(group, ()) if is_ipv4(a))
 
 
 # --- rules → matches ------------------------------------------------------------------
@@ -226,15 +231,6 @@ def _acl_ids(d: Direction, shapes: tuple) -> dict[str, int]:
                      if r.direction == d.name] + [RULES + g for g, _ in shapes])
 
 
-def remote_ids(view: View, d: Direction) -> dict[str, int]:
-    """Conjunction ids of the remote groups the rules of this direction name."""
-    if view.security is None:
-        return {}
-    names = {r.remote_group for s in view.security.shapes.values() for r in s.remote
-             if r.direction == d.name}
-    return {g: cid for g, cid in acl_ids(view, d).items() if g in names}
-
-
 @functools.lru_cache(maxsize=1 << 12)
 def _plain_rules(d: Direction, group) -> tuple:
     """A group's own rules of one direction (IPv4, no remote group)."""
@@ -290,15 +286,35 @@ def acl_shared_flows(view: View, d: Direction) -> list[Flow]:
                 acts.add(conj)
                 cookies.add(cookie)
     used = sorted({r.remote_group for g in held for r in _remote_rules(d, sec.shapes[g])})
-    for gid in used:
-        conj, cookie = Conjunction(ids[gid], 1, 2), f"sg:{gid}:members"
-        for address in members(view, gid):
-            acts, cookies = dims.setdefault(_member_match(d.peer_field, address), (set(), set()))
-            acts.add(conj)
-            cookies.add(cookie)
+    held_members = _member_flows(stage, d.peer_field, tuple(
+        (gid, ids[gid], sec.members.get(gid, ())) for gid in used))
+    both = dims.keys() & held_members.keys()
+    flows += ([f for m, f in held_members.items() if m not in both] if both
+              else held_members.values())
     for match, (acts, cookies) in dims.items():
+        if match in both:
+            acts.update(held_members[match].actions)
+            cookies.update(held_members[match].cookie.split(","))
         flows.append(_dim_flow(stage, match, tuple(sorted(acts)), ",".join(sorted(cookies))))
     return flows
+
+
+@functools.lru_cache(maxsize=256)
+def _member_flows(stage: str, peer_field: str, groups: tuple) -> dict[tuple, Flow]:
+    """The member flows of remote groups ((group, conjunction id, its member addresses)),
+    by match: one per address, whose conjunctions every group holding it shares. Built
+    once per value of the groups' memberships (a rule change costs a lookup)."""
+    held: dict[tuple, tuple[set, set]] = {}
+    for gid, cid, addresses in groups:
+        conj, cookie = Conjunction(cid, 1, 2), f"sg:{gid}:members"
+        for address in addresses:
+            if not is_ipv4(address):
+                continue
+            acts, cookies = held.setdefault(_member_match(peer_field, address), (set(), set()))
+            acts.add(conj)
+            cookies.add(cookie)
+    return {match: _dim_flow(stage, match, tuple(sorted(acts)), ",".join(sorted(cookies)))
+            for match, (acts, cookies) in held.items()}
 
 
 @functools.lru_cache(maxsize=1 << 16)
