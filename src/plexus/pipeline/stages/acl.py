@@ -304,17 +304,22 @@ def _member_flows(stage: str, peer_field: str, groups: tuple) -> dict[tuple, Flo
     """The member flows of remote groups ((group, conjunction id, its member addresses)),
     by match: one per address, whose conjunctions every group holding it shares. Built
     once per value of the groups' memberships (a rule change costs a lookup)."""
-    held: dict[tuple, tuple[set, set]] = {}
+    held: dict[tuple, list] = {}                  # match → [(conjunction id, group)]
     for gid, cid, addresses in groups:
-        conj, cookie = Conjunction(cid, 1, 2), f"sg:{gid}:members"
         for address in addresses:
-            if not is_ipv4(address):
-                continue
-            acts, cookies = held.setdefault(_member_match(peer_field, address), (set(), set()))
-            acts.add(conj)
-            cookies.add(cookie)
-    return {match: _dim_flow(stage, match, tuple(sorted(acts)), ",".join(sorted(cookies)))
-            for match, (acts, cookies) in held.items()}
+            if is_ipv4(address):
+                held.setdefault(_member_match(peer_field, address), []).append((cid, gid))
+    return {match: _member_flow(stage, match, tuple(sorted(set(by))) if len(by) > 1
+                                else by[0]) for match, by in held.items()}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _member_flow(stage: str, match: tuple, by: tuple) -> Flow:
+    """The member flow of a remote address (``match``) that the remote groups ``by`` hold
+    (one (conjunction id, group), or a sorted tuple of them), built once per value."""
+    pairs = by if isinstance(by[0], tuple) else (by,)
+    return _dim_flow(stage, match, tuple(sorted({Conjunction(cid, 1, 2) for cid, _ in pairs})),
+                     ",".join(sorted({f"sg:{gid}:members" for _, gid in pairs})))
 
 
 @functools.lru_cache(maxsize=1 << 16)
