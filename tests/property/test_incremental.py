@@ -61,7 +61,7 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
     """Change one object of ``objs`` at random; returns (collection, id, new wire or None)."""
     ports = objs["ports"]
     vms = sorted(p for p, o in ports.items() if o["device_owner"].startswith("compute"))
-    kind = rnd.randrange(14)
+    kind = rnd.randrange(15)
     if kind == 0 and vms:                                  # a VM moves (or is unbound)
         pid = rnd.choice(vms)
         return "ports", pid, dict(ports[pid], **{"binding:host_id": rnd.choice(HOSTS)})
@@ -136,6 +136,24 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
             return "vip_owners", ident, None
         return "vip_owners", ident, {"id": ident, "network_id": net, "ip": ip,
                                      "port_id": pid, "chassis": ports[pid]["binding:host_id"]}
+    if kind == 13:                                         # a group's own rule comes or goes
+        gid = rnd.choice(GROUPS)
+        group = objs["security-groups"][gid]
+        rules = list(group["security_group_rules"])
+        if rules and rnd.random() < 0.4:
+            rules.pop(rnd.randrange(len(rules)))
+        else:
+            proto = rnd.choice([None, "tcp", "udp", "icmp"])
+            rule = {"id": f"{gid}-r{n}", "direction": rnd.choice(["ingress", "egress"]),
+                    "ethertype": "IPv4", "protocol": proto}
+            if proto in ("tcp", "udp"):
+                low = rnd.choice([22, 80, 1000, 5432])
+                rule.update(port_range_min=low, port_range_max=low + rnd.choice([0, 0, 9]))
+            if rnd.random() < 0.4:
+                rule["remote_ip_prefix"] = rnd.choice(["10.1.0.0/24", "0.0.0.0/0",
+                                                       "10.9.0.5/32"])
+            rules.insert(rnd.randrange(len(rules) + 1), rule)
+        return "security-groups", gid, dict(group, security_group_rules=rules)
     pid = rnd.choice(sorted(ports))                        # a status report
     return "ports", pid, dict(ports[pid], status=rnd.choice(["ACTIVE", "DOWN"]))
 

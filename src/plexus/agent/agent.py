@@ -65,6 +65,7 @@ from plexus.pipeline.incremental import IncrementalCompiler
 from plexus.pipeline.view import View
 
 LOG = logging.getLogger("plexus.agent")
+BULK_FLOWS = 1000         # a compile adding this many flows is a bulk one (snapshot, resync)
 
 
 @dataclass
@@ -417,6 +418,11 @@ class Agent(StatusReports, RoutingDuties):
             self.counters.bundles += 1
             self.counters.flow_mods += len(change)
         applied = time.perf_counter()
+        if self._full_diff or len(delta.added) >= BULK_FLOWS:
+            # the compiled pipeline lives long too (the compiler's units, the lowered
+            # entries, the installed table): out of the cyclic collector's full passes
+            # with the snapshot (one walking them took ~80 ms in the middle of an event)
+            gc.freeze()
         if self._full_diff:
             self.installed = {k: e for k, (e, _) in desired.items()}
             self._full_diff = False

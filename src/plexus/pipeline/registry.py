@@ -109,7 +109,9 @@ STAGES: tuple[Stage, ...] = (
           partitioned=True),
     Stage("egress_acl", 45, "plexus.pipeline.stages.egress_acl",
           _ACL, ("l3_input",),
-          "the port's egress rules (conjunctive matches for remote groups): invalid and "
+          "the port's egress rules (conjunctive matches: the port's groups × their "
+          "rules, shared by the ports; remote groups' members × the port's matches): "
+          "invalid and "
           "revoked (ct_mark=1) connections drop, replies and related pass, new and "
           "established packets a rule allows are committed and pass; an established "
           "connection no rule allows any more is marked revoked and dropped",
