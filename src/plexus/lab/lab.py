@@ -210,6 +210,12 @@ class Lab:
             from plexus.lab.etcd import start_lab_cluster
             config.store.url = start_lab_cluster(self)
             servers.append("server2")
+        if self.spec.nova_url:
+            admin = next(u for u in config.identity.users if u.name == "admin")
+            config.nova.auth_url = f"{config.server.url()}/identity/v3"
+            config.nova.username, config.nova.password = admin.name, admin.password
+            config.nova.project_name = admin.project
+            config.nova.endpoint_override = self.spec.nova_url
         write_clouds_yaml(self.clouds, config.server.url(), config)
         self.inventory.set(server_url=config.server.url())
         urls, pids = [], []
