@@ -103,7 +103,11 @@ async def run(args: argparse.Namespace) -> None:
         secret = Path(args.metadata_secret_file).read_bytes().strip()
         proxy = MetadataProxy(args.metadata_netns, args.nova_metadata_url, secret,
                               agent.metadata_requester)
-        await proxy.start()
+        try:
+            await proxy.start()
+        except OSError as exc:
+            raise SystemExit(f"plexus-agent: cannot serve metadata in namespace "
+                             f"{args.metadata_netns!r}: {exc} (docs/operations.md)") from None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
