@@ -20,11 +20,9 @@ answered 404; Nova unreachable, 502."""
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import hmac
 import logging
-import os
 import socket
 import threading
 from dataclasses import dataclass
@@ -32,8 +30,9 @@ from typing import Callable
 
 import httpx
 
+from plexus.agent.netns import in_netns
+
 LOG = logging.getLogger(__name__)
-CLONE_NEWNET = 0x40000000
 MAX_HEADER = 16 * 1024
 MAX_BODY = 64 * 1024
 OWN_HEADERS = {"x-instance-id", "x-tenant-id", "x-instance-id-signature", "x-forwarded-for",
@@ -56,30 +55,21 @@ def sign(secret: bytes, instance_id: str) -> str:
 
 
 def listening_socket(netns: str, host: str, port: int) -> socket.socket:
-    """A listening TCP socket bound inside network namespace ``netns`` (/run/netns/NAME);
-    the calling thread's namespace is left as it is."""
+    """A listening TCP socket bound inside network namespace ``netns`` (/run/netns/NAME),
+    made by a short-lived thread; the caller's namespace is left as it is."""
     out: dict = {}
 
     def work() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
         try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-            sock.setblocking(False)
-            out["sock"] = sock
+            with in_netns(netns):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.listen(128)
+                sock.setblocking(False)
+                out["sock"] = sock
         except BaseException as exc:   # noqa: BLE001 - handed to the caller
             out["error"] = exc
-        finally:
-            libc.setns(own, CLONE_NEWNET)   # the thread ends next anyway
-            os.close(own)
-            os.close(target)
     thread = threading.Thread(target=work, name=f"netns-{netns}")
     thread.start()
     thread.join()
