@@ -2,7 +2,7 @@
 chassis' agent (real TCP from the VM's namespace, the metadata stage's conntrack NAT to
 the port's link-local address, the agent's proxy in the chassis' metadata namespace) from
 the lab's metadata backend, which checks the HMAC signature of X-Instance-ID as Nova
-does. Each VM gets its own instance's data — also when it forges the instance headers,
+does, on routerless and routed subnets. Each VM gets its own instance's data — also when it forges the instance headers,
 and when another network on another chassis uses the same addresses; a request signed
 with another secret is refused by the backend."""
 
@@ -66,12 +66,18 @@ def test_vms_fetch_their_own_metadata_through_the_agent(lab):
     a = lab.vm("mda", net1, chassis="c1")
     b = lab.vm("mdb", net1, chassis="c1")
     c = lab.vm("mdc", net2, chassis="c2")
-    ports = {vm.name: lab.api.network.get_port(vm.port_id) for vm in (a, b, c)}
+    # a subnet behind a router: the VM sends to the router's MAC, still answered here
+    net3 = lab.network("md3", "10.71.0.0/24")
+    router = lab.api.network.create_router(name="mdr")
+    lab.api.network.add_interface_to_router(
+        router, subnet_id=next(lab.api.network.subnets(network_id=net3.id)).id)
+    d = lab.vm("mdd", net3, chassis="c2")
+    ports = {vm.name: lab.api.network.get_port(vm.port_id) for vm in (a, b, c, d)}
     # DHCP option 121 routed the metadata address via the subnet's gateway
     routes = a.exec("ip", "route", "show", "169.254.169.254").stdout
     assert "via 10.70.0.1" in routes, routes
 
-    for vm in (a, b, c):
+    for vm in (a, b, c, d):
         port = ports[vm.name]
         meta = json.loads(fetch_ok(vm, "/openstack/latest/meta_data.json")["body"])
         assert meta["uuid"] == port.device_id, (vm.name, meta)
@@ -80,7 +86,7 @@ def test_vms_fetch_their_own_metadata_through_the_agent(lab):
         assert fetch_ok(vm, "/latest/meta-data/local-ipv4")["body"] == vm.ip
 
     seen = records(lab)
-    for vm in (a, b, c):
+    for vm in (a, b, c, d):
         mine = [r for r in seen if r["instance_id"] == ports[vm.name].device_id]
         assert mine and all(r["signature_valid"] and r["status"] == 200 for r in mine), mine
         assert {r["forwarded_for"] for r in mine} == {vm.ip}
