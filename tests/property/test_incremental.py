@@ -23,6 +23,7 @@ from plexus.model import keys, relevance
 from plexus.model.catalog import Catalog
 from plexus.pipeline.compile import compile_view
 from plexus.pipeline.incremental import IncrementalCompiler
+from plexus.pipeline.stages.metadata import METADATA_OFPORT
 from tests.golden.l3_reference import (
     CHASSIS, PATCH, TUNNEL, TUNNEL_IP, UPSTREAM, mac, objects, subnet_of,
 )
@@ -199,7 +200,8 @@ def facts(catalog: Catalog, chassis: str) -> dict:
     return dict(vif_ofports={p: i + 1 for i, p in enumerate(sorted(local))},
                 tunnel_ofports={c: TUNNEL[c] for c in CHASSIS if c != chassis},
                 alive=catalog.alive(), bridge_mappings={"physnet1": "br-ex"},
-                patch_ofports={"physnet1": PATCH}, external_macs=UPSTREAM)
+                patch_ofports={"physnet1": PATCH}, external_macs=UPSTREAM,
+                metadata_ofport=METADATA_OFPORT)
 
 
 def indexes(catalog: Catalog) -> dict:

@@ -66,6 +66,7 @@ class Port:
     admin_up: bool = True
     device_id: str = ""
     security_groups: tuple[str, ...] = ()      # sorted ids
+    project_id: str = ""                       # the owner (the metadata proxy's X-Tenant-ID)
     status: str = field(default="", compare=False)
     revision: int | None = field(default=None, compare=False)
 
@@ -281,6 +282,7 @@ def to_port(obj: Mapping) -> Port:
                 port_security=obj.get("port_security_enabled") is not False,
                 allowed_pairs=pairs, admin_up=obj.get("admin_state_up") is not False,
                 device_id=str(obj.get("device_id") or ""), security_groups=groups,
+                project_id=str(obj.get("project_id") or obj.get("tenant_id") or ""),
                 status=str(obj.get("status") or ""), revision=_revision(obj))
 
 

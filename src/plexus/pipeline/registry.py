@@ -75,13 +75,14 @@ _L3 = frozenset(_L2 | _ARP | _IP | _L4 | _REGS)
 
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0, "plexus.pipeline.stages.classify",
-          frozenset({"in_port", "vlan_vid"} | _TUN), ("port_security", "l3_input", "l2_lookup"),
+          frozenset({"in_port", "vlan_vid"} | _TUN),
+          ("port_security", "l3_input", "l2_lookup", "metadata"),
           "in_port (VIF) or tunnel key → logical network and logical in-port registers; "
           "the patch port toward an external bridge (untagged for a flat network, its VLAN "
           "popped for a VLAN network) → the external network, or a local flat/VLAN network "
           "bridged to that physical network, on to l3_input; the external network's key "
-          "from a tunnel → the external network, on to l3_input; unknown in_ports are "
-          "dropped",
+          "from a tunnel → the external network, on to l3_input; the metadata port (when "
+          "the chassis serves metadata) → metadata; unknown in_ports are dropped",
           partitioned=True),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
@@ -97,9 +98,18 @@ STAGES: tuple[Stage, ...] = (
           "and sent back out of the in-port",
           partitioned=True),
     Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
-          frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),
+          frozenset(_L2 | _IP | _L4 | _REGS), ("metadata",),
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
           "(packet-in); the agent's reply is injected back",
+          partitioned=True),
+    Stage("metadata", 35, "plexus.pipeline.stages.metadata",
+          frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),
+          "where the chassis serves metadata: TCP from a local port to 169.254.169.254:80 "
+          "is source-NATed (conntrack, the port's zone) to the port's own link-local "
+          "address and sent to the chassis' metadata port, whose proxy knows the port by "
+          "that address; its replies (from the metadata port, to that address) are "
+          "un-NATed and go straight to the port; anything else from the metadata port "
+          "drops; other packets go on",
           partitioned=True),
     Stage("egress_ct", 40, "plexus.pipeline.stages.egress_ct",
           _CT_DISPATCH, ("egress_acl", "l3_input"),

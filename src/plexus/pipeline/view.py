@@ -124,6 +124,8 @@ routed networks' shared VIPs."""
     # (network id, VIP) -> the port learned to hold it (from its gratuitous ARP), for the
     # routed networks' VIPs that several ports list (keepalived style)
     vip_owners: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # the OpenFlow port of this chassis' metadata namespace (0: it serves no metadata)
+    metadata_ofport: int = 0
 
     # derived indexes, cached per view (a field's value is immutable; the cache is keyed
     # by the identity of the fields it was built from, so it is never stale)

@@ -339,6 +339,7 @@ class ResourceService:
         created = self.s.retrying(plan)
         for obj in created:
             self.after_write(ctx, obj)
+            self.changed(None, obj)
         return [self.view(ctx, o) for o in self.present(created)]
 
     def load_to_change(self, ctx, ident: str, action: str, if_match: int | None,
@@ -362,7 +363,7 @@ class ResourceService:
         """Apply an update atomically, honouring If-Match: revision_number."""
         changes = self.resource.validate_update(ctx, body)
 
-        def plan(attempt: int) -> dict:
+        def plan(attempt: int) -> tuple[dict, dict]:
             old, rev = self.load_to_change(ctx, ident, "update", if_match, changes)
             w = Writes()
             w.expect(self.key(ident), rev)
@@ -373,9 +374,11 @@ class ResourceService:
                 new["updated_at"] = now()
             w.put(self.key(ident), new)
             self.s.commit(w)
-            return new
-        obj = self.s.retrying(plan)
+            return old, new
+        old, obj = self.s.retrying(plan)
         self.after_write(ctx, obj)
+        if obj != old:
+            self.changed(old, obj)
         return self.view(ctx, self.present([obj])[0])
 
     def plan_delete(self, ctx, obj: dict, w: Writes) -> None:
@@ -383,17 +386,24 @@ class ResourceService:
 
     def delete(self, ctx, ident: str, if_match: int | None = None) -> None:
         """Delete one object (after the resource's in-use checks)."""
-        def plan(attempt: int) -> None:
+        def plan(attempt: int) -> dict:
             obj, rev = self.load_to_change(ctx, ident, "delete", if_match)
             w = Writes()
             w.expect(self.key(ident), rev)
             w.delete(self.key(ident))
             self.plan_delete(ctx, obj, w)
             self.s.commit(w)
-        self.s.retrying(plan)
+            return obj
+        self.changed(self.s.retrying(plan), None)
 
     def after_write(self, ctx, obj: dict) -> None:
         """Hook after a successful write (e.g. refreshing a parent's derived fields)."""
+
+    def changed(self, old: dict | None, new: dict | None) -> None:
+        """After a committed create (``old`` None), update or delete (``new`` None) made
+        through this service: the ``<collection>_changed`` hooks (e.g. Nova's
+        notifier), ``fn(old, new)``."""
+        self.s.run_hooks(f"{self.c}_changed", old, new)
 
     # ---- tags ----------------------------------------------------------------------
 
