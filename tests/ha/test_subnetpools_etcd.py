@@ -1,34 +1,18 @@
 """Subnet pool allocation on etcd: two servers on one etcd cluster, clients on both
 racing to take prefixes of mixed lengths from one pool — every prefix given out lies in
-the pool, none overlaps another, and the pool ends exactly full (its allocation lock is a
-compare-and-swap in the store, as on SQLite)."""
+the pool, none overlaps another, and requests are refused only when no room of their
+size is left (the pool's allocation lock is a compare-and-swap in the store, as on
+SQLite)."""
 
 from __future__ import annotations
 
 import ipaddress
 import threading
-from pathlib import Path
 
 import httpx
-import pytest
 
-from plexus.config import Config
-from plexus.server.runner import ThreadedServer
-from tests.ha.conftest import admin_token, running_etcd
-
-
-@pytest.fixture
-def etcd(tmp_path: Path):
-    """A three-member etcd cluster on loopback."""
-    with running_etcd(tmp_path / "etcd", size=3) as cluster:
-        yield cluster
-
-
-def _server(url: str) -> ThreadedServer:
-    config = Config()
-    config.server.port = 0
-    config.store.url = url
-    return ThreadedServer(config)
+from tests.ha.conftest import admin_token
+from tests.ha.test_quotas_etcd import _server, etcd  # noqa: F401 - the cluster fixture
 
 
 def test_racing_allocations_on_two_servers_never_overlap(etcd):
