@@ -57,19 +57,45 @@ def overlap(a: Iterable[str], b: Iterable[str]) -> bool:
     return any(x.version == y.version and x.overlaps(y) for x in _nets(a) for y in bn)
 
 
+def _intervals(nets: Iterable) -> dict[int, list[tuple[int, int]]]:
+    """Merged, sorted inclusive integer intervals of networks, per IP version."""
+    by_version: dict[int, list[tuple[int, int]]] = {}
+    for net in nets:
+        by_version.setdefault(net.version, []).append(
+            (int(net.network_address), int(net.broadcast_address)))
+    out = {}
+    for version, spans in by_version.items():
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(spans):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        out[version] = merged
+    return out
+
+
 def subtract(prefixes: Iterable[str], removed: Iterable[str]) -> list[str]:
-    """``prefixes`` without the addresses of ``removed``, compacted."""
-    free = _nets(compact(prefixes))
-    for cut in _nets(removed):
-        nxt = []
-        for net in free:
-            if net.version != cut.version or not net.overlaps(cut):
-                nxt.append(net)
-            elif cut.subnet_of(net):
-                nxt += list(net.address_exclude(cut))
-            # else: net lies inside cut, dropped
-        free = nxt
-    return compact(str(n) for n in free)
+    """``prefixes`` without the addresses of ``removed``, compacted. One sweep over the
+    sorted intervals: O((prefixes + removed) log), however many prefixes are given out."""
+    keep, cut = _intervals(_nets(prefixes)), _intervals(_nets(removed))
+    out = []
+    for version in sorted(keep):
+        cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        cuts, i = cut.get(version, []), 0
+        for lo, hi in keep[version]:
+            while i < len(cuts) and cuts[i][1] < lo:
+                i += 1
+            j, start = i, lo
+            while j < len(cuts) and cuts[j][0] <= hi:
+                if cuts[j][0] > start:
+                    out += [str(n) for n in ipaddress.summarize_address_range(
+                        cls(start), cls(cuts[j][0] - 1))]
+                start = max(start, cuts[j][1] + 1)
+                j += 1
+            if start <= hi:
+                out += [str(n) for n in ipaddress.summarize_address_range(cls(start), cls(hi))]
+    return out
 
 
 def check_bounds(version: int, min_len: int, max_len: int, default_len: int) -> None:
