@@ -103,7 +103,7 @@ def test_pool_bad_input(server, demo, cleanup):
         (dict(base, subnetpool_id=pool.id, prefixlen=24, cidr="10.92.0.0/24"), 400,
          "HTTPBadRequest"),
         (dict(base, subnetpool_id=pool.id, ip_version=6), 400, "HTTPBadRequest"),
-        (dict(base), 400, "HTTPBadRequest"),                        # neither cidr nor pool
+        (dict(base), 400, "InvalidInput"),                          # neither cidr nor pool
         (dict(base, subnetpool_id="00000000-0000-0000-0000-000000000000"), 404,
          "SubnetPoolNotFound"),
         (dict(base, subnetpool_id=pool.id, use_default_subnetpool=True), 400,

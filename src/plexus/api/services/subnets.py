@@ -217,8 +217,8 @@ class SubnetService(ResourceService):
         found = pools.resolve(ctx, dict(obj, use_default_subnetpool=use_default))
         if found is None:
             if obj.get("cidr") is None:
-                raise errors.BadRequest("A cidr must be specified in the absence of a "
-                                        "subnet pool")
+                raise errors.InvalidInput("a subnetpool must be specified in the absence "
+                                          "of a cidr")
             obj["subnetpool_id"] = None
         else:
             pool, pool_rev = found
