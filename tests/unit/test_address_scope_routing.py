@@ -12,8 +12,8 @@ from plexus.model.keys import ADDRESS_SCOPE_KEY
 from plexus.pipeline import incremental
 from plexus.pipeline.compile import compile_view
 from tests.golden.l3_fabric import Fabric
-from tests.golden.l3_reference import CHASSIS, PATCH, UPSTREAM, changed, ip, mac, objects, view
-from tests.unit.test_l3 import across, inbound, routed
+from tests.golden.l3_reference import CHASSIS, UPSTREAM, changed, ip, mac, objects, view
+from tests.unit.test_l3 import inbound, routed
 
 INTERNET = "8.8.8.8"
 

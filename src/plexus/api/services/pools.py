@@ -32,7 +32,6 @@ from plexus.api.schemas.pools import ADDRESS_SCOPE, SUBNETPOOL
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
 from plexus.ipam import IpamError
 from plexus.ipam import prefixes as px
-from plexus.model.keys import ADDRESS_SCOPE_KEY
 from plexus.store import Put
 
 
@@ -213,10 +212,6 @@ class SubnetPoolService(ResourceService):
             lock(self.s, w, seq_key("pool", old["id"]))
             self.s["subnets"].rescope(
                 [a["subnet_id"] for a in self.allocations(old["id"]).values()], new_scope, w)
-
-    def delete(self, ctx, ident, if_match=None):
-        """Delete a pool that has no allocations (Neutron: 400 SubnetPoolDeleteError)."""
-        super().delete(ctx, ident, if_match)
 
     def plan_delete(self, ctx, obj, w):
         """Refuse while subnets hold prefixes of the pool; free its index entries."""
