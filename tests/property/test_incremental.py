@@ -121,8 +121,11 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
         return "snat_blocks", ident, {"id": ident, "router_id": "r1",
                                       "chassis": rnd.choice(CHASSIS), "ip": "203.0.113.10",
                                       "port_min": 3000 + n * 64, "port_max": 3063 + n * 64}
-    if kind == 10:                                         # not structural: DNS servers
-        sid = rnd.choice(["sub-a", "sub-b", "sub-c"])
+    if kind == 10:                # not structural: DNS servers, or the subnet's scope
+        sid = rnd.choice(["sub-a", "sub-b", "sub-c", "sub-ext"])
+        if rnd.random() < 0.5:                             # its pool changed scope
+            return "subnets", sid, dict(objs["subnets"][sid], **{
+                keys.ADDRESS_SCOPE_KEY: rnd.choice([None, "red", "blue"])})
         return "subnets", sid, dict(objs["subnets"][sid],
                                     dns_nameservers=[f"10.0.0.{rnd.randrange(1, 9)}"])
     if kind == 11 and vms:                                 # a shared VIP listed or not

@@ -32,6 +32,7 @@ class Subnet:
     enable_dhcp: bool
     dns_nameservers: tuple[str, ...] = ()
     host_routes: tuple[tuple[str, str], ...] = ()   # (destination, nexthop)
+    address_scope: str | None = None                # its subnet pool's address scope
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,8 @@ def to_subnet(obj: Mapping) -> Subnet:
     return Subnet(id=_get(obj, "id", str), network_id=_get(obj, "network_id", str),
                   cidr=str(net), ip_version=net.version, gateway_ip=gateway,
                   enable_dhcp=obj.get("enable_dhcp") is not False,
-                  dns_nameservers=dns, host_routes=routes)
+                  dns_nameservers=dns, host_routes=routes,
+                  address_scope=obj.get(keys.ADDRESS_SCOPE_KEY) or None)
 
 
 def _pair(pair: Mapping, port_mac: str) -> tuple[str, str]:

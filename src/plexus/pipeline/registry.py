@@ -139,10 +139,14 @@ STAGES: tuple[Stage, ...] = (
           "address goes statelessly to the chassis owning the destination port's SNAT block "
           "(unNATed there); other gateway traffic is unNATed on the active gateway; "
           "portless packets a chassis sends its router's active gateway are SNATed there; "
+          "to an internal subnet of a router without SNAT, or one in the external "
+          "network's address scope, routed as is on the active gateway; "
           "everything else from outside drops; other packets go on to l2_lookup"),
     Stage("l3_route", 47, "plexus.pipeline.stages.l3_route",
           _L3, ("l3_neighbor",),
-          "the router's routing table, longest prefix first (priority by prefix length): "
+          "the router's routing table, longest prefix first (priority by prefix length), "
+          "after dropping traffic between two of its subnets in different address scopes "
+          "(Neutron: routed only through NAT): "
           "connected subnets, extra routes, the router's own gateway and floating IP "
           "addresses (hairpin), external host and subnet routes and the default "
           "route via the external gateway (never for packets that came from outside); TTL "
@@ -165,8 +169,9 @@ STAGES: tuple[Stage, ...] = (
           "(source MAC: the floating IP's); TCP/UDP of other ports to the gateway address "
           "with source ports from this chassis' blocks (source MAC: this chassis' own for "
           "the router); portless protocols go through the tunnel to the router's active "
-          "gateway, which SNATs them (source MAC: the gateway port's); routers without SNAT "
-          "route unchanged; NATed packets go on to snat_guard, the rest to output"),
+          "gateway, which SNATs them (source MAC: the gateway port's); routers without SNAT, "
+          "and subnets in the external network's address scope, route unchanged; NATed "
+          "packets go on to snat_guard, the rest to output"),
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
           frozenset(_L2 | _REGS), ("ingress_ct",),
           "destination MAC → logical out-port, on local networks and on networks a local "

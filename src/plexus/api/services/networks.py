@@ -192,6 +192,9 @@ class NetworkService(ResourceService):
         subnets = self.s["subnets"]
         for subnet_id in obj.get("subnets", []):
             w.delete(subnets.key(subnet_id))
+            found = subnets.get(subnet_id)
+            if found is not None:
+                subnets.release(found[0], w)
         w.delete(segment_key(obj["provider:network_type"], obj["provider:physical_network"],
                              obj["provider:segmentation_id"]))
         if obj.get(KEY) and obj["provider:network_type"] != "vxlan":
