@@ -15,6 +15,7 @@ MODULES = [
     f"{SDK}.test_security_group_rule",
     f"{SDK}.test_extension",
     f"{SDK}.test_agent",
+    f"{SDK}.test_rbac_policy",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",
@@ -23,4 +24,5 @@ MODULES = [
     f"{OSC}.test_security_group",
     f"{OSC}.test_security_group_rule",
     f"{OSC}.test_network_agent",
+    f"{OSC}.test_network_rbac",
 ]

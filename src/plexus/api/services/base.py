@@ -241,9 +241,9 @@ class ResourceService:
         policy.enforce(ctx, f"{action}_{self.resource.name}", self.policy_target(ctx, obj),
                        changes)
 
-    def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
-        """Wire form for this caller."""
-        return self.resource.view(ctx, self.for_caller(ctx, obj), fields)
+    def view(self, ctx, obj: dict, fields: list[str] | None = None, access=None) -> dict:
+        """Wire form for this caller (``access``: its RBAC grants, if already read)."""
+        return self.resource.view(ctx, self.for_caller(ctx, obj, access), fields)
 
     def present(self, objs: list[dict]) -> list[dict]:
         """Stored objects as the API shows them: fields computed at read time (e.g. a
@@ -253,13 +253,12 @@ class ResourceService:
     def list(self, ctx, q: Query) -> tuple[list[dict], bool, bool]:
         """Visible objects passing the query, sorted and paged."""
         access = self.prefetch(ctx)
-        items = [self.for_caller(ctx, o, access) for o in self.present(self.all())
-                 if self.visible(ctx, o, access)]
-        items = [o for o in items if matches(self.resource, o, q)]
+        items = [o for o in self.present(self.all()) if self.visible(ctx, o, access)
+                 and matches(self.resource, self.for_caller(ctx, o, access), q)]
         if policy.hidden(ctx, self.resource.name) & set(q.filters):
             items = []
         page, more, before = sort_and_page(items, q)
-        return [self.resource.view(ctx, o, q.fields) for o in page], more, before
+        return [self.view(ctx, o, q.fields, access) for o in page], more, before
 
     def show(self, ctx, ident: str, fields: list[str] | None = None) -> dict:
         """One object in wire form."""
