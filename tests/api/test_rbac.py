@@ -9,8 +9,9 @@ import os
 import openstack
 import pytest
 
-from plexus.config import Config, SeedUser
-from plexus.server.runner import ThreadedServer, write_clouds_yaml
+from plexus.config import SeedUser
+from plexus.server.runner import write_clouds_yaml
+from tests.api.conftest import serving
 from tests.api.helpers import error, raw, state
 
 PASSWORD = "carol-secret-pw"
@@ -20,13 +21,13 @@ PASSWORD = "carol-secret-pw"
 def srv(tmp_path_factory):
     """A server whose identity also has project carol (C, never targeted)."""
     tmp = tmp_path_factory.mktemp("rbac")
-    config = Config()
-    config.server.port = 0
-    config.store.url = f"sqlite:///{tmp}/plexus.db"
-    config.identity.projects.append("carol")
-    config.identity.users.append(SeedUser(name="carol", password=PASSWORD, project="carol"))
-    with ThreadedServer(config) as server:
-        server.clouds = write_clouds_yaml(tmp / "clouds.yaml", server.url, config)
+
+    def carol(config):
+        config.identity.projects.append("carol")
+        config.identity.users.append(SeedUser(name="carol", password=PASSWORD,
+                                              project="carol"))
+    with serving(tmp, carol) as server:
+        server.clouds = write_clouds_yaml(tmp / "clouds.yaml", server.url, server.config_used)
         yield server
 
 
