@@ -213,10 +213,27 @@ def test_access_as_external(srv, clouds, net):
     assert r.status_code == 404, r.text
     p = next(iter(admin.network.rbac_policies(object_id=net.id)))
     error(raw(srv, admin, "DELETE", f"/v2.0/rbac-policies/{p.id}"), 409, "RbacPolicyInUse")
+    # Clearing router:external while a gateway is on the network: 409, nothing written.
+    before = state(srv)
+    r = raw(srv, admin, "PUT", f"/v2.0/networks/{net.id}",
+            {"network": {"router:external": False}})
+    error(r, 409, "ExternalNetworkInUse")
+    assert state(srv) == before
     b.network.delete_router(router)
     admin.network.delete_rbac_policy(p)
     assert admin.network.get_network(net.id).is_router_external is False
     assert b.network.find_network(net.id) is None
+    # router:external=True is the `*` policy; False removes every access_as_external one.
+    admin.network.update_network(net, is_router_external=True)
+    assert [(x.action, x.target_project_id) for x in admin.network.rbac_policies(
+        object_id=net.id)] == [("access_as_external", "*")]
+    assert c.network.get_network(net.id).is_router_external is True
+    admin.network.create_rbac_policy(object_type="network", object_id=net.id,
+                                     action="access_as_external",
+                                     target_tenant=b.current_project_id)
+    admin.network.update_network(net, is_router_external=False)
+    assert not list(admin.network.rbac_policies(object_id=net.id))
+    assert c.network.find_network(net.id) is None
 
 
 def test_security_group_shared(srv, clouds, net):

@@ -7,7 +7,7 @@ from plexus.api import errors, policy
 from plexus.api.schemas.core import NETWORK
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes
 from plexus.api.schemas.rbac import ACCESS_EXTERNAL, ACCESS_SHARED, WILDCARD
-from plexus.api.services.rbac import OBJECT_TYPES
+from plexus.api.services.rbac import OBJECT_TYPES, external_network_in_use
 from plexus.api.services.subnets import check_mtu
 from plexus.ipam import choose_segment
 from plexus.model.keys import FLOATINGIP_OWNER, KEY, SERVICE_OWNERS
@@ -172,8 +172,14 @@ class NetworkService(ResourceService):
             if changes[flag]:
                 rbac.plan_add(rbac.wildcard(old, "network", action), w)
                 continue
+            if action == ACCESS_EXTERNAL:        # Neutron: any router gateway keeps it
+                external_network_in_use(self.s, old)
+                for p in policies:
+                    if p["action"] == action:
+                        rbac.plan_remove(p, w)
+                continue
             going = [p for p in policies if p["action"] == action
-                     and (action == ACCESS_EXTERNAL or p["target_tenant"] == WILDCARD)]
+                     and p["target_tenant"] == WILDCARD]
             for p in going:
                 remaining = [r for r in policies if r not in going]
                 try:

@@ -90,6 +90,15 @@ def network_port_projects(s: Services, network: dict, action: str) -> set[str]:
     return out
 
 
+def external_network_in_use(s: Services, network: dict) -> None:
+    """Neutron's ExternalNetworkInUse (409): a network with router gateways on it stays
+    external (whoever owns the routers)."""
+    if network_port_projects(s, network, ACCESS_EXTERNAL):
+        raise errors.Conflict(f"External network {network['id']} cannot be updated to be "
+                              f"non-external, since it has existing gateway ports.",
+                              type_name="ExternalNetworkInUse")
+
+
 def group_port_projects(s: Services, group: dict, action: str) -> set[str]:
     """Projects with ports using the security group."""
     return {p["project_id"] for p in s["security-groups"]._ports_using(group["id"])}
@@ -278,6 +287,12 @@ class RbacService(ResourceService):
         """Refuse (409 RbacPolicyInUse) to take away an access a project still uses:
         ``remaining`` are the object's policies once ``p`` is gone."""
         target = p["target_tenant"]
+        if kind.name == "network" and p["action"] == ACCESS_EXTERNAL \
+                and target == WILDCARD and obj.get("is_default"):
+            raise errors.Conflict(f"RBAC policy on object {obj['id']} cannot be removed "
+                                  f"because other objects depend on it.\nDetails: Default "
+                                  f"external networks must be shared to everyone.",
+                                  type_name="RbacPolicyInUse")
         if target == obj.get("project_id"):
             return
         still = {r["target_tenant"] for r in remaining if r["action"] == p["action"]}
@@ -291,10 +306,13 @@ class RbacService(ResourceService):
     def plan_flags(self, kind: ObjectType, obj: dict, rev: int, policies: list[dict],
                    w: Writes) -> None:
         """Rewrite the object if the policies change its flags (``shared``,
-        ``router:external``); require it unchanged otherwise."""
+        ``router:external``); require it unchanged otherwise. The last
+        ``access_as_external`` policy of a network with router gateways stays (409)."""
         svc = self.s[kind.collection]
         w.expect(svc.key(obj["id"]), rev)
         flags = self.flags(kind, policies)
+        if obj.get("router:external") and flags.get("router:external") is False:
+            external_network_in_use(self.s, obj)
         if any(obj.get(k) != v for k, v in flags.items()):
             w.put(svc.key(obj["id"]), dict(obj, **flags, updated_at=now(),
                                            revision_number=obj.get("revision_number", 0) + 1))
