@@ -16,6 +16,7 @@ MODULES = [
     f"{SDK}.test_extension",
     f"{SDK}.test_agent",
     f"{SDK}.test_rbac_policy",
+    f"{SDK}.test_network_ip_availability",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",
@@ -25,4 +26,5 @@ MODULES = [
     f"{OSC}.test_security_group_rule",
     f"{OSC}.test_network_agent",
     f"{OSC}.test_network_rbac",
+    f"{OSC}.test_ip_availability",
 ]

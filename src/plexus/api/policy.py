@@ -167,6 +167,8 @@ RULES: dict[str, Rule] = _rules(
     ("create_security_group_rule", ADMIN_OR_MEMBER),
     ("get_security_group_rule", ADMIN_OR_READER + ("sg_owner",)),
     ("delete_security_group_rule", ADMIN_OR_MEMBER + ("sg_owner_member",)),
+    # network IP availability
+    ("get_network_ip_availability", ADMIN, "`GET /network-ip-availabilities[/{network}]`"),
     # RBAC policies (rbac-policies): seen by their own project only
     ("create_rbac_policy", ADMIN_OR_MEMBER),
     ("create_rbac_policy:target_tenant", ("admin", "not_wildcard"),

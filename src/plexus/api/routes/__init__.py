@@ -1,13 +1,13 @@
 """Thin HTTP routes, one module per resource; the service layer does the work."""
 
 from plexus.api.routes import (
-    agents, discovery, floatingips, networks, ports, quotas, rbac, routers,
-    security_groups, subnets,
+    agents, discovery, floatingips, ip_availability, networks, ports, quotas, rbac,
+    routers, security_groups, subnets,
 )
 
 # Every route module; a new resource adds its module here.
 ROUTE_MODULES = [discovery, networks, subnets, ports, security_groups, routers, floatingips,
-                 agents, quotas, rbac]
+                 agents, quotas, rbac, ip_availability]
 
 
 def all_routes() -> list:

@@ -3,6 +3,7 @@
 from plexus.api.services.agents import AgentService
 from plexus.api.services.base import Services
 from plexus.api.services.floatingips import FloatingIPService
+from plexus.api.services.ip_availability import IpAvailability
 from plexus.api.services.networks import NetworkService
 from plexus.api.services.ports import PortService
 from plexus.api.services.quotas import QuotaService
@@ -26,4 +27,5 @@ def build_services(store, config) -> Services:
         cls(services)
     QuotaService(services)
     services.vip_owners = VipOwners(services)
+    services.ip_availability = IpAvailability(services)
     return services
