@@ -127,6 +127,20 @@ def _functional() -> tuple[list[str], dict[str, str], dict[str, str]]:
     return list(suites.MODULES), dict(skips.SKIPS), dict(skips.SELF_SKIPS)
 
 
+def _shipped_modules(modules: list[str]) -> list[str]:
+    """Every network test module the installed suites ship (the packages ``modules``
+    come from), sorted; empty when the suites are not installed."""
+    import importlib.util
+    out = []
+    for package in sorted({m.rsplit(".", 1)[0] for m in modules}):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return []
+        for loc in spec.submodule_search_locations:
+            out += [f"{package}.{p.stem}" for p in Path(loc).glob("test_*.py")]
+    return sorted(set(out))
+
+
 def render_api() -> str:
     """The whole of docs/api.md."""
     from plexus.api.services import SERVICE_CLASSES
@@ -155,6 +169,13 @@ def render_api() -> str:
                "`make test` runs these modules of the suites that ship with the clients "
                "against a real Plexus server (`python -m tests.functional`):\n\n")
     out += [f"- `{m}`\n" for m in modules]
+    shipped = _shipped_modules(modules)
+    if shipped:
+        out.append(f"\n{len(modules)} of the {len(shipped)} network modules the two suites "
+                   f"ship run; the {len(shipped) - len(modules)} others are not run "
+                   f"(most test resources Plexus does not offer):\n" + ", ".join(
+                       f"`{m.rsplit('.', 1)[1]}`" for m in shipped if m not in modules)
+                   + ".\n")
     out.append("\nEvery other test in them passes. Skipped, with the reason:\n\n"
                "| test | reason |\n|---|---|\n")
     out += [f"| `{k}` | {v} |\n" for k, v in skips.items()]
