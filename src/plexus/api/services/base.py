@@ -202,11 +202,23 @@ class ResourceService:
         if "network_id" not in obj or self.c == "networks":
             return policy.Target(obj)
 
+        read: list = []
+
+        def network():
+            if not read:
+                found = self.s["networks"].get(obj["network_id"])
+                read.append(found[0] if found else None)
+            return read[0]
+
+        def owner() -> dict:            # no RBAC read for rules that stop at the owner
+            net = network()
+            return {"network:tenant_id": net.get("project_id") if net else None}
+
         def facts() -> dict:
-            found = self.s["networks"].get(obj["network_id"])
-            return policy.network_facts(found[0] if found else None,
-                                        access or self.access(ctx))
-        return policy.Target(obj, {key: facts for key in policy.network_facts(None)})
+            return policy.network_facts(network(), access or self.access(ctx))
+        lazy = {key: facts for key in policy.network_facts(None)}
+        lazy["network:tenant_id"] = owner
+        return policy.Target(obj, lazy)
 
     def visible(self, ctx, obj: dict, access=None) -> bool:
         """Whether the caller may see the object (the ``get_<resource>`` rule)."""
