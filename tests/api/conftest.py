@@ -16,15 +16,25 @@ from plexus.server.runner import ThreadedServer, write_clouds_yaml
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
 
+def serving(tmp, configure=None):
+    """A real server on loopback over a SQLite store in ``tmp`` (``configure(config)``
+    adjusts its configuration first), with a clouds.yaml for its seeded users."""
+    config = Config()
+    config.server.port = 0
+    config.store.url = f"sqlite:///{tmp}/plexus.db"
+    if configure is not None:
+        configure(config)
+    srv = ThreadedServer(config)
+    srv.config_used = config
+    return srv
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One server for the session; tests create their own objects and clean up."""
     tmp = tmp_path_factory.mktemp("plexus")
-    config = Config()
-    config.server.port = 0
-    config.store.url = f"sqlite:///{tmp}/plexus.db"
-    with ThreadedServer(config) as srv:
-        srv.clouds = write_clouds_yaml(tmp / "clouds.yaml", srv.url, config)
+    with serving(tmp) as srv:
+        srv.clouds = write_clouds_yaml(tmp / "clouds.yaml", srv.url, srv.config_used)
         yield srv
 
 

@@ -24,10 +24,10 @@ def raw(server, conn, method: str, path: str, body=None, content: bytes | None =
 
 
 def state(server) -> list[tuple[str, bytes]]:
-    """Everything the API has durably written (model objects and allocations)."""
+    """Everything the API has durably written (model objects, allocations, RBAC)."""
     store = server.app.state.services.store
     out = []
-    for prefix in ("/plexus/model/", "/plexus/alloc/"):
+    for prefix in ("/plexus/model/", "/plexus/alloc/", "/plexus/rbac/"):
         kvs, _ = store.range(prefix)
         out += [(kv.key, kv.value) for kv in kvs]
     return out

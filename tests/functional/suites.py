@@ -18,6 +18,9 @@ MODULES = [
     f"{SDK}.test_subnet_pool",
     f"{SDK}.test_subnet_from_subnet_pool",
     f"{SDK}.test_address_scope",
+
+    f"{SDK}.test_rbac_policy",
+    f"{SDK}.test_network_ip_availability",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",
@@ -28,4 +31,7 @@ MODULES = [
     f"{OSC}.test_network_agent",
     f"{OSC}.test_subnet_pool",
     f"{OSC}.test_address_scope",
+
+    f"{OSC}.test_network_rbac",
+    f"{OSC}.test_ip_availability",
 ]

@@ -64,9 +64,16 @@ CHECKS: dict[str, tuple[Callable[[Any, "Target"], bool], str]] = {
                         and t.get("security_group:tenant_id") == ctx.project_id,
                         "a member of the project that owns the rule's security group"),
     "shared": (lambda ctx, t: bool(t.get("network:shared")),
-               "the network is shared (`shared: true`)"),
+               "the network is shared with the caller's project (`shared: true` as the "
+               "caller sees it: an `access_as_shared` RBAC policy targets the project or `*`)"),
     "external": (lambda ctx, t: bool(t.get("network:router:external")),
-                 "the network is external (`router:external: true`)"),
+                 "the network is external for the caller's project (an "
+                 "`access_as_external` RBAC policy targets the project or `*`)"),
+    "sg_shared": (lambda ctx, t: bool(t.get("security_group:shared")),
+                  "the security group is shared with the caller's project (`shared: true` as "
+                  "the caller sees it, through an `access_as_shared` RBAC policy)"),
+    "not_wildcard": (lambda ctx, t: t.get("target_tenant") != "*",
+                     "the RBAC policy targets one project, not `*`"),
     "shared_object": (lambda ctx, t: bool(t.get("shared")),
                       "the object itself is shared (a subnet pool's or address scope's "
                       "`shared: true`)"),
@@ -157,12 +164,22 @@ RULES: dict[str, Rule] = _rules(
     ("delete_port", ADMIN_OR_MEMBER + ("network_owner_member",)),
     # security groups and rules
     ("create_security_group", ADMIN_OR_MEMBER),
-    ("get_security_group", ADMIN_OR_READER),
+    ("get_security_group", ADMIN_OR_READER + ("sg_shared",)),
     ("update_security_group", ADMIN_OR_MEMBER),
     ("delete_security_group", ADMIN_OR_MEMBER),
     ("create_security_group_rule", ADMIN_OR_MEMBER),
     ("get_security_group_rule", ADMIN_OR_READER + ("sg_owner",)),
     ("delete_security_group_rule", ADMIN_OR_MEMBER + ("sg_owner_member",)),
+    # network IP availability
+    ("get_network_ip_availability", ADMIN, "`GET /network-ip-availabilities[/{network}]`"),
+    # RBAC policies (rbac-policies): seen by their own project only
+    ("create_rbac_policy", ADMIN_OR_MEMBER),
+    ("create_rbac_policy:target_tenant", ("admin", "not_wildcard"),
+     "only an admin shares with every project (`*`)"),
+    ("get_rbac_policy", ADMIN_OR_READER),
+    ("update_rbac_policy", ADMIN_OR_MEMBER),
+    ("update_rbac_policy:target_tenant", ("admin", "not_wildcard")),
+    ("delete_rbac_policy", ADMIN_OR_MEMBER),
     # routers
     ("create_router", ADMIN_OR_MEMBER),
     *_each(("create", "update"), "router", ("external_gateway_info:enable_snat",
@@ -220,7 +237,7 @@ DEVICE_CHECKS = (
      "403 `DeviceIDNotOwnedByTenant`"),
     ("ports: `device_owner` `network:floatingip` with `device_id` naming a floating IP",
      "the floating IP belongs to the port's project (or admin); 403"),
-    ("ports and subnets on a network that is neither the caller's nor shared",
+    ("ports and subnets on a network that is neither the caller's nor shared with it",
      "admin only; 404 otherwise, as Neutron's ownership check (external networks too)"),
     ("delete of a port owned by a router or floating IP", "409 `ServicePortInUse` while "
      "the router or floating IP still holds it; a stale one (nothing behind it) is "
@@ -266,14 +283,20 @@ class Target(Mapping):
         return len(self.obj)
 
 
-def network_facts(network: Mapping | None) -> dict:
-    """The facts about a port's or subnet's network that rules read."""
+def network_facts(network: Mapping | None, access=None) -> dict:
+    """The facts about a network (or a port's or subnet's network) that rules read, for
+    the caller whose RBAC grants ``access`` holds (``services.rbac.Access``): shared when
+    shared with every project (the stored flag) or with the caller's project; external
+    when an ``access_as_external`` policy reaches the caller's project."""
     if network is None:
         return {"network:tenant_id": None, "network:shared": False,
                 "network:router:external": False}
+    grants = access.actions("network", network["id"]) if access is not None else None
+    shared = bool(network.get("shared")) or bool(grants and "access_as_shared" in grants)
+    external = bool(network.get("router:external")) and (
+        grants is None or "access_as_external" in grants)
     return {"network:tenant_id": network.get("project_id"),
-            "network:shared": bool(network.get("shared")),
-            "network:router:external": bool(network.get("router:external"))}
+            "network:shared": shared, "network:router:external": external}
 
 
 def rule(name: str) -> Rule | None:

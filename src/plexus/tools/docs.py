@@ -51,7 +51,12 @@ QUERY = """
 
 | behaviour | answer |
 |---|---|
-| subnet visibility | its project, its network's owner, admins, and everyone when the network is shared (`get_subnet`); a non-shared external network's subnets are not listed to other projects |
+| subnet visibility | its project, its network's owner, admins, and every project the network is shared with (`get_subnet`); a non-shared external network's subnets are not listed to other projects |
+| RBAC policies (`rbac-policies`) | `object_type` `network` (`access_as_shared`, `access_as_external`) or `security_group` (`access_as_shared`, `rbac-security-groups`); created by a member of the object's project (400 for another project's object it can see, 404 for one it cannot) or an admin; `target_tenant` `*` only by an admin (403); seen, changed and deleted by the policy's own project and admins (not by the target); a duplicate is 409 `DuplicateRbacPolicy`; only `target_tenant` can change |
+| `shared` | a network's or group's `shared` is true for a caller when an `access_as_shared` policy targets its project or `*`; setting `shared: true` creates the `*` policy (owned by the object's project) and `false` removes it, and creating or deleting that policy flips `shared` |
+| `router:external` | true while any `access_as_external` policy exists: setting it creates the `*` one, clearing it removes them all; a policy naming one project makes the network external for that project only (others neither see it nor put a gateway on it); the last one removed makes it internal again |
+| revoking access | deleting or retargeting a policy, or unsharing, is 409 (`RbacPolicyInUse`, `InvalidSharedSetting` for `shared: false`) while the project losing access still has ports on the network (router gateways for `access_as_external`, ports using the group for security groups) and no other policy (`*` or its own) keeps its access; the check holds the object's guard, so no port slips in meanwhile |
+| deleting a network or security group | its RBAC policies go with it, in the same transaction |
 | `PUT /floatingips/{id}` with `{"floatingip": {}}` | disassociates (Neutron's blank update); an update naming only other attributes keeps the association |
 | rule with a `remote_group_id` naming no visible group | 404 `SecurityGroupNotFound` (any string; Neutron does not validate it as a UUID) |
 | deleting an external network | its floating IPs that are not associated go with it, in the same transaction; an associated one (or a router gateway) keeps it in use: 409 `NetworkInUse` |
@@ -124,6 +129,20 @@ def _functional() -> tuple[list[str], dict[str, str], dict[str, str]]:
     return list(suites.MODULES), dict(skips.SKIPS), dict(skips.SELF_SKIPS)
 
 
+def _shipped_modules(modules: list[str]) -> list[str]:
+    """Every network test module the installed suites ship (the packages ``modules``
+    come from), sorted; empty when the suites are not installed."""
+    import importlib.util
+    out = []
+    for package in sorted({m.rsplit(".", 1)[0] for m in modules}):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return []
+        for loc in spec.submodule_search_locations:
+            out += [f"{package}.{p.stem}" for p in Path(loc).glob("test_*.py")]
+    return sorted(set(out))
+
+
 def render_api() -> str:
     """The whole of docs/api.md."""
     from plexus.api.services import SERVICE_CLASSES
@@ -152,6 +171,13 @@ def render_api() -> str:
                "`make test` runs these modules of the suites that ship with the clients "
                "against a real Plexus server (`python -m tests.functional`):\n\n")
     out += [f"- `{m}`\n" for m in modules]
+    shipped = _shipped_modules(modules)
+    if shipped:
+        out.append(f"\n{len(modules)} of the {len(shipped)} network modules the two suites "
+                   f"ship run; the {len(shipped) - len(modules)} others are not run "
+                   f"(most test resources Plexus does not offer):\n" + ", ".join(
+                       f"`{m.rsplit('.', 1)[1]}`" for m in shipped if m not in modules)
+                   + ".\n")
     out.append("\nEvery other test in them passes. Skipped, with the reason:\n\n"
                "| test | reason |\n|---|---|\n")
     out += [f"| `{k}` | {v} |\n" for k, v in skips.items()]

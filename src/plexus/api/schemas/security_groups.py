@@ -184,7 +184,8 @@ SECURITY_GROUP = Resource("security_group", "security-groups", (
     Attr("stateful", type="boolean", convert=to_bool, default=True,
          doc="stateful-security-group: conntrack-based (true) or stateless"),
     Attr("shared", type="boolean", post=False, put=False,
-         doc="always false: security group RBAC is not implemented"),
+         doc="rbac-security-groups: true when shared with the caller's project "
+             "(an `access_as_shared` RBAC policy)"),
     Attr("security_group_rules", type="array", post=False, put=False, filter=False,
          sort=False, doc="the group's rules in full"),
 ))

@@ -3,10 +3,12 @@
 from plexus.api.services.agents import AgentService
 from plexus.api.services.base import Services
 from plexus.api.services.floatingips import FloatingIPService
+from plexus.api.services.ip_availability import IpAvailability
 from plexus.api.services.networks import NetworkService
 from plexus.api.services.pools import AddressScopeService, SubnetPoolService
 from plexus.api.services.ports import PortService
 from plexus.api.services.quotas import QuotaService
+from plexus.api.services.rbac import RbacService
 from plexus.api.services.routers import RouterService
 from plexus.api.services.security_groups import SecurityGroupRuleService, SecurityGroupService
 from plexus.api.services.subnets import SubnetService
@@ -15,7 +17,7 @@ from plexus.api.services.vips import VipOwners
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
                    SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
-                   SubnetPoolService, AddressScopeService]
+                   SubnetPoolService, AddressScopeService, RbacService]
 
 
 def build_services(store, config) -> Services:
@@ -26,4 +28,5 @@ def build_services(store, config) -> Services:
         cls(services)
     QuotaService(services)
     services.vip_owners = VipOwners(services)
+    services.ip_availability = IpAvailability(services)
     return services

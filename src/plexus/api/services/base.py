@@ -222,20 +222,53 @@ class ResourceService:
         """All stored objects."""
         return self.s.objects(self.c)
 
-    def policy_target(self, ctx, obj: dict) -> policy.Target:
+    def access(self, ctx):
+        """What RBAC policies grant the caller's project (read on demand, per request)."""
+        return self.s["rbac-policies"].access(ctx)
+
+    def policy_target(self, ctx, obj: dict, access=None) -> policy.Target:
         """The object as the policy sees it: an object on a network (a port, a subnet)
-        with its network's owner and flags, read only if a rule asks for them."""
+        with its network's owner and flags for this caller (``shared`` when a policy shares
+        it with the caller's project), read only if a rule asks for them."""
         if "network_id" not in obj or self.c == "networks":
             return policy.Target(obj)
 
-        def facts() -> dict:
-            found = self.s["networks"].get(obj["network_id"])
-            return policy.network_facts(found[0] if found else None)
-        return policy.Target(obj, {key: facts for key in policy.network_facts(None)})
+        read: list = []
 
-    def visible(self, ctx, obj: dict) -> bool:
+        def network():
+            if not read:
+                found = self.s["networks"].get(obj["network_id"])
+                read.append(found[0] if found else None)
+            return read[0]
+
+        def owner() -> dict:            # no RBAC read for rules that stop at the owner
+            net = network()
+            return {"network:tenant_id": net.get("project_id") if net else None}
+
+        def facts() -> dict:
+            return policy.network_facts(network(), access or self.access(ctx))
+        lazy = {key: facts for key in policy.network_facts(None)}
+        lazy["network:tenant_id"] = owner
+        return policy.Target(obj, lazy)
+
+    def visible(self, ctx, obj: dict, access=None) -> bool:
         """Whether the caller may see the object (the ``get_<resource>`` rule)."""
-        return policy.check(ctx, f"get_{self.resource.name}", self.policy_target(ctx, obj))
+        return policy.check(ctx, f"get_{self.resource.name}",
+                            self.policy_target(ctx, obj, access))
+
+    def prefetch(self, ctx):
+        """The caller's grants for a list: one read of them, not one per object."""
+        access = self.access(ctx)
+        for object_type in self.grant_types:
+            access.prefetch(object_type)
+        return access
+
+    # RBAC object types whose grants a list of this collection consults.
+    grant_types: tuple[str, ...] = ()
+
+    def for_caller(self, ctx, obj: dict, access=None) -> dict:
+        """The object as this caller sees it (e.g. ``shared`` when shared with it)."""
+        return obj
 
     def load(self, ctx, ident: str) -> tuple[dict, int]:
         """The object if the caller may see it; otherwise NotFound."""
@@ -251,9 +284,9 @@ class ResourceService:
         policy.enforce(ctx, f"{action}_{self.resource.name}", self.policy_target(ctx, obj),
                        changes)
 
-    def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
-        """Wire form for this caller."""
-        return self.resource.view(ctx, obj, fields)
+    def view(self, ctx, obj: dict, fields: list[str] | None = None, access=None) -> dict:
+        """Wire form for this caller (``access``: its RBAC grants, if already read)."""
+        return self.resource.view(ctx, self.for_caller(ctx, obj, access), fields)
 
     def present(self, objs: list[dict]) -> list[dict]:
         """Stored objects as the API shows them: fields computed at read time (e.g. a
@@ -274,12 +307,13 @@ class ResourceService:
 
     def list(self, ctx, q: Query) -> tuple[list[dict], bool, bool]:
         """Visible objects passing the query, sorted and paged."""
-        items = [o for o in self.present(self.candidates(q))
-                 if self.visible(ctx, o) and matches(self.resource, o, q)]
+        access = self.prefetch(ctx)
+        items = [o for o in self.present(self.candidates(q)) if self.visible(ctx, o, access)
+                 and matches(self.resource, self.for_caller(ctx, o, access), q)]
         if policy.hidden(ctx, self.resource.name) & set(q.filters):
             items = []
         page, more, before = sort_and_page(items, q)
-        return [self.view(ctx, o, q.fields) for o in page], more, before
+        return [self.view(ctx, o, q.fields, access) for o in page], more, before
 
     def show(self, ctx, ident: str, fields: list[str] | None = None) -> dict:
         """One object in wire form."""
@@ -296,18 +330,21 @@ class ResourceService:
         if attrs.get("project_id") != attrs.get("tenant_id"):
             raise errors.BadRequest("'project_id' and 'tenant_id' do not match")
         obj = dict(attrs)
-        target = self.policy_target(ctx, obj)
+        access = self.access(ctx)
+        target = self.policy_target(ctx, obj, access)
         if "network_id" in obj and self.c != "networks":
             # Neutron's ownership check: ports and subnets go on a network the caller can
-            # see, and (unless admin) on its own or a shared one; 404 otherwise.
+            # see, and (unless admin) on its own or one shared with the caller (a `*` or a
+            # targeted access_as_shared policy); 404 otherwise.
             networks = self.s["networks"]
             found = networks.get(obj["network_id"])
-            if found is None or not networks.visible(ctx, found[0]):
+            if found is None or not networks.visible(ctx, found[0], access):
                 raise errors.NotFound("network", obj["network_id"])
-            if not ctx.is_admin and not found[0].get("shared") \
+            facts = policy.network_facts(found[0], access)
+            if not ctx.is_admin and not facts["network:shared"] \
                     and found[0].get("project_id") != obj.get("project_id"):
                 raise errors.ResourceNotFound("The resource could not be found.")
-            target.facts.update(policy.network_facts(found[0]))
+            target.facts.update(facts)
         policy.enforce(ctx, f"create_{self.resource.name}", target,
                        self.resource.explicit(ctx, attrs))
         stamp = now()

@@ -49,13 +49,13 @@ class FloatingIPService(ResourceService):
             raise errors.NotFound("floatingip", ident, type_name="FloatingIPNotFound")
         return found
 
-    def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
+    def view(self, ctx, obj: dict, fields: list[str] | None = None, access=None) -> dict:
         """Wire form, with port_details read from the associated port."""
         details = None
         found = obj.get("port_id") and self.s["ports"].get(obj["port_id"])
         if found:
             details = {k: found[0].get(k) for k in PORT_DETAILS}
-        return super().view(ctx, dict(obj, port_details=details), fields)
+        return super().view(ctx, dict(obj, port_details=details), fields, access)
 
     def _host(self, fip: dict) -> str | None:
         """The chassis hosting the floating IP's port (its binding:host_id)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 from plexus.api import errors, policy
 from plexus.api.schemas.core import NETWORK
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes
+from plexus.api.schemas.rbac import ACCESS_EXTERNAL, ACCESS_SHARED, WILDCARD
+from plexus.api.services.rbac import OBJECT_TYPES, external_network_in_use
 from plexus.api.services.subnets import check_mtu
 from plexus.ipam import choose_segment
 from plexus.model.keys import FLOATINGIP_OWNER, KEY, SERVICE_OWNERS
@@ -24,11 +26,23 @@ class NetworkService(ResourceService):
     """Neutron networks."""
 
     resource = NETWORK
+    grant_types = ("network",)
 
-    def policy_target(self, ctx, obj: dict) -> policy.Target:
-        """The network, with its sharing and external flags as the rules name them."""
-        facts = policy.network_facts(obj)
-        return policy.Target(obj, {key: lambda: facts for key in facts})
+    def policy_target(self, ctx, obj: dict, access=None) -> policy.Target:
+        """The network, with its sharing and external flags for this caller as the rules
+        name them (read from the RBAC grants only if a rule gets that far)."""
+        def facts() -> dict:
+            return policy.network_facts(obj, access or self.access(ctx))
+        return policy.Target(obj, {key: facts for key in policy.network_facts(None)})
+
+    def for_caller(self, ctx, obj: dict, access=None) -> dict:
+        """``shared`` as Neutron shows it: true when shared with the caller's project (a
+        `*` policy, or one targeting the project)."""
+        if obj.get("shared") or not ctx.project_id:
+            return obj
+        if (access or self.access(ctx)).granted("network", obj["id"], ACCESS_SHARED):
+            return dict(obj, shared=True)
+        return obj
 
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
         """Choose the segment, the MTU and the derived fields."""
@@ -82,6 +96,10 @@ class NetworkService(ResourceService):
                     "subnets": [], "availability_zones": [], "ipv4_address_scope": None,
                     "ipv6_address_scope": None, "l2_adjacency": True})
         w.put(self.key(obj["id"]), obj)
+        rbac = self.s["rbac-policies"]
+        for action, flag in ((ACCESS_SHARED, "shared"), (ACCESS_EXTERNAL, "router:external")):
+            if obj.get(flag):      # shared / router:external mean a `*` policy, as Neutron
+                rbac.plan_add(rbac.wildcard(obj, "network", action), w)
         return obj
 
     def create_bulk(self, ctx, bodies):
@@ -137,14 +155,40 @@ class NetworkService(ResourceService):
             for version in sorted({s[0]["ip_version"] for sid in old.get("subnets", [])
                                    if (s := subnets.get(sid))}):
                 check_mtu(old, version, new["mtu"])
-        if old.get("shared") and changes.get("shared") is False:
-            for port in self.s.where("ports", "network_id", old["id"]):
-                if port["project_id"] != old["project_id"] \
-                        and not port.get("device_owner", "").startswith("network:"):
+        self._plan_policies(old, new, changes, w)
+        return new
+
+    def _plan_policies(self, old, new, changes, w) -> None:
+        """``shared`` and ``router:external`` are `*` RBAC policies: setting one adds the
+        policy, clearing ``shared`` removes the `*` policy (409 while a project uses the
+        network only through it), clearing ``router:external`` removes every
+        ``access_as_external`` policy."""
+        rbac = self.s["rbac-policies"]
+        kind = OBJECT_TYPES["network"]
+        policies = rbac.on_object("network", old["id"])
+        for action, flag in ((ACCESS_SHARED, "shared"), (ACCESS_EXTERNAL, "router:external")):
+            if flag not in changes or bool(changes[flag]) == bool(old.get(flag)):
+                continue
+            if changes[flag]:
+                rbac.plan_add(rbac.wildcard(old, "network", action), w)
+                continue
+            if action == ACCESS_EXTERNAL:        # Neutron: any router gateway keeps it
+                external_network_in_use(self.s, old)
+                for p in policies:
+                    if p["action"] == action:
+                        rbac.plan_remove(p, w)
+                continue
+            going = [p for p in policies if p["action"] == action
+                     and p["target_tenant"] == WILDCARD]
+            for p in going:
+                remaining = [r for r in policies if r not in going]
+                try:
+                    rbac.check_removable(kind, old, p, remaining)
+                except errors.NeutronError:
                     raise errors.Conflict(
                         f"Unable to reconfigure sharing settings for network {old['id']}. "
                         f"Multiple tenants are using it.", type_name="InvalidSharedSetting")
-        return new
+                rbac.plan_remove(p, w)
 
     def delete(self, ctx, ident, if_match=None):
         """Delete a network with its subnets, refusing while ports use it."""
@@ -197,5 +241,6 @@ class NetworkService(ResourceService):
                 subnets.release(found[0], w)
         w.delete(segment_key(obj["provider:network_type"], obj["provider:physical_network"],
                              obj["provider:segmentation_id"]))
+        self.s["rbac-policies"].plan_remove_all("network", obj["id"], w)
         if obj.get(KEY) and obj["provider:network_type"] != "vxlan":
             w.delete(segment_key("vxlan", None, obj[KEY]))

@@ -95,7 +95,7 @@ class RouterService(ResourceService):
         gw = self.gateway_port(router)
         return [p for p, _ in self.interface_ports(router)] + ([gw] if gw else [])
 
-    def view(self, ctx, obj: dict, fields: list[str] | None = None) -> dict:
+    def view(self, ctx, obj: dict, fields: list[str] | None = None, access=None) -> dict:
         """Wire form; external_gateway_info is read from the gateway port."""
         info = None
         gw = self.gateway_port(obj)
@@ -104,7 +104,7 @@ class RouterService(ResourceService):
                     "external_fixed_ips": [{"subnet_id": ip["subnet_id"],
                                             "ip_address": ip["ip_address"]}
                                            for ip in gw["fixed_ips"]]}
-        return super().view(ctx, dict(obj, external_gateway_info=info), fields)
+        return super().view(ctx, dict(obj, external_gateway_info=info), fields, access)
 
     def present(self, objs: list[dict]) -> list[dict]:
         """Routers with ``status`` computed from their gateway chassis' liveness and

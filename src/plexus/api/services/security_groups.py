@@ -16,6 +16,7 @@ from plexus.api.schemas.base import is_uuid, new_id
 from plexus.api.schemas.security_groups import (
     SECURITY_GROUP, SECURITY_GROUP_RULE, check_rule, normalized_cidr, rule_key,
 )
+from plexus.api.schemas.rbac import ACCESS_SHARED
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
 
 GROUPS = "security-groups"
@@ -121,13 +122,43 @@ class SecurityGroupService(ResourceService):
             self.pin(ident, w)
         return ident
 
+    # ---- RBAC (rbac-security-groups) ---------------------------------------------
+
+    grant_types = ("security_group",)
+
+    def shared_with(self, group: dict, project_id: str | None, access=None) -> bool:
+        """Whether the group is shared with ``project_id`` (a `*` policy, or one naming
+        the project); ``access`` holds that project's grants if already read."""
+        if group.get("shared"):
+            return True
+        if not project_id:
+            return False
+        if access is None or access.project != project_id:
+            access = self.s["rbac-policies"].access_for(project_id)
+        return access.granted("security_group", group["id"], ACCESS_SHARED)
+
+    def policy_target(self, ctx, obj: dict, access=None) -> policy.Target:
+        """The group, with whether it is shared with the caller (read if a rule asks)."""
+        def facts() -> dict:
+            return {"security_group:shared": self.shared_with(obj, ctx.project_id, access)}
+        return policy.Target(obj, {"security_group:shared": facts})
+
+    def for_caller(self, ctx, obj: dict, access=None) -> dict:
+        """``shared`` as Neutron shows it: true when shared with the caller's project."""
+        if obj.get("shared") or not self.shared_with(obj, ctx.project_id, access):
+            return obj
+        return dict(obj, shared=True)
+
     def check_usable(self, ctx, project_id: str, ids: list[str],
                      w: Writes | None = None) -> None:
-        """Groups a port of ``project_id`` may use (its own; any for an admin), all stateful
-        or all stateless; pinned in ``w`` so they cannot vanish under the port."""
+        """Groups a port of ``project_id`` may use (its own, one shared with the project
+        by an RBAC policy; any for an admin), all stateful or all stateless; pinned in
+        ``w`` so they cannot vanish (or stop being shared: the guard an RBAC delete holds)
+        under the port."""
         found = {i: self.get(i) for i in ids}
         missing = [i for i, f in found.items()
-                   if f is None or not (ctx.is_admin or f[0]["project_id"] == project_id)]
+                   if f is None or not (ctx.is_admin or f[0]["project_id"] == project_id
+                                        or self.shared_with(f[0], project_id))]
         if missing:
             raise group_missing(", ".join(missing))
         if len({f[0]["stateful"] for f in found.values()}) > 1:
@@ -220,6 +251,7 @@ class SecurityGroupService(ResourceService):
                                   type_name="SecurityGroupCannotRemoveDefault")
         if obj.get("is_default"):
             w.delete(default_key(obj["project_id"]))
+        self.s["rbac-policies"].plan_remove_all("security_group", obj["id"], w)
         rules_svc = self.s["security-group-rules"]
         for rule in obj.get("security_group_rules", []):
             rules_svc.forget(rule, w)
@@ -246,7 +278,8 @@ class SecurityGroupRuleService(ResourceService):
         """The group service."""
         return self.s[GROUPS]
 
-    def policy_target(self, ctx, obj: dict, owners: dict | None = None) -> policy.Target:
+    def policy_target(self, ctx, obj: dict, access=None,
+                      owners: dict | None = None) -> policy.Target:
         """The rule with its group's owner (from ``owners`` or read if a rule asks)."""
         def facts() -> dict:
             if owners is not None:
@@ -269,7 +302,7 @@ class SecurityGroupRuleService(ResourceService):
         owners = {g["id"]: g["project_id"] for g in self.groups.all()}
         items = [r for r in self.all()
                  if policy.check(ctx, "get_security_group_rule",
-                                 self.policy_target(ctx, r, owners))
+                                 self.policy_target(ctx, r, owners=owners))
                  and matches(self.resource, r, q)]
         page, more, before = sort_and_page(items, q)
         return [self.view(ctx, r, q.fields) for r in page], more, before

@@ -118,6 +118,7 @@ class SubnetService(ResourceService):
     """Neutron subnets."""
 
     resource = SUBNET
+    grant_types = ("network",)
 
     def list(self, ctx, q: Query):
         """Neutron's ``shared`` filter on subnets: a subnet's ``shared`` is its network's
@@ -127,10 +128,13 @@ class SubnetService(ResourceService):
         wanted = {_bool(v) for v in q.filters["shared"]}
         rest = dataclasses.replace(q, filters={k: v for k, v in q.filters.items()
                                                if k != "shared"})
-        shared = {n["id"]: bool(n.get("shared")) for n in self.s["networks"].all()}
+        access = self.prefetch(ctx)
+        networks = self.s["networks"]
+        shared = {n["id"]: bool(networks.for_caller(ctx, n, access).get("shared"))
+                  for n in networks.all()}
         items = [o for o in self.present(self.all())
                  if shared.get(o["network_id"], False) in wanted
-                 and self.visible(ctx, o) and matches(self.resource, o, rest)]
+                 and self.visible(ctx, o, access) and matches(self.resource, o, rest)]
         if policy.hidden(ctx, self.resource.name) & set(rest.filters):
             items = []                  # as the generic list: no filtering on hidden fields
         page, more, before = sort_and_page(items, rest)
