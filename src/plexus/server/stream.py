@@ -106,7 +106,7 @@ class Hub:
         self.next = 0         # one past the newest revision applied
         self.ready = threading.Event()
         self.stats = {"events": 0, "synthetic": 0, "rebuilds": 0, "seconds": 0.0,
-                      "reads_off_loop": 0, "recomputed": 0, "delta": 0}
+                      "reads_off_loop": 0, "recomputed": 0, "delta": 0, "delivered": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
