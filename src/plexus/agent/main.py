@@ -16,6 +16,7 @@ import signal
 import sys
 
 from plexus.agent.agent import Agent, AgentConfig
+from plexus.agent.metrics import DEFAULT_ADDRESS
 from plexus.agent.ovs import Switch
 from plexus.agent.southbound import Credentials, Southbound
 from plexus.agent.timing import Timing
@@ -65,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--snat-idle", type=float, default=Timing.snat_idle,
                    help="seconds a leased SNAT port block must stay unused before it is "
                         "given back (default %(default)s)")
+    p.add_argument("--metrics", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
+                   help="where /metrics (Prometheus) listens (default %(default)s; "
+                        "port 0: any free port; 'off': no listener)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -80,6 +84,7 @@ async def run(args: argparse.Namespace) -> None:
                               icmp_error_burst=args.icmp_error_burst,
                               icmp_source_rate=args.icmp_source_rate,
                               icmp_source_burst=args.icmp_source_burst,
+                              metrics=None if args.metrics == "off" else args.metrics,
                               timing=Timing(snat_idle=args.snat_idle)), sb, switch)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
