@@ -158,3 +158,21 @@ def test_status_shows_what_heartbeats_report_and_chassis_alive(server, admin, de
     gone = raw(server, admin, "GET", "/operator/v1/status").json()
     assert [c["alive"] for c in gone["chassis"] if c["chassis"] == name] == [False]
     admin.network.delete_agent(mine[0]["id"])
+
+
+def dashboard_metrics(prefix: str) -> set[str]:
+    """The series names docs/grafana-plexus.json queries, of one prefix."""
+    import json
+    import re
+    from pathlib import Path
+    doc = json.loads((Path(__file__).parents[2] / "docs" / "grafana-plexus.json").read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+    return {m for e in exprs for m in re.findall(r"plexus_[a-z_]+", e) if m.startswith(prefix)}
+
+
+def test_the_sample_dashboard_queries_only_series_the_server_serves(server, admin):
+    admin.network.delete_network(admin.network.create_network(name="dash"))
+    samples, _ = scrape(server)
+    served = {name for name, _ in samples}
+    wanted = {m for m in dashboard_metrics("plexus_") if not m.startswith("plexus_agent_")}
+    assert wanted and wanted <= served, wanted - served

@@ -828,6 +828,10 @@ def test_metrics_move_with_events_reconciles_and_dhcp_answers():
             assert agent.heartbeat_report()["revision"] == server.revision
             # no object id in any label
             assert not any("p3" in str(labels) for _, labels in after)
+            # every agent series the sample Grafana dashboard queries is served
+            from tests.api.test_metrics import dashboard_metrics
+            wanted = dashboard_metrics("plexus_agent_")
+            assert wanted and wanted <= {name for name, _ in after}, wanted
     asyncio.run(go())
 
 
