@@ -46,6 +46,8 @@ class ServerMetrics:
             "plexus_store_txn_duration_seconds", "Store transactions of API writes "
             "(outcome: committed, or conflict when a guard failed and the write re-plans)",
             ("outcome",), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._committed, self._conflict = self.txn.labels("committed"), self.txn.labels(
+            "conflict")
         self.lease_expired = Counter(
             "plexus_chassis_lease_expired", "Heartbeats refused because the chassis' "
             "liveness lease had expired (the agent registers again)",
@@ -57,7 +59,7 @@ class ServerMetrics:
 
     def observe_txn(self, seconds: float, committed: bool) -> None:
         """One store transaction of an API write."""
-        self.txn.labels("committed" if committed else "conflict").observe(seconds)
+        (self._committed if committed else self._conflict).observe(seconds)
 
     async def endpoint(self, request: Request) -> Response:
         """``GET /metrics``: the registry in Prometheus' text format."""
@@ -66,6 +68,7 @@ class ServerMetrics:
     def middleware(self, app):
         """ASGI middleware counting every HTTP request once its status is known."""
         requests, latency = self.requests, self.latency
+        children: dict[tuple, tuple] = {}   # labels → (counter, histogram): bounded by routes
 
         async def metered(scope, receive, send):
             if scope["type"] != "http":
@@ -75,9 +78,13 @@ class ServerMetrics:
 
             async def send_counted(message):
                 if message["type"] == "http.response.start":
-                    route = scope.get(ROUTE_KEY, UNMATCHED)
-                    requests.labels(route, method, str(message["status"])).inc()
-                    latency.labels(route, method).observe(time.perf_counter() - began)
+                    key = (scope.get(ROUTE_KEY, UNMATCHED), method, message["status"])
+                    pair = children.get(key)
+                    if pair is None:
+                        pair = children[key] = (requests.labels(key[0], method, str(key[2])),
+                                                latency.labels(key[0], method))
+                    pair[0].inc()
+                    pair[1].observe(time.perf_counter() - began)
                 await send(message)
             await app(scope, receive, send_counted)
         return metered
