@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3-venv iproute2 openvswitch-switch ethtool busybox iputils-ping iperf3 tcpdump
-              etcd-server)
+              etcd-server graphviz)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

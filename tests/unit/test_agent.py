@@ -780,3 +780,93 @@ def test_delays_come_from_the_configured_timing():
     assert Timing().after(0) == 0.1 and Timing().after(99) == 5.0
     assert Timing().after(99, cap=3) == 1.0
     asyncio.run(go())
+
+
+# --- /metrics ----------------------------------------------------------------------------
+
+async def scrape_agent(agent) -> dict:
+    """The agent's /metrics over HTTP from its own listener, parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+    host, port = agent.metrics.server.sockets[0].getsockname()[:2]
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples}
+
+
+def test_metrics_move_with_events_reconciles_and_dhcp_answers():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        agent = Agent(AgentConfig(HERE, "198.18.0.11", metrics="127.0.0.1:0"), server,
+                      switch)
+        async with Running(agent, compiled=True):
+            first = await scrape_agent(agent)
+            assert first[("plexus_agent_flows_installed", ())] == len(switch.table) > 0
+            reconciles = first[("plexus_agent_reconcile_duration_seconds_count", ())]
+            assert reconciles >= 1
+            events = first[("plexus_agent_events_received_total", ())]
+            # a relevant change: one more event, one more reconcile observed
+            server.put("ports", port("p3", 3, "c3", "10.0.0.13"))
+            await until(lambda: cookie_of("port:p3") in cookies(switch.table))
+            await settle(agent)
+            switch.on_packet_in(PacketIn("dhcp", 1, cookie_of("port:p1"), 30,
+                                         discover("fa:16:3e:00:00:01")))
+            after = await scrape_agent(agent)
+            assert after[("plexus_agent_events_received_total", ())] == events + 1
+            assert after[("plexus_agent_reconcile_duration_seconds_count", ())] > reconciles
+            assert after[("plexus_agent_flows_installed", ())] == len(switch.table)
+            assert after[("plexus_agent_dhcp_replies_total", ())] == 1
+            assert after[("plexus_agent_bundle_failures_total", ())] == 0
+            # the revision the agent has applied: everything the watch read
+            assert after[("plexus_agent_applied_revision", ())] == server.revision
+            assert agent.heartbeat_report()["revision"] == server.revision
+            # no object id in any label
+            assert not any("p3" in str(labels) for _, labels in after)
+            # every agent series the sample Grafana dashboard queries is served
+            from tests.api.test_metrics import dashboard_metrics
+            wanted = dashboard_metrics("plexus_agent_")
+            assert wanted and wanted <= {name for name, _ in after}, wanted
+    asyncio.run(go())
+
+
+def test_bfd_session_states_are_counted_by_state():
+    async def go():
+        objects = model()
+        objects["agents"]["a-c2"]["configurations"]["gateway"] = True
+        server, switch = FakeServer(objects), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        agent = Agent(AgentConfig(HERE, "198.18.0.11", gateway=True, metrics="127.0.0.1:0"),
+                      server, switch)
+        async with Running(agent, compiled=True):
+            await until(lambda: switch._bfd)
+            up = await scrape_agent(agent)
+            n = len(switch._bfd)
+            assert up[("plexus_agent_bfd_sessions", (("state", "up"),))] == n
+            switch.set_bfd(sorted(switch._bfd)[0], "down")
+            await settle(agent)
+            down = await scrape_agent(agent)
+            assert down[("plexus_agent_bfd_sessions", (("state", "down"),))] == 1
+            assert down[("plexus_agent_bfd_sessions", (("state", "up"),))] == n - 1
+    asyncio.run(go())
+
+
+def test_a_taken_metrics_port_does_not_stop_the_agent(caplog):
+    async def go():
+        taken = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        where = "127.0.0.1:%d" % taken.sockets[0].getsockname()[1]
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        agent = Agent(AgentConfig(HERE, "198.18.0.11", metrics=where), server, switch)
+        async with Running(agent, compiled=True):
+            assert switch.table == expected_table(server, switch)
+            assert agent.metrics.server is None
+        taken.close()
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(go())
+    assert "running without it" in caplog.text

@@ -50,6 +50,7 @@ from plexus.agent import view as views
 from plexus.agent.external import Resolver
 from plexus.agent.metadata import Requester
 from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
+from plexus.agent.metrics import AgentMetrics
 from plexus.agent.flowdiff import Entry, Key, Lowered, diff
 from plexus.agent.model import BadEvent, Model
 from plexus.agent.ovs import BridgeState, OpenFlowError, PacketIn
@@ -85,6 +86,7 @@ class AgentConfig:
     icmp_source_rate: float = 10.0      # ... to any one sender a second
     icmp_source_burst: float = 10.0     # ... to any one sender at once
     metadata_ofport: int = 0            # br-int's port of the metadata namespace (0: none)
+    metrics: str | None = None          # HOST:PORT of the /metrics listener (None: none)
 
 
 @dataclass
@@ -172,9 +174,22 @@ class Agent(StatusReports, RoutingDuties):
         self._snat_use: dict = {}               # router zone → l3.SnatUse, last dump
         self._snat_next_dump = 0.0              # loop time of the next conntrack dump
 
+        self.metrics = AgentMetrics(self)
+        self.seen_revision = 0          # the watch has read every event up to this
+        self.applied_revision = 0       # ... and every relevant one up to this is in flows
+        self._reconciling = False
+        if hasattr(southbound, "report"):       # heartbeats carry what ``status`` shows
+            southbound.report = self.heartbeat_report
+
     # --- life cycle --------------------------------------------------------------------
     async def run(self) -> None:
         """Run until ``stop()``; the data plane is left as it is on the way out."""
+        if self.config.metrics:
+            try:
+                await self.metrics.serve(self.config.metrics)
+            except (OSError, ValueError) as exc:     # the data plane matters more
+                LOG.error("metrics listener on %s: %s; running without it",
+                          self.config.metrics, exc)
         self.switch.start(self._on_bridge)
         tasks = [asyncio.create_task(coro, name=name) for name, coro in (
             ("sync", self._sync()), ("liveness", self._liveness()),
@@ -188,6 +203,12 @@ class Agent(StatusReports, RoutingDuties):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.switch.stop()
+            await self.metrics.close()
+
+    def heartbeat_report(self) -> dict:
+        """What each heartbeat tells the server besides the lease (``plexus status``)."""
+        from plexus import __version__
+        return {"revision": self.applied_revision, "version": __version__}
 
     def stop(self) -> None:
         """Ask ``run`` to return."""
@@ -215,10 +236,15 @@ class Agent(StatusReports, RoutingDuties):
                     LOG.info("snapshot at revision %d: %s", revision, ", ".join(
                         f"{len(v)} {k}" for k, v in self.model.objects.items()))
                     start = revision + 1
+                    self.seen_revision = revision
                     self._changed()
                 events, start = await self.sb.watch(start)
                 if self.apply_events(events):
                     self._changed()
+                self.seen_revision = max(self.seen_revision, start - 1)
+                if not self._dirty.is_set() and not self._reconciling \
+                        and self._last_view is not None:
+                    self.applied_revision = self.seen_revision   # nothing relevant since
                 if failures:
                     LOG.info("server %s reachable again; resumed at revision %d",
                              self.sb.url, start)
@@ -341,11 +367,13 @@ class Agent(StatusReports, RoutingDuties):
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            self._reconciling = True
             try:
                 await self.reconcile()
                 failures = 0
             except OpenFlowError as exc:
                 LOG.error("applying flows failed: %s; re-reading the switch", exc)
+                self.metrics.bundle_failures.inc()
                 failures += 1
                 self._last_view = None
                 try:
@@ -355,6 +383,14 @@ class Agent(StatusReports, RoutingDuties):
                     self.installed = None
                 await asyncio.sleep(self.config.timing.after(failures))
                 self._dirty.set()
+            finally:
+                self._reconciling = False
+
+    def _applied(self, revision: int) -> None:
+        """The flows now hold the view of the model at ``revision`` (and, if nothing
+        relevant came meanwhile, everything the watch has read)."""
+        reached = revision if self._dirty.is_set() else self.seen_revision
+        self.applied_revision = max(self.applied_revision, reached)
 
     def ready(self) -> bool:
         """Whether the model and OVSDB are both known (nothing is decided before)."""
@@ -367,6 +403,7 @@ class Agent(StatusReports, RoutingDuties):
         c = self.config
         problems: list = []
         started = time.perf_counter()
+        revision = self.seen_revision
         vifs = self.bridge.vifs
         catalog = self.model.catalog
         alive = self.liveness.alive(catalog, self.bridge.bfd_states())
@@ -405,6 +442,7 @@ class Agent(StatusReports, RoutingDuties):
         if view == self._last_view and not self._full_diff:
             await self._flush_gone(vifs)    # installed flows are what this view compiles to
             self._status_dirty.set()
+            self._applied(revision)
             return False
         began = time.perf_counter()
         view_ms = (began - started) * 1000
@@ -467,6 +505,8 @@ class Agent(StatusReports, RoutingDuties):
         self._snat_dirty.set()
         self._status_dirty.set()
         self.compiled.set()
+        self._applied(revision)
+        self.metrics.reconcile.observe(time.perf_counter() - started)
         return bool(change)
 
     async def _flush_gone(self, vifs: tuple) -> None:

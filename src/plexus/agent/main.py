@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from plexus.agent.agent import Agent, AgentConfig
+from plexus.agent.metrics import DEFAULT_ADDRESS
 from plexus.agent.ovs import Switch
 from plexus.agent.metadata import MetadataProxy
 from plexus.agent.southbound import Credentials, Southbound
@@ -77,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metadata-secret-file",
                    help="file holding the shared secret that signs X-Instance-ID (Nova's "
                         "[neutron] metadata_proxy_shared_secret)")
+    p.add_argument("--metrics", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
+                   help="where /metrics (Prometheus) listens (default %(default)s; "
+                        "port 0: any free port; 'off': no listener)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -92,6 +96,7 @@ async def run(args: argparse.Namespace) -> None:
                               icmp_error_burst=args.icmp_error_burst,
                               icmp_source_rate=args.icmp_source_rate,
                               icmp_source_burst=args.icmp_source_burst,
+                              metrics=None if args.metrics == "off" else args.metrics,
                               timing=Timing(snat_idle=args.snat_idle),
                               metadata_ofport=METADATA_OFPORT if args.metadata_netns else 0),
                   sb, switch)

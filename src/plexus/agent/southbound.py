@@ -90,6 +90,7 @@ class Southbound:
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self.streaming = stream         # False: long polls only
         self.stream_heartbeat = heartbeat
+        self.report = None      # () -> dict sent with each heartbeat (the agent's revision)
         self._stream: _Stream | None = None
         self._long_poll: set[str] = set()       # servers that refused stream=1
         self._watch_lock = asyncio.Lock()
@@ -235,8 +236,9 @@ class Southbound:
 
     async def heartbeat(self, chassis: str, lease: int) -> None:
         """Keep the chassis alive; raises ``LeaseLost`` once its lease expired."""
+        extra = self.report() if self.report is not None else {}
         await self._call("PUT", f"/southbound/v1/chassis/{chassis}/heartbeat",
-                         json={"lease": lease})
+                         json={**extra, "lease": lease})
 
     async def unregister(self, chassis: str, lease: int) -> None:
         """End the chassis' liveness now (a clean stop)."""

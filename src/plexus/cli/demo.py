@@ -85,9 +85,15 @@ def run_lab(args) -> int:
                       "[green]ok" if c.ok else "[red]MISMATCH")
     console.print(table)
     bad = [c for c in cells if not c.ok]
+    try:
+        pictures = demo.picture(lab)
+        console.print("topology picture: " + ", ".join(str(p) for p in pictures))
+    except RuntimeError as exc:         # no graphviz: say so, the demo stands
+        console.print(f"[yellow]topology picture: {exc}")
     console.print(f"[bold]{len(cells) - len(bad)}/{len(cells)} as designed[/] in "
                   f"{time.monotonic() - start:.1f}s. The lab stays up:\n"
                   f"  plexus lab status --name {name}\n"
+                  f"  plexus status --lab {name}; plexus flows c1 --lab {name} --object ID\n"
                   f"  plexus lab exec web1 --name {name} -- ping -c 3 <address>\n"
                   f"  export OS_CLIENT_CONFIG_FILE={lab.clouds}; "
                   f"openstack --os-cloud plexus port list\n"

@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--check", action="store_true", help="fail if docs/ is out of date")
     from plexus.cli import lab as lab_cmd
     lab_cmd.add_parser(sub)
+    from plexus.cli import ops
+    ops.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from plexus.cli import demo as demo_cmd
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         return docs_cmd.run(args)
     if args.command == "lab":
         return lab_cmd.run(args)
+    if args.command in ("status", "flows", "topology"):
+        return ops.run(args)
     return 2
 
 

@@ -107,6 +107,13 @@ def _router(conn, public, progress):
     return router
 
 
+def picture(lab) -> list:
+    """Draw the lab's topology (``plexus topology``) into its directory; the files."""
+    from plexus.tools import topology
+    from plexus.tools.client import Api
+    return topology.render(topology.from_api(Api(lab.connect()).get), lab.dir / "topology.svg")
+
+
 def floating_ip(lab) -> str | None:
     """The floating IP of web1, if any."""
     conn = lab.connect()

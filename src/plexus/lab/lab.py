@@ -460,7 +460,15 @@ def agent_argv(lab: Lab, ch: Chassis) -> list[str]:
             *(["--metadata-netns", lab.metadata_netns(ch),
                "--nova-metadata-url", lab.inventory.read()["metadata_url"],
                "--metadata-secret-file", str(lab.metadata_secret)] if lab.spec.metadata
-              else [])]
+              else []),
+            # agents share the root namespace's loopback: each its own metrics port
+            "--metrics", f"127.0.0.1:{free_port()}"]
+
+
+def agent_metrics_url(lab: Lab, chassis: str) -> str:
+    """Where the chassis' agent serves ``/metrics`` (from its recorded command line)."""
+    argv = _recorded(lab, f"{chassis}/agent")["argv"]
+    return f"http://{argv[argv.index('--metrics') + 1]}/metrics"
 
 
 def _recorded(lab: Lab, label: str) -> dict:
@@ -550,5 +558,5 @@ def server_answers(url: str | None) -> bool:
         return False
 
 
-__all__ = ["Lab", "LabError", "LabSpec", "TopologyError", "agent_argv", "lab_root",
+__all__ = ["Lab", "LabError", "LabSpec", "TopologyError", "agent_argv", "agent_metrics_url", "lab_root",
            "server_answers"]

@@ -9,6 +9,7 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -23,6 +24,8 @@ from plexus.server.identity.auth import Authenticator
 from plexus.server.identity.keys import check_identity_config
 from plexus.server.identity.routes import identity_routes
 from plexus.server.identity.service import IdentityService
+from plexus.server import operator
+from plexus.server.metrics import ServerMetrics, tag_routes
 from plexus.server.stream import Hub
 from plexus.store import Store, open_store
 
@@ -43,6 +46,8 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
         notifier = NovaNotifier(config.nova, services)
     hub = Hub(store)
     services.index = hub          # the API's secondary indexes (``Services.where``)
+    metrics = ServerMetrics(hub)
+    services.metrics = metrics
     identity = IdentityService(store, config.identity)
     if config.identity.mode == "builtin":
         try:
@@ -54,7 +59,7 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
     if config.identity.mode in ("builtin", "none"):
         identity.seed(config.identity)
     authenticator = Authenticator(config.identity, identity)
-    routes = all_routes() + southbound.ROUTES
+    routes = all_routes() + southbound.ROUTES + operator.ROUTES
     if config.identity.mode == "builtin":
         routes += identity_routes(identity, config.identity, config.server.url())
     spec = document([s.resource for s in services.by_collection.values()])
@@ -62,6 +67,8 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
     async def openapi(request: Request) -> JSON:
         return JSON(spec)
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))   # no token: see
+    tag_routes(routes)                                                    # server.metrics
 
     async def http_error(request: Request, exc: HTTPException):
         if exc.status_code == 404:
@@ -88,11 +95,12 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
         hub.join(timeout=5)
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
-                    lifespan=lifespan)
+                    lifespan=lifespan, middleware=[Middleware(metrics.middleware)])
     app.state.services = services
     app.state.hub = hub
     app.state.authenticator = authenticator
     app.state.identity = identity
     app.state.config = config
     app.state.nova = notifier
+    app.state.metrics = metrics
     return app

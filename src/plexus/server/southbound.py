@@ -118,6 +118,7 @@ async def _batch(hub: Hub, chassis: str | None,
             # every event, from before this server started: the store's history
             result = await call(hub.store.watch, MODEL, start, 0.0)
             if result.events:
+                hub.stats["delivered"] += len(result.events)
                 return orjson.dumps({"events": [event_body(e) for e in result.events],
                                      "next": result.next_revision}), \
                     result.next_revision, True
@@ -127,6 +128,7 @@ async def _batch(hub: Hub, chassis: str | None,
             continue
         if not events:
             return None, nxt, False
+        hub.stats["delivered"] += len(events)
         return _events_bytes(events, nxt), nxt, len(events) >= MAX_EVENTS
 
 
@@ -411,18 +413,33 @@ async def register_chassis(request: Request) -> Response:
     agents = request.app.state.services["agents"]
     agent, lease = await call(agents.register, name, tunnel_ip, mappings, gateway, ttl,
                               datapath)
+    request.app.state.metrics.registrations.inc()
     return JSON({"agent": agent, "lease": lease, "ttl": ttl})
 
 
 @endpoint
 async def chassis_heartbeat(request: Request) -> Response:
-    """Keep a chassis alive; 404 once its lease expired (the agent re-registers)."""
+    """Keep a chassis alive; 404 once its lease expired (the agent re-registers). The
+    body may also say which store revision the agent has applied to its flows
+    (``revision``) and its ``version``: kept with the heartbeat's time, for
+    ``plexus status`` (one store write per heartbeat, as before)."""
     await _require_admin(request)
     body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("lease"), int):
         raise errors.InvalidInput("body must be {\"lease\": <int>}")
+    revision, version = body.get("revision"), body.get("version")
+    if revision is not None and (not isinstance(revision, int) or isinstance(revision, bool)
+                                 or revision < 0):
+        raise errors.InvalidInput("revision must be a non-negative integer")
+    if version is not None and (not isinstance(version, str) or len(version) > 64):
+        raise errors.InvalidInput("version must be a string of at most 64 characters")
     agents = request.app.state.services["agents"]
-    ttl = await call(agents.heartbeat, request.path_params["name"], body["lease"])
+    try:
+        ttl = await call(agents.heartbeat, request.path_params["name"], body["lease"],
+                         revision, version)
+    except errors.NotFound:
+        request.app.state.metrics.lease_expired.inc()
+        raise
     return JSON({"ttl": ttl})
 
 

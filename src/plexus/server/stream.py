@@ -109,7 +109,7 @@ class Hub:
         self.ready = threading.Event()
         self.stats = {"events": 0, "synthetic": 0, "rebuilds": 0, "seconds": 0.0,
                       "reads_off_loop": 0, "recomputed": 0, "delta": 0,
-                      "lookups": 0, "lookups_missed": 0}
+                      "lookups": 0, "lookups_missed": 0, "delivered": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
+
 from plexus.api import errors
 from plexus.api.schemas.agents import AGENT
 from plexus.api.services.base import MODEL, ResourceService, Writes, now
@@ -31,6 +33,22 @@ def agent_id(chassis: str) -> str:
     return str(uuid.uuid5(NAMESPACE, chassis))
 
 
+def beat(raw: bytes | None) -> dict:
+    """What a chassis' last heartbeat said: ``at`` (its time), and the ``revision`` it
+    had applied and its ``version`` when the agent sent them (None otherwise). The key
+    holds JSON, or the bare timestamp a registration writes."""
+    if not raw:
+        return {"at": None, "revision": None, "version": None}
+    if raw[:1] == b"{":
+        try:
+            body = orjson.loads(raw)
+            return {"at": body.get("at"), "revision": body.get("revision"),
+                    "version": body.get("version")}
+        except orjson.JSONDecodeError:
+            pass
+    return {"at": raw.decode(errors="replace"), "revision": None, "version": None}
+
+
 def liveness_key(ident: str) -> str:
     """Leased key present while the chassis is alive."""
     return f"{MODEL}liveness/{ident}"
@@ -45,7 +63,7 @@ class AgentService(ResourceService):
     def all(self) -> list[dict]:
         """Registrations with ``alive`` and ``heartbeat_timestamp`` filled in."""
         alive = {kv.key.rsplit("/", 1)[1] for kv in self.s.store.range(f"{MODEL}liveness/")[0]}
-        beats = {kv.key.rsplit("/", 1)[1]: kv.value.decode()
+        beats = {kv.key.rsplit("/", 1)[1]: beat(kv.value)["at"]
                  for kv in self.s.store.range(HEARTBEAT)[0]}
         return [dict(o, alive=o["id"] in alive,
                      heartbeat_timestamp=beats.get(o["id"], o["started_at"]))
@@ -57,9 +75,9 @@ class AgentService(ResourceService):
         if found is None:
             return None
         obj, rev = found
-        beat = self.s.store.get(HEARTBEAT + ident)
+        last = beat(kv.value if (kv := self.s.store.get(HEARTBEAT + ident)) else None)
         return dict(obj, alive=self.s.store.get(liveness_key(ident)) is not None,
-                    heartbeat_timestamp=beat.value.decode() if beat else obj["started_at"]), rev
+                    heartbeat_timestamp=last["at"] or obj["started_at"]), rev
 
     def create_bulk(self, ctx, bodies):
         """Agents are created by chassis registering, not through the API."""
@@ -128,14 +146,39 @@ class AgentService(ResourceService):
         self.s.run_hooks("agent_changed", old, obj)
         return obj, lease
 
-    def heartbeat(self, name: str, lease: int) -> float:
-        """Keep a chassis alive; raises NotFound when its lease is gone (re-register)."""
+    def heartbeat(self, name: str, lease: int, revision: int | None = None,
+                  version: str | None = None) -> float:
+        """Keep a chassis alive; raises NotFound when its lease is gone (re-register).
+        The heartbeat key keeps its time and what the agent said it had applied."""
         try:
             ttl = self.s.store.lease_keepalive(lease)
         except LeaseNotFound:
             raise errors.NotFound("agent", name, type_name="AgentLeaseExpired") from None
-        self.s.store.put(HEARTBEAT + agent_id(name), now().encode())
+        value = now().encode() if revision is None and version is None else orjson.dumps(
+            {"at": now(), "revision": revision, "version": version})
+        self.s.store.put(HEARTBEAT + agent_id(name), value)
         return ttl
+
+    def health(self) -> list[dict]:
+        """Every chassis for ``plexus status``: name, alive, its lease, last heartbeat,
+        version and the store revision its agent has applied (one range per prefix:
+        O(chassis), an operator's request, never per event)."""
+        leases = {kv.key.rsplit("/", 1)[1]: kv.lease
+                  for kv in self.s.store.range(f"{MODEL}liveness/")[0]}
+        beats = {kv.key.rsplit("/", 1)[1]: beat(kv.value)
+                 for kv in self.s.store.range(HEARTBEAT)[0]}
+        out = []
+        for obj in super().all():
+            last = beats.get(obj["id"]) or beat(None)
+            out.append({"chassis": obj["host"], "id": obj["id"],
+                        "alive": obj["id"] in leases, "lease": leases.get(obj["id"]),
+                        "admin_state_up": obj["admin_state_up"],
+                        "gateway": bool(obj["configurations"].get("gateway")),
+                        "tunnel_ip": obj["configurations"].get("tunnel_ip"),
+                        "started_at": obj["started_at"],
+                        "last_seen": last["at"] or obj["started_at"],
+                        "version": last["version"], "applied_revision": last["revision"]})
+        return sorted(out, key=lambda c: c["chassis"])
 
     def unregister(self, name: str, lease: int) -> None:
         """A chassis stopping cleanly ends its liveness at once."""

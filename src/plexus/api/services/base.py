@@ -118,6 +118,7 @@ class Services:
         self.by_collection: dict[str, ResourceService] = {}
         self.hooks: dict[str, list] = {}
         self.index = None     # the server's hub (``lookup``); None: every query reads all
+        self.metrics = None         # plexus.server.metrics.ServerMetrics, when served
 
     def add_hook(self, event: str, fn) -> None:
         """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``;
@@ -142,7 +143,10 @@ class Services:
         """Commit planned writes; raise Retry when a guard failed. Returns the revision."""
         self.run_hooks("commit", w)       # e.g. quota usage, planned with the writes
         compares = [Compare(k, r) for k, r in w.compares.items()]
+        began = time.perf_counter()
         result = self.store.txn(compares, w.ops)
+        if self.metrics is not None:
+            self.metrics.observe_txn(time.perf_counter() - began, result.succeeded)
         if not result.succeeded:
             raise Retry()
         return result.revision
