@@ -106,7 +106,7 @@ class Pipeline:
         """The flow of a stage that applies to the packet, as OVS chooses it: the highest
         priority ordinary match, unless conjunctive flows above it complete a conjunction
         (then the flow found again with ``conj_id`` set, ignoring conjunctive flows)."""
-        table = self.by_stage.get(stage, ())
+        table = self.candidates(stage, packet)
         hard = _first(table, packet)
         floor = hard.priority if hard is not None else -1
         levels: dict[int, list[Flow]] = {}
@@ -121,6 +121,11 @@ class Pipeline:
                 if found is not None:
                     return found
         return hard
+
+    def candidates(self, stage: str, packet: dict) -> list[Flow]:
+        """The flows of a stage that may apply to the packet, highest priority first
+        (all of them here; ``plexus.tools.fabric`` narrows them with an index)."""
+        return self.by_stage.get(stage, [])
 
     def run(self, packet: dict, stage: str | None = None) -> Result:
         """Evaluate from ``stage`` (default: the first) until the packet leaves or drops.
