@@ -8,7 +8,8 @@ agent, or dropped, and why.
 The packet: from the port's MAC and first IPv4 address, to ``dst`` — a port (name or
 id) or an address. On the source's network the frame goes to the destination's MAC;
 elsewhere to the source subnet's gateway (the router's interface MAC), as a VM's stack
-does."""
+does; with no gateway, straight to the destination port's MAC (a frame isolation must
+stop)."""
 
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ def destination(model: Model, src, dst: str) -> tuple[str, str]:
         return ip, target.mac
     if ip == "255.255.255.255":
         return ip, BROADCAST
-    return ip, gateway_mac(model, src) or BROADCAST
+    # elsewhere: the gateway; with none, a port's own MAC (what isolation must stop)
+    return ip, gateway_mac(model, src) or (target.mac if target is not None else BROADCAST)
 
 
 def packet_from(fabric: Fabric, src_ref: str, probe: Probe) -> tuple[str, dict]:
