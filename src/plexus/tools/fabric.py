@@ -192,21 +192,27 @@ def _key(value: Any) -> Any:
 
 
 class _Index:
-    """A stage's flows by the value of the exact-match field most of them match on (a
-    packet can only hit the flows with its value, and those without the field), so a
-    lookup does not scan the whole table."""
+    """A stage's flows by the value of one exact-match field — the one that leaves the
+    fewest flows to scan (a packet can only hit the flows with its value, and those
+    without the field), so a lookup does not scan the whole table."""
 
     def __init__(self, flows: list[Flow]):
-        counts: dict[str, int] = {}
+        buckets: dict[str, dict[Any, int]] = {}
         for f in flows:
             for k, v in f.match:
                 if not isinstance(v, tuple):
-                    counts[k] = counts.get(k, 0) + 1
-        self.field = max(counts, key=lambda k: (counts[k], k)) if counts else None
+                    bucket = buckets.setdefault(k, {})
+                    bucket[_key(v)] = bucket.get(_key(v), 0) + 1
+
+        def worst(k: str) -> tuple:     # the most flows a lookup may still scan
+            b = buckets[k]
+            return (len(flows) - sum(b.values()) + max(b.values()), k)
+        self.field = min(buckets, key=worst) if buckets else None
         self.ovs = ovs_field(self.field) if self.field else None
         self.all = flows
         self.by_value: dict[Any, list[Flow]] = {}
         self.rest: list[Flow] = []
+        self.merged: dict[Any, list[Flow]] = {}
         if self.field is None:
             return
         for f in flows:
@@ -220,12 +226,17 @@ class _Index:
         if self.field is None:
             return self.all
         value = packet.get(self.ovs, FIELD_DEFAULTS.get(self.ovs))
-        hit = self.by_value.get(_key(value), []) if value is not None else []
+        key = _key(value) if value is not None else None
+        hit = self.by_value.get(key, []) if value is not None else []
         if not hit:
             return self.rest
         if not self.rest:
             return hit
-        return list(heapq.merge(hit, self.rest, key=lambda f: -f.priority))
+        merged = self.merged.get(key)
+        if merged is None:
+            merged = self.merged[key] = list(heapq.merge(hit, self.rest,
+                                                         key=lambda f: -f.priority))
+        return merged
 
 
 @dataclass

@@ -252,18 +252,25 @@ def rules_of(fabric: Fabric, port, direction: str) -> list:
     return out
 
 
-def members(fabric: Fabric, group: str) -> set[str]:
-    """The addresses of a remote group: its ports' fixed IPs and address pairs."""
-    cat = fabric.model.catalog
-    out: set[str] = set()
-    for p in cat.each(keys.PORTS, sorted(cat.ports_by_group.of(group))):
-        out |= {a for a in p.member_addresses() if ":" not in a}
-    return out
+def members(fabric: Fabric, group: str) -> frozenset[str]:
+    """The addresses of a remote group: its ports' fixed IPs and address pairs (once
+    per verification: cached on the fabric)."""
+    cache = fabric.__dict__.setdefault("_members", {})
+    if group not in cache:
+        cat = fabric.model.catalog
+        out: set[str] = set()
+        for p in cat.each(keys.PORTS, sorted(cat.ports_by_group.of(group))):
+            out |= {a for a in p.member_addresses() if ":" not in a}
+        cache[group] = frozenset(out)
+    return cache[group]
 
 
 def in_any(ip: str, cidrs) -> bool:
+    """Whether ``ip`` is one of ``cidrs`` (addresses or networks)."""
+    if ip in cidrs:
+        return True
     addr = ipaddress.ip_address(ip)
-    return any(addr in ipaddress.ip_network(c, strict=False) for c in cidrs)
+    return any("/" in c and addr in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 def rule_allows(fabric: Fabric, rule, proto: int, l4: int | None, code: int | None,
@@ -289,23 +296,29 @@ def address_classes(fabric: Fabric, rules, own: str) -> list[str]:
     their remote prefixes and remote groups' member addresses cut the address space into
     intervals; intervals that every rule treats alike (inside the same prefixes and
     groups) are one class."""
-    peers = []
+    peers = []                          # per rule: (addresses, [(first, last)])
+    points = {0}
     for rule in rules:
         cidrs = ([rule.remote_prefix] if rule.remote_prefix else []) + (
             sorted(members(fabric, rule.remote_group)) if rule.remote_group else [])
-        peers.append([ipaddress.ip_network(c, strict=False) for c in cidrs])
-    points = {0}
-    for nets in peers:
-        for net in nets:
-            points.add(int(net.network_address))
-            points.add(int(net.broadcast_address) + 1)
+        hosts, ranges = set(), []
+        for c in cidrs:
+            net = ipaddress.ip_network(c, strict=False)
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            points |= {lo, hi + 1}
+            if lo == hi:
+                hosts.add(lo)
+            else:
+                ranges.append((lo, hi))
+        peers.append((hosts, ranges))
+    mine = int(ipaddress.IPv4Address(own))
     classes: dict[tuple, str] = {}
     for p in sorted(points):
-        if p >= 2 ** 32 or str(ipaddress.IPv4Address(p)) == own:
+        if p >= 2 ** 32 or p == mine:
             continue
-        addr = ipaddress.IPv4Address(p)
-        signature = tuple(any(addr in n for n in nets) for nets in peers)
-        classes.setdefault(signature, str(addr))
+        signature = tuple(p in hosts or any(lo <= p <= hi for lo, hi in ranges)
+                          for hosts, ranges in peers)
+        classes.setdefault(signature, str(ipaddress.IPv4Address(p)))
     return list(classes.values())
 
 
