@@ -20,9 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     docs = sub.add_parser("docs", help="regenerate the generated parts of docs/")
     docs.add_argument("--check", action="store_true", help="fail if docs/ is out of date")
     from plexus.cli import lab as lab_cmd
+    from plexus.cli import trace as trace_cmd
     lab_cmd.add_parser(sub)
     from plexus.cli import ops
     ops.add_parsers(sub)
+    trace_cmd.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from plexus.cli import demo as demo_cmd
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return lab_cmd.run(args)
     if args.command in ("status", "flows", "topology"):
         return ops.run(args)
+    if args.command in ("trace", "verify"):
+        return trace_cmd.run(args)
     return 2
 
 

@@ -113,7 +113,7 @@ class Pipeline:
     def resolve(self, stage: str, packet: dict) -> tuple[Flow | None, tuple[Flow, ...]]:
         """``lookup``, and the conjunctive flows that made its answer (the dimensions of
         the completed conjunction; none for an ordinary match)."""
-        table = self.by_stage.get(stage, ())
+        table = self.candidates(stage, packet)
         hard = _first(table, packet)
         floor = hard.priority if hard is not None else -1
         levels: dict[int, list[Flow]] = {}
@@ -129,6 +129,11 @@ class Pipeline:
                     return found, tuple(f for f in levels[prio]
                                         if any(c.id == cid for c in f.conjunctions()))
         return hard, ()
+
+    def candidates(self, stage: str, packet: dict) -> list[Flow]:
+        """The flows of a stage that may apply to the packet, highest priority first
+        (all of them here; ``plexus.tools.fabric`` narrows them with an index)."""
+        return self.by_stage.get(stage, [])
 
     def run(self, packet: dict, stage: str | None = None) -> Result:
         """Evaluate from ``stage`` (default: the first) until the packet leaves or drops.

@@ -1,0 +1,472 @@
+"""``plexus verify``: properties of the compiled pipelines of every chassis, checked
+against what the model says, over classes of ports and of headers rather than random
+packets. Each finding comes with the ``plexus trace`` command that shows it.
+
+- **isolation**: from one port of each class (chassis, network, project), unicast to
+  one port of every network its chassis' view can address — by the
+  destination's MAC and by the source subnet's gateway — and a broadcast: it may reach
+  only ports of its own network (shared and RBAC-shared networks included) or of a
+  network its network shares a router with. A compiler can only send a packet where
+  the chassis' view knows, so the view's ports cover every reachable destination.
+- **anti-spoofing**: from every port with port security, an IPv4 packet with a MAC it
+  does not own, one with an address it does not own (nor lists in its allowed-address
+  pairs) and an ARP claiming that address: none may leave its chassis.
+- **security groups**: for one port of each class (chassis, network, groups), the
+  headers are partitioned by every boundary the port's rules draw (protocols, port
+  ranges, ICMP types and codes, remote prefixes and remote groups' member addresses);
+  one packet per class, in each direction, must pass the ACL stage exactly when a rule
+  says so (a new connection; ingress as from a tunnel, from l2_lookup on).
+- **SNAT**: from one port of each class (chassis, network) behind a SNAT router, and
+  from each port with a floating IP, a packet to the internet must leave on a
+  provider network with the router's gateway address or the port's floating IP as
+  source, never a tenant address.
+
+Cost: the ports (a few packets each) plus, per class, the destinations its chassis'
+view holds and the header classes of its rules; each packet is evaluated on the
+chassis it visits. Every chassis is compiled once."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from plexus.model import keys
+from plexus.pipeline.flows import ovs_field
+from plexus.pipeline.registry import FLAG_FROM_TUNNEL, STAGES
+from plexus.tools.conntrack import Conntrack
+from plexus.tools.fabric import Fabric
+from plexus.tools.trace import BROADCAST, Probe, first_ipv4, gateway_mac
+
+INTERNET = "192.0.2.80"         # a destination beyond every router's default route
+OTHER_PROTO = 47                # GRE: a protocol no rule names (unless one does)
+FAKE_MAC = "02:00:5e:00:53:99"
+STAGE_INDEX = {s.name: i for i, s in enumerate(STAGES)}
+CHECKS = ("isolation", "anti-spoofing", "security-groups", "snat")
+
+
+@dataclass
+class Finding:
+    """One property that does not hold, and how to see it."""
+
+    check: str
+    message: str
+    command: str
+
+    def as_dict(self) -> dict:
+        return {"check": self.check, "message": self.message, "command": self.command}
+
+
+@dataclass
+class Result:
+    """Findings, and how much was checked."""
+
+    findings: list[Finding] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def as_dict(self) -> dict:
+        return {"ok": not self.findings, "counts": self.counts,
+                "findings": [f.as_dict() for f in self.findings]}
+
+
+def is_vm(port) -> bool:
+    """A port a workload sends from (not a router's, DHCP's or floating IP's)."""
+    return bool(port.chassis) and not port.device_owner.startswith("network:")
+
+
+def verify(fabric: Fabric, checks=CHECKS) -> Result:
+    """Run the checks over every chassis of the model."""
+    result = Result()
+    model = fabric.model
+    for chassis in model.chassis_names():
+        vifs = fabric.ofports(chassis).vifs
+        ports = [p for p in model.catalog.each(keys.PORTS, sorted(vifs)) if is_vm(p)
+                 and p.admin_up and first_ipv4(p)]
+        if not ports:
+            continue
+        fabric.pipeline(chassis)
+        result.count("chassis")
+        result.count("ports", len(ports))
+        if "anti-spoofing" in checks:
+            for port in ports:
+                check_spoofing(fabric, port, result)
+        if "isolation" in checks:
+            for port in representatives(ports, lambda p: (
+                    p.network_id, model.project(keys.PORTS, p.id))):
+                check_isolation(fabric, port, result)
+        if "security-groups" in checks:
+            for port in representatives(ports, lambda p: (
+                    p.network_id, p.security_groups, p.port_security)):
+                check_groups(fabric, port, result)
+        if "snat" in checks:
+            fips = {f.port_id: f for f in fabric.view(chassis).floating_ips.values()}
+            for port in representatives(ports, lambda p: (
+                    p.network_id, p.id if p.id in fips else "")):
+                check_snat(fabric, port, fips.get(port.id), result)
+    return result
+
+
+def representatives(ports, key) -> list:
+    """The first port of each class."""
+    seen: dict = {}
+    for p in ports:
+        seen.setdefault(key(p), p)
+    return list(seen.values())
+
+
+def label(fabric: Fabric, port_id: str) -> str:
+    """What to call a port in a finding and a trace command (its name if unique)."""
+    name = fabric.model.wire(keys.PORTS, port_id).get("name")
+    if name and sum(o.get("name") == name for o in
+                    fabric.model.raw.get(keys.PORTS, {}).values()) == 1:
+        return name
+    return port_id
+
+
+def send(fabric: Fabric, port, pkt: dict, result: Result):
+    """Evaluate a packet from a port's VIF (fresh connection trackers)."""
+    result.count("packets")
+    return fabric.send(port.chassis, {"in_port": fabric.ofports(port.chassis).vifs[port.id],
+                                      **pkt}, fresh=True)
+
+
+# --- isolation --------------------------------------------------------------------------
+
+def connected(fabric: Fabric, a: str, b: str) -> bool:
+    """Whether networks ``a`` and ``b`` are the same or share a router."""
+    cat = fabric.model.catalog
+    return a == b or bool(cat.routers_on(a) & cat.routers_on(b))
+
+
+def check_isolation(fabric: Fabric, src, result: Result) -> None:
+    """Unicast to every (network, chassis) of the view, and a broadcast (module doc)."""
+    view = fabric.view(src.chassis)
+    model = fabric.model
+    reps: dict = {}
+    for p in view.ports.values():
+        if is_vm(p) and first_ipv4(p) and p.id != src.id:
+            reps.setdefault(p.network_id, p)
+    gw = gateway_mac(model, src)
+    base = {"eth_src": src.mac, "eth_type": 0x0800, "ipv4_src": first_ipv4(src),
+            "ip_proto": 6, "tcp_src": 40000, "tcp_dst": 22, "tcp_flags": 0x02}
+    tries = [(dst, {"eth_dst": mac, "ipv4_dst": first_ipv4(dst)})
+             for dst in sorted(reps.values(), key=lambda p: p.id)
+             for mac in ({dst.mac, gw} - {None})]
+    tries.append((None, {"eth_dst": BROADCAST, "ipv4_dst": "255.255.255.255", "ip_proto": 17,
+                         "udp_src": 5000, "udp_dst": 5000}))
+    for dst, fields in tries:
+        pkt = {**base, **fields}
+        if "udp_src" in fields:
+            for k in ("tcp_src", "tcp_dst", "tcp_flags"):
+                pkt.pop(k)
+        trip = send(fabric, src, pkt, result)
+        result.count("isolation packets")
+        for reached in sorted(trip.delivered()):
+            other = model.catalog.get(keys.PORTS, reached)
+            if other is None or connected(fabric, src.network_id, other.network_id):
+                continue
+            probe = (Probe("udp", "255.255.255.255", sport=5000, dport=5000) if dst is None
+                     else Probe("tcp", label(fabric, dst.id), dport=22))
+            how = "a broadcast" if dst is None else (
+                "by its MAC" if fields["eth_dst"] == dst.mac else "through the gateway")
+            result.findings.append(Finding(
+                "isolation",
+                f"port {label(fabric, src.id)} (project {model.project(keys.PORTS, src.id)},"
+                f" network {src.network_id}) reaches port {label(fabric, reached)} "
+                f"(project {model.project(keys.PORTS, reached)}, network "
+                f"{other.network_id}) {how}, with no router or shared network between them",
+                probe.command(label(fabric, src.id))))
+
+
+# --- anti-spoofing -----------------------------------------------------------------------
+
+def owned(port, ip: str) -> bool:
+    """Whether the port may send from ``ip``: a fixed IP or inside an address pair."""
+    if ip in port.addresses():
+        return True
+    addr = ipaddress.ip_address(ip)
+    for pair, _ in port.allowed_pairs:
+        try:
+            if addr in ipaddress.ip_network(pair, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def foreign_address(port) -> str:
+    """An address in the port's subnet that the port does not own."""
+    net = next((ipaddress.ip_network(f"{ip}/24", strict=False) for ip in port.addresses()
+                if ":" not in ip), ipaddress.ip_network("10.0.0.0/24"))
+    for host in list(net.hosts())[::-1]:
+        if not owned(port, str(host)):
+            return str(host)
+    return "192.0.2.1"
+
+
+def check_spoofing(fabric: Fabric, port, result: Result) -> None:
+    """Three spoofed packets from a port with port security: none may leave."""
+    if not port.port_security:
+        return
+    ip = first_ipv4(port)
+    other = foreign_address(port)
+    macs = {p.mac for p in [port]} | {m for _, m in port.allowed_pairs}
+    fake_mac = FAKE_MAC if FAKE_MAC not in macs else "02:00:5e:00:53:98"
+    ip_pkt = {"eth_type": 0x0800, "eth_dst": BROADCAST, "ipv4_dst": "255.255.255.255",
+              "ip_proto": 17, "udp_src": 5000, "udp_dst": 5000}
+    cases = [
+        ("a MAC it does not own", {**ip_pkt, "eth_src": fake_mac, "ipv4_src": ip}),
+        (f"address {other}, which it does not own", {**ip_pkt, "eth_src": port.mac,
+                                                     "ipv4_src": other}),
+        (f"an ARP claiming {other}", {
+            "eth_type": 0x0806, "eth_src": port.mac, "eth_dst": BROADCAST, "arp_op": 1,
+            "arp_sha": port.mac, "arp_spa": other, "arp_tha": "00:00:00:00:00:00",
+            "arp_tpa": ip}),
+    ]
+    for what, pkt in cases:
+        trip = send(fabric, port, pkt, result)
+        result.count("spoofing packets")
+        left = [h for h in trip.hops if h.kind != "controller"]
+        if left:
+            where = ", ".join(sorted({f"{h.kind} {h.what}" for h in left}))
+            result.findings.append(Finding(
+                "anti-spoofing", f"port {label(fabric, port.id)} sends with {what}: it "
+                f"leaves by {where}",
+                f"plexus trace {label(fabric, port.id)} --udp --to 255.255.255.255 "
+                f"--dport 5000   # with {what}"))
+
+
+# --- security groups ----------------------------------------------------------------------
+
+def rules_of(fabric: Fabric, port, direction: str) -> list:
+    """The IPv4 rules of a port's groups in one direction."""
+    cat = fabric.model.catalog
+    out = []
+    for gid in port.security_groups:
+        group = cat.get(keys.GROUPS, gid)
+        if group is not None:
+            out += [r for r in group.rules if r.direction == direction
+                    and r.ethertype == "IPv4"]
+    return out
+
+
+def members(fabric: Fabric, group: str) -> frozenset[str]:
+    """The addresses of a remote group: its ports' fixed IPs and address pairs (once
+    per verification: cached on the fabric)."""
+    cache = fabric.__dict__.setdefault("_members", {})
+    if group not in cache:
+        cat = fabric.model.catalog
+        out: set[str] = set()
+        for p in cat.each(keys.PORTS, sorted(cat.ports_by_group.of(group))):
+            out |= {a for a in p.member_addresses() if ":" not in a}
+        cache[group] = frozenset(out)
+    return cache[group]
+
+
+def in_any(ip: str, cidrs) -> bool:
+    """Whether ``ip`` is one of ``cidrs`` (addresses or networks)."""
+    if ip in cidrs:
+        return True
+    addr = ipaddress.ip_address(ip)
+    return any("/" in c and addr in ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def rule_allows(fabric: Fabric, rule, proto: int, l4: int | None, code: int | None,
+                peer: str) -> bool:
+    """What a rule says about a packet (Neutron's semantics, not the compiler's)."""
+    if rule.protocol is not None and rule.protocol != proto:
+        return False
+    if rule.protocol in (6, 17, 132) and rule.port_min and rule.port_max:
+        if not rule.port_min <= l4 <= rule.port_max:
+            return False
+    if rule.protocol == 1 and rule.port_min is not None:
+        if l4 != rule.port_min or (rule.port_max is not None and code != rule.port_max):
+            return False
+    if rule.remote_prefix and not in_any(peer, [rule.remote_prefix]):
+        return False
+    if rule.remote_group and not in_any(peer, members(fabric, rule.remote_group)):
+        return False
+    return True
+
+
+def address_classes(fabric: Fabric, rules, own: str) -> list[str]:
+    """One address per class of remote addresses the rules tell apart: the boundaries of
+    their remote prefixes and remote groups' member addresses cut the address space into
+    intervals; intervals that every rule treats alike (inside the same prefixes and
+    groups) are one class."""
+    peers = []                          # per rule: (addresses, [(first, last)])
+    points = {0}
+    for rule in rules:
+        cidrs = ([rule.remote_prefix] if rule.remote_prefix else []) + (
+            sorted(members(fabric, rule.remote_group)) if rule.remote_group else [])
+        hosts, ranges = set(), []
+        for c in cidrs:
+            net = ipaddress.ip_network(c, strict=False)
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            points |= {lo, hi + 1}
+            if lo == hi:
+                hosts.add(lo)
+            else:
+                ranges.append((lo, hi))
+        peers.append((hosts, ranges))
+    mine = int(ipaddress.IPv4Address(own))
+    classes: dict[tuple, str] = {}
+    for p in sorted(points):
+        if p >= 2 ** 32 or p == mine:
+            continue
+        signature = tuple(p in hosts or any(lo <= p <= hi for lo, hi in ranges)
+                          for hosts, ranges in peers)
+        classes.setdefault(signature, str(ipaddress.IPv4Address(p)))
+    return list(classes.values())
+
+
+def header_classes(rules) -> list[tuple[int, int | None, int | None]]:
+    """(protocol, port or ICMP type, ICMP code): one per class the rules draw."""
+    out = []
+    protos = {r.protocol for r in rules if r.protocol is not None} | {6, 17, 1, OTHER_PROTO}
+    for proto in sorted(protos):
+        if proto in (6, 17, 132):
+            points = {1}
+            for r in rules:
+                if r.protocol == proto and r.port_min and r.port_max:
+                    points |= {r.port_min, r.port_max + 1}
+            out += [(proto, p, None) for p in sorted(points) if p <= 65535]
+        elif proto == 1:
+            types = {r.port_min for r in rules if r.protocol == 1 and r.port_min is not None}
+            unnamed = next(t for t in (8, 13, 15, 17, 200) if t not in types)
+            for t in sorted(types | {unnamed}):
+                codes = {r.port_max for r in rules if r.protocol == 1 and r.port_min == t
+                         and r.port_max is not None}
+                unused = next(c for c in range(0, 256) if c not in codes)
+                out += [(1, t, c) for c in sorted(codes | {unused})]
+        else:
+            out.append((proto, None, None))
+    return out
+
+
+def l4_fields(proto: int, l4: int | None, code: int | None, sport: int = 40000) -> dict:
+    if proto == 6:
+        return {"tcp_src": sport, "tcp_dst": l4, "tcp_flags": 0x02}
+    if proto == 17:
+        return {"udp_src": sport, "udp_dst": l4}
+    if proto == 132:
+        return {"sctp_src": sport, "sctp_dst": l4}
+    if proto == 1:
+        return {"icmpv4_type": l4, "icmpv4_code": code}
+    return {}
+
+
+def passed(steps, acl_stage: str) -> bool:
+    """Whether evaluation went beyond the ACL stage."""
+    after = STAGE_INDEX[acl_stage]
+    return any(STAGE_INDEX.get(s.stage, -1) > after for s in steps)
+
+
+def check_groups(fabric: Fabric, port, result: Result) -> None:
+    """Every header class, both directions, against the rules (module doc)."""
+    pipeline = fabric.pipeline(port.chassis)
+    net = fabric.model.catalog.get(keys.NETWORKS, port.network_id)
+    ip = first_ipv4(port)
+    peer_mac = gateway_mac(fabric.model, port) or BROADCAST
+    for direction, stage in (("ingress", "ingress_acl"), ("egress", "egress_acl")):
+        rules = rules_of(fabric, port, direction)
+        for peer in address_classes(fabric, rules, ip):
+            for proto, l4, code in header_classes(rules):
+                want = (not port.port_security) or any(
+                    rule_allows(fabric, r, proto, l4, code, peer) for r in rules)
+                pipeline.conntrack = Conntrack()
+                result.count("header classes")
+                if direction == "ingress":
+                    pkt = {"eth_src": "02:00:5e:00:53:01", "eth_dst": port.mac,
+                           "eth_type": 0x0800, "ipv4_src": peer, "ipv4_dst": ip,
+                           "ip_proto": proto, "in_port": 0, ovs_field("net"): net.key,
+                           ovs_field("inport"): 0, ovs_field("flags"): FLAG_FROM_TUNNEL,
+                           **l4_fields(proto, l4, code)}
+                    got = passed(pipeline.run(pkt, stage="l2_lookup").steps, stage)
+                else:
+                    pkt = {"in_port": fabric.ofports(port.chassis).vifs[port.id],
+                           "eth_src": port.mac, "eth_dst": peer_mac, "eth_type": 0x0800,
+                           "ipv4_src": ip, "ipv4_dst": peer, "ip_proto": proto,
+                           **l4_fields(proto, l4, code)}
+                    got = passed(pipeline.run(pkt).steps, stage)
+                if got != want:
+                    result.findings.append(group_finding(fabric, port, direction, peer,
+                                                         proto, l4, code, got))
+
+
+def group_finding(fabric, port, direction, peer, proto, l4, code, got) -> Finding:
+    name = {6: "tcp", 17: "udp", 1: "icmp"}.get(proto)
+    what = f"{name or f'protocol {proto}'}" + (
+        f" type {l4} code {code}" if proto == 1 else f" port {l4}" if l4 else "")
+    way = "from" if direction == "ingress" else "to"
+    verb = "allow" if got else "deny"
+    src = label(fabric, port.id)
+    if direction == "egress" and name:
+        probe = Probe(name, peer, dport=l4 if proto != 1 else None,
+                      icmp_type=l4 if proto == 1 else 8, icmp_code=code or 0)
+        command = probe.command(src)
+    else:
+        command = (f"plexus trace <a port with address {peer}> --{name or 'icmp'} --to {src}"
+                   + (f" --dport {l4}" if name in ("tcp", "udp") else ""))
+    return Finding("security-groups",
+                   f"{direction} ACL of port {src}: the flows {verb} {what} {way} {peer}, "
+                   f"its rules {'do not' if got else 'do'}", command)
+
+
+# --- SNAT ----------------------------------------------------------------------------------
+
+def tenant_addresses(fabric: Fabric, ip: str) -> bool:
+    """Whether ``ip`` is inside a subnet of a non-external network."""
+    cat = fabric.model.catalog
+    addr = ipaddress.ip_address(ip)
+    for subnet in cat.objects[keys.SUBNETS].values():
+        net = cat.get(keys.NETWORKS, subnet.network_id)
+        if net is not None and not net.external and subnet.ip_version == 4 and \
+                addr in ipaddress.ip_network(subnet.cidr):
+            return True
+    return False
+
+
+def check_snat(fabric: Fabric, port, fip, result: Result) -> None:
+    """A packet to the internet leaves NATed (module doc)."""
+    view = fabric.view(port.chassis)
+    routers = [r for r in view.routers.values() if r.enable_snat and r.gateway and any(
+        view.ports[i].network_id == port.network_id for i in r.interfaces if i in view.ports)]
+    if not routers or not gateway_mac(fabric.model, port):
+        return
+    allowed = {first_ipv4(view.ports[r.gateway]) for r in routers} | (
+        {fip.address} if fip else set())
+    pkt = {"eth_src": port.mac, "eth_dst": gateway_mac(fabric.model, port),
+           "eth_type": 0x0800, "ipv4_src": first_ipv4(port), "ipv4_dst": INTERNET,
+           "ip_proto": 6, **l4_fields(6, 443, None)}
+    trip = send(fabric, port, pkt, result)
+    result.count("snat packets")
+    for hop in trip.hops:
+        if hop.kind != "patch":
+            continue
+        source = hop.packet.get("ipv4_src")
+        if source not in allowed:
+            kind = " (a tenant address)" if tenant_addresses(fabric, source) else ""
+            result.findings.append(Finding(
+                "snat", f"port {label(fabric, port.id)}: a packet to {INTERNET} leaves on "
+                f"{hop.what} from {hop.chassis} with source {source}{kind}, not "
+                f"{' or '.join(sorted(a for a in allowed if a))}",
+                Probe("tcp", INTERNET, dport=443).command(label(fabric, port.id))))
+
+
+def render(result: Result, console, limit: int = 20) -> None:
+    """Print a verification with rich."""
+    counts = ", ".join(f"{v} {k}" for k, v in result.counts.items())
+    console.print(f"checked {counts}")
+    if not result.findings:
+        console.print("[bold green]no finding: isolation, anti-spoofing, security groups "
+                      "and SNAT hold")
+        return
+    for f in result.findings[:limit]:
+        console.print(f"[red]{f.check}[/]: {f.message}\n    {f.command}")
+    more = len(result.findings) - limit
+    if more > 0:
+        console.print(f"... and {more} more")
+    console.print(f"[bold red]{len(result.findings)} finding(s)")
