@@ -27,6 +27,11 @@ After each burst its VMs and ports are removed, so every burst starts from the s
 cloud (the peers).
 
     sudo .venv/bin/python bench/portup.py --bursts 20,100,300 [--name pubench]
+
+``--backend ovn`` runs the same benchmark with OVN as the control plane on the same lab
+(no plexus-agent; NB/SB ovsdb-server, ovn-northd and an ovn-controller per chassis,
+started and stopped with the lab: ``bench/ovn.py``); "ACTIVE" is then the port's ``up``
+column in the NB.
 """
 
 from __future__ import annotations
