@@ -27,6 +27,11 @@ After each burst its VMs and ports are removed, so every burst starts from the s
 cloud (the peers).
 
     sudo .venv/bin/python bench/portup.py --bursts 20,100,300 [--name pubench]
+
+``--backend ovn`` runs the same benchmark with OVN as the control plane on the same lab
+(no plexus-agent; NB/SB ovsdb-server, ovn-northd and an ovn-controller per chassis,
+started and stopped with the lab: ``bench/ovn.py``); "ACTIVE" is then the port's ``up``
+column in the NB.
 """
 
 from __future__ import annotations
@@ -169,18 +174,23 @@ class Prober:
 # --- OVSDB, spoken directly ------------------------------------------------------------
 
 class Ovsdb:
-    """A bare JSON-RPC client of one chassis' ovsdb-server (one transaction at a time)."""
+    """A bare JSON-RPC client of an ovsdb-server (one chassis' Open_vSwitch, or OVN's
+    northbound database), one transaction at a time."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, database: str = "Open_vSwitch"):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(str(path))
-        self.buf, self.ids = "", 0
+        self.buf, self.ids, self.database = "", 0, database
 
     def send_transact(self, ops: list) -> int:
         self.ids += 1
         self.sock.sendall(json.dumps({"method": "transact", "id": self.ids,
-                                      "params": ["Open_vSwitch", *ops]}).encode())
+                                      "params": [self.database, *ops]}).encode())
         return self.ids
+
+    def transact(self, ops: list, timeout: float = 30) -> list:
+        """Send ``ops`` as one transaction; its results."""
+        return self.wait(self.send_transact(ops), timeout)
 
     def wait(self, ident: int, timeout: float = 30) -> list:
         decoder = json.JSONDecoder()
@@ -248,28 +258,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def agent_pids(lab: Lab) -> dict[str, int]:
-    """Chassis → pid of its running agent (from the lab's inventory)."""
+def lab_pids(lab: Lab, what: str) -> dict[str, int]:
+    """Label → pid of the lab's running processes whose label is ``<chassis>/<what>``
+    (``what`` = "agent", "ovs-vswitchd", "ovn-controller") or, for ``what`` = "", is
+    one of the central processes (no chassis): the API server, OVN's databases and
+    northd (from the lab's inventory)."""
     out = {}
     for entry in lab.inventory.entries("process"):
-        chassis, _, what = entry["label"].partition("/")
-        if what.startswith("agent") and resolve_pid(entry) is not None:
-            out[chassis] = resolve_pid(entry)
+        chassis, _, name = entry["label"].partition("/")
+        central = entry["label"] == "server" or chassis == "ovn"
+        if (name == what and chassis != "ovn") if what else central:
+            pid = resolve_pid(entry)
+            if pid is not None:
+                out[entry["label"]] = pid
     return out
 
 
 def agents_cpu(pids: dict[str, int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids.values())
-
-
-def vswitchd_pids(lab: Lab) -> dict[str, int]:
-    """Chassis → pid of its ovs-vswitchd (from the lab's inventory)."""
-    out = {}
-    for entry in lab.inventory.entries("process"):
-        chassis, _, what = entry["label"].partition("/")
-        if what == "ovs-vswitchd" and resolve_pid(entry) is not None:
-            out[chassis] = resolve_pid(entry)
-    return out
 
 
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
@@ -329,11 +335,9 @@ def prepare(lab: Lab, vms_: list[dict], probe_ms: int) -> None:
             lab.ovs(ch).vsctl(*argv[1:], timeout=120)
 
 
-def unplug(lab: Lab, api: httpx.Client, vms_: list[dict]) -> None:
+def unplug(lab: Lab, backend, vms_: list[dict]) -> None:
     """Remove a burst's ports, VIFs and VMs."""
-    for vm in vms_:
-        if vm.get("port_id"):
-            api.delete(f"/v2.0/ports/{vm['port_id']}")
+    backend.delete_ports([vm for vm in vms_ if vm.get("port_id")])
     for ch in CHASSIS:
         argv = []
         for vm in (v for v in vms_ if v["chassis"] == ch):
@@ -347,26 +351,23 @@ def unplug(lab: Lab, api: httpx.Client, vms_: list[dict]) -> None:
             print(f"  removing {vm['name']}: {errors}", file=sys.stderr)
 
 
-def create_port(api: httpx.Client, vm: dict) -> str:
-    r = api.post("/v2.0/ports", json={"port": {
-        "network_id": vm["network_id"], "mac_address": vm["mac"], "name": vm["name"],
-        "fixed_ips": [{"ip_address": vm["ip"]}], "binding:host_id": vm["chassis"],
-        "device_owner": "compute:nova", "device_id": vm["name"]}})
-    r.raise_for_status()
-    return r.json()["port"]["id"]
+class UpWatch:
+    """Polls for the ports that are up (``active``: the names up now, per backend);
+    the first time each was seen."""
 
-
-class ActiveWatch:
-    """Polls the API for the ports that became ACTIVE; the first time each was seen."""
-
-    def __init__(self, url: str, tok: str, poll: float):
-        self.api = httpx.Client(base_url=url, headers={"X-Auth-Token": tok}, timeout=60)
+    def __init__(self, poll: float):
         self.poll, self.seen = poll, {}
         self.wanted: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self, wanted: set[str]) -> "ActiveWatch":
+    def active(self) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def start(self, wanted: set[str]) -> "UpWatch":
         """Watch the ports named ``wanted`` (they need not exist yet)."""
         self.wanted = frozenset(wanted)
         self._thread.start()
@@ -374,24 +375,101 @@ class ActiveWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set() and not self.wanted <= set(self.seen):
-            r = self.api.get("/v2.0/ports", params=[("fields", "name"), ("fields", "status"),
-                                                    ("status", "ACTIVE")])
+            names = self.active()
             now = time.time()
-            if r.status_code == 200:
-                for port in r.json()["ports"]:
-                    if port["name"] in self.wanted:
-                        self.seen.setdefault(port["name"], now)
+            for name in names:
+                if name in self.wanted:
+                    self.seen.setdefault(name, now)
             self._stop.wait(self.poll)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self.close()
+
+
+class ActiveWatch(UpWatch):
+    """Polls the API for the ports that became ACTIVE."""
+
+    def __init__(self, url: str, tok: str, poll: float):
+        super().__init__(poll)
+        self.api = httpx.Client(base_url=url, headers={"X-Auth-Token": tok}, timeout=60)
+
+    def active(self) -> list[str]:
+        """Names of the ports the API shows ACTIVE now."""
+        r = self.api.get("/v2.0/ports", params=[("fields", "name"), ("fields", "status"),
+                                                ("status", "ACTIVE")])
+        return [port["name"] for port in r.json()["ports"]] if r.status_code == 200 else []
+
+    def close(self) -> None:
+        self.api.close()
+
+
+class PlexusBackend:
+    """Plexus: networks and ports through the Neutron API, a plexus-agent per chassis
+    (the lab's own)."""
+
+    name = "Plexus"
+    control = "agent"                   # the per-chassis control process
+    central = "API server"              # the central one(s)
+    central_prefix = "server"           # their labels in the lab's inventory
+    active = "ACTIVE in API"
+    agents = True                       # the lab starts its agents
+
+    def __init__(self, lab: Lab, args):
+        self.lab, self.args = lab, args
+
+    def start(self) -> None:
+        deadline = time.monotonic() + 30
+        while len(lab_pids(self.lab, "agent")) < 3:
+            if time.monotonic() > deadline:
+                raise SystemExit("the lab's agents did not start")
+            time.sleep(0.2)
+        self.tok = token(self.lab.url)
+        self.api = httpx.Client(base_url=self.lab.url, headers={"X-Auth-Token": self.tok},
+                                timeout=60)
+
+    def network(self, k: int, cidr: str, peer_chassis: str) -> dict:
+        """Network ``pu<k>`` with a subnet and a peer VM on ``peer_chassis``."""
+        net = self.api.post("/v2.0/networks", json={"network": {"name": f"pu{k}"}}
+                            ).json()["network"]
+        base = cidr.rsplit(".", 1)[0]                  # peers below .20, measured VMs above
+        self.api.post("/v2.0/subnets", json={"subnet": {
+            "network_id": net["id"], "cidr": cidr, "ip_version": 4,
+            "allocation_pools": [{"start": f"{base}.2", "end": f"{base}.19"}]}}
+        ).raise_for_status()
+        peer = vms.boot(self.lab, f"peer{k}", net["id"], chassis=peer_chassis, static=True)
+        fast_arp(peer.netns, self.args.probe_ms)
+        return {"id": net["id"], "peer_ip": peer.ip}
+
+    def create_port(self, vm: dict) -> str:
+        r = self.api.post("/v2.0/ports", json={"port": {
+            "network_id": vm["network_id"], "mac_address": vm["mac"], "name": vm["name"],
+            "fixed_ips": [{"ip_address": vm["ip"]}], "binding:host_id": vm["chassis"],
+            "device_owner": "compute:nova", "device_id": vm["name"]}})
+        r.raise_for_status()
+        return r.json()["port"]["id"]
+
+    def delete_ports(self, vms_: list[dict]) -> None:
+        for vm in vms_:
+            self.api.delete(f"/v2.0/ports/{vm['port_id']}")
+
+    def watch(self) -> ActiveWatch:
+        return ActiveWatch(self.lab.url, self.tok, self.args.poll_ms / 1000)
+
+    def timeline(self, began: dict[str, float], until: float) -> dict[str, str]:
+        return agent_timeline(self.lab, began, until)
+
+    def logs(self) -> dict[str, Path]:
+        return {f"{ch}-agent.log": self.lab.dir / ch / "agent.log" for ch in CHASSIS}
+
+    def close(self) -> None:
         self.api.close()
 
 
 # --- one burst -------------------------------------------------------------------------
 
-def wait_burst(prober: Prober, watch: ActiveWatch) -> None:
+def wait_burst(prober: Prober, watch) -> None:
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         if prober.done() and watch.wanted <= set(watch.seen):
@@ -399,21 +477,44 @@ def wait_burst(prober: Prober, watch: ActiveWatch) -> None:
         time.sleep(0.01)
     missing = [vm["name"] for vm in prober.vms if vm["name"] not in prober.replies]
     print(f"  burst not complete after {DEADLINE:.0f} s: {len(missing)} VMs never got a "
-          f"reply, {len(watch.wanted - set(watch.seen))} ports never ACTIVE",
+          f"reply, {len(watch.wanted - set(watch.seen))} ports never up",
           file=sys.stderr)
 
 
-def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) -> dict:
+class Cpu:
+    """CPU seconds of the per-chassis control processes (agents or ovn-controllers),
+    of the central ones (API server, or OVN's databases and northd) and of the three
+    ovs-vswitchd, from ``start`` on."""
+
+    def __init__(self, lab: Lab, backend):
+        self.groups = {"control": lab_pids(lab, backend.control),
+                       "central": {label: pid for label, pid in lab_pids(lab, "").items()
+                                   if label.startswith(backend.central_prefix)},
+                       "vswitchd": lab_pids(lab, "ovs-vswitchd")}
+        self.start()
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.base = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {group: agents_cpu(pids) for group, pids in self.groups.items()}
+
+    def since(self) -> tuple[dict[str, float], float]:
+        """CPU seconds per group since ``start``, and the wall-clock seconds."""
+        now = self._now()
+        return {g: now[g] - self.base[g] for g in now}, time.monotonic() - self.t0
+
+
+def burst_plug(lab: Lab, backend, vms_: list[dict], args) -> dict:
     for vm in vms_:
-        vm["port_id"] = create_port(api, vm)
+        vm["port_id"] = backend.create_port(vm)
     settle(lab)
-    pids = agent_pids(lab)
-    switches = vswitchd_pids(lab)
     dbs = {ch: Ovsdb(lab.ovs(ch).rundir / "db.sock") for ch in CHASSIS}
     prober = Prober(vms_).start()
-    watch = ActiveWatch(lab.url, tok, args.poll_ms / 1000)
+    watch = backend.watch()
     time.sleep(0.3)                   # every VM is ARPing for its peer, unanswered
-    cpu0, ovs0, wall0 = agents_cpu(pids), agents_cpu(switches), time.monotonic()
+    cpu = Cpu(lab, backend)
     began, sent = {}, {}
     try:
         for ch in CHASSIS:
@@ -428,7 +529,7 @@ def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) ->
                 print(f"  plug {ch}: sent {began[ch]:.6f}, committed by "
                       f"{time.time():.6f}", file=sys.stderr)
         wait_burst(prober, watch)
-        ovs_cpu, wall = agents_cpu(switches) - ovs0, time.monotonic() - wall0
+        during = cpu.since()
         done = time.time()
     finally:
         prober.stop()
@@ -436,54 +537,55 @@ def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) ->
         for db in dbs.values():
             db.close()
     counts = settle(lab)
-    cpu = agents_cpu(pids) - cpu0
     res = result(vms_, {vm["name"]: began[vm["chassis"]] for vm in vms_}, prober, watch,
-                 counts, cpu)
-    res["vswitchd"] = (ovs_cpu, wall)
-    res["timeline"] = agent_timeline(lab, began, done)
+                 counts, cpu.since()[0])
+    res["during"] = during
+    res["timeline"] = backend.timeline(began, done)
     if args.keep_logs:
-        keep = Path(args.keep_logs) / f"plug{len(vms_)}"
+        keep = Path(args.keep_logs) / f"{backend.name.lower()}-plug{len(vms_)}"
         keep.mkdir(parents=True, exist_ok=True)
-        for ch in CHASSIS:
-            (keep / f"{ch}-agent.log").write_bytes((lab.dir / ch / "agent.log").read_bytes())
+        for name, path in backend.logs().items():
+            (keep / name).write_bytes(path.read_bytes())
         (keep / "began.json").write_text(json.dumps(began))
     return res
 
 
-def burst_create(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) -> dict:
+def burst_create(lab: Lab, backend, vms_: list[dict], args) -> dict:
     settle(lab)
-    pids = agent_pids(lab)
     dbs = {ch: Ovsdb(lab.ovs(ch).rundir / "db.sock") for ch in CHASSIS}
     prober = Prober(vms_).start()
-    watch = ActiveWatch(lab.url, tok, args.poll_ms / 1000)
+    watch = backend.watch()
     time.sleep(0.3)
-    cpu0 = agents_cpu(pids)
+    cpu = Cpu(lab, backend)
     began = {}
     try:
         watch.start({vm["name"] for vm in vms_})
         for vm in vms_:
             began[vm["name"]] = time.time()
-            vm["port_id"] = create_port(api, vm)
+            vm["port_id"] = backend.create_port(vm)
             db = dbs[vm["chassis"]]
             db.wait(db.send_transact(plug_ops([vm])))
         wait_burst(prober, watch)
+        during = cpu.since()
     finally:
         prober.stop()
         watch.stop()
         for db in dbs.values():
             db.close()
     counts = settle(lab)
-    cpu = agents_cpu(pids) - cpu0
-    return result(vms_, began, prober, watch, counts, cpu)
+    res = result(vms_, began, prober, watch, counts, cpu.since()[0])
+    res["during"] = during
+    return res
 
 
-def result(vms_, began, prober, watch, counts, cpu) -> dict:
+def result(vms_, began, prober, watch, counts, cpu: dict[str, float]) -> dict:
+    """Latencies in ms; CPU in ms per port of the burst, per group, until settled."""
     reply = [(prober.replies[vm["name"]] - began[vm["name"]]) * 1e3 for vm in vms_
              if vm["name"] in prober.replies]
     active = [(watch.seen[vm["name"]] - began[vm["name"]]) * 1e3 for vm in vms_
               if vm["name"] in watch.seen]
     return {"n": len(vms_), "reply": reply, "active": active, "flows": counts,
-            "cpu_ms_per_port": cpu * 1e3 / len(vms_)}
+            "cpu": {g: v * 1e3 / len(vms_) for g, v in cpu.items()}}
 
 
 def stats(values: list[float], n: int) -> str:
@@ -495,25 +597,16 @@ def stats(values: list[float], n: int) -> str:
 
 # --- the run ---------------------------------------------------------------------------
 
-def run(args, lab: Lab) -> list[tuple[str, str]]:
-    tok = token(lab.url)
-    api = httpx.Client(base_url=lab.url, headers={"X-Auth-Token": tok}, timeout=60)
+def run(args, lab: Lab, backend) -> list[tuple[str, str]]:
     bursts = [int(b) for b in args.bursts.split(",")]
     nets = (max(bursts) + args.per_network - 1) // args.per_network
     networks = []
     for k in range(nets):
         cidr = f"10.{100 + k // 200}.{k % 200}.0/24"
-        net = api.post("/v2.0/networks", json={"network": {"name": f"pu{k}"}}).json()["network"]
-        base = cidr.rsplit(".", 1)[0]                  # peers below .20, measured VMs above
-        api.post("/v2.0/subnets", json={"subnet": {
-            "network_id": net["id"], "cidr": cidr, "ip_version": 4,
-            "allocation_pools": [{"start": f"{base}.2", "end": f"{base}.19"}]}}
-        ).raise_for_status()
-        peer = vms.boot(lab, f"peer{k}", net["id"], chassis=PAIRS[k % 3][0], static=True)
-        fast_arp(peer.netns, args.probe_ms)
-        networks.append({"id": net["id"], "cidr": cidr, "peer_ip": peer.ip,
-                         "chassis": PAIRS[k % 3][1], "hosts": 20})
-        print(f"  network pu{k}: peer {peer.ip} on {PAIRS[k % 3][0]}", file=sys.stderr)
+        net = backend.network(k, cidr, PAIRS[k % 3][0])
+        networks.append({**net, "cidr": cidr, "chassis": PAIRS[k % 3][1], "hosts": 20})
+        print(f"  network pu{k}: peer {net['peer_ip']} on {PAIRS[k % 3][0]}",
+              file=sys.stderr)
     baseline = settle(lab)
     results, serial = {}, 0
     for mode in args.modes.split(","):
@@ -538,35 +631,38 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
             prepare(lab, burst, args.probe_ms)
             try:
                 fn = burst_plug if mode == "plug" else burst_create
-                res = fn(lab, api, tok, burst, args)
+                res = fn(lab, backend, burst, args)
             finally:
-                unplug(lab, api, burst)
+                unplug(lab, backend, burst)
             results[(mode, n)] = res
-            print(f"  {mode} {n}: reply {stats(res['reply'], n)} ms, ACTIVE "
-                  f"{stats(res['active'], n)} ms, flows {res['flows']}, agent CPU "
-                  f"{res['cpu_ms_per_port']:.1f} ms/port", file=sys.stderr)
+            print(f"  {mode} {n}: reply {stats(res['reply'], n)} ms, {backend.active} "
+                  f"{stats(res['active'], n)} ms, flows {res['flows']}, {backend.control} "
+                  f"CPU {res['cpu']['control']:.1f} ms/port", file=sys.stderr)
             for ch, line in res.get("timeline", {}).items():
                 print(f"    {ch}: {line}", file=sys.stderr)
             settle(lab)
-    api.close()
     label = {"plug": "from VIF plug", "create": "from API create"}
-    rows = [("lab", f"3 chassis, {nets} networks (≤ {args.per_network} measured ports each "
-                    f"+ 1 peer VM), probe every {args.probe_ms} ms, ACTIVE polled every "
-                    f"{args.poll_ms} ms"),
+    rows = [("control plane", backend.name),
+            ("lab", f"3 chassis, {nets} networks (≤ {args.per_network} measured ports each "
+                    f"+ 1 peer VM), probe every {args.probe_ms} ms, {backend.active} "
+                    f"polled every {args.poll_ms} ms"),
             ("flows per chassis before the bursts c1 / c2 / c3",
              " / ".join(str(baseline[c]) for c in CHASSIS))]
     for (mode, n), res in results.items():
         rows.append((f"{label[mode]}, burst {n}: first reply p50 / p95 / max (ms)",
                      stats(res["reply"], n)))
-        rows.append((f"{label[mode]}, burst {n}: ACTIVE in API p50 / p95 / max (ms)",
+        rows.append((f"{label[mode]}, burst {n}: {backend.active} p50 / p95 / max (ms)",
                      stats(res["active"], n)))
-        rows.append((f"{label[mode]}, burst {n}: flows c1 / c2 / c3, agent CPU ms per port",
+        rows.append((f"{label[mode]}, burst {n}: flows c1 / c2 / c3, {backend.control} CPU "
+                     "ms per port",
                      " / ".join(str(res["flows"][c]) for c in CHASSIS)
-                     + f", {res['cpu_ms_per_port']:.1f}"))
-        if "vswitchd" in res:
-            cpu, wall = res["vswitchd"]
-            rows.append((f"{label[mode]}, burst {n}: ovs-vswitchd CPU (3) over the burst",
-                         f"{cpu:.2f} s in {wall:.2f} s ({100 * cpu / wall:.0f}% of a core)"))
+                     + f", {res['cpu']['control']:.1f}"))
+        rows.append((f"{label[mode]}, burst {n}: {backend.central} CPU ms per port",
+                     f"{res['cpu']['central']:.1f}"))
+        cpu, wall = res["during"]
+        rows.append((f"{label[mode]}, burst {n}: ovs-vswitchd CPU (3) until the last reply",
+                     f"{cpu['vswitchd']:.2f} s in {wall:.2f} s "
+                     f"({100 * cpu['vswitchd'] / wall:.0f}% of a core)"))
         for ch, line in res.get("timeline", {}).items():
             rows.append((f"{label[mode]}, burst {n}: {ch} agent after plug (ms)", line))
     rows.append(("machine", machine()))
@@ -576,30 +672,43 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
 def main() -> None:
     """Lab up, run, print the table, lab down (also on failure)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("plexus", "ovn"), default="plexus",
+                        help="the control plane: Plexus (server + agents) or OVN "
+                             "(NB/SB ovsdb-server, ovn-northd, an ovn-controller per "
+                             "chassis) on the same lab")
     parser.add_argument("--bursts", default="20,100,300")
     parser.add_argument("--modes", default="plug,create",
                         help="plug (from VIF plug), create (from API create), or both")
     parser.add_argument("--per-network", type=int, default=10)
     parser.add_argument("--probe-ms", type=int, default=5, help="VM ARP retry interval")
-    parser.add_argument("--poll-ms", type=int, default=20, help="API ACTIVE poll interval")
+    parser.add_argument("--poll-ms", type=int, default=20,
+                        help="ACTIVE (OVN: LSP up) poll interval")
+    parser.add_argument("--ovn-encap", choices=("geneve", "vxlan"), default="geneve",
+                        help="OVN's tunnels (Plexus uses VXLAN)")
     parser.add_argument("--name", default="pubench", help="the lab's name")
     parser.add_argument("--keep-logs", default=None,
-                        help="copy the agents' logs of each plug burst into this directory")
+                        help="copy the agents' (or ovn-controllers') logs of each plug "
+                             "burst into this directory")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")
+    if args.backend == "ovn":
+        sys.modules.setdefault("portup", sys.modules[__name__])   # ovn.py imports us
+        from ovn import OvnBackend, check_installed
+        check_installed()
+        backend_cls = OvnBackend
+    else:
+        backend_cls = PlexusBackend
     if Inventory(lab_root() / args.name).exists():      # left by a run that was killed
         print(f"removing the leftover lab {args.name}", file=sys.stderr)
         Lab.load(args.name).down()
-    lab = Lab(LabSpec(name=args.name, chassis=3))
+    lab = Lab(LabSpec(name=args.name, chassis=3, agents=backend_cls.agents))
     lab.up(progress=lambda msg: print(f"lab: {msg}", file=sys.stderr))
+    backend = backend_cls(lab, args)
     try:
-        deadline = time.monotonic() + 30
-        while len(agent_pids(lab)) < 3:
-            if time.monotonic() > deadline:
-                raise SystemExit("the lab's agents did not start")
-            time.sleep(0.2)
-        rows = run(args, lab)
+        backend.start()
+        rows = run(args, lab, backend)
+        backend.close()
     finally:
         errors = lab.down()
         if errors:

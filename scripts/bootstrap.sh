@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3-venv iproute2 openvswitch-switch ethtool busybox iputils-ping iperf3 tcpdump
-              etcd-server graphviz)
+              etcd-server graphviz ovn-central ovn-host)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -42,6 +42,28 @@ if ((${#missing[@]})); then
     if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/bin/etcd ]; then
       $SUDO /etc/init.d/etcd stop >/dev/null || true
     fi
+  fi
+  # ovn-central / ovn-host (bench/portup.py --backend ovn) enable ovn-northd, the NB/SB
+  # databases and ovn-controller for boot. The bench runs its own in the lab's run
+  # directory; the packages' services must not run: disable their units, and stop
+  # them through their own init script if they started anyway.
+  if [[ " ${missing[*]} " == *" ovn-"* ]]; then
+    if command -v systemctl >/dev/null; then
+      for unit in ovn-central ovn-northd ovn-ovsdb-server-nb ovn-ovsdb-server-sb \
+                  ovn-host ovn-controller; do
+        $SUDO systemctl disable --quiet "$unit.service" 2>/dev/null || true
+        if [ -d /run/systemd/system ] && systemctl is-active --quiet "$unit.service"; then
+          $SUDO systemctl stop "$unit.service"
+        fi
+      done
+    fi
+    for pair in ovn-host:ovn-controller ovn-central:ovn-northd ovn-central:ovnnb_db \
+                ovn-central:ovnsb_db; do
+      script=${pair%%:*} pid=$(cat "/var/run/ovn/${pair#*:}.pid" 2>/dev/null || true)
+      if [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ -x "/etc/init.d/$script" ]; then
+        $SUDO "/etc/init.d/$script" stop >/dev/null 2>&1 || true
+      fi
+    done
   fi
 fi
 
