@@ -124,7 +124,8 @@ class Pipeline:
                 levels.setdefault(f.priority, []).append(f)
         for prio in sorted(levels, reverse=True):
             for cid in _completed(levels[prio]):
-                found = _first(table, {**packet, "conj_id": cid})
+                joined = {**packet, "conj_id": cid}      # its own candidates: an index
+                found = _first(self.candidates(stage, joined), joined)   # may key conj_id
                 if found is not None:
                     return found, tuple(f for f in levels[prio]
                                         if any(c.id == cid for c in f.conjunctions()))

@@ -157,10 +157,10 @@ class LazyPipeline(Pipeline):
         self.compiled: set[str] = set()
         self.index: dict[str, _Index] = {}
 
-    def lookup(self, stage: str, packet: dict):
+    def resolve(self, stage: str, packet: dict):
         if stage not in self.compiled:
             self._compile(stage)
-        return super().lookup(stage, packet)
+        return super().resolve(stage, packet)
 
     def _compile(self, stage: str) -> None:
         self.compiled.add(stage)

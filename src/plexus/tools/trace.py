@@ -244,8 +244,11 @@ def report(fabric: Fabric, source: str, chassis: str, pkt: dict, trip: Trip) -> 
                 continue
             acts = [str(a) for a in flow.actions] + ([f"goto:{flow.goto}"] if flow.goto
                                                      else [])
-            out.stages.append(Stage(here, step.stage, ",".join(acts) or "drop",
-                                    objects_of(model, flow.cookie), flow.note))
+            named = objects_of(model, flow.cookie)
+            for part in step.via:     # a conjunction: its dimensions name the rule
+                named += [o for o in objects_of(model, part.cookie) if o not in named]
+            out.stages.append(Stage(here, step.stage, ",".join(acts) or "drop", named,
+                                    flow.note))
         for port, sent in result.outputs:
             kind, what = fabric.ofports(here).name_of(port)
             label = {"vif": "port " + model.name(keys.PORTS, what),
