@@ -4,10 +4,15 @@ ingress_acl after them). Directions are the VM's: egress leaves the in-port, ing
 out-port (from a local port or a tunnel). The stage modules are thin; this is the
 compiler they share.
 
-A port is guarded when it is bound and plugged here, admin up, has port security, and
-the view carries security groups (``View.security``). Each guarded port has its own
-conntrack zone: its OpenFlow port number, which OVS keeps for as long as the VIF is
-plugged and which no other VIF on br-int has meanwhile.
+A port is guarded when it is bound here, admin up, has port security, and the view
+carries security groups (``View.security``); its rules are compiled from its binding,
+before its VIF is plugged. Each guarded port has its own conntrack zone: its OpenFlow
+port number, which OVS keeps for as long as the VIF is plugged and which no other VIF on
+br-int has meanwhile. Only the ``*_ct`` stages' tracking flow of a port names it (and
+exists once the VIF is plugged: until then the port's IPv4 drops there, as nothing can
+reach it); the ACL stages commit in the zone the packet was tracked in
+(``ct(commit,zone=NXM_NX_CT_ZONE[])``), so their flows do not change when the port is
+plugged, moved to another ofport or unplugged.
 
 - ``*_ct``: IPv4 of a guarded port is sent through conntrack in the port's zone
   (stateless groups: not tracked) and on to the ACL stage. Egress: DHCP requests pass
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 
 from plexus.pipeline.flows import Conjunction, Ct, CtClear, Flow, ct_state
 from plexus.pipeline.stages.common import (
-    ETH_ARP, ETH_IP, IP_UDP, as_match, default_flow, is_ipv4, local_ports,
+    ETH_ARP, ETH_IP, IP_UDP, as_match, bound_ports, default_flow, is_ipv4,
 )
 from plexus.pipeline.view import PortView, RuleView, View
 
@@ -82,12 +87,17 @@ def guarded_ports(view: View) -> list[PortView]:
     """Local ports whose traffic is filtered (none until the view carries security)."""
     if view.security is None:
         return []
-    return [p for p in local_ports(view) if p.port_security]
+    return [p for p in bound_ports(view) if p.port_security]
 
 
-def zone(view: View, port: PortView) -> int:
-    """The port's conntrack zone: its OpenFlow port number on br-int."""
-    return view.vif_ofports[port.id]
+def zone(view: View, port: PortView) -> int | None:
+    """The port's conntrack zone: its OpenFlow port number on br-int (None while its VIF
+    is not plugged)."""
+    return view.vif_ofports.get(port.id)
+
+
+# What the ACL stages commit in: the zone the ``*_ct`` stage tracked the packet in.
+TRACKED_ZONE = "ct_zone"
 
 
 def groups_of(view: View, port: PortView) -> list[str]:
@@ -185,7 +195,9 @@ def conntrack_flows(view: View, d: Direction) -> list[Flow]:
             add(PRIO_TRACK, {"eth_type": ETH_ARP}, goto=d.after)
             add(PRIO_OTHER, {}, note="neither IPv4 nor ARP (IPv6 is not supported yet)")
         if stateful(view, port):
-            add(PRIO_TRACK, {"eth_type": ETH_IP}, [Ct(zone(view, port), table=d.acl_stage)])
+            ct_zone = zone(view, port)
+            if ct_zone is not None:                 # plugged: its IPv4 is tracked
+                add(PRIO_TRACK, {"eth_type": ETH_IP}, [Ct(ct_zone, table=d.acl_stage)])
         else:
             add(PRIO_TRACK, {"eth_type": ETH_IP}, [CtClear()] if d is INGRESS else [],
                 goto=d.acl_stage, note="stateless groups: not tracked")
@@ -265,20 +277,21 @@ def acl_port_flows(view: View, d: Direction) -> list[Flow]:
     for port in guarded_ports(view):
         groups = tuple(sec.groups[g] for g in groups_of(view, port))
         flows += port_acl_flows(d, view.networks[port.network_id].key, port.key, port.id,
-                                view.vif_ofports[port.id], groups, ids)
+                                groups, ids)
     return flows
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str, ofport: int,
+def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str,
                    groups: tuple, ids: tuple) -> tuple[Flow, ...]:
     """One guarded port's ACL flows, by value: the port (its network's and its own key,
-    its id, its ofport, which is its conntrack zone), its groups (sorted by id) and the
+    its id; not its ofport: commits go to the zone the packet was tracked in), its
+    groups (sorted by id) and the
     conjunction ids of the remote groups. No two ports share a match (it holds the port's
     network and key), so a port's flows are its own; an unchanged port costs a lookup."""
     conj_id = dict(ids)
     keep = all(g.stateful for g in groups)
-    ct_zone = ofport if keep else None
+    ct_zone = TRACKED_ZONE if keep else None
     conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
     plain: dict[tuple, tuple[Flow, set]] = {}     # match → (flow, cookies)
     for group in groups:
@@ -299,7 +312,7 @@ def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str, ofpo
         flows.append(Flow.make(d.acl_stage, PRIO_UNALLOWED,
                                {"net": net_key, d.port_register: port_key, "eth_type": ETH_IP,
                                 "ct_state": ESTABLISHED},
-                               [Ct(ofport, commit=True, mark=REVOKED_MARK)],
+                               [Ct(TRACKED_ZONE, commit=True, mark=REVOKED_MARK)],
                                cookie=f"port:{port_id}",
                                note="no rule allows it any more: revoke"))
     for (flow, cookies) in plain.values():
@@ -315,7 +328,7 @@ def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str, ofpo
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def rule_items(d: Direction, net_key: int, port_key: int, port_id: str, ct_zone: int | None,
+def rule_items(d: Direction, net_key: int, port_key: int, port_id: str, ct_zone: str | None,
                group: str, rule: RuleView, cid: int) -> tuple:
     """What one rule of a port's group contributes, by value (a new rule of a group
     costs its own flows, not the group's others): (conjunctive, match, item, cookie)
