@@ -63,6 +63,8 @@ PAIRS = (("c1", "c2"), ("c2", "c3"), ("c3", "c1"))      # (peer's chassis, measu
 CHASSIS = ("c1", "c2", "c3")
 CLONE_NEWNET = 0x40000000
 SO_TIMESTAMPNS = 35
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
 RESEND = 0.02                     # seconds between echo requests of a VM not answered yet
 DEADLINE = 60.0                   # seconds a burst may take before it is called failed
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -121,20 +123,81 @@ def echo_request(ident: int, seq: int) -> bytes:
     return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
 
 
+def packet_socket(netns: str, ifname: str = "eth0") -> socket.socket:
+    """An AF_PACKET socket on ``ifname`` in ``netns`` seeing every frame in and out,
+    with kernel timestamps."""
+    with in_netns(netns):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock.bind((ifname, ETH_P_ALL))
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
+def kernel_stamp(anc) -> float:
+    for level, typ, value in anc:
+        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("qq", value[:16])
+            return sec + nsec / 1e9
+    return time.time()
+
+
+def frame_events(frame: bytes, outgoing: bool) -> list[tuple[str, str]]:
+    """What a frame seen on a VM's or a peer's eth0 tells the timeline: (event, the
+    address it concerns) pairs — ARP requests/replies and ICMP echo requests/replies,
+    named from the side that sees them (``arp_out``, ``arp_in``, ``echo_out``, ...)."""
+    if len(frame) < 42:
+        return []
+    kind = struct.unpack("!H", frame[12:14])[0]
+    side = "out" if outgoing else "in"
+    if kind == 0x0806:
+        op = struct.unpack("!H", frame[20:22])[0]
+        sender, target = socket.inet_ntoa(frame[28:32]), socket.inet_ntoa(frame[38:42])
+        if op == 1:
+            return [(f"arp_request_{side}", target)]
+        return [(f"arp_reply_{side}", sender)]
+    if kind == 0x0800 and frame[23] == 1:
+        ihl = (frame[14] & 0x0F) * 4
+        icmp = frame[14 + ihl] if len(frame) > 14 + ihl else None
+        src, dst = socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34])
+        if icmp in (0, 8):
+            name = "echo_request" if icmp == 8 else "echo_reply"
+            seq = struct.unpack("!H", frame[14 + ihl + 6:14 + ihl + 8])[0]
+            return [(f"{name}_{side}", dst if outgoing else src),
+                    (f"{name}_{side}_seq{seq}", dst if outgoing else src)]
+    return []
+
+
 class Prober:
     """Echo requests from every measured VM toward its peer; the first reply's kernel
-    timestamp per VM."""
+    timestamp per VM. With ``capture``, every measured VM's and peer's eth0 is also
+    watched (AF_PACKET, kernel timestamps) for the first time of each step of the
+    first exchange: the VM's ARP answered, its echo request out, the peer receiving it,
+    the peer's own ARP for the VM and its answer, the peer's reply out (``events``:
+    VM name → step → time)."""
 
-    def __init__(self, vms_: list[dict]):
+    def __init__(self, vms_: list[dict], capture: bool = False):
         self.vms = vms_
         self.replies: dict[str, float] = {}
+        self.events: dict[str, dict[str, float]] = {vm["name"]: {} for vm in vms_}
         self._poll = select.epoll()
         self._by_fd = {}
+        self._taps: dict[int, tuple[socket.socket, str, dict]] = {}
+        by_ip = {vm["ip"]: vm["name"] for vm in vms_}
         for i, vm in enumerate(vms_):
             vm["sock"] = icmp_socket(vm["netns"])
             vm["ident"] = (os.getpid() + i) & 0xFFFF
             self._by_fd[vm["sock"].fileno()] = vm
             self._poll.register(vm["sock"].fileno(), select.EPOLLIN)
+            if capture:
+                tap = packet_socket(vm["netns"])
+                self._taps[tap.fileno()] = (tap, "vm", {vm["peer_ip"]: vm["name"]})
+        if capture:
+            for peer in sorted({vm["peer_netns"] for vm in vms_}):
+                tap = packet_socket(peer)
+                self._taps[tap.fileno()] = (tap, "peer", by_ip)
+        for fd in self._taps:
+            self._poll.register(fd, select.EPOLLIN)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -157,6 +220,9 @@ class Prober:
                         self._send(vm, seq)
                 next_send = now + RESEND
             for fd, _ in self._poll.poll(max(0.0, next_send - time.monotonic())):
+                if fd in self._taps:
+                    self._capture(*self._taps[fd])
+                    continue
                 vm = self._by_fd[fd]
                 while True:
                     try:
@@ -169,12 +235,25 @@ class Prober:
                     kind, _, _, ident = struct.unpack("!BBHH", data[ihl:ihl + 6])
                     if kind != 0 or ident != vm["ident"] or vm["name"] in self.replies:
                         continue
-                    stamp = time.time()
-                    for level, typ, value in anc:
-                        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
-                            sec, nsec = struct.unpack("qq", value[:16])
-                            stamp = sec + nsec / 1e9
-                    self.replies[vm["name"]] = stamp
+                    self.replies[vm["name"]] = kernel_stamp(anc)
+
+    def _capture(self, sock: socket.socket, side: str, names: dict[str, str]) -> None:
+        """Record the first time of each step a frame on a watched eth0 shows."""
+        while True:
+            try:
+                frame, anc, _, addr = sock.recvmsg(128, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            for event, address in frame_events(frame, addr[2] == PACKET_OUTGOING):
+                name = names.get(address)
+                if name is None:
+                    continue
+                steps = self.events[name]
+                if side == "vm" and (event == "arp_request_out" or (
+                        event.startswith("echo_request_out")
+                        and "vm_arp_reply_in" not in steps)):
+                    continue            # the VM's steady retries before the plug
+                steps.setdefault(f"{side}_{event}", kernel_stamp(anc))
 
     def done(self) -> bool:
         return len(self.replies) == len(self.vms)
@@ -185,6 +264,8 @@ class Prober:
         self._poll.close()
         for vm in self.vms:
             vm["sock"].close()
+        for sock, _, _ in self._taps.values():
+            sock.close()
 
 
 # --- OVSDB, spoken directly ------------------------------------------------------------
@@ -431,9 +512,13 @@ def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) ->
     pids = agent_pids(lab)
     switches = vswitchd_pids(lab)
     dbs = {ch: Ovsdb(lab.ovs(ch).rundir / "db.sock") for ch in CHASSIS}
-    prober = Prober(vms_).start()
+    prober = Prober(vms_, capture=args.capture).start()
     watch = ActiveWatch(lab.url, tok, args.poll_ms / 1000)
     time.sleep(0.3)                   # every VM is ARPing for its peer, unanswered
+    if os.environ.get("PORTUP_DEBUG"):
+        for ch in CHASSIS:
+            print(f"--- {ch} before the plug: tnl/neigh/show\n"
+                  f"{lab.ovs(ch).appctl('tnl/neigh/show')}", file=sys.stderr)
     cpu0, ovs0, wall0 = agents_cpu(pids), agents_cpu(switches), time.monotonic()
     began, sent = {}, {}
     try:
@@ -461,6 +546,23 @@ def burst_plug(lab: Lab, api: httpx.Client, tok: str, vms_: list[dict], args) ->
     res = result(vms_, {vm["name"]: began[vm["chassis"]] for vm in vms_}, prober, watch,
                  counts, cpu)
     res["vswitchd"] = (ovs_cpu, wall)
+    if args.capture:
+        res["steps"] = steps(vms_, began, prober)
+        if os.environ.get("PORTUP_DEBUG"):      # which of a VM's echoes got through
+            for vm in vms_:
+                seen = prober.events[vm["name"]]
+                sent = sorted(int(k.rsplit("seq", 1)[1]) for k in seen
+                              if k.startswith("vm_echo_request_out_seq"))
+                arrived = sorted(int(k.rsplit("seq", 1)[1]) for k in seen
+                                 if k.startswith("peer_echo_request_in_seq"))
+                print(f"  {vm['name']} on {vm['chassis']}: echoes sent {sent}, at the peer "
+                      f"{arrived}", file=sys.stderr)
+        if os.environ.get("PORTUP_DEBUG"):      # the datapaths' side of the story
+            for ch in CHASSIS:
+                for cmd in (("coverage/show",), ("tnl/neigh/show",), ("upcall/show",),
+                            ("dpctl/show",)):
+                    print(f"--- {ch} {' '.join(cmd)}\n{lab.ovs(ch).appctl(*cmd)}",
+                          file=sys.stderr)
     res["timeline"] = agent_timeline(lab, began, done)
     if args.keep_logs:
         keep = Path(args.keep_logs) / f"plug{len(vms_)}"
@@ -507,6 +609,25 @@ def result(vms_, began, prober, watch, counts, cpu) -> dict:
             "cpu_ms_per_port": cpu * 1e3 / len(vms_)}
 
 
+STEPS = (("vm_arp_reply_in", "VM's ARP answered"),
+         ("vm_echo_request_out", "its echo out"),
+         ("peer_echo_request_in", "at the peer"),
+         ("peer_arp_request_out", "peer ARPs for the VM"),
+         ("peer_arp_reply_in", "peer's ARP answered"),
+         ("peer_echo_reply_out", "peer's reply out"),
+         ("vm_echo_reply_in", "reply at the VM"))
+
+
+def steps(vms_: list[dict], began: dict[str, float], prober: Prober) -> str:
+    """p50 ms from the plug to each step of the first exchange (``Prober`` capture)."""
+    out = []
+    for key, label in STEPS:
+        ms = [(prober.events[vm["name"]][key] - began[vm["chassis"]]) * 1e3 for vm in vms_
+              if key in prober.events[vm["name"]]]
+        out.append(f"{label} {pct(ms, 50):.0f}" if ms else f"{label} -")
+    return ", ".join(out)
+
+
 def stats(values: list[float], n: int) -> str:
     if not values:
         return "none"
@@ -533,6 +654,7 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
         peer = vms.boot(lab, f"peer{k}", net["id"], chassis=PAIRS[k % 3][0], static=True)
         fast_arp(peer.netns, args.probe_ms)
         networks.append({"id": net["id"], "cidr": cidr, "peer_ip": peer.ip,
+                         "peer_netns": peer.netns,
                          "chassis": PAIRS[k % 3][1], "hosts": 20})
         print(f"  network pu{k}: peer {peer.ip} on {PAIRS[k % 3][0]}", file=sys.stderr)
     baseline = settle(lab)
@@ -553,7 +675,7 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
                               "mac": f"fa:16:3e:{(serial >> 16) & 0xff:02x}:"
                                      f"{(serial >> 8) & 0xff:02x}:{serial & 0xff:02x}",
                               "ip": str(host), "prefix": 24, "network_id": net["id"],
-                              "peer_ip": net["peer_ip"]})
+                              "peer_ip": net["peer_ip"], "peer_netns": net["peer_netns"]})
                 serial += 1
             print(f"{mode} burst of {n}: plumbing VMs", file=sys.stderr)
             prepare(lab, burst, args.probe_ms)
@@ -568,6 +690,8 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
                   f"{res['cpu_ms_per_port']:.1f} ms/port", file=sys.stderr)
             for ch, line in res.get("timeline", {}).items():
                 print(f"    {ch}: {line}", file=sys.stderr)
+            if "steps" in res:
+                print(f"    first exchange: {res['steps']}", file=sys.stderr)
             settle(lab)
     api.close()
     label = {"plug": "from VIF plug", "create": "from API create"}
@@ -590,6 +714,9 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
                          f"{cpu:.2f} s in {wall:.2f} s ({100 * cpu / wall:.0f}% of a core)"))
         for ch, line in res.get("timeline", {}).items():
             rows.append((f"{label[mode]}, burst {n}: {ch} agent after plug (ms)", line))
+        if "steps" in res:
+            rows.append((f"{label[mode]}, burst {n}: first exchange, p50 ms after plug",
+                         res["steps"]))
     rows.append(("machine", machine()))
     return rows
 
@@ -604,6 +731,9 @@ def main() -> None:
     parser.add_argument("--probe-ms", type=int, default=5, help="VM ARP retry interval")
     parser.add_argument("--poll-ms", type=int, default=20, help="API ACTIVE poll interval")
     parser.add_argument("--name", default="pubench", help="the lab's name")
+    parser.add_argument("--capture", action="store_true",
+                        help="watch every VM's and peer's eth0 (plug bursts) and report "
+                             "when each step of the first exchange happened")
     parser.add_argument("--keep-logs", default=None,
                         help="copy the agents' logs of each plug burst into this directory")
     args = parser.parse_args()
