@@ -549,6 +549,23 @@ def test_each_new_tunnel_is_warmed_once_before_any_vif_on_it_is_plugged():
     asyncio.run(go())
 
 
+def test_tunnels_are_warmed_again_before_their_neighbour_entry_could_age_out():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        agent = Agent(AgentConfig(HERE, "198.18.0.11", timing=Timing(tunnel_warm=0.02)),
+                      server, switch)
+        async with Running(agent, compiled=True):
+            await until(lambda: switch.warmed.count(100) >= 3)
+            server.delete("ports", "p2")                   # no tunnel any more
+            await until(lambda: switch.tunnel_requests[-1] == {})
+            await settle(agent)
+            before = len(switch.warmed)
+            await asyncio.sleep(0.1)
+            assert len(switch.warmed) == before            # nothing warms a gone tunnel
+    asyncio.run(go())
+
+
 def test_port_delete_removes_its_flows():
     async def go():
         server, switch = FakeServer(model()), FakeSwitch()

@@ -177,7 +177,8 @@ class Agent(StatusReports, RoutingDuties):
             ("sync", self._sync()), ("liveness", self._liveness()),
             ("openflow", self._openflow()), ("reconcile", self._reconcile_loop()),
             ("status", self._status_loop()), ("resolve", self._resolve_loop()),
-            ("snat", self._snat_loop()), ("loopback", self._loopback_loop()))]
+            ("snat", self._snat_loop()), ("loopback", self._loopback_loop()),
+            ("tunnels", self._tunnel_loop()))]
         try:
             await self._stop.wait()
         finally:
@@ -467,6 +468,19 @@ class Agent(StatusReports, RoutingDuties):
                 continue
             self._warmed[chassis] = ofport
             LOG.info("tunnel to %s (ofport %d): warm-up frame sent", chassis, ofport)
+
+    async def _tunnel_loop(self) -> None:
+        """Every ``timing.tunnel_warm``, a warm-up frame through each tunnel again: the
+        datapath's tunnel neighbour entry of an idle tunnel ages out (``ovs-appctl
+        tnl/neigh/aging``, 900 s by default; each use renews it), and the first packet
+        after that would be dropped again. O(tunnels of this chassis) per period."""
+        while True:
+            await asyncio.sleep(self.config.timing.tunnel_warm)
+            for chassis, ofport in list(self._warmed.items()):
+                try:
+                    self.switch.warm_tunnel(ofport)
+                except (OSError, OpenFlowError, AttributeError) as exc:
+                    LOG.warning("tunnel to %s: warm-up frame not sent: %s", chassis, exc)
 
     async def _flush_gone(self, vifs: tuple) -> None:
         """Flush the conntrack zones of VIFs gone since flows were last applied (no flow
