@@ -91,10 +91,14 @@ def in_netns(name: str):
         os.close(home)
 
 
-def fast_arp(netns: str, probe_ms: int) -> None:
-    """ARP retried every ``probe_ms`` in a VM (the kernel default is one second)."""
+def fast_arp(netns: str, probe_ms: int, queue: int | None = None) -> None:
+    """ARP retried every ``probe_ms`` in a VM (the kernel default is one second); with
+    ``queue``, at most that many packets wait for an unresolved neighbour (the kernel
+    default, 101, lets the prober's every-20-ms echoes pile up and leave together)."""
     values = {"retrans_time_ms": str(probe_ms), "mcast_solicit": "255",
               "ucast_solicit": "255"}
+    if queue is not None:
+        values["unres_qlen"] = str(queue)
     with in_netns(netns):
         for key, value in values.items():
             Path(f"/proc/sys/net/ipv4/neigh/eth0/{key}").write_text(value)
@@ -409,7 +413,7 @@ def agent_timeline(lab: Lab, began: dict[str, float], until: float) -> dict[str,
     return out
 
 
-def prepare(lab: Lab, vms_: list[dict], probe_ms: int) -> None:
+def prepare(lab: Lab, vms_: list[dict], probe_ms: int, queue: int | None = None) -> None:
     """Plumb VMs whose VIFs name no port yet (recorded for teardown); the taps go into
     br-int in one ovs-vsctl call per chassis."""
     for vm in vms_:
@@ -420,7 +424,7 @@ def prepare(lab: Lab, vms_: list[dict], probe_ms: int) -> None:
         netlink.set_link(ch.netns, vm["tap"], mtu=1450)
         netlink.set_link(vm["netns"], "eth0", address=vm["mac"], mtu=1450)
         netlink.add_address(vm["netns"], "eth0", f"{vm['ip']}/{vm['prefix']}")
-        fast_arp(vm["netns"], probe_ms)
+        fast_arp(vm["netns"], probe_ms, queue)
         lab.inventory.record("ovs-port", group=group, chassis=vm["chassis"],
                              bridge="br-int", name=vm["tap"])
     for ch in CHASSIS:
@@ -678,7 +682,7 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
                               "peer_ip": net["peer_ip"], "peer_netns": net["peer_netns"]})
                 serial += 1
             print(f"{mode} burst of {n}: plumbing VMs", file=sys.stderr)
-            prepare(lab, burst, args.probe_ms)
+            prepare(lab, burst, args.probe_ms, args.queue)
             try:
                 fn = burst_plug if mode == "plug" else burst_create
                 res = fn(lab, api, tok, burst, args)
@@ -696,8 +700,10 @@ def run(args, lab: Lab) -> list[tuple[str, str]]:
     api.close()
     label = {"plug": "from VIF plug", "create": "from API create"}
     rows = [("lab", f"3 chassis, {nets} networks (≤ {args.per_network} measured ports each "
-                    f"+ 1 peer VM), probe every {args.probe_ms} ms, ACTIVE polled every "
-                    f"{args.poll_ms} ms"),
+                    f"+ 1 peer VM), probe every {args.probe_ms} ms"
+                    + (f", {args.queue} packet(s) queued per unresolved neighbour"
+                       if args.queue is not None else "")
+                    + f", ACTIVE polled every {args.poll_ms} ms"),
             ("flows per chassis before the bursts c1 / c2 / c3",
              " / ".join(str(baseline[c]) for c in CHASSIS))]
     for (mode, n), res in results.items():
@@ -731,6 +737,9 @@ def main() -> None:
     parser.add_argument("--probe-ms", type=int, default=5, help="VM ARP retry interval")
     parser.add_argument("--poll-ms", type=int, default=20, help="API ACTIVE poll interval")
     parser.add_argument("--name", default="pubench", help="the lab's name")
+    parser.add_argument("--queue", type=int, default=None,
+                        help="packets a measured VM queues for an unresolved neighbour "
+                             "(unres_qlen; default: the kernel's, 101)")
     parser.add_argument("--capture", action="store_true",
                         help="watch every VM's and peer's eth0 (plug bursts) and report "
                              "when each step of the first exchange happened")
