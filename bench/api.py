@@ -2,7 +2,11 @@
 
 Starts real plexus-server processes on a fresh store (SQLite, or a 3-member etcd
 cluster on loopback), creates ports through HTTP from several client threads (spread
-over the servers), then times listing all of them. Prints one table.
+over the servers), then times listing all of them, and the requests that concern one
+small network among them (its ports listed by network and by device, an IPv6 SLAAC
+subnet added to and removed from it, a security group of its own deleted, the
+network itself deleted): those should cost what the small network holds, not what
+the cloud holds. Prints one table.
 
     .venv/bin/python bench/api.py [--ports 10000] [--workers 4] [--store sqlite|etcd]
                                   [--servers N] [--etcd-members 3]
@@ -89,6 +93,55 @@ def create_ports(urls: list[str], tok: str, network_id: str, count: int, workers
             "failures": failures}
 
 
+def timed(fn, times: int = 5) -> list[float]:
+    """Seconds each of ``times`` calls of ``fn`` took."""
+    out = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def ok(r: httpx.Response) -> httpx.Response:
+    """The response, after checking it succeeded."""
+    if r.status_code >= 300:
+        raise SystemExit(f"{r.request.method} {r.request.url}: {r.status_code} {r.text}")
+    return r
+
+
+def small_network(c: httpx.Client, ports: int = 10) -> dict[str, list[float]]:
+    """Time the requests about one small network (``ports`` ports) in a big cloud."""
+    net = ok(c.post("/v2.0/networks", json={"network": {"name": "small"}})).json()["network"]
+    ok(c.post("/v2.0/subnets", json={"subnet": {
+        "network_id": net["id"], "cidr": "10.200.0.0/24", "ip_version": 4}}))
+    made = [ok(c.post("/v2.0/ports", json={"port": {
+        "network_id": net["id"], "device_id": f"vm-{i}", "device_owner": "compute:nova"}}
+    )).json()["port"] for i in range(ports)]
+    out = {
+        "by_network": timed(lambda: ok(c.get("/v2.0/ports", params={
+            "network_id": net["id"]}))),
+        "by_device": timed(lambda: ok(c.get("/v2.0/ports", params={"device_id": "vm-3"}))),
+    }
+
+    def slaac():
+        sub = ok(c.post("/v2.0/subnets", json={"subnet": {
+            "network_id": net["id"], "cidr": "fd00:200::/64", "ip_version": 6,
+            "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}})).json()["subnet"]
+        ok(c.delete(f"/v2.0/subnets/{sub['id']}"))
+    out["slaac"] = timed(slaac)
+
+    def group():
+        sg = ok(c.post("/v2.0/security-groups", json={"security_group": {
+            "name": "g"}})).json()["security_group"]
+        ok(c.delete(f"/v2.0/security-groups/{sg['id']}"))
+    out["group"] = timed(group)
+    for port in made:
+        ok(c.delete(f"/v2.0/ports/{port['id']}"))
+    out["network"] = timed(lambda: ok(c.delete(f"/v2.0/networks/{net['id']}")), 1)
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     """The p-th percentile."""
     values = sorted(values)
@@ -124,6 +177,8 @@ def main() -> None:
         hdrs = {"X-Auth-Token": tok}
         net = httpx.post(f"{url}/v2.0/networks", json={"network": {"name": "bench"}},
                          headers=hdrs).json()["network"]
+        ok(httpx.put(f"{url}/v2.0/quotas/{net['project_id']}", headers=hdrs, json={
+            "quota": {"port": -1, "network": -1, "subnet": -1}}))   # the cloud is big
         httpx.post(f"{url}/v2.0/subnets", json={"subnet": {
             "network_id": net["id"], "cidr": "10.128.0.0/16", "ip_version": 4}},
             headers=hdrs).raise_for_status()
@@ -135,6 +190,10 @@ def main() -> None:
                 r = c.get("/v2.0/ports")
                 list_times.append(time.perf_counter() - t0)
                 listed = len(r.json()["ports"])
+            small = small_network(c)
+
+        def ms(values: list[float]) -> str:
+            return f"{statistics.median(values) * 1e3:.1f} / {max(values) * 1e3:.1f}"
         rows = [
             ("store", f"etcd ({args.etcd_members} members, loopback)" if cluster else "sqlite"),
             ("servers", str(args.servers)),
@@ -146,6 +205,14 @@ def main() -> None:
                                               f"{pct(res['latencies'], 95) * 1e3:.1f}"),
             (f"list {listed} ports p50 / max (ms)",
              f"{statistics.median(list_times) * 1e3:.0f} / {max(list_times) * 1e3:.0f}"),
+            ("one 10-port network: list its ports by network_id p50 / max (ms)",
+             ms(small["by_network"])),
+            ("one 10-port network: list one VM's port by device_id p50 / max (ms)",
+             ms(small["by_device"])),
+            ("one 10-port network: SLAAC subnet create + delete p50 / max (ms)",
+             ms(small["slaac"])),
+            ("security group create + delete p50 / max (ms)", ms(small["group"])),
+            ("delete the emptied network (ms)", ms(small["network"])),
             ("machine", machine()),
         ]
         print_table(rows)

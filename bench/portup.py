@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import datetime
 import ipaddress
 import json
@@ -57,39 +56,19 @@ from table import machine, print_table  # noqa: E402
 from plexus.lab import Lab, LabSpec, netlink  # noqa: E402
 from plexus.lab import vm as vms  # noqa: E402
 from plexus.lab.inventory import Inventory, resolve_pid  # noqa: E402
+from plexus.agent.netns import in_netns  # noqa: E402
 from plexus.lab.lab import lab_root  # noqa: E402
 
 PAIRS = (("c1", "c2"), ("c2", "c3"), ("c3", "c1"))      # (peer's chassis, measured chassis)
 CHASSIS = ("c1", "c2", "c3")
-CLONE_NEWNET = 0x40000000
 SO_TIMESTAMPNS = 35
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 RESEND = 0.02                     # seconds between echo requests of a VM not answered yet
 DEADLINE = 60.0                   # seconds a burst may take before it is called failed
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # --- namespaces ------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def in_netns(name: str):
-    """Run the calling thread inside network namespace ``name`` for the block."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {name}: {os.strerror(err)}")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                raise SystemExit("cannot return to the root network namespace")
-    finally:
-        os.close(target)
-        os.close(home)
-
 
 def fast_arp(netns: str, probe_ms: int, queue: int | None = None) -> None:
     """ARP retried every ``probe_ms`` in a VM (the kernel default is one second); with

@@ -155,6 +155,41 @@ class QuotaConfig(_Model):
     security_group_rule: int = 100
 
 
+class NovaConfig(_Model):
+    """Where and how the server tells Nova about ports (Neutron's ``[nova]`` section and
+    its ``notify_nova_on_port_*`` / ``send_events_interval`` options). Nothing is sent
+    while ``auth_url`` is unset. The password comes from this file, never from code."""
+
+    # keystoneauth password plugin: the service user (Nova's os-server-external-events
+    # API needs the admin or service role)
+    auth_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    project_name: str | None = None
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    region_name: str | None = None
+    # which catalog endpoint of the compute service: public, internal or admin
+    endpoint_type: Literal["public", "internal", "admin"] = "public"
+    # Nova's URL (e.g. http://nova:8774/v2.1) when the catalog has no compute service
+    endpoint_override: str | None = None
+    cafile: str | None = None
+    insecure: bool = False
+    timeout: float = Field(default=10.0, gt=0)
+    notify_nova_on_port_status_changes: bool = True
+    notify_nova_on_port_data_changes: bool = True
+    # the first event goes at once; those that come within this many seconds after a
+    # send go together in the next request (Neutron's send_events_interval)
+    send_events_interval: float = Field(default=2.0, ge=0)
+    # a failed send (unreachable, 5xx, 401) is retried after retry_initial seconds,
+    # doubling up to retry_max; events wait in a queue of at most max_queue (beyond it
+    # the oldest are dropped, logged and counted)
+    retry_initial: float = Field(default=0.5, gt=0)
+    retry_max: float = Field(default=30.0, gt=0)
+    max_queue: int = Field(default=10000, ge=1)
+    max_batch: int = Field(default=200, ge=1)
+
+
 class Config(_Model):
     """The whole configuration of a server (and of the tools that start one)."""
 
@@ -164,6 +199,7 @@ class Config(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     quotas: QuotaConfig = Field(default_factory=QuotaConfig)
+    nova: NovaConfig = Field(default_factory=NovaConfig)
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:

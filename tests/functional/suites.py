@@ -15,6 +15,9 @@ MODULES = [
     f"{SDK}.test_security_group_rule",
     f"{SDK}.test_extension",
     f"{SDK}.test_agent",
+    f"{SDK}.test_subnet_pool",
+    f"{SDK}.test_subnet_from_subnet_pool",
+    f"{SDK}.test_address_scope",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",
@@ -23,4 +26,6 @@ MODULES = [
     f"{OSC}.test_security_group",
     f"{OSC}.test_security_group_rule",
     f"{OSC}.test_network_agent",
+    f"{OSC}.test_subnet_pool",
+    f"{OSC}.test_address_scope",
 ]

@@ -17,6 +17,7 @@ hv1. Ids are readable names (real ones are UUIDs) so the goldens read as a spec.
 
 from __future__ import annotations
 
+from plexus.pipeline.stages.metadata import METADATA_OFPORT
 from plexus.pipeline.view import ChassisView, NetworkView, PortView, SubnetView, View
 
 HERE = "hv1"
@@ -79,4 +80,5 @@ def reference_view() -> View:
                 subnets={s.id: s for s in SUBNETS},
                 ports={p.id: p for p in PORTS},
                 chassis_by_name={c.name: c for c in CHASSIS},
-                vif_ofports=dict(VIF_OFPORTS), tunnel_ofports=dict(TUNNELS))
+                vif_ofports=dict(VIF_OFPORTS), tunnel_ofports=dict(TUNNELS),
+                metadata_ofport=METADATA_OFPORT)

@@ -1,8 +1,10 @@
 """Properties of the security-group compiler: through the evaluator it allows exactly what
 a direct reading of the rules allows (and the replies of what it allows), its flows keep
 the registry's promises and lower, its output does not depend on input order, remote
-groups cost N + M flows rather than N × M, and a membership change touches only that
-group's member flows."""
+groups cost N + M flows rather than N × M, a membership change touches only that
+group's member flows, and a rule added to (or removed from) a group that already has
+rules of its own in that direction touches only that rule's flows, however many ports
+hold the group."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from plexus.lower.openflow import flow_mod
 from plexus.pipeline.compile import by_stage, compile_view
 from plexus.pipeline.registry import check_flow, stage
-from plexus.pipeline.stages.acl import port_masks
+from plexus.model.objects import Rule
+from plexus.pipeline.stages.acl import port_masks, rule_matches
 from plexus.pipeline.view import SecurityView
 from plexus.tools.evaluator import Pipeline
 from tests.golden.acl_reference import (
@@ -274,6 +277,34 @@ def test_a_membership_change_touches_only_that_groups_member_flows(v, joining):
         changed_members[gid] = tuple(sorted(set(members[gid]) ^ set(extra)))
         other = replace(v, security=replace(v.security, members=changed_members))
         assert changed_keys_name(compile_view(v), compile_view(other), f"sg:{gid}:members")
+
+
+@FAST
+@given(security_views(), st.sampled_from(["ingress", "egress"]),
+       st.sampled_from([None, 6, 17, 132, 1, 47]), st.sampled_from(PORTS),
+       st.sampled_from([None, 0, 9, 1000]), st.sampled_from([None, *PREFIXES]))
+def test_a_rule_added_or_removed_touches_only_its_own_flows(v, direction, proto, low, span,
+                                                            prefix):
+    ranged = proto in L4 and span is not None
+    for gid, group in v.security.groups.items():
+        new = Rule(f"{gid}-new", direction, "IPv4", proto, low if ranged else None,
+                   min(65535, low + span) if ranged else None, prefix)
+        grown = replace(group, rules=group.rules + (new,))
+        other = replace(v, security=replace(v.security,
+                                            groups={**v.security.groups, gid: grown}))
+        before, after = compile_view(v), compile_view(other)
+        cookie = f"sg:{gid}:rule:{new.id}"
+        if any(r.direction == direction and r.ethertype == "IPv4" and r.remote_group is None
+               for r in group.rules):
+            # adding it and removing it again change the same flows: its matches only
+            assert changed_keys_name(before, after, cookie)
+            assert changed_count(before, after) <= len(rule_matches(new))
+
+
+def changed_count(old: list, new: list) -> int:
+    """How many flows (by table, priority and match) were added, removed or changed."""
+    before, after = {f.key(): f for f in old}, {f.key(): f for f in new}
+    return sum(1 for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 def changed_keys_name(old: list, new: list, cookie: str) -> bool:

@@ -115,10 +115,13 @@ def bounds(view: View) -> dict[str, int]:
     peer_ips = sum(len(ipv4_addresses(p)) for p in peers)
     # the DHCP server address of a subnet no port holds it for: one per local subnet
     local_subnets = sum(1 for s in view.subnets.values() if s.network_id in {n.id for n in nets})
-    return {"classify": 1 + plugged + len(peers),
+    metadata = 1 if view.metadata_ofport else 0
+    return {"classify": 1 + plugged + len(peers) + metadata,
             "port_security": 1 + 2 * len(local) + 2 * local_src + vip_copies,
             "arp_responder": 1 + 2 * peer_ips + local_subnets,
             "dhcp": 1 + len(local),
+            # two per local port (request, reply) and the drop, where metadata is served
+            "metadata": 1 + metadata * (1 + 2 * len(local)),
             "l2_lookup": 1 + len(nets) + len(peers),
             "output": 1 + 2 * len(nets) + len(peers),
             # these views carry no security groups: the ACL stages hold their default

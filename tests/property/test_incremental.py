@@ -23,6 +23,7 @@ from plexus.model import keys, relevance
 from plexus.model.catalog import Catalog
 from plexus.pipeline.compile import compile_view
 from plexus.pipeline.incremental import IncrementalCompiler
+from plexus.pipeline.stages.metadata import METADATA_OFPORT
 from tests.golden.l3_reference import (
     CHASSIS, PATCH, TUNNEL, TUNNEL_IP, UPSTREAM, mac, objects, subnet_of,
 )
@@ -61,7 +62,7 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
     """Change one object of ``objs`` at random; returns (collection, id, new wire or None)."""
     ports = objs["ports"]
     vms = sorted(p for p, o in ports.items() if o["device_owner"].startswith("compute"))
-    kind = rnd.randrange(14)
+    kind = rnd.randrange(15)
     if kind == 0 and vms:                                  # a VM moves (or is unbound)
         pid = rnd.choice(vms)
         return "ports", pid, dict(ports[pid], **{"binding:host_id": rnd.choice(HOSTS)})
@@ -120,8 +121,11 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
         return "snat_blocks", ident, {"id": ident, "router_id": "r1",
                                       "chassis": rnd.choice(CHASSIS), "ip": "203.0.113.10",
                                       "port_min": 3000 + n * 64, "port_max": 3063 + n * 64}
-    if kind == 10:                                         # not structural: DNS servers
-        sid = rnd.choice(["sub-a", "sub-b", "sub-c"])
+    if kind == 10:                # not structural: DNS servers, or the subnet's scope
+        sid = rnd.choice(["sub-a", "sub-b", "sub-c", "sub-ext"])
+        if rnd.random() < 0.5:                             # its pool changed scope
+            return "subnets", sid, dict(objs["subnets"][sid], **{
+                keys.ADDRESS_SCOPE_KEY: rnd.choice([None, "red", "blue"])})
         return "subnets", sid, dict(objs["subnets"][sid],
                                     dns_nameservers=[f"10.0.0.{rnd.randrange(1, 9)}"])
     if kind == 11 and vms:                                 # a shared VIP listed or not
@@ -136,6 +140,24 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
             return "vip_owners", ident, None
         return "vip_owners", ident, {"id": ident, "network_id": net, "ip": ip,
                                      "port_id": pid, "chassis": ports[pid]["binding:host_id"]}
+    if kind == 13:                                         # a group's own rule comes or goes
+        gid = rnd.choice(GROUPS)
+        group = objs["security-groups"][gid]
+        rules = list(group["security_group_rules"])
+        if rules and rnd.random() < 0.4:
+            rules.pop(rnd.randrange(len(rules)))
+        else:
+            proto = rnd.choice([None, "tcp", "udp", "icmp"])
+            rule = {"id": f"{gid}-r{n}", "direction": rnd.choice(["ingress", "egress"]),
+                    "ethertype": "IPv4", "protocol": proto}
+            if proto in ("tcp", "udp"):
+                low = rnd.choice([22, 80, 1000, 5432])
+                rule.update(port_range_min=low, port_range_max=low + rnd.choice([0, 0, 9]))
+            if rnd.random() < 0.4:
+                rule["remote_ip_prefix"] = rnd.choice(["10.1.0.0/24", "0.0.0.0/0",
+                                                       "10.9.0.5/32"])
+            rules.insert(rnd.randrange(len(rules) + 1), rule)
+        return "security-groups", gid, dict(group, security_group_rules=rules)
     pid = rnd.choice(sorted(ports))                        # a status report
     return "ports", pid, dict(ports[pid], status=rnd.choice(["ACTIVE", "DOWN"]))
 
@@ -181,7 +203,8 @@ def facts(catalog: Catalog, chassis: str) -> dict:
     return dict(vif_ofports={p: i + 1 for i, p in enumerate(sorted(local))},
                 tunnel_ofports={c: TUNNEL[c] for c in CHASSIS if c != chassis},
                 alive=catalog.alive(), bridge_mappings={"physnet1": "br-ex"},
-                patch_ofports={"physnet1": PATCH}, external_macs=UPSTREAM)
+                patch_ofports={"physnet1": PATCH}, external_macs=UPSTREAM,
+                metadata_ofport=METADATA_OFPORT)
 
 
 def indexes(catalog: Catalog) -> dict:

@@ -96,11 +96,13 @@ def test_a_bound_port_has_its_flows_before_its_vif_is_plugged_and_nothing_reache
         assert pipeline.run({"in_port": 101, "tunnel_id": 102, "eth_src": a2_far.mac,
                              "eth_dst": dst, "eth_type": 0x0800, "ipv4_src": "10.0.1.12",
                              "ipv4_dst": "10.0.1.11"}).dropped
-    # plugging it adds only what names its ofport: its classify and output flows, and
-    # its network's two floods (which now include its VIF)
+    # plugging it adds only what names its ofport: its classify and output flows, its
+    # metadata request and reply (conntrack zone and link-local source = its ofport),
+    # and its network's two floods (which now include its VIF)
     added, gone = plug_flows(view, "a2-vm1")
     assert sorted((f.stage, f.cookie) for f in added) == [
-        ("classify", "port:a2-vm1"), ("output", "network:net-a2"),
+        ("classify", "port:a2-vm1"), ("metadata", "port:a2-vm1"),
+        ("metadata", "port:a2-vm1"), ("output", "network:net-a2"),
         ("output", "network:net-a2"), ("output", "port:a2-vm1")]
     assert sorted((f.stage, f.cookie) for f in gone) == [
         ("output", "network:net-a2"), ("output", "network:net-a2")]

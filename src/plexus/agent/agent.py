@@ -48,6 +48,7 @@ from typing import Callable
 from plexus.agent import icmp, l3, relevant
 from plexus.agent import view as views
 from plexus.agent.external import Resolver
+from plexus.agent.metadata import Requester
 from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
 from plexus.agent.flowdiff import Entry, Key, Lowered, diff
 from plexus.agent.model import BadEvent, Model
@@ -58,13 +59,15 @@ from plexus.agent.status import StatusReports
 from plexus.agent.timing import Timing
 from plexus.agent.vips import VipAnnouncements
 from plexus.lower.openflow import cookie_of
-from plexus.model import relevance
+from plexus.model import keys, relevance
+from plexus.pipeline.stages.metadata import ofport_of
 from plexus.pipeline.stages.port_security import VIP_ARP
 from plexus.model.catalog import Change
 from plexus.pipeline.incremental import IncrementalCompiler
 from plexus.pipeline.view import View
 
 LOG = logging.getLogger("plexus.agent")
+BULK_FLOWS = 1000         # a compile adding this many flows is a bulk one (snapshot, resync)
 
 
 @dataclass
@@ -81,6 +84,7 @@ class AgentConfig:
     icmp_error_burst: float = 100.0     # ... at most at once
     icmp_source_rate: float = 10.0      # ... to any one sender a second
     icmp_source_burst: float = 10.0     # ... to any one sender at once
+    metadata_ofport: int = 0            # br-int's port of the metadata namespace (0: none)
 
 
 @dataclass
@@ -288,6 +292,18 @@ class Agent(StatusReports, RoutingDuties):
                 await asyncio.sleep(self.config.timing.after(failures))
                 failures += 1
 
+    def metadata_requester(self, address: str):
+        """The local port (and its instance and project) whose link-local metadata address
+        is ``address``, or None: O(1), from the last reconciled view's ofports."""
+        ofport = ofport_of(address)
+        pid = self._ofports.get(ofport) if ofport is not None else None
+        port = self.model.catalog.objects[keys.PORTS].get(pid) if pid else None
+        if port is None or port.chassis != self.config.chassis:
+            return None
+        v4 = [ip for _, ip in port.ips if ":" not in ip]
+        return Requester(port_id=port.id, instance_id=port.device_id,
+                         project_id=port.project_id, address=v4[0] if v4 else "")
+
     async def unregister(self) -> None:
         """End this chassis' liveness at once (a clean stop)."""
         if self.lease is not None:
@@ -361,7 +377,8 @@ class Agent(StatusReports, RoutingDuties):
                            tunnel_ofports=self.bridge.tunnel_ofports(), alive=alive,
                            bridge_mappings=c.bridge_mappings,
                            patch_ofports=self.bridge.patch_ofports(),
-                           external_macs=self.resolver.macs, problems=problems)
+                           external_macs=self.resolver.macs, problems=problems,
+                           metadata_ofport=c.metadata_ofport)
         if self.liveness.isolated(self.bridge.bfd_states()):
             view = replace(view, active_gateway={r: a for r, a in view.active_gateway.items()
                                                  if a != c.chassis})
@@ -420,6 +437,11 @@ class Agent(StatusReports, RoutingDuties):
             self.counters.bundles += 1
             self.counters.flow_mods += len(change)
         applied = time.perf_counter()
+        if self._full_diff or len(delta.added) >= BULK_FLOWS:
+            # the compiled pipeline lives long too (the compiler's units, the lowered
+            # entries, the installed table): out of the cyclic collector's full passes
+            # with the snapshot (one walking them took ~80 ms in the middle of an event)
+            gc.freeze()
         if self._full_diff:
             self.installed = {k: e for k, (e, _) in desired.items()}
             self._full_diff = False

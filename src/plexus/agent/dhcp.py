@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from os_ken.lib.packet import dhcp, ethernet, ipv4, packet, udp
 
 from plexus.pipeline.stages.dhcp import SERVER_MAC, server_ip
+from plexus.pipeline.stages.metadata import METADATA_IP
 from plexus.pipeline.view import PortView, SubnetView, View
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ CLIENT_PORT, SERVER_PORT = 68, 67
 OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME, OPT_MTU, OPT_BROADCAST = 1, 3, 6, 12, 26, 28
 OPT_REQUESTED_IP, OPT_LEASE, OPT_MSG_TYPE, OPT_SERVER_ID = 50, 51, 53, 54
 OPT_T1, OPT_T2, OPT_CLASSLESS_ROUTES = 58, 59, 121
+METADATA_ROUTE = ipaddress.IPv4Network(f"{METADATA_IP}/32")
 _HEADER_LEN = struct.calcsize(dhcp.dhcp._DHCP_PACK_STR)     # 236: fixed BOOTP header
 _ANY = ipaddress.IPv4Address("0.0.0.0")
 
@@ -299,7 +301,7 @@ def _reply(kind: int, msg: dhcp.dhcp, port: PortView, view: View, subnet: Subnet
             opts += [(OPT_LEASE, struct.pack("!I", LEASE_TIME)),
                      (OPT_T1, struct.pack("!I", RENEWAL_TIME)),
                      (OPT_T2, struct.pack("!I", REBINDING_TIME))]
-        opts += _parameters(port, view, subnet, net, address)
+        opts += _parameters(port, view, subnet, net, address, server)
     ciaddr = msg.ciaddr if kind == ACK else "0.0.0.0"
     yiaddr = address if kind in (OFFER, ACK) and address is not None else "0.0.0.0"
     reply = dhcp.dhcp(op=dhcp.DHCP_BOOT_REPLY, chaddr=port.mac.lower(), xid=msg.xid,
@@ -320,8 +322,12 @@ def _reply(kind: int, msg: dhcp.dhcp, port: PortView, view: View, subnet: Subnet
 
 
 def _parameters(port: PortView, view: View, subnet: SubnetView,
-                net: ipaddress.IPv4Network, address: str | None) -> list[tuple[int, bytes]]:
-    """Configuration options: mask, broadcast, router, DNS, MTU, routes, hostname."""
+                net: ipaddress.IPv4Network, address: str | None,
+                server: str) -> list[tuple[int, bytes]]:
+    """Configuration options: mask, broadcast, router, DNS, MTU, routes, hostname. Where
+    the chassis serves metadata, option 121 routes 169.254.169.254/32 via the server
+    address (the gateway, or on a subnet without one the address the ARP responder
+    answers for): the metadata stage takes the VM's TCP to it whatever the next hop."""
     opts = [(OPT_MASK, net.netmask.packed), (OPT_BROADCAST, net.broadcast_address.packed)]
     gateway = subnet.gateway_ip if subnet.gateway_ip and _v4(subnet.gateway_ip) else None
     if gateway:
@@ -334,6 +340,8 @@ def _parameters(port: PortView, view: View, subnet: SubnetView,
         opts.append((OPT_MTU, struct.pack("!H", network.mtu)))
     routes = [(d, h) for d, h in subnet.host_routes
               if _v4_net(d) is not None and _v4(h) is not None]
+    if view.metadata_ofport and not any(_v4_net(d) == METADATA_ROUTE for d, _ in routes):
+        routes.append((str(METADATA_ROUTE), server))
     if routes:
         if gateway and not any(_v4_net(d).prefixlen == 0 for d, _ in routes):
             routes.append(("0.0.0.0/0", gateway))   # clients ignore option 3 beside 121

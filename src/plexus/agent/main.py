@@ -14,11 +14,14 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from plexus.agent.agent import Agent, AgentConfig
 from plexus.agent.ovs import Switch
+from plexus.agent.metadata import MetadataProxy
 from plexus.agent.southbound import Credentials, Southbound
 from plexus.agent.timing import Timing
+from plexus.pipeline.stages.metadata import METADATA_OFPORT
 
 LOG = logging.getLogger("plexus.agent")
 
@@ -65,6 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--snat-idle", type=float, default=Timing.snat_idle,
                    help="seconds a leased SNAT port block must stay unused before it is "
                         "given back (default %(default)s)")
+    p.add_argument("--metadata-netns",
+                   help="serve 169.254.169.254 to local VMs: the network namespace holding "
+                        "the metadata address, whose veth end is plugged into br-int with "
+                        f"ofport_request={METADATA_OFPORT} (docs/operations.md)")
+    p.add_argument("--nova-metadata-url",
+                   help="Nova's metadata API, e.g. http://nova:8775 (with --metadata-netns)")
+    p.add_argument("--metadata-secret-file",
+                   help="file holding the shared secret that signs X-Instance-ID (Nova's "
+                        "[neutron] metadata_proxy_shared_secret)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -80,7 +92,22 @@ async def run(args: argparse.Namespace) -> None:
                               icmp_error_burst=args.icmp_error_burst,
                               icmp_source_rate=args.icmp_source_rate,
                               icmp_source_burst=args.icmp_source_burst,
-                              timing=Timing(snat_idle=args.snat_idle)), sb, switch)
+                              timing=Timing(snat_idle=args.snat_idle),
+                              metadata_ofport=METADATA_OFPORT if args.metadata_netns else 0),
+                  sb, switch)
+    proxy = None
+    if args.metadata_netns:
+        if not args.nova_metadata_url or not args.metadata_secret_file:
+            raise SystemExit("plexus-agent: --metadata-netns needs --nova-metadata-url and "
+                             "--metadata-secret-file")
+        secret = Path(args.metadata_secret_file).read_bytes().strip()
+        proxy = MetadataProxy(args.metadata_netns, args.nova_metadata_url, secret,
+                              agent.metadata_requester)
+        try:
+            await proxy.start()
+        except OSError as exc:
+            raise SystemExit(f"plexus-agent: cannot serve metadata in namespace "
+                             f"{args.metadata_netns!r}: {exc} (docs/operations.md)") from None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
@@ -91,6 +118,8 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.wait_for(agent.unregister(), 2.0)
         except Exception as exc:  # noqa: BLE001 - best effort on the way out
             LOG.info("could not unregister: %s", exc)
+        if proxy is not None:
+            await proxy.stop()
         await sb.close()
         LOG.info("stopped (flows left in place)")
 

@@ -224,11 +224,13 @@ class Southbound:
                 pass
 
     async def register(self, chassis: str, tunnel_ip: str, bridge_mappings: dict[str, str],
-                       gateway: bool, ttl: float) -> tuple[int, float]:
-        """Register the chassis; returns (lease, ttl)."""
+                       gateway: bool, ttl: float,
+                       datapath_type: str = "netdev") -> tuple[int, float]:
+        """Register the chassis; returns (lease, ttl). ``datapath_type`` is br-int's (the
+        server puts it in the VIF details of ports bound here)."""
         body = await self._call("PUT", f"/southbound/v1/chassis/{chassis}", json={
             "tunnel_ip": tunnel_ip, "bridge_mappings": bridge_mappings, "gateway": gateway,
-            "ttl": ttl})
+            "ttl": ttl, "datapath_type": datapath_type})
         return int(body["lease"]), float(body["ttl"])
 
     async def heartbeat(self, chassis: str, lease: int) -> None:

@@ -15,6 +15,8 @@ they involve, and the agent's local facts. ``build`` is both."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Iterable, Mapping
 
 from plexus.model import keys
@@ -30,12 +32,14 @@ def build(catalog: Catalog, chassis: str, tunnel_ip: str, *,
           alive: Iterable[str] = (), bridge_mappings: Mapping[str, str] | None = None,
           patch_ofports: Mapping[str, int] | None = None,
           external_macs: Mapping[str, str] | None = None,
-          problems: list | None = None) -> View:
-    """The whole view of ``chassis`` (``local_view`` then ``with_routing``)."""
+          problems: list | None = None, metadata_ofport: int = 0) -> View:
+    """The whole view of ``chassis`` (``local_view`` then ``with_routing``), with the
+    OpenFlow port of its metadata namespace (0: it serves no metadata)."""
     view = local_view(catalog, chassis, tunnel_ip, vif_ofports, tunnel_ofports)
-    return with_routing(view, catalog, alive=alive, bridge_mappings=bridge_mappings,
+    view = with_routing(view, catalog, alive=alive, bridge_mappings=bridge_mappings,
                         patch_ofports=patch_ofports, tunnel_ofports=tunnel_ofports,
                         external_macs=external_macs, problems=problems)
+    return replace(view, metadata_ofport=metadata_ofport) if metadata_ofport else view
 
 
 def local_view(catalog: Catalog, chassis: str, tunnel_ip: str,

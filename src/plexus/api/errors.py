@@ -63,7 +63,10 @@ class NotFound(NeutronError):
     def __init__(self, kind: str, ident: str, **kw):
         label = {"network": "Network", "subnet": "Subnet", "port": "Port", "router": "Router",
                  "floatingip": "Floating IP", "security_group": "Security group",
-                 "security_group_rule": "Security group rule", "agent": "Agent"}.get(kind, kind)
+                 "security_group_rule": "Security group rule", "agent": "Agent",
+                 "subnetpool": "Subnet pool", "address_scope": "Address scope"}.get(kind, kind)
+        if kind == "subnetpool":
+            kw.setdefault("type_name", "SubnetPoolNotFound")
         type_name = kw.pop("type_name", None) or (
             "".join(p.capitalize() for p in kind.split("_")) + "NotFound")
         super().__init__(f"{label} {ident} could not be found.", type_name=type_name, **kw)

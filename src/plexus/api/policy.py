@@ -67,6 +67,9 @@ CHECKS: dict[str, tuple[Callable[[Any, "Target"], bool], str]] = {
                "the network is shared (`shared: true`)"),
     "external": (lambda ctx, t: bool(t.get("network:router:external")),
                  "the network is external (`router:external: true`)"),
+    "shared_object": (lambda ctx, t: bool(t.get("shared")),
+                      "the object itself is shared (a subnet pool's or address scope's "
+                      "`shared: true`)"),
     "not_network_device": (lambda ctx, t: not str(t.get("device_owner") or "")
                            .startswith("network:"),
                            "the port's `device_owner` does not start with `network:`"),
@@ -180,6 +183,21 @@ RULES: dict[str, Rule] = _rules(
     ("get_floatingip", ADMIN_OR_READER),
     ("update_floatingip", ADMIN_OR_MEMBER),
     ("delete_floatingip", ADMIN_OR_MEMBER),
+    # subnet pools and address scopes
+    ("create_subnetpool", ADMIN_OR_MEMBER),
+    *_each(("create",), "subnetpool", ("shared",), ADMIN),
+    *_each(("create", "update"), "subnetpool", ("is_default",), ADMIN,
+           "one default pool per IP version"),
+    ("get_subnetpool", ADMIN_OR_READER + ("shared_object",)),
+    ("update_subnetpool", ADMIN_OR_MEMBER),
+    ("delete_subnetpool", ADMIN_OR_MEMBER),
+    ("add_prefixes", ADMIN_OR_MEMBER, "`PUT /subnetpools/{id}/add_prefixes`"),
+    ("remove_prefixes", ADMIN_OR_MEMBER, "`PUT /subnetpools/{id}/remove_prefixes`"),
+    ("create_address_scope", ADMIN_OR_MEMBER),
+    *_each(("create", "update"), "address_scope", ("shared",), ADMIN),
+    ("get_address_scope", ADMIN_OR_READER + ("shared_object",)),
+    ("update_address_scope", ADMIN_OR_MEMBER),
+    ("delete_address_scope", ADMIN_OR_MEMBER),
     # agents and the L3 agent scheduler
     ("get_agent", ADMIN),
     ("update_agent", ADMIN),

@@ -1,7 +1,7 @@
 """``plexus lab``: several hypervisors, VMs and an external network on this machine.
 
     plexus lab up [--chassis N] [--gateways K] [--store sqlite|etcd] [--vlan-upstream]
-                  [--name NAME]
+                  [--metadata] [--name NAME]
     plexus lab status | down
     plexus lab vm boot NAME --network NET [--chassis C] [--project P] [--static] [--port P]
     plexus lab vm list | delete NAME
@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
     up.add_argument("--store", default="sqlite", choices=["sqlite", "etcd"])
     up.add_argument("--vlan-upstream", action="store_true",
                     help="the upstream router also on VLAN 100 of physnet1 (198.51.100.1)")
+    up.add_argument("--metadata", action="store_true",
+                    help="serve 169.254.169.254 on every chassis (metadata namespace, the "
+                         "agents' proxies, the lab's metadata backend)")
     cmds.add_parser("down", parents=[common], help="remove everything the lab recorded")
     status = cmds.add_parser("status", parents=[common], help="chassis, VMs, processes, health")
     status.add_argument("--json", action="store_true")
@@ -85,7 +88,8 @@ def run(args) -> int:
         if args.lab_command == "up":
             return _up(Lab(LabSpec(name=args.name, chassis=args.chassis,
                                    gateways=args.gateways, store=args.store,
-                                   vlan_upstream=args.vlan_upstream), args.root))
+                                   vlan_upstream=args.vlan_upstream,
+                                   metadata=args.metadata), args.root))
         if args.lab_command == "down":
             return _down(args)
         lab = Lab.load(args.name, args.root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Kind = Literal["invalid", "overlap", "gateway_conflict"]
+Kind = Literal["invalid", "overlap", "gateway_conflict", "conflict"]
 
 
 class IpamError(ValueError):

@@ -136,6 +136,9 @@ class Lab:
             for ch in spec.chassis_list():
                 if not all(self.ovs(ch).healthy().values()):
                     raise LabError(f"OVS of chassis {ch.name} does not answer")
+            if spec.metadata:
+                progress("metadata backend")
+                self._start_metadata()
             if spec.agents:
                 progress("starting an agent per chassis")
                 self._start_agents()
@@ -210,6 +213,12 @@ class Lab:
             from plexus.lab.etcd import start_lab_cluster
             config.store.url = start_lab_cluster(self)
             servers.append("server2")
+        if self.spec.nova_url:
+            admin = next(u for u in config.identity.users if u.name == "admin")
+            config.nova.auth_url = f"{config.server.url()}/identity/v3"
+            config.nova.username, config.nova.password = admin.name, admin.password
+            config.nova.project_name = admin.project
+            config.nova.endpoint_override = self.spec.nova_url
         write_clouds_yaml(self.clouds, config.server.url(), config)
         self.inventory.set(server_url=config.server.url())
         urls, pids = [], []
@@ -223,6 +232,62 @@ class Lab:
             urls.append(config.server.url())
         self.inventory.set(server_urls=urls)
         return pids[0]
+
+    def metadata_netns(self, ch: Chassis) -> str:
+        """The metadata namespace of a chassis."""
+        return f"{ch.netns}-md"
+
+    def _metadata_namespace(self, ch: Chassis, group: str) -> None:
+        """What plexus-agent --metadata-netns expects on a compute node: a namespace
+        holding 169.254.169.254 (never ARPing: 169.254/16 via a static neighbour), whose
+        veth end is br-int's port METADATA_OFPORT (docs/operations.md)."""
+        from plexus.pipeline.stages.metadata import (
+            METADATA_IP, METADATA_MAC, METADATA_NEXTHOP, METADATA_OFPORT)
+        md = self._netns(self.metadata_netns(ch), group)
+        netlink.sysctl(md, "net.ipv6.conf.all.disable_ipv6", "1")
+        netlink.sysctl(md, "net.ipv6.conf.default.disable_ipv6", "1")
+        self._veth(md, "md0", ch.netns, "mdport", group)
+        netlink.set_link(md, "md0", address=METADATA_MAC)
+        netlink.set_link(md, "lo")
+        netlink.set_link(ch.netns, "mdport")
+        netlink.add_address(md, "md0", f"{METADATA_IP}/32")
+        netlink.run(md, ["ip", "neigh", "replace", METADATA_NEXTHOP, "lladdr",
+                         "fa:16:3f:00:00:03", "dev", "md0", "nud", "permanent"])
+        netlink.run(md, ["ip", "route", "replace", "169.254.0.0/16", "via", METADATA_NEXTHOP,
+                         "dev", "md0", "onlink"])
+        self.ovs(ch).vsctl("--may-exist", "add-port", "br-int", "mdport", "--", "set",
+                           "Interface", "mdport", f"ofport_request={METADATA_OFPORT}")
+
+    @property
+    def metadata_secret(self) -> Path:
+        """The shared secret of the agents' proxies and the metadata backend."""
+        return self.dir / "metadata.secret"
+
+    @property
+    def metadata_record(self) -> Path:
+        """The metadata backend's record of requests (one JSON line each)."""
+        return self.dir / "metadata-requests.jsonl"
+
+    def _start_metadata(self, timeout: float = 30) -> None:
+        """The metadata backend on loopback, with a fresh random shared secret."""
+        import secrets as random_secrets
+        fd = os.open(self.metadata_secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(random_secrets.token_hex(32))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        self.spawn("metadata", [sys.executable, "-m", "plexus.lab.metadata", "--port", str(port),
+                                "--secret-file", str(self.metadata_secret),
+                                "--clouds", str(self.clouds),
+                                "--record", str(self.metadata_record)],
+                   log=self.dir / "metadata.log")
+        self.inventory.set(metadata_url=url)
+        deadline = time.monotonic() + timeout
+        while not answers(url):
+            if time.monotonic() > deadline:
+                raise LabError(f"the metadata backend did not answer; see "
+                               f"{self.dir / 'metadata.log'}")
+            time.sleep(0.1)
 
     def _start_agents(self, timeout: float = 30) -> None:
         """Start each chassis' plexus-agent; return once every chassis is alive in the API."""
@@ -331,6 +396,8 @@ class Lab:
             "--", "add-port", "br-ex", ch.external_port,
             "--", "set", "Open_vSwitch", ".",
             *(f"external_ids:{k}={v}" for k, v in ids.items()))
+        if s.metadata:
+            self._metadata_namespace(ch, group)
         # userspace tunnelling: the tunnel endpoint IP sits on the bridge holding ul0
         netlink.add_address(ch.netns, "br-ul", f"{ch.tunnel_ip}/{UNDERLAY.prefixlen}")
         netlink.set_link(ch.netns, "br-ul")
@@ -389,6 +456,10 @@ def agent_argv(lab: Lab, ch: Chassis) -> list[str]:
             "--ovs-rundir", str(ovs.rundir), "--bridge-mappings", ch.bridge_mappings,
             *(["--gateway"] if ch.gateway else []),
             *(["--snat-idle", str(lab.spec.snat_idle)] if lab.spec.snat_idle is not None
+              else []),
+            *(["--metadata-netns", lab.metadata_netns(ch),
+               "--nova-metadata-url", lab.inventory.read()["metadata_url"],
+               "--metadata-secret-file", str(lab.metadata_secret)] if lab.spec.metadata
               else [])]
 
 
@@ -458,6 +529,15 @@ def restart_switch(lab: Lab, chassis: str, sig: int = signal.SIGTERM,
     new = ovs.start("ovs-vswitchd")
     lab.inventory.update(entry["id"], pid=new, start=start_time(new))
     return new
+
+
+def answers(url: str) -> bool:
+    """Whether anything answers HTTP at ``url``."""
+    try:
+        httpx.get(url + "/", timeout=2.0)
+        return True
+    except httpx.HTTPError:
+        return False
 
 
 def server_answers(url: str | None) -> bool:

@@ -61,6 +61,12 @@ class LabSpec:
     agents: bool = True     # start a plexus-agent per chassis (False: plumbing only)
     vlan_upstream: bool = False     # the upstream router also on VLAN 100 of physnet1
     snat_idle: float | None = None  # the agents' --snat-idle (None: their default)
+    # Nova's API URL (e.g. a stand-in's http://127.0.0.1:PORT/v2.1): the server's [nova]
+    # section points at it, logged in as the lab's admin through the server's own identity
+    nova_url: str | None = None
+    # serve 169.254.169.254: a metadata namespace per chassis plugged into br-int, the
+    # agents' proxies, and the lab's metadata backend (plexus.lab.metadata) behind them
+    metadata: bool = False
 
     def validate(self) -> "LabSpec":
         """Raise ``TopologyError`` unless the spec can be built."""

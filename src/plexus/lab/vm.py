@@ -168,7 +168,7 @@ def _project_id(conn, project: str) -> str:
 
 def boot(lab, name: str, network: str | None = None, *, chassis: str | None = None,
          project: str | None = None, static: bool = False, port: str | None = None,
-         dhcp_timeout: float = 10.0) -> VM:
+         dhcp_timeout: float = 10.0, device_owner: str = "compute:nova") -> VM:
     """Boot a VM: port, namespace, veth into br-int, then DHCP (or static) addressing.
 
     Plumbing failures tear the VM down and raise; a DHCP client that gets no answer
@@ -186,7 +186,7 @@ def boot(lab, name: str, network: str | None = None, *, chassis: str | None = No
                                  vm_id=vm_id, mode="static" if static else "dhcp")
     conn = lab.connect()
     try:
-        binding = {"binding_host_id": ch.name, "device_owner": "compute:nova",
+        binding = {"binding_host_id": ch.name, "device_owner": device_owner,
                    "device_id": vm_id}
         if port:
             p = conn.network.update_port(conn.network.find_port(port, ignore_missing=False),

@@ -32,6 +32,7 @@ class Subnet:
     enable_dhcp: bool
     dns_nameservers: tuple[str, ...] = ()
     host_routes: tuple[tuple[str, str], ...] = ()   # (destination, nexthop)
+    address_scope: str | None = None                # its subnet pool's address scope
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Port:
     admin_up: bool = True
     device_id: str = ""
     security_groups: tuple[str, ...] = ()      # sorted ids
+    project_id: str = ""                       # the owner (the metadata proxy's X-Tenant-ID)
     status: str = field(default="", compare=False)
     revision: int | None = field(default=None, compare=False)
 
@@ -249,7 +251,8 @@ def to_subnet(obj: Mapping) -> Subnet:
     return Subnet(id=_get(obj, "id", str), network_id=_get(obj, "network_id", str),
                   cidr=str(net), ip_version=net.version, gateway_ip=gateway,
                   enable_dhcp=obj.get("enable_dhcp") is not False,
-                  dns_nameservers=dns, host_routes=routes)
+                  dns_nameservers=dns, host_routes=routes,
+                  address_scope=obj.get(keys.ADDRESS_SCOPE_KEY) or None)
 
 
 def _pair(pair: Mapping, port_mac: str) -> tuple[str, str]:
@@ -281,6 +284,7 @@ def to_port(obj: Mapping) -> Port:
                 port_security=obj.get("port_security_enabled") is not False,
                 allowed_pairs=pairs, admin_up=obj.get("admin_state_up") is not False,
                 device_id=str(obj.get("device_id") or ""), security_groups=groups,
+                project_id=str(obj.get("project_id") or obj.get("tenant_id") or ""),
                 status=str(obj.get("status") or ""), revision=_revision(obj))
 
 

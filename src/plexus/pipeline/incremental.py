@@ -47,7 +47,9 @@ def split(stage, compiler) -> tuple:
     return per_network, getattr(module, f"compile_{stage.name}_chassis")
 
 
-SECURITY_FIELDS = frozenset(f.name for f in fields(SecurityView))
+# a SecurityView's fields and its derived ``shapes`` (a read of it is recorded and
+# compared as its own)
+SECURITY_FIELDS = frozenset(f.name for f in fields(SecurityView)) | {"shapes"}
 
 
 class _Recorded:

@@ -75,13 +75,14 @@ _L3 = frozenset(_L2 | _ARP | _IP | _L4 | _REGS)
 
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0, "plexus.pipeline.stages.classify",
-          frozenset({"in_port", "vlan_vid"} | _TUN), ("port_security", "l3_input", "l2_lookup"),
+          frozenset({"in_port", "vlan_vid"} | _TUN),
+          ("port_security", "l3_input", "l2_lookup", "metadata"),
           "in_port (VIF) or tunnel key → logical network and logical in-port registers; "
           "the patch port toward an external bridge (untagged for a flat network, its VLAN "
           "popped for a VLAN network) → the external network, or a local flat/VLAN network "
           "bridged to that physical network, on to l3_input; the external network's key "
-          "from a tunnel → the external network, on to l3_input; unknown in_ports are "
-          "dropped",
+          "from a tunnel → the external network, on to l3_input; the metadata port (when "
+          "the chassis serves metadata) → metadata; unknown in_ports are dropped",
           partitioned=True),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
@@ -97,9 +98,18 @@ STAGES: tuple[Stage, ...] = (
           "and sent back out of the in-port",
           partitioned=True),
     Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
-          frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),
+          frozenset(_L2 | _IP | _L4 | _REGS), ("metadata",),
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
           "(packet-in); the agent's reply is injected back",
+          partitioned=True),
+    Stage("metadata", 35, "plexus.pipeline.stages.metadata",
+          frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),
+          "where the chassis serves metadata: TCP from a local port to 169.254.169.254:80 "
+          "is source-NATed (conntrack, the port's zone) to the port's own link-local "
+          "address and sent to the chassis' metadata port, whose proxy knows the port by "
+          "that address; its replies (from the metadata port, to that address) are "
+          "un-NATed and go straight to the port; anything else from the metadata port "
+          "drops; other packets go on",
           partitioned=True),
     Stage("egress_ct", 40, "plexus.pipeline.stages.egress_ct",
           _CT_DISPATCH, ("egress_acl", "l3_input"),
@@ -109,7 +119,9 @@ STAGES: tuple[Stage, ...] = (
           partitioned=True),
     Stage("egress_acl", 45, "plexus.pipeline.stages.egress_acl",
           _ACL, ("l3_input",),
-          "the port's egress rules (conjunctive matches for remote groups): invalid and "
+          "the port's egress rules (conjunctive matches: the port's groups × their "
+          "rules, shared by the ports; remote groups' members × the port's matches): "
+          "invalid and "
           "revoked (ct_mark=1) connections drop, replies and related pass, new and "
           "established packets a rule allows are committed and pass; an established "
           "connection no rule allows any more is marked revoked and dropped",
@@ -127,10 +139,14 @@ STAGES: tuple[Stage, ...] = (
           "address goes statelessly to the chassis owning the destination port's SNAT block "
           "(unNATed there); other gateway traffic is unNATed on the active gateway; "
           "portless packets a chassis sends its router's active gateway are SNATed there; "
+          "to an internal subnet of a router without SNAT, or one in the external "
+          "network's address scope, routed as is on the active gateway; "
           "everything else from outside drops; other packets go on to l2_lookup"),
     Stage("l3_route", 47, "plexus.pipeline.stages.l3_route",
           _L3, ("l3_neighbor",),
-          "the router's routing table, longest prefix first (priority by prefix length): "
+          "the router's routing table, longest prefix first (priority by prefix length), "
+          "after dropping traffic between two of its subnets in different address scopes "
+          "(Neutron: routed only through NAT): "
           "connected subnets, extra routes, the router's own gateway and floating IP "
           "addresses (hairpin), external host and subnet routes and the default "
           "route via the external gateway (never for packets that came from outside); TTL "
@@ -153,8 +169,9 @@ STAGES: tuple[Stage, ...] = (
           "(source MAC: the floating IP's); TCP/UDP of other ports to the gateway address "
           "with source ports from this chassis' blocks (source MAC: this chassis' own for "
           "the router); portless protocols go through the tunnel to the router's active "
-          "gateway, which SNATs them (source MAC: the gateway port's); routers without SNAT "
-          "route unchanged; NATed packets go on to snat_guard, the rest to output"),
+          "gateway, which SNATs them (source MAC: the gateway port's); routers without SNAT, "
+          "and subnets in the external network's address scope, route unchanged; NATed "
+          "packets go on to snat_guard, the rest to output"),
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
           frozenset(_L2 | _REGS), ("ingress_ct",),
           "destination MAC → logical out-port, on local networks and on networks a local "

@@ -8,6 +8,7 @@ ports) and from OVSDB (ofports)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -33,6 +34,33 @@ class SecurityView:
     groups: Mapping[str, SecurityGroupView] = field(default_factory=dict)
     port_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     members: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def shapes(self) -> Mapping[str, "GroupShape"]:
+        """Per group, what a port holding it needs apart from the group's own rules (see
+        ``GroupShape``): derived from ``groups``, so a compiler that reads only this is
+        not recompiled when a rule of a group changes and its shape does not."""
+        return {g: group_shape(group) for g, group in self.groups.items()}
+
+
+@dataclass(frozen=True)
+class GroupShape:
+    """A security group as the ports holding it see it: whether it is stateful, the
+    directions in which it has IPv4 rules of its own (no remote group), and its IPv4
+    remote-group rules."""
+
+    stateful: bool
+    own: frozenset[str]                 # directions with rules of its own
+    remote: tuple[RuleView, ...]        # IPv4 rules with a remote group, in order
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def group_shape(group: SecurityGroupView) -> GroupShape:
+    """The shape of a group (built once per group value)."""
+    ipv4 = [r for r in group.rules if r.ethertype == "IPv4"]
+    return GroupShape(group.stateful,
+                      frozenset(r.direction for r in ipv4 if r.remote_group is None),
+                      tuple(r for r in ipv4 if r.remote_group is not None))
 
 
 @dataclass(frozen=True)
@@ -96,6 +124,8 @@ routed networks' shared VIPs."""
     # (network id, VIP) -> the port learned to hold it (from its gratuitous ARP), for the
     # routed networks' VIPs that several ports list (keepalived style)
     vip_owners: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # the OpenFlow port of this chassis' metadata namespace (0: it serves no metadata)
+    metadata_ofport: int = 0
 
     # derived indexes, cached per view (a field's value is immutable; the cache is keyed
     # by the identity of the fields it was built from, so it is never stale)

@@ -37,7 +37,12 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
     store = store or open_store(config.store.url, ca_file=config.store.ca_file,
                                 cert_file=config.store.cert_file, key_file=config.store.key_file)
     services = build_services(store, config)
+    notifier = None
+    if config.nova.auth_url:
+        from plexus.server.nova import NovaNotifier
+        notifier = NovaNotifier(config.nova, services)
     hub = Hub(store)
+    services.index = hub          # the API's secondary indexes (``Services.where``)
     identity = IdentityService(store, config.identity)
     if config.identity.mode == "builtin":
         try:
@@ -69,9 +74,13 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         hub.start(asyncio.get_running_loop())
+        if notifier is not None:
+            notifier.start()
         if config.identity.mode == "builtin":
             identity.start()    # revocation events and key rotations from every server
         yield
+        if notifier is not None:
+            notifier.stop()
         hub.stop()
         identity.stop()
         authenticator.close()
@@ -85,4 +94,5 @@ def build_app(config: Config, store: Store | None = None) -> Starlette:
     app.state.authenticator = authenticator
     app.state.identity = identity
     app.state.config = config
+    app.state.nova = notifier
     return app

@@ -378,7 +378,10 @@ async def release_snat_blocks(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _chassis_body(body) -> tuple[str, dict, bool, float]:
+DATAPATH_TYPES = ("netdev", "system")
+
+
+def _chassis_body(body) -> tuple[str, dict, bool, float, str]:
     if not isinstance(body, dict):
         raise errors.InvalidInput("body must be an object")
     try:
@@ -393,7 +396,10 @@ def _chassis_body(body) -> tuple[str, dict, bool, float]:
     ttl = body.get("ttl", DEFAULT_TTL)
     if not isinstance(ttl, (int, float)) or not 1 <= ttl <= 300:
         raise errors.InvalidInput("ttl must be a number of seconds between 1 and 300")
-    return tunnel_ip, mappings, bool(body.get("gateway", False)), float(ttl)
+    datapath = body.get("datapath_type", "netdev")
+    if datapath not in DATAPATH_TYPES:
+        raise errors.InvalidInput(f"datapath_type must be one of {DATAPATH_TYPES}")
+    return tunnel_ip, mappings, bool(body.get("gateway", False)), float(ttl), datapath
 
 
 @endpoint
@@ -401,9 +407,10 @@ async def register_chassis(request: Request) -> Response:
     """A chassis registers (or re-registers) and gets a liveness lease to keep alive."""
     await _require_admin(request)
     name = request.path_params["name"]
-    tunnel_ip, mappings, gateway, ttl = _chassis_body(await json_body(request))
+    tunnel_ip, mappings, gateway, ttl, datapath = _chassis_body(await json_body(request))
     agents = request.app.state.services["agents"]
-    agent, lease = await call(agents.register, name, tunnel_ip, mappings, gateway, ttl)
+    agent, lease = await call(agents.register, name, tunnel_ip, mappings, gateway, ttl,
+                              datapath)
     return JSON({"agent": agent, "lease": lease, "ttl": ttl})
 
 

@@ -51,6 +51,7 @@ LOG_BYTES = 256 << 20     # ... and about as many bytes, synthetic events and re
 WATCH_STEP = 2.0          # seconds one store watch of the hub waits
 RETRY = 0.5               # pause after a store failure
 MAX_EVENTS = 20_000       # events in one watch answer (cut at a revision boundary)
+LOOKUP_WAIT = 2.0         # seconds an API index lookup waits for the hub to catch up
 _NOBODY: frozenset[str] = frozenset()
 
 
@@ -98,6 +99,7 @@ class Hub:
         self._changed = threading.Condition(self._lock)
         self.catalog = Catalog()
         self.raw: dict[str, dict[str, bytes]] = {}       # collection → id → stored bytes
+        self.unparsed: dict[str, set[str]] = {}          # collection → ids the catalog lacks
         self.subs: dict[str, frozenset[Scope]] = {}      # chassis hosting or routing anything
         self.by_scope: dict[Scope, set[str]] = {}
         self.log: list[Record] = []
@@ -106,7 +108,8 @@ class Hub:
         self.next = 0         # one past the newest revision applied
         self.ready = threading.Event()
         self.stats = {"events": 0, "synthetic": 0, "rebuilds": 0, "seconds": 0.0,
-                      "reads_off_loop": 0, "recomputed": 0, "delta": 0}
+                      "reads_off_loop": 0, "recomputed": 0, "delta": 0,
+                      "lookups": 0, "lookups_missed": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -176,7 +179,7 @@ class Hub:
     def rebuild(self, kvs: Iterable[KeyValue], revision: int) -> None:
         """Start over from the model as read at ``revision``."""
         began = time.perf_counter()
-        catalog, raw = Catalog(), {}
+        catalog, raw, unparsed = Catalog(), {}, {}
         for kv in kvs:
             collection, _, ident = kv.key[len(MODEL):].partition("/")
             raw.setdefault(collection, {})[ident] = kv.value
@@ -185,8 +188,9 @@ class Hub:
                     catalog.apply_wire(collection, ident, orjson.loads(kv.value))
                 except (BadObject, orjson.JSONDecodeError) as exc:
                     LOG.debug("%s/%s left out of the catalog: %s", collection, ident, exc)
+                    unparsed.setdefault(collection, set()).add(ident)
         with self._lock:
-            self.catalog, self.raw = catalog, raw
+            self.catalog, self.raw, self.unparsed = catalog, raw, unparsed
             self.subs, self.by_scope = {}, {}
             for chassis in set(catalog.ports_by_chassis) | set(catalog.routers_by_candidate):
                 self._subscribe(chassis, frozenset(subscriptions(catalog, chassis)))
@@ -251,6 +255,7 @@ class Hub:
             table[ident] = value
         else:
             table.pop(ident, None)
+            self.unparsed.get(collection, set()).discard(ident)
         to, extra = self._route(collection, ident, wire, revision)
         record = Record(revision, event_bytes(event.type, collection, ident, revision, value),
                         to, extra)
@@ -274,7 +279,10 @@ class Hub:
         except BadObject as exc:
             # left as it was: those who have the old object see the new one (and refuse it)
             LOG.debug("%s/%s unusable: %s", collection, ident, exc)
+            self.unparsed.setdefault(collection, set()).add(ident)
             return frozenset(self._members(scopes(collection, old))), None
+        if wire is not None:
+            self.unparsed.get(collection, set()).discard(ident)
         if change is None:                      # nothing relevance or compilers read changed
             current = catalog.get(collection, ident)
             return frozenset(self._members(scopes(collection, current))), None
@@ -488,6 +496,39 @@ class Hub:
         from plexus.api.http import call
         self.stats["reads_off_loop"] += 1
         return await call(fn, *args)
+
+    def lookup(self, collection: str, index: str, key: str,
+               timeout: float = LOOKUP_WAIT) -> list[bytes] | None:
+        """The stored bytes of the objects of ``collection`` that the catalog's ``index``
+        (e.g. ``ports_by_network``) files under ``key``, plus any the catalog could not
+        parse (callers check the field themselves), as of the store's revision now or
+        later: the API's secondary index, read-your-writes like a read of the store.
+        None when the hub is not loaded or cannot catch up within ``timeout`` (the
+        caller then reads the store). Blocks a thread, never the event loop; costs what
+        the key holds."""
+        if not self.ready.is_set() or not self.catch_up(timeout):
+            self.stats["lookups_missed"] += 1
+            return None
+        with self._lock:
+            self.stats["lookups"] += 1
+            ids = getattr(self.catalog, index).of(key) | self.unparsed.get(collection, set())
+            table = self.raw.get(collection, {})
+            return [table[i] for i in ids if i in table]
+
+    def catch_up(self, timeout: float) -> bool:
+        """``sync`` for a thread: wait until the hub applied the store's revision of now.
+        Writes outside the model do not reach the hub's watch, so when it is behind,
+        one zero-timeout watch tells whether it only has to move its revision on."""
+        target = self.store.revision()
+        if self.next > target:
+            return True
+        try:
+            result = self.store.watch(MODEL, self.next, 0.0)
+        except Compacted:
+            result = None
+        if result is not None and not result.events:
+            self.advance(result.next_revision)
+        return self.wait_until(target, timeout)
 
     def wait_until(self, revision: int, timeout: float) -> bool:
         """Block (a thread, not the event loop) until the hub applied ``revision``."""

@@ -34,6 +34,7 @@ class Step:
 
     stage: str
     flow: Flow | None
+    via: tuple[Flow, ...] = ()      # the conjunctive flows that led to ``flow``
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Result:
         lines = []
         for step in self.steps:
             lines.append(f"{step.stage}: " + (str(step.flow) if step.flow else "no match: drop"))
+            lines += [f"    via {f}" for f in step.via]
         return "\n".join(lines)
 
 
@@ -106,6 +108,11 @@ class Pipeline:
         """The flow of a stage that applies to the packet, as OVS chooses it: the highest
         priority ordinary match, unless conjunctive flows above it complete a conjunction
         (then the flow found again with ``conj_id`` set, ignoring conjunctive flows)."""
+        return self.resolve(stage, packet)[0]
+
+    def resolve(self, stage: str, packet: dict) -> tuple[Flow | None, tuple[Flow, ...]]:
+        """``lookup``, and the conjunctive flows that made its answer (the dimensions of
+        the completed conjunction; none for an ordinary match)."""
         table = self.by_stage.get(stage, ())
         hard = _first(table, packet)
         floor = hard.priority if hard is not None else -1
@@ -119,8 +126,9 @@ class Pipeline:
             for cid in _completed(levels[prio]):
                 found = _first(table, {**packet, "conj_id": cid})
                 if found is not None:
-                    return found
-        return hard
+                    return found, tuple(f for f in levels[prio]
+                                        if any(c.id == cid for c in f.conjunctions()))
+        return hard, ()
 
     def run(self, packet: dict, stage: str | None = None) -> Result:
         """Evaluate from ``stage`` (default: the first) until the packet leaves or drops.
@@ -132,8 +140,8 @@ class Pipeline:
         result = Result()
         current = stage or STAGES[0].name
         for _ in range(MAX_STEPS):
-            flow = self.lookup(current, pkt)
-            result.steps.append(Step(current, flow))
+            flow, via = self.resolve(current, pkt)
+            result.steps.append(Step(current, flow, via))
             if flow is None:
                 return result
             after = flow.goto

@@ -1,13 +1,13 @@
 """Thin HTTP routes, one module per resource; the service layer does the work."""
 
 from plexus.api.routes import (
-    agents, discovery, floatingips, networks, ports, quotas, routers, security_groups,
-    subnets,
+    agents, discovery, floatingips, networks, pools, ports, quotas, routers,
+    security_groups, subnets,
 )
 
 # Every route module; a new resource adds its module here.
 ROUTE_MODULES = [discovery, networks, subnets, ports, security_groups, routers, floatingips,
-                 agents, quotas]
+                 agents, quotas, pools]
 
 
 def all_routes() -> list:

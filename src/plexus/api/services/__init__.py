@@ -4,6 +4,7 @@ from plexus.api.services.agents import AgentService
 from plexus.api.services.base import Services
 from plexus.api.services.floatingips import FloatingIPService
 from plexus.api.services.networks import NetworkService
+from plexus.api.services.pools import AddressScopeService, SubnetPoolService
 from plexus.api.services.ports import PortService
 from plexus.api.services.quotas import QuotaService
 from plexus.api.services.routers import RouterService
@@ -13,7 +14,8 @@ from plexus.api.services.vips import VipOwners
 
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
-                   SecurityGroupRuleService, RouterService, FloatingIPService, AgentService]
+                   SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
+                   SubnetPoolService, AddressScopeService]
 
 
 def build_services(store, config) -> Services:

@@ -92,8 +92,9 @@ class AgentService(ResourceService):
     # ---- southbound -----------------------------------------------------------------
 
     def register(self, name: str, tunnel_ip: str, bridge_mappings: dict[str, str],
-                 gateway: bool, ttl: float) -> tuple[dict, int]:
-        """Record a chassis and start its liveness lease; returns (agent, lease id)."""
+                 gateway: bool, ttl: float, datapath_type: str = "netdev") -> tuple[dict, int]:
+        """Record a chassis and start its liveness lease; returns (agent, lease id).
+        ``datapath_type`` (its br-int's) goes into the VIF details of ports bound to it."""
         ident = agent_id(name)
         stamp = now()
         lease = self.s.store.lease_grant(ttl)
@@ -106,7 +107,8 @@ class AgentService(ResourceService):
                    "availability_zone": None,
                    "configurations": {"tunnel_ip": tunnel_ip,
                                       "bridge_mappings": dict(bridge_mappings),
-                                      "gateway": bool(gateway)},
+                                      "gateway": bool(gateway),
+                                      "datapath_type": datapath_type},
                    "created_at": old["created_at"] if old else stamp, "started_at": stamp,
                    "description": old["description"] if old else "",
                    "resources_synced": None,
@@ -142,6 +144,12 @@ class AgentService(ResourceService):
         except LeaseNotFound:
             pass
         self.s.run_hooks("chassis_unregistered", name)
+
+    def datapath_type(self, name: str) -> str:
+        """The datapath type a chassis registered with (netdev when unknown)."""
+        found = super().get(agent_id(name))
+        return ((found[0].get("configurations") or {}).get("datapath_type") or "netdev") \
+            if found else "netdev"
 
     def exists(self, name: str) -> bool:
         """Whether a chassis of that name has ever registered (and was not deleted)."""

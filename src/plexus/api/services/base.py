@@ -30,6 +30,25 @@ MAX_ATTEMPTS = 30
 GUARD_TTL = 15.0
 
 
+# (collection, field) → the index of the server's model catalog that files the
+# collection's objects by that field (``Services.where``; the hub keeps them current)
+INDEXES = {
+    ("ports", "network_id"): "ports_by_network",
+    ("ports", "device_id"): "ports_by_device",
+    ("ports", "security_groups"): "ports_by_group",
+    ("ports", "binding:host_id"): "ports_by_chassis",
+    ("subnets", "network_id"): "subnets_by_network",
+    ("floatingips", "router_id"): "fips_by_router",
+    ("floatingips", "port_id"): "fips_by_port",
+}
+
+
+def holds(obj: dict, name: str, value: str) -> bool:
+    """Whether ``obj``'s field equals ``value`` (or, for a list field, contains it)."""
+    found = obj.get(name)
+    return value in found if isinstance(found, list) else found == value
+
+
 def model_key(collection: str, ident: str) -> str:
     """Store key of a model object."""
     return f"{MODEL}{collection}/{ident}"
@@ -98,6 +117,7 @@ class Services:
         self.rng = random.SystemRandom()
         self.by_collection: dict[str, ResourceService] = {}
         self.hooks: dict[str, list] = {}
+        self.index = None     # the server's hub (``lookup``); None: every query reads all
 
     def add_hook(self, event: str, fn) -> None:
         """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``;
@@ -138,6 +158,17 @@ class Services:
         """Every stored object of a collection."""
         kvs, _ = self.store.range(f"{MODEL}{collection}/")
         return [orjson.loads(kv.value) for kv in kvs]
+
+    def where(self, collection: str, name: str, value: str) -> list[dict]:
+        """The objects of ``collection`` whose field ``name`` holds ``value``, read from
+        the hub's index (as current as a store read; costs what the value holds) when
+        it answers, else from every object of the collection."""
+        raws = None
+        if self.index is not None and (collection, name) in INDEXES:
+            raws = self.index.lookup(collection, INDEXES[(collection, name)], value)
+        objs = [orjson.loads(r) for r in raws] if raws is not None else \
+            self.objects(collection)
+        return [o for o in objs if holds(o, name, value)]
 
     def retrying(self, plan) -> Any:
         """Run ``plan()`` (which reads, plans and commits) until its guards hold."""
@@ -229,9 +260,21 @@ class ResourceService:
         status that depends on liveness) filled in. Never written back."""
         return objs
 
+    def candidates(self, q: Query) -> list[dict]:
+        """The objects a list query may return: those of the values of an indexed
+        filter when it has one (the query's own filters then decide), else all."""
+        for name, values in q.filters.items():
+            if (self.c, name) in INDEXES and values:
+                found = {}
+                for value in values:
+                    for obj in self.s.where(self.c, name, value):
+                        found[obj["id"]] = obj
+                return list(found.values())
+        return self.all()
+
     def list(self, ctx, q: Query) -> tuple[list[dict], bool, bool]:
         """Visible objects passing the query, sorted and paged."""
-        items = [o for o in self.present(self.all())
+        items = [o for o in self.present(self.candidates(q))
                  if self.visible(ctx, o) and matches(self.resource, o, q)]
         if policy.hidden(ctx, self.resource.name) & set(q.filters):
             items = []
@@ -296,6 +339,7 @@ class ResourceService:
         created = self.s.retrying(plan)
         for obj in created:
             self.after_write(ctx, obj)
+            self.changed(None, obj)
         return [self.view(ctx, o) for o in self.present(created)]
 
     def load_to_change(self, ctx, ident: str, action: str, if_match: int | None,
@@ -319,7 +363,7 @@ class ResourceService:
         """Apply an update atomically, honouring If-Match: revision_number."""
         changes = self.resource.validate_update(ctx, body)
 
-        def plan(attempt: int) -> dict:
+        def plan(attempt: int) -> tuple[dict, dict]:
             old, rev = self.load_to_change(ctx, ident, "update", if_match, changes)
             w = Writes()
             w.expect(self.key(ident), rev)
@@ -330,9 +374,11 @@ class ResourceService:
                 new["updated_at"] = now()
             w.put(self.key(ident), new)
             self.s.commit(w)
-            return new
-        obj = self.s.retrying(plan)
+            return old, new
+        old, obj = self.s.retrying(plan)
         self.after_write(ctx, obj)
+        if obj != old:
+            self.changed(old, obj)
         return self.view(ctx, self.present([obj])[0])
 
     def plan_delete(self, ctx, obj: dict, w: Writes) -> None:
@@ -340,17 +386,24 @@ class ResourceService:
 
     def delete(self, ctx, ident: str, if_match: int | None = None) -> None:
         """Delete one object (after the resource's in-use checks)."""
-        def plan(attempt: int) -> None:
+        def plan(attempt: int) -> dict:
             obj, rev = self.load_to_change(ctx, ident, "delete", if_match)
             w = Writes()
             w.expect(self.key(ident), rev)
             w.delete(self.key(ident))
             self.plan_delete(ctx, obj, w)
             self.s.commit(w)
-        self.s.retrying(plan)
+            return obj
+        self.changed(self.s.retrying(plan), None)
 
     def after_write(self, ctx, obj: dict) -> None:
         """Hook after a successful write (e.g. refreshing a parent's derived fields)."""
+
+    def changed(self, old: dict | None, new: dict | None) -> None:
+        """After a committed create (``old`` None), update or delete (``new`` None) made
+        through this service: the ``<collection>_changed`` hooks (e.g. Nova's
+        notifier), ``fn(old, new)``."""
+        self.s.run_hooks(f"{self.c}_changed", old, new)
 
     # ---- tags ----------------------------------------------------------------------
 

@@ -201,7 +201,7 @@ class FloatingIPService(ResourceService):
         """A router with a gateway on ``network_id`` and an interface on ``subnet_id``,
         preferring the one at the subnet's gateway IP (as Neutron does)."""
         interfaces: dict[str, list[tuple[str, str]]] = {}   # router -> (port, address)
-        for p in self.s["ports"].all():
+        for p in self.s.where("ports", "network_id", port["network_id"]):
             if p.get("device_owner") not in INTERFACE_OWNERS:
                 continue
             for ip in p["fixed_ips"]:

@@ -138,8 +138,8 @@ class NetworkService(ResourceService):
                                    if (s := subnets.get(sid))}):
                 check_mtu(old, version, new["mtu"])
         if old.get("shared") and changes.get("shared") is False:
-            for port in self.s["ports"].all():
-                if port["network_id"] == old["id"] and port["project_id"] != old["project_id"] \
+            for port in self.s.where("ports", "network_id", old["id"]):
+                if port["project_id"] != old["project_id"] \
                         and not port.get("device_owner", "").startswith("network:"):
                     raise errors.Conflict(
                         f"Unable to reconfigure sharing settings for network {old['id']}. "
@@ -162,7 +162,7 @@ class NetworkService(ResourceService):
         in use (409), as in Neutron."""
         ports_svc = self.s["ports"]
         fips = self.s["floatingips"]
-        ports = [p for p in ports_svc.all() if p["network_id"] == obj["id"]]
+        ports = self.s.where("ports", "network_id", obj["id"])
         stale = []
         for port in ports:
             if port.get("device_owner") not in SERVICE_OWNERS:
@@ -192,6 +192,9 @@ class NetworkService(ResourceService):
         subnets = self.s["subnets"]
         for subnet_id in obj.get("subnets", []):
             w.delete(subnets.key(subnet_id))
+            found = subnets.get(subnet_id)
+            if found is not None:
+                subnets.release(found[0], w)
         w.delete(segment_key(obj["provider:network_type"], obj["provider:physical_network"],
                              obj["provider:segmentation_id"]))
         if obj.get(KEY) and obj["provider:network_type"] != "vxlan":

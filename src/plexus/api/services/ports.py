@@ -16,6 +16,7 @@ from plexus.model.keys import (
     FLOATINGIP_OWNER, INTERFACE_OWNERS, KEY, ROUTER_OWNERS, SERVICE_OWNERS,
 )
 
+# what os-vif's OVS plugin reads (datapath_type: the chassis' br-int's, as registered)
 VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
                "datapath_type": "netdev", "ovs_hybrid_plug": False}
 PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
@@ -326,7 +327,8 @@ class PortService(ResourceService):
         agents = self.s.by_collection.get("agents")
         if host and (agents is None or agents.exists(host)):
             port["binding:vif_type"] = "ovs"
-            port["binding:vif_details"] = dict(VIF_DETAILS)
+            port["binding:vif_details"] = dict(
+                VIF_DETAILS, datapath_type=agents.datapath_type(host) if agents else "netdev")
         elif host:
             LOG.warning("port %s bound to host %r, which no chassis has registered as",
                         port["id"], host)
@@ -339,9 +341,8 @@ class PortService(ResourceService):
     def rebind_host(self, host: str) -> int:
         """Complete the binding of ports that were bound to ``host`` before it registered."""
         done = 0
-        for port in self.all():
-            if port.get("binding:host_id") == host and \
-                    port.get("binding:vif_type") == "binding_failed":
+        for port in self.s.where("ports", "binding:host_id", host):
+            if port.get("binding:vif_type") == "binding_failed":
                 def plan(attempt: int, ident=port["id"]) -> None:
                     found = self.get(ident)
                     if found is None:
@@ -435,7 +436,7 @@ class PortService(ResourceService):
         if status not in PORT_STATUSES:
             raise errors.InvalidInput(f"status '{status}' is not one of {PORT_STATUSES}")
 
-        def plan(attempt: int) -> dict:
+        def plan(attempt: int) -> tuple[dict, dict]:
             found = self.get(ident)
             if found is None:
                 raise errors.NotFound("port", ident)
@@ -445,12 +446,15 @@ class PortService(ResourceService):
                                       f"'{port.get('binding:host_id')}', not '{host}'",
                                       type_name="PortBindingMismatch")
             if port["status"] == status:
-                return port
+                return port, port
             w = Writes()
             w.expect(self.key(ident), rev)
-            port = dict(port, status=status, updated_at=now(),
-                        revision_number=port.get("revision_number", 0) + 1)
-            w.put(self.key(ident), port)
+            new = dict(port, status=status, updated_at=now(),
+                       revision_number=port.get("revision_number", 0) + 1)
+            w.put(self.key(ident), new)
             self.s.commit(w)
-            return port
-        return self.s.retrying(plan)
+            return port, new
+        old, new = self.s.retrying(plan)
+        if new is not old:
+            self.changed(old, new)
+        return new

@@ -135,7 +135,7 @@ class RouterService(ResourceService):
         return found[0] if found else None
 
     def _fips_via(self, router_id: str) -> list[dict]:
-        return [f for f in self.s["floatingips"].all() if f.get("router_id") == router_id]
+        return self.s.where("floatingips", "router_id", router_id)
 
     # ---- create / update / delete ----------------------------------------------------
 

@@ -202,7 +202,7 @@ class SecurityGroupService(ResourceService):
         return new
 
     def _ports_using(self, ident: str) -> list[dict]:
-        return [p for p in self.s["ports"].all() if ident in (p.get("security_groups") or ())]
+        return self.s.where("ports", "security_groups", ident)
 
     def delete(self, ctx, ident, if_match=None):
         """Delete a group and its rules, refusing while ports use it."""

@@ -9,7 +9,8 @@ from plexus.api import errors, policy
 from plexus.api.query import Query, _bool, matches, sort_and_page
 from plexus.api.schemas.core import SUBNET
 from plexus.api.services.base import ALLOC, ResourceService, Writes, now
-from plexus.model.keys import ROUTER_OWNERS
+from plexus.api.services.pools import prefix_key
+from plexus.model.keys import ADDRESS_SCOPE_KEY, ROUTER_OWNERS
 from plexus.ipam import (
     IpamError, cidr_overlaps, default_gateway, default_pools, eui64_address, is_auto_address,
     validate_pools,
@@ -167,6 +168,7 @@ class SubnetService(ResourceService):
         if found is None or not networks.visible(ctx, found[0]):
             raise errors.NotFound("network", obj["network_id"])
         network, rev = found             # who may: create_subnet, enforced in new_object
+        self._take_prefix(ctx, obj, network, w)
         check_cidr(obj["cidr"], obj["ip_version"], obj["enable_dhcp"])
         check_ipv6_modes(obj)
         check_mtu(network, obj["ip_version"])
@@ -183,6 +185,7 @@ class SubnetService(ResourceService):
                 raise errors.InvalidInput(f"Host route {route['destination']} does not match "
                                           f"ip_version {obj['ip_version']}")
         obj.update(gateway_ip=gateway, allocation_pools=pools_wire(pools))
+        scope_field = f"ipv{obj['ip_version']}_address_scope"
         # The network lists its subnets: write it in the same transaction (its revision
         # guards against a concurrent overlapping subnet or a delete).
         pending = [s for s in w.written if s.startswith(networks.key(network["id"]))]
@@ -192,20 +195,80 @@ class SubnetService(ResourceService):
         w.expect(networks.key(network["id"]), rev)
         w.unguarded("networks", network["id"])
         network = dict(network, subnets=network.get("subnets", []) + [obj["id"]],
-                       revision_number=network.get("revision_number", 0) + 1)
+                       revision_number=network.get("revision_number", 0) + 1,
+                       **{scope_field: obj.get(ADDRESS_SCOPE_KEY)})
         w.put(networks.key(network["id"]), network)
         w.put(self.key(obj["id"]), obj)
         if auto_addressed(obj):
             self._address_existing_ports(obj, w)
         return obj
 
+    def _take_prefix(self, ctx, obj: dict, network: dict, w: Writes) -> None:
+        """Neutron's subnet_allocation on create: the CIDR comes from the subnet pool
+        (``subnetpool_id``, or the default pool with ``use_default_subnetpool``), chosen
+        or checked and claimed in the pool's index in this transaction; without a pool a
+        CIDR is required. Subnets of one IP version on a network share their pool
+        (``NetworkSubnetPoolAffinityError``), so they share an address scope."""
+        prefixlen = obj.pop("prefixlen", None)
+        use_default = obj.pop("use_default_subnetpool", False)
+        if obj.get("cidr") is not None and prefixlen is not None:
+            raise errors.BadRequest("cidr and prefixlen must not be supplied together")
+        pools = self.s["subnetpools"]
+        found = pools.resolve(ctx, dict(obj, use_default_subnetpool=use_default))
+        if found is None:
+            if obj.get("cidr") is None:
+                raise errors.InvalidInput("a subnetpool must be specified in the absence "
+                                          "of a cidr")
+            obj["subnetpool_id"] = None
+        else:
+            pool, pool_rev = found
+            obj["subnetpool_id"] = pool["id"]
+            obj["cidr"] = pools.allocate(pool, pool_rev, obj, prefixlen, w)
+            if pool.get("address_scope_id"):
+                obj[ADDRESS_SCOPE_KEY] = pool["address_scope_id"]
+        for other_id in network.get("subnets", []):
+            other = self.get(other_id)
+            if other and other[0]["ip_version"] == obj["ip_version"] \
+                    and other[0].get("subnetpool_id") != obj["subnetpool_id"]:
+                raise errors.BadRequest("Subnets hosted on the same network must be allocated "
+                                        "from the same subnet pool.",
+                                        type_name="NetworkSubnetPoolAffinityError")
+
+    def rescope(self, subnet_ids: list[str], scope: str | None, w: Writes) -> None:
+        """Write a pool's new address scope on its subnets and their networks (the data
+        plane reads the subnet's; the API shows the network's), in ``w``. Neither
+        revision number moves: Neutron computes both at read time."""
+        networks = self.s["networks"]
+        touched: dict[str, tuple[dict, int]] = {}
+        for subnet_id in subnet_ids:
+            found = self.get(subnet_id)
+            if found is None:
+                continue
+            subnet, rev = found
+            w.expect(self.key(subnet_id), rev)
+            subnet = {k: v for k, v in subnet.items() if k != ADDRESS_SCOPE_KEY}
+            if scope:
+                subnet[ADDRESS_SCOPE_KEY] = scope
+            w.put(self.key(subnet_id), subnet)
+            net = touched.get(subnet["network_id"]) or networks.get(subnet["network_id"])
+            if net is not None:
+                touched[subnet["network_id"]] = (dict(net[0], **{
+                    f"ipv{subnet['ip_version']}_address_scope": scope}), net[1])
+        for net_id, (net, rev) in touched.items():
+            w.expect(networks.key(net_id), rev)
+            w.put(networks.key(net_id), net)
+
+    def release(self, subnet: dict, w: Writes) -> None:
+        """Give a deleted subnet's prefix back to its pool (in ``w``)."""
+        if subnet.get("subnetpool_id"):
+            w.delete(prefix_key(subnet["subnetpool_id"], subnet["cidr"]))
+
     def _address_existing_ports(self, subnet: dict, w: Writes) -> None:
         """Give every port already on the network (not a router's) its EUI-64 address on
         a new auto-addressed subnet, in the subnet's transaction, as Neutron does."""
         ports = self.s["ports"]
-        for port in ports.all():
-            if port["network_id"] != subnet["network_id"] \
-                    or port.get("device_owner") in ROUTER_OWNERS:
+        for port in self.s.where("ports", "network_id", subnet["network_id"]):
+            if port.get("device_owner") in ROUTER_OWNERS:
                 continue
             found = ports.get(port["id"])
             if found is None:
@@ -257,7 +320,7 @@ class SubnetService(ResourceService):
         does (a router's interface still holds it)."""
         ports = self.s["ports"]
         auto = auto_addressed(obj)
-        for port in ports.all():
+        for port in self.s.where("ports", "network_id", obj["network_id"]):
             if any(ip["subnet_id"] == obj["id"] for ip in port.get("fixed_ips", [])):
                 if port.get("device_owner") == "network:dhcp":
                     continue
@@ -280,10 +343,14 @@ class SubnetService(ResourceService):
         if found is not None:
             network, rev = found
             w.expect(networks.key(network["id"]), rev)
-            network = dict(network, subnets=[s for s in network.get("subnets", [])
-                                              if s != obj["id"]],
+            rest = [s for s in network.get("subnets", []) if s != obj["id"]]
+            network = dict(network, subnets=rest,
                            revision_number=network.get("revision_number", 0) + 1)
+            if not any((o := self.get(s)) and o[0]["ip_version"] == obj["ip_version"]
+                       for s in rest):
+                network[f"ipv{obj['ip_version']}_address_scope"] = None
             w.put(networks.key(network["id"]), network)
+        self.release(obj, w)
         kvs, _ = self.s.store.range(f"{ALLOC}ip/{obj['id']}/")
         for kv in kvs:
             w.delete(kv.key)

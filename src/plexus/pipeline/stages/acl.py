@@ -26,10 +26,20 @@ plugged, moved to another ofport or unplugged.
   any more is marked revoked (Neutron's behaviour: a removed rule also cuts live
   connections, at their next packet); anything else drops.
 
+A group's own rules (no remote group) are one conjunctive match per group: dimension 1 is
+each port holding the group (one flow per port, an action per group), dimension 2 each
+rule's protocol/port/prefix match (one flow per match, no port in it, shared by every
+port holding the group); a ``conj_id`` flow per port and group commits in the zone the
+packet was tracked in. So a rule added to or removed from a group costs one flow per
+match of the rule, not one per port holding the group.
+
 Rules with a remote group are conjunctive matches (``conjunction(id, k/2)``): dimension 1
 is the group's member addresses, one flow each, shared by every port of the chassis
 (cookie ``sg:<group>:members``, so a membership change touches only those); dimension 2
-is the port's protocol/port matches. N members × M port ranges cost N + M flows."""
+is the port's protocol/port matches. N members × M port ranges cost N + M flows.
+
+The per-port flows are built from the groups' shapes (``SecurityView.shapes``), not their
+rules, so the incremental compiler recompiles them as lookups when a rule changes."""
 
 from __future__ import annotations
 
@@ -103,23 +113,14 @@ TRACKED_ZONE = "ct_zone"
 def groups_of(view: View, port: PortView) -> list[str]:
     """Ids of the port's security groups the view knows, sorted."""
     sec = view.security
-    return sorted(g for g in sec.port_groups.get(port.id, ()) if g in sec.groups)
+    shapes = sec.shapes
+    return sorted(g for g in sec.port_groups.get(port.id, ()) if g in shapes)
 
 
 def stateful(view: View, port: PortView) -> bool:
     """Whether the port's groups are stateful (the API keeps a port's groups all alike)."""
-    return all(view.security.groups[g].stateful for g in groups_of(view, port))
-
-
-def rules_of(view: View, port: PortView, d: Direction) -> list[tuple[str, RuleView]]:
-    """(group id, rule) of the port's IPv4 rules in one direction, sorted."""
-    return [(g, r) for g in groups_of(view, port) for r in view.security.groups[g].rules
-            if r.direction == d.name and r.ethertype == "IPv4"]
-
-
-def members(view: View, group: str) -> list[str]:
-    """IPv4 member addresses (or CIDRs) of a remote group, sorted."""
-    return sorted(a for a in view.security.members.get(group, ()) if is_ipv4(a))
+    shapes = view.security.shapes
+    return all(shapes[g].stateful for g in groups_of(view, port))
 
 
 # --- rules → matches ------------------------------------------------------------------
@@ -181,27 +182,47 @@ def conntrack_flows(view: View, d: Direction) -> list[Flow]:
     """The ``*_ct`` stage: per guarded port, the DHCP allowances and the conntrack step."""
     flows = [default_flow(d.ct_stage, goto=d.after)]
     for port in guarded_ports(view):
-        me = {"net": view.networks[port.network_id].key, d.port_register: port.key}
-        cookie = f"port:{port.id}"
-
-        def add(prio, match, actions=(), goto=None, note=""):
-            flows.append(Flow.make(d.ct_stage, prio, {**me, **match}, actions, goto, cookie,
-                                   note))
-        if d is EGRESS:
-            add(PRIO_DHCP, DHCP_REQUEST, goto=d.after, note="DHCP requests always pass")
-            add(PRIO_DHCP, DHCP_REPLY, note="no DHCP server on an instance")
-        else:
-            add(PRIO_DHCP, DHCP_REPLY, goto=d.after, note="DHCP replies always pass")
-            add(PRIO_TRACK, {"eth_type": ETH_ARP}, goto=d.after)
-            add(PRIO_OTHER, {}, note="neither IPv4 nor ARP (IPv6 is not supported yet)")
-        if stateful(view, port):
-            ct_zone = zone(view, port)
-            if ct_zone is not None:                 # plugged: its IPv4 is tracked
-                add(PRIO_TRACK, {"eth_type": ETH_IP}, [Ct(ct_zone, table=d.acl_stage)])
-        else:
-            add(PRIO_TRACK, {"eth_type": ETH_IP}, [CtClear()] if d is INGRESS else [],
-                goto=d.acl_stage, note="stateless groups: not tracked")
+        net_key, keep = view.networks[port.network_id].key, stateful(view, port)
+        flows += port_ct_flows(d, net_key, port.key, port.id, keep)
+        ct_zone = zone(view, port)
+        if keep and ct_zone is not None:            # plugged: its IPv4 is tracked
+            flows.append(track_flow(d, net_key, port.key, port.id, ct_zone))
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def port_ct_flows(d: Direction, net_key: int, port_key: int, port_id: str,
+                  keep: bool) -> tuple[Flow, ...]:
+    """One guarded port's ``*_ct`` flows but the tracking step, by value (from its
+    binding: none names its ofport; a rule change that leaves its groups' statefulness
+    alone costs a lookup). A stateful port's IPv4 drops here until its VIF is plugged
+    (``track_flow``)."""
+    me = {"net": net_key, d.port_register: port_key}
+    cookie = f"port:{port_id}"
+    flows = []
+
+    def add(prio, match, actions=(), goto=None, note=""):
+        flows.append(Flow.make(d.ct_stage, prio, {**me, **match}, actions, goto, cookie, note))
+    if d is EGRESS:
+        add(PRIO_DHCP, DHCP_REQUEST, goto=d.after, note="DHCP requests always pass")
+        add(PRIO_DHCP, DHCP_REPLY, note="no DHCP server on an instance")
+    else:
+        add(PRIO_DHCP, DHCP_REPLY, goto=d.after, note="DHCP replies always pass")
+        add(PRIO_TRACK, {"eth_type": ETH_ARP}, goto=d.after)
+        add(PRIO_OTHER, {}, note="neither IPv4 nor ARP (IPv6 is not supported yet)")
+    if not keep:
+        add(PRIO_TRACK, {"eth_type": ETH_IP}, [CtClear()] if d is INGRESS else [],
+            goto=d.acl_stage, note="stateless groups: not tracked")
+    return tuple(flows)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def track_flow(d: Direction, net_key: int, port_key: int, port_id: str, ofport: int) -> Flow:
+    """A plugged stateful port's conntrack step: its IPv4 through conntrack in its zone
+    (its ofport), on to the ACL stage. The only ACL-side flow that names the ofport."""
+    return Flow.make(d.ct_stage, PRIO_TRACK, {"net": net_key, d.port_register: port_key,
+                                              "eth_type": ETH_IP},
+                     [Ct(ofport, table=d.acl_stage)], cookie=f"port:{port_id}")
 
 
 def acl_flows(view: View, d: Direction) -> list[Flow]:
@@ -209,19 +230,57 @@ def acl_flows(view: View, d: Direction) -> list[Flow]:
     return acl_shared_flows(view, d) + acl_port_flows(view, d)
 
 
-def remote_ids(view: View, d: Direction) -> dict[str, int]:
-    """Conjunction ids of the remote groups the rules of this direction name, over every
-    group the view carries (the same ids whichever ports are being compiled)."""
+RULES = "rules:"                # the conjunction key of a group's own (non-remote) rules
+
+
+def _is_plain(rule: RuleView, d: Direction) -> bool:
+    return rule.direction == d.name and rule.ethertype == "IPv4" and rule.remote_group is None
+
+
+def acl_ids(view: View, d: Direction) -> dict[str, int]:
+    """Conjunction ids of this direction, over every group the view carries (the same ids
+    whichever ports are being compiled): a remote group's by its id, a group's own rules'
+    by ``RULES`` + its id."""
     if view.security is None:
         return {}
-    return conj_ids([r.remote_group for g in view.security.groups.values() for r in g.rules
-                     if r.remote_group and r.direction == d.name and r.ethertype == "IPv4"])
+    shapes = view.security.shapes
+    return _acl_ids(d, tuple((g, shapes[g]) for g in sorted(shapes)))
+
+
+@functools.lru_cache(maxsize=64)
+def _acl_ids(d: Direction, shapes: tuple) -> dict[str, int]:
+    return conj_ids([r.remote_group for _, s in shapes for r in s.remote
+                     if r.direction == d.name] + [RULES + g for g, _ in shapes])
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _plain_rules(d: Direction, group) -> tuple:
+    """A group's own rules of one direction (IPv4, no remote group)."""
+    return tuple(r for r in group.rules if _is_plain(r, d))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _remote_rules(d: Direction, shape) -> tuple:
+    """A group's remote-group rules of one direction (IPv4), from its shape."""
+    return tuple(r for r in shape.remote if r.direction == d.name)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _rule_dims(d: Direction, group: str, rule: RuleView) -> tuple:
+    """A rule's side of its group's conjunction: (match, cookie) per match of the rule
+    (protocol, ports, remote prefix), with no port in it."""
+    cookie = f"sg:{group}:rule:{rule.id}"
+    peer = peer_match(d, rule.remote_prefix) if rule.remote_prefix else {}
+    return tuple((tuple(sorted({**match, **peer}.items())), cookie)
+                 for match in rule_matches(rule))
 
 
 def acl_shared_flows(view: View, d: Direction) -> list[Flow]:
-    """Connection state, and the member addresses of the remote groups the guarded
-    ports' rules name (one flow per address, whose conjunctions every group holding it
-    shares)."""
+    """Connection state; the rules of the guarded ports' groups, each match one flow
+    (dimension 2 of its group's conjunction, whose dimension 1 are the ports holding the
+    group), shared by every port holding it; and the member addresses of the remote
+    groups the guarded ports' rules name (one flow per address, whose conjunctions every
+    group holding it shares). A match both kinds have is one flow with both."""
     flows = [default_flow(d.acl_stage)]
     if view.security is None:
         return flows
@@ -236,16 +295,53 @@ def acl_shared_flows(view: View, d: Direction) -> list[Flow]:
         Flow.make(stage, PRIO_RETURN, {"ct_state": RELATED}, goto=after, cookie=common,
                   note="related to accepted connections (ICMP errors)"),
     ]
-    ids = remote_ids(view, d)
-    used = sorted({r.remote_group for p in guarded_ports(view) for _, r in rules_of(view, p, d)
-                   if r.remote_group})
-    holders: dict[tuple, set] = {}                # match → the remote groups holding it
-    for group in used:
-        for address in members(view, group):
-            holders.setdefault(_member_match(d.peer_field, address), set()).add(group)
-    for match, groups in holders.items():
-        flows.append(_member_flow(stage, match, tuple(sorted((ids[g], g) for g in groups))))
+    sec = view.security
+    ids = acl_ids(view, d)
+    held = sorted({g for p in guarded_ports(view) for g in groups_of(view, p)})
+    dims: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
+    for gid in held:
+        group = sec.groups[gid]
+        conj = Conjunction(ids[RULES + gid], 2, 2)
+        for rule in _plain_rules(d, group):
+            for match, cookie in _rule_dims(d, gid, rule):
+                acts, cookies = dims.setdefault(match, (set(), set()))
+                acts.add(conj)
+                cookies.add(cookie)
+    used = sorted({r.remote_group for g in held for r in _remote_rules(d, sec.shapes[g])})
+    held_members = _member_flows(stage, d.peer_field, tuple(
+        (gid, ids[gid], sec.members.get(gid, ())) for gid in used))
+    both = dims.keys() & held_members.keys()
+    flows += ([f for m, f in held_members.items() if m not in both] if both
+              else held_members.values())
+    for match, (acts, cookies) in dims.items():
+        if match in both:
+            acts.update(held_members[match].actions)
+            cookies.update(held_members[match].cookie.split(","))
+        flows.append(_dim_flow(stage, match, tuple(sorted(acts)), ",".join(sorted(cookies))))
     return flows
+
+
+@functools.lru_cache(maxsize=256)
+def _member_flows(stage: str, peer_field: str, groups: tuple) -> dict[tuple, Flow]:
+    """The member flows of remote groups ((group, conjunction id, its member addresses)),
+    by match: one per address, whose conjunctions every group holding it shares. Built
+    once per value of the groups' memberships (a rule change costs a lookup)."""
+    held: dict[tuple, list] = {}                  # match → [(conjunction id, group)]
+    for gid, cid, addresses in groups:
+        for address in addresses:
+            if is_ipv4(address):
+                held.setdefault(_member_match(peer_field, address), []).append((cid, gid))
+    return {match: _member_flow(stage, match, tuple(sorted(set(by))) if len(by) > 1
+                                else by[0]) for match, by in held.items()}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _member_flow(stage: str, match: tuple, by: tuple) -> Flow:
+    """The member flow of a remote address (``match``) that the remote groups ``by`` hold
+    (one (conjunction id, group), or a sorted tuple of them), built once per value."""
+    pairs = by if isinstance(by[0], tuple) else (by,)
+    return _dim_flow(stage, match, tuple(sorted({Conjunction(cid, 1, 2) for cid, _ in pairs})),
+                     ",".join(sorted({f"sg:{gid}:members" for _, gid in pairs})))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -257,98 +353,71 @@ def _member_match(peer_field: str, address: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _member_flow(stage: str, match: tuple, held: tuple[tuple[int, str], ...]) -> Flow:
-    """The member flow of a remote address (``match``) that the remote groups ``held``
-    ((conjunction id, group), sorted) hold: built once per distinct value, so an
-    unchanged member is the same flow object from compile to compile."""
-    return Flow(stage, PRIO_CONJ, match,
-                tuple(sorted({Conjunction(cid, 1, 2) for cid, _ in held})),
-                cookie=",".join(sorted({f"sg:{g}:members" for _, g in held})))
+def _dim_flow(stage: str, match: tuple, conj: tuple, cookie: str) -> Flow:
+    """A shared conjunctive flow (a rule's match, a remote member address, or both): built
+    once per distinct value, so an unchanged one is the same flow object from compile to
+    compile."""
+    return Flow(stage, PRIO_CONJ, match, conj, cookie=cookie)
 
 
 def acl_port_flows(view: View, d: Direction) -> list[Flow]:
-    """Each guarded port's rules (a remote-group rule as the port's half of a
-    conjunction), and the revocation of its established connections no rule allows."""
+    """Each guarded port's side of its groups' conjunctions (a remote-group rule as the
+    port's half of a conjunction), and the revocation of its established connections no
+    rule allows."""
     if view.security is None:
         return []
-    sec = view.security
-    ids = tuple(sorted(remote_ids(view, d).items()))
+    shapes = view.security.shapes
+    ids = acl_ids(view, d)
     flows: list[Flow] = []
     for port in guarded_ports(view):
-        groups = tuple(sec.groups[g] for g in groups_of(view, port))
+        groups = [(g, shapes[g]) for g in groups_of(view, port)]
+        own = tuple((g, ids[RULES + g]) for g, s in groups if d.name in s.own)
+        remote = tuple((g, r, ids[r.remote_group]) for g, s in groups
+                       for r in _remote_rules(d, s))
         flows += port_acl_flows(d, view.networks[port.network_id].key, port.key, port.id,
-                                groups, ids)
+                                all(s.stateful for _, s in groups), own, remote)
     return flows
 
 
 @functools.lru_cache(maxsize=1 << 14)
 def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str,
-                   groups: tuple, ids: tuple) -> tuple[Flow, ...]:
+                   keep: bool, own: tuple, remote: tuple) -> tuple[Flow, ...]:
     """One guarded port's ACL flows, by value: the port (its network's and its own key,
-    its id; not its ofport: commits go to the zone the packet was tracked in), its
-    groups (sorted by id) and the
-    conjunction ids of the remote groups. No two ports share a match (it holds the port's
-    network and key), so a port's flows are its own; an unchanged port costs a lookup."""
-    conj_id = dict(ids)
-    keep = all(g.stateful for g in groups)
-    ct_zone = TRACKED_ZONE if keep else None
-    conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
-    plain: dict[tuple, tuple[Flow, set]] = {}     # match → (flow, cookies)
-    for group in groups:
-        for rule in group.rules:
-            if rule.direction != d.name or rule.ethertype != "IPv4":
-                continue
-            cid = conj_id[rule.remote_group] if rule.remote_group is not None else 0
-            for conjunctive, match, item, cookie in rule_items(d, net_key, port_key, port_id,
-                                                               ct_zone, group.id, rule, cid):
-                if conjunctive:
-                    acts, cookies = conj.setdefault(match, (set(), set()))
-                    acts.add(item)
-                else:
-                    _, cookies = plain.setdefault(match, (item, set()))
-                cookies.add(cookie)
+    its id; not its ofport: commits go to the zone the ``*_ct`` stage tracked the packet
+    in, so the flows are the same before and after the VIF is plugged), whether its
+    groups are stateful, ``own`` ((group, conjunction id) of its groups that have rules
+    of their own in this direction) and ``remote`` ((group, rule, conjunction id) of its
+    groups' remote-group rules). A group's own rules are not among them: adding or
+    removing one leaves every port's flows alone (they are shared, see
+    ``acl_shared_flows``). No two ports share a match (it holds the port's network and
+    key), so a port's flows are its own."""
+    me = {"net": net_key, d.port_register: port_key}
+    commit = [Ct(TRACKED_ZONE, commit=True)] if keep else []
+    cookie = f"port:{port_id}"
     flows = []
     if keep:
         flows.append(Flow.make(d.acl_stage, PRIO_UNALLOWED,
-                               {"net": net_key, d.port_register: port_key, "eth_type": ETH_IP,
-                                "ct_state": ESTABLISHED},
+                               {**me, "eth_type": ETH_IP, "ct_state": ESTABLISHED},
                                [Ct(TRACKED_ZONE, commit=True, mark=REVOKED_MARK)],
-                               cookie=f"port:{port_id}",
+                               cookie=cookie,
                                note="no rule allows it any more: revoke"))
-    for (flow, cookies) in plain.values():
-        if len(cookies) == 1 and flow.cookie in cookies:
-            flows.append(flow)
-        else:
-            flows.append(Flow(flow.stage, flow.priority, flow.match, flow.actions, flow.goto,
-                              ",".join(sorted(cookies)), flow.note))
+    if own:
+        flows.append(Flow.make(d.acl_stage, PRIO_CONJ, me,
+                               sorted({Conjunction(cid, 1, 2) for _, cid in own}),
+                               cookie=cookie, note="holds " + ", ".join(g for g, _ in own)))
+    accept: dict[int, str] = {cid: f"rules of {g}" for g, cid in own}
+    conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
+    for group, rule, cid in remote:
+        accept[cid] = f"remote group {rule.remote_group}"
+        for match in rule_matches(rule):
+            acts, cookies = conj.setdefault(tuple(sorted({**me, **match}.items())),
+                                            (set(), set()))
+            acts.add(Conjunction(cid, 2, 2))
+            cookies.add(f"sg:{group}:rule:{rule.id}")
+    for cid, note in accept.items():
+        flows.append(Flow.make(d.acl_stage, PRIO_RULE, {**me, "eth_type": ETH_IP, "conj_id": cid},
+                               commit, d.after, cookie, note=note))
     for match, (acts, cookies) in conj.items():
         flows.append(Flow(d.acl_stage, PRIO_CONJ, match, tuple(sorted(acts)),
                           cookie=",".join(sorted(cookies))))
     return tuple(flows)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def rule_items(d: Direction, net_key: int, port_key: int, port_id: str, ct_zone: str | None,
-               group: str, rule: RuleView, cid: int) -> tuple:
-    """What one rule of a port's group contributes, by value (a new rule of a group
-    costs its own flows, not the group's others): (conjunctive, match, item, cookie)
-    entries, ``item`` the accepting flow (not conjunctive) or the port's conjunction
-    dimension."""
-    stage, after = d.acl_stage, d.after
-    me = {"net": net_key, d.port_register: port_key}
-    commit = [Ct(ct_zone, commit=True)] if ct_zone is not None else []
-    cookie = f"sg:{group}:rule:{rule.id}"
-    out = []
-    for match in rule_matches(rule):
-        if rule.remote_group is None:
-            peer = peer_match(d, rule.remote_prefix) if rule.remote_prefix else {}
-            flow = Flow.make(stage, PRIO_RULE, {**me, **match, **peer}, commit, after, cookie)
-            out.append((False, flow.match, flow, cookie))
-        else:
-            out.append((True, tuple(sorted({**me, **match}.items())),
-                        Conjunction(cid, 2, 2), cookie))
-            own = f"port:{port_id}"
-            flow = Flow.make(stage, PRIO_RULE, {**me, "eth_type": ETH_IP, "conj_id": cid},
-                             commit, after, own, note=f"remote group {rule.remote_group}")
-            out.append((False, flow.match, flow, own))
-    return tuple(out)

@@ -70,6 +70,10 @@ def compile_classify_chassis(view: View) -> list[Flow]:
                                 else routing_sources(view, net)).items():
             taken.add((ofport, net.key))
             flows.append(tunnel_flow(ofport, net.key, chassis, net.id))
+    if view.metadata_ofport:
+        flows.append(Flow.make(STAGE, PRIO, {"in_port": view.metadata_ofport},
+                               goto="metadata", cookie="pipeline:metadata",
+                               note="the metadata namespace's replies"))
     return flows + external_flows(view, taken, bridged)
 
 

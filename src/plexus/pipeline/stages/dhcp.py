@@ -26,7 +26,7 @@ from plexus.pipeline.view import NetworkView, PortView, SubnetView, View
 SERVER_MAC = "fa:16:3f:00:00:01"
 
 STAGE = "dhcp"
-NEXT = "egress_ct"
+NEXT = "metadata"
 PRIO = 50
 
 

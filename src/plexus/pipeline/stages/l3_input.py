@@ -17,7 +17,8 @@ From an external network (``flags`` says patch port or a peer's tunnel):
   to the chassis that owns the block; on that chassis (from the patch or a tunnel)
   conntrack reverses the NAT and l3_route takes it to the VM.
 - Anything else to a gateway address (ICMP replies...) is unNATed on the active gateway.
-- To an internal subnet of a router without SNAT (active gateway): routed as is.
+- To an internal subnet of a router without SNAT, or one in the external network's
+  address scope (active gateway): routed as is.
 - Portless packets a chassis sends the router's active gateway (from a tunnel, source
   MAC the gateway port's) go on to l3_snat to be SNATed here.
 - Everything else from outside drops, except from the patch on an external network
@@ -36,7 +37,7 @@ from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow, local_
 from plexus.pipeline.stages.router import (
     PORT_FIELDS, ZONE_FORGET, Gateway, arp_answer, arp_request, back_out, blocks, echo_answer,
     echo_request, external_networks, gateway, interfaces, is_active, is_candidate, local_fips,
-    patch_of, programmed,
+    patch_of, programmed, unnated,
 )
 from plexus.pipeline.view import RouterView, View
 
@@ -177,10 +178,12 @@ def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> li
     if router.enable_snat:
         add(PRIO_GATEWAY, {**to_gw, "flags": FROM_PATCH}, unnat,
             note="portless (ICMP...) SNATed here: unNAT")
-    else:
-        for iface in interfaces(view, router):
+    for iface in interfaces(view, router):
+        if not router.enable_snat or unnated(gw, iface):
             add(PRIO_NO_SNAT, {"flags": FROM_PATCH, "eth_type": ETH_IP,
                                "eth_dst": gw.port.mac, "ipv4_dst": as_match(iface.subnet.cidr)},
-                to_router, goto="l3_route", note="no SNAT: routed as is")
+                to_router, goto="l3_route",
+                note="no SNAT (router, or subnet in the external network's address scope): "
+                     "routed as is")
     return flows
 

@@ -27,13 +27,14 @@ from plexus.pipeline.flows import CheckPktLarger, DecTtl, Flow, Move, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_TOO_BIG_BIT
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
 from plexus.pipeline.stages.router import (
-    contains, gateway, hairpin_neighbours, interfaces, prefix_len, programmed,
+    contains, gateway, hairpin_neighbours, interfaces, prefix_len, programmed, scope_pairs,
 )
 from plexus.pipeline.view import RouterView, View
 
 STAGE = "l3_route"
 NEXT = "l3_neighbor"
 PRIO_ROUTE = 100
+PRIO_SCOPE = 300        # between subnets of different address scopes: above every route
 ETH_HEADER = 14         # check_pkt_larger counts the Ethernet header (untagged in br-int)
 FROM_INSIDE = (0, FLAG_FROM_EXTERNAL)
 
@@ -79,7 +80,11 @@ def router_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
     if gw is not None and gw.nexthop:
         add(gw.subnet.cidr, True, gw.network, None, gw.nexthop, True, "external subnet")
         add("0.0.0.0/0", False, gw.network, None, gw.nexthop, True, "default route")
-    flows = []
+    flows = [Flow.make(STAGE, PRIO_SCOPE, {"router": zone, "eth_type": ETH_IP,
+                                           "ipv4_src": as_match(src), "ipv4_dst": as_match(dst)},
+                       cookie=f"router:{router.id}",
+                       note="address scopes differ: routed only through NAT")
+             for src, dst in scope_pairs(view, router)]
     for (cidr, connected), (net, mac, nexthop, external, note) in table.items():
         match = {"router": zone, "eth_type": ETH_IP}
         if prefix_len(cidr):

@@ -17,7 +17,9 @@ no free port).
   (to the gateway address, source MAC the gateway port's): here when this chassis is
   the active gateway, else through the tunnel to it (key: the external network's); a
   peer's request arriving by tunnel is SNATed here whatever this chassis believes.
-- A router without SNAT: routed unchanged, source MAC this chassis' own for it.
+- A router without SNAT: routed unchanged, source MAC this chassis' own for it. So is,
+  on a router with SNAT, a subnet in the external network's address scope (Neutron's
+  address-scope routing: no NAT within a scope).
 Then out of this chassis' patch port toward the external network (``output``). A
 chassis without a bridge mapping for the external network sends nothing out itself."""
 
@@ -25,15 +27,16 @@ from __future__ import annotations
 
 from plexus.pipeline.flows import Ct, Flow, Nat, Output, SetField
 from plexus.pipeline.registry import FLAG_FROM_TUNNEL, OUTPORT_EXTERNAL
-from plexus.pipeline.stages.common import ETH_IP, default_flow
+from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
 from plexus.pipeline.stages.router import (
-    PORT_FIELDS, Gateway, gateway, is_active, is_candidate, local_fips, own_ranges, programmed,
-    snat_mac,
+    PORT_FIELDS, Gateway, gateway, interfaces, is_active, is_candidate, local_fips, own_ranges,
+    programmed, snat_mac, unnated,
 )
 from plexus.pipeline.view import RouterView, View
 
 STAGE = "l3_snat"
 PRIO_FIP = 100
+PRIO_SCOPE = 95         # a subnet in the external network's address scope: no SNAT
 PRIO_PORTS = 90
 PRIO_PEER = 80
 PRIO_PORTLESS = 70
@@ -97,6 +100,12 @@ def router_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list
                  Ct(zone, commit=True, table=GUARD, nat=Nat("src", fip.address))],
                 cookie=f"floatingip:{fip.id}", note=f"floating IP {fip.address}")
     mine = snat_mac(router.id, view.chassis)
+    if router.enable_snat and gw.patch is not None:
+        for iface in interfaces(view, router):
+            if unnated(gw, iface):
+                add(PRIO_SCOPE, {"ipv4_src": as_match(iface.subnet.cidr)},
+                    [SetField("eth_src", mine), *out], "output",
+                    note="same address scope as the external network: out as is")
     if not router.enable_snat:
         if gw.patch is not None:
             add(PRIO_NO_SNAT, {}, [SetField("eth_src", mine), *out], "output",

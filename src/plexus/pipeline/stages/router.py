@@ -121,6 +121,28 @@ def gateway(view: View, router: RouterView) -> Gateway | None:
     return None
 
 
+def scope_pairs(view: View, router: RouterView) -> list[tuple[str, str]]:
+    """(source CIDR, destination CIDR) of the router's internal subnets that are in
+    different address scopes (no scope counts as a scope of its own), as Neutron: a
+    router routes between them only through NAT, so directly never."""
+    ifaces = interfaces(view, router)
+    out = set()
+    for src in ifaces:
+        for dst in ifaces:
+            if src.subnet.id != dst.subnet.id \
+                    and src.subnet.address_scope != dst.subnet.address_scope:
+                out.add((src.subnet.cidr, dst.subnet.cidr))
+    return sorted(out)
+
+
+def unnated(gw: Gateway, iface: Interface) -> bool:
+    """Whether the router routes the interface's subnet to and from its external network
+    as is: the subnet is in the external subnet's address scope (Neutron: no SNAT
+    within a scope; floating IPs still apply)."""
+    return iface.subnet.address_scope is not None \
+        and iface.subnet.address_scope == gw.subnet.address_scope
+
+
 def patch_of(view: View, net: NetworkView) -> int | None:
     """This chassis' patch ofport toward a flat or VLAN network's physical network."""
     if net.network_type not in ("flat", "vlan") or not net.physical_network:
