@@ -229,6 +229,46 @@ def test_port_delete_removes_its_flows(lab):
     assert port_flows(lab, "c1", keep.port_id)
 
 
+STATS = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*, ")
+
+
+def table(lab: LabFixture, chassis: str) -> set[str]:
+    """br-int's flows without their counters."""
+    return {STATS.sub("", line).strip() for line in dump_flows(lab, chassis)}
+
+
+def test_a_bound_port_is_programmed_before_its_vif_and_the_plug_adds_only_vif_flows(lab):
+    """Nova binds a port to a host, then plugs its VIF. Everything of the port that does
+    not name its ofport is on the host from the binding; the plug adds only flows that
+    name the new ofport (its classify and output flows, its network's floods, its
+    conntrack step) and changes nothing on the other chassis; then the port works."""
+    from plexus.lab import vm as vms
+    net = lab.network("bindfirst", "10.69.0.0/24")
+    peer = lab.vm("bind-peer", net, chassis="c1")
+    port = lab.api.network.create_port(network_id=net.id, binding_host_id="c2",
+                                       device_owner="compute:nova")
+    # its port security, ARP answer, DHCP punt and security group rules, before any VIF
+    wait_for(lambda: any("table=10," in f for f in port_flows(lab, "c2", port.id))
+             and any("table=30," in f for f in port_flows(lab, "c2", port.id))
+             and port_flows(lab, "c1", port.id), 10,
+             "the bound port's own flows on c2, and its L2 and output flows on c1")
+    before = {ch: table(lab, ch) for ch in ("c1", "c2")}
+    vm = vms.boot(lab.lab, "bind-vm", chassis="c2", port=port.id)
+    assert vm.ip and vm.ping(peer.ip)
+    wait_for(lambda: lab.api.network.get_port(port.id).status == "ACTIVE", 10,
+             "the port ACTIVE")
+    ofport = lab.lab.ovs("c2").vsctl("get", "Interface", vms.tap_name(port.id),
+                                     "ofport").strip()
+    names = re.compile(rf"(in_port={ofport}\b|output:{ofport}\b|zone={ofport}\b)")
+    after = table(lab, "c2")
+    added, gone = after - before["c2"], before["c2"] - after
+    assert added and all(names.search(f) for f in added), sorted(added)
+    # what went is only what was rewritten to add the VIF: the network's floods
+    floods = f"cookie={cookie_of(f'network:{net.id}'):#x}"
+    assert all(f.startswith(floods) and "reg7=0xffff" in f for f in gone), sorted(gone)
+    assert table(lab, "c1") == before["c1"]
+
+
 def test_stray_vif_and_unknown_chassis_are_logged_and_disturb_nothing(lab):
     net = lab.network("stray", "10.68.0.0/24")
     a = lab.vm("stray-a", net, chassis="c1")

@@ -344,3 +344,19 @@ def test_port_masks_are_exact_and_minimal(a, b):
     spans.sort()
     assert spans[0][0] == low and spans[-1][1] == high
     assert all(a[1] + 1 == b[0] for a, b in zip(spans, spans[1:]))
+
+
+@FAST
+@given(security_views(), st.sampled_from(["vm", "vm2"]))
+def test_plugging_a_guarded_port_adds_only_what_names_its_ofport(v, pid):
+    """A port's flows are compiled from its binding; its VIF's plug adds its classify and
+    output flows, its network's floods and, for a stateful port, the conntrack step in
+    its zone (the ofport). Its rules, port security, ARP and DHCP are already in."""
+    ofport = v.vif_ofports[pid]
+    unplugged = replace(v, vif_ofports={k: o for k, o in v.vif_ofports.items() if k != pid})
+    plugged, before = set(compile_view(v)), set(compile_view(unplugged))
+    for flow in plugged ^ before:
+        assert flow.stage in ("classify", "output", "egress_ct", "ingress_ct"), str(flow)
+        if flow.stage in ("egress_ct", "ingress_ct"):
+            assert flow in plugged and flow.cookie == f"port:{pid}", str(flow)
+            assert [a.zone for a in flow.actions] == [ofport], str(flow)

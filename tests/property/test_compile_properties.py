@@ -15,7 +15,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from plexus.lower.openflow import flow_mod
 from plexus.pipeline.compile import by_stage, compile_view
 from plexus.pipeline.registry import check_flow, stage
-from plexus.pipeline.stages.common import ipv4_addresses, local_networks, local_ports, sources
+from plexus.pipeline.stages.common import bound_ports, ipv4_addresses, local_networks, sources
 from plexus.pipeline.stages.l3_neighbor import shared_vips
 from plexus.pipeline.view import ChassisView, NetworkView, PortView, SubnetView, View
 from tests.golden.reference import reference_view
@@ -102,10 +102,11 @@ def test_reference_flows_lower():
 
 
 def bounds(view: View) -> dict[str, int]:
-    """Per stage, a linear bound in the local ports (and their addresses) and their
-    peers (the ports of networks with a local port, and their addresses)."""
+    """Per stage, a linear bound in the ports bound here (and their addresses; plugged
+    or not: their flows are in from the binding) and their peers (the ports of networks
+    with a port bound here, and their addresses)."""
     plugged = len(view.local_ports())
-    local = local_ports(view)
+    local = bound_ports(view)
     nets = local_networks(view)
     peers = [p for n in nets for p in view.ports_on(n.id)]
     local_src = sum(len(sources(p)) for p in local)

@@ -111,6 +111,7 @@ class FakeSwitch:
         self.state = BridgeState(synced=True, bridge_ok=True)
         self.tunnel_requests: list[dict] = []
         self.sent: list[tuple[int, bytes]] = []
+        self.warmed: list[int] = []             # tunnel ofports warm_tunnel was called for
         self.on_state = None
         self.on_packet_in = None
         self._closed: asyncio.Event | None = None
@@ -197,6 +198,9 @@ class FakeSwitch:
 
     def packet_out(self, port, data):
         self.sent.append((port, data))
+
+    def warm_tunnel(self, ofport):
+        self.warmed.append(ofport)
 
     def set_patches(self, mappings):
         self.patch_requests.append(dict(mappings))
@@ -517,6 +521,48 @@ def test_tunnels_follow_the_ports_that_share_a_network():
             await until(lambda: switch.tunnel_requests[-1] == {})
             await settle(agent)
             assert switch.table == expected_table(server, switch)
+    asyncio.run(go())
+
+
+def test_each_new_tunnel_is_warmed_once_before_any_vif_on_it_is_plugged():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
+            await until(lambda: switch.warmed == [100])          # c2's tunnel
+            # a port bound here, not plugged, on a new network shared with c3: the
+            # tunnel to c3 comes (and is warmed) from the binding alone
+            server.put("networks", network("n2", 102))
+            server.put("subnets", subnet("s2", "n2", "10.0.1.0/24"))
+            server.put("ports", port("p7", 7, HERE, "10.0.1.17", net="n2", sub="s2"))
+            server.put("ports", port("p8", 8, "c3", "10.0.1.18", net="n2", sub="s2"))
+            await until(lambda: switch.tunnel_requests[-1] == {"c2": "198.18.0.12",
+                                                               "c3": "198.18.0.13"})
+            await until(lambda: sorted(switch.warmed) == [100, 101])
+            await settle(agent)
+            assert cookie_of("port:p7") in cookies(switch.table)   # its logical flows
+            switch.plug("tap7", "p7", 7)
+            await until(lambda: ("p7", "ACTIVE") in server.statuses)
+            await settle(agent)
+            assert sorted(switch.warmed) == [100, 101]             # not again
+            assert switch.table == expected_table(server, switch)
+    asyncio.run(go())
+
+
+def test_tunnels_are_warmed_again_before_their_neighbour_entry_could_age_out():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        agent = Agent(AgentConfig(HERE, "198.18.0.11", timing=Timing(tunnel_warm=0.02)),
+                      server, switch)
+        async with Running(agent, compiled=True):
+            await until(lambda: switch.warmed.count(100) >= 3)
+            server.delete("ports", "p2")                   # no tunnel any more
+            await until(lambda: switch.tunnel_requests[-1] == {})
+            await settle(agent)
+            before = len(switch.warmed)
+            await asyncio.sleep(0.1)
+            assert len(switch.warmed) == before            # nothing warms a gone tunnel
     asyncio.run(go())
 
 

@@ -66,12 +66,56 @@ def test_allowed_pair_addresses():
     assert sources(bare) == [(port.mac, "10.0.0.100"), (port.mac, "10.0.0.12")]
 
 
-def test_an_unplugged_or_unknown_network_port_compiles_to_nothing():
+def plug_flows(view: View, port_id: str) -> tuple[set, set]:
+    """(flows only the plugged view has, flows only the unplugged one has) of a port."""
+    plugged = set(compile_view(view))
+    unplugged = set(compile_view(replace(view, vif_ofports={
+        k: v for k, v in view.vif_ofports.items() if k != port_id})))
+    return plugged - unplugged, unplugged - plugged
+
+
+def test_a_bound_port_has_its_flows_before_its_vif_is_plugged_and_nothing_reaches_it():
+    """a2-vm1 bound to hv1, its VIF not plugged yet: its network is local (tunnels,
+    floods, L2, ARP answers) and its own logical flows are in, but nothing names an
+    ofport of it, so no packet comes from it or reaches it."""
     view = reference_view()
     unplugged = replace(view, vif_ofports={k: v for k, v in view.vif_ofports.items()
                                            if k != "a2-vm1"})
-    stages = by_stage(compile_view(unplugged))
-    assert not any("net=0x66" in str(f) for st in stages.values() for f in st)
+    flows = compile_view(unplugged)
+    text = [str(f) for f in flows]
+    assert any("net=0x66" in t and "port:a2-vm1" in t for t in text)    # port security
+    assert not any("in_port=3" in t or "output:3" in t for t in text)
+    pipeline = Pipeline(flows)
+    a2, a2_far = PORT["a2-vm1"], PORT["a2-vm2"]
+    # from the (not yet classified) VIF: dropped at classify
+    assert pipeline.run({"in_port": 3, "eth_src": a2.mac, "eth_dst": a2_far.mac,
+                         "eth_type": 0x0800, "ipv4_src": "10.0.1.11",
+                         "ipv4_dst": "10.0.1.12"}).dropped
+    # to it from its network's other chassis, unicast and broadcast: reaches no port
+    for dst in (a2.mac, "ff:ff:ff:ff:ff:ff"):
+        assert pipeline.run({"in_port": 101, "tunnel_id": 102, "eth_src": a2_far.mac,
+                             "eth_dst": dst, "eth_type": 0x0800, "ipv4_src": "10.0.1.12",
+                             "ipv4_dst": "10.0.1.11"}).dropped
+    # plugging it adds only what names its ofport: its classify and output flows, its
+    # metadata request and reply (conntrack zone and link-local source = its ofport),
+    # and its network's two floods (which now include its VIF)
+    added, gone = plug_flows(view, "a2-vm1")
+    assert sorted((f.stage, f.cookie) for f in added) == [
+        ("classify", "port:a2-vm1"), ("metadata", "port:a2-vm1"),
+        ("metadata", "port:a2-vm1"), ("output", "network:net-a2"),
+        ("output", "network:net-a2"), ("output", "port:a2-vm1")]
+    assert sorted((f.stage, f.cookie) for f in gone) == [
+        ("output", "network:net-a2"), ("output", "network:net-a2")]
+    # and a plugged neighbour on another network behaves as before
+    a1 = PORT["a1-vm1"]
+    packet = {"in_port": 1, "eth_src": a1.mac, "eth_dst": PORT["a1-vm3"].mac,
+              "eth_type": 0x0800, "ipv4_src": "10.0.0.11", "ipv4_dst": "10.0.0.13"}
+    assert Pipeline(compile_view(view)).run(dict(packet)).ports == \
+        pipeline.run(dict(packet)).ports == [100]
+
+
+def test_a_port_of_an_unknown_network_compiles_to_nothing():
+    view = reference_view()
     orphan = PortView("orphan", 9, "net-gone", "fa:16:3e:99:00:01", (), "hv1")
     view2 = replace(view, ports={**view.ports, "orphan": orphan},
                     vif_ofports={**view.vif_ofports, "orphan": 9})

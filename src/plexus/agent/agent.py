@@ -148,6 +148,7 @@ class Agent(StatusReports, RoutingDuties):
         self._reported: dict[str, str] = {}
         self._l3_reported: dict[tuple[str, str], tuple[str, int | None]] = {}
         self._tunnels: dict[str, str] | None = None
+        self._warmed: dict[str, int] = {}        # chassis → tunnel ofport warmed
         self._last_view: View | None = None
         self._ofports: dict[int, str] = {}
         self._plugged: tuple | None = None    # the VIFs when flows were last applied
@@ -195,7 +196,8 @@ class Agent(StatusReports, RoutingDuties):
             ("sync", self._sync()), ("liveness", self._liveness()),
             ("openflow", self._openflow()), ("reconcile", self._reconcile_loop()),
             ("status", self._status_loop()), ("resolve", self._resolve_loop()),
-            ("snat", self._snat_loop()), ("loopback", self._loopback_loop()))]
+            ("snat", self._snat_loop()), ("loopback", self._loopback_loop()),
+            ("tunnels", self._tunnel_loop()))]
         try:
             await self._stop.wait()
         finally:
@@ -438,6 +440,7 @@ class Agent(StatusReports, RoutingDuties):
             self.switch.set_tunnels(c.tunnel_ip, peers, bfd)
         if self.installed is None:
             return False
+        self._warm_tunnels(view.tunnel_ofports)
         self._announce_again_when_back(alive, view)
         if view == self._last_view and not self._full_diff:
             await self._flush_gone(vifs)    # installed flows are what this view compiles to
@@ -508,6 +511,38 @@ class Agent(StatusReports, RoutingDuties):
         self._applied(revision)
         self.metrics.reconcile.observe(time.perf_counter() - started)
         return bool(change)
+
+    def _warm_tunnels(self, tunnels) -> None:
+        """One frame through each tunnel port that appeared (or got a new ofport) since
+        the last reconcile (``switch.warm_tunnel``): the userspace datapath resolves the
+        far endpoint's MAC when a tunnel is created for a network bound here, before the
+        VIFs are plugged, instead of dropping the VMs' first packets while it does.
+        Costs one comparison per tunnel of this chassis per reconcile."""
+        for chassis in [c for c in self._warmed if c not in tunnels]:
+            del self._warmed[chassis]
+        for chassis, ofport in tunnels.items():
+            if self._warmed.get(chassis) == ofport:
+                continue
+            try:
+                self.switch.warm_tunnel(ofport)
+            except (OSError, OpenFlowError, AttributeError) as exc:
+                LOG.warning("tunnel to %s: warm-up frame not sent: %s", chassis, exc)
+                continue
+            self._warmed[chassis] = ofport
+            LOG.info("tunnel to %s (ofport %d): warm-up frame sent", chassis, ofport)
+
+    async def _tunnel_loop(self) -> None:
+        """Every ``timing.tunnel_warm``, a warm-up frame through each tunnel again: the
+        datapath's tunnel neighbour entry of an idle tunnel ages out (``ovs-appctl
+        tnl/neigh/aging``, 900 s by default; each use renews it), and the first packet
+        after that would be dropped again. O(tunnels of this chassis) per period."""
+        while True:
+            await asyncio.sleep(self.config.timing.tunnel_warm)
+            for chassis, ofport in list(self._warmed.items()):
+                try:
+                    self.switch.warm_tunnel(ofport)
+                except (OSError, OpenFlowError, AttributeError) as exc:
+                    LOG.warning("tunnel to %s: warm-up frame not sent: %s", chassis, exc)
 
     async def _flush_gone(self, vifs: tuple) -> None:
         """Flush the conntrack zones of VIFs gone since flows were last applied (no flow

@@ -19,6 +19,8 @@ class Timing:
     snat_check: float = 1.0         # between checks of the SNAT guard's drops (more blocks)
     snat_dump: float = 5.0          # between conntrack dumps (SNAT port use, idle blocks)
     snat_idle: float = 60.0         # a SNAT block unused this long is given back
+    tunnel_warm: float = 300.0      # between warm-up frames through each tunnel (below
+                                    # OVS's tunnel neighbour aging, tnl/neigh/aging, 900 s)
 
     def after(self, failures: int, cap: int | None = None) -> float:
         """The back-off after ``failures`` failures in a row (the last step repeats;

@@ -211,7 +211,7 @@ class IncrementalCompiler:
             per_network, whole = split(stage, compiler)
             units: dict[str, tuple] = {}                   # unit → (its compiler, its view)
             if per_network is not None:
-                nets = sorted({p.network_id for p in view.local_ports()})
+                nets = sorted({p.network_id for p in view.bound_ports()})
                 for name in [SHARED, *nets]:
                     units[name] = (per_network,
                                    cut.get(name) or cut.setdefault(name, part(view, name)))

@@ -140,12 +140,21 @@ routed networks' shared VIPs."""
         self._cache[name] = (inputs, value)
         return value
 
+    def bound_ports(self) -> list[PortView]:
+        """Ports bound here (``binding:host_id`` is this chassis), plugged or not, sorted
+        by id. Everything of theirs that does not name an OpenFlow port number is compiled
+        from these: a port's flows are in before its VIF is plugged (reading no
+        ``vif_ofports``, they are not recompiled when it is)."""
+        ports, me = self.ports, self.chassis
+        return list(self._cached("bound", (ports,), lambda: sorted(
+            (p for p in ports.values() if p.chassis == me), key=lambda p: p.id)))
+
     def local_ports(self) -> list[PortView]:
-        """Ports bound here whose VIF is plugged (has an ofport), sorted by id."""
-        ports, vifs, me = self.ports, self.vif_ofports, self.chassis
-        return list(self._cached("local", (ports, vifs), lambda: sorted(
-            (p for p in ports.values() if p.chassis == me and p.id in vifs),
-            key=lambda p: p.id)))
+        """Ports bound here whose VIF is plugged (has an ofport), sorted by id: the
+        flows that name the ofport (classify's in_port, output's VIF, the conntrack
+        zone) are compiled from these only."""
+        vifs = self.vif_ofports
+        return [p for p in self.bound_ports() if p.id in vifs]
 
     def _by_network(self) -> dict[str, list[PortView]]:
         ports = self.ports
@@ -162,8 +171,8 @@ routed networks' shared VIPs."""
         return list(self._by_network().get(network_id, ()))
 
     def local_networks(self) -> list[NetworkView]:
-        """Networks with at least one local port, sorted by id."""
-        ids = {p.network_id for p in self.local_ports()}
+        """Networks with at least one port bound here (plugged or not), sorted by id."""
+        ids = {p.network_id for p in self.bound_ports()}
         return [self.networks[i] for i in sorted(ids) if i in self.networks]
 
     def remote_chassis_of(self, network_id: str) -> list[str]:

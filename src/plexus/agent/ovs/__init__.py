@@ -22,6 +22,9 @@ ARP_PUNT_PRIORITY = 1000           # above the external bridge's NORMAL flow
 LOOPBACK_PRIORITY = 900            # above NORMAL: hairpin frames back into br-int
 LOOPBACK_COOKIE = 0x706C78686169   # "plxhai": the loopback flows of a mapped bridge
 NORMAL = 0xFFFFFFFA                # OFPP_NORMAL
+# what ``warm_tunnel`` sends: broadcast, from a locally administered MAC, EtherType
+# 0x88B5 (IEEE 802 local experimental), no payload beyond the minimum frame
+WARM_FRAME = bytes.fromhex("ffffffffffff" "0a706c78776d" "88b5") + b"plexus-warm".ljust(46, b"\0")
 
 
 def vswitchd_target(rundir: str) -> str:
@@ -133,6 +136,14 @@ class Switch:
     def packet_out(self, port: int, data: bytes) -> None:
         """Send a frame out of an OpenFlow port."""
         self._channel.packet_out(port, data)
+
+    def warm_tunnel(self, ofport: int) -> None:
+        """Send one frame through a tunnel port (tunnel key 0, which no chassis
+        classifies: the far end drops it), so that the userspace datapath resolves the
+        remote endpoint's MAC now. Its native tunnelling drops the packet that finds no
+        entry in its tunnel neighbour cache (``ovs-appctl tnl/neigh/show``) while it
+        ARPs for the endpoint: that packet should be this one, not a VM's first."""
+        self._channel.packet_out(ofport, WARM_FRAME)
 
     async def flush_conntrack(self, zone: int) -> None:
         """Forget every connection of conntrack zone ``zone`` (``ovs-appctl

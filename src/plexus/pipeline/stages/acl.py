@@ -4,10 +4,15 @@ ingress_acl after them). Directions are the VM's: egress leaves the in-port, ing
 out-port (from a local port or a tunnel). The stage modules are thin; this is the
 compiler they share.
 
-A port is guarded when it is bound and plugged here, admin up, has port security, and
-the view carries security groups (``View.security``). Each guarded port has its own
-conntrack zone: its OpenFlow port number, which OVS keeps for as long as the VIF is
-plugged and which no other VIF on br-int has meanwhile.
+A port is guarded when it is bound here, admin up, has port security, and the view
+carries security groups (``View.security``); its rules are compiled from its binding,
+before its VIF is plugged. Each guarded port has its own conntrack zone: its OpenFlow
+port number, which OVS keeps for as long as the VIF is plugged and which no other VIF on
+br-int has meanwhile. Only the ``*_ct`` stages' tracking flow of a port names it (and
+exists once the VIF is plugged: until then the port's IPv4 drops there, as nothing can
+reach it); the ACL stages commit in the zone the packet was tracked in
+(``ct(commit,zone=NXM_NX_CT_ZONE[])``), so their flows do not change when the port is
+plugged, moved to another ofport or unplugged.
 
 - ``*_ct``: IPv4 of a guarded port is sent through conntrack in the port's zone
   (stateless groups: not tracked) and on to the ACL stage. Egress: DHCP requests pass
@@ -24,9 +29,9 @@ plugged and which no other VIF on br-int has meanwhile.
 A group's own rules (no remote group) are one conjunctive match per group: dimension 1 is
 each port holding the group (one flow per port, an action per group), dimension 2 each
 rule's protocol/port/prefix match (one flow per match, no port in it, shared by every
-port holding the group); a ``conj_id`` flow per port and group commits in the port's
-zone. So a rule added to or removed from a group costs one flow per match of the rule,
-not one per port holding the group.
+port holding the group); a ``conj_id`` flow per port and group commits in the zone the
+packet was tracked in. So a rule added to or removed from a group costs one flow per
+match of the rule, not one per port holding the group.
 
 Rules with a remote group are conjunctive matches (``conjunction(id, k/2)``): dimension 1
 is the group's member addresses, one flow each, shared by every port of the chassis
@@ -44,7 +49,7 @@ from dataclasses import dataclass
 
 from plexus.pipeline.flows import Conjunction, Ct, CtClear, Flow, ct_state
 from plexus.pipeline.stages.common import (
-    ETH_ARP, ETH_IP, IP_UDP, as_match, default_flow, is_ipv4, local_ports,
+    ETH_ARP, ETH_IP, IP_UDP, as_match, bound_ports, default_flow, is_ipv4,
 )
 from plexus.pipeline.view import PortView, RuleView, View
 
@@ -92,12 +97,17 @@ def guarded_ports(view: View) -> list[PortView]:
     """Local ports whose traffic is filtered (none until the view carries security)."""
     if view.security is None:
         return []
-    return [p for p in local_ports(view) if p.port_security]
+    return [p for p in bound_ports(view) if p.port_security]
 
 
-def zone(view: View, port: PortView) -> int:
-    """The port's conntrack zone: its OpenFlow port number on br-int."""
-    return view.vif_ofports[port.id]
+def zone(view: View, port: PortView) -> int | None:
+    """The port's conntrack zone: its OpenFlow port number on br-int (None while its VIF
+    is not plugged)."""
+    return view.vif_ofports.get(port.id)
+
+
+# What the ACL stages commit in: the zone the ``*_ct`` stage tracked the packet in.
+TRACKED_ZONE = "ct_zone"
 
 
 def groups_of(view: View, port: PortView) -> list[str]:
@@ -172,16 +182,21 @@ def conntrack_flows(view: View, d: Direction) -> list[Flow]:
     """The ``*_ct`` stage: per guarded port, the DHCP allowances and the conntrack step."""
     flows = [default_flow(d.ct_stage, goto=d.after)]
     for port in guarded_ports(view):
-        flows += port_ct_flows(d, view.networks[port.network_id].key, port.key, port.id,
-                               zone(view, port), stateful(view, port))
+        net_key, keep = view.networks[port.network_id].key, stateful(view, port)
+        flows += port_ct_flows(d, net_key, port.key, port.id, keep)
+        ct_zone = zone(view, port)
+        if keep and ct_zone is not None:            # plugged: its IPv4 is tracked
+            flows.append(track_flow(d, net_key, port.key, port.id, ct_zone))
     return flows
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def port_ct_flows(d: Direction, net_key: int, port_key: int, port_id: str, ofport: int,
+def port_ct_flows(d: Direction, net_key: int, port_key: int, port_id: str,
                   keep: bool) -> tuple[Flow, ...]:
-    """One guarded port's ``*_ct`` flows, by value (a rule change that leaves its groups'
-    statefulness alone costs a lookup)."""
+    """One guarded port's ``*_ct`` flows but the tracking step, by value (from its
+    binding: none names its ofport; a rule change that leaves its groups' statefulness
+    alone costs a lookup). A stateful port's IPv4 drops here until its VIF is plugged
+    (``track_flow``)."""
     me = {"net": net_key, d.port_register: port_key}
     cookie = f"port:{port_id}"
     flows = []
@@ -195,12 +210,19 @@ def port_ct_flows(d: Direction, net_key: int, port_key: int, port_id: str, ofpor
         add(PRIO_DHCP, DHCP_REPLY, goto=d.after, note="DHCP replies always pass")
         add(PRIO_TRACK, {"eth_type": ETH_ARP}, goto=d.after)
         add(PRIO_OTHER, {}, note="neither IPv4 nor ARP (IPv6 is not supported yet)")
-    if keep:
-        add(PRIO_TRACK, {"eth_type": ETH_IP}, [Ct(ofport, table=d.acl_stage)])
-    else:
+    if not keep:
         add(PRIO_TRACK, {"eth_type": ETH_IP}, [CtClear()] if d is INGRESS else [],
             goto=d.acl_stage, note="stateless groups: not tracked")
     return tuple(flows)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def track_flow(d: Direction, net_key: int, port_key: int, port_id: str, ofport: int) -> Flow:
+    """A plugged stateful port's conntrack step: its IPv4 through conntrack in its zone
+    (its ofport), on to the ACL stage. The only ACL-side flow that names the ofport."""
+    return Flow.make(d.ct_stage, PRIO_TRACK, {"net": net_key, d.port_register: port_key,
+                                              "eth_type": ETH_IP},
+                     [Ct(ofport, table=d.acl_stage)], cookie=f"port:{port_id}")
 
 
 def acl_flows(view: View, d: Direction) -> list[Flow]:
@@ -353,30 +375,31 @@ def acl_port_flows(view: View, d: Direction) -> list[Flow]:
         remote = tuple((g, r, ids[r.remote_group]) for g, s in groups
                        for r in _remote_rules(d, s))
         flows += port_acl_flows(d, view.networks[port.network_id].key, port.key, port.id,
-                                view.vif_ofports[port.id], all(s.stateful for _, s in groups),
-                                own, remote)
+                                all(s.stateful for _, s in groups), own, remote)
     return flows
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str, ofport: int,
+def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str,
                    keep: bool, own: tuple, remote: tuple) -> tuple[Flow, ...]:
     """One guarded port's ACL flows, by value: the port (its network's and its own key,
-    its id, its ofport, which is its conntrack zone), whether its groups are stateful,
-    ``own`` ((group, conjunction id) of its groups that have rules of their own in this
-    direction) and ``remote`` ((group, rule, conjunction id) of its groups' remote-group
-    rules). A group's own rules are not among them: adding or removing one leaves every
-    port's flows alone (they are shared, see ``acl_shared_flows``). No two ports share a
-    match (it holds the port's network and key), so a port's flows are its own."""
-    ct_zone = ofport if keep else None
+    its id; not its ofport: commits go to the zone the ``*_ct`` stage tracked the packet
+    in, so the flows are the same before and after the VIF is plugged), whether its
+    groups are stateful, ``own`` ((group, conjunction id) of its groups that have rules
+    of their own in this direction) and ``remote`` ((group, rule, conjunction id) of its
+    groups' remote-group rules). A group's own rules are not among them: adding or
+    removing one leaves every port's flows alone (they are shared, see
+    ``acl_shared_flows``). No two ports share a match (it holds the port's network and
+    key), so a port's flows are its own."""
     me = {"net": net_key, d.port_register: port_key}
-    commit = [Ct(ct_zone, commit=True)] if ct_zone is not None else []
+    commit = [Ct(TRACKED_ZONE, commit=True)] if keep else []
     cookie = f"port:{port_id}"
     flows = []
     if keep:
         flows.append(Flow.make(d.acl_stage, PRIO_UNALLOWED,
                                {**me, "eth_type": ETH_IP, "ct_state": ESTABLISHED},
-                               [Ct(ofport, commit=True, mark=REVOKED_MARK)], cookie=cookie,
+                               [Ct(TRACKED_ZONE, commit=True, mark=REVOKED_MARK)],
+                               cookie=cookie,
                                note="no rule allows it any more: revoke"))
     if own:
         flows.append(Flow.make(d.acl_stage, PRIO_CONJ, me,

@@ -19,8 +19,8 @@ import functools
 
 from plexus.pipeline.flows import Flow, Move, Output, SetField
 from plexus.pipeline.stages.common import (
-    ARP_REPLY, ARP_REQUEST, ETH_ARP, default_flow, ipv4_addresses, local_networks,
-    local_ports,
+    ARP_REPLY, ARP_REQUEST, ETH_ARP, bound_ports, default_flow, ipv4_addresses,
+    local_networks,
 )
 from plexus.pipeline.stages.dhcp import SERVER_MAC, answered_servers
 from plexus.pipeline.stages.router import EXTERNAL_OWNERS
@@ -35,7 +35,7 @@ PRIO_ANSWER = 50
 def compile_arp_responder(view: View) -> list[Flow]:
     """An answer per known address of each local network; the owner's own asks pass."""
     flows = [default_flow(STAGE, goto=NEXT)]
-    local = {p.id for p in local_ports(view)}
+    local = {p.id for p in bound_ports(view)}
     subnets: dict[str, list] = {}
     for subnet in view.subnets.values():
         subnets.setdefault(subnet.network_id, []).append(subnet)

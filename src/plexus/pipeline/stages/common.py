@@ -20,14 +20,27 @@ GROUP_MACS = ("01:00:00:00:00:00", "01:00:00:00:00:00")   # broadcast and multic
 Address = str | tuple[str, str]     # an exact IPv4 address, or (network, netmask)
 
 
+def bound_ports(view: View) -> list[PortView]:
+    """Ports bound here, admin up, on a known network, plugged or not; by id. A port's
+    flows that do not name its OpenFlow port number (port security, ARP, DHCP, ACL
+    rules, its network's L2 and L3 flows) are compiled from these, so they are in
+    before its VIF is plugged: they match its logical key, which no packet carries
+    until ``classify`` maps its in_port (plug time), and ``output`` sends nothing to it
+    until then either."""
+    return [p for p in view.bound_ports() if p.admin_up and p.network_id in view.networks]
+
+
 def local_ports(view: View) -> list[PortView]:
-    """Ports bound here, plugged (have an ofport), admin up, on a known network; by id."""
-    return [p for p in view.local_ports() if p.admin_up and p.network_id in view.networks]
+    """``bound_ports`` whose VIF is plugged (have an ofport): the only ones whose flows
+    name it (classify's in_port, output's VIF, the conntrack zone); by id."""
+    vifs = view.vif_ofports
+    return [p for p in bound_ports(view) if p.id in vifs]
 
 
 def local_networks(view: View) -> list[NetworkView]:
-    """Networks with at least one local port (as ``local_ports`` counts them), by id."""
-    ids = sorted({p.network_id for p in local_ports(view)})
+    """Networks with at least one port bound here (as ``bound_ports`` counts them),
+    plugged or not, by id: a network is local from its first binding here."""
+    ids = sorted({p.network_id for p in bound_ports(view)})
     return [view.networks[i] for i in ids]
 
 

@@ -16,7 +16,7 @@ import ipaddress
 from typing import Iterable
 
 from plexus.pipeline.flows import Controller, Flow
-from plexus.pipeline.stages.common import ETH_IP, IP_UDP, default_flow, local_ports
+from plexus.pipeline.stages.common import ETH_IP, IP_UDP, bound_ports, default_flow
 from plexus.pipeline.view import NetworkView, PortView, SubnetView, View
 
 # The DHCP server's Ethernet address on every network: the source of the agent's
@@ -31,9 +31,10 @@ PRIO = 50
 
 
 def compile_dhcp(view: View) -> list[Flow]:
-    """A packet-in flow per local port on a DHCP-enabled IPv4 subnet."""
+    """A packet-in flow per port bound here (plugged or not) on a DHCP-enabled IPv4
+    subnet."""
     flows = [default_flow(STAGE, goto=NEXT)]
-    for port in local_ports(view):
+    for port in bound_ports(view):
         served = dhcp_subnets(view, port)
         if not served:
             continue

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from plexus.pipeline.flows import Controller, Flow
 from plexus.pipeline.stages.common import (
-    ETH_ARP, ETH_IP, IP_UDP, default_flow, local_ports, sources,
+    ETH_ARP, ETH_IP, IP_UDP, bound_ports, default_flow, sources,
 )
 from plexus.pipeline.stages.dhcp import dhcp_subnets
 from plexus.pipeline.stages.l3_neighbor import shared_vips
@@ -36,10 +36,12 @@ DHCP_REQUEST = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst"
 
 
 def compile_port_security(view: View) -> list[Flow]:
-    """Per local port: what it may send, or everything when port security is off."""
+    """Per port bound here (plugged or not: its flows match its logical key, which
+    only ``classify`` gives a packet): what it may send, or everything when port
+    security is off."""
     flows = [default_flow(STAGE)]
     shared: dict[str, set[str]] = {}
-    for port in local_ports(view):
+    for port in bound_ports(view):
         if port.port_security and port.allowed_pairs and port.network_id not in shared:
             shared[port.network_id] = shared_vips(view.ports_on(port.network_id))
         flows += port_flows(view.networks[port.network_id], port,

@@ -154,8 +154,8 @@ def patch_of(view: View, net: NetworkView) -> int | None:
 
 def _routing_inputs(view: View) -> tuple:
     """The view fields ``routers``, ``zones`` and ``programmed`` read."""
-    return (view.ports, view.vif_ofports, view.chassis, view.networks, view.subnets,
-            view.routers, view.active_gateway)
+    return (view.ports, view.chassis, view.networks, view.subnets, view.routers,
+            view.active_gateway)
 
 
 def routers(view: View) -> list[RouterView]:
