@@ -236,3 +236,28 @@ def test_cli_rbac_pool_and_scope(srv, clouds, pool, scope):  # noqa: F811
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert getattr(clouds["B"].network, show.replace("get", "find"))(obj) is None
+
+
+def test_allocation_and_join_wait_for_a_revoke(srv, clouds, pool, scope):  # noqa: F811
+    """While a revoke holds the object's guard (checking who uses it), a subnet from the
+    pool or a pool joining the scope does not commit (it would slip past the check)."""
+    a, b = clouds["A"], clouds["B"]
+    _policy(a, "subnetpool", pool.id, b.current_project_id)
+    _policy(a, "address_scope", scope.id, b.current_project_id)
+    bnet = b.network.create_network(name="guarded")
+    services = srv.app.state.services
+    before = state(srv)
+    with services.guarding("subnetpools", pool.id):
+        r = raw(srv, b, "POST", "/v2.0/subnets", {"subnet": {
+            "network_id": bnet.id, "ip_version": 4, "subnetpool_id": pool.id}})
+        error(r, 409, "ConcurrentModification")
+    with services.guarding("address-scopes", scope.id):
+        r = raw(srv, b, "POST", "/v2.0/subnetpools", {"subnetpool": {
+            "name": "late", "prefixes": ["10.95.0.0/16"], "address_scope_id": scope.id}})
+        error(r, 409, "ConcurrentModification")
+    assert state(srv) == before
+    r = raw(srv, b, "POST", "/v2.0/subnets", {"subnet": {
+        "network_id": bnet.id, "ip_version": 4, "subnetpool_id": pool.id}})
+    assert r.status_code == 201, r.text
+    b.network.delete_subnet(r.json()["subnet"]["id"])
+    b.network.delete_network(bnet)
