@@ -200,10 +200,11 @@ class Access:
 
 class SharedByPolicies:
     """A service whose objects' ``shared`` is per caller, from ``access_as_shared``
-    policies on ``rbac_type`` (subnet pools, address scopes): ``shared: true`` is the
+    policies on ``rbac_type`` (security groups, subnet pools, address scopes): ``shared: true`` is the
     ``*`` policy; a policy naming a project shares the object with that project only."""
 
     rbac_type: str
+    shared_fact = "shared"      # the policy target key rules read (``sg_shared``: its own)
 
     def shared_with(self, obj: dict, project_id: str | None, access=None) -> bool:
         """Whether the object is shared with ``project_id`` (``access``: that project's
@@ -221,8 +222,8 @@ class SharedByPolicies:
         from plexus.api import policy
 
         def facts() -> dict:
-            return {"shared": self.shared_with(obj, ctx.project_id, access)}
-        return policy.Target(obj, {"shared": facts})
+            return {self.shared_fact: self.shared_with(obj, ctx.project_id, access)}
+        return policy.Target(obj, {self.shared_fact: facts})
 
     def for_caller(self, ctx, obj: dict, access=None) -> dict:
         """``shared`` as Neutron shows it: true when shared with the caller's project."""
