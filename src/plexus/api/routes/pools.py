@@ -18,6 +18,10 @@ register_extension("subnetpool-prefix-ops", "Subnet Pool Prefix Operations",
                    "Provides support for adjusting the prefix list of subnet pools")
 register_extension("address-scope", "Address scope",
                    "Address scopes extension.")
+register_extension("rbac-subnetpool", "Add subnetpool type to RBAC",
+                   "Add subnetpool type to network RBAC")
+register_extension("rbac-address-scope", "Add address_scope type to RBAC",
+                   "Add address_scope type to RBAC")
 
 
 async def _prefixes(request: Request, add: bool) -> Response:

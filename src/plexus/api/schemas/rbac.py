@@ -27,7 +27,8 @@ RBAC_POLICY = Resource("rbac_policy", "rbac-policies", (
     Attr("tenant_id", post=True, put=False, convert=project_id,
          default=lambda ctx, body: body.get("project_id") or ctx.project_id),
     Attr("object_type", convert=string(255), default=REQUIRED, put=False,
-         doc="`network` or `security_group` (the object-type table of services/rbac.py)"),
+         doc="`network`, `security_group`, `subnetpool` or `address_scope` (the "
+             "object-type table of services/rbac.py)"),
     Attr("object_id", convert=to_uuid(), default=REQUIRED, put=False),
     Attr("action", convert=string(255), default=REQUIRED, put=False,
          doc="`access_as_shared`; `access_as_external` (networks)"),

@@ -15,6 +15,13 @@ Allocation is atomic in the store and proportional to the pool, never to the clo
   overlap, and a scope in use is never deleted.
 - ``alloc/defaultpool/<version>`` names the one default pool of each IP version.
 
+Sharing is by RBAC ``access_as_shared`` policies (``services/rbac.py``), as Neutron's
+``rbac-subnetpool`` and ``rbac-address-scope``: ``shared: true`` is the ``*`` policy; a
+policy naming a project lets that project see the pool (and allocate subnets from it) or
+the scope (and put its pools in it). A policy is not revoked while its target uses it:
+subnets of the target from the pool (the pool's prefix index), pools of the target in the
+scope (the scope's member index); allocations and joins respect the guard a revoke holds.
+
 The address scope of a subnet (its pool's) is written on the subnet under a hidden key
 (``plexus:address_scope``, for the data plane) and on its network
 (``ipv4_address_scope`` / ``ipv6_address_scope``); changing a pool's scope rewrites the
@@ -30,6 +37,7 @@ import orjson
 from plexus.api import errors, policy
 from plexus.api.schemas.pools import ADDRESS_SCOPE, SUBNETPOOL
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
+from plexus.api.services.rbac import SharedByPolicies
 from plexus.ipam import IpamError
 from plexus.ipam import prefixes as px
 from plexus.store import Put
@@ -74,10 +82,25 @@ def lock(services, w: Writes, key: str, delete: bool = False) -> None:
         w.put(key, b"%d" % (int(kv.value) + 1 if kv is not None else 1))
 
 
-class SubnetPoolService(ResourceService):
+class SubnetPoolService(SharedByPolicies, ResourceService):
     """Neutron subnet pools."""
 
     resource = SUBNETPOOL
+    rbac_type = "subnetpool"
+    grant_types = ("subnetpool",)
+
+    def scope_members(self, scope_id: str) -> set[str]:
+        """Projects owning the pools of an address scope (its member index)."""
+        base = member_key(scope_id)
+        kvs, _ = self.s.store.range(base)
+        out = set()
+        for kv in kvs:
+            project = orjson.loads(kv.value).get("project_id")
+            if project is None:             # written before members named their project
+                found = self.get(kv.key[len(base):])
+                project = found[0].get("project_id") if found else None
+            out.add(project)
+        return out
 
     # ---- reading ------------------------------------------------------------------
 
@@ -143,6 +166,7 @@ class SubnetPoolService(ResourceService):
                 f"{scope['ip_version']}.",
                 type_name="IllegalSubnetPoolIpVersionAssociationToAddressScope")
         w.expect(scopes.key(scope_id), rev)
+        w.unguarded("address-scopes", scope_id)     # not while a revoke checks its users
         lock(self.s, w, seq_key("scope", scope_id))
         base = member_key(scope_id)
         kvs, _ = self.s.store.range(base)
@@ -152,7 +176,8 @@ class SubnetPoolService(ResourceService):
                 raise errors.Conflict("Failed to associate address scope: subnetpools "
                                       "within an address scope must have unique prefixes.",
                                       type_name="AddressScopePrefixConflict")
-        w.put(member_key(scope_id, pool["id"]), {"prefixes": pool["prefixes"]})
+        w.put(member_key(scope_id, pool["id"]), {"prefixes": pool["prefixes"],
+                                                 "project_id": pool["project_id"]})
 
     def plan_create(self, ctx, obj, w, attempt):
         """Read and check the pool; claim the default slot; join its scope."""
@@ -162,6 +187,8 @@ class SubnetPoolService(ResourceService):
         if obj.get("address_scope_id"):
             self._join_scope(ctx, obj, w)
         w.put(self.key(obj["id"]), obj)
+        if obj.get("shared"):
+            self.plan_share_all(obj, w)
         return obj
 
     def plan_update(self, ctx, old, new, changes, w, attempt):
@@ -223,6 +250,7 @@ class SubnetPoolService(ResourceService):
             w.delete(default_key(obj["ip_version"]))
         if obj.get("address_scope_id"):
             w.delete(member_key(obj["address_scope_id"], obj["id"]))
+        self.plan_forget_policies(obj, w)
 
     # ---- prefix operations (subnetpool-prefix-ops) -----------------------------------
 
@@ -312,6 +340,7 @@ class SubnetPoolService(ResourceService):
         elif prefixlen is None:
             prefixlen = pool["default_prefixlen"]
         w.expect(self.key(pool["id"]), pool_rev)
+        w.unguarded("subnetpools", pool["id"])     # not while a revoke checks its users
         lock(self.s, w, seq_key("pool", pool["id"]))
         allocated = self.allocations(pool["id"], w)
         try:
@@ -335,16 +364,20 @@ class SubnetPoolService(ResourceService):
         return cidr
 
 
-class AddressScopeService(ResourceService):
+class AddressScopeService(SharedByPolicies, ResourceService):
     """Neutron address scopes."""
 
     resource = ADDRESS_SCOPE
+    rbac_type = "address_scope"
+    grant_types = ("address_scope",)
 
     def plan_create(self, ctx, obj, w, attempt):
         """IP version 4 or 6."""
         if obj["ip_version"] not in (4, 6):
             raise errors.InvalidInput(f"{obj['ip_version']} is not in [4, 6]")
         w.put(self.key(obj["id"]), obj)
+        if obj.get("shared"):
+            self.plan_share_all(obj, w)
         return obj
 
     def plan_update(self, ctx, old, new, changes, w, attempt):
@@ -353,6 +386,8 @@ class AddressScopeService(ResourceService):
             raise errors.BadRequest(f"Unable to update address scope {old['id']} : Shared "
                                     f"address scope can't be unshared.",
                                     type_name="AddressScopeUpdateError")
+        if new.get("shared") and not old.get("shared"):
+            self.plan_share_all(old, w)
         return new
 
     def plan_delete(self, ctx, obj, w):
@@ -363,4 +398,5 @@ class AddressScopeService(ResourceService):
             raise errors.Conflict(f"Unable to complete operation on address scope "
                                   f"{obj['id']}. There are one or more subnet pools in use "
                                   f"on the address scope", type_name="AddressScopeInUse")
+        self.plan_forget_policies(obj, w)
 

@@ -1,4 +1,5 @@
-"""RBAC policies: access to an object (a network, a security group) granted to another
+"""RBAC policies: access to an object (a network, a security group, a subnet pool, an
+address scope) granted to another
 project, or to every project (``*``), as Neutron's ``rbac-policies`` extension.
 
 Storage, all written in the transaction that changes a policy (nothing half written):
@@ -104,6 +105,18 @@ def group_port_projects(s: Services, group: dict, action: str) -> set[str]:
     return {p["project_id"] for p in s["security-groups"]._ports_using(group["id"])}
 
 
+def pool_subnet_projects(s: Services, pool: dict, action: str) -> set[str]:
+    """Projects with subnets allocated from the subnet pool, read from the pool's
+    allocation index (``alloc/prefix/<pool>/``): costs the pool's allocations."""
+    return {a.get("project_id") for a in s["subnetpools"].allocations(pool["id"]).values()}
+
+
+def scope_pool_projects(s: Services, scope: dict, action: str) -> set[str]:
+    """Projects with subnet pools in the address scope, read from the scope's member
+    index (``alloc/scope/<scope>/``): costs the scope's pools."""
+    return s["subnetpools"].scope_members(scope["id"])
+
+
 @dataclass(frozen=True)
 class ObjectType:
     """A kind of object policies can share: its ``object_type``, collection, allowed
@@ -124,6 +137,10 @@ OBJECT_TYPES: dict[str, ObjectType] = {t.name: t for t in (
                network_port_projects),
     ObjectType("security_group", "security-groups", (ACCESS_SHARED,),
                ((ACCESS_SHARED, "shared", True),), group_port_projects),
+    ObjectType("subnetpool", "subnetpools", (ACCESS_SHARED,),
+               ((ACCESS_SHARED, "shared", True),), pool_subnet_projects),
+    ObjectType("address_scope", "address-scopes", (ACCESS_SHARED,),
+               ((ACCESS_SHARED, "shared", True),), scope_pool_projects),
 )}
 
 
@@ -179,6 +196,49 @@ class Access:
     def granted(self, object_type: str, object_id: str, action: str) -> bool:
         """Whether the caller's project has ``action`` on the object."""
         return action in self.actions(object_type, object_id)
+
+
+class SharedByPolicies:
+    """A service whose objects' ``shared`` is per caller, from ``access_as_shared``
+    policies on ``rbac_type`` (security groups, subnet pools, address scopes): ``shared: true`` is the
+    ``*`` policy; a policy naming a project shares the object with that project only."""
+
+    rbac_type: str
+    shared_fact = "shared"      # the policy target key rules read (``sg_shared``: its own)
+
+    def shared_with(self, obj: dict, project_id: str | None, access=None) -> bool:
+        """Whether the object is shared with ``project_id`` (``access``: that project's
+        grants, if already read)."""
+        if obj.get("shared"):
+            return True
+        if not project_id:
+            return False
+        if access is None or access.project != project_id:
+            access = self.s["rbac-policies"].access_for(project_id)
+        return access.granted(self.rbac_type, obj["id"], ACCESS_SHARED)
+
+    def policy_target(self, ctx, obj: dict, access=None):
+        """The object with ``shared`` as the caller sees it (read only if a rule asks)."""
+        from plexus.api import policy
+
+        def facts() -> dict:
+            return {self.shared_fact: self.shared_with(obj, ctx.project_id, access)}
+        return policy.Target(obj, {self.shared_fact: facts})
+
+    def for_caller(self, ctx, obj: dict, access=None) -> dict:
+        """``shared`` as Neutron shows it: true when shared with the caller's project."""
+        if obj.get("shared") or not self.shared_with(obj, ctx.project_id, access):
+            return obj
+        return dict(obj, shared=True)
+
+    def plan_share_all(self, obj: dict, w: Writes) -> None:
+        """``shared: true`` on create (or set by an update): the ``*`` policy."""
+        rbac = self.s["rbac-policies"]
+        rbac.plan_add(rbac.wildcard(obj, self.rbac_type, ACCESS_SHARED), w)
+
+    def plan_forget_policies(self, obj: dict, w: Writes) -> None:
+        """The object is deleted: its policies go with it."""
+        self.s["rbac-policies"].plan_remove_all(self.rbac_type, obj["id"], w)
 
 
 # ---- the service ----------------------------------------------------------------------------

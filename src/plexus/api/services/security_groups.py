@@ -16,8 +16,8 @@ from plexus.api.schemas.base import is_uuid, new_id
 from plexus.api.schemas.security_groups import (
     SECURITY_GROUP, SECURITY_GROUP_RULE, check_rule, normalized_cidr, rule_key,
 )
-from plexus.api.schemas.rbac import ACCESS_SHARED
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
+from plexus.api.services.rbac import SharedByPolicies
 
 GROUPS = "security-groups"
 DEFAULT_DESCRIPTION = "Default security group"
@@ -74,7 +74,7 @@ def bumped(group: dict, rules: list[dict]) -> dict:
                 revision_number=group.get("revision_number", 0) + 1)
 
 
-class SecurityGroupService(ResourceService):
+class SecurityGroupService(SharedByPolicies, ResourceService):
     """Neutron security groups."""
 
     resource = SECURITY_GROUP
@@ -125,29 +125,8 @@ class SecurityGroupService(ResourceService):
     # ---- RBAC (rbac-security-groups) ---------------------------------------------
 
     grant_types = ("security_group",)
-
-    def shared_with(self, group: dict, project_id: str | None, access=None) -> bool:
-        """Whether the group is shared with ``project_id`` (a `*` policy, or one naming
-        the project); ``access`` holds that project's grants if already read."""
-        if group.get("shared"):
-            return True
-        if not project_id:
-            return False
-        if access is None or access.project != project_id:
-            access = self.s["rbac-policies"].access_for(project_id)
-        return access.granted("security_group", group["id"], ACCESS_SHARED)
-
-    def policy_target(self, ctx, obj: dict, access=None) -> policy.Target:
-        """The group, with whether it is shared with the caller (read if a rule asks)."""
-        def facts() -> dict:
-            return {"security_group:shared": self.shared_with(obj, ctx.project_id, access)}
-        return policy.Target(obj, {"security_group:shared": facts})
-
-    def for_caller(self, ctx, obj: dict, access=None) -> dict:
-        """``shared`` as Neutron shows it: true when shared with the caller's project."""
-        if obj.get("shared") or not self.shared_with(obj, ctx.project_id, access):
-            return obj
-        return dict(obj, shared=True)
+    rbac_type = "security_group"
+    shared_fact = "security_group:shared"
 
     def check_usable(self, ctx, project_id: str, ids: list[str],
                      w: Writes | None = None) -> None:
