@@ -11,7 +11,10 @@ from plexus.ipam import IpamError
 
 
 def mac(value):
-    """A unicast MAC address, normalised to lower-case colon form."""
+    """A unicast MAC address, normalised to lower-case colon form; ``None`` asks for a
+    generated one (on update: ``port-mac-address-regenerate``)."""
+    if value is None:
+        return None
     try:
         return normalize_mac(value)
     except (IpamError, TypeError, AttributeError):
