@@ -144,3 +144,65 @@ def test_tags_on_single_and_bulk_port_create(server, demo, net):
         {"network_id": net.id, "tags": ["x" * 256]}]})
     assert r.status_code == 400, r.text
     assert state(server) == before
+
+
+# ---- extra_dhcp_opt --------------------------------------------------------------------
+
+def opts_of(port) -> set[tuple]:
+    return {(o["opt_name"], o["opt_value"], o["ip_version"]) for o in port["extra_dhcp_opts"]}
+
+
+def test_extra_dhcp_opts_create_update_and_show(server, demo, net):
+    assert "extra_dhcp_opt" in aliases(server, demo)
+    r = raw(server, demo, "POST", "/v2.0/ports", {"port": {
+        "network_id": net.id, "extra_dhcp_opts": [
+            {"opt_name": "domain-name", "opt_value": "corp.example"},
+            {"opt_name": "42", "opt_value": "10.83.0.7", "ip_version": 4},
+            {"opt_name": "dns-server", "opt_value": "[fd00::1]", "ip_version": 6},
+            {"opt_name": "mtu", "opt_value": None}]}})          # null on create: not added
+    assert r.status_code == 201, r.text
+    port = r.json()["port"]
+    assert opts_of(port) == {("domain-name", "corp.example", 4), ("42", "10.83.0.7", 4),
+                             ("dns-server", "[fd00::1]", 6)}
+    # update: named options change or (null) go, the others stay
+    r = raw(server, demo, "PUT", f"/v2.0/ports/{port['id']}", {"port": {"extra_dhcp_opts": [
+        {"opt_name": "domain-name", "opt_value": "other.example"},
+        {"opt_name": "42", "opt_value": None},
+        {"opt_name": "mtu", "opt_value": "1400"}]}})
+    assert r.status_code == 200, r.text
+    want = {("domain-name", "other.example", 4), ("mtu", "1400", 4),
+            ("dns-server", "[fd00::1]", 6)}
+    assert opts_of(r.json()["port"]) == want
+    # as the SDK and the CLI read it back
+    sdk = demo.network.get_port(port["id"])
+    assert {(o["opt_name"], o["opt_value"], o["ip_version"])
+            for o in sdk.extra_dhcp_opts} == want
+    plain = demo.network.create_port(network_id=net.id)
+    assert plain.extra_dhcp_opts == []
+
+
+@pytest.mark.parametrize("opts", [
+    [{"opt_name": "no-such-option", "opt_value": "x"}],
+    [{"opt_name": "mtu", "opt_value": "big"}],
+    [{"opt_name": "ntp-server", "opt_value": "ntp.example"}],
+    [{"opt_name": "53", "opt_value": "1"}],
+    [{"opt_name": "", "opt_value": "x"}],
+    [{"opt_name": "   ", "opt_value": "x"}],
+    [{"opt_name": "domain-name", "opt_value": ""}],
+    [{"opt_name": "domain-name"}],
+    [{"opt_value": "x"}],
+    [{"opt_name": "domain-name", "opt_value": "x", "ip_version": 5}],
+    [{"opt_name": "domain-name", "opt_value": "x", "colour": "red"}],
+    [{"opt_name": "domain-name", "opt_value": "a"}, {"opt_name": "domain-name",
+                                                    "opt_value": "b", "ip_version": 4}],
+    ["domain-name"],
+    {"opt_name": "domain-name", "opt_value": "x"},
+])
+def test_bad_extra_dhcp_opts_are_400_and_write_nothing(server, demo, net, opts):
+    port = demo.network.create_port(network_id=net.id)
+    before = state(server)
+    error(raw(server, demo, "POST", "/v2.0/ports", {"port": {
+        "network_id": net.id, "extra_dhcp_opts": opts}}), 400, "InvalidInput")
+    error(raw(server, demo, "PUT", f"/v2.0/ports/{port.id}", {"port": {
+        "extra_dhcp_opts": opts}}), 400, "InvalidInput")
+    assert state(server) == before

@@ -7,6 +7,10 @@ register_extension("ip-substring-filtering", "IP address substring filtering",
                    "Provides IP address substring filtering when listing ports")
 register_extension("port-mac-address-regenerate", "Neutron Port MAC address regenerate",
                    "Network port MAC address regenerate")
+register_extension("extra_dhcp_opt", "Neutron Extra DHCP options",
+                   "Extra options configuration for DHCP. For example PXE boot options to "
+                   "DHCP clients can be specified (e.g. tftp-server, server-ip-address, "
+                   "bootfile-name)")
 register_extension("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation",
                    "Allow to tag ports during bulk creation")
 
