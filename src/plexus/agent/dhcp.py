@@ -324,7 +324,8 @@ def _reply(kind: int, msg: dhcp.dhcp, port: PortView, view: View, subnet: Subnet
 def _parameters(port: PortView, view: View, subnet: SubnetView,
                 net: ipaddress.IPv4Network, address: str | None,
                 server: str) -> list[tuple[int, bytes]]:
-    """Configuration options: mask, broadcast, router, DNS, MTU, routes, hostname. Where
+    """Configuration options: mask, broadcast, router, DNS, MTU, routes, hostname, then
+    the port's ``extra_dhcp_opts`` (IPv4), each replacing the option of its number. Where
     the chassis serves metadata, option 121 routes 169.254.169.254/32 via the server
     address (the gateway, or on a subnet without one the address the ARP responder
     answers for): the metadata stage takes the VM's TCP to it whatever the next hop."""
@@ -348,6 +349,10 @@ def _parameters(port: PortView, view: View, subnet: SubnetView,
         opts.append((OPT_CLASSLESS_ROUTES, classless_routes(routes)))
     if address is not None:
         opts.append((OPT_HOSTNAME, ("host-" + address.replace(".", "-")).encode()))
+    if port.dhcp_options:           # the port's extra_dhcp_opts replace or add options
+        extra = dict(port.dhcp_options)
+        opts = [(tag, extra.pop(tag) if tag in extra else value) for tag, value in opts]
+        opts += sorted(extra.items())
     return opts
 
 

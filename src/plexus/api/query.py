@@ -104,6 +104,10 @@ def matches(resource: Resource, obj: dict, q: Query) -> bool:
             if not _match_fixed_ips(value or [], wanted):
                 return False
             continue
+        if key == "mac_address":   # Neutron compares MACs lower-cased
+            if not any(str(value or "").lower() == w.lower() for w in wanted):
+                return False
+            continue
         if isinstance(value, list):
             if not any(w in value for w in wanted):
                 return False

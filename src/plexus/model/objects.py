@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from plexus.model import keys
+from plexus.model import dhcp_options, keys
 
 
 class BadObject(ValueError):
@@ -68,6 +68,7 @@ class Port:
     device_id: str = ""
     security_groups: tuple[str, ...] = ()      # sorted ids
     project_id: str = ""                       # the owner (the metadata proxy's X-Tenant-ID)
+    dhcp_options: tuple[tuple[int, bytes], ...] = ()   # extra_dhcp_opts (IPv4), encoded
     status: str = field(default="", compare=False)
     revision: int | None = field(default=None, compare=False)
 
@@ -263,6 +264,21 @@ def _pair(pair: Mapping, port_mac: str) -> tuple[str, str]:
     return address, str(pair.get("mac_address") or port_mac).lower()
 
 
+def _dhcp_options(opts) -> tuple[tuple[int, bytes], ...]:
+    """A port's IPv4 ``extra_dhcp_opts`` as (option number, bytes), in option order; one
+    the API would not have accepted is left out (it cannot make the port unusable)."""
+    out = {}
+    for opt in opts if isinstance(opts, (list, tuple)) else ():
+        try:
+            if int(opt.get("ip_version") or 4) != 4 or opt.get("opt_value") is None:
+                continue
+            code, data = dhcp_options.encode(str(opt["opt_name"]), str(opt["opt_value"]))
+        except (dhcp_options.BadOption, KeyError, TypeError, ValueError, AttributeError):
+            continue
+        out[code] = data
+    return tuple(sorted(out.items()))
+
+
 def to_port(obj: Mapping) -> Port:
     """A port as the compiler sees it (binding:host_id → chassis)."""
     key = _get(obj, keys.KEY, int)
@@ -285,6 +301,7 @@ def to_port(obj: Mapping) -> Port:
                 allowed_pairs=pairs, admin_up=obj.get("admin_state_up") is not False,
                 device_id=str(obj.get("device_id") or ""), security_groups=groups,
                 project_id=str(obj.get("project_id") or obj.get("tenant_id") or ""),
+                dhcp_options=_dhcp_options(obj.get("extra_dhcp_opts")),
                 status=str(obj.get("status") or ""), revision=_revision(obj))
 
 

@@ -34,7 +34,7 @@ QUERY = """
 
 | feature | supported | notes |
 |---|---|---|
-| attribute filters (`?name=a&name=b`) | yes | repeated values are OR; booleans accept `True`/`False`/`true`/`1`/`0`; `fixed_ips=ip_address=X` / `subnet_id=Y` |
+| attribute filters (`?name=a&name=b`) | yes | repeated values are OR; booleans accept `True`/`False`/`true`/`1`/`0`; `fixed_ips=ip_address=X` / `subnet_id=Y` / `ip_address_substr=Z` (substring of any fixed IP, `ip-substring-filtering`); `mac_address` compared case-insensitively (as Neutron's `lower(mac_address) IN (...)`) |
 | unknown filters | 400 | `filter-validation` is advertised |
 | `fields=` | yes | on list and show |
 | `sort_key` / `sort_dir` | yes | several keys; ties broken by id |
@@ -43,7 +43,7 @@ QUERY = """
 | tag filters | yes | `tags`, `tags-any`, `not-tags`, `not-tags-any` (comma-separated) |
 | tags API | yes | `GET/PUT/POST/DELETE .../tags`, `GET/PUT/DELETE .../tags/{tag}`; tags are a sorted set |
 | `If-Match: revision_number=N` | yes | 412 on mismatch (update and delete) |
-| bulk create | yes | `{"<collection>": [...]}` in one store transaction: all or nothing |
+| bulk create | yes | `{"<collection>": [...]}` in one store transaction: all or nothing; `tags` accepted on each item (ports too: `tag-ports-during-bulk-creation`) |
 | errors | yes | `{"NeutronError": {"type", "message", "detail"}}`; 400, 401, 403, 404, 405, 409, 412, 503 |
 | OpenAPI | yes | `GET /openapi.json`, generated from the same schemas |
 
@@ -59,6 +59,7 @@ QUERY = """
 | deleting a network, security group, subnet pool or address scope | its RBAC policies go with it, in the same transaction |
 | `PUT /floatingips/{id}` with `{"floatingip": {}}` | disassociates (Neutron's blank update); an update naming only other attributes keeps the association |
 | rule with a `remote_group_id` naming no visible group | 404 `SecurityGroupNotFound` (any string; Neutron does not validate it as a UUID) |
+| `PUT /ports/{id}` with `mac_address: null` | `port-mac-address-regenerate`: a new MAC from `base_mac`, claimed and the old one released in the same transaction (EUI-64 addresses follow); admin only (`update_port:mac_address`); 409 `PortBound` on a bound active port |
 | deleting an external network | its floating IPs that are not associated go with it, in the same transaction; an associated one (or a router gateway) keeps it in use: 409 `NetworkInUse` |
 | network `mtu` | any value from 0; an IPv4 subnet needs 68 and an IPv6 subnet 1280: 409 on subnet create, and on an MTU update below what its subnets need |
 | IPv6 address modes | `ipv6_ra_mode` and `ipv6_address_mode` must match when both are set, need DHCP on and IPv6 (400); SLAAC and DHCPv6-stateless subnets must be /64 |

@@ -7,11 +7,15 @@ from plexus.api.schemas.base import (
     list_of, one_of, standard_attrs, string, to_bool, to_int, to_uuid,
 )
 from plexus.ipam.macs import normalize_mac
+from plexus.model.dhcp_options import BadOption, encode as encode_dhcp_option
 from plexus.ipam import IpamError
 
 
 def mac(value):
-    """A unicast MAC address, normalised to lower-case colon form."""
+    """A unicast MAC address, normalised to lower-case colon form; ``None`` asks for a
+    generated one (on update: ``port-mac-address-regenerate``)."""
+    if value is None:
+        return None
     try:
         return normalize_mac(value)
     except (IpamError, TypeError, AttributeError):
@@ -104,6 +108,54 @@ SUBNET = Resource("subnet", "subnets", (
 
 _fixed_ips = list_of(_fixed_ip)
 
+
+def _not_empty(max_len: int, nullable: bool = False):
+    """Neutron's ``not_empty_string`` (``_or_none``): not blank, at most ``max_len``."""
+    inner = string(max_len, nullable)
+
+    def check(value):
+        value = inner(value)
+        if value is not None and not value.strip():
+            raise Invalid(f"'{value}' Blank strings are not permitted")
+        return value
+    return check
+
+
+_dhcp_opt_keys = dict_of({"opt_name": _not_empty(64), "opt_value": _not_empty(255, True),
+                          "ip_version": to_int(4, 6)},
+                         required=("opt_name", "opt_value"), name="extra_dhcp_opt")
+
+
+def _extra_dhcp_opt(value):
+    """One of ``extra_dhcp_opts`` (Neutron's key specs, ``ip_version`` 4 or 6, default
+    4); an IPv4 option must be one the DHCP responder can send (a name it knows or a
+    number) with a value it can encode. IPv6 options are kept but not served (Plexus
+    has no DHCPv6 server)."""
+    opt = _dhcp_opt_keys(value)
+    opt.setdefault("ip_version", 4)
+    if opt["ip_version"] not in (4, 6):
+        raise Invalid(f"{opt['ip_version']} is not in [4, 6]")
+    if opt["ip_version"] == 4 and opt["opt_value"] is not None:
+        try:
+            encode_dhcp_option(opt["opt_name"], opt["opt_value"])
+        except BadOption as exc:
+            raise Invalid(str(exc)) from None
+    return opt
+
+
+def _extra_dhcp_opts(value):
+    if value is None:
+        return []
+    opts = list_of(_extra_dhcp_opt)(value)
+    seen = set()
+    for opt in opts:
+        key = (opt["opt_name"], opt["ip_version"])
+        if key in seen:
+            raise Invalid(f"Duplicate DHCP option {opt['opt_name']} "
+                          f"(ip_version {opt['ip_version']})")
+        seen.add(key)
+    return opts
+
 PORT = Resource("port", "ports", (
     *standard_attrs(),
     Attr("network_id", convert=to_uuid(), default=REQUIRED, put=False),
@@ -118,6 +170,8 @@ PORT = Resource("port", "ports", (
     Attr("allowed_address_pairs", type="array", convert=list_of(_pair, unique=True),
          default=lambda ctx, body: [], filter=False, sort=False),
     Attr("port_security_enabled", type="boolean", convert=to_bool, default=None),
+    Attr("extra_dhcp_opts", type="array", convert=_extra_dhcp_opts,
+         default=lambda ctx, body: [], filter=False, sort=False),
     Attr("binding:host_id", convert=string(255), default=""),
     Attr("binding:vif_type", post=False, put=False),
     Attr("binding:vif_details", type="object", post=False, put=False,

@@ -29,6 +29,20 @@ def port_key_key(network_id: str, key: int) -> str:
     return f"{ALLOC}portkey/{network_id}/{key}"
 
 
+def merge_dhcp_opts(old: list[dict], changes: list[dict]) -> list[dict]:
+    """Neutron's update of ``extra_dhcp_opts``: each change names an option by
+    (``opt_name``, ``ip_version``) and sets its value, or removes it with ``opt_value``
+    null; options not named are kept (a null on create adds nothing)."""
+    out = {(o["opt_name"], o["ip_version"]): dict(o) for o in old}
+    for opt in changes:
+        key = (opt["opt_name"], opt["ip_version"])
+        if opt["opt_value"] is None:
+            out.pop(key, None)
+        else:
+            out[key] = dict(opt)
+    return list(out.values())
+
+
 def mac_key(network_id: str, mac: str) -> str:
     """Store key that makes a MAC unique on a network."""
     return f"{ALLOC}mac/{network_id}/{mac}"
@@ -126,6 +140,7 @@ class PortService(ResourceService):
         w.unguarded("networks", network["id"])
         w.expect(networks.key(network["id"]), rev)
         obj["mac_address"] = self._claim_mac(network["id"], obj["mac_address"], obj["id"], w)
+        obj["extra_dhcp_opts"] = merge_dhcp_opts([], obj.get("extra_dhcp_opts") or [])
         obj[KEY] = self._claim_key(network["id"], obj["id"], w)
         subnets = self._subnets(network, w)
         obj["fixed_ips"] = self._claim_ips(network, subnets, obj["fixed_ips"], obj, w, attempt,
@@ -395,6 +410,9 @@ class PortService(ResourceService):
             for sid, ip in held - kept:
                 w.delete(ip_key(sid, ip))
             new["fixed_ips"] = wanted
+        if "extra_dhcp_opts" in changes:
+            new["extra_dhcp_opts"] = merge_dhcp_opts(old.get("extra_dhcp_opts") or [],
+                                                     changes["extra_dhcp_opts"])
         if "allowed_address_pairs" in changes:
             new["allowed_address_pairs"] = [dict(p) for p in changes["allowed_address_pairs"]]
         self._settle_security(ctx, network, new, w, creating=False)
