@@ -5,8 +5,10 @@ the compares and the lease checks are evaluated under SQLite's write lock and st
 correct when several processes open the same file. Within a process, threads share
 one connection under a lock: measured under CPython, a connection per thread let
 readers starve writers of the GIL (4 readers cut write throughput by 6x) while a
-shared connection kept writes fast and its page cache warm. Watchers of this process
-are woken by a condition variable; other processes' writes are seen by polling.
+shared connection kept writes fast and its page cache warm. A watch of this process is
+woken only by a write of this process that touched its prefix (so a watcher of keys
+nobody writes costs nothing per write: no wake-up, no read under the connection's
+lock); other processes' writes are seen by polling.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class _Write:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.keys: list[str] = []     # keys changed (for waking the watches they concern)
         self.start = self.revision = conn.execute("SELECT revision FROM meta").fetchone()[0]
 
     def holds(self, compares: Iterable[Compare]) -> bool:
@@ -121,6 +124,7 @@ class _Write:
             self.conn.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                               (rev, seq, op.key, *change, *prev))
             seq += 1
+            self.keys.append(op.key)
         if seq:
             self.revision = rev
 
@@ -145,8 +149,8 @@ class SqliteStore(Store):
     def __init__(self, path: str = ":memory:"):
         self._path = path
         self._lock = threading.Lock()             # guards the connection: one transaction at a time
-        self._changed = threading.Condition()     # notified after each revision-bumping write
-        self._writes = 0                          # count of those writes, guarded by _changed
+        self._watches_lock = threading.Lock()
+        self._watches: dict[threading.Event, str] = {}   # waiting watch → its prefix
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._sweeper_lock = threading.Lock()
@@ -198,9 +202,14 @@ class SqliteStore(Store):
                     conn.execute("ROLLBACK")
                 raise
         if write.revision != write.start:
-            with self._changed:
-                self._writes += 1
-                self._changed.notify_all()
+            self._wake(write.keys)
+
+    def _wake(self, changed: list[str]) -> None:
+        """Wake the watches whose prefix one of the ``changed`` keys starts with."""
+        with self._watches_lock:
+            for flag, prefix in self._watches.items():
+                if not flag.is_set() and any(key.startswith(prefix) for key in changed):
+                    flag.set()
 
     # The contract.
 
@@ -245,8 +254,19 @@ class SqliteStore(Store):
         where, params = _key_range(prefix)
         deadline = time.monotonic() + timeout
         start = from_revision
+        flag = threading.Event()      # set by a write of this process under ``prefix``
+        with self._watches_lock:
+            self._watches[flag] = prefix
+        try:
+            return self._watch(flag, where, params, start, deadline)
+        finally:
+            with self._watches_lock:
+                del self._watches[flag]
+
+    def _watch(self, flag: threading.Event, where: str, params: tuple, start: int,
+               deadline: float) -> WatchResult:
         while True:
-            seen = self._writes
+            flag.clear()              # before the read: a write after it sets the flag again
             with self._reading() as conn:
                 current, compacted = conn.execute(
                     "SELECT revision, compact_revision FROM meta").fetchone()
@@ -259,9 +279,8 @@ class SqliteStore(Store):
             remaining = deadline - time.monotonic()
             if rows or remaining <= 0:
                 return WatchResult([_event(row) for row in rows], start)
-            with self._changed:
-                if self._writes == seen and not self._closed:
-                    self._changed.wait(remaining if self._poll is None else min(remaining, self._poll))
+            if not self._closed:
+                flag.wait(remaining if self._poll is None else min(remaining, self._poll))
 
     def compact(self, revision: int) -> None:
         """Forget history at and below ``revision`` (current values are kept)."""
@@ -310,8 +329,9 @@ class SqliteStore(Store):
             if not self._closed:
                 self._closed = True
                 self._conn.close()
-        with self._changed:
-            self._changed.notify_all()
+        with self._watches_lock:
+            for flag in self._watches:
+                flag.set()
 
     # Lease expiry.
 
