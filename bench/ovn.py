@@ -205,7 +205,7 @@ class OvnBackend:
             wait_for(f"peer{k} did not come up", lambda: peer["name"] in watch.active())
         finally:
             watch.close()
-        return {"id": ls, "peer_ip": peer["ip"]}
+        return {"id": ls, "peer_ip": peer["ip"], "peer_netns": peer["netns"]}
 
     def create_port(self, vm: dict) -> str:
         """One NB transaction: the port, in its switch and both port groups."""

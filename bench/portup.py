@@ -28,6 +28,13 @@ cloud (the peers).
 
     sudo .venv/bin/python bench/portup.py --bursts 20,100,300 [--name pubench]
 
+``--queue N`` caps what a measured VM queues for an unresolved neighbour (the kernel's
+``unres_qlen``, 101 by default: the prober's every-20-ms echoes pile up and leave
+together once the ARP is answered). ``--capture`` (plug bursts) watches every measured
+VM's and peer's eth0 (packet sockets, kernel timestamps) and reports when each step of
+the first exchange happened: the VM's ARP answered, its echo out, at the peer, the
+peer's ARP for the VM and its answer, the peer's reply out, the reply at the VM.
+
 ``--backend ovn`` runs the same benchmark with OVN as the control plane on the same lab
 (no plexus-agent; NB/SB ovsdb-server, ovn-northd and an ovn-controller per chassis,
 started and stopped with the lab: ``bench/ovn.py``); "ACTIVE" is then the port's ``up``
@@ -67,16 +74,22 @@ from plexus.lab.lab import lab_root  # noqa: E402
 PAIRS = (("c1", "c2"), ("c2", "c3"), ("c3", "c1"))      # (peer's chassis, measured chassis)
 CHASSIS = ("c1", "c2", "c3")
 SO_TIMESTAMPNS = 35
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
 RESEND = 0.02                     # seconds between echo requests of a VM not answered yet
 DEADLINE = 60.0                   # seconds a burst may take before it is called failed
 
 
 # --- namespaces ------------------------------------------------------------------------
 
-def fast_arp(netns: str, probe_ms: int) -> None:
-    """ARP retried every ``probe_ms`` in a VM (the kernel default is one second)."""
+def fast_arp(netns: str, probe_ms: int, queue: int | None = None) -> None:
+    """ARP retried every ``probe_ms`` in a VM (the kernel default is one second); with
+    ``queue``, at most that many packets wait for an unresolved neighbour (the kernel
+    default, 101, lets the prober's every-20-ms echoes pile up and leave together)."""
     values = {"retrans_time_ms": str(probe_ms), "mcast_solicit": "255",
               "ucast_solicit": "255"}
+    if queue is not None:
+        values["unres_qlen"] = str(queue)
     with in_netns(netns):
         for key, value in values.items():
             Path(f"/proc/sys/net/ipv4/neigh/eth0/{key}").write_text(value)
@@ -89,6 +102,52 @@ def icmp_socket(netns: str) -> socket.socket:
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     return sock
+
+
+def packet_socket(netns: str, ifname: str = "eth0") -> socket.socket:
+    """An AF_PACKET socket on ``ifname`` in ``netns`` seeing every frame in and out,
+    with kernel timestamps."""
+    with in_netns(netns):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock.bind((ifname, ETH_P_ALL))
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
+def kernel_stamp(anc) -> float:
+    """The SO_TIMESTAMPNS receive time in a message's ancillary data (else now)."""
+    for level, typ, value in anc:
+        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("qq", value[:16])
+            return sec + nsec / 1e9
+    return time.time()
+
+
+def frame_events(frame: bytes, outgoing: bool) -> list[tuple[str, str]]:
+    """What a frame seen on a VM's or a peer's eth0 tells the timeline: (event, the
+    address it concerns) pairs — ARP requests/replies and ICMP echo requests/replies,
+    named from the side that sees them (``arp_request_out``, ``echo_reply_in``, ...)."""
+    if len(frame) < 42:
+        return []
+    kind = struct.unpack("!H", frame[12:14])[0]
+    side = "out" if outgoing else "in"
+    if kind == 0x0806:
+        op = struct.unpack("!H", frame[20:22])[0]
+        sender, target = socket.inet_ntoa(frame[28:32]), socket.inet_ntoa(frame[38:42])
+        if op == 1:
+            return [(f"arp_request_{side}", target)]
+        return [(f"arp_reply_{side}", sender)]
+    if kind == 0x0800 and frame[23] == 1:
+        ihl = (frame[14] & 0x0F) * 4
+        icmp = frame[14 + ihl] if len(frame) > 14 + ihl else None
+        src, dst = socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34])
+        if icmp in (0, 8):
+            name = "echo_request" if icmp == 8 else "echo_reply"
+            seq = struct.unpack("!H", frame[14 + ihl + 6:14 + ihl + 8])[0]
+            return [(f"{name}_{side}", dst if outgoing else src),
+                    (f"{name}_{side}_seq{seq}", dst if outgoing else src)]
+    return []
 
 
 def checksum(data: bytes) -> int:
@@ -107,18 +166,32 @@ def echo_request(ident: int, seq: int) -> bytes:
 
 class Prober:
     """Echo requests from every measured VM toward its peer; the first reply's kernel
-    timestamp per VM."""
+    timestamp per VM. With ``capture``, every measured VM's and peer's eth0 is also
+    watched (AF_PACKET, kernel timestamps) for the first time of each step of the
+    first exchange (``events``: VM name → step → time; ``STEPS``)."""
 
-    def __init__(self, vms_: list[dict]):
+    def __init__(self, vms_: list[dict], capture: bool = False):
         self.vms = vms_
         self.replies: dict[str, float] = {}
+        self.events: dict[str, dict[str, float]] = {vm["name"]: {} for vm in vms_}
         self._poll = select.epoll()
         self._by_fd = {}
+        self._taps: dict[int, tuple[socket.socket, str, dict]] = {}
         for i, vm in enumerate(vms_):
             vm["sock"] = icmp_socket(vm["netns"])
             vm["ident"] = (os.getpid() + i) & 0xFFFF
             self._by_fd[vm["sock"].fileno()] = vm
             self._poll.register(vm["sock"].fileno(), select.EPOLLIN)
+            if capture:
+                tap = packet_socket(vm["netns"])
+                self._taps[tap.fileno()] = (tap, "vm", {vm["peer_ip"]: vm["name"]})
+        if capture:
+            by_ip = {vm["ip"]: vm["name"] for vm in vms_}
+            for peer in sorted({vm["peer_netns"] for vm in vms_}):
+                tap = packet_socket(peer)
+                self._taps[tap.fileno()] = (tap, "peer", by_ip)
+        for fd in self._taps:
+            self._poll.register(fd, select.EPOLLIN)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -141,6 +214,9 @@ class Prober:
                         self._send(vm, seq)
                 next_send = now + RESEND
             for fd, _ in self._poll.poll(max(0.0, next_send - time.monotonic())):
+                if fd in self._taps:
+                    self._capture(*self._taps[fd])
+                    continue
                 vm = self._by_fd[fd]
                 while True:
                     try:
@@ -153,12 +229,25 @@ class Prober:
                     kind, _, _, ident = struct.unpack("!BBHH", data[ihl:ihl + 6])
                     if kind != 0 or ident != vm["ident"] or vm["name"] in self.replies:
                         continue
-                    stamp = time.time()
-                    for level, typ, value in anc:
-                        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
-                            sec, nsec = struct.unpack("qq", value[:16])
-                            stamp = sec + nsec / 1e9
-                    self.replies[vm["name"]] = stamp
+                    self.replies[vm["name"]] = kernel_stamp(anc)
+
+    def _capture(self, sock: socket.socket, side: str, names: dict[str, str]) -> None:
+        """Record the first time of each step a frame on a watched eth0 shows."""
+        while True:
+            try:
+                frame, anc, _, addr = sock.recvmsg(128, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            for event, address in frame_events(frame, addr[2] == PACKET_OUTGOING):
+                name = names.get(address)
+                if name is None:
+                    continue
+                steps = self.events[name]
+                if side == "vm" and (event == "arp_request_out" or (
+                        event.startswith("echo_request_out")
+                        and "vm_arp_reply_in" not in steps)):
+                    continue            # the VM's steady retries before the plug
+                steps.setdefault(f"{side}_{event}", kernel_stamp(anc))
 
     def done(self) -> bool:
         return len(self.replies) == len(self.vms)
@@ -169,6 +258,8 @@ class Prober:
         self._poll.close()
         for vm in self.vms:
             vm["sock"].close()
+        for sock, _, _ in self._taps.values():
+            sock.close()
 
 
 # --- OVSDB, spoken directly ------------------------------------------------------------
@@ -313,9 +404,9 @@ def agent_timeline(lab: Lab, began: dict[str, float], until: float) -> dict[str,
     return out
 
 
-def prepare(lab: Lab, vms_: list[dict], probe_ms: int) -> None:
+def prepare(lab: Lab, vms_: list[dict], probe_ms: int, queue: int | None = None) -> None:
     """Plumb VMs whose VIFs name no port yet (recorded for teardown); the taps go into
-    br-int in one ovs-vsctl call per chassis."""
+    br-int in one ovs-vsctl call per chassis. ``queue``: see ``fast_arp``."""
     for vm in vms_:
         group = f"vm:{vm['name']}"
         ch = lab.spec.chassis_named(vm["chassis"])
@@ -324,7 +415,7 @@ def prepare(lab: Lab, vms_: list[dict], probe_ms: int) -> None:
         netlink.set_link(ch.netns, vm["tap"], mtu=1450)
         netlink.set_link(vm["netns"], "eth0", address=vm["mac"], mtu=1450)
         netlink.add_address(vm["netns"], "eth0", f"{vm['ip']}/{vm['prefix']}")
-        fast_arp(vm["netns"], probe_ms)
+        fast_arp(vm["netns"], probe_ms, queue)
         lab.inventory.record("ovs-port", group=group, chassis=vm["chassis"],
                              bridge="br-int", name=vm["tap"])
     for ch in CHASSIS:
@@ -440,7 +531,7 @@ class PlexusBackend:
         ).raise_for_status()
         peer = vms.boot(self.lab, f"peer{k}", net["id"], chassis=peer_chassis, static=True)
         fast_arp(peer.netns, self.args.probe_ms)
-        return {"id": net["id"], "peer_ip": peer.ip}
+        return {"id": net["id"], "peer_ip": peer.ip, "peer_netns": peer.netns}
 
     def create_port(self, vm: dict) -> str:
         r = self.api.post("/v2.0/ports", json={"port": {
@@ -511,7 +602,7 @@ def burst_plug(lab: Lab, backend, vms_: list[dict], args) -> dict:
         vm["port_id"] = backend.create_port(vm)
     settle(lab)
     dbs = {ch: Ovsdb(lab.ovs(ch).rundir / "db.sock") for ch in CHASSIS}
-    prober = Prober(vms_).start()
+    prober = Prober(vms_, capture=args.capture).start()
     watch = backend.watch()
     time.sleep(0.3)                   # every VM is ARPing for its peer, unanswered
     cpu = Cpu(lab, backend)
@@ -541,6 +632,8 @@ def burst_plug(lab: Lab, backend, vms_: list[dict], args) -> dict:
                  counts, cpu.since()[0])
     res["during"] = during
     res["timeline"] = backend.timeline(began, done)
+    if args.capture:
+        res["steps"] = steps(vms_, began, prober)
     if args.keep_logs:
         keep = Path(args.keep_logs) / f"{backend.name.lower()}-plug{len(vms_)}"
         keep.mkdir(parents=True, exist_ok=True)
@@ -588,6 +681,25 @@ def result(vms_, began, prober, watch, counts, cpu: dict[str, float]) -> dict:
             "cpu": {g: v * 1e3 / len(vms_) for g, v in cpu.items()}}
 
 
+STEPS = (("vm_arp_reply_in", "VM's ARP answered"),
+         ("vm_echo_request_out", "its echo out"),
+         ("peer_echo_request_in", "at the peer"),
+         ("peer_arp_request_out", "peer ARPs for the VM"),
+         ("peer_arp_reply_in", "peer's ARP answered"),
+         ("peer_echo_reply_out", "peer's reply out"),
+         ("vm_echo_reply_in", "reply at the VM"))
+
+
+def steps(vms_: list[dict], began: dict[str, float], prober: Prober) -> str:
+    """p50 ms from the plug to each step of the first exchange (``Prober`` capture)."""
+    out = []
+    for key, label in STEPS:
+        ms = [(prober.events[vm["name"]][key] - began[vm["chassis"]]) * 1e3 for vm in vms_
+              if key in prober.events[vm["name"]]]
+        out.append(f"{label} {pct(ms, 50):.0f}" if ms else f"{label} -")
+    return ", ".join(out)
+
+
 def stats(values: list[float], n: int) -> str:
     if not values:
         return "none"
@@ -625,10 +737,10 @@ def run(args, lab: Lab, backend) -> list[tuple[str, str]]:
                               "mac": f"fa:16:3e:{(serial >> 16) & 0xff:02x}:"
                                      f"{(serial >> 8) & 0xff:02x}:{serial & 0xff:02x}",
                               "ip": str(host), "prefix": 24, "network_id": net["id"],
-                              "peer_ip": net["peer_ip"]})
+                              "peer_ip": net["peer_ip"], "peer_netns": net["peer_netns"]})
                 serial += 1
             print(f"{mode} burst of {n}: plumbing VMs", file=sys.stderr)
-            prepare(lab, burst, args.probe_ms)
+            prepare(lab, burst, args.probe_ms, args.queue)
             try:
                 fn = burst_plug if mode == "plug" else burst_create
                 res = fn(lab, backend, burst, args)
@@ -640,12 +752,16 @@ def run(args, lab: Lab, backend) -> list[tuple[str, str]]:
                   f"CPU {res['cpu']['control']:.1f} ms/port", file=sys.stderr)
             for ch, line in res.get("timeline", {}).items():
                 print(f"    {ch}: {line}", file=sys.stderr)
+            if "steps" in res:
+                print(f"    first exchange: {res['steps']}", file=sys.stderr)
             settle(lab)
     label = {"plug": "from VIF plug", "create": "from API create"}
     rows = [("control plane", backend.name),
             ("lab", f"3 chassis, {nets} networks (≤ {args.per_network} measured ports each "
-                    f"+ 1 peer VM), probe every {args.probe_ms} ms, {backend.active} "
-                    f"polled every {args.poll_ms} ms"),
+                    f"+ 1 peer VM), probe every {args.probe_ms} ms"
+                    + (f", {args.queue} packet(s) queued per unresolved neighbour"
+                       if args.queue is not None else "")
+                    + f", {backend.active} polled every {args.poll_ms} ms"),
             ("flows per chassis before the bursts c1 / c2 / c3",
              " / ".join(str(baseline[c]) for c in CHASSIS))]
     for (mode, n), res in results.items():
@@ -665,6 +781,9 @@ def run(args, lab: Lab, backend) -> list[tuple[str, str]]:
                      f"({100 * cpu['vswitchd'] / wall:.0f}% of a core)"))
         for ch, line in res.get("timeline", {}).items():
             rows.append((f"{label[mode]}, burst {n}: {ch} agent after plug (ms)", line))
+        if "steps" in res:
+            rows.append((f"{label[mode]}, burst {n}: first exchange, p50 ms after plug",
+                         res["steps"]))
     rows.append(("machine", machine()))
     return rows
 
@@ -685,6 +804,12 @@ def main() -> None:
                         help="ACTIVE (OVN: LSP up) poll interval")
     parser.add_argument("--ovn-encap", choices=("geneve", "vxlan"), default="geneve",
                         help="OVN's tunnels (Plexus uses VXLAN)")
+    parser.add_argument("--queue", type=int, default=None,
+                        help="packets a measured VM queues for an unresolved neighbour "
+                             "(unres_qlen; default: the kernel's, 101)")
+    parser.add_argument("--capture", action="store_true",
+                        help="watch every VM's and peer's eth0 (plug bursts) and report "
+                             "when each step of the first exchange happened")
     parser.add_argument("--name", default="pubench", help="the lab's name")
     parser.add_argument("--keep-logs", default=None,
                         help="copy the agents' (or ovn-controllers') logs of each plug "

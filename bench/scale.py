@@ -274,6 +274,10 @@ class RecordingSwitch:
     async def dump_conntrack(self, *args, **kwargs):
         return ""
 
+    def warm_tunnel(self, ofport):
+        """A tunnel's warm-up frame (the real switch sends one packet-out)."""
+        self.warmed = getattr(self, "warmed", 0) + 1
+
     def packet_out(self, *args, **kwargs):
         self.sent += 1
 
