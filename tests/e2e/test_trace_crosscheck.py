@@ -349,3 +349,100 @@ def test_remote_groups_and_local_traffic_agree(bridge):
         ("port security off: spoofed out", sg_packet("vm", "web1", dport=9,
                                                      ipv4_src="192.0.2.1"), "100"),
     ])
+
+
+# --- the trace command against a running lab ------------------------------------------------
+
+def plexus_cli(lab, *args: str):
+    """The ``plexus`` command with the lab's clouds.yaml (no lab name in the environment)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(lab.lab.clouds))
+    env.pop("PLEXUS_LAB_NAME", None)
+    return subprocess.run([str(Path(sys.executable).with_name("plexus")), *args],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def live(lab, *args: str) -> tuple[int, dict]:
+    """``plexus trace ... --live --json`` on the lab: (exit status, report)."""
+    import json
+    proc = plexus_cli(lab, "trace", *args, "--live", "--json", "--lab", lab.spec.name,
+                      "--root", str(lab.lab.dir.parent))
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_trace_command_agrees_with_ofproto_trace_on_a_lab(lab):
+    """``plexus trace --live``: the command's own trace (the model, with the chassis' real
+    ofports) against ofproto/trace on every chassis of the path, table by table (cookie,
+    priority, actions as installed) and by where the packet leaves — for a local, a
+    tunnelled, a routed, a TCP and an undeliverable packet (routed: ofproto/trace follows
+    both branches of the router's check_pkt_larger, the model the small frame's); then one port's ACL flows
+    deleted under the agent (``ovs-ofctl del-flows`` of its cookie) is reported."""
+    from plexus.lower.openflow import cookie_of
+    api = lab.api.network
+    n1 = lab.network("tl1", "10.61.0.0/24")
+    n2 = lab.network("tl2", "10.62.0.0/24")
+    router = api.create_router(name="tlr")
+    for net in (n1, n2):
+        subnet = next(api.subnets(network_id=net.id))
+        api.add_interface_to_router(router, subnet_id=subnet.id)
+    a = lab.vm("ta", n1, chassis="c1", static=True)
+    b = lab.vm("tb", n1, chassis="c2", static=True)
+    c = lab.vm("tc", n1, chassis="c1", static=True)
+    d = lab.vm("td", n2, chassis="c2", static=True)
+    assert lab.vm("ta").ping(b.ip)          # the agents have programmed the ports
+    cases = [
+        ("local", ["--icmp", "--to", c.port_id], [c.port_id]),
+        ("through the tunnel", ["--icmp", "--to", b.port_id], [b.port_id]),
+        ("routed to the other network", ["--icmp", "--to", d.port_id], None),
+        ("TCP, tunnelled", ["--tcp", "--dport", "22", "--to", b.port_id], [b.port_id]),
+        ("nobody there", ["--udp", "--dport", "53", "--to", "10.61.0.250"], []),
+    ]
+    wrong = []
+    for name, args, delivered in cases:
+        status, report = live(lab, a.port_id, *args)
+        if status != 0 or not report["live"]["agree"]:
+            wrong.append((name, report["live"]["differences"],
+                          [c["untraced"] for c in report["live"]["chassis"]]))
+        if delivered is not None and report["delivered"] != delivered:
+            wrong.append((name, "delivered", report["delivered"], report["verdict"]))
+        traced = [side["chassis"] for side in report["live"]["chassis"]]
+        if name == "through the tunnel" and traced != ["c1", "c2"]:
+            wrong.append((name, "chassis traced", traced))
+    assert not wrong, wrong
+
+    # one port's flows deleted out from under the agent: where, and what follows
+    ovs = lab.lab.ovs(lab.spec.chassis_named("c2"))
+    cookie = cookie_of(f"port:{b.port_id}")
+    ovs.ofctl("del-flows", "br-int", f"table=75,cookie={cookie:#x}/-1")
+    status, report = live(lab, a.port_id, "--icmp", "--to", b.port_id)
+    assert status == 1 and not report["live"]["agree"]
+    found = report["live"]["differences"]
+    assert any(d.startswith("c2: table 75 (ingress_acl)") for d in found), found
+    assert any("OVS to nowhere" in d for d in found), found
+    c2 = next(s for s in report["live"]["chassis"] if s["chassis"] == "c2")
+    row = next(r for r in c2["rows"] if r["table"] == 75)
+    assert any(b.port_id in o for o in row["model"]["objects"]), row
+    c1 = next(s for s in report["live"]["chassis"] if s["chassis"] == "c1")
+    assert not c1["differences"], c1["differences"]
+
+
+def test_flows_without_a_lab_name(lab):
+    """``plexus flows`` given the chassis' OVS run directory (as on a real chassis, no
+    lab named) shows the same flows as through the lab."""
+    import json
+    net = lab.network("tlf", "10.63.0.0/24")
+    a = lab.vm("fa", net, chassis="c1", static=True)
+    run = str(lab.lab.ovs(lab.spec.chassis_named("c1")).rundir)
+
+    def shown(*args):
+        proc = plexus_cli(lab, "flows", "c1", "--object", a.port_id, "--json", *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return sorted((f["cookie"], f["table"], f["priority"], f["object"])
+                      for f in json.loads(proc.stdout))
+    direct = shown("--os-cloud", "plexus", "--ovs-rundir", run)
+    assert direct and direct == shown("--lab", lab.spec.name, "--root",
+                                      str(lab.lab.dir.parent))

@@ -3,8 +3,10 @@
     plexus status [--json]                     chassis health, leases, agent versions,
                                                store revision, each agent's lag
     plexus flows CHASSIS [--object ID] [--json] the flows installed on one chassis' br-int
-                                               (all, or one object's by cookie; lab only:
-                                               through the chassis' OVS socket)
+                                               (all, or one object's by cookie): a lab's
+                                               chassis (--lab), or on a real chassis its
+                                               OVS (--ovs-rundir/--ovsdb/--bridge, or
+                                               --agent-unit: the agent's own settings)
     plexus topology [-o FILE]                  SVG (and PNG) of networks, routers, ports
                                                and chassis, coloured by status
 
@@ -49,6 +51,15 @@ def add_parsers(sub) -> None:
                        help="only the flows this object produced (port, network, router, "
                             "subnet, floating IP, security group or rule id)")
     flows.add_argument("--json", action="store_true")
+    flows.add_argument("--ovs-rundir", default=os.environ.get("PLEXUS_OVS_RUNDIR"),
+                       help="no lab: the chassis' OVS run directory (holds br-int.mgmt; "
+                            "default $PLEXUS_OVS_RUNDIR, else /var/run/openvswitch)")
+    flows.add_argument("--ovsdb", default=os.environ.get("PLEXUS_OVSDB"),
+                       help="no lab: its OVSDB remote (default unix:RUNDIR/db.sock)")
+    flows.add_argument("--bridge", default=None, help="the integration bridge (br-int)")
+    flows.add_argument("--agent-unit", metavar="FILE",
+                       help="no lab: take --ovs-rundir, --ovsdb and --bridge from the "
+                            "plexus-agent command line in FILE (its systemd unit)")
     topo = sub.add_parser("topology", parents=[common],
                           help="SVG/PNG picture of networks, routers, ports and chassis")
     topo.add_argument("-o", "--output", default="var/topology.svg",
@@ -73,9 +84,8 @@ def run(args) -> int:
         if args.command == "status":
             return status(api, args.json)
         if args.command == "flows":
-            if lab is None:
-                raise RuntimeError("plexus flows reads a chassis' OVS: name its lab (--lab)")
-            return flows(api, lab, args.chassis, args.object, args.json)
+            switch, bridge = flows_target(args, lab)
+            return flows(api, switch, bridge, args.chassis, args.object, args.json)
         return topology(api, args.output)
     except (RuntimeError, ValueError, KeyError, SDKException, httpx.HTTPError) as exc:
         console.print(f"[red]{type(exc).__name__}: {exc}")
@@ -145,11 +155,34 @@ def parse_dump(text: str) -> list[dict]:
     return out
 
 
-def flows(api: Api, lab, chassis: str, ident: str | None, as_json: bool) -> int:
+def flows_target(args, lab) -> tuple:
+    """(the chassis' OVS, its integration bridge): the lab's chassis, or the run
+    directory and OVSDB remote given (or read from the agent's unit)."""
+    from plexus.tools.live import RunDir, agent_options
+    if lab is not None:
+        return lab.ovs(lab.spec.chassis_named(args.chassis)), args.bridge or "br-int"
+    found = {}
+    if args.agent_unit:
+        try:
+            with open(args.agent_unit) as f:
+                found = agent_options(f.read())
+        except OSError as exc:
+            raise RuntimeError(f"--agent-unit: {exc}") from None
+        if not found.get("rundir"):
+            raise RuntimeError(f"no plexus-agent --ovs-rundir in {args.agent_unit}")
+        if found.get("chassis") not in (None, args.chassis):
+            raise RuntimeError(f"{args.agent_unit} is the agent of chassis "
+                               f"{found['chassis']}, not {args.chassis}")
+    rundir = args.ovs_rundir or found.get("rundir") or "/var/run/openvswitch"
+    return (RunDir(rundir, args.ovsdb or found.get("ovsdb")),
+            args.bridge or found.get("bridge") or "br-int")
+
+
+def flows(api: Api, switch, bridge: str, chassis: str, ident: str | None,
+          as_json: bool) -> int:
     """Print the chassis' installed flows (``ident``'s only); 1 when it has none."""
     from plexus.lower.openflow import cookie_of
-    ch = lab.spec.chassis_named(chassis)
-    dumped = parse_dump(lab.ovs(ch).ofctl("dump-flows", "br-int"))
+    dumped = parse_dump(switch.ofctl("dump-flows", bridge))
     if ident:
         by_cookie = {cookie_of(n): n for n in cookie_names(api, ident)}
         dumped = [dict(f, object=by_cookie[f["cookie"]]) for f in dumped

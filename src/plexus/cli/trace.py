@@ -6,11 +6,16 @@ the lab's clouds.yaml).
     plexus trace SRC (--icmp | --tcp | --udp) --to DST [--dport N] [--sport N]
                  [--flags syn+ack] [--icmp-type T --icmp-code C] [--ttl N]
                  [--json] [--lab NAME] [--os-cloud CLOUD]
+                 [--live [--ovs CHASSIS=RUNDIR[,OVSDB]]... [--bridge br-int]]
     plexus verify [--json] [--max N] [--lab NAME] [--os-cloud CLOUD]
 
 trace fetches only the snapshots of the chassis the packet visits; verify fetches the
-whole model. Exit status: 0; 1 when verify finds something; 2 when a port is unknown or the
-server cannot be reached."""
+whole model. ``--live`` also sends the packet through ``ofproto/trace`` on the real br-int
+of each chassis on the path (``plexus.tools.live``): a lab's chassis with ``--lab``, a real
+chassis by its OVS run directory (``--ovs CHASSIS=RUNDIR``; ``--ovs RUNDIR`` alone: the
+chassis the source port is bound to). Exit status: 0; 1 when verify finds something or
+``--live`` finds the installed flows differ from the model (or could not trace a
+chassis); 2 when a port is unknown or the server cannot be reached."""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ def add_parsers(sub) -> None:
     common.add_argument("--os-cloud", default=os.environ.get("OS_CLOUD", "plexus"),
                         help="cloud of clouds.yaml to use (admin; default $OS_CLOUD or plexus)")
     common.add_argument("--lab", help="a lab's name: its clouds.yaml (and OVS for --live)")
+    common.add_argument("--root", help="where labs live (default: $PLEXUS_LAB_ROOT or var/lab)")
     common.add_argument("--json", action="store_true", help="JSON instead of tables")
     tr = sub.add_parser("trace", parents=[common],
                         help="one packet's path through the compiled pipelines")
@@ -44,6 +50,13 @@ def add_parsers(sub) -> None:
     tr.add_argument("--icmp-type", type=int, default=8)
     tr.add_argument("--icmp-code", type=int, default=0)
     tr.add_argument("--ttl", type=int, default=64)
+    tr.add_argument("--live", action="store_true",
+                    help="also run it through ofproto/trace on each chassis' br-int and "
+                         "show where the installed flows differ from the model")
+    tr.add_argument("--ovs", action="append", default=[], metavar="CHASSIS=RUNDIR[,OVSDB]",
+                    help="(--live) a chassis' OVS run directory (db.sock, br-int.mgmt, "
+                         "ovs-vswitchd's control socket); RUNDIR alone: the source's chassis")
+    tr.add_argument("--bridge", default="br-int", help="(--live) the integration bridge")
     ver = sub.add_parser("verify", parents=[common],
                          help="check isolation, anti-spoofing, security groups and SNAT "
                               "over every port")
@@ -59,7 +72,7 @@ class Server:
         files = []
         if args.lab:
             from plexus.lab import Lab
-            self.lab = Lab.load(args.lab)
+            self.lab = Lab.load(args.lab, getattr(args, "root", None))
             files = [str(self.lab.clouds)]
         else:
             self.lab = None
@@ -130,12 +143,65 @@ def run_trace(args, server: Server, console) -> int:
     probe = Probe(protocol=args.protocol or "icmp", dst=args.dst, sport=args.sport,
                   dport=args.dport, flags=args.flags, icmp_type=args.icmp_type,
                   icmp_code=args.icmp_code, ttl=args.ttl)
+    if args.live:
+        return run_live(args, server, console, model, fetch, probe)
     report = trace(Fabric(model, fetch=fetch), args.source, probe)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
         render(report, console)
     return 0
+
+
+def switches(args, server: Server):
+    """chassis → its OVS (``plexus.tools.live.Switch``) for ``--live``, None when not
+    reachable: a lab's chassis, or the run directories given by ``--ovs``."""
+    from plexus.tools.live import parse_targets
+    bare = [s for s in args.ovs if "=" not in s]
+    targets = parse_targets([s for s in args.ovs if "=" in s])
+    if bare:
+        host = server.port_chassis(args.source)
+        if host is None or len(bare) > 1:
+            raise LookupError("--ovs RUNDIR without a chassis needs a bound source port "
+                              "(and is given once)")
+        targets.update(parse_targets([f"{host}={bare[0]}"]))
+    if not targets and server.lab is None:
+        raise LookupError("--live reads each chassis' OVS: name a lab (--lab) or give "
+                          "--ovs CHASSIS=RUNDIR")
+
+    def switch(chassis: str):
+        if chassis in targets:
+            return targets[chassis]
+        if server.lab is not None:
+            try:
+                return server.lab.ovs(server.lab.spec.chassis_named(chassis))
+            except Exception:   # noqa: BLE001 - TopologyError: not a chassis of the lab
+                return None
+        return None
+    return switch
+
+
+def run_live(args, server: Server, console, model, fetch, probe) -> int:
+    """``plexus trace --live``."""
+    from plexus.tools import live
+    from plexus.tools.fabric import Fabric
+    switch = switches(args, server)
+
+    def real_ofports(chassis: str):
+        ovs = switch(chassis)
+        if ovs is None:
+            return None
+        try:
+            return live.read_ofports(ovs, args.bridge)
+        except RuntimeError:
+            return None         # reported when the chassis is traced
+    fabric = Fabric(model, fetch=fetch, read_ofports=real_ofports)
+    result = live.live_trace(fabric, switch, args.source, probe, args.bridge)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        live.render(result, console)
+    return 0 if result.agree else 1
 
 
 def run_verify(args, server: Server, console) -> int:

@@ -176,6 +176,12 @@ class LazyPipeline(Pipeline):
         index = self.index.get(stage)
         return index.candidates(packet) if index is not None else []
 
+    def stage_flows(self, stage: str) -> list[Flow]:
+        """One stage's flows (compiled if not yet)."""
+        if stage not in self.compiled:
+            self._compile(stage)
+        return self.by_stage.get(stage, [])
+
     def flows(self) -> list[Flow]:
         """Every stage's flows (compiling what is not yet), in pipeline order."""
         for stage in self.compilers:
@@ -194,49 +200,76 @@ def _key(value: Any) -> Any:
 class _Index:
     """A stage's flows by the value of one exact-match field — the one that leaves the
     fewest flows to scan (a packet can only hit the flows with its value, and those
-    without the field), so a lookup does not scan the whole table."""
+    without the field) — and each part again by another field while it stays large (the
+    ACL stages: per port, then per remote address), so a lookup does not scan the whole
+    table. Candidates come highest priority first, as the table would give them."""
 
-    def __init__(self, flows: list[Flow]):
+    LEAF = 16               # parts this small are scanned
+    DEPTH = 4
+
+    def __init__(self, flows: list[Flow], depth: int = 0, keyed: dict | None = None):
+        self.all = flows
+        self.field = None
+        self.merged: dict[tuple, list[Flow]] = {}
+        if len(flows) <= self.LEAF and depth:
+            return
+        if keyed is None:       # each flow's exact-match values in comparable form, once
+            keyed = {id(f): {k: _key(v) for k, v in f.match if not isinstance(v, tuple)}
+                     for f in flows}
         buckets: dict[str, dict[Any, int]] = {}
         for f in flows:
-            for k, v in f.match:
-                if not isinstance(v, tuple):
-                    bucket = buckets.setdefault(k, {})
-                    bucket[_key(v)] = bucket.get(_key(v), 0) + 1
+            for k, v in keyed[id(f)].items():
+                bucket = buckets.setdefault(k, {})
+                bucket[v] = bucket.get(v, 0) + 1
 
         def worst(k: str) -> tuple:     # the most flows a lookup may still scan
             b = buckets[k]
             return (len(flows) - sum(b.values()) + max(b.values()), k)
-        self.field = min(buckets, key=worst) if buckets else None
-        self.ovs = ovs_field(self.field) if self.field else None
-        self.all = flows
-        self.by_value: dict[Any, list[Flow]] = {}
-        self.rest: list[Flow] = []
-        self.merged: dict[Any, list[Flow]] = {}
-        if self.field is None:
-            return
+        best = min(buckets, key=worst) if buckets else None
+        if best is None or (depth and worst(best)[0] >= len(flows)):
+            return                      # no field splits this part further
+        self.field = best
+        self.ovs = ovs_field(best)
+        by_value: dict[Any, list[Flow]] = {}
+        rest: list[Flow] = []
         for f in flows:
-            value = dict(f.match).get(self.field)
-            if value is None or isinstance(value, tuple):
-                self.rest.append(f)
+            value = keyed[id(f)].get(best)
+            if value is None:
+                rest.append(f)
             else:
-                self.by_value.setdefault(_key(value), []).append(f)
+                by_value.setdefault(value, []).append(f)
+        deeper = depth + 1 < self.DEPTH
+        self.by_value = {k: _Index(v, depth + 1, keyed) if deeper else _Leaf(v)
+                         for k, v in by_value.items()}
+        self.rest = _Index(rest, depth + 1, keyed) if deeper else _Leaf(rest)
 
     def candidates(self, packet: dict) -> list[Flow]:
         if self.field is None:
             return self.all
         value = packet.get(self.ovs, FIELD_DEFAULTS.get(self.ovs))
-        key = _key(value) if value is not None else None
-        hit = self.by_value.get(key, []) if value is not None else []
+        part = self.by_value.get(_key(value)) if value is not None else None
+        rest = self.rest.candidates(packet)
+        hit = part.candidates(packet) if part is not None else []
         if not hit:
-            return self.rest
-        if not self.rest:
+            return rest
+        if not rest:
             return hit
+        key = (id(hit), id(rest))       # both are kept lists: their ids are stable
         merged = self.merged.get(key)
         if merged is None:
-            merged = self.merged[key] = list(heapq.merge(hit, self.rest,
+            merged = self.merged[key] = list(heapq.merge(hit, rest,
                                                          key=lambda f: -f.priority))
         return merged
+
+
+class _Leaf:
+    """A part of an index that is scanned."""
+
+    def __init__(self, flows: list[Flow]):
+        self.all = flows
+
+    def candidates(self, packet: dict) -> list[Flow]:
+        return self.all
 
 
 @dataclass
@@ -264,6 +297,11 @@ class Trip:
         """Hops that did not lead to another chassis."""
         return [h for h in self.hops if h.kind != "tunnel"]
 
+    def unfollowed(self) -> list[Hop]:
+        """Tunnel hops to chassis the packet was not evaluated on (``send``'s follow)."""
+        evaluated = {c for c, _, _ in self.visits}
+        return [h for h in self.hops if h.kind == "tunnel" and h.what not in evaluated]
+
     def delivered(self) -> set[str]:
         """Port ids the packet reached (left by their VIF)."""
         return {h.what for h in self.hops if h.kind == "vif"}
@@ -282,10 +320,11 @@ class Fabric:
     """The compiled chassis of a model, joined by tunnels."""
 
     def __init__(self, model: Model, ofports: Mapping[str, Ofports] | None = None,
-                 fetch=None):
+                 fetch=None, read_ofports=None):
         self.model = model
         self.fetch = fetch              # called with a chassis before its view is built
         # (the CLI merges that chassis' snapshot into the model: only chassis visited)
+        self.read_ofports = read_ofports    # chassis → its real Ofports, or None (--live)
         self.given = dict(ofports or {})
         self.tunnel_numbers: dict[str, int] = {c: TUNNEL_BASE + i
                                                for i, c in enumerate(model.chassis_names())}
@@ -297,7 +336,9 @@ class Fabric:
         if chassis not in self.given:
             if self.fetch is not None:
                 self.fetch(chassis)
-            self.given[chassis] = made_up_ofports(self.model, chassis, self._tunnel_number)
+            real = self.read_ofports(chassis) if self.read_ofports is not None else None
+            self.given[chassis] = real if real is not None else made_up_ofports(
+                self.model, chassis, self._tunnel_number)
         return self.given[chassis]
 
     def _tunnel_number(self, chassis: str) -> int:
@@ -329,9 +370,15 @@ class Fabric:
             self.pipelines[chassis] = LazyPipeline(self.view(chassis))
         return self.pipelines[chassis]
 
-    def send(self, chassis: str, packet: dict, fresh: bool = False) -> Trip:
+    def send(self, chassis: str, packet: dict, fresh: bool = False, tracker=None,
+             follow=None) -> Trip:
         """Evaluate ``packet`` on ``chassis`` and follow it through the tunnels it takes
-        (``fresh``: each chassis with an empty connection tracker, as for a new flow)."""
+        (``fresh``: each chassis with an empty connection tracker, as for a new flow;
+        ``tracker``: each visit with the connection tracker it returns, called once per
+        visit in order; ``follow``: chassis → whether to evaluate the packet there, else
+        its tunnel hop ends the trip there)."""
+        if fresh and tracker is None:
+            tracker = Conntrack
         trip = Trip()
         todo = [(chassis, packet)]
         while todo:
@@ -339,15 +386,15 @@ class Fabric:
                 raise RuntimeError("the packet crossed too many chassis:\n" + trip.explain())
             here, pkt = todo.pop(0)
             pipeline = self.pipeline(here)
-            if fresh:
-                pipeline.conntrack = Conntrack()
+            if tracker is not None:
+                pipeline.conntrack = tracker()
             result = pipeline.run(pkt)
             trip.visits.append((here, pkt, result))
             ports = self.ofports(here)
             for port, sent in result.outputs:
                 kind, what = ports.name_of(port)
                 trip.hops.append(Hop(here, kind, what, sent))
-                if kind == "tunnel":
+                if kind == "tunnel" and (follow is None or follow(what)):
                     arriving = {k: v for k, v in sent.items() if k not in LOCAL_FIELDS}
                     todo.append((what, {**arriving,
                                         "in_port": self.ofports(what).tunnels.get(here, 0)}))

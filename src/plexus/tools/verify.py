@@ -28,6 +28,7 @@ chassis it visits. Every chassis is compiled once."""
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 
 from plexus.model import keys
@@ -77,43 +78,167 @@ def is_vm(port) -> bool:
 
 
 def verify(fabric: Fabric, checks=CHECKS) -> Result:
-    """Run the checks over every chassis of the model."""
+    """Run the checks over every port of the model: concretely on one representative of
+    each class, symbolically on the others (module doc); a class whose representative
+    has a finding is checked concretely port by port, so every affected port is named."""
     result = Result()
     model = fabric.model
+    ports = []
     for chassis in model.chassis_names():
-        vifs = fabric.ofports(chassis).vifs
-        ports = [p for p in model.catalog.each(keys.PORTS, sorted(vifs)) if is_vm(p)
-                 and p.admin_up and first_ipv4(p)]
-        if not ports:
-            continue
-        fabric.pipeline(chassis)
-        result.count("chassis")
-        result.count("ports", len(ports))
-        if "anti-spoofing" in checks:
-            for port in ports:
-                check_spoofing(fabric, port, result)
-        if "isolation" in checks:
-            for port in representatives(ports, lambda p: (
-                    p.network_id, model.project(keys.PORTS, p.id))):
-                check_isolation(fabric, port, result)
-        if "security-groups" in checks:
-            for port in representatives(ports, lambda p: (
-                    p.network_id, p.security_groups, p.port_security)):
-                check_groups(fabric, port, result)
-        if "snat" in checks:
-            fips = {f.port_id: f for f in fabric.view(chassis).floating_ips.values()}
-            for port in representatives(ports, lambda p: (
-                    p.network_id, p.id if p.id in fips else "")):
-                check_snat(fabric, port, fips.get(port.id), result)
+        bound = model.catalog.ports_by_chassis.of(chassis)
+        ports += [p for p in model.catalog.each(keys.PORTS, sorted(bound)) if is_vm(p)
+                  and p.admin_up and first_ipv4(p)]
+    classes: dict[tuple, list] = {}
+    for p in ports:
+        classes.setdefault(port_class(fabric, p), []).append(p)
+    result.count("ports", len(ports))
+    result.count("port classes", len(classes))
+    chosen = choose_representatives(classes)
+    fabric.__dict__["_followed"] = {rep.chassis for rep, _ in chosen}
+    done: dict[str, set] = {c: set() for c in checks}      # check → the keys checked
+    for rep, members in chosen:
+        before = len(result.findings)
+        check_port(fabric, rep, checks, done, result)
+        broken = len(result.findings) > before
+        for member in members:
+            if broken or not same_as(fabric, rep, member, result):
+                check_port(fabric, member, checks, done, result, alone=True)
+    result.count("chassis", len(fabric.pipelines))
     return result
 
 
-def representatives(ports, key) -> list:
-    """The first port of each class."""
-    seen: dict = {}
-    for p in ports:
-        seen.setdefault(key(p), p)
-    return list(seen.values())
+def port_class(fabric: Fabric, port) -> tuple:
+    """What the pipelines treat alike (module doc): the port's network and project, its
+    groups and port security, the shape of its addresses and allowed-address pairs, its
+    floating IP (each its own), the role of its chassis (gateway-capable or not)."""
+    model = fabric.model
+    agent = model.catalog.agent(port.chassis)
+    fips = fabric.__dict__.setdefault("_fip_ports", None)
+    if fips is None:
+        fips = fabric.__dict__["_fip_ports"] = {
+            f.port_id for f in model.catalog.objects[keys.FLOATINGIPS].values()
+            if getattr(f, "port_id", None)}
+    return (port.network_id, model.project(keys.PORTS, port.id), port.device_owner,
+            tuple(sorted(port.security_groups)), port.port_security,
+            tuple(sorted(sid for sid, _ in port.ips)),
+            tuple(sorted(str(ipaddress.ip_network(ip, strict=False).prefixlen) + str(bool(m))
+                         for ip, m in port.allowed_pairs)),
+            port.id if port.id in fips else "", bool(agent is not None and agent.gateway))
+
+
+def choose_representatives(classes: dict[tuple, list]) -> list[tuple]:
+    """(representative, the other members) per class: the representatives gathered on as
+    few chassis as possible (each chassis compiled is the main cost), greedily: the
+    chassis holding the most classes first."""
+    by_chassis: dict[str, set] = {}
+    for key, members in classes.items():
+        for p in members:
+            by_chassis.setdefault(p.chassis, set()).add(key)
+    left, out = set(classes), []
+    while left:
+        chassis = max(sorted(by_chassis), key=lambda c: len(by_chassis[c] & left))
+        for key in sorted(by_chassis[chassis] & left, key=str):
+            members = classes[key]
+            rep = next(p for p in members if p.chassis == chassis)
+            out.append((rep, [p for p in members if p is not rep]))
+            left.discard(key)
+    return out
+
+
+def check_port(fabric: Fabric, port, checks, done: dict, result: Result,
+               alone: bool = False) -> None:
+    """The concrete checks from one port (isolation, groups and SNAT once per key of
+    theirs, unless ``alone``: a port checked for itself)."""
+    model = fabric.model
+    result.count("ports checked concretely")
+
+    def first(check: str, key) -> bool:
+        if check not in checks:
+            return False
+        if alone:
+            return True
+        if key in done[check]:
+            return False
+        done[check].add(key)
+        return True
+    if "anti-spoofing" in checks:
+        check_spoofing(fabric, port, result)
+    if first("isolation", (port.chassis, port.network_id, model.project(keys.PORTS, port.id))):
+        check_isolation(fabric, port, result)
+    if first("security-groups", (port.chassis, port.network_id, port.security_groups,
+                                 port.port_security)):
+        check_groups(fabric, port, result)
+    if "snat" in checks:
+        fips = {f.port_id: f for f in fabric.view(port.chassis).floating_ips.values()}
+        if first("snat", (port.chassis, port.network_id, port.id if port.id in fips else "")):
+            check_snat(fabric, port, fips.get(port.id), result)
+
+
+# --- the other members of a class: their own part, symbolically ---------------------------
+
+def same_as(fabric: Fabric, rep, port, result: Result) -> bool:
+    """Whether ``port`` is ``rep`` with other addresses: its port security flows (what
+    the compiler makes of its MAC, addresses, pairs and key) are the representative's,
+    as compiled on the representative's chassis, with the port's own values in place of
+    the representative's; its VIF is on its chassis; no other port of its network holds
+    its MAC or a fixed IP of it. False sends the port to the concrete checks."""
+    result.count("ports checked symbolically")
+    if port.id not in fabric.ofports(port.chassis).vifs:
+        return False
+    if not unique_addresses(fabric, port):
+        return False
+    view = fabric.view(rep.chassis)
+    net = view.networks.get(port.network_id)
+    if net is None or rep.id not in view.ports:
+        return False
+    mine = port_security_flows(fabric, view, net, port)
+    theirs = [f for f in fabric.pipeline(rep.chassis).stage_flows("port_security")
+              if f.cookie == f"port:{rep.id}"]
+    return abstract(mine, port) == abstract(theirs, rep)
+
+
+def port_security_flows(fabric: Fabric, view, net, port) -> list:
+    """The port security flows the compiler makes for ``port`` (its network's context
+    from ``view``: DHCP served, VIPs several ports share)."""
+    from plexus.pipeline.stages import port_security as ps
+    from plexus.pipeline.stages.dhcp import dhcp_subnets
+    from plexus.pipeline.stages.l3_neighbor import shared_vips
+    shared = shared_vips(view.ports_on(port.network_id)) if (
+        port.port_security and port.allowed_pairs) else ()
+    return ps.port_flows(net, port, dhcp_served=bool(dhcp_subnets(view, port)),
+                         shared=shared)
+
+
+def abstract(flows, port) -> Counter:
+    """Flows with the port's own values (key, MAC, source addresses, cookie) replaced by
+    placeholders: what two ports of one class must have alike."""
+    from plexus.pipeline.stages.common import sources
+    names = {port.mac: "<mac>"}
+    for i, (mac, address) in enumerate(sources(port)):
+        names.setdefault(mac, f"<mac{i}>")
+        names.setdefault(address, f"<src{i}>")
+    own = {"inport": {port.key: "<key>"}}
+    out = []
+    for f in flows:
+        match = tuple((k, own.get(k, {}).get(v, names.get(v, v)) if not isinstance(
+            v, tuple) else v) for k, v in f.match)
+        cookie = "<cookie>" if f.cookie == f"port:{port.id}" else f.cookie
+        out.append((f.stage, f.priority, match, f.actions, f.goto, cookie))
+    return Counter(out)
+
+
+def unique_addresses(fabric: Fabric, port) -> bool:
+    """No other port of the port's network has its MAC or one of its fixed IPs."""
+    cache = fabric.__dict__.setdefault("_addresses", {})
+    if port.network_id not in cache:
+        cat = fabric.model.catalog
+        seen: dict = {}
+        for p in cat.each(keys.PORTS, sorted(cat.ports_by_network.of(port.network_id))):
+            for value in (p.mac, *p.addresses()):
+                seen[value] = seen.get(value, 0) + 1
+        cache[port.network_id] = seen
+    seen = cache[port.network_id]
+    return all(seen.get(v, 0) == 1 for v in (port.mac, *port.addresses()))
 
 
 def label(fabric: Fabric, port_id: str) -> str:
@@ -125,11 +250,12 @@ def label(fabric: Fabric, port_id: str) -> str:
     return port_id
 
 
-def send(fabric: Fabric, port, pkt: dict, result: Result):
-    """Evaluate a packet from a port's VIF (fresh connection trackers)."""
+def send(fabric: Fabric, port, pkt: dict, result: Result, follow=None):
+    """Evaluate a packet from a port's VIF (fresh connection trackers; ``follow``: the
+    chassis to evaluate it on beyond its own, default all it reaches)."""
     result.count("packets")
     return fabric.send(port.chassis, {"in_port": fabric.ofports(port.chassis).vifs[port.id],
-                                      **pkt}, fresh=True)
+                                      **pkt}, fresh=True, follow=follow)
 
 
 # --- isolation --------------------------------------------------------------------------
@@ -161,16 +287,18 @@ def check_isolation(fabric: Fabric, src, result: Result) -> None:
         if "udp_src" in fields:
             for k in ("tcp_src", "tcp_dst", "tcp_flags"):
                 pkt.pop(k)
-        trip = send(fabric, src, pkt, result)
+        followed = fabric.__dict__.get("_followed")
+        trip = send(fabric, src, pkt, result,
+                    follow=None if followed is None else followed.__contains__)
         result.count("isolation packets")
+        probe = (Probe("udp", "255.255.255.255", sport=5000, dport=5000) if dst is None
+                 else Probe("tcp", label(fabric, dst.id), dport=22))
+        how = "a broadcast" if dst is None else (
+            "by its MAC" if fields["eth_dst"] == dst.mac else "through the gateway")
         for reached in sorted(trip.delivered()):
             other = model.catalog.get(keys.PORTS, reached)
             if other is None or connected(fabric, src.network_id, other.network_id):
                 continue
-            probe = (Probe("udp", "255.255.255.255", sport=5000, dport=5000) if dst is None
-                     else Probe("tcp", label(fabric, dst.id), dport=22))
-            how = "a broadcast" if dst is None else (
-                "by its MAC" if fields["eth_dst"] == dst.mac else "through the gateway")
             result.findings.append(Finding(
                 "isolation",
                 f"port {label(fabric, src.id)} (project {model.project(keys.PORTS, src.id)},"
@@ -178,6 +306,28 @@ def check_isolation(fabric: Fabric, src, result: Result) -> None:
                 f"(project {model.project(keys.PORTS, reached)}, network "
                 f"{other.network_id}) {how}, with no router or shared network between them",
                 probe.command(label(fabric, src.id))))
+        # a chassis not evaluated (no representative there) delivers a tunnelled packet
+        # into the network its VNI names, as the representatives' chassis were shown to
+        for hop in trip.unfollowed():
+            net = network_of_key(fabric, hop.packet.get("tunnel_id"))
+            if net is not None and connected(fabric, src.network_id, net):
+                continue
+            result.findings.append(Finding(
+                "isolation",
+                f"port {label(fabric, src.id)} (project {model.project(keys.PORTS, src.id)},"
+                f" network {src.network_id}) sends {how if dst is None else 'a packet ' + how}"
+                f" into the tunnel to {hop.what} with VNI {hop.packet.get('tunnel_id')} "
+                f"(network {net or 'unknown'}), with no router or shared network between "
+                "them", probe.command(label(fabric, src.id))))
+
+
+def network_of_key(fabric: Fabric, key) -> str | None:
+    """The network whose datapath key (VNI) is ``key``."""
+    cache = fabric.__dict__.get("_by_key")
+    if cache is None:
+        cache = fabric.__dict__["_by_key"] = {
+            n.key: n.id for n in fabric.model.catalog.objects[keys.NETWORKS].values()}
+    return cache.get(key)
 
 
 # --- anti-spoofing -----------------------------------------------------------------------
