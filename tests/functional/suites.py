@@ -23,6 +23,7 @@ MODULES = [
     f"{SDK}.test_network_ip_availability",
     f"{SDK}.test_address_group",
     f"{SDK}.test_default_security_group_rule",
+    f"{SDK}.test_availability_zone",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",

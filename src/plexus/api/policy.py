@@ -54,6 +54,7 @@ CHECKS: dict[str, tuple[Callable[[Any, "Target"], bool], str]] = {
     "project_reader": (lambda ctx, t: _reader(ctx) and _project(t) == ctx.project_id,
                        "a reader (or member) of the object's project"),
     "reader": (lambda ctx, t: _reader(ctx), "the caller has the reader (or member) role"),
+    "authenticated": (lambda ctx, t: True, "any authenticated caller"),
     "network_owner": (lambda ctx, t: t.get("network:tenant_id") == ctx.project_id,
                       "the caller's project owns the port's or subnet's network"),
     "network_owner_member": (lambda ctx, t: _member(ctx)
@@ -175,6 +176,8 @@ RULES: dict[str, Rule] = _rules(
     ("create_default_security_group_rule", ADMIN),
     ("get_default_security_group_rule", ("reader",)),
     ("delete_default_security_group_rule", ADMIN),
+    # availability zones (availability_zone)
+    ("get_availability_zone", ("authenticated",), "`GET /availability_zones`"),
     # address groups (address-group)
     ("create_address_group", ADMIN_OR_MEMBER),
     ("get_address_group", ADMIN_OR_READER),

@@ -2,6 +2,7 @@
 
 from plexus.api.services.address_groups import AddressGroupService
 from plexus.api.services.agents import AgentService
+from plexus.api.services.availability_zones import AvailabilityZoneService
 from plexus.api.services.base import Services
 from plexus.api.services.floatingips import FloatingIPService
 from plexus.api.services.ip_availability import IpAvailability
@@ -21,7 +22,7 @@ from plexus.api.services.vips import VipOwners
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
                    SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
                    SubnetPoolService, AddressScopeService, RbacService, AddressGroupService,
-                   DefaultSecurityGroupRuleService]
+                   DefaultSecurityGroupRuleService, AvailabilityZoneService]
 
 
 def build_services(store, config) -> Services:
