@@ -194,15 +194,20 @@ SECURITY_GROUP = Resource("security_group", "security-groups", (
 _RULE_STANDARD = tuple(dataclasses.replace(a, put=False)
                        for a in standard_attrs(with_name=False) if a.name != "tags")
 
-SECURITY_GROUP_RULE = Resource("security_group_rule", "security-group-rules", (
-    *_RULE_STANDARD,
-    Attr("security_group_id", convert=to_uuid(), default=REQUIRED, put=False),
+# what a rule matches (rules and default rule templates alike; none can be updated)
+_RULE_MATCH = (
     Attr("direction", convert=one_of("ingress", "egress"), default=REQUIRED, put=False),
     Attr("ethertype", convert=ethertype, default="IPv4", put=False),
     Attr("protocol", convert=protocol, default=None, put=False),
     Attr("port_range_min", type="integer", convert=port_value, default=None, put=False),
     Attr("port_range_max", type="integer", convert=port_value, default=None, put=False),
     Attr("remote_ip_prefix", convert=remote_prefix, default=None, put=False),
+)
+
+SECURITY_GROUP_RULE = Resource("security_group_rule", "security-group-rules", (
+    *_RULE_STANDARD,
+    Attr("security_group_id", convert=to_uuid(), default=REQUIRED, put=False),
+    *_RULE_MATCH,
     Attr("remote_group_id", convert=ident(nullable=True), default=None, put=False,
          doc="any id, as Neutron's (unvalidated): one naming no visible group is a 404"),
     Attr("remote_address_group_id", convert=to_uuid(nullable=True), default=None, put=False,
@@ -251,12 +256,7 @@ def template_remote_group(value: Any) -> str | None:
 DEFAULT_SG_RULE = Resource("default_security_group_rule", "default-security-group-rules", (
     Attr("id", post=False, put=False, convert=to_uuid()),
     Attr("description", convert=string(255), default="", put=False),
-    Attr("direction", convert=one_of("ingress", "egress"), default=REQUIRED, put=False),
-    Attr("ethertype", convert=ethertype, default="IPv4", put=False),
-    Attr("protocol", convert=protocol, default=None, put=False),
-    Attr("port_range_min", type="integer", convert=port_value, default=None, put=False),
-    Attr("port_range_max", type="integer", convert=port_value, default=None, put=False),
-    Attr("remote_ip_prefix", convert=remote_prefix, default=None, put=False),
+    *_RULE_MATCH,
     Attr("remote_group_id", convert=template_remote_group, default=None, put=False,
          doc="`PARENT`: the group being created (its own members)"),
     Attr("remote_address_group_id", convert=to_uuid(nullable=True), default=None,
