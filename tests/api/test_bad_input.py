@@ -46,7 +46,7 @@ CASES = [
      {"subnet": {"network_id": NET, "cidr": "10.78.0.0/24", "ip_version": 6}}, 400,
      "InvalidInput"),
     ("missing cidr", "POST", "/v2.0/subnets", {"subnet": {"network_id": NET, "ip_version": 4}},
-     400, "InvalidInput"),
+     400, "BadRequest"),        # Neutron: "Bad subnets request: a subnetpool must be ..."
     ("overlapping subnet", "POST", "/v2.0/subnets",
      {"subnet": {"network_id": NET, "cidr": "10.77.0.0/24", "ip_version": 4}}, 400,
      "InvalidInput"),

@@ -518,4 +518,6 @@ def test_extensions_advertised(admin):
     aliases = {e.alias for e in admin.network.extensions()}
     assert {"security-group", "stateful-security-group", "security-groups-normalized-cidr",
             "security-groups-rules-belongs-to-default-sg"} <= aliases
-    assert admin.network.find_extension("security-groups-remote-address-group") is None
+    # implemented end to end since (tests/api/test_address_groups.py, test_default_sg_rules.py)
+    assert {"address-group", "security-groups-remote-address-group",
+            "security-groups-default-rules"} <= aliases

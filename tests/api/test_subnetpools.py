@@ -101,13 +101,13 @@ def test_pool_bad_input(server, demo, cleanup):
         (dict(base, subnetpool_id=pool.id, prefixlen=16), 400,
          "MinPrefixSubnetAllocationError"),
         (dict(base, subnetpool_id=pool.id, prefixlen=24, cidr="10.92.0.0/24"), 400,
-         "HTTPBadRequest"),
+         "BadRequest"),                      # Neutron's exceptions.BadRequest(resource=)
         (dict(base, subnetpool_id=pool.id, ip_version=6), 400, "HTTPBadRequest"),
-        (dict(base), 400, "InvalidInput"),                          # neither cidr nor pool
+        (dict(base), 400, "BadRequest"),                            # neither cidr nor pool
         (dict(base, subnetpool_id="00000000-0000-0000-0000-000000000000"), 404,
          "SubnetPoolNotFound"),
         (dict(base, subnetpool_id=pool.id, use_default_subnetpool=True), 400,
-         "HTTPBadRequest"),
+         "BadRequest"),
     ]
     before = state(server)
     for body, status, kind in subnet_cases:
@@ -366,3 +366,65 @@ def test_cli_subnet_pool_and_address_scope(cli, cleanup):
         check=False)
     cli("subnet", "pool", "delete", "cli-pool", fmt=False)
     cli("address", "scope", "delete", "cli-scope", fmt=False)
+
+
+def test_default_pool_edge_cases(server, admin, demo, cleanup):
+    """As Neutron's _get_subnetpool_id: per IP version, no default is 400, the default
+    follows is_default changes and deletes, and the request's own conflicts are 400."""
+    for pool in admin.network.subnet_pools(is_default=True):
+        pytest.skip(f"a default pool {pool.id} exists already")
+    net = demo.network.create_network(name="dedge")
+    cleanup.append(("network", net.id))
+
+    def subnet(**extra):
+        return raw(server, demo, "POST", "/v2.0/subnets", {"subnet": {
+            "network_id": net.id, "ip_version": 4, **extra}})
+    error(subnet(use_default_subnetpool=True), 400, "BadRequest",
+          "Bad subnets request: No default subnetpool found for IPv4.")
+    v6 = admin.network.create_subnet_pool(name="de6", prefixes=["fd96::/48"], is_default=True,
+                                          shared=True)
+    cleanup.append(("subnet_pool", v6.id))
+    before = state(server)
+    error(subnet(use_default_subnetpool=True), 400, "BadRequest",
+          "Bad subnets request: No default subnetpool found for IPv4.")   # per version
+    error(subnet(), 400, "BadRequest",
+          "Bad subnets request: a subnetpool must be specified in the absence of a cidr.")
+    error(subnet(use_default_subnetpool=True, subnetpool_id=v6.id), 400, "BadRequest",
+          "Bad subnets request: subnetpool_id and use_default_subnetpool cannot both be "
+          "specified.")
+    error(subnet(cidr="10.1.2.0/24", prefixlen=26), 400, "BadRequest",
+          "Bad subnets request: cidr and prefixlen must not be supplied together.")
+    assert state(server) == before
+    a = admin.network.create_subnet_pool(name="de4a", prefixes=["10.93.0.0/16"],
+                                         is_default=True, shared=True, default_prefix_length=24)
+    cleanup.append(("subnet_pool", a.id))
+    b = admin.network.create_subnet_pool(name="de4b", prefixes=["10.94.0.0/16"], shared=True,
+                                         default_prefix_length=24)
+    cleanup.append(("subnet_pool", b.id))
+    s1 = demo.network.create_subnet(network_id=net.id, ip_version=4,
+                                    use_default_subnetpool=True, prefixlen=27)
+    assert (s1.subnet_pool_id, s1.cidr) == (a.id, "10.93.0.0/27")
+    # the default moves to b: new subnets of another network come from b
+    admin.network.update_subnet_pool(a, is_default=False)
+    admin.network.update_subnet_pool(b, is_default=True)
+    net2 = demo.network.create_network(name="dedge2")
+    cleanup.append(("network", net2.id))
+    s2 = demo.network.create_subnet(network_id=net2.id, ip_version=4,
+                                    use_default_subnetpool=True)
+    assert (s2.subnet_pool_id, s2.cidr) == (b.id, "10.94.0.0/24")
+    # a non-admin can neither make a pool the default nor unmark one
+    error(raw(server, demo, "POST", "/v2.0/subnetpools", {"subnetpool": {
+        "prefixes": ["10.92.0.0/16"], "is_default": True}}), 403, "PolicyNotAuthorized")
+    # the default's subnets gone and the pool deleted: no IPv4 default any more
+    demo.network.delete_network(net2)
+    cleanup.remove(("network", net2.id))
+    admin.network.delete_subnet_pool(b)
+    cleanup.remove(("subnet_pool", b.id))
+    net3 = demo.network.create_network(name="dedge3")
+    cleanup.append(("network", net3.id))
+    error(raw(server, demo, "POST", "/v2.0/subnets", {"subnet": {
+        "network_id": net3.id, "ip_version": 4, "use_default_subnetpool": True}}), 400,
+        "BadRequest", "Bad subnets request: No default subnetpool found for IPv4.")
+    sub6 = demo.network.create_subnet(network_id=net3.id, ip_version=6,
+                                      use_default_subnetpool=True)
+    assert sub6.subnet_pool_id == v6.id

@@ -21,6 +21,9 @@ MODULES = [
 
     f"{SDK}.test_rbac_policy",
     f"{SDK}.test_network_ip_availability",
+    f"{SDK}.test_address_group",
+    f"{SDK}.test_default_security_group_rule",
+    f"{SDK}.test_availability_zone",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",
@@ -34,4 +37,6 @@ MODULES = [
 
     f"{OSC}.test_network_rbac",
     f"{OSC}.test_ip_availability",
+    f"{OSC}.test_address_group",
+    f"{OSC}.test_default_security_group_rule",
 ]

@@ -85,9 +85,11 @@ class FakeServer:
             await asyncio.sleep(0.005)
         return [], max(start, self.revision + 1)
 
-    async def register(self, chassis, tunnel_ip, mappings, gateway, ttl):
+    async def register(self, chassis, tunnel_ip, mappings, gateway, ttl,
+                       availability_zone="nova"):
         self._check()
         self.registrations += 1
+        self.zone = availability_zone
         return 1, ttl
 
     async def heartbeat(self, chassis, lease):

@@ -87,6 +87,7 @@ class AgentConfig:
     icmp_source_burst: float = 10.0     # ... to any one sender at once
     metadata_ofport: int = 0            # br-int's port of the metadata namespace (0: none)
     metrics: str | None = None          # HOST:PORT of the /metrics listener (None: none)
+    availability_zone: str = "nova"     # the zone this chassis is in (availability_zone)
 
 
 @dataclass
@@ -300,8 +301,9 @@ class Agent(StatusReports, RoutingDuties):
         while True:
             try:
                 if lease is None:
-                    lease, ttl = await self.sb.register(c.chassis, c.tunnel_ip,
-                                                        c.bridge_mappings, c.gateway, c.ttl)
+                    lease, ttl = await self.sb.register(
+                        c.chassis, c.tunnel_ip, c.bridge_mappings, c.gateway, c.ttl,
+                        availability_zone=c.availability_zone)
                     LOG.info("registered chassis %s (tunnel %s, lease %d, ttl %.0fs)",
                              c.chassis, c.tunnel_ip, lease, ttl)
                     self.lease = lease

@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bridge-mappings", type=mappings, default={},
                    help="physical network → bridge, e.g. physnet1:br-ex")
     p.add_argument("--gateway", action="store_true", help="may host HA SNAT gateways")
+    p.add_argument("--availability-zone", default="nova",
+                   help="the availability zone this chassis is in (default: nova)")
     p.add_argument("--auth", choices=("password", "none"), default="password")
     p.add_argument("--username", default="admin")
     p.add_argument("--password", default="secret")
@@ -97,6 +99,7 @@ async def run(args: argparse.Namespace) -> None:
                               icmp_source_rate=args.icmp_source_rate,
                               icmp_source_burst=args.icmp_source_burst,
                               metrics=None if args.metrics == "off" else args.metrics,
+                              availability_zone=args.availability_zone,
                               timing=Timing(snat_idle=args.snat_idle),
                               metadata_ofport=METADATA_OFPORT if args.metadata_netns else 0),
                   sb, switch)

@@ -226,12 +226,14 @@ class Southbound:
 
     async def register(self, chassis: str, tunnel_ip: str, bridge_mappings: dict[str, str],
                        gateway: bool, ttl: float,
-                       datapath_type: str = "netdev") -> tuple[int, float]:
+                       datapath_type: str = "netdev",
+                       availability_zone: str = "nova") -> tuple[int, float]:
         """Register the chassis; returns (lease, ttl). ``datapath_type`` is br-int's (the
         server puts it in the VIF details of ports bound here)."""
         body = await self._call("PUT", f"/southbound/v1/chassis/{chassis}", json={
             "tunnel_ip": tunnel_ip, "bridge_mappings": bridge_mappings, "gateway": gateway,
-            "ttl": ttl, "datapath_type": datapath_type})
+            "ttl": ttl, "datapath_type": datapath_type,
+            "availability_zone": availability_zone})
         return int(body["lease"]), float(body["ttl"])
 
     async def heartbeat(self, chassis: str, lease: int) -> None:

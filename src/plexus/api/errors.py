@@ -29,6 +29,12 @@ class BadRequest(NeutronError):
     type_name = "HTTPBadRequest"
 
 
+def bad_request(resource: str, message: str) -> BadRequest:
+    """Neutron's ``exceptions.BadRequest(resource=..., msg=...)``: type BadRequest,
+    message "Bad <resource> request: <msg>."."""
+    return BadRequest(f"Bad {resource} request: {message}.", type_name="BadRequest")
+
+
 class InvalidInput(BadRequest):
     """400: the request body or query does not validate."""
 

@@ -53,6 +53,8 @@ CHECKS: dict[str, tuple[Callable[[Any, "Target"], bool], str]] = {
                        "a member of the object's project"),
     "project_reader": (lambda ctx, t: _reader(ctx) and _project(t) == ctx.project_id,
                        "a reader (or member) of the object's project"),
+    "reader": (lambda ctx, t: _reader(ctx), "the caller has the reader (or member) role"),
+    "authenticated": (lambda ctx, t: True, "any authenticated caller"),
     "network_owner": (lambda ctx, t: t.get("network:tenant_id") == ctx.project_id,
                       "the caller's project owns the port's or subnet's network"),
     "network_owner_member": (lambda ctx, t: _member(ctx)
@@ -170,6 +172,19 @@ RULES: dict[str, Rule] = _rules(
     ("create_security_group_rule", ADMIN_OR_MEMBER),
     ("get_security_group_rule", ADMIN_OR_READER + ("sg_owner",)),
     ("delete_security_group_rule", ADMIN_OR_MEMBER + ("sg_owner_member",)),
+    # default security group rules (security-groups-default-rules): templates, no project
+    ("create_default_security_group_rule", ADMIN),
+    ("get_default_security_group_rule", ("reader",)),
+    ("delete_default_security_group_rule", ADMIN),
+    # availability zones (availability_zone)
+    ("get_availability_zone", ("authenticated",), "`GET /availability_zones`"),
+    # address groups (address-group)
+    ("create_address_group", ADMIN_OR_MEMBER),
+    ("get_address_group", ADMIN_OR_READER),
+    ("update_address_group", ADMIN_OR_MEMBER),
+    ("delete_address_group", ADMIN_OR_MEMBER),
+    ("add_addresses", ADMIN_OR_MEMBER, "`PUT /address-groups/{id}/add_addresses`"),
+    ("remove_addresses", ADMIN_OR_MEMBER, "`PUT /address-groups/{id}/remove_addresses`"),
     # network IP availability
     ("get_network_ip_availability", ADMIN, "`GET /network-ip-availabilities[/{network}]`"),
     # RBAC policies (rbac-policies): seen by their own project only

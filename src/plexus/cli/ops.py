@@ -123,7 +123,7 @@ def status(api: Api, as_json: bool) -> int:
 def cookie_names(api: Api, ident: str) -> set[str]:
     """Every cookie name a flow produced by object ``ident`` may carry."""
     names = {f"{kind}:{ident}" for kind in SIMPLE_KINDS}
-    names |= {f"sg:{ident}:members", f"router:{ident}:snat-guard"}
+    names |= {f"sg:{ident}:members", f"ag:{ident}:members", f"router:{ident}:snat-guard"}
     hosts = [a["host"] for a in api.get("/v2.0/agents")["agents"]]
     names |= {f"router:{ident}:snat:{h}" for h in hosts}
     for p in api.get(f"/v2.0/ports?device_id={ident}")["ports"]:

@@ -128,6 +128,28 @@ class Rule:
     port_max: int | None = None         # ... or the ICMP code
     remote_prefix: str | None = None    # CIDR with host bits cleared; None = anywhere
     remote_group: str | None = None     # the peer must hold an address of this group
+    remote_address_group: str | None = None   # ... or be in this address group's CIDRs
+
+    @property
+    def remote(self) -> str | None:
+        """The remote set the peer must be in, as the ACL stages key it: a security
+        group's id, or ``ADDRESS_GROUP`` + an address group's id; None for none."""
+        if self.remote_group:
+            return self.remote_group
+        return ADDRESS_GROUP + self.remote_address_group if self.remote_address_group \
+            else None
+
+
+# the prefix of a remote address group's key among remote sets (``Rule.remote``)
+ADDRESS_GROUP = "address-group:"
+
+
+@dataclass(frozen=True)
+class AddressGroup:
+    """An address group: the CIDRs a rule naming it as its remote side admits."""
+
+    id: str
+    addresses: tuple[str, ...] = ()            # sorted CIDRs (host addresses as /32)
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,11 @@ class SecurityGroup:
     def remote_groups(self) -> frozenset[str]:
         """The groups its rules name as remote groups."""
         return frozenset(r.remote_group for r in self.rules if r.remote_group)
+
+    def remote_address_groups(self) -> frozenset[str]:
+        """The address groups its rules name as their remote side."""
+        return frozenset(r.remote_address_group for r in self.rules
+                         if r.remote_address_group)
 
     def __hash__(self) -> int:
         # the dataclass hash, computed once (compilers key caches by group, and a group
@@ -323,11 +350,8 @@ def to_liveness(obj: Mapping) -> Liveness:
     return Liveness(id=str(obj.get("id") or ""), host=_get(obj, "host", str))
 
 
-def to_rule(obj: Mapping) -> Rule | None:
-    """A wire rule as the compiler sees it; None for what it cannot enforce (an address
-    group, which does not exist here)."""
-    if obj.get("remote_address_group_id"):
-        return None
+def to_rule(obj: Mapping) -> Rule:
+    """A wire rule as the compiler sees it."""
     direction, ethertype = obj["direction"], obj.get("ethertype") or "IPv4"
     if direction not in ("ingress", "egress") or ethertype not in ("IPv4", "IPv6"):
         raise ValueError(f"direction {direction!r} / ethertype {ethertype!r}")
@@ -345,7 +369,18 @@ def to_rule(obj: Mapping) -> Rule | None:
     return Rule(id=str(obj["id"]), direction=direction, ethertype=ethertype,
                 protocol=number, port_min=None if low is None else int(low),
                 port_max=None if high is None else int(high), remote_prefix=prefix,
-                remote_group=obj.get("remote_group_id") or None)
+                remote_group=obj.get("remote_group_id") or None,
+                remote_address_group=obj.get("remote_address_group_id") or None)
+
+
+def to_address_group(obj: Mapping) -> AddressGroup:
+    """An address group (``addresses``: CIDRs)."""
+    try:
+        addresses = tuple(sorted({str(ipaddress.ip_network(a, strict=False))
+                                  for a in obj.get("addresses") or ()}))
+    except (TypeError, ValueError) as exc:
+        raise BadObject(f"bad address: {exc}") from None
+    return AddressGroup(id=_get(obj, "id", str), addresses=addresses)
 
 
 def to_security_group(obj: Mapping) -> SecurityGroup:
@@ -423,7 +458,8 @@ CONVERTERS: dict[str, Callable[[Mapping], Any]] = {
     keys.NETWORKS: to_network, keys.SUBNETS: to_subnet, keys.PORTS: to_port,
     keys.AGENTS: to_agent, keys.LIVENESS: to_liveness, keys.GROUPS: to_security_group,
     keys.ROUTERS: to_router, keys.FLOATINGIPS: to_floating_ip,
-    keys.SNAT_BLOCKS: to_snat_block, keys.VIP_OWNERS: to_vip_owner}
+    keys.SNAT_BLOCKS: to_snat_block, keys.VIP_OWNERS: to_vip_owner,
+    keys.ADDRESS_GROUPS: to_address_group}
 
 
 def parse(collection: str, obj: Any):

@@ -13,10 +13,12 @@ an object is relevant to a chassis when the two meet. Scopes:
 - ``("host", C)``      ports bound to chassis C and routers C is a gateway candidate of
 - ``("sg", G)``        a security group
 - ``("member", G)``    the ports in group G (their addresses form a remote group)
+- ``("ag", A)``        address group A (its CIDRs are a remote side of rules)
 - ``("chassis", C)``   chassis C's agent and liveness objects
 
 A chassis X subscribes to: ``("host", X)``, ``("chassis", X)``; for each port bound to
-it, its network and groups; the remote groups those groups' rules name; the routers
+it, its network and groups; the remote groups and address groups those groups' rules
+name; the routers
 with an interface on one of its networks or with X as a gateway candidate, with their
 interfaces' networks, their gateway's network (``netobj``) and their floating IPs'
 ports; and the chassis hosting ports on every network it subscribes, its routers'
@@ -63,6 +65,8 @@ def scopes(collection: str, obj: Any) -> frozenset[Scope]:
         return frozenset({("dev", obj.router_id)})
     if collection == keys.GROUPS:
         return frozenset({("sg", obj.id)})
+    if collection == keys.ADDRESS_GROUPS:
+        return frozenset({("ag", obj.id)})
     if collection in (keys.AGENTS, keys.LIVENESS):
         return frozenset({("chassis", obj.host)})
     if collection == keys.VIP_OWNERS:
@@ -119,6 +123,7 @@ def subscriptions(catalog: Catalog, chassis: str) -> set[Scope]:
             group = groups.get(gid)
             if group is not None:
                 out.update(("member", g) for g in group.remote_groups())
+                out.update(("ag", a) for a in group.remote_address_groups())
     routers = set(catalog.routers_by_candidate.of(chassis))
     for net in nets:
         routers |= catalog.routers_on(net)
@@ -181,6 +186,8 @@ def select(catalog: Catalog, subscribed: set[Scope]) -> dict[str, dict[str, Any]
             take(keys.GROUPS, (name,))
         elif kind == "member":
             take(keys.PORTS, catalog.ports_by_group.of(name))
+        elif kind == "ag":
+            take(keys.ADDRESS_GROUPS, (name,))
         elif kind == "chassis":
             agent = catalog.agent_by_host.get(name)
             if agent:

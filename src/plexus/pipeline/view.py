@@ -28,8 +28,10 @@ SecurityGroupView = SecurityGroup
 @dataclass(frozen=True)
 class SecurityView:
     """What the ACL stages need: the groups of the ports bound here, each such port's
-    groups, and the addresses of every group used as a remote group (all its member
-    ports' fixed IPs and allowed-address-pair addresses, wherever they are bound)."""
+    groups, and the addresses of every remote set their rules name (``Rule.remote``): a
+    remote group's, all its member ports' fixed IPs and allowed-address-pair addresses,
+    wherever they are bound; an address group's (keyed ``address-group:<id>``), its
+    CIDRs."""
 
     groups: Mapping[str, SecurityGroupView] = field(default_factory=dict)
     port_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -47,11 +49,11 @@ class SecurityView:
 class GroupShape:
     """A security group as the ports holding it see it: whether it is stateful, the
     directions in which it has IPv4 rules of its own (no remote group), and its IPv4
-    remote-group rules."""
+    rules with a remote group or address group."""
 
     stateful: bool
     own: frozenset[str]                 # directions with rules of its own
-    remote: tuple[RuleView, ...]        # IPv4 rules with a remote group, in order
+    remote: tuple[RuleView, ...]        # IPv4 rules with a remote set, in order
 
 
 @functools.lru_cache(maxsize=1 << 12)
@@ -59,8 +61,8 @@ def group_shape(group: SecurityGroupView) -> GroupShape:
     """The shape of a group (built once per group value)."""
     ipv4 = [r for r in group.rules if r.ethertype == "IPv4"]
     return GroupShape(group.stateful,
-                      frozenset(r.direction for r in ipv4 if r.remote_group is None),
-                      tuple(r for r in ipv4 if r.remote_group is not None))
+                      frozenset(r.direction for r in ipv4 if r.remote is None),
+                      tuple(r for r in ipv4 if r.remote is not None))
 
 
 @dataclass(frozen=True)

@@ -383,7 +383,7 @@ async def release_snat_blocks(request: Request) -> Response:
 DATAPATH_TYPES = ("netdev", "system")
 
 
-def _chassis_body(body) -> tuple[str, dict, bool, float, str]:
+def _chassis_body(body) -> tuple[str, dict, bool, float, str, str]:
     if not isinstance(body, dict):
         raise errors.InvalidInput("body must be an object")
     try:
@@ -401,7 +401,11 @@ def _chassis_body(body) -> tuple[str, dict, bool, float, str]:
     datapath = body.get("datapath_type", "netdev")
     if datapath not in DATAPATH_TYPES:
         raise errors.InvalidInput(f"datapath_type must be one of {DATAPATH_TYPES}")
-    return tunnel_ip, mappings, bool(body.get("gateway", False)), float(ttl), datapath
+    zone = body.get("availability_zone", "nova")
+    if not isinstance(zone, str) or not 0 < len(zone) <= 255 or "/" in zone:
+        raise errors.InvalidInput("availability_zone must be a name of 1 to 255 characters "
+                                  "without '/'")
+    return tunnel_ip, mappings, bool(body.get("gateway", False)), float(ttl), datapath, zone
 
 
 @endpoint
@@ -409,10 +413,10 @@ async def register_chassis(request: Request) -> Response:
     """A chassis registers (or re-registers) and gets a liveness lease to keep alive."""
     await _require_admin(request)
     name = request.path_params["name"]
-    tunnel_ip, mappings, gateway, ttl, datapath = _chassis_body(await json_body(request))
+    tunnel_ip, mappings, gateway, ttl, datapath, zone = _chassis_body(await json_body(request))
     agents = request.app.state.services["agents"]
     agent, lease = await call(agents.register, name, tunnel_ip, mappings, gateway, ttl,
-                              datapath)
+                              datapath, zone)
     request.app.state.metrics.registrations.inc()
     return JSON({"agent": agent, "lease": lease, "ttl": ttl})
 

@@ -173,6 +173,8 @@ def describe_rule(model: Model, group: str, rule_id: str) -> str:
         lo, hi = rule.get("port_range_min"), rule.get("port_range_max")
         ports = "" if lo is None else (f" {lo}" if hi in (None, lo) else f" {lo}-{hi}")
         peer = (f"group {rule['remote_group_id']}" if rule.get("remote_group_id")
+                else f"address group {rule['remote_address_group_id']}"
+                if rule.get("remote_address_group_id")
                 else rule.get("remote_ip_prefix") or "anywhere")
         way = "from" if rule.get("direction") == "ingress" else "to"
         return (f"rule {rule_id}: {rule.get('direction')} {rule.get('ethertype', 'IPv4')} "
@@ -209,6 +211,9 @@ def objects_of(model: Model, cookie: str) -> list[str]:
                 out.append(f"{gname}, {describe_rule(model, group, what[5:])}")
             else:
                 out.append(f"{gname} ({what})")
+        elif kind == "ag":
+            group, _, what = rest.partition(":")
+            out.append(f"address group {model.name(keys.ADDRESS_GROUPS, group)} ({what})")
         elif kind == "chassis":
             out.append("chassis " + rest)
         elif kind == "pipeline":

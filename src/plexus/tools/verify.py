@@ -32,6 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from plexus.model import keys
+from plexus.model.objects import ADDRESS_GROUP
 from plexus.pipeline.flows import ovs_field
 from plexus.pipeline.registry import FLAG_FROM_TUNNEL, STAGES
 from plexus.tools.conntrack import Conntrack
@@ -403,9 +404,14 @@ def rules_of(fabric: Fabric, port, direction: str) -> list:
 
 
 def members(fabric: Fabric, group: str) -> frozenset[str]:
-    """The addresses of a remote group: its ports' fixed IPs and address pairs (once
-    per verification: cached on the fabric)."""
+    """The addresses of a remote group: its ports' fixed IPs and address pairs; of a
+    remote address group (``address-group:<id>``), its IPv4 CIDRs (once per
+    verification: cached on the fabric)."""
     cache = fabric.__dict__.setdefault("_members", {})
+    if group not in cache and group.startswith(ADDRESS_GROUP):
+        found = fabric.model.catalog.get(keys.ADDRESS_GROUPS, group[len(ADDRESS_GROUP):])
+        cache[group] = frozenset(a for a in (found.addresses if found else ())
+                                 if ":" not in a)
     if group not in cache:
         cat = fabric.model.catalog
         out: set[str] = set()
@@ -436,7 +442,7 @@ def rule_allows(fabric: Fabric, rule, proto: int, l4: int | None, code: int | No
             return False
     if rule.remote_prefix and not in_any(peer, [rule.remote_prefix]):
         return False
-    if rule.remote_group and not in_any(peer, members(fabric, rule.remote_group)):
+    if rule.remote and not in_any(peer, members(fabric, rule.remote)):
         return False
     return True
 
@@ -450,7 +456,7 @@ def address_classes(fabric: Fabric, rules, own: str) -> list[str]:
     points = {0}
     for rule in rules:
         cidrs = ([rule.remote_prefix] if rule.remote_prefix else []) + (
-            sorted(members(fabric, rule.remote_group)) if rule.remote_group else [])
+            sorted(members(fabric, rule.remote)) if rule.remote else [])
         hosts, ranges = set(), []
         for c in cidrs:
             net = ipaddress.ip_network(c, strict=False)

@@ -131,3 +131,20 @@ def crud_routes(collection: str) -> list[Route]:
         Route(prefix + "/{id}/tags", tags, methods=["GET", "PUT", "POST", "DELETE"]),
         Route(prefix + "/{id}/tags/{tag}", tag, methods=["GET", "PUT", "DELETE"]),
     ]
+
+
+def action_routes(collection: str, method: str, actions: tuple[str, str]) -> list[Route]:
+    """``PUT /v2.0/<collection>/{id}/<action>`` for an (add, remove) pair of member
+    actions (``add_prefixes``/``remove_prefixes``, ``add_addresses``/...), each calling
+    ``service.<method>(ctx, id, body, add)`` and answering what it returns."""
+    def make(add: bool):
+        @endpoint
+        async def act(request: Request) -> Response:
+            ctx = await context(request)
+            body = await json_body(request)
+            svc = service(request, collection)
+            return JSON(await call(getattr(svc, method), ctx, request.path_params["id"],
+                                   body, add))
+        return act
+    return [Route(f"/v2.0/{collection}/{{id}}/{name}", make(add), methods=["PUT"])
+            for name, add in zip(actions, (True, False))]

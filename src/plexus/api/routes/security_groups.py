@@ -15,6 +15,11 @@ register_extension("security-groups-rules-belongs-to-default-sg",
                    "Flag to determine if the security group rule belongs to the project's "
                    "default security group")
 
+register_extension("security-groups-default-rules", "Default rules for security groups",
+                   "Configure set of security group rules used as default rules for every "
+                   "new security group")
+
 ROUTES = crud_routes("security-groups") + [
-    route for route in crud_routes("security-group-rules")
+    route for collection in ("security-group-rules", "default-security-group-rules")
+    for route in crud_routes(collection)
     if "/tags" not in route.path and "PUT" not in route.methods]

@@ -10,7 +10,8 @@ from typing import Any
 
 from plexus.api import errors
 from plexus.api.schemas.base import (
-    REQUIRED, Attr, Resource, ident, one_of, standard_attrs, string, to_bool, to_uuid,
+    REQUIRED, Attr, Invalid, Resource, ident, ip_or_cidr, list_of, one_of, standard_attrs,
+    string, to_bool, to_uuid,
 )
 from plexus.model.keys import PROTOCOLS, protocol_number  # noqa: F401 (re-exported)
 
@@ -193,21 +194,75 @@ SECURITY_GROUP = Resource("security_group", "security-groups", (
 _RULE_STANDARD = tuple(dataclasses.replace(a, put=False)
                        for a in standard_attrs(with_name=False) if a.name != "tags")
 
-SECURITY_GROUP_RULE = Resource("security_group_rule", "security-group-rules", (
-    *_RULE_STANDARD,
-    Attr("security_group_id", convert=to_uuid(), default=REQUIRED, put=False),
+# what a rule matches (rules and default rule templates alike; none can be updated)
+_RULE_MATCH = (
     Attr("direction", convert=one_of("ingress", "egress"), default=REQUIRED, put=False),
     Attr("ethertype", convert=ethertype, default="IPv4", put=False),
     Attr("protocol", convert=protocol, default=None, put=False),
     Attr("port_range_min", type="integer", convert=port_value, default=None, put=False),
     Attr("port_range_max", type="integer", convert=port_value, default=None, put=False),
     Attr("remote_ip_prefix", convert=remote_prefix, default=None, put=False),
+)
+
+SECURITY_GROUP_RULE = Resource("security_group_rule", "security-group-rules", (
+    *_RULE_STANDARD,
+    Attr("security_group_id", convert=to_uuid(), default=REQUIRED, put=False),
+    *_RULE_MATCH,
     Attr("remote_group_id", convert=ident(nullable=True), default=None, put=False,
          doc="any id, as Neutron's (unvalidated): one naming no visible group is a 404"),
     Attr("remote_address_group_id", convert=to_uuid(nullable=True), default=None, put=False,
-         doc="address groups are not implemented; any id is not found"),
+         doc="security-groups-remote-address-group: the peer must be in one of the "
+             "address group's CIDRs (enforced by the ACL stages, IPv4)"),
     Attr("normalized_cidr", post=False, put=False,
          doc="security-groups-normalized-cidr: remote_ip_prefix with host bits cleared"),
     Attr("belongs_to_default_sg", type="boolean", post=False, put=False, sort=False,
          doc="whether the rule is in its project's default group"),
+))
+
+
+def addresses(value: Any) -> list[str]:
+    """Neutron's list of IPs or subnets (null: none), each as network/prefixlen (host bits
+    cleared, a host as /32 or /128), without duplicates, sorted."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Invalid(f"'{value}' is not a list")
+    return sorted(set(list_of(ip_or_cidr)(value)),
+                  key=lambda a: (":" in a, ipaddress.ip_network(a).network_address.packed,
+                                 a))
+
+
+ADDRESS_GROUP = Resource("address_group", "address-groups", (
+    *(a for a in standard_attrs() if a.name != "tags"),
+    Attr("addresses", type="array", convert=addresses, default=lambda ctx, body: [],
+         put=False, sort=False,
+         doc="CIDRs (a host as /32 or /128); changed by `add_addresses` / "
+             "`remove_addresses`"),
+))
+
+PARENT = "PARENT"        # a template's remote group: the group being created
+
+
+def template_remote_group(value: Any) -> str | None:
+    """A template's ``remote_group_id``: none, or ``PARENT`` (the new group itself)."""
+    if value is None:
+        return None
+    if value != PARENT:
+        raise Invalid(f"'{value}' is not a valid remote group of a default rule: only "
+                      f"'{PARENT}' (the group being created) is")
+    return value
+
+
+DEFAULT_SG_RULE = Resource("default_security_group_rule", "default-security-group-rules", (
+    Attr("id", post=False, put=False, convert=to_uuid()),
+    Attr("description", convert=string(255), default="", put=False),
+    *_RULE_MATCH,
+    Attr("remote_group_id", convert=template_remote_group, default=None, put=False,
+         doc="`PARENT`: the group being created (its own members)"),
+    Attr("remote_address_group_id", convert=to_uuid(nullable=True), default=None,
+         put=False),
+    Attr("used_in_default_sg", type="boolean", convert=to_bool, default=REQUIRED,
+         put=False, doc="copied into each project's default group when it is made"),
+    Attr("used_in_non_default_sg", type="boolean", convert=to_bool, default=REQUIRED,
+         put=False, doc="copied into every other new group"),
 ))

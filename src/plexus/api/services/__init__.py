@@ -1,6 +1,8 @@
 """The service layer: validation, allocation, store writes and Neutron's semantics."""
 
+from plexus.api.services.address_groups import AddressGroupService
 from plexus.api.services.agents import AgentService
+from plexus.api.services.availability_zones import AvailabilityZoneService
 from plexus.api.services.base import Services
 from plexus.api.services.floatingips import FloatingIPService
 from plexus.api.services.ip_availability import IpAvailability
@@ -10,14 +12,17 @@ from plexus.api.services.ports import PortService
 from plexus.api.services.quotas import QuotaService
 from plexus.api.services.rbac import RbacService
 from plexus.api.services.routers import RouterService
-from plexus.api.services.security_groups import SecurityGroupRuleService, SecurityGroupService
+from plexus.api.services.security_groups import (
+    DefaultSecurityGroupRuleService, SecurityGroupRuleService, SecurityGroupService,
+)
 from plexus.api.services.subnets import SubnetService
 from plexus.api.services.vips import VipOwners
 
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
                    SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
-                   SubnetPoolService, AddressScopeService, RbacService]
+                   SubnetPoolService, AddressScopeService, RbacService, AddressGroupService,
+                   DefaultSecurityGroupRuleService, AvailabilityZoneService]
 
 
 def build_services(store, config) -> Services:

@@ -110,9 +110,11 @@ class AgentService(ResourceService):
     # ---- southbound -----------------------------------------------------------------
 
     def register(self, name: str, tunnel_ip: str, bridge_mappings: dict[str, str],
-                 gateway: bool, ttl: float, datapath_type: str = "netdev") -> tuple[dict, int]:
+                 gateway: bool, ttl: float, datapath_type: str = "netdev",
+                 availability_zone: str = "nova") -> tuple[dict, int]:
         """Record a chassis and start its liveness lease; returns (agent, lease id).
-        ``datapath_type`` (its br-int's) goes into the VIF details of ports bound to it."""
+        ``datapath_type`` (its br-int's) goes into the VIF details of ports bound to it;
+        ``availability_zone`` is the zone it is in."""
         ident = agent_id(name)
         stamp = now()
         lease = self.s.store.lease_grant(ttl)
@@ -122,7 +124,7 @@ class AgentService(ResourceService):
             old, rev = found if found else (None, 0)
             obj = {"id": ident, "agent_type": AGENT_TYPE, "binary": BINARY, "topic": "N/A",
                    "host": name, "admin_state_up": old["admin_state_up"] if old else True,
-                   "availability_zone": None,
+                   "availability_zone": availability_zone,
                    "configurations": {"tunnel_ip": tunnel_ip,
                                       "bridge_mappings": dict(bridge_mappings),
                                       "gateway": bool(gateway),

@@ -91,9 +91,11 @@ class NetworkService(ResourceService):
         mtu = obj.get("mtu") or max_mtu
         if mtu > max_mtu:
             raise errors.InvalidInput(f"Requested MTU is too big, maximum is {max_mtu}")
+        self.s["availability_zones"].check_hints(obj.get("availability_zone_hints") or [])
         obj.update({"provider:network_type": ntype, "provider:physical_network": physnet,
                     "provider:segmentation_id": seg, "mtu": mtu, "status": "ACTIVE",
-                    "subnets": [], "availability_zones": [], "ipv4_address_scope": None,
+                    "subnets": [], "availability_zones": sorted(set(
+                        obj.get("availability_zone_hints") or [])), "ipv4_address_scope": None,
                     "ipv6_address_scope": None, "l2_adjacency": True})
         w.put(self.key(obj["id"]), obj)
         rbac = self.s["rbac-policies"]

@@ -313,12 +313,12 @@ class SubnetPoolService(SharedByPolicies, ResourceService):
         pool_id = subnet.get("subnetpool_id")
         if subnet.get("use_default_subnetpool"):
             if pool_id:
-                raise errors.BadRequest("subnetpool_id and use_default_subnetpool cannot both "
-                                        "be specified")
+                raise errors.bad_request("subnets", "subnetpool_id and "
+                                         "use_default_subnetpool cannot both be specified")
             kv = self.s.store.get(default_key(subnet["ip_version"]))
             if kv is None:
-                raise errors.BadRequest(f"No default subnetpool found for "
-                                        f"IPv{subnet['ip_version']}")
+                raise errors.bad_request("subnets", f"No default subnetpool found for "
+                                                    f"IPv{subnet['ip_version']}")
             pool_id = orjson.loads(kv.value)
         if not pool_id:
             return None

@@ -142,8 +142,10 @@ class RouterService(ResourceService):
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
         """The gateway port is created, and scheduled, in the router's transaction."""
         info = obj.pop("external_gateway_info")
+        self.s["availability_zones"].check_hints(obj.get("availability_zone_hints") or [])
         obj.update(routes=[], distributed=True, ha=True,
-                   availability_zones=[], gw_port_id=None, enable_snat=True,
+                   availability_zones=sorted(set(obj.get("availability_zone_hints") or [])),
+                   gw_port_id=None, enable_snat=True,
                    interface_ports=[], **{GATEWAY_CHASSIS: [], PINNED: [], EXCLUDED: []})
         if info:
             self._create_gateway(ctx, obj, info, w, attempt)

@@ -14,13 +14,20 @@ from plexus.api import errors, policy
 from plexus.api.query import Query, matches, sort_and_page
 from plexus.api.schemas.base import is_uuid, new_id
 from plexus.api.schemas.security_groups import (
-    SECURITY_GROUP, SECURITY_GROUP_RULE, check_rule, normalized_cidr, rule_key,
+    DEFAULT_SG_RULE, PARENT, SECURITY_GROUP, SECURITY_GROUP_RULE, check_rule, normalized_cidr,
+    rule_key,
 )
 from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
 from plexus.api.services.rbac import SharedByPolicies
 
 GROUPS = "security-groups"
 DEFAULT_DESCRIPTION = "Default security group"
+
+
+def ag_use_key(address_group: str, rule_id: str = "") -> str:
+    """Store key recording that a rule names an address group (the prefix of all its
+    uses when ``rule_id`` is empty)."""
+    return f"{ALLOC}ag-use/{address_group}/{rule_id}"
 
 
 def default_key(project_id: str) -> str:
@@ -56,16 +63,35 @@ def in_use(ident: str) -> errors.NeutronError:
     return errors.Conflict(f"Security Group {ident} in use.", type_name="SecurityGroupInUse")
 
 
-def template_rule(group: dict, direction: str, ethertype: str, remote_group_id=None) -> dict:
-    """A rule a new group starts with (any protocol, any peer, or its own members)."""
+# Neutron's seeded templates (security-groups-default-rules): egress anywhere in every
+# new group; ingress from its own members in each project's default group only.
+SEEDED = (("egress", "IPv4", None, True, True), ("egress", "IPv6", None, True, True),
+          ("ingress", "IPv4", PARENT, True, False), ("ingress", "IPv6", PARENT, True, False))
+SEEDED_KEY = f"{ALLOC}default-sg-rules-seeded"
+TEMPLATES = "default-security-group-rules"
+
+
+def template_key(template: dict) -> str:
+    """Store key that makes a default rule unique; it holds the template's id."""
+    digest = hashlib.sha256(rule_key(dict(template, security_group_id=None)).encode())
+    return f"{ALLOC}default-sg-rule/{digest.hexdigest()[:32]}"
+
+
+def template_rule(group: dict, template: dict) -> dict:
+    """A rule a new group starts with, from a default rule template."""
     stamp = now()
+    remote = group["id"] if template["remote_group_id"] == PARENT else None
     return {"id": new_id(), "project_id": group["project_id"],
-            "tenant_id": group["project_id"], "description": "", "created_at": stamp,
-            "updated_at": stamp, "revision_number": 0, "security_group_id": group["id"],
-            "direction": direction, "ethertype": ethertype, "protocol": None,
-            "port_range_min": None, "port_range_max": None, "remote_ip_prefix": None,
-            "remote_group_id": remote_group_id, "remote_address_group_id": None,
-            "normalized_cidr": None, "belongs_to_default_sg": group["is_default"]}
+            "tenant_id": group["project_id"], "description": template.get("description", ""),
+            "created_at": stamp, "updated_at": stamp, "revision_number": 0,
+            "security_group_id": group["id"], "direction": template["direction"],
+            "ethertype": template["ethertype"], "protocol": template["protocol"],
+            "port_range_min": template["port_range_min"],
+            "port_range_max": template["port_range_max"],
+            "remote_ip_prefix": template["remote_ip_prefix"], "remote_group_id": remote,
+            "remote_address_group_id": template.get("remote_address_group_id"),
+            "normalized_cidr": normalized_cidr(template["remote_ip_prefix"]),
+            "belongs_to_default_sg": group["is_default"]}
 
 
 def bumped(group: dict, rules: list[dict]) -> dict:
@@ -180,16 +206,26 @@ class SecurityGroupService(SharedByPolicies, ResourceService):
         return obj
 
     def _write_new(self, group: dict, is_default: bool, w: Writes) -> None:
-        """Write a new group with its starting rules and their fingerprints."""
+        """Write a new group with its starting rules (from the default rule templates
+        meant for its kind) and their fingerprints."""
         group.update(is_default=is_default, shared=False)
-        rules = [template_rule(group, "egress", "IPv4"), template_rule(group, "egress", "IPv6")]
-        if is_default:
-            rules += [template_rule(group, "ingress", "IPv4", group["id"]),
-                      template_rule(group, "ingress", "IPv6", group["id"])]
+        use = "used_in_default_sg" if is_default else "used_in_non_default_sg"
+        rules = [template_rule(group, t) for t in self.s[TEMPLATES].templates()
+                 if t[use]]
         rules_svc = self.s["security-group-rules"]
+        ags = self.s["address-groups"]
+        kept = []
         for rule in rules:
+            ag = rule["remote_address_group_id"]
+            if ag and ags.get(ag) is None:
+                continue                  # an address group deleted since: nothing to name
+            if ag:
+                w.unguarded("address-groups", ag)
+                w.put(ag_use_key(ag, rule["id"]), group["id"])
             w.put(rules_svc.key(rule["id"]), rule)
             w.claim(fingerprint_key(rule), rule["id"])
+            kept.append(rule)
+        rules = kept
         group.update(security_group_rules=rules, revision_number=1)
         w.put(self.key(group["id"]), group)
 
@@ -327,10 +363,12 @@ class SecurityGroupRuleService(ResourceService):
         return [self.view(ctx, r) for r in self.s.retrying(plan)]
 
     def _check_remotes(self, ctx, rule: dict, w: Writes) -> None:
-        """The remote group must exist and be visible; address groups do not exist here."""
-        if rule.get("remote_address_group_id"):
-            raise Missing(f"Address group {rule['remote_address_group_id']} could not be "
-                          f"found.", "AddressGroupNotFound")
+        """The remote group must exist and be visible; a remote address group too (its
+        use recorded, so it is not deleted while the rule names it)."""
+        ag = rule.get("remote_address_group_id")
+        if ag:
+            self.s["address-groups"].usable(ctx, ag, rule["project_id"], w)
+            w.put(ag_use_key(ag, rule["id"]), rule["security_group_id"])
         remote = rule.get("remote_group_id")
         if remote and remote != rule["security_group_id"]:
             if not is_uuid(remote):      # no group has such an id (nor a store key)
@@ -347,9 +385,99 @@ class SecurityGroupRuleService(ResourceService):
             w.put(self.groups.key(group["id"]), bumped(
                 group, [r for r in group["security_group_rules"] if r["id"] != obj["id"]]))
         w.delete(fingerprint_key(obj))
+        if obj.get("remote_address_group_id"):
+            w.delete(ag_use_key(obj["remote_address_group_id"], obj["id"]))
 
     def forget(self, rule: dict, w: Writes) -> None:
-        """Add the deletes of a rule and its fingerprint (its group is handled by the caller)."""
+        """Add the deletes of a rule, its fingerprint and its address group use (its group
+        is handled by the caller)."""
         w.delete(self.key(rule["id"]))
         w.delete(fingerprint_key(rule))
+        if rule.get("remote_address_group_id"):
+            w.delete(ag_use_key(rule["remote_address_group_id"], rule["id"]))
 
+
+
+class DefaultSecurityGroupRuleService(ResourceService):
+    """Neutron's default security group rules (``security-groups-default-rules``): the
+    templates of the rules a new group starts with. Seeded once with Neutron's own
+    (``SEEDED``); written by admins only, created and deleted (no update). A group's
+    creation reads them: one range over what admins defined, never over the cloud."""
+
+    resource = DEFAULT_SG_RULE
+
+    def load(self, ctx, ident: str) -> tuple[dict, int]:
+        """The template; otherwise DefaultSecurityGroupRuleNotFound."""
+        self.seed()
+        found = self.get(ident)
+        if found is None or not self.visible(ctx, found[0]):
+            raise Missing(f"Default Security Group rule {ident} does not exist",
+                          "DefaultSecurityGroupRuleNotFound")
+        return found
+
+    def seed(self) -> None:
+        """Write Neutron's seeded templates, exactly once however many servers race."""
+        if self.s.store.get(SEEDED_KEY) is not None:
+            return
+
+        def plan(attempt: int) -> None:
+            if self.s.store.get(SEEDED_KEY) is not None:
+                return
+            w = Writes()
+            w.claim(SEEDED_KEY, True)
+            for direction, ethertype, remote, default_sg, other_sg in SEEDED:
+                template = {"id": new_id(), "description": "", "direction": direction,
+                            "ethertype": ethertype, "protocol": None, "port_range_min": None,
+                            "port_range_max": None, "remote_ip_prefix": None,
+                            "remote_group_id": remote, "remote_address_group_id": None,
+                            "used_in_default_sg": default_sg,
+                            "used_in_non_default_sg": other_sg}
+                w.put(self.key(template["id"]), template)
+                w.claim(template_key(template), template["id"])
+            self.s.commit(w)
+        self.s.retrying(plan)
+
+    def templates(self) -> list[dict]:
+        """Every template, by id (seeded first if never)."""
+        self.seed()
+        return sorted(self.all(), key=lambda t: t["id"])
+
+    def list(self, ctx, q):
+        """The templates, after seeding them."""
+        self.seed()
+        return super().list(ctx, q)
+
+    def create_bulk(self, ctx, bodies: list) -> list[dict]:
+        """Create templates atomically (admin only), after the rules' own checks; a
+        duplicate is 409 DefaultSecurityGroupRuleExists."""
+        self.seed()
+        fresh = [self.new_object(ctx, self.resource.validate_create(ctx, b)) for b in bodies]
+        for template in fresh:
+            for name in ("created_at", "updated_at", "revision_number"):
+                template.pop(name, None)
+            check_rule(template)
+        keys = [template_key(t) for t in fresh]
+        if len(set(keys)) < len(keys):
+            raise errors.Conflict("Duplicate Default Security Group Rule in POST.",
+                                  type_name="DuplicateDefaultSgRuleInPost")
+
+        def plan(attempt: int) -> list[dict]:
+            w = Writes()
+            for template, key in zip(fresh, keys):
+                ag = template.get("remote_address_group_id")
+                if ag and self.s["address-groups"].get(ag) is None:
+                    raise errors.NotFound("address_group", ag, type_name="AddressGroupNotFound")
+                existing = self.s.store.get(key)
+                if existing is not None:
+                    raise errors.Conflict(f"Default Security group rule already exists. Rule "
+                                          f"id is {orjson.loads(existing.value)}.",
+                                          type_name="DefaultSecurityGroupRuleExists")
+                w.claim(key, template["id"])
+                w.put(self.key(template["id"]), template)
+            self.s.commit(w)
+            return fresh
+        return [self.view(ctx, t) for t in self.s.retrying(plan)]
+
+    def plan_delete(self, ctx, obj, w):
+        """Its duplicate key goes with it; groups made from it keep their rules."""
+        w.delete(template_key(obj))

@@ -216,13 +216,14 @@ class SubnetService(ResourceService):
         prefixlen = obj.pop("prefixlen", None)
         use_default = obj.pop("use_default_subnetpool", False)
         if obj.get("cidr") is not None and prefixlen is not None:
-            raise errors.BadRequest("cidr and prefixlen must not be supplied together")
+            raise errors.bad_request("subnets", "cidr and prefixlen must not be supplied "
+                                     "together")
         pools = self.s["subnetpools"]
         found = pools.resolve(ctx, dict(obj, use_default_subnetpool=use_default))
         if found is None:
             if obj.get("cidr") is None:
-                raise errors.InvalidInput("a subnetpool must be specified in the absence "
-                                          "of a cidr")
+                raise errors.bad_request("subnets", "a subnetpool must be specified in the "
+                                         "absence of a cidr")
             obj["subnetpool_id"] = None
         else:
             pool, pool_rev = found

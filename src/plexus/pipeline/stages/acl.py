@@ -36,7 +36,9 @@ match of the rule, not one per port holding the group.
 Rules with a remote group are conjunctive matches (``conjunction(id, k/2)``): dimension 1
 is the group's member addresses, one flow each, shared by every port of the chassis
 (cookie ``sg:<group>:members``, so a membership change touches only those); dimension 2
-is the port's protocol/port matches. N members × M port ranges cost N + M flows.
+is the port's protocol/port matches. N members × M port ranges cost N + M flows. A rule
+with a remote address group is the same, its CIDRs as the members (cookie
+``ag:<address group>:members``): an address group's change touches only its member flows.
 
 The per-port flows are built from the groups' shapes (``SecurityView.shapes``), not their
 rules, so the incremental compiler recompiles them as lookups when a rule changes."""
@@ -47,6 +49,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
+from plexus.model.objects import ADDRESS_GROUP
 from plexus.pipeline.flows import Conjunction, Ct, CtClear, Flow, ct_state
 from plexus.pipeline.stages.common import (
     ETH_ARP, ETH_IP, IP_UDP, as_match, bound_ports, default_flow, is_ipv4,
@@ -234,7 +237,7 @@ RULES = "rules:"                # the conjunction key of a group's own (non-remo
 
 
 def _is_plain(rule: RuleView, d: Direction) -> bool:
-    return rule.direction == d.name and rule.ethertype == "IPv4" and rule.remote_group is None
+    return rule.direction == d.name and rule.ethertype == "IPv4" and rule.remote is None
 
 
 def acl_ids(view: View, d: Direction) -> dict[str, int]:
@@ -249,7 +252,7 @@ def acl_ids(view: View, d: Direction) -> dict[str, int]:
 
 @functools.lru_cache(maxsize=64)
 def _acl_ids(d: Direction, shapes: tuple) -> dict[str, int]:
-    return conj_ids([r.remote_group for _, s in shapes for r in s.remote
+    return conj_ids([r.remote for _, s in shapes for r in s.remote
                      if r.direction == d.name] + [RULES + g for g, _ in shapes])
 
 
@@ -307,7 +310,7 @@ def acl_shared_flows(view: View, d: Direction) -> list[Flow]:
                 acts, cookies = dims.setdefault(match, (set(), set()))
                 acts.add(conj)
                 cookies.add(cookie)
-    used = sorted({r.remote_group for g in held for r in _remote_rules(d, sec.shapes[g])})
+    used = sorted({r.remote for g in held for r in _remote_rules(d, sec.shapes[g])})
     held_members = _member_flows(stage, d.peer_field, tuple(
         (gid, ids[gid], sec.members.get(gid, ())) for gid in used))
     both = dims.keys() & held_members.keys()
@@ -341,7 +344,15 @@ def _member_flow(stage: str, match: tuple, by: tuple) -> Flow:
     (one (conjunction id, group), or a sorted tuple of them), built once per value."""
     pairs = by if isinstance(by[0], tuple) else (by,)
     return _dim_flow(stage, match, tuple(sorted({Conjunction(cid, 1, 2) for cid, _ in pairs})),
-                     ",".join(sorted({f"sg:{gid}:members" for _, gid in pairs})))
+                     ",".join(sorted({members_cookie(gid) for _, gid in pairs})))
+
+
+def members_cookie(remote: str) -> str:
+    """The cookie of a remote set's member flows: ``sg:<group>:members``, or
+    ``ag:<address group>:members``."""
+    if remote.startswith(ADDRESS_GROUP):
+        return f"ag:{remote[len(ADDRESS_GROUP):]}:members"
+    return f"sg:{remote}:members"
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -372,7 +383,7 @@ def acl_port_flows(view: View, d: Direction) -> list[Flow]:
     for port in guarded_ports(view):
         groups = [(g, shapes[g]) for g in groups_of(view, port)]
         own = tuple((g, ids[RULES + g]) for g, s in groups if d.name in s.own)
-        remote = tuple((g, r, ids[r.remote_group]) for g, s in groups
+        remote = tuple((g, r, ids[r.remote]) for g, s in groups
                        for r in _remote_rules(d, s))
         flows += port_acl_flows(d, view.networks[port.network_id].key, port.key, port.id,
                                 all(s.stateful for _, s in groups), own, remote)
@@ -408,7 +419,8 @@ def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str,
     accept: dict[int, str] = {cid: f"rules of {g}" for g, cid in own}
     conj: dict[tuple, tuple[set, set]] = {}       # match → (conjunctions, cookies)
     for group, rule, cid in remote:
-        accept[cid] = f"remote group {rule.remote_group}"
+        accept[cid] = (f"remote group {rule.remote_group}" if rule.remote_group else
+                       f"remote address group {rule.remote_address_group}")
         for match in rule_matches(rule):
             acts, cookies = conj.setdefault(tuple(sorted({**me, **match}.items())),
                                             (set(), set()))
