@@ -119,6 +119,7 @@ class Services:
         self.hooks: dict[str, list] = {}
         self.index = None     # the server's hub (``lookup``); None: every query reads all
         self.metrics = None         # plexus.server.metrics.ServerMetrics, when served
+        self.port_forwardings = None    # services.port_forwardings.PortForwardingService
 
     def add_hook(self, event: str, fn) -> None:
         """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``;

@@ -17,7 +17,7 @@ from plexus.api.schemas.l3 import FLOATINGIP
 from plexus.api.services.base import ALLOC, ResourceService, Writes
 from plexus.api.services.l3_status import floatingip_status
 from plexus.api.services.routers import bad_request, bumped, delete_port, service_port
-from plexus.model.keys import FLOATINGIP_OWNER, INTERFACE_OWNERS
+from plexus.model.keys import FLOATINGIP_OWNER, INTERFACE_OWNERS, PORT_FORWARDINGS
 
 PORT_DETAILS = ("name", "network_id", "mac_address", "admin_state_up", "status", "device_id",
                 "device_owner")
@@ -27,6 +27,12 @@ UNASSOCIATED = {"port_id": None, "fixed_ip_address": None, "router_id": None}
 def assoc_key(port_id: str) -> str:
     """Store key of a port's floating IP index: {"<fixed ip> <external net>": fip id}."""
     return f"{ALLOC}fip-port/{port_id}"
+
+
+def in_use_by_forwardings(fip_id: str) -> errors.NeutronError:
+    """Neutron's FipInUseByPortForwarding (409)."""
+    return errors.Conflict(f"Floating IP {fip_id} in use by Port Forwarding resources.",
+                           type_name="FipInUseByPortForwarding")
 
 
 def _entry(fixed_ip: str, network_id: str) -> str:
@@ -51,11 +57,13 @@ class FloatingIPService(ResourceService):
 
     def view(self, ctx, obj: dict, fields: list[str] | None = None, access=None) -> dict:
         """Wire form, with port_details read from the associated port."""
+        from plexus.api.services.port_forwardings import in_fip
         details = None
         found = obj.get("port_id") and self.s["ports"].get(obj["port_id"])
         if found:
             details = {k: found[0].get(k) for k in PORT_DETAILS}
-        return super().view(ctx, dict(obj, port_details=details), fields, access)
+        return super().view(ctx, dict(obj, port_details=details,
+                                      port_forwardings=in_fip(obj)), fields, access)
 
     def _host(self, fip: dict) -> str | None:
         """The chassis hosting the floating IP's port (its binding:host_id)."""
@@ -133,7 +141,10 @@ class FloatingIPService(ResourceService):
         return new
 
     def plan_delete(self, ctx, obj, w):
-        """Release the floating IP's port (and address), its association and reports."""
+        """Release the floating IP's port (and address), its association and reports; one
+        with port forwardings stays (409, as Neutron's)."""
+        if obj.get(PORT_FORWARDINGS):
+            raise in_use_by_forwardings(obj["id"])
         delete_port(ctx, self.s, obj["floating_port_id"], w)
         self.s["routers"].reports.plan_forget(self.c, obj["id"], w)
         if obj.get("port_id"):
@@ -148,8 +159,16 @@ class FloatingIPService(ResourceService):
                                             "port_id")
         if "port_id" not in request:
             return {k: fip[k] for k in UNASSOCIATED}
+        if fip.get(PORT_FORWARDINGS):
+            if request["port_id"]:          # Neutron: only a "free" floating IP forwards
+                raise in_use_by_forwardings(fip["id"])
+            return {k: fip[k] for k in UNASSOCIATED}
         new = dict(UNASSOCIATED)
         if request["port_id"]:
+            if self.s.port_forwardings.has_forwardings(request["port_id"], w):
+                raise bad_request("floatingip", f"Cannot associate floating IP to port "
+                                                f"{request['port_id']} because it already "
+                                                f"has a Port Forwarding binding")
             new = self._target(ctx, fip, request["port_id"], request.get("fixed_ip_address"), w)
         old_ref = (fip["port_id"], fip["fixed_ip_address"]) if fip.get("port_id") else None
         new_ref = (new["port_id"], new["fixed_ip_address"]) if new["port_id"] else None
