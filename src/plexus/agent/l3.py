@@ -87,7 +87,8 @@ class Announcement:
 
 def announcements(view: View) -> list[Announcement]:
     """Gratuitous ARPs for what this chassis answers on external networks: floating IPs
-    of ports plugged here, and gateway addresses of routers whose active gateway it is.
+    of ports plugged here, floating IPs with port forwardings it owns, and gateway
+    addresses of routers whose active gateway it is.
     Send them when one appears (associate, move, failover), and again a few times."""
     from plexus.pipeline.stages.common import local_ports
     local = {p.id for p in local_ports(view)}
@@ -99,6 +100,9 @@ def announcements(view: View) -> list[Announcement]:
         vlan = gw.network.segmentation_id if gw.network.network_type == "vlan" else None
         owned = [(f.address, f.mac) for f in rt.local_fips(view, router, gw)
                  if f.port_id in local]
+        owned += [(pfs[0].address, pfs[0].mac)
+                  for _, pfs in rt.forwardings(view, router, gw.network.id)
+                  if rt.forwarding_owner(view, router, pfs) == view.chassis]
         if rt.is_active(view, router):
             owned.append((gw.ip, gw.port.mac))
         out += [Announcement(gw.patch, ip, mac, garp(mac, ip, vlan)) for ip, mac in owned]
