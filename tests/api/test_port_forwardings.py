@@ -224,3 +224,54 @@ def test_cli(admin, demo, server, topo, cli):
     cli("floating", "ip", "port", "forwarding", "delete", fip.floating_ip_address,
         made["id"], cloud="devstack", fmt=False)
     assert list(demo.network.floating_ip_port_forwardings(fip)) == []
+
+
+def test_port_changes_and_router_interfaces(admin, demo, server, topo):
+    vm = topo["vm"]
+    first = _ip(vm)
+    vm = demo.network.update_port(vm, fixed_ips=[{"subnet_id": topo["priv_sub"].id,
+                                                  "ip_address": first},
+                                                 {"subnet_id": topo["priv_sub"].id}])
+    second = next(ip["ip_address"] for ip in vm.fixed_ips if ip["ip_address"] != first)
+    fip = demo.network.create_ip(floating_network_id=topo["public"].id)
+    keep = _pf(demo, fip, vm)
+    drop = demo.network.create_floating_ip_port_forwarding(
+        fip, internal_port_id=vm.id, internal_ip_address=second, internal_port=23,
+        external_port=2323, protocol="tcp")
+    # the interface the forwardings go through stays (as for a floating IP)
+    body = raw(server, demo, "PUT", f"/v2.0/routers/{topo['router'].id}/remove_router_interface",
+               {"subnet_id": topo["priv_sub"].id})
+    error(body, 409, "RouterInterfaceInUseByFloatingIP")
+    # removing a fixed IP removes the forwardings to it, in the port's update
+    demo.network.update_port(vm, fixed_ips=[{"subnet_id": topo["priv_sub"].id,
+                                             "ip_address": first}])
+    assert [p.id for p in demo.network.floating_ip_port_forwardings(fip)] == [keep.id]
+    with pytest.raises(osexc.NotFoundException):
+        demo.network.get_floating_ip_port_forwarding(fip, drop)
+    demo.network.delete_floating_ip_port_forwarding(fip, keep)
+
+
+def test_concurrent_creates_take_an_external_port_once(admin, demo, server, topo):
+    """Forwardings are stored in their floating IP (one compare-and-swap): of several
+    creates racing for one external port, exactly one wins."""
+    import threading
+    fip = demo.network.create_ip(floating_network_id=topo["public"].id)
+    url = f"/v2.0/floatingips/{fip.id}/port_forwardings"
+    results: list[int] = []
+
+    def create(n: int) -> None:
+        port = topo["vm"] if n % 2 else topo["vm2"]
+        body = {"port_forwarding": {"internal_port_id": port.id,
+                                    "internal_ip_address": _ip(port), "protocol": "tcp",
+                                    "internal_port": 1000 + n, "external_port": 7000}}
+        results.append(raw(server, demo, "POST", url, body).status_code)
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [201] + [400] * 5, results
+    [won] = list(demo.network.floating_ip_port_forwardings(fip))
+    index = server.app.state.services.get(f"/plexus/alloc/pf-port/{won.internal_port_id}")
+    assert index[0] == {won.id: fip.id}
+    demo.network.delete_floating_ip_port_forwarding(fip, won)

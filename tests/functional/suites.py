@@ -21,6 +21,7 @@ MODULES = [
 
     f"{SDK}.test_rbac_policy",
     f"{SDK}.test_network_ip_availability",
+    f"{SDK}.test_port_forwarding",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",

@@ -123,7 +123,9 @@ class Services:
 
     def add_hook(self, event: str, fn) -> None:
         """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``;
-        "create": ``fn(ctx, collection, objs, writes)`` after a create is planned; "commit":
+        "create": ``fn(ctx, collection, objs, writes)`` after a create is planned;
+        "port_fixed_ips": ``fn(ctx, old, new, writes)`` when an update sets a port's
+        addresses; "commit":
         ``fn(writes)`` just before any transaction is sent) or after a commit
         ("agent_changed": ``fn(old, new)``); see ``run_hooks``."""
         self.hooks.setdefault(event, []).append(fn)

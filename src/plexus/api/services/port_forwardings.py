@@ -81,6 +81,7 @@ class PortForwardingService:
         self.s = services
         services.port_forwardings = self
         services.add_hook("port_delete", self._on_port_delete)
+        services.add_hook("port_fixed_ips", self._on_fixed_ips)
 
     # ---- reading -------------------------------------------------------------------
 
@@ -357,21 +358,43 @@ class PortForwardingService:
     def _on_port_delete(self, ctx, port: dict, w: Writes) -> None:
         """A deleted port's forwardings go with it, in the port's delete transaction (the
         last one of a floating IP clears its router_id, as Neutron's)."""
-        key = pf_port_key(port["id"])
+        self._drop(port["id"], set(), w)
+
+    def _on_fixed_ips(self, ctx, old: dict, new: dict, w: Writes) -> None:
+        """A port update that removes a fixed IP removes the forwardings to it, in the
+        same transaction (Neutron's port AFTER_UPDATE handler)."""
+        self._drop(new["id"], {ip["ip_address"] for ip in new.get("fixed_ips") or ()}, w)
+
+    def _drop(self, port_id: str, keep: set[str], w: Writes) -> None:
+        """Remove the forwardings to ``port_id`` whose internal address is not in
+        ``keep`` from their floating IPs and from the port's index record."""
+        key = pf_port_key(port_id)
         found = self.s.get(key)
         if found is None:
             w.expect(key, 0)
             return
         data, rev = found
         w.expect(key, rev)
-        w.delete(key)
         fips = self.s["floatingips"]
+        left_index = dict(data)
         for fip_id in sorted(set(data.values())):
             got = fips.get(fip_id)
             if got is None:
                 continue
             fip, frev = got
-            left = [p for p in stored(fip) if p["internal_port_id"] != port["id"]]
+            gone = {p["id"] for p in stored(fip)
+                    if p["internal_port_id"] == port_id and p["internal_ip_address"] not in keep}
+            if not gone:
+                continue
+            left = [p for p in stored(fip) if p["id"] not in gone]
             w.expect(fips.key(fip_id), frev)
             w.put(fips.key(fip_id),
                   self._stored(fip, left, fip.get("router_id") if left else None))
+            for pf_id in gone:
+                left_index.pop(pf_id, None)
+        if left_index == data:
+            return
+        if left_index:
+            w.put(key, left_index)
+        else:
+            w.delete(key)
