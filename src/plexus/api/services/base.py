@@ -108,6 +108,36 @@ class Writes:
         self.ops.append(Delete(key))
 
 
+class IndexRecords:
+    """Index records in the store (``key(ident)`` → a JSON object), as one transaction
+    being planned sees them: each read once and compared at commit (absent: revision 0);
+    ``flush`` writes back the ones read, an emptied one deleted."""
+
+    def __init__(self, services: "Services", w: Writes, key):
+        self.s, self.w, self.key = services, w, key
+        self.docs: dict[str, dict] = {}
+        self.read: dict[str, dict | None] = {}
+
+    def __getitem__(self, ident: str) -> dict:
+        if ident not in self.docs:
+            found = self.s.get(self.key(ident))
+            data, rev = found if found else ({}, 0)
+            self.w.expect(self.key(ident), rev)
+            self.read[ident] = dict(data) if found else None
+            self.docs[ident] = data
+        return self.docs[ident]
+
+    def flush(self) -> None:
+        """Write every record that changed, deleting the emptied ones."""
+        for ident, data in self.docs.items():
+            if data == (self.read[ident] or {}):
+                continue
+            if data:
+                self.w.put(self.key(ident), data)
+            else:
+                self.w.delete(self.key(ident))
+
+
 class Services:
     """Everything a service needs: the store, the configuration, and the other services."""
 

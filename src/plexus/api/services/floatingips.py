@@ -14,7 +14,7 @@ import ipaddress
 
 from plexus.api import errors
 from plexus.api.schemas.l3 import FLOATINGIP
-from plexus.api.services.base import ALLOC, ResourceService, Writes
+from plexus.api.services.base import ALLOC, IndexRecords, ResourceService, Writes
 from plexus.api.services.l3_status import floatingip_status
 from plexus.api.services.routers import bad_request, bumped, delete_port, service_port
 from plexus.model.keys import FLOATINGIP_OWNER, INTERFACE_OWNERS, PORT_FORWARDINGS
@@ -254,19 +254,11 @@ class FloatingIPService(ResourceService):
         if old == new:
             return
         net = fip["floating_network_id"]
-        docs: dict[str, dict] = {}
-
-        def entries(port_id: str) -> dict:
-            if port_id not in docs:
-                found = self.s.get(assoc_key(port_id))
-                data, rev = found if found else ({}, 0)
-                w.expect(assoc_key(port_id), rev)
-                docs[port_id] = data
-            return docs[port_id]
+        entries = IndexRecords(self.s, w, assoc_key)
         if old:
-            entries(old[0]).pop(_entry(old[1], net), None)
+            entries[old[0]].pop(_entry(old[1], net), None)
         if new:
-            held = entries(new[0])
+            held = entries[new[0]]
             holder = held.get(_entry(new[1], net))
             if holder not in (None, fip["id"]):
                 raise errors.Conflict(
@@ -275,11 +267,7 @@ class FloatingIPService(ResourceService):
                     f"a floating IP on external network {net}.",
                     type_name="FloatingIPPortAlreadyAssociated")
             held[_entry(new[1], net)] = fip["id"]
-        for port_id, data in docs.items():
-            if data:
-                w.put(assoc_key(port_id), data)
-            else:
-                w.delete(assoc_key(port_id))
+        entries.flush()
 
     def _on_port_delete(self, ctx, port: dict, w: Writes) -> None:
         """Disassociate the floating IPs of a port in the port's delete transaction."""

@@ -21,7 +21,7 @@ from plexus.api import errors, policy
 from plexus.api.query import Query, matches, sort_and_page
 from plexus.api.schemas.base import new_id
 from plexus.api.schemas.l3 import PORT_FORWARDING
-from plexus.api.services.base import ALLOC, Services, Writes, now
+from plexus.api.services.base import ALLOC, IndexRecords, Services, Writes, now
 from plexus.api.services.floatingips import assoc_key
 from plexus.api.services.routers import bad_request
 from plexus.model.keys import PORT_FORWARDINGS
@@ -328,24 +328,12 @@ class PortForwardingService:
     def _reindex(self, old: dict | None, new: dict | None, fip_id: str, w: Writes) -> None:
         """Move a forwarding's entry in the per-port index from ``old``'s internal port
         to ``new``'s (either None)."""
-        docs: dict[str, dict] = {}
-
-        def entries(port_id: str) -> dict:
-            if port_id not in docs:
-                found = self.s.get(pf_port_key(port_id))
-                data, rev = found if found else ({}, 0)
-                w.expect(pf_port_key(port_id), rev)
-                docs[port_id] = data
-            return docs[port_id]
+        entries = IndexRecords(self.s, w, pf_port_key)
         if old:
-            entries(old["internal_port_id"]).pop(old["id"], None)
+            entries[old["internal_port_id"]].pop(old["id"], None)
         if new:
-            entries(new["internal_port_id"])[new["id"]] = fip_id
-        for port_id, data in docs.items():
-            if data:
-                w.put(pf_port_key(port_id), data)
-            else:
-                w.delete(pf_port_key(port_id))
+            entries[new["internal_port_id"]][new["id"]] = fip_id
+        entries.flush()
 
     def has_forwardings(self, port_id: str, w: Writes | None = None) -> bool:
         """Whether a port is the internal port of a forwarding (compared at commit when
@@ -368,16 +356,10 @@ class PortForwardingService:
     def _drop(self, port_id: str, keep: set[str], w: Writes) -> None:
         """Remove the forwardings to ``port_id`` whose internal address is not in
         ``keep`` from their floating IPs and from the port's index record."""
-        key = pf_port_key(port_id)
-        found = self.s.get(key)
-        if found is None:
-            w.expect(key, 0)
-            return
-        data, rev = found
-        w.expect(key, rev)
+        entries = IndexRecords(self.s, w, pf_port_key)
+        index = entries[port_id]
         fips = self.s["floatingips"]
-        left_index = dict(data)
-        for fip_id in sorted(set(data.values())):
+        for fip_id in sorted(set(index.values())):
             got = fips.get(fip_id)
             if got is None:
                 continue
@@ -391,10 +373,5 @@ class PortForwardingService:
             w.put(fips.key(fip_id),
                   self._stored(fip, left, fip.get("router_id") if left else None))
             for pf_id in gone:
-                left_index.pop(pf_id, None)
-        if left_index == data:
-            return
-        if left_index:
-            w.put(key, left_index)
-        else:
-            w.delete(key)
+                index.pop(pf_id, None)
+        entries.flush()
