@@ -51,6 +51,8 @@ def test_forwarded_ports_reach_the_vm_and_nothing_else(lab):
                     30, "inet reaches the VM's TCP server through FIP:8022")
     assert inet.tcp_client(address, 8022, size=1 << 20)["ok"]
     assert inet.udp_client(address, 8053), "UDP echo through FIP:8053"
+    assert wait_for(lambda: api.get_ip(fip.id).status == "ACTIVE", 10,
+                    "the floating IP reported ACTIVE by c3, its owner")
     # not forwarded: the VM's other server, the internal port itself, another port
     for port in (5403, 5401, 8023):
         assert not inet.tcp_client(address, port, size=1 << 10, timeout=2)["ok"], port
@@ -81,3 +83,5 @@ def test_forwarded_ports_reach_the_vm_and_nothing_else(lab):
     announced = [c for c in ("c1", "c2")
                  if f"announcing {address}" in (lab.lab.dir / c / "agent.log").read_text()]
     assert len(announced) == 1, announced          # the active gateway, not both
+    assert wait_for(lambda: api.get_ip(fip.id).status == "ACTIVE", 10,
+                    "the floating IP reported ACTIVE by its new owner")

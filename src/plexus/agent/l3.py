@@ -171,8 +171,8 @@ def zones(view: View) -> dict[str, int]:
 
 def statuses(view: View) -> dict[str, dict[str, str]]:
     """What this chassis can report: ACTIVE for routers it is the active gateway of (and
-    programs: it has a patch port to the gateway's network) and for floating IPs of ports
-    plugged here that it programs."""
+    programs: it has a patch port to the gateway's network), for floating IPs of ports
+    plugged here that it programs and for floating IPs with port forwardings it owns."""
     routers, fips = {}, {}
     for router, _ in rt.programmed(view):
         gw = rt.gateway(view, router)
@@ -181,6 +181,8 @@ def statuses(view: View) -> dict[str, dict[str, str]]:
         if rt.is_active(view, router):
             routers[router.id] = "ACTIVE"
         fips.update({f.id: "ACTIVE" for f in rt.local_fips(view, router, gw)})
+        fips.update({fid: "ACTIVE" for fid, pfs in rt.forwardings(view, router, gw.network.id)
+                     if rt.forwarding_owner(view, router, pfs) == view.chassis})
     return {"routers": routers, "floatingips": fips}
 
 

@@ -17,7 +17,9 @@ from plexus.api.schemas.l3 import FLOATINGIP
 from plexus.api.services.base import ALLOC, IndexRecords, ResourceService, Writes
 from plexus.api.services.l3_status import floatingip_status
 from plexus.api.services.routers import bad_request, bumped, delete_port, service_port
-from plexus.model.keys import FLOATINGIP_OWNER, INTERFACE_OWNERS, PORT_FORWARDINGS
+from plexus.model.keys import (
+    FLOATINGIP_OWNER, GATEWAY_CHASSIS, INTERFACE_OWNERS, PORT_FORWARDINGS,
+)
 
 PORT_DETAILS = ("name", "network_id", "mac_address", "admin_state_up", "status", "device_id",
                 "device_owner")
@@ -65,8 +67,21 @@ class FloatingIPService(ResourceService):
         return super().view(ctx, dict(obj, port_details=details,
                                       port_forwardings=in_fip(obj)), fields, access)
 
-    def _host(self, fip: dict) -> str | None:
-        """The chassis hosting the floating IP's port (its binding:host_id)."""
+    def _host(self, fip: dict, alive: set[str]) -> str | None:
+        """The chassis hosting the floating IP's port (its binding:host_id); for one with
+        port forwardings, its owner as the agents compute it (``router.forwarding_owner``):
+        the chassis of the forwardings' ports when that is one, else the router's active
+        gateway (its first alive candidate)."""
+        if fip.get(PORT_FORWARDINGS):
+            hosts = set()
+            for pf in fip[PORT_FORWARDINGS]:
+                found = self.s["ports"].get(pf["internal_port_id"])
+                hosts.add(found[0].get("binding:host_id") or None if found else None)
+            if len(hosts) == 1:
+                return hosts.pop()
+            router = fip.get("router_id") and self.s["routers"].get(fip["router_id"])
+            return next((c for c in (router[0].get(GATEWAY_CHASSIS) or [] if router else [])
+                         if c in alive), None)
         found = fip.get("port_id") and self.s["ports"].get(fip["port_id"])
         return found[0].get("binding:host_id") or None if found else None
 
@@ -77,7 +92,7 @@ class FloatingIPService(ResourceService):
             return objs
         reports = self.s["routers"].reports
         alive, reported = reports.alive(), reports.reports(self.c)
-        return [dict(o, status=floatingip_status(o, self._host(o), alive,
+        return [dict(o, status=floatingip_status(o, self._host(o, alive), alive,
                                                  reported.get(o["id"], {})))
                 for o in objs]
 
@@ -89,8 +104,8 @@ class FloatingIPService(ResourceService):
         if found is None:
             raise errors.NotFound("floatingip", ident, type_name="FloatingIPNotFound")
         fip = found[0]
-        bound = self._host(fip)
-        if not fip.get("port_id") or bound != host:
+        bound = self._host(fip, self.s["routers"].reports.alive())
+        if not (fip.get("port_id") or fip.get(PORT_FORWARDINGS)) or bound != host:
             raise errors.Conflict(f"Floating IP {ident} is not hosted on chassis {host} "
                                   f"(its port is on {bound!r}).",
                                   type_name="FloatingIPBindingMismatch")
