@@ -87,8 +87,9 @@ FLOATINGIP = Resource("floatingip", "floatingips", (
     Attr("fixed_ip_address", convert=ip_address(nullable=True), default=None),
     Attr("router_id", post=False, put=False),
     Attr("status", post=False, put=False,
-         doc="computed: ACTIVE once the chassis hosting the associated port reported it "
-             "programmed; DOWN before, while that chassis is dead, and when unassociated"),
+         doc="computed: ACTIVE once the chassis hosting the associated port (with port "
+             "forwardings: their owner) reported it programmed; DOWN before, while that "
+             "chassis is dead, and when it neither is associated nor forwards"),
     Attr("port_details", type="object", post=False, put=False, filter=False, sort=False,
          doc="fip-port-details: a summary of the associated port"),
     Attr("port_forwardings", type="array", post=False, put=False, filter=False, sort=False,
