@@ -67,15 +67,18 @@ SRC = HERE_DIR.parent / "src"
 sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(HERE_DIR))   # bench/table.py, bench/synthetic.py
 import synthetic  # noqa: E402
+from plexus.model.keys import PORT_FORWARDINGS  # noqa: E402
 from table import machine, print_table  # noqa: E402
 from api import token as _token  # noqa: E402  (bench/api.py)
 
-KINDS = ("irrelevant", "neighbour", "here", "sg_rule")
+KINDS = ("irrelevant", "neighbour", "here", "sg_rule", "port_forwarding")
 KIND_LABEL = {
     "irrelevant": "irrelevant event (port on a far network)",
     "neighbour": "relevant: port bound to a chassis sharing a network",
     "here": "relevant: port bound here (create + VIF plug)",
     "sg_rule": "relevant: rule added to its security group",
+    "port_forwarding": "relevant: port forwarding to a port here added (event i: a floating "
+                       "IP with i + 1 forwardings)",
 }
 
 
@@ -320,6 +323,7 @@ class AgentBench:
         self.ofport = 0
         self.far = 0
         self.local = 0
+        self.pf_fip = None
 
     def snapshot_bytes(self) -> dict:
         """JSON size of the full snapshot and of the chassis' relevant selection."""
@@ -421,6 +425,31 @@ class AgentBench:
                               port=1000 + i, prefix="0.0.0.0/0")
             group["security_group_rules"] = list(group["security_group_rules"]) + [rule]
             change = ("security-groups", group)
+        elif kind == "port_forwarding":
+            if self.pf_fip is None:                       # its own port first, unmeasured
+                fid = synthetic._uuid(8, 0)
+                own = cloud.new_port(synthetic.EXTERNAL, "", owner="network:floatingip",
+                                     device=fid)
+                revision = sb.put("ports", own)
+                await _until(lambda: sb.asked_from > revision or task.done())
+                await _settle()
+                self.pf_fip = {
+                    "id": fid, "floating_ip_address": own["fixed_ips"][0]["ip_address"],
+                    "floating_network_id": synthetic.EXTERNAL, "floating_port_id": own["id"],
+                    "router_id": cloud.router_of[cloud.measured_project], "port_id": None,
+                    "fixed_ip_address": None, "project_id": cloud.measured_project,
+                    "status": "DOWN", "revision_number": 0, PORT_FORWARDINGS: []}
+            local = sorted(cloud.ports_on(self.here), key=lambda p: p["id"])
+            target = local[i % len(local)]
+            fip = dict(self.pf_fip)
+            fip[PORT_FORWARDINGS] = fip[PORT_FORWARDINGS] + [{
+                "id": synthetic._uuid(9, i), "protocol": "tcp", "external": [10000 + i] * 2,
+                "internal_port_id": target["id"],
+                "internal_ip_address": target["fixed_ips"][0]["ip_address"],
+                "internal": [20000 + i] * 2, "description": ""}]
+            fip["revision_number"] += 1
+            self.pf_fip = fip
+            change = ("floatingips", fip)
         else:
             raise ValueError(kind)
         mods, bundles = switch.flow_mods, switch.bundles

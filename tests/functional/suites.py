@@ -24,6 +24,7 @@ MODULES = [
     f"{SDK}.test_address_group",
     f"{SDK}.test_default_security_group_rule",
     f"{SDK}.test_availability_zone",
+    f"{SDK}.test_port_forwarding",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",

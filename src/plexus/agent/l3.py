@@ -87,7 +87,8 @@ class Announcement:
 
 def announcements(view: View) -> list[Announcement]:
     """Gratuitous ARPs for what this chassis answers on external networks: floating IPs
-    of ports plugged here, and gateway addresses of routers whose active gateway it is.
+    of ports plugged here, floating IPs with port forwardings it owns, and gateway
+    addresses of routers whose active gateway it is.
     Send them when one appears (associate, move, failover), and again a few times."""
     from plexus.pipeline.stages.common import local_ports
     local = {p.id for p in local_ports(view)}
@@ -99,6 +100,9 @@ def announcements(view: View) -> list[Announcement]:
         vlan = gw.network.segmentation_id if gw.network.network_type == "vlan" else None
         owned = [(f.address, f.mac) for f in rt.local_fips(view, router, gw)
                  if f.port_id in local]
+        owned += [(pfs[0].address, pfs[0].mac)
+                  for _, pfs in rt.forwardings(view, router, gw.network.id)
+                  if rt.forwarding_owner(view, router, pfs) == view.chassis]
         if rt.is_active(view, router):
             owned.append((gw.ip, gw.port.mac))
         out += [Announcement(gw.patch, ip, mac, garp(mac, ip, vlan)) for ip, mac in owned]
@@ -167,8 +171,8 @@ def zones(view: View) -> dict[str, int]:
 
 def statuses(view: View) -> dict[str, dict[str, str]]:
     """What this chassis can report: ACTIVE for routers it is the active gateway of (and
-    programs: it has a patch port to the gateway's network) and for floating IPs of ports
-    plugged here that it programs."""
+    programs: it has a patch port to the gateway's network), for floating IPs of ports
+    plugged here that it programs and for floating IPs with port forwardings it owns."""
     routers, fips = {}, {}
     for router, _ in rt.programmed(view):
         gw = rt.gateway(view, router)
@@ -177,6 +181,8 @@ def statuses(view: View) -> dict[str, dict[str, str]]:
         if rt.is_active(view, router):
             routers[router.id] = "ACTIVE"
         fips.update({f.id: "ACTIVE" for f in rt.local_fips(view, router, gw)})
+        fips.update({fid: "ACTIVE" for fid, pfs in rt.forwardings(view, router, gw.network.id)
+                     if rt.forwarding_owner(view, router, pfs) == view.chassis})
     return {"routers": routers, "floatingips": fips}
 
 

@@ -24,7 +24,7 @@ from plexus.model.catalog import Catalog
 from plexus.model.objects import Chassis, Router
 from plexus.pipeline.security import security
 from plexus.pipeline.stages import router as rt
-from plexus.pipeline.view import FloatingIPView, RouterView, View
+from plexus.pipeline.view import FloatingIPView, ForwardingView, RouterView, View
 
 
 def build(catalog: Catalog, chassis: str, tunnel_ip: str, *,
@@ -141,6 +141,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
         vif_ofports=view.vif_ofports, tunnel_ofports=view.tunnel_ofports,
         security=view.security, routers=relevant,
         floating_ips=floating_ips(catalog, relevant, me, problems),
+        port_forwardings=port_forwardings(catalog, relevant, active, me),
         bridge_mappings=dict(bridge_mappings or {}), patch_ofports=dict(patch_ofports or {}),
         active_gateway=active, snat_blocks=snat_blocks(catalog, relevant),
         vip_owners=vip_owners(catalog, routed))
@@ -157,7 +158,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
                 subnets=new.subnets, ports=new.ports, chassis_by_name=known,
                 vif_ofports=new.vif_ofports, tunnel_ofports=tunnels, security=new.security,
                 routers=new.routers, floating_ips=new.floating_ips,
-                bridge_mappings=new.bridge_mappings, patch_ofports=new.patch_ofports,
+                port_forwardings=new.port_forwardings, bridge_mappings=new.bridge_mappings, patch_ofports=new.patch_ofports,
                 external_macs=macs, active_gateway=new.active_gateway,
                 snat_blocks=new.snat_blocks, vip_owners=new.vip_owners)
 
@@ -184,6 +185,40 @@ def floating_ips(catalog: Catalog, routers: Mapping[str, RouterView], chassis: s
             out[fip.id] = FloatingIPView(id=fip.id, address=fip.address, mac=own.mac,
                                          network_id=fip.network_id, router_id=rid,
                                          port_id=port.id, fixed_ip=fip.fixed_ip)
+    return dict(sorted(out.items()))
+
+
+def port_forwardings(catalog: Catalog, routers: Mapping[str, RouterView],
+                     active: Mapping[str, str], chassis: str) -> dict[str, ForwardingView]:
+    """Port forwardings through ``routers`` that this chassis NATs or steers: those to
+    ports bound here (found through the catalog's index of floating IPs by forwarded
+    port: cost the ports bound here) and, of the routers whose active gateway this
+    chassis is, every forwarding of their floating IPs (it answers for a floating IP
+    whose forwardings reach ports on several chassis: ``router.forwarding_owner``).
+    Forwardings of a floating IP whose own port is unknown, or to unbound ports, are
+    left out."""
+    ports = catalog.objects[keys.PORTS]
+    fips = set()
+    for pid in catalog.ports_by_chassis.of(chassis):
+        fips |= catalog.fips_by_forwarded_port.of(pid)
+    for rid in routers:
+        if active.get(rid) == chassis:
+            fips |= {f for f in catalog.fips_by_router.of(rid)
+                     if catalog.objects[keys.FLOATINGIPS][f].forwardings}
+    out = {}
+    for fip in catalog.each(keys.FLOATINGIPS, fips):
+        own = ports.get(fip.floating_port_id)
+        if fip.router_id not in routers or own is None or fip.port_id:
+            continue
+        for pf in fip.forwardings:
+            port = ports.get(pf.port_id)
+            if port is None or not port.chassis or pf.protocol not in (6, 17):
+                continue
+            out[pf.id] = ForwardingView(
+                id=pf.id, fip_id=fip.id, address=fip.address, mac=own.mac,
+                network_id=fip.network_id, router_id=fip.router_id, port_id=pf.port_id,
+                chassis=port.chassis, internal_ip=pf.internal_ip, protocol=pf.protocol,
+                external=pf.external, internal=pf.internal)
     return dict(sorted(out.items()))
 
 

@@ -79,6 +79,13 @@ CHECKS: dict[str, tuple[Callable[[Any, "Target"], bool], str]] = {
     "shared_object": (lambda ctx, t: bool(t.get("shared")),
                       "the object itself is shared (a subnet pool's or address scope's "
                       "`shared: true`)"),
+    "parent_owner_member": (lambda ctx, t: _member(ctx)
+                            and t.get("ext_parent_tenant_id") == ctx.project_id,
+                            "a member of the project owning the parent (a port "
+                            "forwarding's floating IP)"),
+    "parent_owner_reader": (lambda ctx, t: _reader(ctx)
+                            and t.get("ext_parent_tenant_id") == ctx.project_id,
+                            "a reader (or member) of the project owning the parent"),
     "not_network_device": (lambda ctx, t: not str(t.get("device_owner") or "")
                            .startswith("network:"),
                            "the port's `device_owner` does not start with `network:`"),
@@ -215,6 +222,11 @@ RULES: dict[str, Rule] = _rules(
     ("get_floatingip", ADMIN_OR_READER),
     ("update_floatingip", ADMIN_OR_MEMBER),
     ("delete_floatingip", ADMIN_OR_MEMBER),
+    # port forwardings (floating-ip-port-forwarding): owned through their floating IP
+    ("create_floatingip_port_forwarding", ("admin", "parent_owner_member")),
+    ("get_floatingip_port_forwarding", ("admin", "parent_owner_reader")),
+    ("update_floatingip_port_forwarding", ("admin", "parent_owner_member")),
+    ("delete_floatingip_port_forwarding", ("admin", "parent_owner_member")),
     # subnet pools and address scopes
     ("create_subnetpool", ADMIN_OR_MEMBER),
     *_each(("create",), "subnetpool", ("shared",), ADMIN),

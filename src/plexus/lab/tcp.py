@@ -184,28 +184,65 @@ def many(host: str, port: int, count: int, timeout: float, hold_for: float = 0.0
             "ports": ports}
 
 
+def udp_serve(port: int, ready: str | None = None, host: str = "0.0.0.0") -> None:
+    """Answer every UDP datagram with ``echo:`` and the datagram, to its sender."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, port))
+    if ready:
+        Path(ready).touch()
+    while True:
+        data, peer = sock.recvfrom(2048)
+        sock.sendto(b"echo:" + data, peer)
+
+
+def udp_send(host: str, port: int, timeout: float) -> dict:
+    """One datagram to a UDP echo, retried until ``timeout``; whether the echo came back
+    (from the address and port it was sent to: a connected socket takes nothing else)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect((host, port))
+    sock.settimeout(0.5)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            sock.send(b"ping")
+            if sock.recv(2048) == b"echo:ping":
+                return {"ok": True}
+        except OSError:
+            time.sleep(0.1)
+    return {"ok": False}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: serve or send."""
     parser = argparse.ArgumentParser(prog="python -m plexus.lab.tcp")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve")
-    s.add_argument("--port", type=int, required=True)
-    s.add_argument("--ready")
+    for server in ("serve", "hold", "udp-serve"):
+        s = sub.add_parser(server)
+        s.add_argument("--port", type=int, required=True)
+        s.add_argument("--ready")
     c = sub.add_parser("send")
     c.add_argument("host")
     c.add_argument("port", type=int)
     c.add_argument("--size", type=int, default=1 << 20)
     c.add_argument("--timeout", type=float, default=20.0)
-    h = sub.add_parser("hold")
-    h.add_argument("--port", type=int, required=True)
-    h.add_argument("--ready")
     m = sub.add_parser("many")
     m.add_argument("host")
     m.add_argument("port", type=int)
     m.add_argument("--count", type=int, required=True)
     m.add_argument("--timeout", type=float, default=20.0)
     m.add_argument("--hold", type=float, default=0.0)
+    uc = sub.add_parser("udp-send")
+    uc.add_argument("host")
+    uc.add_argument("port", type=int)
+    uc.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
+    if args.cmd == "udp-serve":
+        udp_serve(args.port, args.ready)
+        return 0
+    if args.cmd == "udp-send":
+        result = udp_send(args.host, args.port, args.timeout)
+        print(json.dumps(result))
+        return 0 if result["ok"] else 1
     if args.cmd == "serve":
         serve(args.port, args.ready)
         return 0

@@ -61,21 +61,35 @@ class Node:
                          "-w", str(int(deadline)), str(ip), check=False, timeout=deadline + 5)
         return proc.returncode == 0
 
-    def tcp_server(self, port: int, timeout: float = 10) -> int:
-        """Start a TCP checker listening on ``port`` (recorded); returns its pid."""
-        ready = self.lab.dir / "pids" / f"{self.name}-tcp-{port}.ready"
+    def tcp_server(self, port: int, timeout: float = 10, kind: str = "tcp") -> int:
+        """Start a TCP checker (``kind`` "udp": a UDP echo) listening on ``port``
+        (recorded); returns its pid."""
+        name = f"{self.name}-{kind}-{port}"
+        ready = self.lab.dir / "pids" / f"{name}.ready"
         ready.unlink(missing_ok=True)
-        pid = self.lab.spawn(f"{self.name}-tcp-{port}",
-                             [sys.executable, "-m", "plexus.lab.tcp", "serve", "--port",
+        pid = self.lab.spawn(name,
+                             [sys.executable, "-m", "plexus.lab.tcp",
+                              "serve" if kind == "tcp" else "udp-serve", "--port",
                               str(port), "--ready", str(ready)],
                              ns=self.netns, group=self.group,
-                             log=self.lab.dir / "pids" / f"{self.name}-tcp-{port}.log")
+                             log=self.lab.dir / "pids" / f"{name}.log")
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"TCP server on {self.name}:{port} did not start")
+                raise RuntimeError(f"{kind} server on {self.name}:{port} did not start")
             time.sleep(0.02)
         return pid
+
+    def udp_server(self, port: int, timeout: float = 10) -> int:
+        """Start a UDP echo on ``port`` (recorded); returns its pid."""
+        return self.tcp_server(port, timeout, kind="udp")
+
+    def udp_client(self, ip: str, port: int, timeout: float = 5) -> bool:
+        """Whether a datagram to ``ip:port`` is echoed back from that address and port."""
+        proc = self.exec(sys.executable, "-m", "plexus.lab.tcp", "udp-send", str(ip),
+                         str(port), "--timeout", str(timeout), check=False,
+                         timeout=timeout + 10)
+        return proc.returncode == 0
 
     def tcp_client(self, ip: str, port: int, size: int = 1 << 20,
                    timeout: float = 20) -> dict:

@@ -1,7 +1,8 @@
 """The typed model of every object one process knows (all of them on a server, the
 relevant ones on an agent), with the indexes that keep each question a lookup: ports by
 network, chassis, device and security group; the chassis hosting each network; routers
-by network and by gateway candidate; floating IPs and SNAT blocks by router; groups by
+by network and by gateway candidate; floating IPs and SNAT blocks by router, floating IPs by the internal ports of their port
+forwardings; groups by
 the remote groups their rules name; agents and liveness by host.
 
 ``put`` and ``delete`` update the indexes in time proportional to the one object; each
@@ -65,6 +66,7 @@ class Catalog:
         self.groups_by_remote = _Index()
         self.fips_by_router = _Index()
         self.fips_by_port = _Index()
+        self.fips_by_forwarded_port = _Index()     # internal port -> floating IPs
         self.snat_by_router = _Index()
         self.vip_owners_by_network = _Index()
         self.agent_by_host: dict[str, str] = {}
@@ -170,6 +172,8 @@ class Catalog:
         elif collection == keys.FLOATINGIPS:
             idx(self.fips_by_router, obj.router_id)
             idx(self.fips_by_port, obj.port_id)
+            for pf in obj.forwardings:
+                idx(self.fips_by_forwarded_port, pf.port_id)
         elif collection == keys.SNAT_BLOCKS:
             idx(self.snat_by_router, obj.router_id)
         elif collection == keys.VIP_OWNERS:

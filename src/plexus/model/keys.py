@@ -7,6 +7,7 @@ from __future__ import annotations
 KEY = "plexus:key"                                  # datapath key of networks and ports
 GATEWAY_CHASSIS = "plexus:gateway_chassis"          # a router's ordered gateway candidates
 ADDRESS_SCOPE_KEY = "plexus:address_scope"          # a subnet's address scope (its pool's)
+PORT_FORWARDINGS = "plexus:port_forwardings"        # a floating IP's port forwardings
 
 INTERFACE_OWNER = "network:router_interface"
 INTERFACE_OWNERS = (INTERFACE_OWNER, "network:router_interface_distributed",

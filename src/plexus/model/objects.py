@@ -194,8 +194,23 @@ class Router:
 
 
 @dataclass(frozen=True)
+class Forwarding:
+    """A port forwarding of a floating IP: (protocol, external ports) to (internal IPv4
+    address, internal ports) of ``port_id``. Ranges are (first, last); an internal range
+    is one port or as long as the external one."""
+
+    id: str
+    protocol: int
+    external: tuple[int, int]
+    port_id: str
+    internal_ip: str
+    internal: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class FloatingIP:
-    """A floating IP as stored; associated when ``port_id`` and ``router_id`` are set."""
+    """A floating IP as stored; associated when ``port_id`` and ``router_id`` are set, or
+    forwarding ports (``forwardings``, with ``router_id``; then never associated)."""
 
     id: str
     address: str
@@ -204,6 +219,7 @@ class FloatingIP:
     router_id: str | None = None
     port_id: str | None = None
     fixed_ip: str | None = None
+    forwardings: tuple[Forwarding, ...] = ()
     revision: int | None = field(default=None, compare=False)
 
 
@@ -413,20 +429,38 @@ def to_router(obj: Mapping) -> Router:
                   gateway_chassis=tuple(str(c) for c in candidates), revision=_revision(obj))
 
 
+def _forwarding(obj: Mapping) -> Forwarding:
+    elo, ehi = (int(p) for p in obj["external"])
+    ilo, ihi = (int(p) for p in obj["internal"])
+    if not (0 < elo <= ehi <= 0xFFFF and 0 < ilo <= ihi <= 0xFFFF) or \
+            (ihi > ilo and ihi - ilo != ehi - elo):
+        raise ValueError(f"ports {elo}-{ehi} to {ilo}-{ihi}")
+    number = keys.protocol_number(str(obj["protocol"]))
+    if number is None:
+        raise ValueError(f"protocol {obj['protocol']!r}")
+    return Forwarding(id=str(obj["id"]), protocol=number, external=(elo, ehi),
+                      port_id=str(obj["internal_port_id"]),
+                      internal_ip=str(ipaddress.IPv4Address(obj["internal_ip_address"])),
+                      internal=(ilo, ihi))
+
+
 def to_floating_ip(obj: Mapping) -> FloatingIP:
-    """A floating IP as stored (IPv4 addresses)."""
+    """A floating IP as stored (IPv4 addresses), with its port forwardings (by id)."""
     try:
         address = str(ipaddress.IPv4Address(obj["floating_ip_address"]))
         fixed = obj.get("fixed_ip_address")
         fixed = str(ipaddress.IPv4Address(fixed)) if fixed else None
-    except (KeyError, TypeError, ValueError) as exc:
+        forwardings = tuple(sorted((_forwarding(f) for f in
+                                    obj.get(keys.PORT_FORWARDINGS) or ()),
+                                   key=lambda f: f.id))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadObject(f"unusable: {exc}") from None
     return FloatingIP(id=_get(obj, "id", str), address=address,
                       network_id=str(obj.get("floating_network_id") or ""),
                       floating_port_id=str(obj.get("floating_port_id") or ""),
                       router_id=obj.get("router_id") or None,
                       port_id=obj.get("port_id") or None, fixed_ip=fixed,
-                      revision=_revision(obj))
+                      forwardings=forwardings, revision=_revision(obj))
 
 
 def to_snat_block(obj: Mapping) -> SnatBlock:

@@ -95,6 +95,26 @@ class FloatingIPView:
 
 
 @dataclass(frozen=True)
+class ForwardingView:
+    """A port forwarding of a floating IP (that has no port association): TCP or UDP
+    ``external`` ports of ``address`` to ``internal`` ports of ``internal_ip`` on port
+    ``port_id``, bound to ``chassis``. Ranges are (first, last)."""
+
+    id: str
+    fip_id: str
+    address: str
+    mac: str                                        # the floating IP's own port's MAC
+    network_id: str                                 # the external network
+    router_id: str
+    port_id: str
+    chassis: str
+    internal_ip: str
+    protocol: int
+    external: tuple[int, int]
+    internal: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class View:
     """Everything one chassis compiles from. While ``security`` is None (until the agent
     supplies security groups) the ACL stages let everything through.
@@ -117,6 +137,8 @@ routed networks' shared VIPs."""
     security: SecurityView | None = None
     routers: Mapping[str, RouterView] = field(default_factory=dict)
     floating_ips: Mapping[str, FloatingIPView] = field(default_factory=dict)
+    # port forwardings of the routers' floating IPs NATed here or steered from here
+    port_forwardings: Mapping[str, ForwardingView] = field(default_factory=dict)
     bridge_mappings: Mapping[str, str] = field(default_factory=dict)  # physnet -> bridge
     patch_ofports: Mapping[str, int] = field(default_factory=dict)    # physnet -> ofport
     external_macs: Mapping[str, str] = field(default_factory=dict)    # external IP -> MAC

@@ -67,6 +67,7 @@ QUERY = """
 | router interface port `status` | computed, as OVN's: ACTIVE when the router holding it is programmed (its status is ACTIVE: at once without a gateway, once its active gateway chassis reported it with one) and the port is up, DOWN otherwise |
 | router `distributed` / `ha` | always true (`dvr`, `l3-ha` advertised): every chassis routes for its own ports and gateways fail over; admin-only as in Neutron (hidden from others, 403 to set); `true` is accepted and changes nothing, `false` is 400 (there is no centralized or single-chassis router to turn it into) |
 | subnet pools | a subnet with `subnetpool_id` (or `use_default_subnetpool`) takes the first free prefix of `prefixlen` (default: the pool's `default_prefixlen`) from the smallest free block, as Neutron; a named `cidr` must lie in one free block, else 409 `SubnetAllocationError` (Neutron answers 500); `default_quota` counts the requesting project's prefixes in the pool (/32s, /64s); subnets of one IP version on a network share their pool (400 `NetworkSubnetPoolAffinityError`); an update only grows `prefixes`; `remove_prefixes` refuses a prefix a subnet uses (400); a pool with subnets is not deleted (400 `SubnetPoolDeleteError`); one `is_default` pool per IP version (admin only) |
+| floating IP port forwardings (`/floatingips/{id}/port_forwardings`) | Neutron's plugin: list (filters but `internal_ip_address`/`internal_port`: 400 `PortForwardingNotSupportFilterField`), show, create, update, delete; `protocol` one of `dccp icmp ipv6-icmp sctp tcp udp` (only TCP and UDP are forwarded by the data plane); `internal_ip_address` must be a fixed IPv4 address of `internal_port_id` and a router with a gateway on the floating IP's network must reach its subnet (400), the floating IP's `router_id` is set from the first forwarding and cleared with the last, later ones must use that router (400); an overlapping external port of one protocol on the floating IP, or internal address and port (of any floating IP), is 400 (Neutron's port collision); a floating IP associated with a port takes no forwarding (409 `FloatingIPPortAlreadyAssociated`), a port with a floating IP neither (409 `PortHasBindingFloatingIP`); a floating IP with forwardings is not associated (409 `FipInUseByPortForwarding`) nor deleted (409), a port with forwardings takes no floating IP (400); deleting the internal port removes its forwardings in the same transaction; ranges (`floating-ip-port-forwarding-port-ranges`) N-N or N-1; the floating IP's body lists them (`port_forwardings`); policy: the floating IP's project (members write, readers read) and admins |
 | address scopes | pools of one scope never overlap (409 `AddressScopePrefixConflict`); a pool joins only a scope the caller sees, of its IP version; a scope with pools is not deleted (409 `AddressScopeInUse`); a shared scope is never unshared; a network's `ipv4_address_scope` / `ipv6_address_scope` is its subnets' pool's, and follows the pool's rescoping; a router routes directly only between its subnets of one scope (else drops), and toward an external network of a subnet's scope without SNAT |
 | address groups (`address-group`, `security-groups-remote-address-group`) | addresses are stored as network/prefixlen (a host as /32 or /128, host bits cleared), without duplicates; `add_addresses` of one already there is 400 `AddressesAlreadyExist`, `remove_addresses` of one not there 404 `AddressesNotFound` (nothing written either way); `addresses` is not updatable (400); a rule's `remote_address_group_id` must name a group of the rule's project or one the caller sees (404 `AddressGroupNotFound`); a group named by a rule is not deleted (409 `AddressGroupInUse`; the rule's use key is read, not the rules); the ACL stages enforce it like a remote group, its IPv4 CIDRs as the conjunction's members (a change touches only those flows) |
 | default security group rules (`security-groups-default-rules`) | seeded once with Neutron's four (egress IPv4/IPv6 for every group; ingress from `PARENT`, the group itself, for default groups only); a new group starts with the templates of its kind (`used_in_default_sg` / `used_in_non_default_sg`, both required on create); created and deleted by admins only, read by any reader, no update (405); a duplicate is 409 `DefaultSecurityGroupRuleExists`; `remote_group_id` is only `PARENT` |
@@ -148,12 +149,19 @@ def _shipped_modules(modules: list[str]) -> list[str]:
     return sorted(set(out))
 
 
+def _sub_resources() -> list[Resource]:
+    """Resources served under another's URL (``/floatingips/{id}/port_forwardings``)."""
+    from plexus.api.schemas.l3 import PORT_FORWARDING
+    return [PORT_FORWARDING]
+
+
 def render_api() -> str:
     """The whole of docs/api.md."""
     from plexus.api.services import SERVICE_CLASSES
     from plexus.api.services.quotas import render_markdown as quotas_markdown
     from plexus.api.routes import all_routes
     resources = [cls.resource for cls in SERVICE_CLASSES]
+    SUB_RESOURCES = _sub_resources()
     paths = {r.path for r in all_routes()}
     out = [API_INTRO]
     for res in resources:
@@ -170,6 +178,7 @@ def render_api() -> str:
         out.append(f"| `{alias}` | {EXTENSIONS[alias][0]} |\n")
     out.append("\n## Attributes\n")
     out += [render_resource(r) for r in resources]
+    out += [render_resource(r) for r in SUB_RESOURCES]
     out.append(policy.render_markdown())
     modules, skips, self_skips = _functional()
     out.append("\n## Functional suites of openstacksdk and openstackclient\n\n"

@@ -1,11 +1,12 @@
 """Wire schemas of the L3 resources: routers (router, ext-gw-mode, extraroute) and
-floating IPs (router, fip-port-details)."""
+floating IPs (router, fip-port-details) and their port forwardings
+(floating-ip-port-forwarding)."""
 
 from __future__ import annotations
 
 from plexus.api.schemas.base import (
     REQUIRED, Attr, Invalid, Resource, cidr, dict_of, ip_address, list_of, one_of,
-    standard_attrs, string, to_bool, to_uuid,
+    standard_attrs, string, to_bool, to_int, to_uuid,
 )
 
 
@@ -86,8 +87,68 @@ FLOATINGIP = Resource("floatingip", "floatingips", (
     Attr("fixed_ip_address", convert=ip_address(nullable=True), default=None),
     Attr("router_id", post=False, put=False),
     Attr("status", post=False, put=False,
-         doc="computed: ACTIVE once the chassis hosting the associated port reported it "
-             "programmed; DOWN before, while that chassis is dead, and when unassociated"),
+         doc="computed: ACTIVE once the chassis hosting the associated port (with port "
+             "forwardings: their owner) reported it programmed; DOWN before, while that "
+             "chassis is dead, and when it neither is associated nor forwards"),
     Attr("port_details", type="object", post=False, put=False, filter=False, sort=False,
          doc="fip-port-details: a summary of the associated port"),
+    Attr("port_forwardings", type="array", post=False, put=False, filter=False, sort=False,
+         doc="expose-port-forwarding-in-fip (with floating-ip-port-forwarding-detail): "
+             "id, protocol, internal and external port, internal IP and port id of each"),
 ))
+
+
+# floating-ip-port-forwarding (with -description and -port-ranges): a sub-resource of a
+# floating IP. Neutron's protocol values: the keys of IPTABLES_PROTOCOL_MAP.
+PF_PROTOCOLS = ("dccp", "icmp", "ipv6-icmp", "sctp", "tcp", "udp")
+
+
+def pf_protocol(value):
+    """Neutron's ``convert_to_protocol`` then ``type:values``: a name of the list."""
+    if value not in PF_PROTOCOLS:
+        raise Invalid(f"{value} is not in valid_values")
+    return value
+
+
+def port_range(value):
+    """``type:port_range``: ``"N"`` or ``"N:M"`` (N <= M), ports 1..65535; None allowed
+    (the single-port attribute is used instead). Returned as ``"N:M"``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise Invalid(f"Invalid port: {value}")
+    parts = str(value).split(":")
+    if len(parts) > 2 or any(not p for p in parts):
+        raise Invalid("Port range must be two integers separated by a colon")
+    for p in parts:
+        if not p.isdigit() or not 1 <= int(p) <= 65535:
+            raise Invalid(f"Invalid port: {p}")
+    lo, hi = int(parts[0]), int(parts[-1])
+    if lo > hi:
+        raise Invalid("First port in a port range must be lower than the second port")
+    return f"{lo}:{hi}"
+
+
+PORT_FORWARDING = Resource("port_forwarding", "port_forwardings", (
+    Attr("id", post=False, put=False, convert=to_uuid()),
+    Attr("project_id", convert=string(255), visible=False, put=False, filter=False,
+         sort=False, doc="input only: the floating IP's project owns its forwardings"),
+    Attr("tenant_id", convert=string(255), visible=False, put=False, filter=False,
+         sort=False),
+    Attr("external_port", type="integer", convert=to_int(1, 65535, nullable=True),
+         doc="one of external_port / external_port_range"),
+    Attr("internal_port", type="integer", convert=to_int(1, 65535, nullable=True),
+         doc="one of internal_port / internal_port_range; not a filter (400, as Neutron)"),
+    Attr("external_port_range", convert=port_range,
+         doc="floating-ip-port-forwarding-port-ranges: \"N:M\""),
+    Attr("internal_port_range", convert=port_range, filter=False, sort=False,
+         doc="the same length as the external range, or one port (N-N or N-1)"),
+    Attr("internal_ip_address", convert=ip_address(), default=REQUIRED,
+         doc="a fixed IPv4 address of internal_port_id; not a filter (400, as Neutron)"),
+    Attr("protocol", convert=pf_protocol, default=REQUIRED,
+         doc="tcp, udp (forwarded); sctp, dccp, icmp, ipv6-icmp (accepted as Neutron, not "
+             "forwarded)"),
+    Attr("internal_port_id", convert=to_uuid(), default=REQUIRED),
+    Attr("description", convert=string(1024), default="", sort=False,
+         doc="floating-ip-port-forwarding-description"),
+), path="floatingips/{floatingip_id}/port_forwardings")

@@ -8,6 +8,7 @@ from plexus.api.services.floatingips import FloatingIPService
 from plexus.api.services.ip_availability import IpAvailability
 from plexus.api.services.networks import NetworkService
 from plexus.api.services.pools import AddressScopeService, SubnetPoolService
+from plexus.api.services.port_forwardings import PortForwardingService
 from plexus.api.services.ports import PortService
 from plexus.api.services.quotas import QuotaService
 from plexus.api.services.rbac import RbacService
@@ -32,6 +33,7 @@ def build_services(store, config) -> Services:
     for cls in SERVICE_CLASSES:
         cls(services)
     QuotaService(services)
+    PortForwardingService(services)
     services.vip_owners = VipOwners(services)
     services.ip_availability = IpAvailability(services)
     return services

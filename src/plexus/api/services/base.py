@@ -108,6 +108,36 @@ class Writes:
         self.ops.append(Delete(key))
 
 
+class IndexRecords:
+    """Index records in the store (``key(ident)`` → a JSON object), as one transaction
+    being planned sees them: each read once and compared at commit (absent: revision 0);
+    ``flush`` writes back the ones read, an emptied one deleted."""
+
+    def __init__(self, services: "Services", w: Writes, key):
+        self.s, self.w, self.key = services, w, key
+        self.docs: dict[str, dict] = {}
+        self.read: dict[str, dict | None] = {}
+
+    def __getitem__(self, ident: str) -> dict:
+        if ident not in self.docs:
+            found = self.s.get(self.key(ident))
+            data, rev = found if found else ({}, 0)
+            self.w.expect(self.key(ident), rev)
+            self.read[ident] = dict(data) if found else None
+            self.docs[ident] = data
+        return self.docs[ident]
+
+    def flush(self) -> None:
+        """Write every record that changed, deleting the emptied ones."""
+        for ident, data in self.docs.items():
+            if data == (self.read[ident] or {}):
+                continue
+            if data:
+                self.w.put(self.key(ident), data)
+            else:
+                self.w.delete(self.key(ident))
+
+
 class Services:
     """Everything a service needs: the store, the configuration, and the other services."""
 
@@ -119,10 +149,13 @@ class Services:
         self.hooks: dict[str, list] = {}
         self.index = None     # the server's hub (``lookup``); None: every query reads all
         self.metrics = None         # plexus.server.metrics.ServerMetrics, when served
+        self.port_forwardings = None    # services.port_forwardings.PortForwardingService
 
     def add_hook(self, event: str, fn) -> None:
         """Call ``fn`` on ``event``: while planning ("port_delete": ``fn(ctx, obj, writes)``;
-        "create": ``fn(ctx, collection, objs, writes)`` after a create is planned; "commit":
+        "create": ``fn(ctx, collection, objs, writes)`` after a create is planned;
+        "port_fixed_ips": ``fn(ctx, old, new, writes)`` when an update sets a port's
+        addresses; "commit":
         ``fn(writes)`` just before any transaction is sent) or after a commit
         ("agent_changed": ``fn(old, new)``); see ``run_hooks``."""
         self.hooks.setdefault(event, []).append(fn)

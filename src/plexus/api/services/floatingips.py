@@ -14,10 +14,12 @@ import ipaddress
 
 from plexus.api import errors
 from plexus.api.schemas.l3 import FLOATINGIP
-from plexus.api.services.base import ALLOC, ResourceService, Writes
+from plexus.api.services.base import ALLOC, IndexRecords, ResourceService, Writes
 from plexus.api.services.l3_status import floatingip_status
 from plexus.api.services.routers import bad_request, bumped, delete_port, service_port
-from plexus.model.keys import FLOATINGIP_OWNER, INTERFACE_OWNERS
+from plexus.model.keys import (
+    FLOATINGIP_OWNER, GATEWAY_CHASSIS, INTERFACE_OWNERS, PORT_FORWARDINGS,
+)
 
 PORT_DETAILS = ("name", "network_id", "mac_address", "admin_state_up", "status", "device_id",
                 "device_owner")
@@ -27,6 +29,12 @@ UNASSOCIATED = {"port_id": None, "fixed_ip_address": None, "router_id": None}
 def assoc_key(port_id: str) -> str:
     """Store key of a port's floating IP index: {"<fixed ip> <external net>": fip id}."""
     return f"{ALLOC}fip-port/{port_id}"
+
+
+def in_use_by_forwardings(fip_id: str) -> errors.NeutronError:
+    """Neutron's FipInUseByPortForwarding (409)."""
+    return errors.Conflict(f"Floating IP {fip_id} in use by Port Forwarding resources.",
+                           type_name="FipInUseByPortForwarding")
 
 
 def _entry(fixed_ip: str, network_id: str) -> str:
@@ -51,14 +59,29 @@ class FloatingIPService(ResourceService):
 
     def view(self, ctx, obj: dict, fields: list[str] | None = None, access=None) -> dict:
         """Wire form, with port_details read from the associated port."""
+        from plexus.api.services.port_forwardings import in_fip
         details = None
         found = obj.get("port_id") and self.s["ports"].get(obj["port_id"])
         if found:
             details = {k: found[0].get(k) for k in PORT_DETAILS}
-        return super().view(ctx, dict(obj, port_details=details), fields, access)
+        return super().view(ctx, dict(obj, port_details=details,
+                                      port_forwardings=in_fip(obj)), fields, access)
 
-    def _host(self, fip: dict) -> str | None:
-        """The chassis hosting the floating IP's port (its binding:host_id)."""
+    def _host(self, fip: dict, alive: set[str]) -> str | None:
+        """The chassis hosting the floating IP's port (its binding:host_id); for one with
+        port forwardings, its owner as the agents compute it (``router.forwarding_owner``):
+        the chassis of the forwardings' ports when that is one, else the router's active
+        gateway (its first alive candidate)."""
+        if fip.get(PORT_FORWARDINGS):
+            hosts = set()
+            for pf in fip[PORT_FORWARDINGS]:
+                found = self.s["ports"].get(pf["internal_port_id"])
+                hosts.add(found[0].get("binding:host_id") or None if found else None)
+            if len(hosts) == 1:
+                return hosts.pop()
+            router = fip.get("router_id") and self.s["routers"].get(fip["router_id"])
+            return next((c for c in (router[0].get(GATEWAY_CHASSIS) or [] if router else [])
+                         if c in alive), None)
         found = fip.get("port_id") and self.s["ports"].get(fip["port_id"])
         return found[0].get("binding:host_id") or None if found else None
 
@@ -69,7 +92,7 @@ class FloatingIPService(ResourceService):
             return objs
         reports = self.s["routers"].reports
         alive, reported = reports.alive(), reports.reports(self.c)
-        return [dict(o, status=floatingip_status(o, self._host(o), alive,
+        return [dict(o, status=floatingip_status(o, self._host(o, alive), alive,
                                                  reported.get(o["id"], {})))
                 for o in objs]
 
@@ -81,8 +104,8 @@ class FloatingIPService(ResourceService):
         if found is None:
             raise errors.NotFound("floatingip", ident, type_name="FloatingIPNotFound")
         fip = found[0]
-        bound = self._host(fip)
-        if not fip.get("port_id") or bound != host:
+        bound = self._host(fip, self.s["routers"].reports.alive())
+        if not (fip.get("port_id") or fip.get(PORT_FORWARDINGS)) or bound != host:
             raise errors.Conflict(f"Floating IP {ident} is not hosted on chassis {host} "
                                   f"(its port is on {bound!r}).",
                                   type_name="FloatingIPBindingMismatch")
@@ -133,7 +156,10 @@ class FloatingIPService(ResourceService):
         return new
 
     def plan_delete(self, ctx, obj, w):
-        """Release the floating IP's port (and address), its association and reports."""
+        """Release the floating IP's port (and address), its association and reports; one
+        with port forwardings stays (409, as Neutron's)."""
+        if obj.get(PORT_FORWARDINGS):
+            raise in_use_by_forwardings(obj["id"])
         delete_port(ctx, self.s, obj["floating_port_id"], w)
         self.s["routers"].reports.plan_forget(self.c, obj["id"], w)
         if obj.get("port_id"):
@@ -148,8 +174,16 @@ class FloatingIPService(ResourceService):
                                             "port_id")
         if "port_id" not in request:
             return {k: fip[k] for k in UNASSOCIATED}
+        if fip.get(PORT_FORWARDINGS):
+            if request["port_id"]:          # Neutron: only a "free" floating IP forwards
+                raise in_use_by_forwardings(fip["id"])
+            return {k: fip[k] for k in UNASSOCIATED}
         new = dict(UNASSOCIATED)
         if request["port_id"]:
+            if self.s.port_forwardings.has_forwardings(request["port_id"], w):
+                raise bad_request("floatingip", f"Cannot associate floating IP to port "
+                                                f"{request['port_id']} because it already "
+                                                f"has a Port Forwarding binding")
             new = self._target(ctx, fip, request["port_id"], request.get("fixed_ip_address"), w)
         old_ref = (fip["port_id"], fip["fixed_ip_address"]) if fip.get("port_id") else None
         new_ref = (new["port_id"], new["fixed_ip_address"]) if new["port_id"] else None
@@ -235,19 +269,11 @@ class FloatingIPService(ResourceService):
         if old == new:
             return
         net = fip["floating_network_id"]
-        docs: dict[str, dict] = {}
-
-        def entries(port_id: str) -> dict:
-            if port_id not in docs:
-                found = self.s.get(assoc_key(port_id))
-                data, rev = found if found else ({}, 0)
-                w.expect(assoc_key(port_id), rev)
-                docs[port_id] = data
-            return docs[port_id]
+        entries = IndexRecords(self.s, w, assoc_key)
         if old:
-            entries(old[0]).pop(_entry(old[1], net), None)
+            entries[old[0]].pop(_entry(old[1], net), None)
         if new:
-            held = entries(new[0])
+            held = entries[new[0]]
             holder = held.get(_entry(new[1], net))
             if holder not in (None, fip["id"]):
                 raise errors.Conflict(
@@ -256,11 +282,7 @@ class FloatingIPService(ResourceService):
                     f"a floating IP on external network {net}.",
                     type_name="FloatingIPPortAlreadyAssociated")
             held[_entry(new[1], net)] = fip["id"]
-        for port_id, data in docs.items():
-            if data:
-                w.put(assoc_key(port_id), data)
-            else:
-                w.delete(assoc_key(port_id))
+        entries.flush()
 
     def _on_port_delete(self, ctx, port: dict, w: Writes) -> None:
         """Disassociate the floating IPs of a port in the port's delete transaction."""

@@ -27,6 +27,7 @@ from plexus.api import errors
 from plexus.api.services.agents import agent_id, liveness_key
 from plexus.api.services.base import Retry, Writes, now
 from plexus.api.services.l3_scheduling import GATEWAY_CHASSIS, alive_chassis
+from plexus.model.keys import PORT_FORWARDINGS
 from plexus.store import LeaseNotFound
 
 STATUS = "/plexus/status/"
@@ -57,8 +58,9 @@ def router_status(router: dict, alive: set[str], reports: dict[str, dict]) -> st
 
 def floatingip_status(fip: dict, host: str | None, alive: set[str],
                       reports: dict[str, dict]) -> str:
-    """A floating IP's status from its port's chassis, liveness and that chassis' report."""
-    if not fip.get("port_id") or not host or host not in alive:
+    """A floating IP's status from its port's chassis (for one with port forwardings,
+    their owner's), liveness and that chassis' report."""
+    if not (fip.get("port_id") or fip.get(PORT_FORWARDINGS)) or not host or host not in alive:
         return "DOWN"
     return _reported(reports.get(host), fip, "DOWN")
 

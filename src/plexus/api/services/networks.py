@@ -10,7 +10,7 @@ from plexus.api.schemas.rbac import ACCESS_EXTERNAL, ACCESS_SHARED, WILDCARD
 from plexus.api.services.rbac import OBJECT_TYPES, external_network_in_use
 from plexus.api.services.subnets import check_mtu
 from plexus.ipam import choose_segment
-from plexus.model.keys import FLOATINGIP_OWNER, KEY, SERVICE_OWNERS
+from plexus.model.keys import FLOATINGIP_OWNER, KEY, PORT_FORWARDINGS, SERVICE_OWNERS
 
 VXLAN_MAX = 2 ** 24 - 1
 # Ports that Neutron deletes along with their network.
@@ -216,9 +216,10 @@ class NetworkService(ResourceService):
             holder = ports_svc.holder(port)
             if holder is None:
                 stale.append(port)
-            elif port.get("device_owner") == FLOATINGIP_OWNER and not holder.get("port_id"):
+            elif port.get("device_owner") == FLOATINGIP_OWNER and not holder.get("port_id") \
+                    and not holder.get(PORT_FORWARDINGS):
                 found = fips.get(holder["id"])
-                if found is None or found[0].get("port_id"):
+                if found is None or found[0].get("port_id") or found[0].get(PORT_FORWARDINGS):
                     raise Retry()          # changed since the port was read
                 w.expect(fips.key(holder["id"]), found[1])
                 w.delete(fips.key(holder["id"]))

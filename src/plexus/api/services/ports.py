@@ -410,6 +410,7 @@ class PortService(ResourceService):
             for sid, ip in held - kept:
                 w.delete(ip_key(sid, ip))
             new["fixed_ips"] = wanted
+            self.s.run_hooks("port_fixed_ips", ctx, old, new, w)
         if "extra_dhcp_opts" in changes:
             new["extra_dhcp_opts"] = merge_dhcp_opts(old.get("extra_dhcp_opts") or [],
                                                      changes["extra_dhcp_opts"])

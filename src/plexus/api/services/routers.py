@@ -26,7 +26,7 @@ from plexus.api.services.l3_status import StatusReports, router_status
 from plexus.api.services.snat import SnatBlocks
 from plexus.api.services.subnets import ip_key
 from plexus.ipam import cidr_overlaps
-from plexus.model.keys import GATEWAY_OWNER, INTERFACE_OWNER
+from plexus.model.keys import GATEWAY_OWNER, INTERFACE_OWNER, PORT_FORWARDINGS
 
 
 
@@ -497,8 +497,9 @@ class RouterService(ResourceService):
         """An interface stays while floating IPs or extra routes go through its subnet."""
         net = ipaddress.ip_network(subnet["cidr"])
         for fip in self._fips_via(router["id"]):
-            fixed = fip.get("fixed_ip_address")
-            if fixed and ipaddress.ip_address(fixed) in net:
+            fixed = [fip.get("fixed_ip_address")] + [
+                pf["internal_ip_address"] for pf in fip.get(PORT_FORWARDINGS) or ()]
+            if any(ip and ipaddress.ip_address(ip) in net for ip in fixed):
                 raise errors.Conflict(
                     f"Router interface for subnet {subnet['id']} on router {router['id']} "
                     f"cannot be deleted, as it is required by one or more floating IPs.",

@@ -12,6 +12,13 @@ From an external network (``flags`` says patch port or a peer's tunnel):
   gateway chassis, with the gateway port's MAC.
 - To a floating IP (from the patch): DNAT to the fixed IP (conntrack, router zone), on
   to l3_route.
+- A floating IP with port forwardings is answered (ARP) by its owner
+  (``router.forwarding_owner``: the chassis of its forwardings' ports, or the active
+  gateway when they are on several); each forwarded (protocol, external port) is
+  DNATed to its internal address and port on the chassis of its port (from the patch
+  there, or from the owner's tunnel), and sent there by the owner, stateless, through
+  the tunnel (key: the external network's). Other ports of it are not claimed: they
+  drop.
 - TCP/UDP to a gateway address (from the patch, on the active gateway): one stateless
   flow per SNAT port block sends it through the tunnel (key: the external network's)
   to the chassis that owns the block; on that chassis (from the patch or a tunnel)
@@ -36,8 +43,8 @@ from plexus.pipeline.stages.acl import port_masks
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow, local_networks
 from plexus.pipeline.stages.router import (
     PORT_FIELDS, ZONE_FORGET, Gateway, arp_answer, arp_request, back_out, blocks, echo_answer,
-    echo_request, external_networks, gateway, interfaces, is_active, is_candidate, local_fips,
-    patch_of, programmed, unnated,
+    echo_request, external_networks, forwarding_owner, forwardings, gateway, interfaces,
+    is_active, is_candidate, local_fips, patch_of, port_map, programmed, unnated,
 )
 from plexus.pipeline.view import RouterView, View
 
@@ -115,6 +122,48 @@ def interface_flows(router_id: str, zone: int, net_key: int, mac: str, port_id: 
     return tuple(flows)
 
 
+def forwarding_flows(view: View, router: RouterView, ext, to_router: list,
+                     zone: int) -> list[Flow]:
+    """ARP for the floating IPs with port forwardings this chassis owns, and each
+    forwarding's DNAT (where its port is) or tunnel (from the owner)."""
+    flows = []
+    me = view.chassis
+    for fip_id, pfs in forwardings(view, router, ext.id):
+        owner = forwarding_owner(view, router, pfs)
+        head = pfs[0]
+        if owner == me:
+            flows.append(Flow.make(
+                STAGE, PRIO_ANSWER, {**arp_request(ext, head.address), "flags": FROM_PATCH},
+                arp_answer(head.mac, head.address, back_out(ext)),
+                cookie=f"floatingip:{fip_id}", note="port forwarding floating IP: its owner"))
+        for pf in pfs:
+            cookie = f"floatingip:{fip_id}:pf:{pf.id}"
+            _, dst = PORT_FIELDS[pf.protocol]
+            base = {"net": ext.key, "eth_type": ETH_IP, "eth_dst": pf.mac,
+                    "ipv4_dst": pf.address, "ip_proto": pf.protocol}
+            if pf.chassis == me:
+                flags = FROM_PATCH if owner == me else FROM_PEER
+                for elo, ehi, ilo, ihi in port_map(pf):
+                    dnat = to_router + [Ct(zone, commit=True, table="l3_route",
+                                           nat=Nat("dst", pf.internal_ip, ilo, ihi))]
+                    flows += [Flow.make(STAGE, PRIO_TO_ROUTER,
+                                        {**base, dst: mask, "flags": flags}, dnat,
+                                        cookie=cookie,
+                                        note=f"forward to {pf.internal_ip}:{ilo}")
+                              for mask in port_masks(elo, ehi)]
+            elif owner == me:
+                tunnel = view.tunnel_ofports.get(pf.chassis)
+                actions = [SetField("tunnel_id", ext.key), Output(tunnel)] \
+                    if tunnel is not None else []
+                note = f"forwarded on {pf.chassis}: " + (
+                    "stateless, to its tunnel" if tunnel is not None else "no tunnel to it")
+                flows += [Flow.make(STAGE, PRIO_TO_ROUTER,
+                                    {**base, dst: mask, "flags": FROM_PATCH}, actions,
+                                    cookie=cookie, note=note)
+                          for mask in port_masks(*pf.external)]
+    return flows
+
+
 def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list[Flow]:
     """The router's external side: floating IPs hosted here, port blocks, and (on the
     active gateway) the gateway address."""
@@ -142,6 +191,7 @@ def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> li
             to_router + [forget, Ct(zone, commit=True, table="l3_route",
                                     nat=Nat("dst", fip.fixed_ip))], cookie=fcookie,
             note=f"DNAT to {fip.fixed_ip}")
+    flows += forwarding_flows(view, router, ext, to_router + [forget], zone)
     to_gw = {"eth_type": ETH_IP, "eth_dst": gw.port.mac, "ipv4_dst": gw.ip}
     if router.enable_snat:
         for chassis, lo, hi in blocks(view, router):

@@ -8,6 +8,9 @@ no free port).
 - From a port with a floating IP (its port is plugged here): SNAT to the floating IP
   (conntrack, router zone; replies of DNATed connections get their reverse), source MAC
   the floating IP's.
+- From the internal address and port of a port forwarding (its port plugged here):
+  SNAT to the floating IP and external port (replies of the forwarded connections get
+  their reverse DNAT), before any other rule of the address.
 - TCP and UDP of other ports, when the router SNATs: SNAT to the gateway address with
   a source port from this chassis' blocks (adjacent blocks form one range; several
   ranges: bits of the source port pick one, see ``buckets``), source MAC this chassis' own for the router (``router.snat_mac``). With no
@@ -28,13 +31,16 @@ from __future__ import annotations
 from plexus.pipeline.flows import Ct, Flow, Nat, Output, SetField
 from plexus.pipeline.registry import FLAG_FROM_TUNNEL, OUTPORT_EXTERNAL
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
+from plexus.pipeline.stages.acl import port_masks
+from plexus.pipeline.stages.common import local_ports
 from plexus.pipeline.stages.router import (
-    PORT_FIELDS, Gateway, gateway, interfaces, is_active, is_candidate, local_fips, own_ranges,
-    programmed, snat_mac, unnated,
+    PORT_FIELDS, Gateway, forwarding_owner, forwardings, gateway, interfaces, is_active,
+    is_candidate, local_fips, own_ranges, port_map, programmed, snat_mac, unnated,
 )
 from plexus.pipeline.view import RouterView, View
 
 STAGE = "l3_snat"
+PRIO_FORWARD = 105      # from a forwarded internal port (replies to the floating IP's port)
 PRIO_FIP = 100
 PRIO_SCOPE = 95         # a subnet in the external network's address scope: no SNAT
 PRIO_PORTS = 90
@@ -84,6 +90,41 @@ def buckets(ranges: list[tuple[int, int]]) -> list[tuple[int | None, int, tuple[
     return out
 
 
+def forwarding_flows(view: View, router: RouterView, zone: int, gw: Gateway,
+                     mine: str) -> list[Flow]:
+    """From the internal address and ports of each port forwarding whose port is plugged
+    here: SNAT to the floating IP and its external ports (a reply gets its connection's
+    reverse DNAT), source MAC the floating IP's where this chassis owns it, else this
+    chassis' own for the router (the external network learns the floating IP's MAC at
+    its owner only). One internal address and port forwarded by two floating IPs: the
+    first by address keeps it."""
+    flows = []
+    plugged = {p.id for p in local_ports(view)}
+    seen = set()
+    for fip_id, pfs in forwardings(view, router, gw.network.id):
+        mac = pfs[0].mac if forwarding_owner(view, router, pfs) == view.chassis else mine
+        for pf in pfs:
+            if pf.port_id not in plugged:
+                continue
+            src, _ = PORT_FIELDS[pf.protocol]
+            for elo, ehi, ilo, ihi in port_map(pf):
+                for mask in port_masks(ilo, ihi):
+                    match = {"router": zone, "eth_type": ETH_IP, "ipv4_src": pf.internal_ip,
+                             "ip_proto": pf.protocol, src: mask}
+                    key = (pf.internal_ip, pf.protocol, mask)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    flows.append(Flow.make(
+                        STAGE, PRIO_FORWARD, match,
+                        [SetField("eth_src", mac), SetField("outport", OUTPORT_EXTERNAL),
+                         Ct(zone, commit=True, table=GUARD,
+                            nat=Nat("src", pf.address, elo, ehi))],
+                        cookie=f"floatingip:{fip_id}:pf:{pf.id}",
+                        note=f"port forwarding: from {pf.address}:{elo}"))
+    return flows
+
+
 def router_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list[Flow]:
     """The router's ways out of the external network from this chassis."""
     cookie = f"router:{router.id}"
@@ -100,6 +141,8 @@ def router_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> list
                  Ct(zone, commit=True, table=GUARD, nat=Nat("src", fip.address))],
                 cookie=f"floatingip:{fip.id}", note=f"floating IP {fip.address}")
     mine = snat_mac(router.id, view.chassis)
+    if gw.patch is not None:
+        flows += forwarding_flows(view, router, zone, gw, mine)
     if router.enable_snat and gw.patch is not None:
         for iface in interfaces(view, router):
             if unnated(gw, iface):

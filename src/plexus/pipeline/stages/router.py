@@ -28,7 +28,7 @@ from plexus.pipeline.stages.common import (
     local_ports, peers,
 )
 from plexus.pipeline.view import (
-    FloatingIPView, NetworkView, PortView, RouterView, SubnetView, View,
+    FloatingIPView, ForwardingView, NetworkView, PortView, RouterView, SubnetView, View,
 )
 
 IP_ICMP, IP_TCP, IP_UDP = 1, 6, 17
@@ -260,6 +260,44 @@ def local_fips(view: View, router: RouterView, gw: Gateway) -> list[FloatingIPVi
         seen.add(fip.fixed_ip)
         out.append(fip)
     return out
+
+
+def forwardings(view: View, router: RouterView, network_id: str
+                ) -> list[tuple[str, list[ForwardingView]]]:
+    """The router's port forwardings on its external network, grouped by floating IP:
+    (floating IP id, its forwardings by external port), by floating IP address."""
+    grouped: dict[str, list[ForwardingView]] = {}
+    for pf in view.port_forwardings.values():
+        if pf.router_id == router.id and pf.network_id == network_id \
+                and is_ipv4(pf.address):
+            grouped.setdefault(pf.fip_id, []).append(pf)
+    return [(fid, sorted(pfs, key=lambda p: (p.protocol, p.external, p.id)))
+            for fid, pfs in sorted(grouped.items(), key=lambda g: (g[1][0].address, g[0]))]
+
+
+def forwarding_owner(view: View, router: RouterView, pfs: list[ForwardingView]) -> str | None:
+    """The chassis answering for a floating IP with port forwardings on its external
+    network (ARP, and every packet to it): the chassis of its forwardings' ports when
+    they are all on one (NATed where the VM is, like a floating IP); when they are on
+    several, the router's active gateway, which sends each forwarding's packets,
+    stateless, through the tunnel to its port's chassis (docs/routing.md, "Port
+    forwarding"). A floating IP has one MAC, which the external network can learn at
+    one place only."""
+    hosts = {pf.chassis for pf in pfs}
+    if len(hosts) == 1:
+        return next(iter(hosts))
+    return view.active_gateway.get(router.id)
+
+
+def port_map(pf: ForwardingView) -> list[tuple[int, int, int, int]]:
+    """(external first, external last, internal first, internal last) pieces of a
+    forwarding: one for N ports to one (any external port to the internal one) or one
+    to one, and one per port for N to N (conntrack picks any port of a range, so a
+    port-preserving N-N map is spelled out)."""
+    (elo, ehi), (ilo, ihi) = pf.external, pf.internal
+    if ilo == ihi:
+        return [(elo, ehi, ilo, ihi)]
+    return [(elo + i, elo + i, ilo + i, ilo + i) for i in range(ehi - elo + 1)]
 
 
 def router_fips(view: View, router: RouterView) -> list[FloatingIPView]:
