@@ -23,6 +23,7 @@ from plexus.agent.southbound import Compacted, Unavailable
 from plexus.agent.timing import Timing
 from plexus.lower.openflow import cookie_of
 from plexus.pipeline.compile import compile_view
+from plexus.pipeline.flows import Meter
 from tests.golden.reference import reference_view
 
 HERE = "c1"
@@ -172,6 +173,18 @@ class FakeSwitch:
 
     async def installed(self):
         return dict(self.table)
+
+    async def meters(self):
+        return dict(getattr(self, "meter_table", {}))
+
+    async def apply_meters(self, messages):
+        table = self.__dict__.setdefault("meter_table", {})
+        for mod in messages:
+            if mod.command == ofp.OFPMC_DELETE:
+                table.pop(mod.meter_id, None)
+            else:
+                band = mod.bands[0]
+                table[mod.meter_id] = Meter(mod.meter_id, band.rate, band.burst_size)
 
     async def apply(self, messages):
         self.bundles.append(messages)

@@ -55,13 +55,30 @@ def local_view(catalog: Catalog, chassis: str, tunnel_ip: str,
     hosting = {h for n in nets for h in catalog.hosts_on(n)} | {chassis}
     known = registered(catalog, hosting)
     known[chassis] = Chassis(chassis, tunnel_ip)
-    return View(chassis=chassis, tunnel_ip=tunnel_ip, networks=nets, subnets=subnets,
+    qos_policies = catalog.objects[keys.QOS]
+    used = used_policies_of(catalog, local)
+    qos = {q: qos_policies[q] for q in sorted(used) if q in qos_policies}
+    return View(chassis=chassis, tunnel_ip=tunnel_ip, networks=nets, subnets=subnets, qos=qos,
                 ports=on_networks, chassis_by_name=known,
                 vif_ofports={pid: ofport for pid, ofport in vif_ofports.items()
                              if pid in on_networks and on_networks[pid].chassis == chassis},
                 tunnel_ofports={name: ofport for name, ofport in tunnel_ofports.items()
                                 if name in known and name != chassis},
                 security=security(catalog, local))
+
+
+def used_policies_of(catalog: Catalog, local: Iterable[str]) -> set[str]:
+    """The QoS policies the ports bound here enforce: their own, else their network's."""
+    ports, networks = catalog.objects[keys.PORTS], catalog.objects[keys.NETWORKS]
+    out = set()
+    for pid in local:
+        port = ports[pid]
+        qos = port.qos_policy_id
+        if not qos and port.network_id in networks:
+            qos = networks[port.network_id].qos_policy_id
+        if qos:
+            out.add(qos)
+    return out
 
 
 def registered(catalog: Catalog, names: Iterable[str]) -> dict[str, Chassis]:

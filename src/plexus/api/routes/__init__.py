@@ -1,13 +1,13 @@
 """Thin HTTP routes, one module per resource; the service layer does the work."""
 
 from plexus.api.routes import (
-    agents, discovery, floatingips, ip_availability, networks, pools, ports, quotas, rbac,
-    routers, security_groups, subnets,
+    agents, discovery, floatingips, ip_availability, networks, pools, ports, qos, quotas,
+    rbac, routers, security_groups, subnets,
 )
 
 # Every route module; a new resource adds its module here.
 ROUTE_MODULES = [discovery, networks, subnets, ports, security_groups, routers, floatingips,
-                 agents, quotas, pools, rbac, ip_availability]
+                 agents, quotas, pools, rbac, ip_availability, qos]
 
 
 def all_routes() -> list:

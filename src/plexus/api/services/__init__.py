@@ -7,6 +7,7 @@ from plexus.api.services.ip_availability import IpAvailability
 from plexus.api.services.networks import NetworkService
 from plexus.api.services.pools import AddressScopeService, SubnetPoolService
 from plexus.api.services.ports import PortService
+from plexus.api.services.qos import QosPolicyService
 from plexus.api.services.quotas import QuotaService
 from plexus.api.services.rbac import RbacService
 from plexus.api.services.routers import RouterService
@@ -17,7 +18,7 @@ from plexus.api.services.vips import VipOwners
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
                    SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
-                   SubnetPoolService, AddressScopeService, RbacService]
+                   SubnetPoolService, AddressScopeService, RbacService, QosPolicyService]
 
 
 def build_services(store, config) -> Services:
