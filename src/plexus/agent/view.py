@@ -160,7 +160,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
         floating_ips=floating_ips(catalog, relevant, me, problems),
         bridge_mappings=dict(bridge_mappings or {}), patch_ofports=dict(patch_ofports or {}),
         active_gateway=active, snat_blocks=snat_blocks(catalog, relevant),
-        vip_owners=vip_owners(catalog, routed))
+        vip_owners=vip_owners(catalog, routed), qos=view.qos)
     needed = {c for r in relevant.values() for c in rt.router_chassis(new, r)}
     known = dict(new.chassis_by_name)
     known.update(registered(catalog, needed))
@@ -176,7 +176,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
                 routers=new.routers, floating_ips=new.floating_ips,
                 bridge_mappings=new.bridge_mappings, patch_ofports=new.patch_ofports,
                 external_macs=macs, active_gateway=new.active_gateway,
-                snat_blocks=new.snat_blocks, vip_owners=new.vip_owners)
+                snat_blocks=new.snat_blocks, vip_owners=new.vip_owners, qos=new.qos)
 
 
 def floating_ips(catalog: Catalog, routers: Mapping[str, RouterView], chassis: str,
