@@ -70,12 +70,13 @@ import synthetic  # noqa: E402
 from table import machine, print_table  # noqa: E402
 from api import token as _token  # noqa: E402  (bench/api.py)
 
-KINDS = ("irrelevant", "neighbour", "here", "sg_rule")
+KINDS = ("irrelevant", "neighbour", "here", "sg_rule", "qos_rule")
 KIND_LABEL = {
     "irrelevant": "irrelevant event (port on a far network)",
     "neighbour": "relevant: port bound to a chassis sharing a network",
     "here": "relevant: port bound here (create + VIF plug)",
     "sg_rule": "relevant: rule added to its security group",
+    "qos_rule": "relevant: QoS rule changed (policy of 10 local ports of 90)",
 }
 
 
@@ -236,6 +237,12 @@ class RecordingSwitch:
 
     async def installed(self):
         return dict(self.table)
+
+    async def meters(self):
+        return {}
+
+    async def apply_meters(self, messages):
+        self.flow_mods += len(messages)
 
     async def apply(self, messages):
         self.bundles += 1
@@ -417,6 +424,8 @@ class AgentBench:
                               port=1000 + i, prefix="0.0.0.0/0")
             group["security_group_rules"] = list(group["security_group_rules"]) + [rule]
             change = ("security-groups", group)
+        elif kind == "qos_rule":
+            change = ("qos-policies", synthetic.qos_policy(cloud.measured_project, 2000 + i))
         else:
             raise ValueError(kind)
         mods, bundles = switch.flow_mods, switch.bundles

@@ -199,3 +199,11 @@ def test_openstack_cli(cli, demo):
         cli("network", "delete", "cli-qos-net", fmt=False)
     finally:
         cli("network", "qos", "policy", "delete", "cli-qos", fmt=False, check=False)
+
+
+def test_policy_tags(admin, qos_policy):
+    admin.network.set_tags(qos_policy, ["blue"])
+    assert admin.network.get_qos_policy(qos_policy.id).tags == ["blue"]
+    assert [p.id for p in admin.network.qos_policies(tags="blue")] == [qos_policy.id]
+    admin.network.set_tags(qos_policy, [])
+    assert admin.network.get_qos_policy(qos_policy.id).tags == []

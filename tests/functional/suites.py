@@ -21,6 +21,11 @@ MODULES = [
 
     f"{SDK}.test_rbac_policy",
     f"{SDK}.test_network_ip_availability",
+    f"{SDK}.test_qos_policy",
+    f"{SDK}.test_qos_bandwidth_limit_rule",
+    f"{SDK}.test_qos_dscp_marking_rule",
+    f"{SDK}.test_qos_minimum_bandwidth_rule",
+    f"{SDK}.test_qos_rule_type",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",
@@ -34,4 +39,7 @@ MODULES = [
 
     f"{OSC}.test_network_rbac",
     f"{OSC}.test_ip_availability",
+    f"{OSC}.test_network_qos_policy",
+    f"{OSC}.test_network_qos_rule",
+    f"{OSC}.test_network_qos_rule_type",
 ]

@@ -1,4 +1,4 @@
-"""Routes of /v2.0/qos/policies (with tags), their rules
+"""Routes of /v2.0/qos/policies (tags also under /v2.0/policies), their rules
 (/v2.0/qos/policies/{id}/{bandwidth_limit,dscp_marking,minimum_bandwidth}_rules) and
 /v2.0/qos/rule-types, and the extensions they implement."""
 
@@ -108,5 +108,9 @@ ROUTES = [
     Route("/v2.0/qos/rule-types", rule_types, methods=["GET"]),
     Route("/v2.0/qos/rule-types/{type}", rule_type, methods=["GET"]),
     *crud_routes("qos-policies", path="qos/policies", plural="policies"),
+    # Neutron's tag extension files a policy's tags under its collection's bare name
+    # (/v2.0/policies/{id}/tags), where openstacksdk sends them
+    *[r for r in crud_routes("qos-policies", path="policies", plural="policies")
+      if "/tags" in r.path],
     *[route for kind in RULE_TYPES for route in _rule_routes(kind)],
 ]
