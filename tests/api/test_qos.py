@@ -149,6 +149,11 @@ def test_policy_defaults(server, admin, demo, alt, qos_policy):
     assert alt.network.get_qos_policy(qos_policy.id).is_shared is True
     assert [x.object_type for x in admin.network.rbac_policies(object_id=qos_policy.id)] \
         == ["qos_policy"]
+    # alt_demo's network uses it: it stays shared (409) until that network lets it go
+    net = alt.network.create_network(name="alt-qos", qos_policy_id=qos_policy.id)
+    error(raw(server, admin, "PUT", f"/v2.0/qos/policies/{qos_policy.id}",
+              {"policy": {"shared": False}}), 409, "RbacPolicyInUse")
+    alt.network.delete_network(net)
     admin.network.update_qos_policy(qos_policy, shared=False)
     with pytest.raises(exceptions.NotFoundException):
         alt.network.get_qos_policy(qos_policy.id)

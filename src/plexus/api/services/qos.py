@@ -19,7 +19,7 @@ from plexus.api.schemas.qos import (
     POLICY, RULE_TYPE, RULE_TYPES, VALID_DSCP_MARKS,
 )
 from plexus.api.services.base import ALLOC, ResourceService, Writes, now
-from plexus.api.services.rbac import SharedByPolicies
+from plexus.api.services.rbac import OBJECT_TYPES, SharedByPolicies
 
 COLLECTION = "qos-policies"
 DRIVER = "plexus"
@@ -99,17 +99,13 @@ class QosPolicyService(SharedByPolicies, ResourceService):
             rbac = self.s["rbac-policies"]
             if changes["shared"]:
                 self.plan_share_all(old, w)
-            else:
-                for p in rbac.on_object(self.rbac_type, old["id"]):
-                    if p["target_tenant"] == "*":
-                        others = self.user_projects(old) - {old["project_id"]}
-                        if others and not all(rbac.access_for(t).granted(
-                                self.rbac_type, old["id"], "access_as_shared")
-                                and t != "*" for t in others):
-                            raise errors.Conflict(
-                                f"QoS Policy {old['id']} is used by other projects.",
-                                type_name="QosPolicyInUse")
-                        rbac.plan_remove(p, w)
+            else:               # 409 RbacPolicyInUse while a project uses it only so
+                policies = rbac.on_object(self.rbac_type, old["id"])
+                going = [p for p in policies if p["target_tenant"] == "*"]
+                for p in going:
+                    rbac.check_removable(OBJECT_TYPES[self.rbac_type], old, p,
+                                         [r for r in policies if r not in going])
+                    rbac.plan_remove(p, w)
         return new
 
     def users(self, policy_id: str) -> list[tuple[str, dict]]:
