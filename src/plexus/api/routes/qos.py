@@ -40,15 +40,18 @@ def _rule_routes(kind: str) -> list[Route]:
         return JSON({many: await call(svc.list_rules, ctx, request.path_params["id"],
                                       kind, q)})
 
-    @endpoint
-    async def create(request: Request) -> Response:
-        ctx = await context(request)
+    async def rule_body(request: Request):
         body = await json_body(request)
         if not isinstance(body, dict) or one not in body or len(body) != 1:
             raise errors.BadRequest(f"Unable to find '{one}' in request body")
+        return body[one]
+
+    @endpoint
+    async def create(request: Request) -> Response:
+        ctx = await context(request)
+        body = await rule_body(request)
         svc = service(request, "qos-policies")
-        rule = await call(svc.create_rule, ctx, request.path_params["id"], kind,
-                          body[one])
+        rule = await call(svc.create_rule, ctx, request.path_params["id"], kind, body)
         return JSON({one: rule}, status_code=201)
 
     @endpoint
@@ -62,12 +65,10 @@ def _rule_routes(kind: str) -> list[Route]:
     @endpoint
     async def update(request: Request) -> Response:
         ctx = await context(request)
-        body = await json_body(request)
-        if not isinstance(body, dict) or one not in body or len(body) != 1:
-            raise errors.BadRequest(f"Unable to find '{one}' in request body")
+        body = await rule_body(request)
         svc = service(request, "qos-policies")
         return JSON({one: await call(svc.update_rule, ctx, request.path_params["id"],
-                                     kind, request.path_params["rule_id"], body[one])})
+                                     kind, request.path_params["rule_id"], body)})
 
     @endpoint
     async def delete(request: Request) -> Response:
