@@ -28,7 +28,7 @@ def qos_policy(admin, demo):
 def test_extensions_advertised(admin):
     aliases = {e.alias for e in admin.network.extensions()}
     assert {"qos", "qos-bw-limit-direction", "qos-default", "qos-rule-type-details",
-            "rbac-qos"} <= aliases
+            "qos-rule-type-filter", "rbac-qos"} <= aliases
 
 
 def test_policy_and_rules_through_the_sdk(admin, qos_policy):
@@ -102,15 +102,23 @@ def test_rule_validations(server, admin, qos_policy):
               "/bandwidth_limit_rules"), 404, "QosPolicyNotFound")
 
 
-def test_rule_types(admin, demo):
+def test_rule_types(server, admin, demo):
     assert {t.type for t in admin.network.qos_rule_types()} == {
         "bandwidth_limit", "dscp_marking", "minimum_bandwidth"}
     details = admin.network.get_qos_rule_type("bandwidth_limit")
     params = {p["parameter_name"] for p in details.drivers[0]["supported_parameters"]}
     assert params == {"max_kbps", "max_burst_kbps", "direction"}
     assert {t.type for t in demo.network.qos_rule_types()}      # role:reader reads them
+    assert {t.type for t in admin.network.qos_rule_types(all_rules=True)} >= {
+        "packet_rate_limit", "minimum_packet_rate", "bandwidth_limit"}
+    assert {t.type for t in admin.network.qos_rule_types(all_supported=True)} == {
+        "bandwidth_limit", "dscp_marking", "minimum_bandwidth"}
     with pytest.raises(exceptions.NotFoundException):
         admin.network.get_qos_rule_type("packet_rate_limit")
+    error(raw(server, admin, "GET", "/v2.0/qos/rule-types?all_rules=true&all_supported=true"),
+          400, "HTTPBadRequest")
+    error(raw(server, admin, "GET", "/v2.0/qos/rule-types?all_rules=maybe"), 400,
+          "InvalidInput")
 
 
 def test_ports_and_networks_hold_policies(server, admin, demo, qos_policy):

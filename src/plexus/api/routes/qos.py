@@ -22,6 +22,8 @@ register_extension("qos-default", "QoS default policy",
                    "Expose the QoS default policy per project")
 register_extension("qos-rule-type-details", "Details of QoS rule types",
                    "Expose details about QoS rule types supported by loaded backend drivers")
+register_extension("qos-rule-type-filter", "QoS rule type filter",
+                   "Add filters to the rule type list: all_rules, all_supported")
 register_extension("rbac-qos", "Add qos_policy type to RBAC",
                    "Add qos_policy type to RBAC")
 
@@ -89,12 +91,14 @@ def _rule_routes(kind: str) -> list[Route]:
 
 @endpoint
 async def rule_types(request: Request) -> Response:
-    """``GET /v2.0/qos/rule-types``."""
+    """``GET /v2.0/qos/rule-types`` (qos-rule-type-filter: ``all_rules``,
+    ``all_supported``)."""
     ctx = await context(request)
+    flags = {k: request.query_params.get(k) for k in ("all_rules", "all_supported")}
     q = parse_query(RULE_TYPE, [(k, v) for k, v in request.query_params.multi_items()
-                                if k not in ("all_rules", "all_supported")])
+                                if k not in flags])
     svc = service(request, "qos-policies")
-    return JSON({"rule_types": await call(svc.rule_types, ctx, q)})
+    return JSON({"rule_types": await call(svc.rule_types, ctx, q, **flags)})
 
 
 @endpoint

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from plexus.api import errors, policy
 from plexus.api.query import Query, matches, sort_and_page
-from plexus.api.schemas.base import new_id
+from plexus.api.schemas.base import Invalid, new_id, to_bool
 from plexus.api.schemas.qos import (
     POLICY, RULE_TYPE, RULE_TYPES, VALID_DSCP_MARKS,
 )
@@ -23,6 +23,9 @@ from plexus.api.services.rbac import OBJECT_TYPES, SharedByPolicies
 
 COLLECTION = "qos-policies"
 DRIVER = "plexus"
+# every rule type Neutron defines (neutron_lib's qos_consts.VALID_RULE_TYPES)
+ALL_RULE_TYPES = ("bandwidth_limit", "dscp_marking", "minimum_bandwidth", "packet_rate_limit",
+                  "minimum_packet_rate")
 
 
 def default_key(project_id: str) -> str:
@@ -259,10 +262,23 @@ class QosPolicyService(SharedByPolicies, ResourceService):
 
     # ---- rule types -----------------------------------------------------------------
 
-    def rule_types(self, ctx, q: Query) -> list[dict]:
+    def rule_types(self, ctx, q: Query, all_rules=None, all_supported=None) -> list[dict]:
+        """The rule types the agents support (``all_supported``: the same, one driver);
+        ``all_rules``: every type Neutron defines, supported or not (qos-rule-type-filter;
+        both at once is a 400, as Neutron's)."""
         policy.enforce(ctx, "get_rule_type", {})
-        items = [{"type": t} for t in RULE_TYPES if matches(RULE_TYPE, {"type": t}, q)]
-        return items
+        flags = {}
+        for name, value in (("all_rules", all_rules), ("all_supported", all_supported)):
+            if value is not None:
+                try:
+                    flags[name] = to_bool(value)
+                except Invalid as exc:
+                    raise errors.InvalidInput(str(exc)) from None
+        if flags.get("all_rules") and flags.get("all_supported"):
+            raise errors.BadRequest("Use only one of the rule type filters: 'all_rules' or "
+                                    "'all_supported'.")
+        names = ALL_RULE_TYPES if flags.get("all_rules") else tuple(RULE_TYPES)
+        return [{"type": t} for t in names if matches(RULE_TYPE, {"type": t}, q)]
 
     def rule_type(self, ctx, name: str) -> dict:
         policy.enforce(ctx, "get_rule_type", {})
