@@ -22,8 +22,10 @@ from plexus.agent.relevant import Vif, build_view
 from plexus.agent.southbound import Compacted, Unavailable
 from plexus.agent.timing import Timing
 from plexus.lower.openflow import cookie_of
+from plexus.model.objects import to_qos_policy
 from plexus.pipeline.compile import compile_view
 from plexus.pipeline.flows import Meter
+from plexus.pipeline.stages.qos import meter_id
 from tests.golden.reference import reference_view
 
 HERE = "c1"
@@ -943,7 +945,6 @@ def qos_policy(ident, egress_kbps=None, dscp=None):
 
 
 def test_qos_meters_are_installed_before_their_flows_and_removed_after():
-    from plexus.pipeline.stages.qos import meter_id
     egress = meter_id("p1", "egress")
 
     def named(table) -> bool:
@@ -962,6 +963,8 @@ def test_qos_meters_are_installed_before_their_flows_and_removed_after():
             assert first_meters < next(i for i, e in enumerate(switch.events)
                                        if e[0] == "bundle")
             assert named(switch.table)
+            # a limit of 0 is no limit (Open vSwitch refuses a meter of rate 0)
+            assert to_qos_policy(qos_policy("q0", 0)).egress is None
             # the rate changes: the meter is modified in place, no flow changes
             bundles = len(switch.bundles)
             server.put("qos-policies", qos_policy("q1", 3000))

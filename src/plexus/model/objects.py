@@ -457,8 +457,9 @@ def to_qos_policy(obj: Mapping) -> QosPolicy:
             direction = rule.get("direction") or "egress"
             if direction not in ("egress", "ingress"):
                 raise BadObject(f"bad direction {direction!r}")
-            limits[direction] = Limit(_get(rule, "max_kbps", int),
-                                      _int_or_none(rule.get("max_burst_kbps")) or 0)
+            kbps = _get(rule, "max_kbps", int)
+            if kbps > 0:                # 0: no limit (a meter of rate 0 is refused)
+                limits[direction] = Limit(kbps, _int_or_none(rule.get("max_burst_kbps")) or 0)
         elif kind == "dscp_marking":
             dscp = _get(rule, "dscp_mark", int)
             if not 0 <= dscp < 64:
