@@ -115,3 +115,12 @@ def test_lowered_meters_are_those_the_flows_name(seed):
         current = flows
         named = {m.id: m for f in current for m in f.meters()}
         assert lowered.meters == named
+
+
+def test_a_networks_policy_is_not_a_network_devices():
+    view = reference_view()                     # net-a1 holds qos-net
+    vm = view.ports["a1-vm2"]
+    device = replace(vm, device_owner="network:router_interface")
+    assert policy_of(view, vm).id == "qos-net"
+    assert policy_of(view, device) is None
+    assert policy_of(view, replace(device, qos_policy_id="qos-gold")).id == "qos-gold"

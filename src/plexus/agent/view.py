@@ -24,6 +24,7 @@ from plexus.model.catalog import Catalog
 from plexus.model.objects import Chassis, Router
 from plexus.pipeline.security import security
 from plexus.pipeline.stages import router as rt
+from plexus.pipeline.stages.qos import policy_id
 from plexus.pipeline.view import FloatingIPView, RouterView, View
 
 
@@ -68,17 +69,10 @@ def local_view(catalog: Catalog, chassis: str, tunnel_ip: str,
 
 
 def used_policies_of(catalog: Catalog, local: Iterable[str]) -> set[str]:
-    """The QoS policies the ports bound here enforce: their own, else their network's."""
+    """The QoS policies the ports bound here enforce (``stages.qos.policy_id``)."""
     ports, networks = catalog.objects[keys.PORTS], catalog.objects[keys.NETWORKS]
-    out = set()
-    for pid in local:
-        port = ports[pid]
-        qos = port.qos_policy_id
-        if not qos and port.network_id in networks:
-            qos = networks[port.network_id].qos_policy_id
-        if qos:
-            out.add(qos)
-    return out
+    return {pid for p in local
+            if (pid := policy_id(ports[p], networks.get(ports[p].network_id)))}
 
 
 def registered(catalog: Catalog, names: Iterable[str]) -> dict[str, Chassis]:

@@ -79,12 +79,20 @@ def port_flows(net: int, key: int, port_id: str, qos: QosPolicy) -> tuple[Flow, 
     return tuple(flows)
 
 
+def policy_id(port: PortView, network) -> str:
+    """The id of the QoS policy a port enforces: its own, else its network's (``network``
+    may be None) unless it is a network device (a router's or DHCP port: Neutron applies
+    a network's policy to the other ports only); "" for none."""
+    if port.qos_policy_id:
+        return port.qos_policy_id
+    if network is None or port.device_owner.startswith("network:"):
+        return ""
+    return network.qos_policy_id
+
+
 def policy_of(view: View, port: PortView) -> QosPolicy | None:
-    """The QoS policy enforced on a port: its own, else its network's (None: none)."""
-    pid = port.qos_policy_id
-    if not pid:
-        net = view.networks.get(port.network_id)
-        pid = net.qos_policy_id if net is not None else ""
+    """The QoS policy enforced on a port, if the view has it (None: none)."""
+    pid = policy_id(port, view.networks.get(port.network_id))
     return view.qos.get(pid) if pid else None
 
 
@@ -112,13 +120,5 @@ def meter_id(port_id: str, direction: str) -> int:
 
 
 def used_policies(view: View, ports) -> set[str]:
-    """The policies that the given bound ports enforce (theirs or their networks')."""
-    out = set()
-    for port in ports:
-        pid = port.qos_policy_id
-        if not pid:
-            net = view.networks.get(port.network_id)
-            pid = net.qos_policy_id if net is not None else ""
-        if pid:
-            out.add(pid)
-    return out
+    """The policies that the given bound ports enforce."""
+    return {pid for p in ports if (pid := policy_id(p, view.networks.get(p.network_id)))}
