@@ -71,7 +71,7 @@ from plexus.model.keys import PORT_FORWARDINGS  # noqa: E402
 from table import machine, print_table  # noqa: E402
 from api import token as _token  # noqa: E402  (bench/api.py)
 
-KINDS = ("irrelevant", "neighbour", "here", "sg_rule", "port_forwarding")
+KINDS = ("irrelevant", "neighbour", "here", "sg_rule", "port_forwarding", "qos_rule")
 KIND_LABEL = {
     "irrelevant": "irrelevant event (port on a far network)",
     "neighbour": "relevant: port bound to a chassis sharing a network",
@@ -79,6 +79,7 @@ KIND_LABEL = {
     "sg_rule": "relevant: rule added to its security group",
     "port_forwarding": "relevant: port forwarding to a port here added (event i: a floating "
                        "IP with i + 1 forwardings)",
+    "qos_rule": "relevant: QoS rule changed (policy of 10 local ports of 90)",
 }
 
 
@@ -239,6 +240,12 @@ class RecordingSwitch:
 
     async def installed(self):
         return dict(self.table)
+
+    async def meters(self):
+        return {}
+
+    async def apply_meters(self, messages):
+        self.flow_mods += len(messages)
 
     async def apply(self, messages):
         self.bundles += 1
@@ -450,6 +457,8 @@ class AgentBench:
             fip["revision_number"] += 1
             self.pf_fip = fip
             change = ("floatingips", fip)
+        elif kind == "qos_rule":
+            change = ("qos-policies", synthetic.qos_policy(cloud.measured_project, 2000 + i))
         else:
             raise ValueError(kind)
         mods, bundles = switch.flow_mods, switch.bundles

@@ -12,7 +12,8 @@ Shape (defaults):
   ports and shares networks with 36 chassis), a router with an interface on each network
   and its gateway on ``ext`` (two gateway candidates), and the project's default-like
   security group (egress anywhere, ingress from its own members — a remote-group rule —
-  and TCP 22 from anywhere) on every VM port.
+  and TCP 22 from anywhere) on every VM port; its first network holds the QoS policy
+  ``QOS`` (an egress limit) that its ports enforce (10 of them on ``c0000``).
 - filler projects of the same shape with 3 networks each (the last may have fewer),
   their 5 chassis per network picked among the others, up to ``ports`` ports in all
   (VM, router interface and gateway ports counted).
@@ -36,6 +37,7 @@ FILLER_NETWORKS = 3
 HERE = "c0000"
 EXTERNAL = "ext"
 STAMP = "2026-12-01T00:00:00Z"
+QOS = "qos-bench"
 
 
 def chassis_name(i: int) -> str:
@@ -166,7 +168,7 @@ def generate(ports: int = 1000, chassis: int = CHASSIS, seed: int = 1) -> Cloud:
     rnd = random.Random(seed)
     objects: dict[str, dict[str, dict]] = {c: {} for c in (
         "networks", "subnets", "ports", "agents", "liveness", "security-groups",
-        "security-group-rules", "routers", "floatingips", "snat_blocks")}
+        "security-group-rules", "routers", "floatingips", "snat_blocks", "qos-policies")}
     cloud = Cloud(objects, HERE)
     names = [chassis_name(i) for i in range(chassis)]
     gateways = names[-GATEWAYS:]
@@ -222,6 +224,9 @@ def generate(ports: int = 1000, chassis: int = CHASSIS, seed: int = 1) -> Cloud:
             net = _uuid(2, n_net)
             sub = _uuid(4, n_net + 1)
             cloud.add("networks", _network(net, f"{pid}-net{j}", pid, 100 + n_net))
+            if project == 0 and j == 0:
+                objects["networks"][net]["qos_policy_id"] = QOS
+                cloud.add("qos-policies", qos_policy(pid, 1000))
             objects["networks"][net]["subnets"] = [sub]
             cloud.add("subnets", _subnet(sub, net, pid,
                                          f"10.{n_net // 256}.{n_net % 256}.0/24"))
@@ -254,6 +259,15 @@ def generate(ports: int = 1000, chassis: int = CHASSIS, seed: int = 1) -> Cloud:
             "plexus:gateway_pinned": [], "plexus:gateway_excluded": []})
         project += 1
     return cloud
+
+
+def qos_policy(project: str, max_kbps: int) -> dict:
+    """The measured project's QoS policy with an egress limit of ``max_kbps``."""
+    return {"id": QOS, "name": "bench", "project_id": project, "tenant_id": project,
+            "description": "", "shared": False, "is_default": False, "tags": [],
+            "created_at": STAMP, "updated_at": STAMP, "revision_number": 1,
+            "rules": [{"id": QOS + "-egress", "qos_policy_id": QOS, "type": "bandwidth_limit",
+                       "direction": "egress", "max_kbps": max_kbps, "max_burst_kbps": 0}]}
 
 
 def snapshot_lists(objects: dict[str, dict[str, dict]]) -> dict[str, list[dict]]:

@@ -17,6 +17,7 @@ hv1. Ids are readable names (real ones are UUIDs) so the goldens read as a spec.
 
 from __future__ import annotations
 
+from plexus.model.objects import Limit, QosPolicy
 from plexus.pipeline.stages.metadata import METADATA_OFPORT
 from plexus.pipeline.view import ChassisView, NetworkView, PortView, SubnetView, View
 
@@ -24,7 +25,7 @@ HERE = "hv1"
 TUNNELS = {"hv2": 100, "hv3": 101, "hv4": 102}
 
 NETWORKS = [
-    NetworkView("net-a1", 101, "vxlan", 1450),
+    NetworkView("net-a1", 101, "vxlan", 1450, qos_policy_id="qos-net"),
     NetworkView("net-a2", 102, "vxlan", 1450),
     NetworkView("net-b1", 201, "vxlan", 1450),
     NetworkView("net-far", 301, "vxlan", 1450),
@@ -45,7 +46,8 @@ def _port(pid, key, net, mac, ips, chassis, **kw) -> PortView:
 
 PORTS = [
     _port("a1-vm1", 11, "net-a1", "fa:16:3e:a1:00:01",
-          [("sub-a1", "10.0.0.11"), ("sub-a1-v6", "fd00:a1::11")], "hv1"),
+          [("sub-a1", "10.0.0.11"), ("sub-a1-v6", "fd00:a1::11")], "hv1",
+          qos_policy_id="qos-gold"),                   # its own policy wins over net-a1's
     _port("a1-vm2", 12, "net-a1", "fa:16:3e:a1:00:02", [("sub-a1", "10.0.0.12")], "hv1",
           allowed_pairs=(("10.0.0.100", "fa:16:3e:a1:00:02"),           # a VIP
                          ("10.0.0.128/28", "fa:16:3e:a1:0f:0f"),        # a range, own MAC
@@ -69,6 +71,11 @@ PORTS = [
 VIF_OFPORTS = {"a1-vm1": 1, "a1-vm2": 2, "a2-vm1": 3, "b1-vm1": 4, "b1-lost": 5,
                "b1-down": 6}
 
+# QoS: net-a1's policy limits its ports' egress (a1-vm2 takes it); a1-vm1's own limits
+# both directions and marks DSCP 26
+QOS = [QosPolicy("qos-net", egress=Limit(1000)),
+       QosPolicy("qos-gold", egress=Limit(2000, 500), ingress=Limit(5000), dscp=26)]
+
 CHASSIS = [ChassisView("hv1", "192.168.50.1"), ChassisView("hv2", "192.168.50.2"),
            ChassisView("hv3", "192.168.50.3"), ChassisView("hv4", "192.168.50.4")]
 
@@ -81,4 +88,4 @@ def reference_view() -> View:
                 ports={p.id: p for p in PORTS},
                 chassis_by_name={c.name: c for c in CHASSIS},
                 vif_ofports=dict(VIF_OFPORTS), tunnel_ofports=dict(TUNNELS),
-                metadata_ofport=METADATA_OFPORT)
+                metadata_ofport=METADATA_OFPORT, qos={q.id: q for q in QOS})

@@ -129,7 +129,10 @@ def bounds(view: View) -> dict[str, int]:
             "egress_ct": 1, "egress_acl": 1, "ingress_ct": 1, "ingress_acl": 1,
             # nor routers: the L3 stages hold their default flow only (their own bounds
             # are in tests/property/test_l3_properties.py)
-            "l3_input": 1, "l3_route": 1, "l3_neighbor": 1, "l3_snat": 1, "snat_guard": 1}
+            "l3_input": 1, "l3_route": 1, "l3_neighbor": 1, "l3_snat": 1, "snat_guard": 1,
+            # the default, and per port with a policy its DSCP flows (IPv4, IPv6) and
+            # its metered flow
+            "egress_qos": 1 + 3 * len(local)}
 
 
 @FAST

@@ -8,7 +8,10 @@ security groups with remote groups, liveness):
   grow or shrink, the objects that come into or go out of them — what the server's
   per-chassis stream sends) ends with the same subscriptions and the same view as one
   built from the whole model;
-- the incremental compiler's flows equal ``compile_view`` of that view."""
+- the incremental compiler's flows equal ``compile_view`` of that view.
+
+QoS is in the world too: policies whose rules change, and ports and networks that take,
+change and drop them."""
 
 from __future__ import annotations
 
@@ -55,14 +58,35 @@ def world() -> dict:
                                        ["sg-app"] if pid.endswith("1") else ["sg-web"])
     objs["liveness"] = {f"agent-{c}": {"host": c} for c in CHASSIS}
     objs["vip_owners"] = {}
+    objs["qos-policies"] = {q: qos_policy(q, random.Random(i)) for i, q in enumerate(QOS)}
     return objs
+
+
+QOS = ["qos-1", "qos-2"]
+
+
+def qos_policy(ident: str, rnd: random.Random) -> dict:
+    """A QoS policy with a random subset of rules (as the API stores them)."""
+    rules = []
+    for direction in ("egress", "ingress"):
+        if rnd.random() < 0.6:
+            rules.append({"id": f"{ident}-{direction}", "type": "bandwidth_limit",
+                          "direction": direction, "max_kbps": rnd.choice([1000, 8000]),
+                          "max_burst_kbps": rnd.choice([0, 100])})
+    if rnd.random() < 0.5:
+        rules.append({"id": f"{ident}-dscp", "type": "dscp_marking",
+                      "dscp_mark": rnd.choice([10, 26, 46])})
+    if rnd.random() < 0.3:
+        rules.append({"id": f"{ident}-min", "type": "minimum_bandwidth",
+                      "direction": "egress", "min_kbps": 500})
+    return {"id": ident, "rules": rules}
 
 
 def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | None]:
     """Change one object of ``objs`` at random; returns (collection, id, new wire or None)."""
     ports = objs["ports"]
     vms = sorted(p for p, o in ports.items() if o["device_owner"].startswith("compute"))
-    kind = rnd.randrange(15)
+    kind = rnd.randrange(18)
     if kind == 0 and vms:                                  # a VM moves (or is unbound)
         pid = rnd.choice(vms)
         return "ports", pid, dict(ports[pid], **{"binding:host_id": rnd.choice(HOSTS)})
@@ -158,6 +182,16 @@ def mutate(objs: dict, rnd: random.Random, n: int) -> tuple[str, str, dict | Non
                                                        "10.9.0.5/32"])
             rules.insert(rnd.randrange(len(rules) + 1), rule)
         return "security-groups", gid, dict(group, security_group_rules=rules)
+    if kind == 14:                                         # a QoS policy's rules change
+        ident = rnd.choice(QOS)
+        return "qos-policies", ident, qos_policy(ident, rnd)
+    if kind == 15 and vms:                                 # a port takes or drops a policy
+        pid = rnd.choice(vms)
+        return "ports", pid, dict(ports[pid], qos_policy_id=rnd.choice(QOS + [None]))
+    if kind == 16:                                         # a network's policy
+        net = rnd.choice(NETS)
+        return "networks", net, dict(objs["networks"][net],
+                                     qos_policy_id=rnd.choice(QOS + [None]))
     pid = rnd.choice(sorted(ports))                        # a status report
     return "ports", pid, dict(ports[pid], status=rnd.choice(["ACTIVE", "DOWN"]))
 

@@ -22,7 +22,10 @@ from plexus.agent.relevant import Vif, build_view
 from plexus.agent.southbound import Compacted, Unavailable
 from plexus.agent.timing import Timing
 from plexus.lower.openflow import cookie_of
+from plexus.model.objects import to_qos_policy
 from plexus.pipeline.compile import compile_view
+from plexus.pipeline.flows import Meter
+from plexus.pipeline.stages.qos import meter_id
 from tests.golden.reference import reference_view
 
 HERE = "c1"
@@ -174,6 +177,19 @@ class FakeSwitch:
 
     async def installed(self):
         return dict(self.table)
+
+    async def meters(self):
+        return dict(getattr(self, "meter_table", {}))
+
+    async def apply_meters(self, messages):
+        table = self.__dict__.setdefault("meter_table", {})
+        self.events.append(("meters", tuple((m.command, m.meter_id) for m in messages)))
+        for mod in messages:
+            if mod.command == ofp.OFPMC_DELETE:
+                table.pop(mod.meter_id, None)
+            else:
+                band = mod.bands[0]
+                table[mod.meter_id] = Meter(mod.meter_id, band.rate, band.burst_size)
 
     async def apply(self, messages):
         self.bundles.append(messages)
@@ -918,3 +934,66 @@ def test_a_taken_metrics_port_does_not_stop_the_agent(caplog):
     with caplog.at_level(logging.ERROR):
         asyncio.run(go())
     assert "running without it" in caplog.text
+
+
+def qos_policy(ident, egress_kbps=None, dscp=None):
+    rules = []
+    if egress_kbps is not None:
+        rules.append({"id": f"{ident}-bw", "type": "bandwidth_limit", "direction": "egress",
+                      "max_kbps": egress_kbps, "max_burst_kbps": 0})
+    if dscp is not None:
+        rules.append({"id": f"{ident}-dscp", "type": "dscp_marking", "dscp_mark": dscp})
+    return {"id": ident, "rules": rules}
+
+
+def test_qos_meters_are_installed_before_their_flows_and_removed_after():
+    egress = meter_id("p1", "egress")
+
+    def named(table) -> bool:
+        return any(("raw" == i[0]) for e in table.values() for i in e.instructions)
+
+    async def go():
+        objects = model()
+        objects["qos-policies"] = {"q1": qos_policy("q1", 1000)}
+        objects["ports"]["p1"]["qos_policy_id"] = "q1"
+        server, switch = FakeServer(objects), FakeSwitch()
+        switch.plug("tap1", "p1", 1)
+        async with Running(make_agent(server, switch), compiled=True) as agent:
+            assert switch.table == expected_table(server, switch)
+            assert switch.meter_table == {egress: Meter(egress, 1000, 800)}
+            first_meters = switch.events.index(("meters", ((ofp.OFPMC_ADD, egress),)))
+            assert first_meters < next(i for i, e in enumerate(switch.events)
+                                       if e[0] == "bundle")
+            assert named(switch.table)
+            # a limit of 0 is no limit (Open vSwitch refuses a meter of rate 0)
+            assert to_qos_policy(qos_policy("q0", 0)).egress is None
+            # the rate changes: the meter is modified in place, no flow changes
+            bundles = len(switch.bundles)
+            server.put("qos-policies", qos_policy("q1", 3000))
+            await until(lambda: switch.meter_table.get(egress) == Meter(egress, 3000, 2400))
+            await settle(agent)
+            assert len(switch.bundles) == bundles
+            # the port leaves the policy: its flows go, then its meter
+            server.put("ports", dict(server.objects["ports"]["p1"], qos_policy_id=None))
+            await until(lambda: not switch.meter_table)
+            await settle(agent)
+            assert switch.table == expected_table(server, switch) and not named(switch.table)
+            assert switch.events[-1] == ("meters", ((ofp.OFPMC_DELETE, egress),))
+            assert switch.events[-2][0] == "bundle"
+            # its network's policy applies to it now (DSCP only: no meter)
+            server.put("qos-policies", qos_policy("q2", dscp=26))
+            server.put("networks", dict(server.objects["networks"]["n1"], qos_policy_id="q2"))
+            await until(lambda: any("ip_dscp" in str(e.instructions)
+                                    for e in switch.table.values()))
+            await settle(agent)
+            assert switch.table == expected_table(server, switch) and not switch.meter_table
+            server.put("ports", dict(server.objects["ports"]["p1"], qos_policy_id="q1"))
+            await until(lambda: egress in switch.meter_table)
+            await settle(agent)
+        bundles, meters = len(switch.bundles), dict(switch.meter_table)
+        events = len(switch.events)
+        async with Running(make_agent(server, switch), compiled=True) as again:  # a restart
+            assert len(switch.bundles) == bundles and again.counters.flow_mods == 0
+            assert switch.meter_table == meters                  # read back, not re-sent
+            assert not [e for e in switch.events[events:] if e[0] == "meters"]
+    asyncio.run(go())

@@ -4,6 +4,8 @@ same match fields and bytes, the same canonical entries."""
 
 from __future__ import annotations
 
+import struct
+
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.agent import flowdiff
@@ -72,3 +74,28 @@ def test_strict_delete_of_a_compiled_entry_is_os_kens():
             msg.set_xid(9)
             msg.serialize()
         assert bytes(ours.buf) == bytes(theirs.buf), flow
+
+
+def test_a_meter_is_an_instruction_before_the_actions_and_a_meter_mod_of_its_own():
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+
+    from plexus.lower.openflow import meter_mod
+    from plexus.pipeline.flows import Flow, Meter, Output
+    meter = Meter(7, 8000, 6400)
+    flow = Flow.make("output", 50, {"net": 1, "outport": 2}, [meter, Output(3)])
+    kinds = [type(i).__name__ for i in flow_mod(flow).instructions]
+    assert kinds == ["OFPInstructionMeter", "OFPInstructionActions"]
+    for command in (ofp.OFPMC_ADD, ofp.OFPMC_MODIFY, ofp.OFPMC_DELETE):
+        msg = meter_mod(meter, command)
+        msg.set_xid(1)
+        msg.serialize()
+        # after the header: command, flags, meter id; then each band: type, length,
+        # rate, burst (OpenFlow 1.3's ofp_meter_mod and ofp_meter_band_drop)
+        command_, flags, mid = struct.unpack_from("!HHI", msg.buf, 8)
+        assert (command_, mid) == (command, 7)
+        if command != ofp.OFPMC_DELETE:
+            assert flags == ofp.OFPMF_KBPS | ofp.OFPMF_BURST
+            kind, _, rate, burst = struct.unpack_from("!HHII", msg.buf, 16)
+            assert (kind, rate, burst) == (ofp.OFPMBT_DROP, 8000, 6400)
+        else:
+            assert len(msg.buf) == 16                     # no band

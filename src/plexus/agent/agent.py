@@ -51,7 +51,7 @@ from plexus.agent.external import Resolver
 from plexus.agent.metadata import Requester
 from plexus.agent.liveness import Liveness, bfd_peers, gateway_peers
 from plexus.agent.metrics import AgentMetrics
-from plexus.agent.flowdiff import Entry, Key, Lowered, diff
+from plexus.agent.flowdiff import Entry, Key, Lowered, diff, meter_changes
 from plexus.agent.model import BadEvent, Model
 from plexus.agent.ovs import BridgeState, OpenFlowError, PacketIn
 from plexus.agent.routing import RoutingDuties
@@ -65,6 +65,7 @@ from plexus.pipeline.stages.metadata import ofport_of
 from plexus.pipeline.stages.port_security import VIP_ARP
 from plexus.model.catalog import Change
 from plexus.pipeline.incremental import IncrementalCompiler
+from plexus.pipeline.flows import Meter
 from plexus.pipeline.view import View
 
 LOG = logging.getLogger("plexus.agent")
@@ -134,6 +135,7 @@ class Agent(StatusReports, RoutingDuties):
         self.model = Model()
         self.bridge = BridgeState()
         self.installed: dict[Key, Entry] | None = None     # None: not known (no channel)
+        self.meters: dict[int, Meter] = {}      # the meters br-int holds (QoS limits)
         self.view: View | None = None
         self.cookies: dict[int, str] = {}        # cookie → object of the installed flows
         self.compiler = IncrementalCompiler()
@@ -350,8 +352,7 @@ class Agent(StatusReports, RoutingDuties):
         while True:
             try:
                 await self.switch.connect(self._on_packet_in)
-                self.installed = await self.switch.installed()
-                self._full_diff = True
+                await self._read_switch()
                 LOG.info("OpenFlow channel up: %d flows installed", len(self.installed))
                 failures = 0
                 self._last_view = None
@@ -364,6 +365,12 @@ class Agent(StatusReports, RoutingDuties):
                 failures += 1
             self.installed = None
             await asyncio.sleep(self.config.timing.after(failures, cap=3))
+
+    async def _read_switch(self) -> None:
+        """Read what br-int holds (flows and meters): the next reconcile diffs it all."""
+        self.installed = await self.switch.installed()
+        self.meters = await self.switch.meters()
+        self._full_diff = True
 
     # --- reconcile ---------------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
@@ -381,8 +388,7 @@ class Agent(StatusReports, RoutingDuties):
                 failures += 1
                 self._last_view = None
                 try:
-                    self.installed = await self.switch.installed()
-                    self._full_diff = True
+                    await self._read_switch()
                 except (OSError, OpenFlowError, asyncio.TimeoutError):
                     self.installed = None
                 await asyncio.sleep(self.config.timing.after(failures))
@@ -472,10 +478,20 @@ class Agent(StatusReports, RoutingDuties):
                           {k: self.installed[k] for k in touched if k in self.installed})
         self.counters.reconciles += 1
         lowered = time.perf_counter()
+        meters_before, meters_after = meter_changes(
+            self._lowered.meters, self.meters,
+            set(self._lowered.meters) | set(self.meters) if self._full_diff
+            else self._lowered.meters_touched)
+        if meters_before:       # the meters exist before a flow names them
+            await self.switch.apply_meters(meters_before)
         if change:
             await self.switch.apply(change.messages())
             self.counters.bundles += 1
             self.counters.flow_mods += len(change)
+        if meters_after:        # and go once no flow names them
+            await self.switch.apply_meters(meters_after)
+        if meters_before or meters_after:
+            self.meters = dict(self._lowered.meters)
         applied = time.perf_counter()
         if self._full_diff or len(delta.added) >= BULK_FLOWS:
             # the compiled pipeline lives long too (the compiler's units, the lowered

@@ -10,6 +10,7 @@ are compared by meaning, not by bytes."""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -17,9 +18,10 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.lower.openflow import (
-    DP, WireFlowMod, cookie_of, instructions_for, match_wire, wire_delete, wire_flow_mod,
+    DP, WireFlowMod, cookie_of, instructions_for, match_wire, meter_mod, wire_delete,
+    wire_flow_mod,
 )
-from plexus.pipeline.flows import Flow
+from plexus.pipeline.flows import Flow, Meter
 
 Key = tuple[int, int, tuple]            # (table, priority, canonical match)
 
@@ -178,11 +180,17 @@ class Lowered:
     def __init__(self) -> None:
         self._entries: dict[Flow, Entry] = {}
         self.entries: dict[Key, tuple[Entry, Flow]] = {}    # OpenFlow identity → desired
+        # the meters the desired flows name: how many flows name each spec, and the one
+        # spec of each id; ``meters_touched``: the ids the last update changed
+        self._meter_refs: dict[int, Counter] = {}
+        self.meters: dict[int, Meter] = {}
+        self.meters_touched: set[int] = set()
 
     def update(self, removed: Iterable[Flow], added: Iterable[Flow]) -> set[Key]:
         """Drop the entries of ``removed`` flows and lower the ``added`` ones; returns
         the OpenFlow identities touched (what to diff against the switch)."""
         touched: set[Key] = set()
+        self.meters_touched = set()
         for flow in removed:
             e = self._entries.pop(flow, None)
             if e is None:
@@ -190,11 +198,44 @@ class Lowered:
             touched.add(e.key)
             if self.entries.get(e.key, (None, None))[1] == flow:
                 del self.entries[e.key]
+            self._count_meters(flow, -1)
         for flow in added:
             e = self._entries[flow] = of_flow(flow)
             self.entries[e.key] = (e, flow)
             touched.add(e.key)
+            self._count_meters(flow, +1)
+        for mid in self.meters_touched:
+            refs = self._meter_refs.get(mid)
+            if refs:
+                self.meters[mid] = max(refs)        # one spec per id (the compilers')
+            else:
+                self.meters.pop(mid, None)
         return touched
+
+    def _count_meters(self, flow: Flow, sign: int) -> None:
+        for meter in flow.meters():
+            refs = self._meter_refs.setdefault(meter.id, Counter())
+            refs[meter] += sign
+            if refs[meter] <= 0:
+                del refs[meter]
+                if not refs:
+                    del self._meter_refs[meter.id]
+            self.meters_touched.add(meter.id)
+
+
+def meter_changes(want: dict[int, Meter], have: dict[int, Meter],
+                  ids: Iterable[int]) -> tuple[list, list]:
+    """The meter mods that turn ``have`` into ``want`` for ``ids``: (adds and modifies, to
+    send before the flows that name them; deletes, after the flows are gone: OVS
+    removes the flows of a deleted meter)."""
+    before, after = [], []
+    for mid in sorted(ids):
+        new, old = want.get(mid), have.get(mid)
+        if new is not None and new != old:
+            before.append(meter_mod(new, ofp.OFPMC_ADD if old is None else ofp.OFPMC_MODIFY))
+        elif new is None and old is not None:
+            after.append(meter_mod(old, ofp.OFPMC_DELETE))
+    return before, after
 
 
 def diff(desired: dict[Key, tuple[Entry, Flow]], installed: dict[Key, Entry]) -> FlowDiff:

@@ -24,6 +24,7 @@ from plexus.model.catalog import Catalog
 from plexus.model.objects import Chassis, Router
 from plexus.pipeline.security import security
 from plexus.pipeline.stages import router as rt
+from plexus.pipeline.stages.qos import policy_id
 from plexus.pipeline.view import FloatingIPView, ForwardingView, RouterView, View
 
 
@@ -55,13 +56,23 @@ def local_view(catalog: Catalog, chassis: str, tunnel_ip: str,
     hosting = {h for n in nets for h in catalog.hosts_on(n)} | {chassis}
     known = registered(catalog, hosting)
     known[chassis] = Chassis(chassis, tunnel_ip)
-    return View(chassis=chassis, tunnel_ip=tunnel_ip, networks=nets, subnets=subnets,
+    qos_policies = catalog.objects[keys.QOS]
+    used = used_policies_of(catalog, local)
+    qos = {q: qos_policies[q] for q in sorted(used) if q in qos_policies}
+    return View(chassis=chassis, tunnel_ip=tunnel_ip, networks=nets, subnets=subnets, qos=qos,
                 ports=on_networks, chassis_by_name=known,
                 vif_ofports={pid: ofport for pid, ofport in vif_ofports.items()
                              if pid in on_networks and on_networks[pid].chassis == chassis},
                 tunnel_ofports={name: ofport for name, ofport in tunnel_ofports.items()
                                 if name in known and name != chassis},
                 security=security(catalog, local))
+
+
+def used_policies_of(catalog: Catalog, local: Iterable[str]) -> set[str]:
+    """The QoS policies the ports bound here enforce (``stages.qos.policy_id``)."""
+    ports, networks = catalog.objects[keys.PORTS], catalog.objects[keys.NETWORKS]
+    return {pid for p in local
+            if (pid := policy_id(ports[p], networks.get(ports[p].network_id)))}
 
 
 def registered(catalog: Catalog, names: Iterable[str]) -> dict[str, Chassis]:
@@ -144,7 +155,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
         port_forwardings=port_forwardings(catalog, relevant, active, me),
         bridge_mappings=dict(bridge_mappings or {}), patch_ofports=dict(patch_ofports or {}),
         active_gateway=active, snat_blocks=snat_blocks(catalog, relevant),
-        vip_owners=vip_owners(catalog, routed))
+        vip_owners=vip_owners(catalog, routed), qos=view.qos)
     needed = {c for r in relevant.values() for c in rt.router_chassis(new, r)}
     known = dict(new.chassis_by_name)
     known.update(registered(catalog, needed))
@@ -160,7 +171,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
                 routers=new.routers, floating_ips=new.floating_ips,
                 port_forwardings=new.port_forwardings, bridge_mappings=new.bridge_mappings, patch_ofports=new.patch_ofports,
                 external_macs=macs, active_gateway=new.active_gateway,
-                snat_blocks=new.snat_blocks, vip_owners=new.vip_owners)
+                snat_blocks=new.snat_blocks, vip_owners=new.vip_owners, qos=new.qos)
 
 
 def floating_ips(catalog: Catalog, routers: Mapping[str, RouterView], chassis: str,

@@ -77,8 +77,8 @@ CHECKS: dict[str, tuple[Callable[[Any, "Target"], bool], str]] = {
     "not_wildcard": (lambda ctx, t: t.get("target_tenant") != "*",
                      "the RBAC policy targets one project, not `*`"),
     "shared_object": (lambda ctx, t: bool(t.get("shared")),
-                      "the object itself is shared (a subnet pool's or address scope's "
-                      "`shared: true`)"),
+                      "the object itself is shared (a subnet pool's, address scope's or QoS "
+                      "policy's `shared: true`)"),
     "parent_owner_member": (lambda ctx, t: _member(ctx)
                             and t.get("ext_parent_tenant_id") == ctx.project_id,
                             "a member of the project owning the parent (a port "
@@ -242,6 +242,18 @@ RULES: dict[str, Rule] = _rules(
     ("get_address_scope", ADMIN_OR_READER + ("shared_object",)),
     ("update_address_scope", ADMIN_OR_MEMBER),
     ("delete_address_scope", ADMIN_OR_MEMBER),
+    # QoS (neutron/conf/policies/qos.py): policies and rules are admin's to write; a
+    # policy is read by its project's readers or when shared with the caller
+    ("create_policy", ADMIN, "`POST /qos/policies`"),
+    ("get_policy", ADMIN_OR_READER + ("shared_object",), "`GET /qos/policies[/{id}]`"),
+    ("update_policy", ADMIN),
+    ("delete_policy", ADMIN),
+    ("get_rule_type", ("reader",), "`GET /qos/rule-types[/{type}]`: `role:reader`"),
+    *[(f"{action}_policy_{kind}_rule", ADMIN_OR_READER + ("shared_object",)
+       if action == "get" else ADMIN,
+       f"`/qos/policies/{{id}}/{kind}_rules`" if action == "get" else "")
+      for kind in ("bandwidth_limit", "dscp_marking", "minimum_bandwidth")
+      for action in ("get", "create", "update", "delete")],
     # agents and the L3 agent scheduler
     ("get_agent", ADMIN),
     ("update_agent", ADMIN),

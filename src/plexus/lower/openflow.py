@@ -13,8 +13,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from plexus.pipeline.flows import (
-    FIELD_BITS, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move, Nat,
-    Output, PopVlan, PushVlan, SetField, ovs_field,
+    FIELD_BITS, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Meter, Move,
+    Nat, Output, PopVlan, PushVlan, SetField, ovs_field,
 )
 from plexus.pipeline.registry import REGISTERS, table_of
 
@@ -97,6 +97,8 @@ def actions_of(flow: Flow) -> list:
             out.append(check_pkt_larger(a))
         elif isinstance(a, Conjunction):     # OVS numbers dimensions from 0 on the wire
             out.append(parser.NXActionConjunction(clause=a.k - 1, n_clauses=a.n, id_=a.id))
+        elif isinstance(a, Meter):           # an instruction of its own (instructions_for)
+            continue
         else:
             raise TypeError(f"cannot lower {a!r}")
     return out
@@ -160,13 +162,25 @@ def instructions_of(flow: Flow) -> tuple:
 @functools.lru_cache(maxsize=1 << 14)
 def instructions_for(actions: tuple, goto: str | None) -> tuple:
     """The os-ken instructions of these actions and goto (shared: do not mutate)."""
-    out = []
+    out = [parser.OFPInstructionMeter(a.id, ofp.OFPIT_METER) for a in actions
+           if isinstance(a, Meter)]
     acts = actions_of(Flow("", 0, actions=actions))
     if acts:
         out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts))
     if goto:
         out.append(parser.OFPInstructionGotoTable(table_of(goto)))
     return tuple(out)
+
+
+def meter_mod(meter: Meter, command: int = ofp.OFPMC_ADD) -> parser.OFPMeterMod:
+    """Add (or modify, or with OFPMC_DELETE remove) a meter: one drop band of its rate in
+    kbit/s with its burst in kbit (OFPMF_BURST; the switch's default burst otherwise)."""
+    if command == ofp.OFPMC_DELETE:
+        return parser.OFPMeterMod(DP, command=command, flags=0, meter_id=meter.id, bands=[])
+    flags = ofp.OFPMF_KBPS | (ofp.OFPMF_BURST if meter.burst else 0)
+    band = parser.OFPMeterBandDrop(rate=meter.kbps, burst_size=meter.burst)
+    return parser.OFPMeterMod(DP, command=command, flags=flags, meter_id=meter.id,
+                              bands=[band])
 
 
 # --- flow mods as bytes -----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The typed model of every object one process knows (all of them on a server, the
 relevant ones on an agent), with the indexes that keep each question a lookup: ports by
-network, chassis, device and security group; the chassis hosting each network; routers
-by network and by gateway candidate; floating IPs and SNAT blocks by router, floating IPs by the internal ports of their port
-forwardings; groups by
+network, chassis, device, security group and QoS policy; networks by QoS policy; the
+chassis hosting each network; routers by network and by gateway candidate; floating IPs
+and SNAT blocks by router, floating IPs by the internal ports of their port forwardings;
+groups by
 the remote groups their rules name; agents and liveness by host.
 
 ``put`` and ``delete`` update the indexes in time proportional to the one object; each
@@ -69,6 +70,8 @@ class Catalog:
         self.fips_by_forwarded_port = _Index()     # internal port -> floating IPs
         self.snat_by_router = _Index()
         self.vip_owners_by_network = _Index()
+        self.ports_by_qos = _Index()              # ports holding a QoS policy of their own
+        self.networks_by_qos = _Index()           # networks holding a QoS policy
         self.agent_by_host: dict[str, str] = {}
         self.liveness_by_host = _Index()
 
@@ -155,12 +158,15 @@ class Catalog:
             idx(self.ports_by_network, obj.network_id)
             idx(self.ports_by_chassis, obj.chassis)
             idx(self.ports_by_device, obj.device_id)
+            idx(self.ports_by_qos, obj.qos_policy_id)
             for group in obj.security_groups:
                 idx(self.ports_by_group, group)
             if obj.chassis:
                 count(self.hosts_by_network, obj.network_id, obj.chassis)
             if obj.device_id and obj.device_owner in keys.INTERFACE_OWNERS:
                 count(self.routers_by_network, obj.network_id, obj.device_id)
+        elif collection == keys.NETWORKS:
+            idx(self.networks_by_qos, obj.qos_policy_id)
         elif collection == keys.SUBNETS:
             idx(self.subnets_by_network, obj.network_id)
         elif collection == keys.ROUTERS:

@@ -49,6 +49,7 @@ class Network:
     physical_network: str | None = None
     segmentation_id: int | None = None
     external: bool = False
+    qos_policy_id: str = ""                    # its ports' QoS policy when they have none
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Port:
     security_groups: tuple[str, ...] = ()      # sorted ids
     project_id: str = ""                       # the owner (the metadata proxy's X-Tenant-ID)
     dhcp_options: tuple[tuple[int, bytes], ...] = ()   # extra_dhcp_opts (IPv4), encoded
+    qos_policy_id: str = ""                    # its own QoS policy (wins over its network's)
     status: str = field(default="", compare=False)
     revision: int | None = field(default=None, compare=False)
 
@@ -247,6 +249,29 @@ class VipOwner:
     chassis: str = ""
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A bandwidth limit: rate and burst in kbit/s and kbit (burst 0: the agent's
+    default)."""
+
+    kbps: int
+    burst_kbps: int = 0
+
+
+@dataclass(frozen=True)
+class QosPolicy:
+    """A QoS policy as the data plane enforces it: the bandwidth limit of each direction
+    (from the VM's point of view: egress leaves it, ingress reaches it) and the DSCP
+    mark of its outgoing IP packets. Minimum-bandwidth rules are not enforced and not
+    carried (a change of one is no change to the data plane)."""
+
+    id: str
+    egress: Limit | None = None
+    ingress: Limit | None = None
+    dscp: int | None = None
+    revision: int | None = field(default=None, compare=False)
+
+
 # --- wire → model ----------------------------------------------------------------------
 
 def _get(obj: Mapping, name: str, kind: type):
@@ -276,7 +301,8 @@ def to_network(obj: Mapping) -> Network:
                    port_security_enabled=obj.get("port_security_enabled") is not False,
                    physical_network=obj.get("provider:physical_network") or None,
                    segmentation_id=_int_or_none(obj.get("provider:segmentation_id")),
-                   external=bool(obj.get("router:external")))
+                   external=bool(obj.get("router:external")),
+                   qos_policy_id=str(obj.get("qos_policy_id") or ""))
 
 
 def to_subnet(obj: Mapping) -> Subnet:
@@ -345,6 +371,7 @@ def to_port(obj: Mapping) -> Port:
                 device_id=str(obj.get("device_id") or ""), security_groups=groups,
                 project_id=str(obj.get("project_id") or obj.get("tenant_id") or ""),
                 dhcp_options=_dhcp_options(obj.get("extra_dhcp_opts")),
+                qos_policy_id=str(obj.get("qos_policy_id") or ""),
                 status=str(obj.get("status") or ""), revision=_revision(obj))
 
 
@@ -488,12 +515,34 @@ def to_vip_owner(obj: Mapping) -> VipOwner:
                     chassis=str(obj.get("chassis") or ""))
 
 
+def to_qos_policy(obj: Mapping) -> QosPolicy:
+    """A QoS policy's enforced rules (a rule the API would not have accepted is refused
+    with the policy)."""
+    limits: dict[str, Limit] = {}
+    dscp = None
+    for rule in obj.get("rules") or ():
+        kind = rule.get("type")
+        if kind == "bandwidth_limit":
+            direction = rule.get("direction") or "egress"
+            if direction not in ("egress", "ingress"):
+                raise BadObject(f"bad direction {direction!r}")
+            kbps = _get(rule, "max_kbps", int)
+            if kbps > 0:                # 0: no limit (a meter of rate 0 is refused)
+                limits[direction] = Limit(kbps, _int_or_none(rule.get("max_burst_kbps")) or 0)
+        elif kind == "dscp_marking":
+            dscp = _get(rule, "dscp_mark", int)
+            if not 0 <= dscp < 64:
+                raise BadObject(f"bad DSCP mark {dscp}")
+    return QosPolicy(id=_get(obj, "id", str), egress=limits.get("egress"),
+                     ingress=limits.get("ingress"), dscp=dscp, revision=_revision(obj))
+
+
 CONVERTERS: dict[str, Callable[[Mapping], Any]] = {
     keys.NETWORKS: to_network, keys.SUBNETS: to_subnet, keys.PORTS: to_port,
     keys.AGENTS: to_agent, keys.LIVENESS: to_liveness, keys.GROUPS: to_security_group,
     keys.ROUTERS: to_router, keys.FLOATINGIPS: to_floating_ip,
     keys.SNAT_BLOCKS: to_snat_block, keys.VIP_OWNERS: to_vip_owner,
-    keys.ADDRESS_GROUPS: to_address_group}
+    keys.ADDRESS_GROUPS: to_address_group, keys.QOS: to_qos_policy}
 
 
 def parse(collection: str, obj: Any):

@@ -15,10 +15,11 @@ an object is relevant to a chassis when the two meet. Scopes:
 - ``("member", G)``    the ports in group G (their addresses form a remote group)
 - ``("ag", A)``        address group A (its CIDRs are a remote side of rules)
 - ``("chassis", C)``   chassis C's agent and liveness objects
+- ``("qos", P)``       a QoS policy
 
 A chassis X subscribes to: ``("host", X)``, ``("chassis", X)``; for each port bound to
-it, its network and groups; the remote groups and address groups those groups' rules
-name; the routers
+it, its network, groups and QoS policy and its network's QoS policy; the remote groups
+and address groups those groups' rules name; the routers
 with an interface on one of its networks or with X as a gateway candidate, with their
 interfaces' networks, their gateway's network (``netobj``) and their floating IPs'
 ports; and the chassis hosting ports on every network it subscribes, its routers'
@@ -71,6 +72,8 @@ def scopes(collection: str, obj: Any) -> frozenset[Scope]:
         return frozenset({("chassis", obj.host)})
     if collection == keys.VIP_OWNERS:
         return frozenset({("net", obj.network_id)})
+    if collection == keys.QOS:
+        return frozenset({("qos", obj.id)})
     return frozenset()
 
 
@@ -90,7 +93,9 @@ def structural(change: Change) -> bool:
 
 
 STRUCTURAL = {
-    keys.PORTS: ("network_id", "chassis", "device_id", "device_owner", "security_groups"),
+    keys.PORTS: ("network_id", "chassis", "device_id", "device_owner", "security_groups",
+                 "qos_policy_id"),
+    keys.NETWORKS: ("qos_policy_id",),
     keys.ROUTERS: ("gateway_chassis", "gw_port_id"),
     keys.GROUPS: ("rules",),
     keys.FLOATINGIPS: ("router_id", "floating_port_id"),
@@ -118,12 +123,18 @@ def subscriptions(catalog: Catalog, chassis: str) -> set[Scope]:
     for pid in catalog.ports_by_chassis.of(chassis):
         port = ports[pid]
         nets.add(port.network_id)
+        if port.qos_policy_id:
+            out.add(("qos", port.qos_policy_id))
         for gid in port.security_groups:
             out.add(("sg", gid))
             group = groups.get(gid)
             if group is not None:
                 out.update(("member", g) for g in group.remote_groups())
                 out.update(("ag", a) for a in group.remote_address_groups())
+    for net in nets:
+        network = catalog.objects[keys.NETWORKS].get(net)
+        if network is not None and network.qos_policy_id:
+            out.add(("qos", network.qos_policy_id))
     routers = set(catalog.routers_by_candidate.of(chassis))
     for net in nets:
         routers |= catalog.routers_on(net)
@@ -184,6 +195,8 @@ def select(catalog: Catalog, subscribed: set[Scope]) -> dict[str, dict[str, Any]
             take(keys.ROUTERS, catalog.routers_by_candidate.of(name))
         elif kind == "sg":
             take(keys.GROUPS, (name,))
+        elif kind == "qos":
+            take(keys.QOS, (name,))
         elif kind == "member":
             take(keys.PORTS, catalog.ports_by_group.of(name))
         elif kind == "ag":

@@ -173,8 +173,24 @@ class PopVlan:
         return "pop_vlan"
 
 
+@dataclass(frozen=True, order=True)
+class Meter:
+    """Pass the packet through OpenFlow meter ``id``: a token bucket of ``kbps`` kbit/s
+    and ``burst`` kbit that drops what exceeds it (OpenFlow 1.3's meter instruction, run
+    before the flow's actions, wherever the action stands). The meter is an object of
+    the switch: the lowering installs it (``meter_mod``) before the first flow naming it
+    and removes it after the last, so every flow naming one id carries one spec."""
+
+    id: int
+    kbps: int
+    burst: int
+
+    def __str__(self) -> str:
+        return f"meter:{self.id}({self.kbps}kbps,burst={self.burst}kb)"
+
+
 Action = (Output | SetField | Move | Controller | Ct | CtClear | Conjunction | DecTtl | PushVlan
-          | PopVlan | CheckPktLarger)
+          | PopVlan | CheckPktLarger | Meter)
 
 VLAN_PRESENT = 0x1000           # OFPVID_PRESENT: the vlan_vid bit saying a tag is there
 
@@ -208,6 +224,10 @@ class Flow:
         return ([self.goto] if self.goto else []) + [
             a.table for a in self.actions if isinstance(a, Ct) and a.table]
 
+    def meters(self) -> list[Meter]:
+        """The meters the flow passes its packets through."""
+        return [a for a in self.actions if isinstance(a, Meter)]
+
     def conjunctions(self) -> list[Conjunction]:
         """The flow's conjunction actions (empty for an ordinary flow)."""
         return [a for a in self.actions if isinstance(a, Conjunction)]
@@ -226,7 +246,7 @@ class Flow:
 # Printed in decimal, as ovs-ofctl does; other integers (keys, registers, eth_type) in hex.
 DECIMAL_FIELDS = {"in_port", "ip_proto", "arp_op", "udp_src", "udp_dst", "tcp_src",
                   "tcp_dst", "icmpv4_type", "icmpv4_code", "sctp_src", "sctp_dst", "conj_id",
-                  "ct_zone"}
+                  "ct_zone", "ip_dscp"}
 
 
 def ct_state(flags: str) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from typing import Any
 from plexus.pipeline.compile import compilers
 from plexus.pipeline.flows import Flow
 from plexus.pipeline.registry import PipelineViolation, check_flow
+from plexus.pipeline.stages.qos import used_policies
 from plexus.pipeline.view import SecurityView, View
 
 FIELDS = frozenset(f.name for f in fields(View) if f.init)
@@ -106,14 +107,19 @@ def traced(view: View) -> Traced:
 
 
 def part(view: View, network_id: str) -> View:
-    """``view`` cut down to one network (``SHARED``: to none): its ports, subnets, VIFs
-    and the security of its local ports; everything else as it is."""
+    """``view`` cut down to one network (``SHARED``: to none): its ports, subnets, VIFs,
+    the security of its local ports and the QoS policies its bound ports enforce;
+    everything else as it is."""
     ports = {p.id: p for p in view.ports_on(network_id)} if network_id else {}
     security = view.security
     if security is not None:
         security = replace(security, port_groups={
             p: g for p, g in security.port_groups.items() if p in ports})
-    return replace(view, ports=ports,
+    qos = view.qos
+    if qos:                     # the policies this part's ports enforce: a policy change
+        used = used_policies(view, (p for p in ports.values() if p.chassis == view.chassis))
+        qos = {q: qos[q] for q in sorted(used) if q in qos}   # recompiles their parts only
+    return replace(view, ports=ports, qos=qos,
                    networks={network_id: view.networks[network_id]}
                    if network_id in view.networks else {},
                    subnets={s: o for s, o in view.subnets.items() if o.network_id == network_id},

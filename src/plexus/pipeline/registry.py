@@ -76,13 +76,21 @@ _L3 = frozenset(_L2 | _ARP | _IP | _L4 | _REGS)
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0, "plexus.pipeline.stages.classify",
           frozenset({"in_port", "vlan_vid"} | _TUN),
-          ("port_security", "l3_input", "l2_lookup", "metadata"),
+          ("egress_qos", "l3_input", "l2_lookup", "metadata"),
           "in_port (VIF) or tunnel key → logical network and logical in-port registers; "
           "the patch port toward an external bridge (untagged for a flat network, its VLAN "
           "popped for a VLAN network) → the external network, or a local flat/VLAN network "
           "bridged to that physical network, on to l3_input; the external network's key "
-          "from a tunnel → the external network, on to l3_input; the metadata port (when "
+          "from a tunnel → the external network, on to l3_input; a VIF goes on to egress_qos; "
+          "the metadata port (when "
           "the chassis serves metadata) → metadata; unknown in_ports are dropped",
+          partitioned=True),
+    Stage("egress_qos", 5, "plexus.pipeline.stages.qos",
+          frozenset(_REGS | {"eth_type"}), ("port_security",),
+          "QoS of what leaves a VM (its port's policy, else its network's): the port's "
+          "egress OpenFlow meter (a drop band at the bandwidth limit) and, for IPv4 and "
+          "IPv6, the policy's DSCP mark; the ingress limit is the port's meter on "
+          "output's flow to its VIF",
           partitioned=True),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from plexus.model.objects import Chassis, Network, Port, Rule, SecurityGroup, Subnet
+from plexus.model.objects import Chassis, Network, Port, QosPolicy, Rule, SecurityGroup, Subnet
 
 
 # The value types are the model's typed objects (``plexus.model.objects``), under the
@@ -150,6 +150,8 @@ routed networks' shared VIPs."""
     vip_owners: Mapping[tuple[str, str], str] = field(default_factory=dict)
     # the OpenFlow port of this chassis' metadata namespace (0: it serves no metadata)
     metadata_ofport: int = 0
+    # the QoS policies the ports bound here enforce (theirs or their networks'), by id
+    qos: Mapping[str, QosPolicy] = field(default_factory=dict)
 
     # derived indexes, cached per view (a field's value is immutable; the cache is keyed
     # by the identity of the fields it was built from, so it is never stale)

@@ -179,6 +179,8 @@ def render_api() -> str:
     out.append("\n## Attributes\n")
     out += [render_resource(r) for r in resources]
     out += [render_resource(r) for r in SUB_RESOURCES]
+    out += [render_resource(r) for cls in SERVICE_CLASSES
+            for r in getattr(cls, "sub_resources", ())]
     out.append(policy.render_markdown())
     modules, skips, self_skips = _functional()
     out.append("\n## Functional suites of openstacksdk and openstackclient\n\n"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from plexus.pipeline.flows import (
-    VLAN_PRESENT, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Move,
-    Output, PopVlan, PushVlan, SetField, ovs_field,
+    VLAN_PRESENT, CheckPktLarger, Conjunction, Controller, Ct, CtClear, DecTtl, Flow, Meter,
+    Move, Output, PopVlan, PushVlan, SetField, ovs_field,
 )
 from plexus.pipeline.registry import STAGES
 from plexus.tools.conntrack import Conntrack
@@ -44,6 +44,7 @@ class Result:
     outputs: list[tuple[int | str, dict]] = field(default_factory=list)
     controller: list[tuple[str, dict]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    meters: list[int] = field(default_factory=list)     # the meters it went through
 
     @property
     def ports(self) -> list[int | str]:
@@ -203,6 +204,8 @@ class Pipeline:
             pkt["vlan_vid"] = 0
         elif isinstance(action, CtClear):
             pkt.update(ct_state=0, ct_zone=0, ct_mark=0)
+        elif isinstance(action, Meter):
+            result.meters.append(action.id)     # a rate limit: the packet passes
         elif isinstance(action, Conjunction):
             raise TypeError("conjunction actions are never executed (lookup resolves them)")
         else:

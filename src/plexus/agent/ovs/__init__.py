@@ -14,6 +14,7 @@ from typing import Callable
 from plexus.agent.flowdiff import Entry, Key, of_stats
 from plexus.agent.ovs.openflow import Channel, OpenFlowError, PacketIn
 from plexus.agent.ovs.ovsdb import BridgeState, Ovsdb, Tunnel, patch_names, tunnel_name
+from plexus.pipeline.flows import Meter
 
 __all__ = ["BridgeState", "OpenFlowError", "PacketIn", "Switch", "Tunnel", "patch_names",
            "tunnel_name", "vswitchd_target"]
@@ -128,6 +129,20 @@ class Switch:
     async def installed(self) -> dict[Key, Entry]:
         """Every flow installed on the bridge, in canonical form."""
         return {e.key: e for e in map(of_stats, await self._channel.flow_stats())}
+
+    async def meters(self) -> dict[int, Meter]:
+        """The meters of br-int, by id (the first band of each: the lowering installs one
+        drop band)."""
+        out = {}
+        for conf in await self._channel.meter_configs():
+            band = conf.bands[0] if conf.bands else None
+            out[conf.meter_id] = Meter(conf.meter_id, band.rate if band else 0,
+                                       band.burst_size if band else 0)
+        return out
+
+    async def apply_meters(self, messages: list) -> None:
+        """Add, modify or delete meters (raises ``OpenFlowError``)."""
+        await self._channel.send_checked(messages)
 
     async def apply(self, messages: list) -> None:
         """Apply flow mods as one atomic bundle (raises ``OpenFlowError``)."""

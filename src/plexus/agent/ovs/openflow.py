@@ -129,6 +129,32 @@ class Channel:
         replies = await self.request(req)
         return [stat for reply in replies for stat in reply.body]
 
+    async def meter_configs(self) -> list:
+        """Every meter of the switch (os-ken ``OFPMeterConfigStats``)."""
+        replies = await self.request(parser.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL))
+        return [stat for reply in replies for stat in reply.body]
+
+    async def send_checked(self, messages: list, timeout: float = REQUEST_TIMEOUT) -> None:
+        """Send messages that have no reply on success (meter mods, which OVS does not
+        take in bundles), then a barrier; raises ``OpenFlowError`` with the errors the
+        switch answered any of them with."""
+        if not messages:
+            return
+        errors: list = []
+        xids = []
+        try:
+            for msg in messages:
+                xid = self._send(msg)
+                self._pending[xid] = (None, errors)
+                xids.append(xid)
+            await self.barrier(timeout)
+        finally:
+            for xid in xids:
+                self._pending.pop(xid, None)
+        if errors:
+            raise OpenFlowError(f"{len(errors)} of {len(messages)} refused: "
+                                + "; ".join(map(str, errors[:3])))
+
     async def bundle(self, messages: list, timeout: float = REQUEST_TIMEOUT) -> None:
         """Apply ``messages`` (flow mods) as one atomic, ordered ONF bundle."""
         if not messages:

@@ -23,9 +23,12 @@ def base_url(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
-def crud_routes(collection: str) -> list[Route]:
-    """Routes for one collection, generic over its service and schema."""
-    prefix = f"/v2.0/{collection}"
+def crud_routes(collection: str, path: str | None = None,
+                plural: str | None = None) -> list[Route]:
+    """Routes for one collection, generic over its service and schema (``path``: its URL
+    under /v2.0 when not the collection's name, ``plural``: its list's key in bodies)."""
+    prefix = f"/v2.0/{path or collection}"
+    many_key = plural or collection.replace("-", "_")
 
     @endpoint
     async def index(request: Request) -> Response:
@@ -34,10 +37,11 @@ def crud_routes(collection: str) -> list[Route]:
         items = list(request.query_params.multi_items())
         q = parse_query(svc.resource, items)
         page, more, before = await call(svc.list, ctx, q)
-        body = {collection.replace("-", "_"): page}
-        links = page_links(base_url(request), collection, items, page, q, more, before)
+        body = {many_key: page}
+        links = page_links(base_url(request), path or collection, items, page, q, more,
+                           before)
         if links:
-            body[f"{collection.replace('-', '_')}_links"] = links
+            body[f"{many_key}_links"] = links
         return JSON(body)
 
     @endpoint
@@ -45,7 +49,7 @@ def crud_routes(collection: str) -> list[Route]:
         ctx = await context(request)
         svc = service(request, collection)
         body = await json_body(request)
-        one, many = svc.resource.name, collection.replace("-", "_")
+        one, many = svc.resource.name, many_key
         if isinstance(body, dict) and len(body) == 1 and isinstance(body.get(many), list):
             if not body[many]:
                 raise errors.BadRequest(f"Resources required")

@@ -57,6 +57,9 @@ NETWORK = Resource("network", "networks", (
     Attr("mtu", type="integer", convert=to_int(0, 65535), default=None,
          doc="any non-negative MTU, as Neutron's; a subnet needs 68 (IPv4) or 1280 (IPv6)"),
     Attr("port_security_enabled", type="boolean", convert=to_bool, default=True),
+    Attr("qos_policy_id", convert=to_uuid(nullable=True), default=None,
+         doc="qos: the policy of the network's ports that have none of their own; "
+             "default: the project's default policy (qos-default)"),
     Attr("status", post=False, put=False),
     Attr("subnets", type="array", post=False, put=False, sort=False),
     Attr("provider:network_type", convert=one_of("vxlan", "vlan", "flat"), default=None,
@@ -170,6 +173,8 @@ PORT = Resource("port", "ports", (
     Attr("allowed_address_pairs", type="array", convert=list_of(_pair, unique=True),
          default=lambda ctx, body: [], filter=False, sort=False),
     Attr("port_security_enabled", type="boolean", convert=to_bool, default=None),
+    Attr("qos_policy_id", convert=to_uuid(nullable=True), default=None,
+         doc="qos: enforced on the port's chassis; wins over its network's"),
     Attr("extra_dhcp_opts", type="array", convert=_extra_dhcp_opts,
          default=lambda ctx, body: [], filter=False, sort=False),
     Attr("binding:host_id", convert=string(255), default=""),

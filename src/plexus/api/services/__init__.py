@@ -10,6 +10,7 @@ from plexus.api.services.networks import NetworkService
 from plexus.api.services.pools import AddressScopeService, SubnetPoolService
 from plexus.api.services.port_forwardings import PortForwardingService
 from plexus.api.services.ports import PortService
+from plexus.api.services.qos import QosPolicyService
 from plexus.api.services.quotas import QuotaService
 from plexus.api.services.rbac import RbacService
 from plexus.api.services.routers import RouterService
@@ -23,7 +24,7 @@ from plexus.api.services.vips import VipOwners
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
                    SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
                    SubnetPoolService, AddressScopeService, RbacService, AddressGroupService,
-                   DefaultSecurityGroupRuleService, AvailabilityZoneService]
+                   DefaultSecurityGroupRuleService, AvailabilityZoneService, QosPolicyService]
 
 
 def build_services(store, config) -> Services:

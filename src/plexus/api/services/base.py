@@ -40,6 +40,8 @@ INDEXES = {
     ("subnets", "network_id"): "subnets_by_network",
     ("floatingips", "router_id"): "fips_by_router",
     ("floatingips", "port_id"): "fips_by_port",
+    ("ports", "qos_policy_id"): "ports_by_qos",
+    ("networks", "qos_policy_id"): "networks_by_qos",
 }
 
 

@@ -97,6 +97,10 @@ class NetworkService(ResourceService):
                     "subnets": [], "availability_zones": sorted(set(
                         obj.get("availability_zone_hints") or [])), "ipv4_address_scope": None,
                     "ipv6_address_scope": None, "l2_adjacency": True})
+        qos = self.s["qos-policies"]
+        if obj.get("qos_policy_id") is None:            # qos-default
+            obj["qos_policy_id"] = qos.default_for(obj["project_id"])
+        qos.plan_attach(ctx, obj, None, w)
         w.put(self.key(obj["id"]), obj)
         rbac = self.s["rbac-policies"]
         for action, flag in ((ACCESS_SHARED, "shared"), (ACCESS_EXTERNAL, "router:external")):
@@ -158,6 +162,7 @@ class NetworkService(ResourceService):
                                    if (s := subnets.get(sid))}):
                 check_mtu(old, version, new["mtu"])
         self._plan_policies(old, new, changes, w)
+        self.s["qos-policies"].plan_attach(ctx, new, old, w)
         return new
 
     def _plan_policies(self, old, new, changes, w) -> None:

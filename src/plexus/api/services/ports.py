@@ -146,6 +146,7 @@ class PortService(ResourceService):
         obj["fixed_ips"] = self._claim_ips(network, subnets, obj["fixed_ips"], obj, w, attempt,
                                            keep=())
         self._settle_security(ctx, network, obj, w, creating=True)
+        self.s["qos-policies"].plan_attach(ctx, obj, None, w)
         self._settle_binding(obj)
         obj["status"] = "DOWN"
         w.put(self.key(obj["id"]), obj)
@@ -417,6 +418,7 @@ class PortService(ResourceService):
         if "allowed_address_pairs" in changes:
             new["allowed_address_pairs"] = [dict(p) for p in changes["allowed_address_pairs"]]
         self._settle_security(ctx, network, new, w, creating=False)
+        self.s["qos-policies"].plan_attach(ctx, new, old, w)
         if "binding:host_id" in changes:
             self._settle_binding(new)
             if changes["binding:host_id"] != old.get("binding:host_id"):

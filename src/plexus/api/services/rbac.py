@@ -117,6 +117,12 @@ def scope_pool_projects(s: Services, scope: dict, action: str) -> set[str]:
     return s["subnetpools"].scope_members(scope["id"])
 
 
+def qos_user_projects(s: Services, qos_policy: dict, action: str) -> set[str]:
+    """Projects with networks or ports holding the QoS policy, read from the model's
+    ``ports_by_qos`` / ``networks_by_qos`` indexes: costs the policy's users."""
+    return s["qos-policies"].user_projects(qos_policy)
+
+
 @dataclass(frozen=True)
 class ObjectType:
     """A kind of object policies can share: its ``object_type``, collection, allowed
@@ -141,6 +147,8 @@ OBJECT_TYPES: dict[str, ObjectType] = {t.name: t for t in (
                ((ACCESS_SHARED, "shared", True),), pool_subnet_projects),
     ObjectType("address_scope", "address-scopes", (ACCESS_SHARED,),
                ((ACCESS_SHARED, "shared", True),), scope_pool_projects),
+    ObjectType("qos_policy", "qos-policies", (ACCESS_SHARED,),
+               ((ACCESS_SHARED, "shared", True),), qos_user_projects),
 )}
 
 

@@ -53,7 +53,7 @@ def compile_classify_network(view: View) -> list[Flow]:
             continue
         flows.append(Flow.make(STAGE, PRIO, match,
                                [SetField("net", net.key), SetField("inport", port.key)],
-                               goto="port_security", cookie=cookie))
+                               goto="egress_qos", cookie=cookie))
     return flows
 
 

@@ -1,4 +1,5 @@
-"""output: a local out-port leaves by its VIF; a remote one by the tunnel to its
+"""output: a local out-port leaves by its VIF (through its ingress QoS meter, if its
+policy limits ingress: ``qos.ingress_meters``); a remote one by the tunnel to its
 chassis with the network's VNI (never from a packet that came by tunnel: no transit).
 A flood reaches every local port of the network (OVS skips the in_port) and, unless
 it came by tunnel, each chassis that shares the network. A network a local router routes
@@ -23,6 +24,7 @@ from plexus.pipeline.registry import (
     FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL, OUTPORT_EXTERNAL, OUTPORT_FLOOD, ROUTED,
 )
 from plexus.pipeline.stages.common import default_flow, local_networks, local_ports, peers
+from plexus.pipeline.stages.qos import ingress_meters
 from plexus.pipeline.stages.router import (
     external_networks, patch_of, routed_networks, vlan_push,
 )
@@ -79,8 +81,8 @@ def network_flows(view: View, net: NetworkView) -> list[Flow]:
     for port in (p for p in local_ports(view) if p.network_id == net.id):
         vif = Output(view.vif_ofports[port.id])
         vifs.append(vif)
-        flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "outport": port.key}, [vif],
-                               cookie=f"port:{port.id}"))
+        flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "outport": port.key},
+                               [*ingress_meters(view, port), vif], cookie=f"port:{port.id}"))
     flows += remote_flows(view, net)
     to_peers = [SetField("tunnel_id", net.key)] + [Output(o) for o in tunnels.values()]
     flood = {"net": net.key, "outport": OUTPORT_FLOOD}
@@ -105,7 +107,8 @@ def bridged_flows(view: View, net: NetworkView, patch: int) -> list[Flow]:
     vifs = [Output(view.vif_ofports[p.id]) for p in local_ports(view)
             if p.network_id == net.id]
     flows = [Flow.make(STAGE, PRIO, {"net": net.key, "outport": p.key},
-                       [Output(view.vif_ofports[p.id])], cookie=f"port:{p.id}")
+                       [*ingress_meters(view, p), Output(view.vif_ofports[p.id])],
+                       cookie=f"port:{p.id}")
              for p in local_ports(view) if p.network_id == net.id]
     return flows + list(physical_flows(net.key, net.id, patch, tuple(vlan_push(net)),
                                        tuple(vifs), chassis_mac(view.chassis)))
