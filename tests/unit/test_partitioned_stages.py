@@ -22,7 +22,7 @@ PARTITIONED = [(st, c) for st, c in compilers() if st.partitioned]
 def test_the_stages_that_say_so_are_partitioned():
     names = {st.name for st, _ in PARTITIONED}
     assert {"port_security", "arp_responder", "dhcp", "egress_ct", "ingress_ct", "classify",
-            "egress_acl", "ingress_acl", "l2_lookup", "output", "metadata"} == names
+            "egress_acl", "ingress_acl", "l2_lookup", "output", "metadata", "nd_responder"} == names
 
 
 @pytest.mark.parametrize("name", sorted(VIEWS))
