@@ -254,16 +254,19 @@ def test_remote_groups_cost_members_plus_ranges_not_their_product(n, spans):
     ranges = [(lo, min(65535, lo + span)) for lo, span in spans]
     masks = sum(len(port_masks(lo, hi)) for lo, hi in ranges)
     one = by_stage(compile_view(remote_group_view(n, ranges)))["ingress_acl"]
-    fixed = 5 + 1 + 1          # state flows and default; the port's conj_id and revoke flows
+    fixed = 5 + 2 + 2          # state flows and default; the port's conj_id and revoke flows
+                               # (one each per IP family)
     assert len(one) <= n + masks + fixed
     two = by_stage(compile_view(remote_group_view(n, ranges, ports=2)))["ingress_acl"]
-    assert len(two) - len(one) <= masks + 2          # another port: its ranges, not the members
+    assert len(two) - len(one) <= masks + 4          # another port: its ranges, not the members
+                                                     # (+ conj_id and revoke per IP family)
 
 
 def test_a_big_remote_group_stays_linear():
     flows = by_stage(compile_view(remote_group_view(100, [(1000 + 10 * i, 1000 + 10 * i)
                                                          for i in range(50)])))
-    assert len(flows["ingress_acl"]) == 100 + 50 + 7        # not 100 × 50
+    assert len(flows["ingress_acl"]) == 100 + 50 + 9        # not 100 × 50 (9: state flows,
+                                                            # default, conj_id and revoke × 2)
 
 
 @FAST

@@ -15,7 +15,9 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from plexus.lower.openflow import flow_mod
 from plexus.pipeline.compile import by_stage, compile_view
 from plexus.pipeline.registry import check_flow, stage
-from plexus.pipeline.stages.common import bound_ports, ipv4_addresses, local_networks, sources
+from plexus.pipeline.stages.common import (
+    bound_ports, ipv4_addresses, ipv6_addresses, local_networks, sources, sources6,
+)
 from plexus.pipeline.stages.l3_neighbor import shared_vips
 from plexus.pipeline.view import ChassisView, NetworkView, PortView, SubnetView, View
 from tests.golden.reference import reference_view
@@ -116,8 +118,15 @@ def bounds(view: View) -> dict[str, int]:
     # the DHCP server address of a subnet no port holds it for: one per local subnet
     local_subnets = sum(1 for s in view.subnets.values() if s.network_id in {n.id for n in nets})
     metadata = 1 if view.metadata_ofport else 0
+    # IPv6: per local port 3 ND drops, per MAC it may send from DAD and 2 MLD reports,
+    # per (MAC, IPv6 source) the source, 2 solicitations and 2 advertisements
+    ipv6_src = [sources6(p) for p in local]
+    ipv6 = sum(3 + 3 * len({m for m, _ in s}) + 5 * len(s) for s in ipv6_src)
     return {"classify": 1 + plugged + len(peers) + metadata,
-            "port_security": 1 + 2 * len(local) + 2 * local_src + vip_copies,
+            "port_security": 1 + 2 * len(local) + 2 * local_src + vip_copies + ipv6,
+            # an answer per IPv6 address and link-local address, the DAD pass, the default
+            "nd_responder": 2 + sum(1 + len(ipv6_addresses(p)) for p in peers),
+            "nd_reply": 2,                 # its default and its one flow
             "arp_responder": 1 + 2 * peer_ips + local_subnets,
             "dhcp": 1 + len(local),
             # two per local port (request, reply) and the drop, where metadata is served
@@ -181,5 +190,7 @@ def test_flow_count_grows_linearly_with_local_ports():
     steps = {b - a for a, b in zip(counts, counts[1:])}
     assert len(steps) == 1, counts          # the same cost for every 4 more local ports
     # each step adds a network with 4 local ports and 8 remote peers on 2 chassis: at
-    # most 10 flows a local port, 3 a peer, 1 a tunnel (classify), 3 for the floods
-    assert steps.pop() <= 10 * 4 + 3 * 8 + 2 + 3
+    # most 10 flows a local port, 3 a peer, 1 a tunnel (classify), 3 for the floods; and
+    # for IPv6 (the link-local address of each port) 11 port security flows a local port
+    # and a neighbour discovery answer per port
+    assert steps.pop() <= (10 + 11) * 4 + (3 + 1) * 8 + 2 + 3 + 4

@@ -23,7 +23,7 @@ def test_the_stages_that_say_so_are_partitioned():
     names = {st.name for st, _ in PARTITIONED}
     assert {"port_security", "arp_responder", "dhcp", "egress_ct", "ingress_ct", "classify",
             "egress_acl", "ingress_acl", "l2_lookup", "output", "metadata",
-            "egress_qos"} == names
+            "egress_qos", "nd_responder"} == names
 
 
 @pytest.mark.parametrize("name", sorted(VIEWS))

@@ -96,10 +96,11 @@ def test_spoofed_arp_is_dropped(pipeline):
                                     arp_sha=PORT["a1-vm2"].mac)).dropped
 
 
-def test_ipv6_is_dropped_for_now(pipeline):
+def test_ipv6_from_a_foreign_address_is_dropped(pipeline):
     packet = {"in_port": 1, "eth_src": PORT["a1-vm1"].mac, "eth_dst": PORT["a1-vm3"].mac,
-              "eth_type": 0x86DD, "ipv6_src": "fd00:a1::11", "ipv6_dst": "fd00:a1::13"}
+              "eth_type": 0x86DD, "ipv6_src": "fd00:a1::12", "ipv6_dst": "fd00:a1::13"}
     assert pipeline.run(packet).dropped
+    assert pipeline.run({**packet, "ipv6_src": "fd00:a1::11"}).ports == [HV2]
 
 
 def test_allowed_address_pairs(pipeline):

@@ -8,7 +8,8 @@ import hashlib
 import ipaddress
 import struct
 
-from os_ken.ofproto import nicira_ext
+from os_ken.lib import type_desc
+from os_ken.ofproto import nicira_ext, oxm_fields
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
@@ -21,6 +22,23 @@ from plexus.pipeline.registry import REGISTERS, table_of
 NX_NAT_F_SRC, NX_NAT_F_DST = 0x1, 0x2          # OVS's nx_nat_flags (os-ken lacks the names)
 NXAST_CHECK_PKT_LARGER = 49                     # os-ken has no class for this NX action
 REGISTER_FIELDS = {r.field for r in REGISTERS.values()}
+
+
+class _EricssonOxm(oxm_fields._OxmClass):
+    """Open vSwitch's ERICOXM_OF_ match fields (OXM class 0x1000), which os-ken lacks."""
+
+    _class = 0x1000
+
+
+# The IPv6 neighbour discovery fields Open vSwitch (2.11+) can set that os-ken does not
+# know: the flags word of an advertisement and the type of a message's first option
+# (``nd_reserved``, ``nd_options_type``; the ND responder turns a solicitation into an
+# advertisement with them). Registered into os-ken's OpenFlow 1.3 tables, so they are
+# encoded, and decoded when the agent reads flows back, like any other field.
+if "nd_reserved" not in {f.name for f in ofp.oxm_types}:
+    ofp.oxm_types += [_EricssonOxm("nd_reserved", 1, type_desc.Int4),
+                      _EricssonOxm("nd_options_type", 2, type_desc.Int1)]
+    oxm_fields.generate(ofp.__name__)
 
 
 class Datapath:

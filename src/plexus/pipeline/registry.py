@@ -61,12 +61,15 @@ ROUTED = (0xFF00, 0xFF00)       # router register match: routed by some router (
 _L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
 _ARP = {"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"}
 _IP = {"ipv4_src", "ipv4_dst", "ip_proto", "ipv6_src", "ipv6_dst"}
-_L4 = {"udp_src", "udp_dst", "tcp_src", "tcp_dst", "icmpv4_type", "icmpv4_code"}
+_L4 = {"udp_src", "udp_dst", "tcp_src", "tcp_dst", "icmpv4_type", "icmpv4_code", "icmpv6_type",
+       "icmpv6_code"}
+_ND = {"ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll"}
 _SCTP = {"sctp_src", "sctp_dst"}
 _REGS = {"metadata", "reg3", "reg4", "reg5", "reg6", "reg7"}
 _TUN = {"tunnel_id"}
 _CT = {"ct_state", "ct_zone", "ct_mark", "conj_id"}
-_CT_DISPATCH = frozenset(_REGS | {"eth_type", "ip_proto", "udp_src", "udp_dst"})
+_CT_DISPATCH = frozenset(_REGS | {"eth_type", "ip_proto", "udp_src", "udp_dst", "icmpv6_type",
+                                  "ipv6_src"})
 _ACL = frozenset(_REGS | _IP | _L4 | _SCTP | _CT | {"eth_type"})
 # No stage matches nw_ttl: os-ken writes NXM fields (nw_ttl is one) before OXM ones, so
 # it would precede its eth_type prerequisite and Open vSwitch refuses the match. TTL 0
@@ -93,18 +96,36 @@ STAGES: tuple[Stage, ...] = (
           "output's flow to its VIF",
           partitioned=True),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
-          frozenset(_L2 | _ARP | _IP | _L4 | _REGS), ("arp_responder",),
+          frozenset(_L2 | _ARP | _IP | _L4 | _ND | _REGS), ("arp_responder",),
           "source MAC and IP (and allowed address pairs) must belong to the in-port; "
           "DHCP from 0.0.0.0 is allowed (from any source address where the agent "
           "serves DHCP: all of it goes to the agent); an ARP from a VIP several ports "
-          "list is also copied to the agent (it learns the VIP's owner); everything else "
-          "from a VIF is dropped",
+          "list is also copied to the agent (it learns the VIP's owner). IPv6: from the "
+          "port's fixed IPv6 addresses, its link-local (EUI-64 of its MAC) and IPv6 "
+          "allowed address pairs; neighbour solicitations only with the port's MAC as "
+          "source link-layer address (or none), from :: only for duplicate address "
+          "detection (as MLD reports); advertisements only for the port's own addresses "
+          "with its MAC as target link-layer address; router advertisements drop. "
+          "Everything else from a VIF is dropped",
           partitioned=True),
     Stage("arp_responder", 20, "plexus.pipeline.stages.arp",
-          frozenset(_L2 | _ARP | _REGS), ("dhcp",),
+          frozenset(_L2 | _ARP | _REGS), ("nd_responder",),
           "ARP requests for every known address on the network are answered in place "
           "and sent back out of the in-port",
           partitioned=True),
+    Stage("nd_responder", 25, "plexus.pipeline.stages.nd",
+          frozenset(_L2 | _IP | _L4 | _ND | _REGS), ("nd_reply", "dhcp"),
+          "IPv6 neighbour solicitations for every known IPv6 address on the network "
+          "(VM and router ports' fixed addresses and the link-local EUI-64 address of "
+          "each port's MAC) become the owner's advertisement (router ports' with the "
+          "router flag) and go on to nd_reply; solicitations from :: (duplicate address "
+          "detection) and for unknown targets go on like other packets",
+          partitioned=True),
+    Stage("nd_reply", 26, "plexus.pipeline.stages.nd_reply",
+          frozenset(_L2 | _IP | _L4 | _REGS), (),
+          "the advertisement nd_responder made gets its target link-layer address (its "
+          "new source MAC: Open vSwitch only sets that option on a packet that already is "
+          "an advertisement) and leaves by the in-port"),
     Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
           frozenset(_L2 | _IP | _L4 | _REGS), ("metadata",),
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
@@ -229,7 +250,13 @@ PREREQUISITES: dict[str, tuple[str, frozenset]] = {
     "tcp_src": ("ip_proto", frozenset({6})), "tcp_dst": ("ip_proto", frozenset({6})),
     "icmpv4_type": ("ip_proto", frozenset({1})), "icmpv4_code": ("ip_proto", frozenset({1})),
     "sctp_src": ("ip_proto", frozenset({132})), "sctp_dst": ("ip_proto", frozenset({132})),
+    "icmpv6_type": ("ip_proto", frozenset({58})), "icmpv6_code": ("ip_proto", frozenset({58})),
+    "ipv6_nd_target": ("icmpv6_type", frozenset({135, 136})),
+    "ipv6_nd_sll": ("icmpv6_type", frozenset({135})),
+    "ipv6_nd_tll": ("icmpv6_type", frozenset({136})),
 }
+# ICMPv6 exists only over IPv6 (ICMP only over IPv4): a second condition on ip_proto
+PROTOCOL_ETH_TYPE = {58: 0x86DD, 1: 0x0800}
 
 
 def stage(name: str) -> Stage:
@@ -267,6 +294,10 @@ def check_flow(flow, owner: str | None = None) -> None:
         if need and matched.get(need[0]) not in need[1]:
             raise PipelineViolation(f"{st.name}: matching {field!r} needs {need[0]} in "
                                     f"{sorted(need[1])}")
+    family = PROTOCOL_ETH_TYPE.get(matched.get("ip_proto"))
+    if family is not None and matched.get("eth_type") != family:
+        raise PipelineViolation(f"{st.name}: ip_proto {matched['ip_proto']} needs eth_type "
+                                f"{family:#x}")
     for target in flow.goto_targets():
         if target not in st.next:
             raise PipelineViolation(f"{st.name} may not go to {target!r}")

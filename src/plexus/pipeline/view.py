@@ -48,21 +48,21 @@ class SecurityView:
 @dataclass(frozen=True)
 class GroupShape:
     """A security group as the ports holding it see it: whether it is stateful, the
-    directions in which it has IPv4 rules of its own (no remote group), and its IPv4
-    rules with a remote group or address group."""
+    directions in which it has rules of its own (no remote group or address group; IPv4 or
+    IPv6), and its rules with a remote group or address group."""
 
     stateful: bool
     own: frozenset[str]                 # directions with rules of its own
-    remote: tuple[RuleView, ...]        # IPv4 rules with a remote set, in order
+    remote: tuple[RuleView, ...]        # rules with a remote set, in order
 
 
 @functools.lru_cache(maxsize=1 << 12)
 def group_shape(group: SecurityGroupView) -> GroupShape:
     """The shape of a group (built once per group value)."""
-    ipv4 = [r for r in group.rules if r.ethertype == "IPv4"]
+    rules = group.rules
     return GroupShape(group.stateful,
-                      frozenset(r.direction for r in ipv4 if r.remote is None),
-                      tuple(r for r in ipv4 if r.remote is not None))
+                      frozenset(r.direction for r in rules if r.remote is None),
+                      tuple(r for r in rules if r.remote is not None))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,20 @@ PORTS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst"), 132: ("sctp_src"
 ICMP_REQUESTS = {8: 0, 13: 14, 15: 16, 17: 18}          # request type → its reply's type
 ICMP_REPLIES = {reply: request for request, reply in ICMP_REQUESTS.items()}
 ICMP_ERRORS = {3, 4, 5, 11, 12}
+ICMP6_REQUESTS = {128: 129}                              # echo request → echo reply
+ICMP6_REPLIES = {129: 128}
+ICMP6_ERRORS = {1, 2, 3, 4}
+
+
+def _icmp(pkt: dict) -> tuple[int | None, dict, dict, set]:
+    """(ICMP type, requests, replies, errors) of an ICMP or ICMPv6 packet (type None for
+    other protocols); an ICMPv6 packet is keyed under protocol 1 like ICMP."""
+    proto = pkt.get("ip_proto")
+    if proto == 58:
+        return pkt.get("icmpv6_type"), ICMP6_REQUESTS, ICMP6_REPLIES, ICMP6_ERRORS
+    if proto == 1:
+        return pkt.get("icmpv4_type"), ICMP_REQUESTS, ICMP_REPLIES, ICMP_ERRORS
+    return None, {}, {}, set()
 
 
 @dataclass
@@ -43,19 +57,22 @@ class Connection:
 
 
 def key_of(pkt: dict) -> tuple | None:
-    """The packet's connection key in its own direction (None: not IPv4)."""
+    """The packet's connection key in its own direction (None: not IP). IPv6 keys are
+    those of IPv4 with IPv6 addresses (ICMPv6 under protocol 1, as ICMP)."""
     src, dst, proto = pkt.get("ipv4_src"), pkt.get("ipv4_dst"), pkt.get("ip_proto")
+    if src is None and pkt.get("eth_type") == 0x86DD:
+        src, dst = pkt.get("ipv6_src"), pkt.get("ipv6_dst")
     if src is None or dst is None or proto is None:
         return None
     if proto in PORTS:
         sport, dport = PORTS[proto]
         return (src, dst, proto, pkt.get(sport), pkt.get(dport))
-    if proto == 1:
-        kind = pkt.get("icmpv4_type")
-        if kind in ICMP_REQUESTS:
+    kind, requests, replies, _ = _icmp(pkt)
+    if proto in (1, 58):
+        if kind in requests:
             return (src, dst, 1, pkt.get("icmp_id", 0), kind, "request")
-        if kind in ICMP_REPLIES:
-            return (src, dst, 1, pkt.get("icmp_id", 0), ICMP_REPLIES[kind], "reply")
+        if kind in replies:
+            return (src, dst, 1, pkt.get("icmp_id", 0), replies[kind], "reply")
         return (src, dst, 1, "other", kind)
     return (src, dst, proto)
 
@@ -73,7 +90,10 @@ def reverse(key: tuple) -> tuple:
 def with_key(pkt: dict, key: tuple) -> None:
     """Rewrite the packet's addresses and ports (or ICMP id) to those of ``key``."""
     src, dst, proto, *rest = key
-    pkt["ipv4_src"], pkt["ipv4_dst"] = src, dst
+    if ":" in src:
+        pkt["ipv6_src"], pkt["ipv6_dst"] = src, dst
+    else:
+        pkt["ipv4_src"], pkt["ipv4_dst"] = src, dst
     if proto in PORTS:
         sport, dport = PORTS[proto]
         pkt[sport], pkt[dport] = rest[0], rest[1]
@@ -105,8 +125,9 @@ def valid_new(pkt: dict) -> bool:
         if flags & SYN:
             return not flags & (ACK | FIN | RST)
         return bool(flags & ACK) and not flags & RST
-    if proto == 1:
-        return pkt.get("icmpv4_type") in ICMP_REQUESTS
+    kind, requests, _, _ = _icmp(pkt)
+    if proto in (1, 58):
+        return kind in requests
     return True
 
 
@@ -123,7 +144,8 @@ class Conntrack:
 
     def lookup(self, zone: int, pkt: dict) -> tuple[int, int, int]:
         """What ``ct(zone=...)`` tells the packet: (ct_state, ct_zone, ct_mark)."""
-        if pkt.get("ip_proto") == 1 and pkt.get("icmpv4_type") in ICMP_ERRORS:
+        kind, _, _, errors = _icmp(pkt)
+        if kind in errors:
             inner = pkt.get("inner")
             about = self.find(zone, inner)[0] if isinstance(inner, dict) else None
             return (TRK | REL, zone, about.mark) if about else (TRK | INV, zone, 0)

@@ -12,6 +12,7 @@ push/pop. A packet without ``vlan_vid`` is untagged (0); one without ``nw_ttl`` 
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -73,6 +74,8 @@ def _value_matches(actual: Any, wanted: Any) -> bool:
         return (_as_int(actual) & _as_int(mask)) == (_as_int(value) & _as_int(mask))
     if actual is not None and type(actual) is not type(wanted):   # an IP in a register
         return _as_int(actual) == _as_int(wanted)
+    if actual != wanted and isinstance(wanted, str) and "::" in wanted + str(actual):
+        return _as_int(actual) == _as_int(wanted)      # IPv6 written two ways
     return actual == wanted
 
 
@@ -80,7 +83,9 @@ def _as_int(v: Any) -> int:
     if isinstance(v, int):
         return v
     if isinstance(v, str) and ":" in v:
-        return int(v.replace(":", ""), 16)
+        if len(v) == 17 and v.count(":") == 5:        # a MAC
+            return int(v.replace(":", ""), 16)
+        return int(ipaddress.IPv6Address(v))
     if isinstance(v, str) and "." in v:
         a, b, c, d = (int(x) for x in v.split("."))
         return (a << 24) | (b << 16) | (c << 8) | d

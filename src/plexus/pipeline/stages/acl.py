@@ -14,11 +14,14 @@ reach it); the ACL stages commit in the zone the packet was tracked in
 (``ct(commit,zone=NXM_NX_CT_ZONE[])``), so their flows do not change when the port is
 plugged, moved to another ofport or unplugged.
 
-- ``*_ct``: IPv4 of a guarded port is sent through conntrack in the port's zone
-  (stateless groups: not tracked) and on to the ACL stage. Egress: DHCP requests pass
-  untracked, DHCP replies from a VM (a rogue server) drop. Ingress: ARP and DHCP replies
-  pass, anything else that is not IPv4 drops (IPv6 is not supported yet). Floods and
-  unguarded ports pass.
+- ``*_ct``: IPv4 and IPv6 of a guarded port are sent through conntrack in the port's
+  zone (stateless groups: not tracked) and on to the ACL stage. Egress: DHCP and DHCPv6
+  requests pass untracked, DHCP and DHCPv6 replies from a VM (a rogue server) drop,
+  neighbour discovery and MLD (ICMPv6 130-133, 135, 136, 143; port_security has checked
+  them) pass untracked. Ingress: ARP, DHCP and DHCPv6 replies, neighbour solicitations
+  and advertisements and MLD queries pass, and router advertisements from the link-local
+  address of a router interface of the port's network (Neutron's RA rule); anything else
+  that is neither IPv4 nor IPv6 drops. Floods and unguarded ports pass.
 - ``*_acl``: invalid packets and connections marked revoked (``ct_mark=1``) drop;
   replies and related packets of accepted connections pass; new packets and
   established ones in the original direction pass when a rule of the port's groups
@@ -51,8 +54,10 @@ from dataclasses import dataclass
 
 from plexus.model.objects import ADDRESS_GROUP
 from plexus.pipeline.flows import Conjunction, Ct, CtClear, Flow, ct_state
+from plexus.model.keys import INTERFACE_OWNERS
 from plexus.pipeline.stages.common import (
-    ETH_ARP, ETH_IP, IP_UDP, as_match, bound_ports, default_flow, is_ipv4,
+    ETH_ARP, ETH_IP, ETH_IPV6, IP_ICMPV6, IP_UDP, MLD2_REPORT, MLD_DONE, MLD_QUERY, MLD_REPORT,
+    ND_NA, ND_NS, ND_RA, ND_RS, as_match, bound_ports, default_flow, is_ipv4, link_local,
 )
 from plexus.pipeline.view import PortView, RuleView, View
 
@@ -72,6 +77,8 @@ class Direction:
 
 EGRESS = Direction("egress", "egress_ct", "egress_acl", "l3_input", "inport", "ipv4_dst")
 INGRESS = Direction("ingress", "ingress_ct", "ingress_acl", "output", "outport", "ipv4_src")
+IP_TYPES = (ETH_IP, ETH_IPV6)           # what conntrack and the rules see
+ETHERTYPES = {"IPv4": ETH_IP, "IPv6": ETH_IPV6}
 
 PRIO_DHCP = 100        # *_ct: DHCP allowances (before conntrack)
 PRIO_TRACK = 90        # *_ct: IPv4 (and, ingress, ARP) of a guarded port
@@ -92,6 +99,12 @@ PORT_FIELDS = {6: "tcp_dst", 17: "udp_dst", 132: "sctp_dst"}   # protocols with 
 IP_ICMP = 1
 DHCP_REQUEST = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
 DHCP_REPLY = {"eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 67, "udp_dst": 68}
+DHCP6_REQUEST = {"eth_type": ETH_IPV6, "ip_proto": IP_UDP, "udp_src": 546, "udp_dst": 547}
+DHCP6_REPLY = {"eth_type": ETH_IPV6, "ip_proto": IP_UDP, "udp_src": 547, "udp_dst": 546}
+ICMP6 = {"eth_type": ETH_IPV6, "ip_proto": IP_ICMPV6}
+# ICMPv6 that passes untracked (Neutron's ICMPV6_ALLOWED_*_TYPES, MLD reports added)
+EGRESS_ICMP6 = (MLD_QUERY, MLD_REPORT, MLD_DONE, ND_RS, ND_NS, ND_NA, MLD2_REPORT)
+INGRESS_ICMP6 = (MLD_QUERY, ND_NS, ND_NA)
 
 
 # --- which ports, which rules ---------------------------------------------------------
@@ -141,28 +154,39 @@ def port_masks(low: int, high: int) -> list[int | tuple[int, int]]:
 
 
 def rule_matches(rule: RuleView) -> list[dict]:
-    """The rule's protocol part as matches (several for a port range): ports for TCP,
-    UDP and SCTP, type and code for ICMP; ports of other protocols (DCCP, UDP-Lite) are
-    not matched, as in Neutron's OVS firewall."""
-    base: dict = {"eth_type": ETH_IP}
+    """The rule's protocol part as matches (several for a port range): its ethertype,
+    ports for TCP, UDP and SCTP, type and code for ICMP and ICMPv6; ports of other
+    protocols (DCCP, UDP-Lite) are not matched, as in Neutron's OVS firewall. A rule
+    whose protocol cannot be carried by its ethertype (ICMP on IPv6 is ICMPv6 already)
+    matches it anyway (IPv4 ICMP on IPv6 never occurs: nothing is allowed by it)."""
+    base: dict = {"eth_type": ETHERTYPES[rule.ethertype]}
     if rule.protocol is None:
         return [base]
+    if (rule.protocol, base["eth_type"]) in ((IP_ICMP, ETH_IPV6), (IP_ICMPV6, ETH_IP)):
+        return []                       # a protocol of the other family: allows nothing
     base["ip_proto"] = rule.protocol
     field = PORT_FIELDS.get(rule.protocol)
     if field and rule.port_min and rule.port_max:
         return [{**base, field: m} for m in port_masks(rule.port_min, rule.port_max)]
-    if rule.protocol == IP_ICMP and rule.port_min is not None:
-        icmp = {**base, "icmpv4_type": rule.port_min}
+    icmp = {IP_ICMP: "icmpv4", IP_ICMPV6: "icmpv6"}.get(rule.protocol)
+    if icmp and rule.port_min is not None:
+        match = {**base, f"{icmp}_type": rule.port_min}
         if rule.port_max is not None:
-            icmp["icmpv4_code"] = rule.port_max
-        return [icmp]
+            match[f"{icmp}_code"] = rule.port_max
+        return [match]
     return [base]
 
 
+def peer_field(d: Direction, address: str) -> str:
+    """The field of the remote address (IPv4 or IPv6) in a direction."""
+    return d.peer_field if is_ipv4(address) else d.peer_field.replace("ipv4", "ipv6")
+
+
 def peer_match(d: Direction, address: str) -> dict:
-    """Match of the remote address (none for 0.0.0.0/0)."""
+    """Match of the remote address (none for 0.0.0.0/0 or ::/0)."""
     value = as_match(address)
-    return {} if value == ("0.0.0.0", "0.0.0.0") else {d.peer_field: value}
+    return {} if value in (("0.0.0.0", "0.0.0.0"), ("::", "::")) else {
+        peer_field(d, address): value}
 
 
 def conj_ids(groups: list[str]) -> dict[str, int]:
@@ -184,13 +208,48 @@ def conj_ids(groups: list[str]) -> dict[str, int]:
 def conntrack_flows(view: View, d: Direction) -> list[Flow]:
     """The ``*_ct`` stage: per guarded port, the DHCP allowances and the conntrack step."""
     flows = [default_flow(d.ct_stage, goto=d.after)]
+    if view.security is not None:
+        flows += icmp6_flows(d)
+    networks: set[str] = set()
     for port in guarded_ports(view):
         net_key, keep = view.networks[port.network_id].key, stateful(view, port)
+        if d is INGRESS and port.network_id not in networks:
+            networks.add(port.network_id)
+            flows += ra_flows(net_key, port.network_id,
+                              router_link_locals(view, port.network_id))
         flows += port_ct_flows(d, net_key, port.key, port.id, keep)
         ct_zone = zone(view, port)
-        if keep and ct_zone is not None:            # plugged: its IPv4 is tracked
-            flows.append(track_flow(d, net_key, port.key, port.id, ct_zone))
+        if keep and ct_zone is not None:            # plugged: its IP is tracked
+            flows += track_flows(d, net_key, port.key, port.id, ct_zone)
     return flows
+
+
+@functools.lru_cache(maxsize=2)
+def icmp6_flows(d: Direction) -> tuple[Flow, ...]:
+    """Neighbour discovery and MLD pass untracked, whoever sends or receives them (one
+    flow per type for the chassis: port_security has checked what a VM sends)."""
+    kinds = EGRESS_ICMP6 if d is EGRESS else INGRESS_ICMP6
+    return tuple(Flow.make(d.ct_stage, PRIO_DHCP, {**ICMP6, "icmpv6_type": kind}, goto=d.after,
+                           cookie=f"pipeline:{d.ct_stage}", note="neighbour discovery, MLD")
+                 for kind in kinds)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def ra_flows(net_key: int, network_id: str, sources: tuple[str, ...]) -> tuple[Flow, ...]:
+    """Router advertisements on a network pass untracked from the link-local addresses
+    of its router interfaces (Neutron's RA rule), and only from them."""
+    return tuple(Flow.make(INGRESS.ct_stage, PRIO_DHCP,
+                           {"net": net_key, **ICMP6, "icmpv6_type": ND_RA, "ipv6_src": source},
+                           goto=INGRESS.after, cookie=f"network:{network_id}",
+                           note="router advertisements of the network's routers")
+                 for source in sources)
+
+
+def router_link_locals(view: View, network_id: str) -> tuple[str, ...]:
+    """The link-local addresses of the network's router interfaces: where the router
+    advertisements a guarded port accepts come from (sorted)."""
+    return tuple(sorted({link_local(p.mac) for p in view.ports_on(network_id)
+                         if p.device_owner in INTERFACE_OWNERS}))
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -198,8 +257,8 @@ def port_ct_flows(d: Direction, net_key: int, port_key: int, port_id: str,
                   keep: bool) -> tuple[Flow, ...]:
     """One guarded port's ``*_ct`` flows but the tracking step, by value (from its
     binding: none names its ofport; a rule change that leaves its groups' statefulness
-    alone costs a lookup). A stateful port's IPv4 drops here until its VIF is plugged
-    (``track_flow``)."""
+    alone costs a lookup). A stateful port's IP drops here until its VIF is plugged
+    (``track_flows``)."""
     me = {"net": net_key, d.port_register: port_key}
     cookie = f"port:{port_id}"
     flows = []
@@ -209,23 +268,30 @@ def port_ct_flows(d: Direction, net_key: int, port_key: int, port_id: str,
     if d is EGRESS:
         add(PRIO_DHCP, DHCP_REQUEST, goto=d.after, note="DHCP requests always pass")
         add(PRIO_DHCP, DHCP_REPLY, note="no DHCP server on an instance")
+        add(PRIO_DHCP, DHCP6_REQUEST, goto=d.after, note="DHCPv6 requests always pass")
+        add(PRIO_DHCP, DHCP6_REPLY, note="no DHCPv6 server on an instance")
     else:
         add(PRIO_DHCP, DHCP_REPLY, goto=d.after, note="DHCP replies always pass")
+        add(PRIO_DHCP, DHCP6_REPLY, goto=d.after, note="DHCPv6 replies always pass")
         add(PRIO_TRACK, {"eth_type": ETH_ARP}, goto=d.after)
-        add(PRIO_OTHER, {}, note="neither IPv4 nor ARP (IPv6 is not supported yet)")
+        add(PRIO_OTHER, {}, note="neither IP nor ARP")
     if not keep:
-        add(PRIO_TRACK, {"eth_type": ETH_IP}, [CtClear()] if d is INGRESS else [],
-            goto=d.acl_stage, note="stateless groups: not tracked")
+        for eth_type in IP_TYPES:
+            add(PRIO_TRACK, {"eth_type": eth_type}, [CtClear()] if d is INGRESS else [],
+                goto=d.acl_stage, note="stateless groups: not tracked")
     return tuple(flows)
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def track_flow(d: Direction, net_key: int, port_key: int, port_id: str, ofport: int) -> Flow:
-    """A plugged stateful port's conntrack step: its IPv4 through conntrack in its zone
-    (its ofport), on to the ACL stage. The only ACL-side flow that names the ofport."""
-    return Flow.make(d.ct_stage, PRIO_TRACK, {"net": net_key, d.port_register: port_key,
-                                              "eth_type": ETH_IP},
-                     [Ct(ofport, table=d.acl_stage)], cookie=f"port:{port_id}")
+def track_flows(d: Direction, net_key: int, port_key: int, port_id: str,
+                ofport: int) -> tuple[Flow, ...]:
+    """A plugged stateful port's conntrack step: its IPv4 and IPv6 through conntrack in
+    its zone (its ofport), on to the ACL stage. The only ACL-side flows that name the
+    ofport."""
+    return tuple(Flow.make(d.ct_stage, PRIO_TRACK, {"net": net_key, d.port_register: port_key,
+                                                    "eth_type": eth_type},
+                           [Ct(ofport, table=d.acl_stage)], cookie=f"port:{port_id}")
+                 for eth_type in IP_TYPES)
 
 
 def acl_flows(view: View, d: Direction) -> list[Flow]:
@@ -237,7 +303,7 @@ RULES = "rules:"                # the conjunction key of a group's own (non-remo
 
 
 def _is_plain(rule: RuleView, d: Direction) -> bool:
-    return rule.direction == d.name and rule.ethertype == "IPv4" and rule.remote is None
+    return rule.direction == d.name and rule.remote is None
 
 
 def acl_ids(view: View, d: Direction) -> dict[str, int]:
@@ -258,13 +324,13 @@ def _acl_ids(d: Direction, shapes: tuple) -> dict[str, int]:
 
 @functools.lru_cache(maxsize=1 << 12)
 def _plain_rules(d: Direction, group) -> tuple:
-    """A group's own rules of one direction (IPv4, no remote group)."""
+    """A group's own rules of one direction (no remote group)."""
     return tuple(r for r in group.rules if _is_plain(r, d))
 
 
 @functools.lru_cache(maxsize=1 << 12)
 def _remote_rules(d: Direction, shape) -> tuple:
-    """A group's remote-group rules of one direction (IPv4), from its shape."""
+    """A group's remote-group rules of one direction, from its shape."""
     return tuple(r for r in shape.remote if r.direction == d.name)
 
 
@@ -332,8 +398,7 @@ def _member_flows(stage: str, peer_field: str, groups: tuple) -> dict[tuple, Flo
     held: dict[tuple, list] = {}                  # match → [(conjunction id, group)]
     for gid, cid, addresses in groups:
         for address in addresses:
-            if is_ipv4(address):
-                held.setdefault(_member_match(peer_field, address), []).append((cid, gid))
+            held.setdefault(_member_match(peer_field, address), []).append((cid, gid))
     return {match: _member_flow(stage, match, tuple(sorted(set(by))) if len(by) > 1
                                 else by[0]) for match, by in held.items()}
 
@@ -357,10 +422,13 @@ def members_cookie(remote: str) -> str:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _member_match(peer_field: str, address: str) -> tuple:
-    """The match of a remote address, as a flow carries it (sorted pairs)."""
+    """The match of a remote address (IPv4 or IPv6: the IPv4 ``peer_field``'s IPv6
+    counterpart), as a flow carries it (sorted pairs)."""
     value = as_match(address)
-    peer = {} if value == ("0.0.0.0", "0.0.0.0") else {peer_field: value}
-    return tuple(sorted({"eth_type": ETH_IP, **peer}.items()))
+    v4 = is_ipv4(address)
+    field = peer_field if v4 else peer_field.replace("ipv4", "ipv6")
+    peer = {} if value in (("0.0.0.0", "0.0.0.0"), ("::", "::")) else {field: value}
+    return tuple(sorted({"eth_type": ETH_IP if v4 else ETH_IPV6, **peer}.items()))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -407,11 +475,11 @@ def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str,
     cookie = f"port:{port_id}"
     flows = []
     if keep:
-        flows.append(Flow.make(d.acl_stage, PRIO_UNALLOWED,
-                               {**me, "eth_type": ETH_IP, "ct_state": ESTABLISHED},
-                               [Ct(TRACKED_ZONE, commit=True, mark=REVOKED_MARK)],
-                               cookie=cookie,
-                               note="no rule allows it any more: revoke"))
+        flows += [Flow.make(d.acl_stage, PRIO_UNALLOWED,
+                            {**me, "eth_type": eth_type, "ct_state": ESTABLISHED},
+                            [Ct(TRACKED_ZONE, commit=True, mark=REVOKED_MARK)],
+                            cookie=cookie, note="no rule allows it any more: revoke")
+                  for eth_type in IP_TYPES]
     if own:
         flows.append(Flow.make(d.acl_stage, PRIO_CONJ, me,
                                sorted({Conjunction(cid, 1, 2) for _, cid in own}),
@@ -427,8 +495,8 @@ def port_acl_flows(d: Direction, net_key: int, port_key: int, port_id: str,
             acts.add(Conjunction(cid, 2, 2))
             cookies.add(f"sg:{group}:rule:{rule.id}")
     for cid, note in accept.items():
-        flows.append(Flow.make(d.acl_stage, PRIO_RULE, {**me, "eth_type": ETH_IP, "conj_id": cid},
-                               commit, d.after, cookie, note=note))
+        flows += [Flow.make(d.acl_stage, PRIO_RULE, {**me, "eth_type": eth_type, "conj_id": cid},
+                            commit, d.after, cookie, note=note) for eth_type in IP_TYPES]
     for match, (acts, cookies) in conj.items():
         flows.append(Flow(d.acl_stage, PRIO_CONJ, match, tuple(sorted(acts)),
                           cookie=",".join(sorted(cookies))))

@@ -27,7 +27,7 @@ from plexus.pipeline.stages.router import EXTERNAL_OWNERS
 from plexus.pipeline.view import NetworkView, PortView, View
 
 STAGE = "arp_responder"
-NEXT = "dhcp"
+NEXT = "nd_responder"
 PRIO_OWN = 60
 PRIO_ANSWER = 50
 

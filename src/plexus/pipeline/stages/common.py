@@ -1,6 +1,6 @@
 """What several stage compilers ask of a View: the ports that really are local, the
 networks they make local, the tunnels toward chassis that share a network, and the
-IPv4 addresses a port owns or may use. Pure helpers, deterministic order."""
+IPv4 and IPv6 addresses a port owns or may use. Pure helpers, deterministic order."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from plexus.pipeline.view import NetworkView, PortView, View
 
 ETH_IP = 0x0800
 ETH_ARP = 0x0806
+ETH_IPV6 = 0x86DD
 IP_UDP = 17
+IP_ICMPV6 = 58
+ND_RS, ND_RA, ND_NS, ND_NA = 133, 134, 135, 136     # ICMPv6 neighbour discovery types
+MLD_QUERY, MLD_REPORT, MLD_DONE, MLD2_REPORT = 130, 131, 132, 143
+UNSPECIFIED6 = "::"
+LINK_LOCAL6 = "fe80::/64"
 ARP_REQUEST = 1
 ARP_REPLY = 2
 GROUP_MACS = ("01:00:00:00:00:00", "01:00:00:00:00:00")   # broadcast and multicast
@@ -66,9 +72,43 @@ def _ipv4_of(ips: tuple) -> tuple[str, ...]:
     return tuple(sorted(ip for _, ip in ips if is_ipv4(ip)))
 
 
+def ipv6_addresses(port: PortView) -> list[str]:
+    """The port's fixed IPv6 addresses, sorted."""
+    return list(_ipv6_of(port.ips))
+
+
+@functools.lru_cache(maxsize=65536)
+def _ipv6_of(ips: tuple) -> tuple[str, ...]:
+    return tuple(sorted(str(ipaddress.IPv6Address(ip)) for _, ip in ips if not is_ipv4(ip)))
+
+
+@functools.lru_cache(maxsize=65536)
+def link_local(mac: str) -> str:
+    """The link-local address a host derives from ``mac`` (EUI-64, RFC 4291 appendix A):
+    fe80::, the MAC's halves around ff:fe, the universal/local bit flipped."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    octets[0] ^= 0x02
+    iid = int.from_bytes(bytes(octets[:3] + [0xFF, 0xFE] + octets[3:]), "big")
+    return str(ipaddress.IPv6Address((0xFE80 << 112) | iid))
+
+
+def sources6(port: PortView) -> list[tuple[str, Address]]:
+    """(MAC, IPv6 address or masked network) pairs the port may send from, sorted: its
+    fixed IPv6 addresses and its link-local address with its MAC, and its IPv6 allowed
+    address pairs (CIDRs included) with the link-local address of each pair's MAC, as
+    Neutron's firewalls allow."""
+    found = {(port.mac, ip) for ip in ipv6_addresses(port)} | {(port.mac, link_local(port.mac))}
+    for ip, mac in port.allowed_pairs:
+        if not is_ipv4(ip):
+            found.add((mac or port.mac, as_match(ip)))
+            found.add((mac or port.mac, link_local(mac or port.mac)))
+    return sorted(found, key=str)
+
+
 @functools.lru_cache(maxsize=65536)
 def as_match(cidr: str) -> Address:
-    """An IPv4 address or CIDR as a match value: exact for /32, else (network, mask)."""
+    """An IPv4 or IPv6 address or CIDR as a match value: exact for a host (/32, /128),
+    else (network, mask)."""
     net = ipaddress.ip_network(cidr, strict=False)
     if net.prefixlen == net.max_prefixlen:
         return str(net.network_address)
