@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from plexus.agent import icmp, l3, relevant
+from plexus.agent import dhcp6, icmp, l3, ra, relevant
 from plexus.agent import view as views
 from plexus.agent.external import Resolver
 from plexus.agent.metadata import Requester
@@ -62,6 +62,7 @@ from plexus.agent.vips import VipAnnouncements
 from plexus.lower.openflow import cookie_of
 from plexus.model import keys, relevance
 from plexus.pipeline.stages.metadata import ofport_of
+from plexus.pipeline.stages.l3_input import ND_GATEWAY
 from plexus.pipeline.stages.port_security import VIP_ARP
 from plexus.model.catalog import Change
 from plexus.pipeline.incremental import IncrementalCompiler
@@ -105,6 +106,8 @@ class Counters:
     last_lower_ms: float = 0.0
     last_bundle_ms: float = 0.0
     dhcp_replies: int = 0
+    dhcp6_replies: int = 0
+    router_advertisements: int = 0
     ct_flushes: int = 0
     arp_probes: int = 0
     garps: int = 0
@@ -130,6 +133,8 @@ class Agent(StatusReports, RoutingDuties):
         self.switch = switch
         self.vips = VipAnnouncements(southbound, config.chassis)
         self.dhcp = dhcp if dhcp is not None else _dhcp_responder()
+        self.dhcp6 = dhcp6.Responder()
+        self._advertised: frozenset = frozenset()   # (port, ofport) the last RAs went to
         self.model = Model()
         self.bridge = BridgeState()
         self.installed: dict[Key, Entry] | None = None     # None: not known (no channel)
@@ -197,7 +202,7 @@ class Agent(StatusReports, RoutingDuties):
             ("openflow", self._openflow()), ("reconcile", self._reconcile_loop()),
             ("status", self._status_loop()), ("resolve", self._resolve_loop()),
             ("snat", self._snat_loop()), ("loopback", self._loopback_loop()),
-            ("tunnels", self._tunnel_loop()))]
+            ("tunnels", self._tunnel_loop()), ("ra", self._ra_loop()))]
         try:
             await self._stop.wait()
         finally:
@@ -505,6 +510,7 @@ class Agent(StatusReports, RoutingDuties):
         await self._flush_router_zones(l3.zones(view))
         self._announce(l3.announcements(view))
         self._want_loopback(l3.loopback_macs(view))
+        self._advertise(view, only_new=True)
         self._snat_dirty.set()
         self._status_dirty.set()
         self.compiled.set()
@@ -599,6 +605,14 @@ class Agent(StatusReports, RoutingDuties):
                 LOG.info("external next hops resolved: %s", self.resolver.macs)
                 self._dirty.set()
             return
+        if pin.userdata == ND_GATEWAY:
+            reply = l3.gateway_advert(self.view, pin.data) if self.view else None
+            if reply is not None:
+                self.switch.packet_out(pin.in_port, reply)
+            return
+        if pin.userdata in ("dhcp6", "rs"):
+            self._ipv6_service(pin)
+            return
         if pin.userdata != "dhcp":
             self._once(("userdata", pin.userdata), logging.WARNING,
                        "packet-in with unknown userdata %r from table %d (cookie %s)",
@@ -615,6 +629,49 @@ class Agent(StatusReports, RoutingDuties):
             return
         self.switch.packet_out(pin.in_port, reply)
         self.counters.dhcp_replies += 1
+
+    def _ipv6_service(self, pin: PacketIn) -> None:
+        """Answer a DHCPv6 message (``agent.dhcp6``) or a router solicitation
+        (``agent.ra``) from a local port, out of its VIF."""
+        view = self.view
+        port = view.ports.get(self._ofports.get(pin.in_port, "")) if view else None
+        if port is None:
+            LOG.info("%s from ofport %d, which is no local port: dropped", pin.userdata,
+                     pin.in_port)
+            return
+        if pin.userdata == "dhcp6":
+            replies = [r for r in (self.dhcp6(pin.data, port, view),) if r is not None]
+            self.counters.dhcp6_replies += len(replies)
+        else:
+            replies = ra.answer(pin.data, port, view)
+            self.counters.router_advertisements += len(replies)
+        for reply in replies:
+            self.switch.packet_out(pin.in_port, reply)
+
+    async def _ra_loop(self) -> None:
+        """Unsolicited router advertisements out of every local VIF of the networks
+        whose routers advertise, every ``timing.ra_interval`` (``agent.ra``); a VIF
+        plugged since the last round gets them at the next reconcile (``_advertise``)."""
+        while True:
+            await asyncio.sleep(self.config.timing.ra_interval)
+            if self.view is not None and self.installed is not None:
+                self._advertise(self.view, only_new=False)
+
+    def _advertise(self, view: View, only_new: bool) -> None:
+        """Send the advertisements of ``ra.unsolicited`` (with ``only_new``: to the VIFs
+        that were not plugged at the last call only). Cost: the local ports."""
+        plugged = frozenset(view.vif_ofports.items())
+        if only_new and plugged == self._advertised:
+            return
+        before, self._advertised = self._advertised, plugged
+        new = {o for _, o in plugged - before} if only_new else None
+        for ofport, frame in ra.unsolicited(view, new):
+            try:
+                self.switch.packet_out(ofport, frame)
+            except (OSError, OpenFlowError, AttributeError) as exc:
+                LOG.debug("router advertisement to ofport %d not sent: %s", ofport, exc)
+                return
+            self.counters.router_advertisements += 1
 
     def _icmp_error(self, kind: str, pin: PacketIn) -> None:
         """Answer a routed packet with an ICMP error (``agent.icmp``), within the rate."""

@@ -13,7 +13,7 @@ from plexus.pipeline.registry import REGISTERS
 FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48, "arp_spa": 32,
               "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32, "metadata": 64, "reg5": 32,
               "reg6": 32, "reg7": 32, "tunnel_id": 64, "tun_ipv4_dst": 32, "in_port": 32,
-              "reg3": 32, "reg4": 32}
+              "reg3": 32, "reg4": 32, "ipv6_src": 128, "ipv6_dst": 128, "xxreg2": 128}
 
 # Connection-tracking state bits (the ``ct_state`` field), as OVS names them.
 CT_STATE_BITS = {"new": 0x01, "est": 0x02, "rel": 0x04, "rpl": 0x08, "inv": 0x10,
@@ -225,7 +225,8 @@ class Flow:
 
 # Printed in decimal, as ovs-ofctl does; other integers (keys, registers, eth_type) in hex.
 DECIMAL_FIELDS = {"in_port", "ip_proto", "arp_op", "udp_src", "udp_dst", "tcp_src",
-                  "tcp_dst", "icmpv4_type", "icmpv4_code", "sctp_src", "sctp_dst", "conj_id",
+                  "tcp_dst", "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code",
+                  "sctp_src", "sctp_dst", "conj_id",
                   "ct_zone"}
 
 

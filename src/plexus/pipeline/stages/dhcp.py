@@ -7,8 +7,19 @@ The flow matches UDP 68 → 67 from the port whatever the destination, so a rene
 RELEASE unicast to the server (its MAC and address: ``SERVER_MAC``, ``server_ip``) is
 punted like a broadcast. Who answers ARP for the server address: ``arp_responder``.
 
-This module also holds the DHCP server's identity, which the agent's responder
-(``plexus.agent.dhcp``) and the ARP responder must agree on."""
+IPv6 (host-answered too, nothing reaches another host):
+
+- DHCPv6 (UDP 546 → 547) from a local port with an address on an IPv6 subnet whose
+  ``ipv6_address_mode`` is dhcpv6-stateful or dhcpv6-stateless (DHCP enabled) goes to
+  the agent (``plexus.agent.dhcp6``: IA_NA with the port's fixed IP, DNS servers and
+  the domain search list), one flow per port as for DHCPv4.
+- Router solicitations (ICMPv6 type 133) on a network where a router has an IPv6
+  interface go to the agent, which answers with that router's advertisement
+  (``plexus.agent.ra``); one flow per such network. Solicitations on other networks go
+  on like any packet (an external router may answer them).
+
+This module also holds the DHCP server's identity, which the agent's responders
+(``plexus.agent.dhcp``, ``plexus.agent.dhcp6``) and the ARP responder must agree on."""
 
 from __future__ import annotations
 
@@ -30,19 +41,74 @@ NEXT = "metadata"
 PRIO = 50
 
 
+ETH_IP6 = 0x86DD
+IP_ICMP6 = 58
+ROUTER_SOLICITATION = 133
+DHCP6_CLIENT, DHCP6_SERVER = 546, 547
+DHCP6_MODES = ("dhcpv6-stateful", "dhcpv6-stateless")
+
+
 def compile_dhcp(view: View) -> list[Flow]:
     """A packet-in flow per port bound here (plugged or not) on a DHCP-enabled IPv4
-    subnet."""
+    subnet, and per port on a DHCPv6 subnet; one per local network whose router sends
+    advertisements, for router solicitations."""
     flows = [default_flow(STAGE, goto=NEXT)]
+    solicited: set[str] = set()
     for port in bound_ports(view):
+        net = view.networks[port.network_id]
         served = dhcp_subnets(view, port)
-        if not served:
+        if served:
+            match = {"net": net.key, "inport": port.key,
+                     "eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
+            flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp")],
+                                   cookie=f"port:{port.id}",
+                                   note=f"subnets {', '.join(served)}"))
+        served6 = dhcp6_subnets(view, port)
+        if served6:
+            match = {"net": net.key, "inport": port.key, "eth_type": ETH_IP6,
+                     "ip_proto": IP_UDP, "udp_src": DHCP6_CLIENT, "udp_dst": DHCP6_SERVER}
+            flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp6")],
+                                   cookie=f"port:{port.id}",
+                                   note=f"DHCPv6 subnets {', '.join(served6)}"))
+        if net.id in solicited:
             continue
-        match = {"net": view.networks[port.network_id].key, "inport": port.key,
-                 "eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
-        flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp")],
-                               cookie=f"port:{port.id}", note=f"subnets {', '.join(served)}"))
+        solicited.add(net.id)
+        advertising = ra_ports(view, net.id)
+        if advertising:
+            match = {"net": net.key, "eth_type": ETH_IP6, "ip_proto": IP_ICMP6,
+                     "icmpv6_type": ROUTER_SOLICITATION}
+            flows.append(Flow.make(STAGE, PRIO, match, [Controller("rs")],
+                                   cookie=f"network:{net.id}",
+                                   note="router solicitation: answered by the agent for "
+                                        + ", ".join(p.id for p in advertising)))
     return flows
+
+
+def dhcp6_subnets(view: View, port: PortView) -> list[str]:
+    """Ids of the port's IPv6 subnets served by DHCPv6 (DHCP enabled, address mode
+    dhcpv6-stateful or dhcpv6-stateless), sorted."""
+    return sorted({sid for sid, _ in port.ips
+                   if sid in view.subnets and view.subnets[sid].enable_dhcp
+                   and view.subnets[sid].ip_version == 6
+                   and view.subnets[sid].ipv6_address_mode in DHCP6_MODES})
+
+
+def ra_ports(view: View, network_id: str) -> list[PortView]:
+    """The router ports on a network that send router advertisements, by id: interfaces
+    of an admin-up router with an address on an IPv6 subnet (as Neutron runs radvd for
+    every router port with an IPv6 subnet; ``plexus.agent.ra`` says what they carry)."""
+    out = {}
+    for router in view.routers.values():
+        if not router.admin_up:
+            continue
+        for pid in router.interfaces:
+            port = view.ports.get(pid)
+            if port is None or port.network_id != network_id:
+                continue
+            if any(view.subnets.get(sid) is not None and view.subnets[sid].ip_version == 6
+                   for sid, _ in port.ips):
+                out[port.id] = port
+    return [out[k] for k in sorted(out)]
 
 
 def dhcp_subnets(view: View, port: PortView) -> list[str]:

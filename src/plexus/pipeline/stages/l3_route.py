@@ -27,7 +27,8 @@ from plexus.pipeline.flows import CheckPktLarger, DecTtl, Flow, Move, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_TOO_BIG_BIT
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
 from plexus.pipeline.stages.router import (
-    contains, gateway, hairpin_neighbours, interfaces, prefix_len, programmed, scope_pairs,
+    contains, gateway, gateway6, hairpin_neighbours, interfaces, interfaces6, prefix_len,
+    programmed, scope_pairs,
 )
 from plexus.pipeline.view import RouterView, View
 
@@ -35,6 +36,8 @@ STAGE = "l3_route"
 NEXT = "l3_neighbor"
 PRIO_ROUTE = 100
 PRIO_SCOPE = 300        # between subnets of different address scopes: above every route
+PRIO_SCOPE6 = 400       # ... for IPv6 (its routes reach 100 + 2 × 128 + 1)
+ETH_IP6 = 0x86DD
 ETH_HEADER = 14         # check_pkt_larger counts the Ethernet header (untagged in br-int)
 FROM_INSIDE = (0, FLAG_FROM_EXTERNAL)
 
@@ -44,6 +47,59 @@ def compile_l3_route(view: View) -> list[Flow]:
     flows = [default_flow(STAGE)]
     for router, zone in programmed(view):
         flows += router_flows(view, router, zone)
+        flows += router_flows6(view, router, zone)
+    return flows
+
+
+def router_flows6(view: View, router: RouterView, zone: int) -> list[Flow]:
+    """The router's IPv6 table, as ``router_flows``'s IPv4 one without NAT or hairpin:
+    connected IPv6 subnets (next hop: the destination), IPv6 extra routes, and through
+    its IPv6 gateway the external subnet, the resolved external hosts and the default
+    route (via the external subnet's gateway). The next hop goes into ``nexthop6``; the
+    hop limit is decremented by dec_ttl as IPv4's TTL is. Between IPv6 subnets of
+    different address scopes: dropped, above every route."""
+    table: dict[tuple[str, bool], tuple] = {}
+    ifaces = interfaces6(view, router)
+    gw = gateway6(view, router)
+    if not ifaces:
+        return []
+
+    def add(cidr, connected, net, mac, nexthop, external, note):
+        table.setdefault((_normal(cidr), connected), (net, mac, nexthop, external, note))
+    for iface in ifaces:
+        add(iface.subnet.cidr, True, iface.network, iface.port.mac, None, False,
+            f"connected {iface.subnet.cidr}")
+    six = [(d, h) for d, h in router.routes if ":" in d and ":" in h]
+    for dest, nexthop in sorted(six, key=lambda r: (prefix_len(r[0]), r)):
+        via = next((i for i in ifaces if contains(i.subnet.cidr, nexthop)), None)
+        if via is not None:
+            add(dest, False, via.network, via.port.mac, nexthop, False, "extra route")
+        elif gw is not None and contains(gw.subnet.cidr, nexthop):
+            add(dest, False, gw.network, None, nexthop, True, "extra route, outside")
+    if gw is not None:
+        for ip in sorted(view.external_macs):
+            if ":" in ip and contains(gw.subnet.cidr, ip):
+                add(f"{ip}/128", True, gw.network, None, ip, True, "resolved external host")
+        if gw.nexthop:
+            add(gw.subnet.cidr, True, gw.network, None, gw.nexthop, True, "external subnet")
+            add("::/0", False, gw.network, None, gw.nexthop, True, "default route")
+    cookie = f"router:{router.id}"
+    flows = [Flow.make(STAGE, PRIO_SCOPE6, {"router": zone, "eth_type": ETH_IP6,
+                                            "ipv6_src": as_match(src),
+                                            "ipv6_dst": as_match(dst)},
+                       cookie=cookie, note="address scopes differ: not routed")
+             for src, dst in scope_pairs(view, router, ifaces)]
+    for (cidr, connected), (net, mac, nexthop, external, note) in table.items():
+        match = {"router": zone, "eth_type": ETH_IP6}
+        if prefix_len(cidr):
+            match["ipv6_dst"] = as_match(cidr)
+        if external:
+            match["flags"] = FROM_INSIDE
+        actions = [DecTtl(), too_big(net.mtu)] + ([SetField("eth_src", mac)] if mac else [])
+        actions += [SetField("net", net.key),
+                    SetField("nexthop6", nexthop) if nexthop else Move("ipv6_dst", "nexthop6")]
+        flows.append(Flow.make(STAGE, PRIO_ROUTE + 2 * prefix_len(cidr) + int(connected),
+                               match, actions, NEXT, cookie, note))
     return flows
 
 
