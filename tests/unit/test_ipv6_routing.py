@@ -7,10 +7,15 @@ stage's concern)."""
 
 from __future__ import annotations
 
+import ipaddress
+import struct
+
 import pytest
 
+from plexus.agent import icmp, ipv6
 from plexus.model.keys import ADDRESS_SCOPE_KEY
-from plexus.pipeline.stages.router import link_local, snat_mac
+from plexus.pipeline.registry import register_field
+from plexus.pipeline.stages.router import link_local, programmed, snat_mac
 from tests.golden.ipv6_reference import UPSTREAM6, ip6, objects, view
 from tests.golden.l3_fabric import Fabric
 from tests.golden.l3_reference import CHASSIS, PATCH, TUNNEL, VIF_OFPORTS, mac
@@ -57,8 +62,9 @@ def test_slaac_addresses_are_next_hops_from_the_model(fabric):
 
 def test_an_address_no_port_holds_and_hop_limit_one_are_not_routed(fabric):
     hv1 = fabric.pipelines["hv1"]
-    assert hv1.run(from_vm("a-vm1", "net-a", "2001:db8:b::99", mac("r1-a")),
-                   stage="l3_input").dropped
+    unknown = hv1.run(from_vm("a-vm1", "net-a", "2001:db8:b::99", mac("r1-a")),
+                      stage="l3_input")
+    assert unknown.ports == [] and [u for u, _ in unknown.controller] == ["icmp:unreachable"]
     result = hv1.run(from_vm("a-vm1", "net-a", ip6("b-app"), mac("r1-a"), nw_ttl=1),
                      stage="l3_input")
     assert result.ports == [] and [u for u, _ in result.controller] == ["invalid_ttl"]
@@ -127,3 +133,45 @@ def test_address_scopes_keep_ipv6_subnets_apart():
     fabric = Fabric({"hv1": view("hv1", objs)})
     assert fabric.pipelines["hv1"].run(from_vm("a-vm1", "net-a", ip6("b-app"), mac("r1-a")),
                                        stage="l3_input").dropped
+
+
+# --- ICMPv6 errors (agent.icmp.answer6) -----------------------------------------------
+
+def punted_frame(src: str, dst: str, hop_limit: int, size: int = 100) -> bytes:
+    body = struct.pack("!HHIIHHHH", 40000, 22, 1, 0, 0x5002, 1000, 0, 0)
+    body += bytes(max(0, size - len(body)))
+    return ipv6.frame(mac(src), mac("r1-a"), ip6(src), dst, 6, body, hop_limit=hop_limit)
+
+
+def router_fields(v, flags: int = 0, net: str = "net-b") -> dict:
+    zone = dict((r.id, z) for r, z in programmed(v))["r1"]
+    return {register_field("router"): zone, register_field("flags"): flags,
+            register_field("net"): NET_KEY[net]}
+
+
+@pytest.mark.parametrize("kind,want", [("ttl", (3, 0, 0)), ("too-big", (2, 0, 1450)),
+                                       ("unreachable", (1, 3, 0))])
+def test_icmpv6_errors_go_back_to_the_vm_from_the_router(kind, want):
+    v = view("hv1")
+    frame = punted_frame("a-vm1", ip6("b-app"), 1 if kind == "ttl" else 63, size=1400)
+    got = icmp.answer(kind, frame, router_fields(v), VIF_OFPORTS["hv1"]["a-vm1"], v,
+                      {o: p for p, o in VIF_OFPORTS["hv1"].items()})
+    assert isinstance(got, icmp.Error), got
+    pkt = ipv6.parse(got.frame)
+    assert ipv6.valid_checksum(pkt) and pkt.proto == 58
+    assert (pkt.src_mac, pkt.dst_mac) == (mac("r1-a"), mac("a-vm1"))
+    assert (pkt.src, pkt.dst) == ("2001:db8:a::1", ip6("a-vm1"))
+    assert struct.unpack_from("!BBHI", pkt.payload) [:2] + (struct.unpack_from(
+        "!I", pkt.payload, 4)[0],) == want
+    quoted = pkt.payload[8:]
+    assert len(got.frame) - 14 <= 1280 and quoted[7] == (1 if kind == "ttl" else 64)
+    assert quoted[24:40] == ipaddress.IPv6Address(ip6("b-app")).packed
+
+
+def test_no_icmpv6_error_from_outside_or_about_an_error():
+    v = view("hv1")
+    ports = {o: p for p, o in VIF_OFPORTS["hv1"].items()}
+    frame = punted_frame("a-vm1", ip6("b-app"), 1)
+    assert isinstance(icmp.answer("ttl", frame, router_fields(v, flags=1), 1, v, ports), str)
+    error = ipv6.icmp6(mac("a-vm1"), mac("r1-a"), ip6("a-vm1"), ip6("b-app"), 1, 3, bytes(8))
+    assert isinstance(icmp.answer("ttl", error, router_fields(v), 1, v, ports), str)

@@ -27,6 +27,11 @@ from outside that was un-NATed from the router's gateway address (a reply to SNA
 its original destination port is only in conntrack, so the quote could not match the
 sender's socket).
 
+IPv6 (RFC 4443, ``answer6``): the same three, for packets from local VMs only — time
+exceeded (type 3), packet too big (type 2, with the next network's MTU, whatever the
+packet: IPv6 routers never fragment) and address unreachable (type 1, code 3) — from
+the router's address on the sender's subnet, quoting up to 1280 bytes in all.
+
 Rate: a token bucket per chassis (``rate`` errors a second, ``burst`` at once) and one
 per sender (see ``IcmpErrors``); what they refuse is counted, never queued. Pure apart
 from the buckets' clock."""
@@ -56,6 +61,7 @@ REPLY_TTL = 64
 DEST_UNREACH, TIME_EXCEEDED = 3, 11                     # ICMP types
 HOST_UNREACH, FRAG_NEEDED = 1, 4                        # codes of destination unreachable
 ETH_IP = 0x0800
+ETH_IP6 = 0x86DD
 
 
 def kind_of(userdata: str, reason: int) -> str | None:
@@ -160,6 +166,8 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
     """The ICMP error for a routed packet the pipeline sent the agent, or why none is
     sent (a short reason). ``fields``: the packet-in's pipeline fields (OVS names);
     ``vif_ports``: ofport → port id of the local VIFs."""
+    if len(data) >= 14 + 40 and struct.unpack_from("!H", data, 12)[0] == ETH_IP6:
+        return answer6(kind, data, fields, in_port, view, vif_ports)
     if len(data) < 14 + 20 or struct.unpack_from("!H", data, 12)[0] != ETH_IP:
         return "not IPv4"
     ip = data[14:]
@@ -216,6 +224,63 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
                                             quote(ip, ttl_back), mtu))
 
 
+def answer6(kind: str, data: bytes, fields: dict, in_port: int, view: View,
+            vif_ports: dict[int, str]) -> Error | str:
+    """The ICMPv6 error (RFC 4443) for a routed IPv6 packet from a local VM: time
+    exceeded (hop limit 0 or 1), packet too big (with the next network's MTU: IPv6
+    routers never fragment) or address unreachable (no port holds the address). From
+    the router's address on the sender's subnet (its port's link-local one when it has
+    none there), quoting as much of the packet as fits in 1280 bytes (hop limit
+    restored when l3_route already decremented it). Nothing for a packet from outside
+    or a tunnel, an ICMPv6 error, or a multicast or unspecified source."""
+    from plexus.agent import ipv6
+    from plexus.pipeline.stages.router import interfaces6, link_local
+    pkt = ipv6.parse(data)
+    if pkt is None:
+        return "not IPv6"
+    source = ipaddress.IPv6Address(pkt.src)
+    if source.is_multicast or source.is_unspecified or source.is_link_local \
+            or ipaddress.IPv6Address(pkt.dst).is_multicast:
+        return "multicast, unspecified or link-local"
+    if pkt.proto == 58 and pkt.payload and pkt.payload[0] < 128:
+        return "an ICMPv6 error"
+    flags = int(fields.get(register_field("flags"), 0))
+    if flags & (FLAG_FROM_TUNNEL | FLAG_FROM_EXTERNAL):
+        return "not from a local port"
+    zone = int(fields.get(register_field("router"), 0))
+    router = next((r for r, z in programmed(view) if z == zone), None)
+    if router is None:
+        return "no router"
+    port = view.ports.get(vif_ports.get(in_port, ""))
+    if port is None:
+        return "not from a local port"
+    mtu = 0
+    if kind == "too-big":
+        key = int(fields.get(register_field("net"), 0))
+        net = next((n for n in view.networks.values() if n.key == key), None)
+        if net is None:
+            return "unknown next network"
+        mtu = net.mtu
+    ifaces = [i for i in interfaces6(view, router) if i.network.id == port.network_id]
+    if not ifaces:
+        return "router has no IPv6 interface on the sender's network"
+    iface = next((i for i in ifaces if contains(i.subnet.cidr, pkt.src)), None)
+    src = iface.ip if iface is not None else link_local(ifaces[0].port.mac)
+    head = data[14:14 + 40]
+    if kind != TTL:                 # l3_route decremented the hop limit before punting
+        head = head[:7] + bytes([min(255, head[7] + 1)]) + head[8:]
+    quoted = (head + pkt.payload)[:1280 - 40 - 8]
+    if kind == TTL:
+        kind6, code, word = 3, 0, 0
+    elif kind == "too-big":
+        kind6, code, word = 2, 0, mtu
+    else:
+        kind6, code, word = 1, 3, 0
+    return Error(kind, in_port, ipv6.icmp6(ifaces[0].port.mac, port.mac, src, pkt.src, kind6,
+                                           code, struct.pack("!I", word) + quoted,
+                                           hop_limit=REPLY_TTL))
+
+
 class IcmpErrors:
     """The chassis' ICMP error generator: ``handle`` a packet-in, get the error to send
     (None when there is none, or a rate limit refused it), with counts.
@@ -237,7 +302,8 @@ class IcmpErrors:
         self.counts = Counts()
 
     def _source(self, data: bytes) -> Bucket:
-        key = data[26:30]                   # the IPv4 source (after 14 bytes of Ethernet)
+        # the IP source (after 14 bytes of Ethernet): IPv4's, or IPv6's
+        key = data[22:38] if data[12:14] == b"\x86\xdd" else data[26:30]
         bucket = self.sources.get(key)
         if bucket is None:
             if len(self.sources) >= self.SOURCES:

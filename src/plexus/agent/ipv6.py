@@ -61,12 +61,12 @@ def frame(src_mac: str, dst_mac: str, src: str, dst: str, proto: int, payload: b
 
 
 def icmp6(src_mac: str, dst_mac: str, src: str, dst: str, kind: int, code: int,
-          body: bytes) -> bytes:
-    """An ICMPv6 message (hop limit 255, as neighbour discovery requires)."""
+          body: bytes, hop_limit: int = 255) -> bytes:
+    """An ICMPv6 message (hop limit 255 by default, as neighbour discovery requires)."""
     message = struct.pack("!BBH", kind, code, 0) + body
     csum = checksum(src, dst, PROTO_ICMP6, message)
     message = message[:2] + struct.pack("!H", csum) + message[4:]
-    return frame(src_mac, dst_mac, src, dst, PROTO_ICMP6, message)
+    return frame(src_mac, dst_mac, src, dst, PROTO_ICMP6, message, hop_limit)
 
 
 def udp6(src_mac: str, dst_mac: str, src: str, dst: str, sport: int, dport: int,

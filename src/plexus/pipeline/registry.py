@@ -182,7 +182,8 @@ STAGES: tuple[Stage, ...] = (
           "subnet that no port holds (ICMP host unreachable). IPv6 next hops (nexthop6): "
           "every IPv6 address of the routed networks' ports from the model (SLAAC "
           "addresses are the EUI-64 ones the API assigned), and the agent's neighbour "
-          "resolutions of external ones; others drop"),
+          "resolutions of external ones; an address of a router IPv6 subnet no port holds "
+          "goes to the agent (ICMPv6 address unreachable), others drop"),
     Stage("l3_snat", 49, "plexus.pipeline.stages.l3_snat",
           _L3, ("output", "snat_guard"),
           "leaving by an external network: a port with a floating IP is SNATed to it "

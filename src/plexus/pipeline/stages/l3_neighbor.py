@@ -93,8 +93,8 @@ def neighbours6(view: View) -> list[Flow]:
     """The IPv6 next hops: per IPv6 address of a port on a network a programmed router has
     an IPv6 interface on (from the model: SLAAC addresses are the EUI-64 ones the API
     assigned), and per address the agent resolved on an IPv6 external subnet
-    (``external_macs``, by neighbour solicitation); an IPv6 next hop no port holds drops
-    (no ICMPv6 error yet)."""
+    (``external_macs``, by neighbour solicitation); an address of a router's IPv6 subnet
+    that no port holds goes to the agent (ICMPv6 address unreachable), any other drops."""
     internal, external = {}, {}
     for router, _ in programmed(view):
         internal.update({i.network.id: i.network for i in interfaces6(view, router)})
@@ -102,6 +102,11 @@ def neighbours6(view: View) -> list[Flow]:
         if gw is not None:
             external.setdefault(gw.network.id, (gw.network, set()))[1].add(gw.subnet.cidr)
     flows = []
+    subnets = {i.subnet.id: (i.network, i.subnet) for r, _ in programmed(view)
+               for i in interfaces6(view, r)}
+    for sid in sorted(subnets):
+        net, subnet = subnets[sid]
+        flows.append(unknown_flow6(net.key, subnet.cidr, sid))
     for nid in sorted(internal):
         net = internal[nid]
         seen: set[str] = set()
@@ -118,6 +123,14 @@ def neighbours6(view: View) -> list[Flow]:
                                        [SetField("eth_dst", mac)], "l3_snat",
                                        f"network:{nid}", note="resolved by the agent"))
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def unknown_flow6(key: int, cidr: str, subnet_id: str) -> Flow:
+    """An address of a router IPv6 subnet no port holds: to the agent (unreachable)."""
+    return Flow.make(STAGE, PRIO_UNKNOWN, {"net": key, "nexthop6": as_match(cidr)},
+                     [Controller(UNREACHABLE)], cookie=f"subnet:{subnet_id}",
+                     note="no port holds it: ICMPv6 address unreachable")
 
 
 @functools.lru_cache(maxsize=1 << 16)
