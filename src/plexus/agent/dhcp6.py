@@ -33,6 +33,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from plexus.agent import ipv6
+from plexus.agent.dhcp import guarded
 from plexus.pipeline.stages.dhcp import DHCP6_CLIENT, DHCP6_SERVER, SERVER_MAC
 from plexus.pipeline.stages.router import link_local
 from plexus.pipeline.view import PortView, SubnetView, View
@@ -79,18 +80,8 @@ def respond(frame: bytes, port: PortView, view: View,
 def handle(frame: bytes, port: PortView, view: View,
            domain: str = DEFAULT_DOMAIN) -> Outcome:
     """What a DHCPv6 client frame from ``port``'s VIF is, and the reply it gets."""
-    try:
-        parsed = _parse(bytes(frame), port)
-    except Exception:           # never raise on what a VM sends
-        parsed = None
-    if parsed is None:
-        log.debug("dhcp6: port %s: not a DHCPv6 client message for us", port.id)
-        return NOTHING
-    try:
-        return _answer(*parsed, port, view, domain)
-    except Exception:           # odd view data: log it, answer nothing
-        log.warning("dhcp6: port %s: cannot build a reply", port.id, exc_info=True)
-        return NOTHING
+    return guarded("dhcp6", port, lambda: _parse(bytes(frame), port),
+                   lambda parsed: _answer(*parsed, port, view, domain), NOTHING)
 
 
 class Responder:

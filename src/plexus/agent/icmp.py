@@ -116,11 +116,12 @@ def quote(ip: bytes, ttl_back: int = 0, dst: str | None = None) -> bytes:
     if dst is not None:
         head[16:20] = ipaddress.IPv4Address(dst).packed
     head[10:12] = b"\0\0"
-    head[10:12] = struct.pack("!H", _checksum(bytes(head)))
+    head[10:12] = struct.pack("!H", internet_checksum(bytes(head)))
     return bytes(head) + ip[ihl:ihl + 8]
 
 
-def _checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data`` (an odd length padded with a zero)."""
     total = sum(struct.unpack(f"!{len(data) // 2}H", data[:len(data) // 2 * 2]))
     if len(data) % 2:
         total += data[-1] << 8
@@ -140,11 +141,11 @@ def error_frame(kind: str, eth_src: str, eth_dst: str, ip_src: str, ip_dst: str,
     else:
         head = struct.pack("!BBHI", DEST_UNREACH, HOST_UNREACH, 0, 0)
     body = head + quoted
-    body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+    body = body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(body), 0, 0, REPLY_TTL, 1, 0,
                      ipaddress.IPv4Address(ip_src).packed,
                      ipaddress.IPv4Address(ip_dst).packed)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     return _mac(eth_dst) + _mac(eth_src) + struct.pack("!H", ETH_IP) + ip + body
 
 
@@ -188,13 +189,9 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
     if router is None:
         return "no router"
     flags = int(fields.get(register_field("flags"), 0))
-    mtu = 0
-    if kind == "too-big":
-        key = int(fields.get(register_field("net"), 0))
-        net = next((n for n in view.networks.values() if n.key == key), None)
-        if net is None:
-            return "unknown next network"
-        mtu = net.mtu
+    mtu = next_mtu(kind, fields, view)
+    if mtu is None:
+        return "unknown next network"
     ttl_back = 0 if kind == TTL else 1      # l3_route decremented it before punting
     if flags & FLAG_FROM_TUNNEL:
         return "from a tunnel"
@@ -222,6 +219,16 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
         return "router has no interface on the sender's network"
     return Error(kind, in_port, error_frame(kind, iface.port.mac, port.mac, iface.ip, src,
                                             quote(ip, ttl_back), mtu))
+
+
+def next_mtu(kind: str, fields: dict, view: View) -> int | None:
+    """For a too-big packet the MTU of the network it was routed to (None: unknown);
+    0 for the other kinds."""
+    if kind != "too-big":
+        return 0
+    key = int(fields.get(register_field("net"), 0))
+    net = next((n for n in view.networks.values() if n.key == key), None)
+    return net.mtu if net is not None else None
 
 
 def answer6(kind: str, data: bytes, fields: dict, in_port: int, view: View,
@@ -254,13 +261,9 @@ def answer6(kind: str, data: bytes, fields: dict, in_port: int, view: View,
     port = view.ports.get(vif_ports.get(in_port, ""))
     if port is None:
         return "not from a local port"
-    mtu = 0
-    if kind == "too-big":
-        key = int(fields.get(register_field("net"), 0))
-        net = next((n for n in view.networks.values() if n.key == key), None)
-        if net is None:
-            return "unknown next network"
-        mtu = net.mtu
+    mtu = next_mtu(kind, fields, view)
+    if mtu is None:
+        return "unknown next network"
     ifaces = [i for i in interfaces6(view, router) if i.network.id == port.network_id]
     if not ifaces:
         return "router has no IPv6 interface on the sender's network"

@@ -41,14 +41,10 @@ def solicited_node(ip: str) -> str:
 
 def checksum(src: str, dst: str, proto: int, payload: bytes) -> int:
     """The Internet checksum of an upper-layer payload over the IPv6 pseudo-header."""
-    data = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
-            + struct.pack("!I3xB", len(payload), proto) + payload)
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    from plexus.agent.icmp import internet_checksum
+    return internet_checksum(ipaddress.IPv6Address(src).packed
+                             + ipaddress.IPv6Address(dst).packed
+                             + struct.pack("!I3xB", len(payload), proto) + payload)
 
 
 def frame(src_mac: str, dst_mac: str, src: str, dst: str, proto: int, payload: bytes,

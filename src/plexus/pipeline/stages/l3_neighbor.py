@@ -106,7 +106,7 @@ def neighbours6(view: View) -> list[Flow]:
                for i in interfaces6(view, r)}
     for sid in sorted(subnets):
         net, subnet = subnets[sid]
-        flows.append(unknown_flow6(net.key, subnet.cidr, sid))
+        flows.append(unknown_flow(net.key, subnet.cidr, sid, "nexthop6"))
     for nid in sorted(internal):
         net = internal[nid]
         seen: set[str] = set()
@@ -123,14 +123,6 @@ def neighbours6(view: View) -> list[Flow]:
                                        [SetField("eth_dst", mac)], "l3_snat",
                                        f"network:{nid}", note="resolved by the agent"))
     return flows
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def unknown_flow6(key: int, cidr: str, subnet_id: str) -> Flow:
-    """An address of a router IPv6 subnet no port holds: to the agent (unreachable)."""
-    return Flow.make(STAGE, PRIO_UNKNOWN, {"net": key, "nexthop6": as_match(cidr)},
-                     [Controller(UNREACHABLE)], cookie=f"subnet:{subnet_id}",
-                     note="no port holds it: ICMPv6 address unreachable")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -197,8 +189,10 @@ def port_flow(key: int, ip: str, mac: str, port_id: str) -> Flow:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def unknown_flow(key: int, cidr: str, subnet_id: str) -> Flow:
-    """An address of a router subnet no port holds: to the agent (host unreachable)."""
-    return Flow.make(STAGE, PRIO_UNKNOWN, {"net": key, "nexthop": as_match(cidr)},
+def unknown_flow(key: int, cidr: str, subnet_id: str, register: str = "nexthop") -> Flow:
+    """An address of a router subnet no port holds: to the agent (ICMP host unreachable;
+    ``register`` nexthop6 for an IPv6 subnet: ICMPv6 address unreachable)."""
+    return Flow.make(STAGE, PRIO_UNKNOWN, {"net": key, register: as_match(cidr)},
                      [Controller(UNREACHABLE)], cookie=f"subnet:{subnet_id}",
-                     note="no port holds it: ICMP host unreachable")
+                     note="no port holds it: ICMP" + ("v6 address" if register == "nexthop6"
+                                                      else " host") + " unreachable")

@@ -76,8 +76,7 @@ class Gateway:
 
 def ipv4_subnet(view: View, subnet_id: str) -> SubnetView | None:
     """The subnet if the view knows it and it is IPv4."""
-    subnet = view.subnets.get(subnet_id)
-    return subnet if subnet is not None and subnet.ip_version == 4 else None
+    return _subnet(view, subnet_id, 4)
 
 
 def _per_view(view: View, name, inputs: tuple, build):
@@ -91,27 +90,7 @@ def interfaces(view: View, router: RouterView) -> list[Interface]:
     """The router's IPv4 interfaces the view can use, sorted by network and address."""
     return list(_per_view(view, ("interfaces", router.id),
                           (view.ports, view.networks, view.subnets, router),
-                          lambda: _interfaces(view, router)))
-
-
-def _interfaces(view: View, router: RouterView) -> list[Interface]:
-    out = []
-    for pid in router.interfaces:
-        port = view.ports.get(pid)
-        net = view.networks.get(port.network_id) if port else None
-        if net is None:
-            continue
-        for sid, ip in port.ips:
-            subnet = ipv4_subnet(view, sid)
-            if subnet is not None and is_ipv4(ip):
-                out.append(Interface(port, net, subnet, ip))
-    return sorted(out, key=lambda i: (i.network.id, i.subnet.cidr, i.ip, i.port.id))
-
-
-def ipv6_subnet(view: View, subnet_id: str) -> SubnetView | None:
-    """The subnet if the view knows it and it is IPv6."""
-    subnet = view.subnets.get(subnet_id)
-    return subnet if subnet is not None and subnet.ip_version == 6 else None
+                          lambda: _interfaces(view, router, 4)))
 
 
 def interfaces6(view: View, router: RouterView) -> list[Interface]:
@@ -119,10 +98,15 @@ def interfaces6(view: View, router: RouterView) -> list[Interface]:
     interface port holding addresses of several IPv6 subnets gives one per address)."""
     return list(_per_view(view, ("interfaces6", router.id),
                           (view.ports, view.networks, view.subnets, router),
-                          lambda: _interfaces6(view, router)))
+                          lambda: _interfaces(view, router, 6)))
 
 
-def _interfaces6(view: View, router: RouterView) -> list[Interface]:
+def _subnet(view: View, subnet_id: str, version: int) -> SubnetView | None:
+    subnet = view.subnets.get(subnet_id)
+    return subnet if subnet is not None and subnet.ip_version == version else None
+
+
+def _interfaces(view: View, router: RouterView, version: int) -> list[Interface]:
     out = []
     for pid in router.interfaces:
         port = view.ports.get(pid)
@@ -130,8 +114,8 @@ def _interfaces6(view: View, router: RouterView) -> list[Interface]:
         if net is None:
             continue
         for sid, ip in port.ips:
-            subnet = ipv6_subnet(view, sid)
-            if subnet is not None and not is_ipv4(ip):
+            subnet = _subnet(view, sid, version)
+            if subnet is not None and is_ipv4(ip) == (version == 4):
                 out.append(Interface(port, net, subnet, ip))
     return sorted(out, key=lambda i: (i.network.id, i.subnet.cidr, i.ip, i.port.id))
 
@@ -145,15 +129,7 @@ def router_networks(view: View, router: RouterView) -> set[str]:
 def gateway6(view: View, router: RouterView) -> Gateway | None:
     """The router's IPv6 gateway (its first IPv6 address on its external network; the
     next hop: that subnet's gateway), if any. IPv6 is routed without NAT."""
-    port = view.ports.get(router.gateway or "")
-    net = view.networks.get(port.network_id) if port else None
-    if net is None:
-        return None
-    for sid, ip in sorted(port.ips):
-        subnet = ipv6_subnet(view, sid)
-        if subnet is not None and not is_ipv4(ip):
-            return Gateway(port, net, subnet, ip, subnet.gateway_ip, patch_of(view, net))
-    return None
+    return _gateway(view, router, 6)
 
 
 def link_local(mac: str) -> str:
@@ -174,13 +150,17 @@ def eui64(cidr: str, mac: str) -> str:
 
 def gateway(view: View, router: RouterView) -> Gateway | None:
     """The router's gateway (its first IPv4 address on its external network), if any."""
+    return _gateway(view, router, 4)
+
+
+def _gateway(view: View, router: RouterView, version: int) -> Gateway | None:
     port = view.ports.get(router.gateway or "")
     net = view.networks.get(port.network_id) if port else None
     if net is None:
         return None
     for sid, ip in sorted(port.ips):
-        subnet = ipv4_subnet(view, sid)
-        if subnet is not None and is_ipv4(ip):
+        subnet = _subnet(view, sid, version)
+        if subnet is not None and is_ipv4(ip) == (version == 4):
             return Gateway(port, net, subnet, ip, subnet.gateway_ip, patch_of(view, net))
     return None
 
