@@ -23,6 +23,7 @@ This module also holds the DHCP server's identity, which the agent's responders
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Iterable
 
@@ -56,20 +57,8 @@ def compile_dhcp(view: View) -> list[Flow]:
     solicited: set[str] = set()
     for port in bound_ports(view):
         net = view.networks[port.network_id]
-        served = dhcp_subnets(view, port)
-        if served:
-            match = {"net": net.key, "inport": port.key,
-                     "eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
-            flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp")],
-                                   cookie=f"port:{port.id}",
-                                   note=f"subnets {', '.join(served)}"))
-        served6 = dhcp6_subnets(view, port)
-        if served6:
-            match = {"net": net.key, "inport": port.key, "eth_type": ETH_IP6,
-                     "ip_proto": IP_UDP, "udp_src": DHCP6_CLIENT, "udp_dst": DHCP6_SERVER}
-            flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp6")],
-                                   cookie=f"port:{port.id}",
-                                   note=f"DHCPv6 subnets {', '.join(served6)}"))
+        flows += port_flows(net.key, port.key, port.id, tuple(dhcp_subnets(view, port)),
+                            tuple(dhcp6_subnets(view, port)))
         if net.id in solicited:
             continue
         solicited.add(net.id)
@@ -82,6 +71,26 @@ def compile_dhcp(view: View) -> list[Flow]:
                                    note="router solicitation: answered by the agent for "
                                         + ", ".join(p.id for p in advertising)))
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def port_flows(net_key: int, port_key: int, port_id: str, served: tuple[str, ...],
+               served6: tuple[str, ...]) -> tuple[Flow, ...]:
+    """A port's DHCPv4 and DHCPv6 punts (one flow object per distinct value: unchanged
+    ports keep theirs from compile to compile)."""
+    flows = []
+    if served:
+        match = {"net": net_key, "inport": port_key,
+                 "eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
+        flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp")],
+                               cookie=f"port:{port_id}", note=f"subnets {', '.join(served)}"))
+    if served6:
+        match = {"net": net_key, "inport": port_key, "eth_type": ETH_IP6,
+                 "ip_proto": IP_UDP, "udp_src": DHCP6_CLIENT, "udp_dst": DHCP6_SERVER}
+        flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp6")],
+                               cookie=f"port:{port_id}",
+                               note=f"DHCPv6 subnets {', '.join(served6)}"))
+    return tuple(flows)
 
 
 def dhcp6_subnets(view: View, port: PortView) -> list[str]:
