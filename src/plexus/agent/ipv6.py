@@ -125,15 +125,16 @@ def tagged(frame_: bytes, vlan: int | None) -> bytes:
     return frame_[:12] + struct.pack("!HH", ETH_VLAN, vlan & 0xFFF) + frame_[12:]
 
 
-def neighbor_solicit(src_mac: str, target: str, vlan: int | None = None) -> bytes:
+def neighbor_solicit(src_mac: str, target: str, vlan: int | None = None,
+                     src: str | None = None) -> bytes:
     """A neighbour solicitation for ``target`` from the link-local address of ``src_mac``
     (with its source link-layer address option), to the target's solicited-node group:
     the owner answers unicast to ``src_mac`` (the agent's resolution of an external next
-    hop, as ``l3.arp_probe`` for IPv4)."""
+    hop, as ``l3.arp_probe`` for IPv4). ``src``: another source address."""
     group = solicited_node(target)
     body = struct.pack("!I", 0) + ipaddress.IPv6Address(target).packed
     body += struct.pack("!BB", OPT_SOURCE_LL, 1) + mac_bytes(src_mac)
-    return tagged(icmp6(src_mac, multicast_mac(group), link_local_of(src_mac), group,
+    return tagged(icmp6(src_mac, multicast_mac(group), src or link_local_of(src_mac), group,
                         NEIGHBOR_SOLICITATION, 0, body), vlan)
 
 
