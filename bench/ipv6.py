@@ -111,7 +111,7 @@ def measure(size: int, repeat: int, v4_only: bool = False) -> dict:
     c = view.ports["c-vm1"]
     info = ipv6.udp6(c.mac, "33:33:00:01:00:02", link_local(c.mac), "ff02::1:2", 546, 547,
                      bytes([dhcp6.INFORMATION_REQUEST, 1, 2, 3]))
-    frames = ra.unsolicited(view)
+    frames = [f for fs in ra.unsolicited(view).values() for f in fs]
     return {"size": size, "flows": len(flows), "full_ms": full_ms, "event_ms": event_ms,
             "recompiled": len(delta.recompiled), "added": len(delta.added),
             "rs_ms": timed(lambda: ra.answer(solicit, a, view), repeat),

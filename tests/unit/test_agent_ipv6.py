@@ -129,3 +129,41 @@ def test_only_the_active_gateway_answers_and_only_for_its_gateway_address():
     dad = ipv6.nd_message(l3.gateway_advert(view("gw1"), ipv6.neighbor_solicit(
         UPSTREAM6[up], gw, src="::")), 136)[0]
     assert (dad.dst, dad.dst_mac) == ("ff02::1", "33:33:00:00:00:01")
+
+
+def test_a_router_interface_added_later_is_advertised_at_once():
+    async def go():
+        objs = objects()
+        with_v6 = dict(objs["ports"]["r1-a"])
+        objs["ports"]["r1-a"] = {**with_v6, "fixed_ips": [
+            f for f in with_v6["fixed_ips"] if ":" not in f["ip_address"]]}
+        server, switch = L3Server(wire(objs)), FakeSwitch()
+        switch.plug("tap-a1", "a-vm1", 1)
+        agent = agent_on("hv1", server, switch)
+        async with Running(agent):
+            await until(lambda: agent.view is not None and "r1-a" in agent.view.ports)
+            await settle(agent)
+            assert 134 not in icmp6_kinds(switch, 1)
+            server.put("ports", with_v6)
+            await until(lambda: 134 in icmp6_kinds(switch, 1))
+    asyncio.run(go())
+
+
+def test_a_removed_router_interface_says_goodbye_with_lifetime_zero():
+    async def go():
+        objs = objects()
+        server, switch = L3Server(wire(objs)), FakeSwitch()
+        switch.plug("tap-a1", "a-vm1", 1)
+        agent = agent_on("hv1", server, switch)
+        async with Running(agent):
+            await until(lambda: 134 in icmp6_kinds(switch, 1))
+            switch.sent.clear()
+            port = objs["ports"]["r1-a"]
+            server.put("ports", {**port, "fixed_ips": [
+                f for f in port["fixed_ips"] if ":" not in f["ip_address"]]})
+            await until(lambda: 134 in icmp6_kinds(switch, 1))
+            ra = [ipv6.parse(f) for p, f in switch.sent if p == 1 and ipv6.parse(f)]
+            assert len(ra) == 1 and ra[0].src == link_local(mac("r1-a"))
+            assert struct.unpack_from("!H", ra[0].payload, 6)[0] == 0      # lifetime 0
+            assert ipv6.valid_checksum(ra[0])
+    asyncio.run(go())

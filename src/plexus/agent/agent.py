@@ -134,7 +134,7 @@ class Agent(StatusReports, RoutingDuties):
         self.vips = VipAnnouncements(southbound, config.chassis)
         self.dhcp = dhcp if dhcp is not None else _dhcp_responder()
         self.dhcp6 = dhcp6.Responder()
-        self._advertised: frozenset = frozenset()   # (port, ofport) the last RAs went to
+        self._advertised: dict[int, tuple] = {}     # VIF ofport → the last RAs sent there
         self.model = Model()
         self.bridge = BridgeState()
         self.installed: dict[Key, Entry] | None = None     # None: not known (no channel)
@@ -510,7 +510,7 @@ class Agent(StatusReports, RoutingDuties):
         await self._flush_router_zones(l3.zones(view))
         self._announce(l3.announcements(view))
         self._want_loopback(l3.loopback_macs(view))
-        self._advertise(view, only_new=True)
+        self._advertise(view, only_changed=True)
         self._snat_dirty.set()
         self._status_dirty.set()
         self.compiled.set()
@@ -650,22 +650,33 @@ class Agent(StatusReports, RoutingDuties):
 
     async def _ra_loop(self) -> None:
         """Unsolicited router advertisements out of every local VIF of the networks
-        whose routers advertise, every ``timing.ra_interval`` (``agent.ra``); a VIF
-        plugged since the last round gets them at the next reconcile (``_advertise``)."""
+        whose routers advertise, every ``timing.ra_interval`` (``agent.ra``); between
+        rounds, a VIF whose advertisements changed gets them at the next reconcile
+        (``_advertise``)."""
         while True:
             await asyncio.sleep(self.config.timing.ra_interval)
             if self.view is not None and self.installed is not None:
-                self._advertise(self.view, only_new=False)
+                self._advertise(self.view, only_changed=False)
 
-    def _advertise(self, view: View, only_new: bool) -> None:
-        """Send the advertisements of ``ra.unsolicited`` (with ``only_new``: to the VIFs
-        that were not plugged at the last call only). Cost: the local ports."""
-        plugged = frozenset(view.vif_ofports.items())
-        if only_new and plugged == self._advertised:
-            return
-        before, self._advertised = self._advertised, plugged
-        new = {o for _, o in plugged - before} if only_new else None
-        for ofport, frame in ra.unsolicited(view, new):
+    def _advertise(self, view: View, only_changed: bool) -> None:
+        """Send ``ra.unsolicited``'s advertisements (with ``only_changed``: to the VIFs
+        whose advertisements differ from the last ones sent to them: plugged since, or a
+        router interface, prefix, flag or MTU changed), and for a router port that no
+        longer advertises to a VIF its last advertisement with lifetime 0. Cost: the
+        local ports, and one frame per advertising router port of their networks."""
+        current = ra.unsolicited(view)
+        before, self._advertised = self._advertised, current
+        sends = []
+        plugged = set(view.vif_ofports.values())
+        for ofport, frames in before.items():       # router ports that stopped: lifetime 0
+            if ofport in plugged and current.get(ofport) != frames:
+                still = {f[6:12] for f in current.get(ofport, ())}     # source MACs
+                sends += [(ofport, w) for f in frames if f[6:12] not in still
+                          and (w := ra.withdrawn(f)) is not None]
+        for ofport, frames in current.items():
+            if not only_changed or before.get(ofport) != frames:
+                sends += [(ofport, f) for f in frames]
+        for ofport, frame in sends:
             try:
                 self.switch.packet_out(ofport, frame)
             except (OSError, OpenFlowError, AttributeError) as exc:

@@ -18,7 +18,10 @@ L3 agent has radvd send (``neutron/agent/linux/ra.py``), without a namespace:
 
 A router solicitation punted by the ``dhcp`` stage is answered at once (to ff02::1, out
 of the soliciting port's VIF only); unsolicited advertisements go out of every local
-VIF of the network every ``Timing.ra_interval`` seconds. Pure functions of the view;
+VIF of the network every ``Timing.ra_interval`` seconds, and out of a VIF at once when
+what it should hear changes (it was plugged, a router interface came or went, a
+prefix, flag or the MTU changed); a router port that stops advertising on a network
+(its interface removed) sends its last one with router lifetime 0 (``withdrawn``). Pure functions of the view;
 cost: per solicitation the router ports of one network, per period the local ports of
 the networks with advertising routers."""
 
@@ -90,18 +93,32 @@ def answer(data: bytes, port: PortView, view: View) -> list[bytes]:
     return [advertisement(view, rp) for rp in ra_ports(view, port.network_id)]
 
 
-def unsolicited(view: View, only: set[int] | None = None) -> list[tuple[int, bytes]]:
-    """(VIF ofport, frame) of the periodic advertisements: every advertising router
-    port's, out of each plugged local port of its network (the router ports themselves
-    are never local VIFs); with ``only``, out of those ofports only."""
-    out = []
-    frames: dict[str, list[bytes]] = {}
+def unsolicited(view: View) -> dict[int, tuple[bytes, ...]]:
+    """VIF ofport → the frames of its periodic advertisements: every advertising router
+    port's of its network, for each plugged local port (the router ports themselves are
+    never local VIFs; a port on a network without one is left out). Each network's
+    frames are built once."""
+    out: dict[int, tuple[bytes, ...]] = {}
+    frames: dict[str, tuple[bytes, ...]] = {}
     for port in bound_ports(view):
         ofport = view.vif_ofports.get(port.id)
-        if ofport is None or (only is not None and ofport not in only):
+        if ofport is None:
             continue
         if port.network_id not in frames:
-            frames[port.network_id] = [advertisement(view, rp)
-                                       for rp in ra_ports(view, port.network_id)]
-        out += [(ofport, f) for f in frames[port.network_id]]
+            frames[port.network_id] = tuple(advertisement(view, rp)
+                                            for rp in ra_ports(view, port.network_id))
+        if frames[port.network_id]:
+            out[ofport] = frames[port.network_id]
     return out
+
+
+def withdrawn(frame: bytes) -> bytes | None:
+    """The advertisement ``frame`` with router lifetime 0: the router is no default
+    router any more (sent when a router port stops advertising on a network, as radvd
+    does when it stops; the hosts drop their default route through it at once)."""
+    pkt = ipv6.parse(frame)
+    if pkt is None or len(pkt.payload) < 16 or pkt.payload[0] != ROUTER_ADVERTISEMENT:
+        return None
+    body = pkt.payload[4:6] + b"\0\0" + pkt.payload[8:]
+    return ipv6.icmp6(pkt.src_mac, pkt.dst_mac, pkt.src, pkt.dst, ROUTER_ADVERTISEMENT, 0,
+                      body)
