@@ -175,3 +175,14 @@ def test_no_icmpv6_error_from_outside_or_about_an_error():
     assert isinstance(icmp.answer("ttl", frame, router_fields(v, flags=1), 1, v, ports), str)
     error = ipv6.icmp6(mac("a-vm1"), mac("r1-a"), ip6("a-vm1"), ip6("b-app"), 1, 3, bytes(8))
     assert isinstance(icmp.answer("ttl", error, router_fields(v), 1, v, ports), str)
+
+
+def test_verify_finds_nothing_wrong_with_the_dual_stack_cloud(monkeypatch):
+    """``plexus verify`` (its IPv4 checks) over the same cloud with IPv6 subnets, router
+    interfaces and addresses: IPv6 changes nothing it checks, and breaks none of it."""
+    from plexus.tools.verify import verify
+    from tests.unit import test_verify
+    monkeypatch.setattr(test_verify, "objects", objects)
+    result = verify(test_verify.fabric())
+    assert not result.findings, [f.message for f in result.findings]
+    assert result.counts["ports"] == 7
