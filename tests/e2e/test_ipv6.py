@@ -9,7 +9,7 @@ to the lab's internet host without NAT.
 - a VM on a dhcpv6-stateful subnet gets its port's fixed IP from a real DHCPv6 client
   (ISC dhclient -6; its script only adds the address: it never touches /etc);
 - ping6 and TCP over IPv6 between two VMs on different chassis across a router (hop
-  limit 63), and to the internet host 2001:db8:c613::10 through the upstream router,
+  limit 63; with hop limit 1 the router answers ICMPv6 time exceeded), and to the internet host 2001:db8:c613::10 through the upstream router,
   which routes the tenant prefix to the router's gateway IPv6 address.
 
 The networks have port security off: IPv6 port security and security groups are
@@ -149,6 +149,10 @@ def test_ping6_and_tcp_across_a_router_between_chassis(lab):
     assert lab.vm("rt-b").ping(a6)
     out = lab.vm("rt-a").exec("ping", "-n", "-c", "1", "-W", "2", b6, check=False).stdout
     assert "ttl=63" in out, out          # one router hop: the hop limit went down by one
+    # hop limit 1: the router answers time exceeded from its address on a's subnet
+    out = lab.vm("rt-a").exec("ping", "-n", "-c", "1", "-W", "2", "-t", "1", b6,
+                              check=False).stdout
+    assert "2001:db8:71:3::1" in out and "Time exceeded" in out, out
     # the router's far interface answers ping in place (reached via the default router;
     # its near one is on-link: resolving it is the neighbour discovery responder's part)
     assert lab.vm("rt-a").ping("2001:db8:71:4::1")
