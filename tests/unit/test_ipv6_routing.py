@@ -168,7 +168,7 @@ def test_icmpv6_errors_go_back_to_the_vm_from_the_router(kind, want):
     assert quoted[24:40] == ipaddress.IPv6Address(ip6("b-app")).packed
 
 
-def test_no_icmpv6_error_from_outside_or_about_an_error():
+def test_no_icmpv6_error_from_a_tunnel_or_about_an_error():
     v = view("hv1")
     ports = {o: p for p, o in VIF_OFPORTS["hv1"].items()}
     frame = punted_frame("a-vm1", ip6("b-app"), 1)
@@ -186,3 +186,18 @@ def test_verify_finds_nothing_wrong_with_the_dual_stack_cloud(monkeypatch):
     result = verify(test_verify.fabric())
     assert not result.findings, [f.message for f in result.findings]
     assert result.counts["ports"] == 7
+
+
+def test_too_big_from_outside_is_answered_from_the_gateway_toward_the_upstream():
+    v = view("gw1")
+    frame = ipv6.frame(UPSTREAM6["2001:db8:ee::1"], mac("r1-gw"), INTERNET6, ip6("b-app"),
+                       17, struct.pack("!HHHH", 53, 53, 1408, 0) + bytes(1400), hop_limit=59)
+    fields = {**router_fields(v, flags=2), register_field("net"): NET_KEY["net-b"]}
+    got = icmp.answer("too-big", frame, fields, PATCH, v, {})
+    assert isinstance(got, icmp.Error), got
+    pkt = ipv6.parse(got.frame)
+    assert got.port == PATCH and ipv6.valid_checksum(pkt)
+    assert (pkt.src_mac, pkt.dst_mac) == (mac("r1-gw"), UPSTREAM6["2001:db8:ee::1"])
+    assert (pkt.src, pkt.dst) == ("2001:db8:ee::10", INTERNET6)
+    assert pkt.payload[0] == 2 and struct.unpack_from("!I", pkt.payload, 4)[0] == 1450
+    assert isinstance(icmp.answer("too-big", frame, fields, 7, v, {}), str)   # not the patch

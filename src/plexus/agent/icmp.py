@@ -27,10 +27,11 @@ from outside that was un-NATed from the router's gateway address (a reply to SNA
 its original destination port is only in conntrack, so the quote could not match the
 sender's socket).
 
-IPv6 (RFC 4443, ``answer6``): the same three, for packets from local VMs only — time
-exceeded (type 3), packet too big (type 2, with the next network's MTU, whatever the
-packet: IPv6 routers never fragment) and address unreachable (type 1, code 3) — from
-the router's address on the sender's subnet, quoting up to 1280 bytes in all.
+IPv6 (RFC 4443, ``answer6``): the same three — time exceeded (type 3), packet too big
+(type 2, with the next network's MTU, whatever the packet: IPv6 routers never
+fragment) and address unreachable (type 1, code 3) — from the router's address on the
+sender's subnet to a local VM, from its IPv6 gateway address to an outside sender (no
+NAT to undo), quoting up to 1280 bytes in all.
 
 Rate: a token bucket per chassis (``rate`` errors a second, ``burst`` at once) and one
 per sender (see ``IcmpErrors``); what they refuse is counted, never queued. Pure apart
@@ -233,15 +234,17 @@ def next_mtu(kind: str, fields: dict, view: View) -> int | None:
 
 def answer6(kind: str, data: bytes, fields: dict, in_port: int, view: View,
             vif_ports: dict[int, str]) -> Error | str:
-    """The ICMPv6 error (RFC 4443) for a routed IPv6 packet from a local VM: time
-    exceeded (hop limit 0 or 1), packet too big (with the next network's MTU: IPv6
-    routers never fragment) or address unreachable (no port holds the address). From
-    the router's address on the sender's subnet (its port's link-local one when it has
-    none there), quoting as much of the packet as fits in 1280 bytes (hop limit
-    restored when l3_route already decremented it). Nothing for a packet from outside
-    or a tunnel, an ICMPv6 error, or a multicast or unspecified source."""
+    """The ICMPv6 error (RFC 4443) for a routed IPv6 packet: time exceeded (hop limit 0
+    or 1), packet too big (with the next network's MTU: IPv6 routers never fragment) or
+    address unreachable (no port holds the address). To a local VM from the router's
+    address on its subnet (its port's link-local one when it has none there); to an
+    outside sender (on the active gateway) from the router's IPv6 gateway address and
+    port MAC, toward the next hop back, out of the patch. Quoting as much of the packet
+    as fits in 1280 bytes (hop limit restored when l3_route already decremented it).
+    Nothing for a packet from a tunnel, an ICMPv6 error, or a multicast, unspecified
+    or link-local source."""
     from plexus.agent import ipv6
-    from plexus.pipeline.stages.router import interfaces6, link_local
+    from plexus.pipeline.stages.router import gateway6, interfaces6, link_local
     pkt = ipv6.parse(data)
     if pkt is None:
         return "not IPv6"
@@ -252,23 +255,35 @@ def answer6(kind: str, data: bytes, fields: dict, in_port: int, view: View,
     if pkt.proto == 58 and pkt.payload and pkt.payload[0] < 128:
         return "an ICMPv6 error"
     flags = int(fields.get(register_field("flags"), 0))
-    if flags & (FLAG_FROM_TUNNEL | FLAG_FROM_EXTERNAL):
-        return "not from a local port"
+    if flags & FLAG_FROM_TUNNEL:
+        return "from a tunnel"
     zone = int(fields.get(register_field("router"), 0))
     router = next((r for r, z in programmed(view) if z == zone), None)
     if router is None:
         return "no router"
-    port = view.ports.get(vif_ports.get(in_port, ""))
-    if port is None:
-        return "not from a local port"
     mtu = next_mtu(kind, fields, view)
     if mtu is None:
         return "unknown next network"
-    ifaces = [i for i in interfaces6(view, router) if i.network.id == port.network_id]
-    if not ifaces:
-        return "router has no IPv6 interface on the sender's network"
-    iface = next((i for i in ifaces if contains(i.subnet.cidr, pkt.src)), None)
-    src = iface.ip if iface is not None else link_local(ifaces[0].port.mac)
+    vlan = None
+    if flags & FLAG_FROM_EXTERNAL:      # from outside, on the active gateway
+        gw = gateway6(view, router)
+        if gw is None or gw.patch != in_port:
+            return "not from this router's patch port"
+        back = view.external_macs.get(pkt.src) or view.external_macs.get(gw.nexthop or "")
+        if back is None:
+            return "no next hop back"
+        mac, dst_mac, src = gw.port.mac, back, gw.ip
+        vlan = gw.network.segmentation_id if gw.network.network_type == "vlan" else None
+    else:
+        port = view.ports.get(vif_ports.get(in_port, ""))
+        if port is None:
+            return "not from a local port"
+        ifaces = [i for i in interfaces6(view, router) if i.network.id == port.network_id]
+        if not ifaces:
+            return "router has no IPv6 interface on the sender's network"
+        iface = next((i for i in ifaces if contains(i.subnet.cidr, pkt.src)), None)
+        src = iface.ip if iface is not None else link_local(ifaces[0].port.mac)
+        mac, dst_mac = ifaces[0].port.mac, port.mac
     head = data[14:14 + 40]
     if kind != TTL:                 # l3_route decremented the hop limit before punting
         head = head[:7] + bytes([min(255, head[7] + 1)]) + head[8:]
@@ -279,9 +294,9 @@ def answer6(kind: str, data: bytes, fields: dict, in_port: int, view: View,
         kind6, code, word = 2, 0, mtu
     else:
         kind6, code, word = 1, 3, 0
-    return Error(kind, in_port, ipv6.icmp6(ifaces[0].port.mac, port.mac, src, pkt.src, kind6,
-                                           code, struct.pack("!I", word) + quoted,
-                                           hop_limit=REPLY_TTL))
+    return Error(kind, in_port, ipv6.tagged(ipv6.icmp6(
+        mac, dst_mac, src, pkt.src, kind6, code, struct.pack("!I", word) + quoted,
+        hop_limit=REPLY_TTL), vlan))
 
 
 class IcmpErrors:
