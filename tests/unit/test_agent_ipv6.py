@@ -14,6 +14,7 @@ from plexus.agent import dhcp6, ipv6
 from plexus.agent.agent import Agent, AgentConfig
 from plexus.agent.external import probe_mac
 from plexus.agent.ovs import PacketIn
+from plexus.pipeline.stages.l3_input import ND_GATEWAY
 from plexus.pipeline.stages.router import link_local
 from tests.golden.ipv6_reference import UPSTREAM6, objects
 from tests.golden.l3_reference import CHASSIS, TUNNEL_IP, mac
@@ -101,7 +102,7 @@ def test_the_active_gateway_answers_a_solicitation_for_its_ipv6_address():
             await settle(agent)
             ns = ipv6.neighbor_solicit(UPSTREAM6[up], gw, src=up)
             switch.sent.clear()
-            switch.on_packet_in(PacketIn("nd", 50, 0, 46, ns))
+            switch.on_packet_in(PacketIn(ND_GATEWAY, 50, 0, 46, ns))
             assert len(switch.sent) == 1
             port, frame = switch.sent[0]
             answer = ipv6.nd_message(frame, 136)
@@ -112,7 +113,7 @@ def test_the_active_gateway_answers_a_solicitation_for_its_ipv6_address():
             assert pkt.payload[4] & 0xE0 == 0xE0              # router, solicited, override
             switch.sent.clear()
             other = ns[:-1] + bytes([ns[-1] ^ 0xFF])
-            switch.on_packet_in(PacketIn("nd", 50, 0, 46, other))      # bad checksum
+            switch.on_packet_in(PacketIn(ND_GATEWAY, 50, 0, 46, other))      # bad checksum
             assert switch.sent == []
     asyncio.run(go())
 

@@ -15,6 +15,7 @@ import pytest
 from plexus.agent import icmp, ipv6
 from plexus.model.keys import ADDRESS_SCOPE_KEY
 from plexus.pipeline.registry import register_field
+from plexus.pipeline.stages.l3_input import ND_GATEWAY
 from plexus.pipeline.stages.router import link_local, programmed, snat_mac
 from tests.golden.ipv6_reference import UPSTREAM6, ip6, objects, view
 from tests.golden.l3_fabric import Fabric
@@ -123,7 +124,7 @@ def test_neighbour_solicitation_for_the_gateway_goes_to_the_agent_on_the_active_
           "eth_dst": "33:33:ff:00:00:10", "eth_type": 0x86DD, "ipv6_src": "2001:db8:ee::1",
           "ipv6_dst": "ff02::1:ff00:10", "ip_proto": 58, "icmpv6_type": 135,
           "ipv6_nd_target": "2001:db8:ee::10", "nw_ttl": 255}
-    assert [u for u, _ in fabric.pipelines["gw1"].run(ns).controller] == ["nd"]
+    assert [u for u, _ in fabric.pipelines["gw1"].run(ns).controller] == [ND_GATEWAY]
     assert fabric.pipelines["gw2"].run(ns).controller == []
 
 

@@ -57,7 +57,7 @@ IP_ICMP6 = 58
 ECHO6_REQUEST, ECHO6_REPLY = 128, 129
 NEIGHBOR_SOLICITATION = 135
 LINK_LOCAL, MULTICAST = "fe80::/10", "ff00::/8"
-ND_GATEWAY = "nd"               # packet-in: a neighbour solicitation for a gateway address
+ND_GATEWAY = "nd:gateway"    # packet-in: a neighbour solicitation for a gateway address
 
 FROM_PATCH = FLAG_FROM_EXTERNAL                       # exact flags of a patch packet
 FROM_PEER = FLAG_FROM_EXTERNAL | FLAG_FROM_TUNNEL     # ... of a peer's tunnel packet
