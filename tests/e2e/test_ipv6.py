@@ -7,7 +7,9 @@ to the lab's internet host without NAT.
   address the API gave its port, and a default route via the router's link-local
   address learnt from that advertisement;
 - a VM on a dhcpv6-stateful subnet gets its port's fixed IP from a real DHCPv6 client
-  (ISC dhclient -6; its script only adds the address: it never touches /etc);
+  (ISC dhclient -6; its script only adds the address: it never touches /etc), and the
+  DNS server and domain search list, as one on a dhcpv6-stateless subnet does
+  (dhclient -6 -S) beside its SLAAC address;
 - ping6 and TCP over IPv6 between two VMs on different chassis across a router (hop
   limit 63; with hop limit 1 the router answers ICMPv6 time exceeded), and to the internet host 2001:db8:c613::10 through the upstream router,
   which routes the tenant prefix to the router's gateway IPv6 address.
@@ -30,11 +32,13 @@ from tests.e2e.conftest import LabFixture, public_network, running_lab, wait_for
 pytestmark = pytest.mark.e2e
 
 DHCLIENT_SCRIPT = """#!/bin/sh
-# dhclient -6 script for lab VMs: add the leased address, nothing else (no /etc writes)
+# dhclient -6 script for lab VMs: add the leased address and note the options it got in
+# SEEN, nothing else (no /etc writes)
 case "$reason" in
   BOUND6|RENEW6|REBIND6|REBOOT6)
     [ -n "$new_ip6_address" ] && ip -6 addr replace "$new_ip6_address/${new_ip6_prefixlen:-128}" dev "$interface" nodad ;;
 esac
+echo "$reason dns=$new_dhcp6_name_servers search=$new_dhcp6_domain_search" >> SEEN
 exit 0
 """
 
@@ -111,27 +115,49 @@ def test_router_advertisement_gives_the_vm_its_eui64_address_and_default_route(l
     assert "2001:db8:71:1::/64" in seen and "mtu option" in seen.lower(), seen
 
 
-def test_dhcpv6_stateful_client_gets_the_ports_fixed_ip(lab):
+def dhclient6(lab: LabFixture, vm, *extra: str):
+    """Run ``dhclient -6 -1`` in the VM (recorded: the VM's teardown stops it), with a
+    script that only adds the address and notes the options in ``<lab>/<vm>.dhcp6``."""
     if not shutil.which("dhclient"):
         pytest.fail("dhclient (isc-dhcp-client) missing: run scripts/bootstrap.sh")
+    script = lab.lab.dir / f"{vm.name}-dhclient6.sh"
+    script.write_text(DHCLIENT_SCRIPT.replace("SEEN", str(lab.lab.dir / f"{vm.name}.dhcp6")))
+    script.chmod(0o755)
+    pidfile = lab.lab.dir / "pids" / f"{vm.name}-dhclient6.pid"
+    lab.lab.inventory.record("process", group=vm.group, label=f"{vm.name}-dhclient6",
+                             pidfile=str(pidfile), ns=vm.netns)
+    wait_for(lambda: lab.vm(vm.name).addresses6(scope="link"), 10, "a link-local address")
+    return vm.exec("dhclient", "-6", "-1", "-v", *extra, "-pf", str(pidfile),
+                   "-lf", str(lab.lab.dir / f"{vm.name}.leases6"), "-sf", str(script),
+                   "eth0", check=False, timeout=60)
+
+
+def test_dhcpv6_stateful_client_gets_the_ports_fixed_ip(lab):
     net, sub6 = dual_stack(lab, "d6-net", "10.71.2.0/24", "2001:db8:71:2::/64",
                            mode="dhcpv6-stateful")
     router_for(lab, "d6-router", sub6)
     vm = lab.vm("d6-vm", net, chassis="c1")
     expected = port_v6(lab, vm, sub6)
-    script = lab.lab.dir / "dhclient6.sh"
-    script.write_text(DHCLIENT_SCRIPT)
-    script.chmod(0o755)
-    pidfile = lab.lab.dir / "pids" / "d6-vm-dhclient6.pid"
-    lab.lab.inventory.record("process", group=vm.group, label="d6-vm-dhclient6",
-                             pidfile=str(pidfile), ns=vm.netns)
-    wait_for(lambda: lab.vm("d6-vm").addresses6(scope="link"), 10, "a link-local address")
-    proc = vm.exec("dhclient", "-6", "-1", "-v", "-pf", str(pidfile),
-                   "-lf", str(lab.lab.dir / "d6-vm.leases6"), "-sf", str(script), "eth0",
-                   check=False, timeout=60)
+    proc = dhclient6(lab, vm)
     assert proc.returncode == 0, proc.stderr
     assert expected in lab.vm("d6-vm").addresses6(), (expected, proc.stderr)
     assert f"{expected}" in (lab.lab.dir / "d6-vm.leases6").read_text()
+    seen = (lab.lab.dir / "d6-vm.dhcp6").read_text()
+    assert "dns=2001:db8::53" in seen and "search=openstacklocal." in seen, seen
+
+
+def test_dhcpv6_stateless_client_gets_dns_and_domain_search(lab):
+    net, sub6 = dual_stack(lab, "s6-net", "10.71.6.0/24", "2001:db8:71:6::/64",
+                           mode="dhcpv6-stateless")
+    router_for(lab, "s6-router", sub6)
+    vm = slaac_vm(lab, "s6-vm", net, "c2")
+    expected = port_v6(lab, vm, sub6)
+    assert wait_for(lambda: expected in lab.vm("s6-vm").addresses6(), 30,
+                    "the EUI-64 address from the advertisement (O flag, autonomous prefix)")
+    proc = dhclient6(lab, vm, "-S")                    # information-request only
+    assert proc.returncode == 0, proc.stderr
+    seen = (lab.lab.dir / "s6-vm.dhcp6").read_text()
+    assert "dns=2001:db8::53" in seen and "search=openstacklocal." in seen, seen
 
 
 def test_ping6_and_tcp_across_a_router_between_chassis(lab):
