@@ -18,7 +18,7 @@ from plexus.pipeline.stages.l3_input import ND_GATEWAY
 from plexus.pipeline.stages.router import link_local
 from tests.golden.ipv6_reference import UPSTREAM6, objects
 from tests.golden.l3_reference import CHASSIS, TUNNEL_IP, mac
-from tests.unit.test_agent import FakeSwitch, Running, settle, until
+from tests.unit.test_agent import FakeSwitch, Running, scrape_agent, settle, until
 from tests.unit.test_agent_l3 import L3Server
 
 
@@ -28,9 +28,9 @@ def wire(objs=None) -> dict:
     return objs
 
 
-def agent_on(chassis: str, server, switch) -> Agent:
+def agent_on(chassis: str, server, switch, metrics: str | None = None) -> Agent:
     return Agent(AgentConfig(chassis, TUNNEL_IP[chassis], {"physnet1": "br-ex"},
-                             gateway=chassis.startswith("gw")), server, switch)
+                             gateway=chassis.startswith("gw"), metrics=metrics), server, switch)
 
 
 def icmp6_kinds(switch, port=None) -> list[int]:
@@ -46,7 +46,7 @@ def test_plugged_vif_gets_an_advertisement_and_solicitations_and_dhcpv6_are_answ
     async def go():
         server, switch = L3Server(wire()), FakeSwitch()
         switch.plug("tap-a1", "a-vm1", 1)
-        agent = agent_on("hv1", server, switch)
+        agent = agent_on("hv1", server, switch, metrics="127.0.0.1:0")
         async with Running(agent):
             await until(lambda: 134 in icmp6_kinds(switch, 1))
             ra = next(ipv6.parse(f) for p, f in switch.sent if p == 1 and ipv6.parse(f))
@@ -71,6 +71,10 @@ def test_plugged_vif_gets_an_advertisement_and_solicitations_and_dhcpv6_are_answ
             assert port == 3 and ipv6.parse(frame).payload[8] == dhcp6.REPLY
             assert agent.counters.dhcp6_replies == 1
             assert agent.counters.router_advertisements >= 3
+            scraped = await scrape_agent(agent)
+            assert scraped[("plexus_agent_dhcp6_replies_total", ())] == 1
+            assert scraped[("plexus_agent_router_advertisements_total", ())] == \
+                agent.counters.router_advertisements
     asyncio.run(go())
 
 
