@@ -14,8 +14,9 @@ to the lab's internet host without NAT.
   limit 63; with hop limit 1 the router answers ICMPv6 time exceeded), and to the internet host 2001:db8:c613::10 through the upstream router,
   which routes the tenant prefix to the router's gateway IPv6 address.
 
-The networks have port security off: IPv6 port security and security groups are
-another part of issue 14 (they drop IPv6 from a guarded port until it lands)."""
+The networks have port security off (``PORT_SECURITY``): IPv6 port security and
+security groups are another part of issue 14 (they drop IPv6 from a guarded port until
+it lands; with it, set ``PORT_SECURITY`` and open the default group to ICMPv6 and TCP)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from plexus.pipeline.stages.router import link_local
 from tests.e2e.conftest import LabFixture, public_network, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
+
+PORT_SECURITY = False
 
 DHCLIENT_SCRIPT = """#!/bin/sh
 # dhclient -6 script for lab VMs: add the leased address and note the options it got in
@@ -51,10 +54,10 @@ def lab(tmp_path_factory):
 
 
 def dual_stack(lab: LabFixture, name: str, v4: str, v6: str, mode: str = "slaac"):
-    """A network without port security, an IPv4 subnet (DHCP, for the lab's boot) and
+    """A network (port security ``PORT_SECURITY``), an IPv4 subnet (DHCP, for the lab's boot) and
     an IPv6 subnet in ``mode`` (ra and address mode); returns (network, v6 subnet)."""
     api = lab.api.network
-    net = api.create_network(name=name, port_security_enabled=False)
+    net = api.create_network(name=name, port_security_enabled=PORT_SECURITY)
     api.create_subnet(network_id=net.id, cidr=v4, ip_version=4, name=f"{name}-v4")
     sub6 = api.create_subnet(network_id=net.id, cidr=v6, ip_version=6, name=f"{name}-v6",
                              ipv6_ra_mode=mode, ipv6_address_mode=mode,
