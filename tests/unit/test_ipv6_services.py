@@ -253,3 +253,21 @@ def test_truncated_frames_never_raise():
     whole = dhcp6_frame(port.mac, dhcp6.SOLICIT, opt(1, CLIENT_DUID) + ia_na())
     for cut in range(len(whole)):
         dhcp6.respond(whole[:cut], port, view)
+
+
+def test_a_solicitation_for_the_routers_link_local_address_is_answered():
+    """The VMs' default router is the router port's link-local address: its neighbour
+    entry stays reachable (multicast and unicast NUD solicitations get answers)."""
+    view = ref6.view("hv1")
+    port = view.ports["a-vm1"]
+    lla = link_local(mac("r1-a"))
+    ns = ipv6.neighbor_solicit(port.mac, lla, src=link_local(port.mac))
+    pkt, target, lladdr = ipv6.nd_message(ra.neighbor_answer(ns, port, view), 136)
+    assert (target, lladdr) == (lla, mac("r1-a"))
+    assert (pkt.src, pkt.dst, pkt.dst_mac) == (lla, link_local(port.mac), port.mac)
+    assert pkt.payload[4] & 0xE0 == 0xE0                   # router, solicited, override
+    other = ipv6.neighbor_solicit(port.mac, "fe80::1", src=link_local(port.mac))
+    assert ra.neighbor_answer(other, port, view) is None
+    dad = ipv6.nd_message(ra.neighbor_answer(
+        ipv6.neighbor_solicit(port.mac, lla, src="::"), port, view), 136)[0]
+    assert dad.dst == "ff02::1" and dad.payload[4] & 0x40 == 0     # not solicited

@@ -62,6 +62,7 @@ from plexus.agent.vips import VipAnnouncements
 from plexus.lower.openflow import cookie_of
 from plexus.model import keys, relevance
 from plexus.pipeline.stages.metadata import ofport_of
+from plexus.pipeline.stages.dhcp import ND_ROUTER
 from plexus.pipeline.stages.l3_input import ND_GATEWAY
 from plexus.pipeline.stages.port_security import VIP_ARP
 from plexus.model.catalog import Change
@@ -610,7 +611,7 @@ class Agent(StatusReports, RoutingDuties):
             if reply is not None:
                 self.switch.packet_out(pin.in_port, reply)
             return
-        if pin.userdata in ("dhcp6", "rs"):
+        if pin.userdata in ("dhcp6", "rs", ND_ROUTER):
             self._ipv6_service(pin)
             return
         if pin.userdata != "dhcp":
@@ -631,8 +632,9 @@ class Agent(StatusReports, RoutingDuties):
         self.counters.dhcp_replies += 1
 
     def _ipv6_service(self, pin: PacketIn) -> None:
-        """Answer a DHCPv6 message (``agent.dhcp6``) or a router solicitation
-        (``agent.ra``) from a local port, out of its VIF."""
+        """Answer a DHCPv6 message (``agent.dhcp6``), a router solicitation or a
+        neighbour solicitation for a router port's link-local address (``agent.ra``)
+        from a local port, out of its VIF."""
         view = self.view
         port = view.ports.get(self._ofports.get(pin.in_port, "")) if view else None
         if port is None:
@@ -642,6 +644,8 @@ class Agent(StatusReports, RoutingDuties):
         if pin.userdata == "dhcp6":
             replies = [r for r in (self.dhcp6(pin.data, port, view),) if r is not None]
             self.counters.dhcp6_replies += len(replies)
+        elif pin.userdata == ND_ROUTER:
+            replies = [r for r in (ra.neighbor_answer(pin.data, port, view),) if r is not None]
         else:
             replies = ra.answer(pin.data, port, view)
             self.counters.router_advertisements += len(replies)

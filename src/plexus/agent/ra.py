@@ -93,6 +93,23 @@ def answer(data: bytes, port: PortView, view: View) -> list[bytes]:
     return [advertisement(view, rp) for rp in ra_ports(view, port.network_id)]
 
 
+def neighbor_answer(data: bytes, port: PortView, view: View) -> bytes | None:
+    """The neighbour advertisement answering a solicitation from ``port``'s VIF for the
+    link-local address of an advertising router port of its network (router, solicited
+    and override flags; to all nodes for duplicate address detection), or None."""
+    found = ipv6.nd_message(data, ipv6.NEIGHBOR_SOLICITATION)
+    if found is None:
+        return None
+    pkt, target, _ = found
+    for rp in ra_ports(view, port.network_id):
+        if link_local(rp.mac) == target:
+            dad = pkt.src == "::"
+            return ipv6.neighbor_advert(rp.mac, target,
+                                        "33:33:00:00:00:01" if dad else pkt.src_mac,
+                                        ipv6.ALL_NODES if dad else pkt.src, solicited=not dad)
+    return None
+
+
 def unsolicited(view: View) -> dict[int, tuple[bytes, ...]]:
     """VIF ofport → the frames of its periodic advertisements: every advertising router
     port's of its network, for each plugged local port (the router ports themselves are

@@ -103,12 +103,13 @@ STAGES: tuple[Stage, ...] = (
           "and sent back out of the in-port",
           partitioned=True),
     Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
-          frozenset(_L2 | _IP | _L4 | _REGS), ("metadata",),
+          frozenset(_L2 | _IP | _L4 | _REGS | _ND), ("metadata",),
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
           "(packet-in); the agent's reply is injected back; so do DHCPv6 messages from "
           "ports on dhcpv6-stateful/-stateless subnets, and router solicitations on a "
           "network where a router has an IPv6 interface (the agent answers with that "
-          "router's advertisement, and sends them unsolicited too)",
+          "router's advertisement, and sends them unsolicited too), and neighbour "
+          "solicitations for such a router port's link-local address (the agent answers)",
           partitioned=True),
     Stage("metadata", 35, "plexus.pipeline.stages.metadata",
           frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),

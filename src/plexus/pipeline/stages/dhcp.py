@@ -17,6 +17,11 @@ IPv6 (host-answered too, nothing reaches another host):
   interface go to the agent, which answers with that router's advertisement
   (``plexus.agent.ra``); one flow per such network. Solicitations on other networks go
   on like any packet (an external router may answer them).
+- Neighbour solicitations for the link-local address an advertising router port sends
+  its advertisements from (the VMs' default router), multicast or unicast (NUD), go to
+  the agent, which answers for the router port (``ra.neighbor_answer``); one flow per
+  such router port. The VMs learn the router's MAC from the advertisement itself; this
+  keeps their neighbour entry for it reachable.
 
 This module also holds the DHCP server's identity, which the agent's responders
 (``plexus.agent.dhcp``, ``plexus.agent.dhcp6``) and the ARP responder must agree on."""
@@ -29,6 +34,7 @@ from typing import Iterable
 
 from plexus.pipeline.flows import Controller, Flow
 from plexus.pipeline.stages.common import ETH_IP, IP_UDP, bound_ports, default_flow
+from plexus.pipeline.stages.router import link_local
 from plexus.pipeline.view import NetworkView, PortView, SubnetView, View
 
 # The DHCP server's Ethernet address on every network: the source of the agent's
@@ -44,7 +50,8 @@ PRIO = 50
 
 ETH_IP6 = 0x86DD
 IP_ICMP6 = 58
-ROUTER_SOLICITATION = 133
+ROUTER_SOLICITATION, NEIGHBOR_SOLICITATION = 133, 135
+ND_ROUTER = "nd:router"     # packet-in: a solicitation for a router port's link-local address
 DHCP6_CLIENT, DHCP6_SERVER = 546, 547
 DHCP6_MODES = ("dhcpv6-stateful", "dhcpv6-stateless")
 
@@ -70,6 +77,14 @@ def compile_dhcp(view: View) -> list[Flow]:
                                    cookie=f"network:{net.id}",
                                    note="router solicitation: answered by the agent for "
                                         + ", ".join(p.id for p in advertising)))
+        for rp in advertising:
+            match = {"net": net.key, "eth_type": ETH_IP6, "ip_proto": IP_ICMP6,
+                     "icmpv6_type": NEIGHBOR_SOLICITATION,
+                     "ipv6_nd_target": link_local(rp.mac)}
+            flows.append(Flow.make(STAGE, PRIO, match, [Controller(ND_ROUTER)],
+                                   cookie=f"port:{rp.id}",
+                                   note="the advertising router port's link-local address: "
+                                        "answered by the agent"))
     return flows
 
 
