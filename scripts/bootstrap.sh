@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3-venv iproute2 openvswitch-switch ethtool busybox iputils-ping iperf3 tcpdump
+              isc-dhcp-client
               etcd-server graphviz ovn-central ovn-host)
 
 missing=()

@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from plexus.agent import icmp, l3, relevant
+from plexus.agent import dhcp6, icmp, l3, ra, relevant
 from plexus.agent import view as views
 from plexus.agent.external import Resolver
 from plexus.agent.metadata import Requester
@@ -62,6 +62,8 @@ from plexus.agent.vips import VipAnnouncements
 from plexus.lower.openflow import cookie_of
 from plexus.model import keys, relevance
 from plexus.pipeline.stages.metadata import ofport_of
+from plexus.pipeline.stages.dhcp import ND_ROUTER
+from plexus.pipeline.stages.l3_input import ND_GATEWAY
 from plexus.pipeline.stages.port_security import VIP_ARP
 from plexus.model.catalog import Change
 from plexus.pipeline.incremental import IncrementalCompiler
@@ -107,6 +109,8 @@ class Counters:
     last_lower_ms: float = 0.0
     last_bundle_ms: float = 0.0
     dhcp_replies: int = 0
+    dhcp6_replies: int = 0
+    router_advertisements: int = 0
     ct_flushes: int = 0
     arp_probes: int = 0
     garps: int = 0
@@ -132,6 +136,8 @@ class Agent(StatusReports, RoutingDuties):
         self.switch = switch
         self.vips = VipAnnouncements(southbound, config.chassis)
         self.dhcp = dhcp if dhcp is not None else _dhcp_responder()
+        self.dhcp6 = dhcp6.Responder()
+        self._advertised: dict[int, tuple] = {}     # VIF ofport → the last RAs sent there
         self.model = Model()
         self.bridge = BridgeState()
         self.installed: dict[Key, Entry] | None = None     # None: not known (no channel)
@@ -200,7 +206,7 @@ class Agent(StatusReports, RoutingDuties):
             ("openflow", self._openflow()), ("reconcile", self._reconcile_loop()),
             ("status", self._status_loop()), ("resolve", self._resolve_loop()),
             ("snat", self._snat_loop()), ("loopback", self._loopback_loop()),
-            ("tunnels", self._tunnel_loop()))]
+            ("tunnels", self._tunnel_loop()), ("ra", self._ra_loop()))]
         try:
             await self._stop.wait()
         finally:
@@ -523,6 +529,7 @@ class Agent(StatusReports, RoutingDuties):
         await self._flush_router_zones(l3.zones(view))
         self._announce(l3.announcements(view))
         self._want_loopback(l3.loopback_macs(view))
+        self._advertise(view, only_changed=True)
         self._snat_dirty.set()
         self._status_dirty.set()
         self.compiled.set()
@@ -617,6 +624,14 @@ class Agent(StatusReports, RoutingDuties):
                 LOG.info("external next hops resolved: %s", self.resolver.macs)
                 self._dirty.set()
             return
+        if pin.userdata == ND_GATEWAY:
+            reply = l3.gateway_advert(self.view, pin.data) if self.view else None
+            if reply is not None:
+                self.switch.packet_out(pin.in_port, reply)
+            return
+        if pin.userdata in ("dhcp6", "rs", ND_ROUTER):
+            self._ipv6_service(pin)
+            return
         if pin.userdata != "dhcp":
             self._once(("userdata", pin.userdata), logging.WARNING,
                        "packet-in with unknown userdata %r from table %d (cookie %s)",
@@ -633,6 +648,63 @@ class Agent(StatusReports, RoutingDuties):
             return
         self.switch.packet_out(pin.in_port, reply)
         self.counters.dhcp_replies += 1
+
+    def _ipv6_service(self, pin: PacketIn) -> None:
+        """Answer a DHCPv6 message (``agent.dhcp6``), a router solicitation or a
+        neighbour solicitation for a router port's link-local address (``agent.ra``)
+        from a local port, out of its VIF."""
+        view = self.view
+        port = view.ports.get(self._ofports.get(pin.in_port, "")) if view else None
+        if port is None:
+            LOG.info("%s from ofport %d, which is no local port: dropped", pin.userdata,
+                     pin.in_port)
+            return
+        if pin.userdata == "dhcp6":
+            replies = [r for r in (self.dhcp6(pin.data, port, view),) if r is not None]
+            self.counters.dhcp6_replies += len(replies)
+        elif pin.userdata == ND_ROUTER:
+            replies = [r for r in (ra.neighbor_answer(pin.data, port, view),) if r is not None]
+        else:
+            replies = ra.answer(pin.data, port, view)
+            self.counters.router_advertisements += len(replies)
+        for reply in replies:
+            self.switch.packet_out(pin.in_port, reply)
+
+    async def _ra_loop(self) -> None:
+        """Unsolicited router advertisements out of every local VIF of the networks
+        whose routers advertise, every ``timing.ra_interval`` (``agent.ra``); between
+        rounds, a VIF whose advertisements changed gets them at the next reconcile
+        (``_advertise``)."""
+        while True:
+            await asyncio.sleep(self.config.timing.ra_interval)
+            if self.view is not None and self.installed is not None:
+                self._advertise(self.view, only_changed=False)
+
+    def _advertise(self, view: View, only_changed: bool) -> None:
+        """Send ``ra.unsolicited``'s advertisements (with ``only_changed``: to the VIFs
+        whose advertisements differ from the last ones sent to them: plugged since, or a
+        router interface, prefix, flag or MTU changed), and for a router port that no
+        longer advertises to a VIF its last advertisement with lifetime 0. Cost: the
+        local ports, and one frame per advertising router port of their networks."""
+        current = ra.unsolicited(view)
+        before, self._advertised = self._advertised, current
+        sends = []
+        plugged = set(view.vif_ofports.values())
+        for ofport, frames in before.items():       # router ports that stopped: lifetime 0
+            if ofport in plugged and current.get(ofport) != frames:
+                still = {f[6:12] for f in current.get(ofport, ())}     # source MACs
+                sends += [(ofport, w) for f in frames if f[6:12] not in still
+                          and (w := ra.withdrawn(f)) is not None]
+        for ofport, frames in current.items():
+            if not only_changed or before.get(ofport) != frames:
+                sends += [(ofport, f) for f in frames]
+        for ofport, frame in sends:
+            try:
+                self.switch.packet_out(ofport, frame)
+            except (OSError, OpenFlowError, AttributeError) as exc:
+                LOG.debug("router advertisement to ofport %d not sent: %s", ofport, exc)
+                return
+            self.counters.router_advertisements += 1
 
     def _icmp_error(self, kind: str, pin: PacketIn) -> None:
         """Answer a routed packet with an ICMP error (``agent.icmp``), within the rate."""

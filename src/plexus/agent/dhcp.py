@@ -106,18 +106,27 @@ def respond(frame: bytes, port: PortView, view: View,
 def handle(frame: bytes, port: PortView, view: View,
            server_mac: str | None = None) -> Outcome:
     """What a DHCPv4 client frame from ``port``'s VIF is, and the reply it gets."""
+    return guarded("dhcp", port, lambda: _parse(bytes(frame)),
+                   lambda request: _answer(request, port, view, server_mac or SERVER_MAC),
+                   NOTHING)
+
+
+def guarded(name: str, port: PortView, parse, answer, nothing):
+    """``answer(parse())``, never raising on what a VM sends: ``nothing`` when the frame
+    does not parse (None or an exception; debug log) or no reply can be built from the
+    view (e.g. a bad cidr; a warning)."""
     try:
-        request = _parse(bytes(frame))
+        request = parse()
     except Exception:       # never raise on what a VM sends
         request = None
     if request is None:
-        log.debug("dhcp: port %s: not a well-formed DHCP request", port.id)
-        return NOTHING
+        log.debug("%s: port %s: not a well-formed request for it", name, port.id)
+        return nothing
     try:
-        return _answer(request, port, view, server_mac or SERVER_MAC)
-    except Exception:       # odd view data (e.g. a bad cidr): log it, answer nothing
-        log.warning("dhcp: port %s: cannot build a reply", port.id, exc_info=True)
-        return NOTHING
+        return answer(request)
+    except Exception:       # odd view data: log it, answer nothing
+        log.warning("%s: port %s: cannot build a reply", name, port.id, exc_info=True)
+        return nothing
 
 
 class Responder:

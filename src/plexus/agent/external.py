@@ -1,6 +1,7 @@
 """What the agent learns on external networks: the MACs of the next hops its routers
 send to (``l3.external_nexthops``), resolved by ARP probes (``l3.arp_probe``, sender
-0.0.0.0) sent into the network's bridge, whose replies to the chassis' probing MAC the
+0.0.0.0; for IPv6 next hops neighbour solicitations, ``ipv6.neighbor_solicit``) sent into
+the network's bridge, whose replies to the chassis' probing MAC the
 bridge sends to the agent (docs/routing.md, "What the agent fills in"). Pure state: the
 agent does the I/O (packet-outs, the punt flow) and feeds replies to ``learn``."""
 
@@ -10,7 +11,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from plexus.agent import l3
+from plexus.agent import ipv6, l3
 
 REFRESH = 30.0          # seconds between probes of a resolved next hop
 RETRY = 1.0             # seconds between probes of an unresolved one
@@ -63,12 +64,21 @@ class Resolver:
             wait = REFRESH if ip in self.macs else RETRY
             if now - self._probed.get(ip, -1e9) >= wait:
                 self._probed[ip] = now
-                out.append(Probe(bridge, ip, l3.arp_probe(self.mac, ip, vlan)))
+                out.append(Probe(bridge, ip, ipv6.neighbor_solicit(self.mac, ip, vlan)
+                                 if ":" in ip else l3.arp_probe(self.mac, ip, vlan)))
         return out
 
     def learn(self, frame: bytes) -> bool:
-        """Take an ARP reply; True if it taught a new or changed MAC of a wanted hop."""
+        """Take an ARP reply or a neighbour advertisement; True if it taught a new or
+        changed MAC of a wanted hop."""
         from os_ken.lib.packet import arp, packet
+        advert = ipv6.nd_message(frame, ipv6.NEIGHBOR_ADVERTISEMENT)
+        if advert is not None:
+            _, target, mac = advert
+            if target not in self.wanted or mac is None or self.macs.get(target) == mac:
+                return False
+            self.macs[target] = mac
+            return True
         try:
             reply = packet.Packet(frame).get_protocol(arp.arp)
         except Exception:  # noqa: BLE001 - a malformed frame teaches nothing

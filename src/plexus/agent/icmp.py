@@ -27,6 +27,12 @@ from outside that was un-NATed from the router's gateway address (a reply to SNA
 its original destination port is only in conntrack, so the quote could not match the
 sender's socket).
 
+IPv6 (RFC 4443, ``answer6``): the same three — time exceeded (type 3), packet too big
+(type 2, with the next network's MTU, whatever the packet: IPv6 routers never
+fragment) and address unreachable (type 1, code 3) — from the router's address on the
+sender's subnet to a local VM, from its IPv6 gateway address to an outside sender (no
+NAT to undo), quoting up to 1280 bytes in all.
+
 Rate: a token bucket per chassis (``rate`` errors a second, ``burst`` at once) and one
 per sender (see ``IcmpErrors``); what they refuse is counted, never queued. Pure apart
 from the buckets' clock."""
@@ -56,6 +62,7 @@ REPLY_TTL = 64
 DEST_UNREACH, TIME_EXCEEDED = 3, 11                     # ICMP types
 HOST_UNREACH, FRAG_NEEDED = 1, 4                        # codes of destination unreachable
 ETH_IP = 0x0800
+ETH_IP6 = 0x86DD
 
 
 def kind_of(userdata: str, reason: int) -> str | None:
@@ -110,11 +117,12 @@ def quote(ip: bytes, ttl_back: int = 0, dst: str | None = None) -> bytes:
     if dst is not None:
         head[16:20] = ipaddress.IPv4Address(dst).packed
     head[10:12] = b"\0\0"
-    head[10:12] = struct.pack("!H", _checksum(bytes(head)))
+    head[10:12] = struct.pack("!H", internet_checksum(bytes(head)))
     return bytes(head) + ip[ihl:ihl + 8]
 
 
-def _checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data`` (an odd length padded with a zero)."""
     total = sum(struct.unpack(f"!{len(data) // 2}H", data[:len(data) // 2 * 2]))
     if len(data) % 2:
         total += data[-1] << 8
@@ -134,11 +142,11 @@ def error_frame(kind: str, eth_src: str, eth_dst: str, ip_src: str, ip_dst: str,
     else:
         head = struct.pack("!BBHI", DEST_UNREACH, HOST_UNREACH, 0, 0)
     body = head + quoted
-    body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+    body = body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(body), 0, 0, REPLY_TTL, 1, 0,
                      ipaddress.IPv4Address(ip_src).packed,
                      ipaddress.IPv4Address(ip_dst).packed)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     return _mac(eth_dst) + _mac(eth_src) + struct.pack("!H", ETH_IP) + ip + body
 
 
@@ -160,6 +168,8 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
     """The ICMP error for a routed packet the pipeline sent the agent, or why none is
     sent (a short reason). ``fields``: the packet-in's pipeline fields (OVS names);
     ``vif_ports``: ofport → port id of the local VIFs."""
+    if len(data) >= 14 + 40 and struct.unpack_from("!H", data, 12)[0] == ETH_IP6:
+        return answer6(kind, data, fields, in_port, view, vif_ports)
     if len(data) < 14 + 20 or struct.unpack_from("!H", data, 12)[0] != ETH_IP:
         return "not IPv4"
     ip = data[14:]
@@ -180,13 +190,9 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
     if router is None:
         return "no router"
     flags = int(fields.get(register_field("flags"), 0))
-    mtu = 0
-    if kind == "too-big":
-        key = int(fields.get(register_field("net"), 0))
-        net = next((n for n in view.networks.values() if n.key == key), None)
-        if net is None:
-            return "unknown next network"
-        mtu = net.mtu
+    mtu = next_mtu(kind, fields, view)
+    if mtu is None:
+        return "unknown next network"
     ttl_back = 0 if kind == TTL else 1      # l3_route decremented it before punting
     if flags & FLAG_FROM_TUNNEL:
         return "from a tunnel"
@@ -216,6 +222,83 @@ def answer(kind: str, data: bytes, fields: dict, in_port: int, view: View,
                                             quote(ip, ttl_back), mtu))
 
 
+def next_mtu(kind: str, fields: dict, view: View) -> int | None:
+    """For a too-big packet the MTU of the network it was routed to (None: unknown);
+    0 for the other kinds."""
+    if kind != "too-big":
+        return 0
+    key = int(fields.get(register_field("net"), 0))
+    net = next((n for n in view.networks.values() if n.key == key), None)
+    return net.mtu if net is not None else None
+
+
+def answer6(kind: str, data: bytes, fields: dict, in_port: int, view: View,
+            vif_ports: dict[int, str]) -> Error | str:
+    """The ICMPv6 error (RFC 4443) for a routed IPv6 packet: time exceeded (hop limit 0
+    or 1), packet too big (with the next network's MTU: IPv6 routers never fragment) or
+    address unreachable (no port holds the address). To a local VM from the router's
+    address on its subnet (its port's link-local one when it has none there); to an
+    outside sender (on the active gateway) from the router's IPv6 gateway address and
+    port MAC, toward the next hop back, out of the patch. Quoting as much of the packet
+    as fits in 1280 bytes (hop limit restored when l3_route already decremented it).
+    Nothing for a packet from a tunnel, an ICMPv6 error, or a multicast, unspecified
+    or link-local source."""
+    from plexus.agent import ipv6
+    from plexus.pipeline.stages.router import gateway6, interfaces6, link_local
+    pkt = ipv6.parse(data)
+    if pkt is None:
+        return "not IPv6"
+    source = ipaddress.IPv6Address(pkt.src)
+    if source.is_multicast or source.is_unspecified or source.is_link_local \
+            or ipaddress.IPv6Address(pkt.dst).is_multicast:
+        return "multicast, unspecified or link-local"
+    if pkt.proto == 58 and pkt.payload and pkt.payload[0] < 128:
+        return "an ICMPv6 error"
+    flags = int(fields.get(register_field("flags"), 0))
+    if flags & FLAG_FROM_TUNNEL:
+        return "from a tunnel"
+    zone = int(fields.get(register_field("router"), 0))
+    router = next((r for r, z in programmed(view) if z == zone), None)
+    if router is None:
+        return "no router"
+    mtu = next_mtu(kind, fields, view)
+    if mtu is None:
+        return "unknown next network"
+    vlan = None
+    if flags & FLAG_FROM_EXTERNAL:      # from outside, on the active gateway
+        gw = gateway6(view, router)
+        if gw is None or gw.patch != in_port:
+            return "not from this router's patch port"
+        back = view.external_macs.get(pkt.src) or view.external_macs.get(gw.nexthop or "")
+        if back is None:
+            return "no next hop back"
+        mac, dst_mac, src = gw.port.mac, back, gw.ip
+        vlan = gw.network.segmentation_id if gw.network.network_type == "vlan" else None
+    else:
+        port = view.ports.get(vif_ports.get(in_port, ""))
+        if port is None:
+            return "not from a local port"
+        ifaces = [i for i in interfaces6(view, router) if i.network.id == port.network_id]
+        if not ifaces:
+            return "router has no IPv6 interface on the sender's network"
+        iface = next((i for i in ifaces if contains(i.subnet.cidr, pkt.src)), None)
+        src = iface.ip if iface is not None else link_local(ifaces[0].port.mac)
+        mac, dst_mac = ifaces[0].port.mac, port.mac
+    head = data[14:14 + 40]
+    if kind != TTL:                 # l3_route decremented the hop limit before punting
+        head = head[:7] + bytes([min(255, head[7] + 1)]) + head[8:]
+    quoted = (head + pkt.payload)[:1280 - 40 - 8]
+    if kind == TTL:
+        kind6, code, word = 3, 0, 0
+    elif kind == "too-big":
+        kind6, code, word = 2, 0, mtu
+    else:
+        kind6, code, word = 1, 3, 0
+    return Error(kind, in_port, ipv6.tagged(ipv6.icmp6(
+        mac, dst_mac, src, pkt.src, kind6, code, struct.pack("!I", word) + quoted,
+        hop_limit=REPLY_TTL), vlan))
+
+
 class IcmpErrors:
     """The chassis' ICMP error generator: ``handle`` a packet-in, get the error to send
     (None when there is none, or a rate limit refused it), with counts.
@@ -237,7 +320,8 @@ class IcmpErrors:
         self.counts = Counts()
 
     def _source(self, data: bytes) -> Bucket:
-        key = data[26:30]                   # the IPv4 source (after 14 bytes of Ethernet)
+        # the IP source (after 14 bytes of Ethernet): IPv4's, or IPv6's
+        key = data[22:38] if data[12:14] == b"\x86\xdd" else data[26:30]
         bucket = self.sources.get(key)
         if bucket is None:
             if len(self.sources) >= self.SOURCES:

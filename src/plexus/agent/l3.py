@@ -62,7 +62,7 @@ class Nexthop:
 
 def external_nexthops(view: View) -> list[Nexthop]:
     """External addresses the routers here send to: each gateway subnet's gateway and the
-    extra routes' next hops there, sorted."""
+    extra routes' next hops there (IPv4, and IPv6 on the gateway's IPv6 subnet), sorted."""
     found = set()
     for router in view.routers.values():
         gw = rt.gateway(view, router)
@@ -72,7 +72,17 @@ def external_nexthops(view: View) -> list[Nexthop]:
         vlan = gw.network.segmentation_id if gw.network.network_type == "vlan" else None
         found |= {Nexthop(gw.network.id, ip, gw.network.physical_network, vlan, gw.patch)
                   for ip in hops if ip}
-    return sorted(found, key=lambda n: (n.network_id, ipaddress.ip_address(n.ip)))
+    for router in view.routers.values():     # IPv6: resolved by neighbour solicitation
+        gw6 = rt.gateway6(view, router)
+        if gw6 is None or not gw6.network.physical_network:
+            continue
+        hops = {gw6.nexthop} | {nh for _, nh in router.routes
+                                if ":" in nh and rt.contains(gw6.subnet.cidr, nh)}
+        vlan = gw6.network.segmentation_id if gw6.network.network_type == "vlan" else None
+        found |= {Nexthop(gw6.network.id, ip, gw6.network.physical_network, vlan, gw6.patch)
+                  for ip in hops if ip}
+    return sorted(found, key=lambda n: (n.network_id, ipaddress.ip_address(n.ip).version,
+                                        ipaddress.ip_address(n.ip)))
 
 
 @dataclass(frozen=True)
@@ -307,3 +317,27 @@ def snat_idle(blocks: list[int], size: int, use: SnatUse) -> list[int]:
         out.append(b)
         left -= 1
     return out
+
+
+def gateway_advert(view: View, data: bytes, vlan_of=None) -> bytes | None:
+    """The neighbour advertisement answering a solicitation (punted by l3_input from an
+    external network) for the IPv6 gateway address of a router whose active gateway
+    this chassis is, or None: from the gateway port's MAC, to the solicitation's source
+    (all nodes when it is unspecified: duplicate address detection), re-tagged for a VLAN
+    network. Cost: the routers of the view."""
+    from plexus.agent import ipv6
+    found = ipv6.nd_message(data, ipv6.NEIGHBOR_SOLICITATION)
+    if found is None:
+        return None
+    pkt, target, _ = found
+    for router in view.routers.values():
+        gw6 = rt.gateway6(view, router)
+        if gw6 is None or gw6.ip != target or not rt.is_active(view, router):
+            continue
+        vlan = gw6.network.segmentation_id if gw6.network.network_type == "vlan" else None
+        dad = pkt.src == "::"
+        return ipv6.neighbor_advert(gw6.port.mac, target,
+                                    "33:33:00:00:00:01" if dad else pkt.src_mac,
+                                    ipv6.ALL_NODES if dad else pkt.src, solicited=not dad,
+                                    vlan=vlan)
+    return None

@@ -19,6 +19,8 @@ class Timing:
     snat_check: float = 1.0         # between checks of the SNAT guard's drops (more blocks)
     snat_dump: float = 5.0          # between conntrack dumps (SNAT port use, idle blocks)
     snat_idle: float = 60.0         # a SNAT block unused this long is given back
+    ra_interval: float = 30.0       # between unsolicited router advertisements (Neutron's
+                                    # min_rtr_adv_interval; solicitations answered at once)
     tunnel_warm: float = 300.0      # between warm-up frames through each tunnel (below
                                     # OVS's tunnel neighbour aging, tnl/neigh/aging, 900 s)
 

@@ -161,8 +161,7 @@ def with_routing(view: View, catalog: Catalog, *, alive: Iterable[str] = (),
     known.update(registered(catalog, needed))
     tunnels = dict(new.tunnel_ofports)
     tunnels.update({c: o for c, o in (tunnel_ofports or {}).items() if c in known and c != me})
-    cidrs = [s.cidr for s in new.subnets.values()
-             if s.network_id in external and s.ip_version == 4]
+    cidrs = [s.cidr for s in new.subnets.values() if s.network_id in external]
     macs = {ip: mac.lower() for ip, mac in (external_macs or {}).items()
             if any(rt.contains(c, ip) for c in cidrs)}
     return View(chassis=me, tunnel_ip=new.tunnel_ip, networks=new.networks,

@@ -11,6 +11,8 @@ the state lives in a 3-member etcd cluster on loopback (``plexus.lab.etcd``, dat
                                                vlan100 (access, tag 100) 198.51.100.1
                                                (only with ``vlan_upstream``)
     external ns      eth1 198.19.0.1 ─ eth0 198.19.0.10  (internet ns, a host)
+                     IPv6 (no NAT): eth0 2001:db8:cb00::1/64 on the provider segment,
+                     eth1 2001:db8:c613::1 ─ eth0 2001:db8:c613::10 (internet host)
     chassis cN ns    ovsdb-server + ovs-vswitchd (netdev): br-int, br-ul (ul0, tunnel IP
                      198.18.0.(10+N) on the bridge itself), br-ex (ex0, physnet1)
 
@@ -42,7 +44,9 @@ from plexus.lab import vm as vms
 from plexus.lab.inventory import (Inventory, InventoryError, alive, end_pid, resolve_pid,
                                   start_time, stop_processes)
 from plexus.lab.ovs import Ovs, check_installed
-from plexus.lab.topology import (INTERNET, INTERNET_HOST, INTERNET_ROUTER, PROVIDER,
+from plexus.lab.topology import (INTERNET, INTERNET6, INTERNET_HOST, INTERNET_HOST6,
+                                 INTERNET_ROUTER, INTERNET_ROUTER6, PROVIDER, PROVIDER6,
+                                 UPSTREAM_ROUTER6,
                                  PROVIDER_VLAN, PROVIDER_VLAN_NET, PROVIDER_VLAN_ROUTER,
                                  UNMAPPED_PHYSNET,
                                  UNDERLAY, UPSTREAM_ROUTER, Chassis, LabSpec, TopologyError,
@@ -335,8 +339,22 @@ class Lab:
         netlink.add_address(inet, "eth0", f"{INTERNET_HOST}/{INTERNET.prefixlen}")
         netlink.set_link(inet, "eth0")
         netlink.add_route(inet, "default", str(INTERNET_ROUTER))
+        self._build_ipv6_upstream(ext, inet)
         if s.vlan_upstream:
             self._build_vlan_upstream(pn, ext)
+
+    def _build_ipv6_upstream(self, ext: str, inet: str) -> None:
+        """IPv6 on the upstream router (forwarding, inside the external namespace only) and
+        the internet host; no duplicate address detection on these lab links, so the
+        addresses are usable at once. Routes to tenant prefixes (via a router's gateway
+        IPv6 address) are added by whoever makes them (``add_route`` in ``ext``)."""
+        for ns, ifname in ((ext, "eth0"), (ext, "eth1"), (inet, "eth0")):
+            netlink.sysctl(ns, f"net.ipv6.conf.{ifname}.accept_dad", "0")
+        netlink.add_address(ext, "eth0", f"{UPSTREAM_ROUTER6}/{PROVIDER6.prefixlen}")
+        netlink.add_address(ext, "eth1", f"{INTERNET_ROUTER6}/{INTERNET6.prefixlen}")
+        netlink.sysctl(ext, "net.ipv6.conf.all.forwarding", "1")   # external ns only
+        netlink.add_address(inet, "eth0", f"{INTERNET_HOST6}/{INTERNET6.prefixlen}")
+        netlink.add_route(inet, "default", str(INTERNET_ROUTER6))
 
     def _build_vlan_upstream(self, pn: str, ext: str) -> None:
         """The upstream router on VLAN 100 of the provider segment: a trunk veth from

@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -175,9 +176,22 @@ def add_address(ns: str, ifname: str, cidr: str) -> None:
 
 
 def add_route(ns: str, dst: str, gateway: str) -> None:
-    """Add a route (``default`` or a prefix) via ``gateway`` in ``ns``."""
+    """Add a route (``default`` or a prefix) via ``gateway`` (IPv4 or IPv6) in ``ns``."""
     with ipr(ns) as ip:
-        ip.route("replace", dst=dst, gateway=gateway)
+        if ":" in gateway:
+            ip.route("replace", family=socket.AF_INET6,
+                     dst="::/0" if dst == "default" else dst, gateway=gateway)
+        else:
+            ip.route("replace", dst=dst, gateway=gateway)
+
+
+def addresses6(ns: str, ifname: str) -> list[str]:
+    """The IPv6 addresses (with prefix) of ``ifname`` in ``ns`` that are not tentative,
+    link-local ones included."""
+    with ipr(ns) as ip:
+        return [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+                for a in ip.get_addr(family=10, index=_index(ip, ifname))
+                if not (a.get("IFA_FLAGS") or a["flags"]) & 0x40]     # IFA_F_TENTATIVE
 
 
 def addresses(ns: str, ifname: str) -> list[str]:

@@ -32,9 +32,21 @@ from pathlib import Path
 CHUNK = 65536
 
 
-def serve(port: int, ready: str | None = None, host: str = "0.0.0.0") -> None:
+def listener(port: int, host: str | None = None, **kw) -> socket.socket:
+    """A listening socket on ``port``: IPv6 and IPv4 both (dual-stack) when no ``host``
+    is named and the namespace has IPv6, else IPv4 on ``host`` (0.0.0.0 by default)."""
+    if host is None and socket.has_dualstack_ipv6():
+        try:
+            return socket.create_server(("::", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True, **kw)
+        except OSError:             # IPv6 disabled in this namespace
+            pass
+    return socket.create_server((host or "0.0.0.0", port), **kw)
+
+
+def serve(port: int, ready: str | None = None, host: str | None = None) -> None:
     """Answer connections forever (until killed) with "<bytes> <sha256>\\n"."""
-    with socket.create_server((host, port), reuse_port=False) as srv:
+    with listener(port, host, reuse_port=False) as srv:
         if ready:
             Path(ready).write_text(str(port))
         while True:
@@ -85,12 +97,12 @@ def _more_files(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def hold(port: int, ready: str | None = None, host: str = "0.0.0.0") -> None:
+def hold(port: int, ready: str | None = None, host: str | None = None) -> None:
     """Accept connections forever (until killed), echo what each sends, keep each open
     until its peer closes it."""
     _more_files(1 << 16)
     sel = selectors.DefaultSelector()
-    srv = socket.create_server((host, port), backlog=8192)
+    srv = listener(port, host, backlog=8192)
     srv.setblocking(False)
     sel.register(srv, selectors.EVENT_READ)
     if ready:

@@ -21,6 +21,13 @@ PROVIDER_VLAN_ROUTER = ipaddress.ip_address("198.51.100.1")
 UPSTREAM_ROUTER = ipaddress.ip_address("203.0.113.1")
 INTERNET_ROUTER = ipaddress.ip_address("198.19.0.1")
 INTERNET_HOST = ipaddress.ip_address("198.19.0.10")
+# IPv6 (documentation prefixes, never in the root namespace): the provider segment's
+# upstream router and the internet host behind it, routed without NAT
+PROVIDER6 = ipaddress.ip_network("2001:db8:cb00::/64")
+INTERNET6 = ipaddress.ip_network("2001:db8:c613::/64")
+UPSTREAM_ROUTER6 = ipaddress.ip_address("2001:db8:cb00::1")
+INTERNET_ROUTER6 = ipaddress.ip_address("2001:db8:c613::1")
+INTERNET_HOST6 = ipaddress.ip_address("2001:db8:c613::10")
 PHYSNET = "physnet1"
 UNMAPPED_PHYSNET = "physnet2"   # the server knows it (flat); no chassis has a mapping for it
 MAX_CHASSIS = 200
@@ -142,10 +149,10 @@ class LabSpec:
                 return ch
         raise TopologyError(f"no chassis {name!r} in lab {self.name!r}")
 
-    def ranges(self) -> list[ipaddress.IPv4Network]:
+    def ranges(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """Every address range the lab uses."""
-        return [UNDERLAY, PROVIDER, INTERNET] + ([PROVIDER_VLAN_NET] if self.vlan_upstream
-                                                 else [])
+        return [UNDERLAY, PROVIDER, INTERNET, PROVIDER6, INTERNET6] + (
+            [PROVIDER_VLAN_NET] if self.vlan_upstream else [])
 
 
 def tap_name(port_id: str) -> str:

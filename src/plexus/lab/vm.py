@@ -106,6 +106,13 @@ class Node:
         """IPv4 addresses (with prefix) of an interface of this node."""
         return netlink.addresses(self.netns, ifname)
 
+    def addresses6(self, ifname: str = "eth0", scope: str = "global") -> list[str]:
+        """IPv6 addresses (no prefix) of an interface of this node, DAD done: ``global``
+        ones or ``link`` (fe80::/10) ones."""
+        found = [a.split("/")[0] for a in netlink.addresses6(self.netns, ifname)]
+        link = [a for a in found if a.lower().startswith("fe8")]
+        return link if scope == "link" else [a for a in found if a not in link]
+
 
 class VM(Node):
     """A booted lab VM (facts from the inventory)."""

@@ -58,13 +58,14 @@ def cookie_of(name: str) -> int:
 
 
 def wire_value(field: str, value):
-    """A match or set-field value as os-ken wants it: registers hold IPv4 addresses (the
-    next hop) as integers; everything else is passed as is."""
+    """A match or set-field value as os-ken wants it: registers hold IP addresses (the
+    IPv4 next hop, the IPv6 one in a 128-bit register) as integers; everything else is
+    passed as is."""
     if field in REGISTER_FIELDS:
         if isinstance(value, tuple):
             return tuple(wire_value(field, v) for v in value)
         if isinstance(value, str):
-            return int(ipaddress.IPv4Address(value))
+            return int(ipaddress.ip_address(value))
     return value
 
 

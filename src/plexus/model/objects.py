@@ -33,6 +33,8 @@ class Subnet:
     dns_nameservers: tuple[str, ...] = ()
     host_routes: tuple[tuple[str, str], ...] = ()   # (destination, nexthop)
     address_scope: str | None = None                # its subnet pool's address scope
+    ipv6_ra_mode: str | None = None                 # slaac, dhcpv6-stateful/-stateless
+    ipv6_address_mode: str | None = None            # ... (None: not set)
 
 
 @dataclass(frozen=True)
@@ -322,7 +324,18 @@ def to_subnet(obj: Mapping) -> Subnet:
                   cidr=str(net), ip_version=net.version, gateway_ip=gateway,
                   enable_dhcp=obj.get("enable_dhcp") is not False,
                   dns_nameservers=dns, host_routes=routes,
-                  address_scope=obj.get(keys.ADDRESS_SCOPE_KEY) or None)
+                  address_scope=obj.get(keys.ADDRESS_SCOPE_KEY) or None,
+                  ipv6_ra_mode=_mode(obj.get("ipv6_ra_mode")) if net.version == 6 else None,
+                  ipv6_address_mode=(_mode(obj.get("ipv6_address_mode"))
+                                     if net.version == 6 else None))
+
+
+IPV6_MODES = ("slaac", "dhcpv6-stateful", "dhcpv6-stateless")
+
+
+def _mode(value) -> str | None:
+    """An IPv6 RA or address mode Neutron knows, else None (not set)."""
+    return value if value in IPV6_MODES else None
 
 
 def _pair(pair: Mapping, port_mac: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48, "arp_s
               "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32, "metadata": 64, "reg5": 32,
               "reg6": 32, "reg7": 32, "tunnel_id": 64, "tun_ipv4_dst": 32, "in_port": 32,
               "reg3": 32, "reg4": 32, "ipv6_src": 128, "ipv6_dst": 128, "ipv6_nd_target": 128,
-              "ipv6_nd_sll": 48, "ipv6_nd_tll": 48}
+              "ipv6_nd_sll": 48, "ipv6_nd_tll": 48, "xxreg2": 128}
 
 # Connection-tracking state bits (the ``ct_state`` field), as OVS names them.
 CT_STATE_BITS = {"new": 0x01, "est": 0x02, "rel": 0x04, "rpl": 0x08, "inv": 0x10,

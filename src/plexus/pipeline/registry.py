@@ -47,6 +47,8 @@ REGISTERS: dict[str, Register] = {r.name: r for r in (
     Register("router", "reg4", 32,
              "the router routing the packet (its conntrack zone on this chassis; 0 = none)"),
     Register("nexthop", "reg3", 32, "IPv4 next hop chosen by l3_route, resolved by l3_neighbor"),
+    Register("nexthop6", "xxreg2", 128,
+             "IPv6 next hop chosen by l3_route, resolved by l3_neighbor (reg8-reg11)"),
 )}
 
 FLAG_FROM_TUNNEL = 0x1
@@ -66,6 +68,7 @@ _L4 = {"udp_src", "udp_dst", "tcp_src", "tcp_dst", "icmpv4_type", "icmpv4_code",
 _ND = {"ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll"}
 _SCTP = {"sctp_src", "sctp_dst"}
 _REGS = {"metadata", "reg3", "reg4", "reg5", "reg6", "reg7"}
+_REGS6 = {"xxreg2"}             # the IPv6 next hop: only the L3 stages read it
 _TUN = {"tunnel_id"}
 _CT = {"ct_state", "ct_zone", "ct_mark", "conj_id"}
 _CT_DISPATCH = frozenset(_REGS | {"eth_type", "ip_proto", "udp_src", "udp_dst", "icmpv6_type",
@@ -74,7 +77,7 @@ _ACL = frozenset(_REGS | _IP | _L4 | _SCTP | _CT | {"eth_type"})
 # No stage matches nw_ttl: os-ken writes NXM fields (nw_ttl is one) before OXM ones, so
 # it would precede its eth_type prerequisite and Open vSwitch refuses the match. TTL 0
 # and 1 are stopped by dec_ttl itself, which sends them to the agent (see flows.DecTtl).
-_L3 = frozenset(_L2 | _ARP | _IP | _L4 | _REGS)
+_L3 = frozenset(_L2 | _ARP | _IP | _L4 | _REGS | _REGS6 | _ND)
 
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0, "plexus.pipeline.stages.classify",
@@ -127,9 +130,13 @@ STAGES: tuple[Stage, ...] = (
           "new source MAC: Open vSwitch only sets that option on a packet that already is "
           "an advertisement) and leaves by the in-port"),
     Stage("dhcp", 30, "plexus.pipeline.stages.dhcp",
-          frozenset(_L2 | _IP | _L4 | _REGS), ("metadata",),
+          frozenset(_L2 | _IP | _L4 | _REGS | _ND), ("metadata",),
           "DHCP requests from local ports on DHCP-enabled subnets go to the agent "
-          "(packet-in); the agent's reply is injected back",
+          "(packet-in); the agent's reply is injected back; so do DHCPv6 messages from "
+          "ports on dhcpv6-stateful/-stateless subnets, and router solicitations on a "
+          "network where a router has an IPv6 interface (the agent answers with that "
+          "router's advertisement, and sends them unsolicited too), and neighbour "
+          "solicitations for such a router port's link-local address (the agent answers)",
           partitioned=True),
     Stage("metadata", 35, "plexus.pipeline.stages.metadata",
           frozenset(_L2 | _IP | _L4 | _REGS), ("egress_ct",),
@@ -170,7 +177,13 @@ STAGES: tuple[Stage, ...] = (
           "portless packets a chassis sends its router's active gateway are SNATed there; "
           "to an internal subnet of a router without SNAT, or one in the external "
           "network's address scope, routed as is on the active gateway; "
-          "everything else from outside drops; other packets go on to l2_lookup"),
+          "everything else from outside drops; other packets go on to l2_lookup. IPv6 "
+          "(no NAT): from a VM, echo requests to the router's IPv6 addresses (its "
+          "link-local one included) are answered in place, anything else to them, to a "
+          "link-local or a multicast address drops, the rest is routed; from outside, on "
+          "the active gateway only, a neighbour solicitation for the IPv6 gateway address "
+          "goes to the agent (which answers it), ping to it is answered, packets to the "
+          "router's IPv6 subnets are routed as they are"),
     Stage("l3_route", 47, "plexus.pipeline.stages.l3_route",
           _L3, ("l3_neighbor",),
           "the router's routing table, longest prefix first (priority by prefix length), "
@@ -182,7 +195,10 @@ STAGES: tuple[Stage, ...] = (
           "is decremented (TTL 1 or 0: dec_ttl stops there and sends an invalid-TTL "
           "packet-in, answered with ICMP time exceeded), a frame longer than the next "
           "network's MTU sets flags bit 2 (check_pkt_larger), the source MAC becomes the "
-          "router port's on the next network, net and the next hop are set"),
+          "router port's on the next network, net and the next hop are set. IPv6 has a "
+          "table of its own (connected, extra routes, the external subnet, resolved "
+          "hosts and ::/0 via the IPv6 gateway's next hop; no hairpin), the hop limit "
+          "decremented by dec_ttl, the next hop in nexthop6"),
     Stage("l3_neighbor", 48, "plexus.pipeline.stages.l3_neighbor",
           _L3, ("l3_snat", "l2_lookup"),
           "next hop → destination MAC: from the model for ports (no ARP), for "
@@ -191,7 +207,11 @@ STAGES: tuple[Stage, ...] = (
           "(unknown: drop); internal networks go on to l2_lookup, external ones to "
           "l3_snat. A packet too big for the next network (flags bit 2) goes to the agent "
           "(ICMP fragmentation needed if DF is set), as does one to an address of a router "
-          "subnet that no port holds (ICMP host unreachable)"),
+          "subnet that no port holds (ICMP host unreachable). IPv6 next hops (nexthop6): "
+          "every IPv6 address of the routed networks' ports from the model (SLAAC "
+          "addresses are the EUI-64 ones the API assigned), and the agent's neighbour "
+          "resolutions of external ones; an address of a router IPv6 subnet no port holds "
+          "goes to the agent (ICMPv6 address unreachable), others drop"),
     Stage("l3_snat", 49, "plexus.pipeline.stages.l3_snat",
           _L3, ("output", "snat_guard"),
           "leaving by an external network: a port with a floating IP is SNATed to it "
@@ -200,7 +220,8 @@ STAGES: tuple[Stage, ...] = (
           "the router); portless protocols go through the tunnel to the router's active "
           "gateway, which SNATs them (source MAC: the gateway port's); routers without SNAT, "
           "and subnets in the external network's address scope, route unchanged; NATed "
-          "packets go on to snat_guard, the rest to output"),
+          "packets go on to snat_guard, the rest to output. IPv6 leaves unchanged (no "
+          "NAT) from the VM's own chassis, source MAC this chassis' own for the router"),
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
           frozenset(_L2 | _REGS), ("ingress_ct",),
           "destination MAC → logical out-port, on local networks and on networks a local "
@@ -249,9 +270,9 @@ PREREQUISITES: dict[str, tuple[str, frozenset]] = {
     "udp_src": ("ip_proto", frozenset({17})), "udp_dst": ("ip_proto", frozenset({17})),
     "tcp_src": ("ip_proto", frozenset({6})), "tcp_dst": ("ip_proto", frozenset({6})),
     "icmpv4_type": ("ip_proto", frozenset({1})), "icmpv4_code": ("ip_proto", frozenset({1})),
-    "sctp_src": ("ip_proto", frozenset({132})), "sctp_dst": ("ip_proto", frozenset({132})),
     "icmpv6_type": ("ip_proto", frozenset({58})), "icmpv6_code": ("ip_proto", frozenset({58})),
     "ipv6_nd_target": ("icmpv6_type", frozenset({135, 136})),
+    "sctp_src": ("ip_proto", frozenset({132})), "sctp_dst": ("ip_proto", frozenset({132})),
     "ipv6_nd_sll": ("icmpv6_type", frozenset({135})),
     "ipv6_nd_tll": ("icmpv6_type", frozenset({136})),
 }

@@ -13,6 +13,7 @@ push/pop. A packet without ``vlan_vid`` is untagged (0); one without ``nw_ttl`` 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -26,6 +27,7 @@ from plexus.tools.conntrack import Conntrack
 MAX_STEPS = 64
 # what a packet has when not told (``pkt_len``: the whole frame, as check_pkt_larger sees it)
 FIELD_DEFAULTS = {"vlan_vid": 0, "nw_ttl": 64, "pkt_len": 98}
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 STOP = "<stop>"                 # an action ended the flow's actions and its goto
 
 
@@ -83,7 +85,7 @@ def _as_int(v: Any) -> int:
     if isinstance(v, int):
         return v
     if isinstance(v, str) and ":" in v:
-        if len(v) == 17 and v.count(":") == 5:        # a MAC
+        if _MAC.match(v):
             return int(v.replace(":", ""), 16)
         return int(ipaddress.IPv6Address(v))
     if isinstance(v, str) and "." in v:

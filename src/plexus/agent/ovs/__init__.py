@@ -75,7 +75,7 @@ class Switch:
     async def punt_arp_replies(self, bridge: str, mac: str,
                                on_packet_in: Callable[[PacketIn], None]) -> None:
         """On the external ``bridge`` (which otherwise forwards NORMAL), send ARP replies
-        addressed to ``mac`` to the agent (packet-in with userdata ``arp``), keeping a
+        and neighbour advertisements addressed to ``mac`` to the agent (packet-in with userdata ``arp``), keeping a
         channel to it; raises ``OSError``/``OpenFlowError``."""
         channel = self._external.get(bridge)
         if channel is None or not channel.alive:
@@ -83,6 +83,8 @@ class Switch:
             channel = self._external[bridge] = await Channel(path, on_packet_in).connect()
         await channel.add_flow(ARP_PUNT_PRIORITY, {"eth_type": 0x0806, "arp_op": 2,
                                                    "eth_dst": mac}, "arp")
+        await channel.add_flow(ARP_PUNT_PRIORITY, {"eth_type": 0x86DD, "ip_proto": 58,
+                                                   "icmpv6_type": 136, "eth_dst": mac}, "arp")
 
     async def set_loopback(self, bridge: str, macs: list[str],
                            on_packet_in: Callable[[PacketIn], None]) -> None:

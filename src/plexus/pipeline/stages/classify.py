@@ -20,8 +20,8 @@ from plexus.pipeline.flows import Flow, PopVlan, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
 from plexus.pipeline.stages.common import default_flow, local_networks
 from plexus.pipeline.stages.router import (
-    external_networks, gateway, interfaces, is_candidate, patch_of, programmed,
-    router_peers, tunnel_sources, vlan_match,
+    external_networks, gateway, is_candidate, patch_of, programmed,
+    router_networks, router_peers, tunnel_sources, vlan_match,
 )
 from plexus.pipeline.view import View
 
@@ -84,7 +84,7 @@ def routing_sources(view: View, net) -> dict[str, int]:
     from a router peer stays free for ``external_flows``."""
     out: dict[str, int] = {}
     for router, _ in programmed(view):
-        if any(i.network.id == net.id for i in interfaces(view, router)):
+        if net.id in router_networks(view, router):
             out.update(router_peers(view, router))
     return dict(sorted(out.items()))
 

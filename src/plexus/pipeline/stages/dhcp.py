@@ -7,16 +7,34 @@ The flow matches UDP 68 → 67 from the port whatever the destination, so a rene
 RELEASE unicast to the server (its MAC and address: ``SERVER_MAC``, ``server_ip``) is
 punted like a broadcast. Who answers ARP for the server address: ``arp_responder``.
 
-This module also holds the DHCP server's identity, which the agent's responder
-(``plexus.agent.dhcp``) and the ARP responder must agree on."""
+IPv6 (host-answered too, nothing reaches another host):
+
+- DHCPv6 (UDP 546 → 547) from a local port with an address on an IPv6 subnet whose
+  ``ipv6_address_mode`` is dhcpv6-stateful or dhcpv6-stateless (DHCP enabled) goes to
+  the agent (``plexus.agent.dhcp6``: IA_NA with the port's fixed IP, DNS servers and
+  the domain search list), one flow per port as for DHCPv4.
+- Router solicitations (ICMPv6 type 133) on a network where a router has an IPv6
+  interface go to the agent, which answers with that router's advertisement
+  (``plexus.agent.ra``); one flow per such network. Solicitations on other networks go
+  on like any packet (an external router may answer them).
+- Neighbour solicitations for the link-local address an advertising router port sends
+  its advertisements from (the VMs' default router), multicast or unicast (NUD), go to
+  the agent, which answers for the router port (``ra.neighbor_answer``); one flow per
+  such router port. The VMs learn the router's MAC from the advertisement itself; this
+  keeps their neighbour entry for it reachable.
+
+This module also holds the DHCP server's identity, which the agent's responders
+(``plexus.agent.dhcp``, ``plexus.agent.dhcp6``) and the ARP responder must agree on."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Iterable
 
 from plexus.pipeline.flows import Controller, Flow
 from plexus.pipeline.stages.common import ETH_IP, IP_UDP, bound_ports, default_flow
+from plexus.pipeline.stages.router import link_local
 from plexus.pipeline.view import NetworkView, PortView, SubnetView, View
 
 # The DHCP server's Ethernet address on every network: the source of the agent's
@@ -30,19 +48,91 @@ NEXT = "metadata"
 PRIO = 50
 
 
+ETH_IP6 = 0x86DD
+IP_ICMP6 = 58
+ROUTER_SOLICITATION, NEIGHBOR_SOLICITATION = 133, 135
+ND_ROUTER = "nd:router"     # packet-in: a solicitation for a router port's link-local address
+DHCP6_CLIENT, DHCP6_SERVER = 546, 547
+DHCP6_MODES = ("dhcpv6-stateful", "dhcpv6-stateless")
+
+
 def compile_dhcp(view: View) -> list[Flow]:
     """A packet-in flow per port bound here (plugged or not) on a DHCP-enabled IPv4
-    subnet."""
+    subnet, and per port on a DHCPv6 subnet; one per local network whose router sends
+    advertisements, for router solicitations."""
     flows = [default_flow(STAGE, goto=NEXT)]
+    solicited: set[str] = set()
     for port in bound_ports(view):
-        served = dhcp_subnets(view, port)
-        if not served:
+        net = view.networks[port.network_id]
+        flows += port_flows(net.key, port.key, port.id, tuple(dhcp_subnets(view, port)),
+                            tuple(dhcp6_subnets(view, port)))
+        if net.id in solicited:
             continue
-        match = {"net": view.networks[port.network_id].key, "inport": port.key,
+        solicited.add(net.id)
+        advertising = ra_ports(view, net.id)
+        if advertising:
+            match = {"net": net.key, "eth_type": ETH_IP6, "ip_proto": IP_ICMP6,
+                     "icmpv6_type": ROUTER_SOLICITATION}
+            flows.append(Flow.make(STAGE, PRIO, match, [Controller("rs")],
+                                   cookie=f"network:{net.id}",
+                                   note="router solicitation: answered by the agent for "
+                                        + ", ".join(p.id for p in advertising)))
+        for rp in advertising:
+            match = {"net": net.key, "eth_type": ETH_IP6, "ip_proto": IP_ICMP6,
+                     "icmpv6_type": NEIGHBOR_SOLICITATION,
+                     "ipv6_nd_target": link_local(rp.mac)}
+            flows.append(Flow.make(STAGE, PRIO, match, [Controller(ND_ROUTER)],
+                                   cookie=f"port:{rp.id}",
+                                   note="the advertising router port's link-local address: "
+                                        "answered by the agent"))
+    return flows
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def port_flows(net_key: int, port_key: int, port_id: str, served: tuple[str, ...],
+               served6: tuple[str, ...]) -> tuple[Flow, ...]:
+    """A port's DHCPv4 and DHCPv6 punts (one flow object per distinct value: unchanged
+    ports keep theirs from compile to compile)."""
+    flows = []
+    if served:
+        match = {"net": net_key, "inport": port_key,
                  "eth_type": ETH_IP, "ip_proto": IP_UDP, "udp_src": 68, "udp_dst": 67}
         flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp")],
-                               cookie=f"port:{port.id}", note=f"subnets {', '.join(served)}"))
-    return flows
+                               cookie=f"port:{port_id}", note=f"subnets {', '.join(served)}"))
+    if served6:
+        match = {"net": net_key, "inport": port_key, "eth_type": ETH_IP6,
+                 "ip_proto": IP_UDP, "udp_src": DHCP6_CLIENT, "udp_dst": DHCP6_SERVER}
+        flows.append(Flow.make(STAGE, PRIO, match, [Controller("dhcp6")],
+                               cookie=f"port:{port_id}",
+                               note=f"DHCPv6 subnets {', '.join(served6)}"))
+    return tuple(flows)
+
+
+def dhcp6_subnets(view: View, port: PortView) -> list[str]:
+    """Ids of the port's IPv6 subnets served by DHCPv6 (DHCP enabled, address mode
+    dhcpv6-stateful or dhcpv6-stateless), sorted."""
+    return sorted({sid for sid, _ in port.ips
+                   if sid in view.subnets and view.subnets[sid].enable_dhcp
+                   and view.subnets[sid].ip_version == 6
+                   and view.subnets[sid].ipv6_address_mode in DHCP6_MODES})
+
+
+def ra_ports(view: View, network_id: str) -> list[PortView]:
+    """The router ports on a network that send router advertisements, by id: interfaces
+    of an admin-up router with an address on an IPv6 subnet (as Neutron runs radvd for
+    every router port with an IPv6 subnet; ``plexus.agent.ra`` says what they carry)."""
+    out = {}
+    for router in view.routers.values():
+        if not router.admin_up:
+            continue
+        for pid in router.interfaces:
+            port = view.ports.get(pid)
+            if port is None or port.network_id != network_id:
+                continue
+            if any(view.subnets.get(sid) is not None and view.subnets[sid].ip_version == 6
+                   for sid, _ in port.ips):
+                out[port.id] = port
+    return [out[k] for k in sorted(out)]
 
 
 def dhcp_subnets(view: View, port: PortView) -> list[str]:

@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import functools
 
-from plexus.pipeline.flows import Ct, Flow, Nat, Output, SetField
+from plexus.pipeline.flows import Controller, Ct, Flow, Move, Nat, Output, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
 from plexus.pipeline.stages.acl import port_masks
 from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow, local_networks
 from plexus.pipeline.stages.router import (
     PORT_FIELDS, ZONE_FORGET, Gateway, arp_answer, arp_request, back_out, blocks, echo_answer,
-    echo_request, external_networks, forwarding_owner, forwardings, gateway, interfaces,
-    is_active, is_candidate, local_fips, patch_of, port_map, programmed, unnated,
+    echo_request, external_networks, forwarding_owner, forwardings, gateway, gateway6,
+    interfaces, interfaces6, is_active, is_candidate, link_local, local_fips, patch_of,
+    port_map, programmed, unnated,
 )
 from plexus.pipeline.view import RouterView, View
 
@@ -59,6 +60,13 @@ PRIO_NOT_IP = 40        # not IPv4 to a router MAC
 PRIO_BRIDGED = 11       # anything else from the patch, on an external network bridged here
 PRIO_OUTSIDE = 10       # anything else from outside
 
+ETH_IP6 = 0x86DD
+IP_ICMP6 = 58
+ECHO6_REQUEST, ECHO6_REPLY = 128, 129
+NEIGHBOR_SOLICITATION = 135
+LINK_LOCAL, MULTICAST = "fe80::/10", "ff00::/8"
+ND_GATEWAY = "nd:gateway"    # packet-in: a neighbour solicitation for a gateway address
+
 FROM_PATCH = FLAG_FROM_EXTERNAL                       # exact flags of a patch packet
 FROM_PEER = FLAG_FROM_EXTERNAL | FLAG_FROM_TUNNEL     # ... of a peer's tunnel packet
 
@@ -72,6 +80,9 @@ def compile_l3_input(view: View) -> list[Flow]:
         gw = gateway(view, router)
         if gw is not None:
             flows += external_flows(view, router, zone, gw)
+        gw6 = gateway6(view, router)
+        if gw6 is not None:
+            flows += external_flows6(view, router, zone, gw6)
     local = {n.id for n in local_networks(view)}
     for net, _ in external_networks(view):
         if net.id in local and patch_of(view, net) is not None:
@@ -86,7 +97,8 @@ def compile_l3_input(view: View) -> list[Flow]:
 
 
 def internal_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
-    """Ping, drop and route flows for each router port on a local network."""
+    """Ping, drop and route flows for each router port on a local network (IPv4 and
+    IPv6)."""
     local = {n.id for n in local_networks(view)}
     gw = gateway(view, router)
     own = tuple(sorted({i.ip for i in interfaces(view, router)}))
@@ -95,7 +107,43 @@ def internal_flows(view: View, router: RouterView, zone: int) -> list[Flow]:
     for iface in ports.values():
         flows += interface_flows(router.id, zone, iface.network.key, iface.port.mac,
                                  iface.port.id, own, gw.ip if gw else None)
+    six = interfaces6(view, router)
+    if six:
+        gw6 = gateway6(view, router)
+        own6 = tuple(sorted({i.ip for i in six} | ({gw6.ip} if gw6 else set())))
+        ports6 = {i.port.id: i for i in six if i.network.id in local}
+        for iface in ports6.values():
+            flows += interface_flows6(router.id, zone, iface.network.key, iface.port.mac,
+                                      iface.port.id, own6)
     return flows
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def interface_flows6(router_id: str, zone: int, net_key: int, mac: str, port_id: str,
+                     own: tuple[str, ...]) -> tuple[Flow, ...]:
+    """IPv6 on one router port of a local network: an echo request to any of the
+    router's IPv6 addresses (its link-local one on this port included) is answered in
+    place, anything else to them drops, as does anything to a link-local or multicast
+    destination (never routed); the rest is routed."""
+    flows = []
+    me = {"net": net_key, "eth_dst": mac, "eth_type": ETH_IP6}
+    cookie = f"router:{router_id}:port:{port_id}"
+
+    def add(prio, match, actions=(), goto=None, note=""):
+        flows.append(Flow.make(STAGE, prio, {**me, **match}, actions, goto, cookie, note))
+    lla = link_local(mac)
+    for ip in sorted({*own, lla}):
+        add(PRIO_ANSWER, {"ip_proto": IP_ICMP6, "icmpv6_type": ECHO6_REQUEST, "ipv6_dst": ip},
+            [Move("eth_src", "eth_dst"), SetField("eth_src", mac),
+             Move("ipv6_src", "ipv6_dst"), SetField("ipv6_src", ip),
+             SetField("icmpv6_type", ECHO6_REPLY), Output("in_port")],
+            note="ping a router IPv6 address")
+    for ip in own:
+        add(PRIO_TO_ROUTER, {"ipv6_dst": ip}, note="nothing else for the router itself")
+    for scope in (LINK_LOCAL, MULTICAST):
+        add(PRIO_TO_ROUTER, {"ipv6_dst": as_match(scope)}, note="not routed: " + scope)
+    add(PRIO_ROUTE, {}, [SetField("router", zone)], goto="l3_route")
+    return tuple(flows)
 
 
 @functools.lru_cache(maxsize=1 << 12)
@@ -237,3 +285,33 @@ def external_flows(view: View, router: RouterView, zone: int, gw: Gateway) -> li
                      "routed as is")
     return flows
 
+
+
+def external_flows6(view: View, router: RouterView, zone: int, gw: Gateway) -> list[Flow]:
+    """The router's IPv6 side on its external network, on its active gateway chassis
+    only (no NAT: the upstream router routes the router's IPv6 subnets to its gateway
+    address): a neighbour solicitation for the gateway address goes to the agent, which
+    answers it (``agent.nd``); an echo request to it is answered in place; packets to
+    the router's IPv6 subnets are routed as they are."""
+    if gw.patch is None or not is_active(view, router):
+        return []
+    ext = gw.network
+    cookie = f"router:{router.id}"
+    flows = []
+
+    def add(prio, match, actions=(), goto=None, note=""):
+        flows.append(Flow.make(STAGE, prio, {"net": ext.key, "flags": FROM_PATCH,
+                                             "eth_type": ETH_IP6, **match},
+                               actions, goto, cookie, note))
+    add(PRIO_ANSWER, {"ip_proto": IP_ICMP6, "icmpv6_type": NEIGHBOR_SOLICITATION,
+                      "ipv6_nd_target": gw.ip}, [Controller(ND_GATEWAY)],
+        note="IPv6 gateway: neighbour solicitation answered by the agent")
+    add(PRIO_ANSWER, {"eth_dst": gw.port.mac, "ip_proto": IP_ICMP6,
+                      "icmpv6_type": ECHO6_REQUEST, "ipv6_dst": gw.ip},
+        [Move("eth_src", "eth_dst"), SetField("eth_src", gw.port.mac),
+         Move("ipv6_src", "ipv6_dst"), SetField("ipv6_src", gw.ip),
+         SetField("icmpv6_type", ECHO6_REPLY), *back_out(ext)], note="ping the IPv6 gateway")
+    for cidr in sorted({i.subnet.cidr for i in interfaces6(view, router)}):
+        add(PRIO_NO_SNAT, {"eth_dst": gw.port.mac, "ipv6_dst": as_match(cidr)},
+            [SetField("router", zone)], goto="l3_route", note="IPv6: routed as is (no NAT)")
+    return flows

@@ -22,7 +22,8 @@ from plexus.pipeline.flows import Controller, Flow, SetField
 from plexus.pipeline.registry import FLAG_TOO_BIG
 from plexus.pipeline.stages.common import as_match, default_flow, is_ipv4
 from plexus.pipeline.stages.router import (
-    contains, gateway, hairpin_neighbours, interfaces, port_ips, programmed,
+    contains, gateway, gateway6, hairpin_neighbours, interfaces, interfaces6, port_ips,
+    programmed,
 )
 from plexus.pipeline.view import View
 
@@ -70,6 +71,7 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
             if view.vip_owners else {}
         flows += [port_flow(net.key, ip, port.mac, port.id)
                   for ip, port in vip_holders(ports, seen, owners)]
+    flows += neighbours6(view)
     for nid in sorted(external):
         net = external[nid]
         cidrs = [s.cidr for s in view.subnets.values()
@@ -85,6 +87,49 @@ def compile_l3_neighbor(view: View) -> list[Flow]:
                                        [SetField("eth_dst", mac)], "l3_snat",
                                        f"network:{nid}", note="resolved by the agent"))
     return flows
+
+
+def neighbours6(view: View) -> list[Flow]:
+    """The IPv6 next hops: per IPv6 address of a port on a network a programmed router has
+    an IPv6 interface on (from the model: SLAAC addresses are the EUI-64 ones the API
+    assigned), and per address the agent resolved on an IPv6 external subnet
+    (``external_macs``, by neighbour solicitation); an address of a router's IPv6 subnet
+    that no port holds goes to the agent (ICMPv6 address unreachable), any other drops."""
+    internal, external = {}, {}
+    for router, _ in programmed(view):
+        internal.update({i.network.id: i.network for i in interfaces6(view, router)})
+        gw = gateway6(view, router)
+        if gw is not None:
+            external.setdefault(gw.network.id, (gw.network, set()))[1].add(gw.subnet.cidr)
+    flows = []
+    subnets = {i.subnet.id: (i.network, i.subnet) for r, _ in programmed(view)
+               for i in interfaces6(view, r)}
+    for sid in sorted(subnets):
+        net, subnet = subnets[sid]
+        flows.append(unknown_flow(net.key, subnet.cidr, sid, "nexthop6"))
+    for nid in sorted(internal):
+        net = internal[nid]
+        seen: set[str] = set()
+        for port in view.ports_on(nid):
+            for _, ip in port.ips:
+                if ":" in ip and ip not in seen:
+                    seen.add(ip)
+                    flows.append(port_flow6(net.key, ip, port.mac, port.id))
+    for nid in sorted(external):
+        net, cidrs = external[nid]
+        for ip, mac in sorted(view.external_macs.items()):
+            if ":" in ip and any(contains(c, ip) for c in cidrs):
+                flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "nexthop6": ip},
+                                       [SetField("eth_dst", mac)], "l3_snat",
+                                       f"network:{nid}", note="resolved by the agent"))
+    return flows
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def port_flow6(key: int, ip: str, mac: str, port_id: str) -> Flow:
+    """IPv6 next hop ``ip`` on the network with ``key`` → the MAC of the port holding it."""
+    return Flow.make(STAGE, PRIO, {"net": key, "nexthop6": ip}, [SetField("eth_dst", mac)],
+                     "l2_lookup", f"port:{port_id}")
 
 
 def vip_holders(ports, fixed: set[str], owners: dict[str, str] | None = None
@@ -144,8 +189,10 @@ def port_flow(key: int, ip: str, mac: str, port_id: str) -> Flow:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def unknown_flow(key: int, cidr: str, subnet_id: str) -> Flow:
-    """An address of a router subnet no port holds: to the agent (host unreachable)."""
-    return Flow.make(STAGE, PRIO_UNKNOWN, {"net": key, "nexthop": as_match(cidr)},
+def unknown_flow(key: int, cidr: str, subnet_id: str, register: str = "nexthop") -> Flow:
+    """An address of a router subnet no port holds: to the agent (ICMP host unreachable;
+    ``register`` nexthop6 for an IPv6 subnet: ICMPv6 address unreachable)."""
+    return Flow.make(STAGE, PRIO_UNKNOWN, {"net": key, register: as_match(cidr)},
                      [Controller(UNREACHABLE)], cookie=f"subnet:{subnet_id}",
-                     note="no port holds it: ICMP host unreachable")
+                     note="no port holds it: ICMP" + ("v6 address" if register == "nexthop6"
+                                                      else " host") + " unreachable")

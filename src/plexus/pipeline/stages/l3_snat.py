@@ -34,8 +34,8 @@ from plexus.pipeline.stages.common import ETH_IP, as_match, default_flow
 from plexus.pipeline.stages.acl import port_masks
 from plexus.pipeline.stages.common import local_ports
 from plexus.pipeline.stages.router import (
-    PORT_FIELDS, Gateway, forwarding_owner, forwardings, gateway, interfaces, is_active,
-    is_candidate, local_fips, own_ranges, port_map, programmed, snat_mac, unnated,
+    PORT_FIELDS, Gateway, forwarding_owner, forwardings, gateway, gateway6, interfaces,
+    is_active, is_candidate, local_fips, own_ranges, port_map, programmed, snat_mac, unnated,
 )
 from plexus.pipeline.view import RouterView, View
 
@@ -48,6 +48,7 @@ PRIO_PEER = 80
 PRIO_PORTLESS = 70
 PRIO_NO_SNAT = 60
 GUARD = "snat_guard"            # where NATed packets go before leaving (never un-NATed)
+ETH_IP6 = 0x86DD
 FROM_HERE = (0, FLAG_FROM_TUNNEL)
 FROM_PEER = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
 
@@ -59,6 +60,13 @@ def compile_l3_snat(view: View) -> list[Flow]:
         gw = gateway(view, router)
         if gw is not None:
             flows += router_flows(view, router, zone, gw)
+        gw6 = gateway6(view, router)
+        if gw6 is not None and gw6.patch is not None:
+            flows.append(Flow.make(
+                STAGE, PRIO_NO_SNAT, {"router": zone, "eth_type": ETH_IP6},
+                [SetField("eth_src", snat_mac(router.id, view.chassis)),
+                 SetField("outport", OUTPORT_EXTERNAL)], "output", f"router:{router.id}",
+                note="IPv6: out as is (no NAT), source MAC this chassis' own"))
     return flows
 
 

@@ -76,8 +76,7 @@ class Gateway:
 
 def ipv4_subnet(view: View, subnet_id: str) -> SubnetView | None:
     """The subnet if the view knows it and it is IPv4."""
-    subnet = view.subnets.get(subnet_id)
-    return subnet if subnet is not None and subnet.ip_version == 4 else None
+    return _subnet(view, subnet_id, 4)
 
 
 def _per_view(view: View, name, inputs: tuple, build):
@@ -91,10 +90,23 @@ def interfaces(view: View, router: RouterView) -> list[Interface]:
     """The router's IPv4 interfaces the view can use, sorted by network and address."""
     return list(_per_view(view, ("interfaces", router.id),
                           (view.ports, view.networks, view.subnets, router),
-                          lambda: _interfaces(view, router)))
+                          lambda: _interfaces(view, router, 4)))
 
 
-def _interfaces(view: View, router: RouterView) -> list[Interface]:
+def interfaces6(view: View, router: RouterView) -> list[Interface]:
+    """The router's IPv6 interfaces the view can use, sorted by network and address (an
+    interface port holding addresses of several IPv6 subnets gives one per address)."""
+    return list(_per_view(view, ("interfaces6", router.id),
+                          (view.ports, view.networks, view.subnets, router),
+                          lambda: _interfaces(view, router, 6)))
+
+
+def _subnet(view: View, subnet_id: str, version: int) -> SubnetView | None:
+    subnet = view.subnets.get(subnet_id)
+    return subnet if subnet is not None and subnet.ip_version == version else None
+
+
+def _interfaces(view: View, router: RouterView, version: int) -> list[Interface]:
     out = []
     for pid in router.interfaces:
         port = view.ports.get(pid)
@@ -102,30 +114,64 @@ def _interfaces(view: View, router: RouterView) -> list[Interface]:
         if net is None:
             continue
         for sid, ip in port.ips:
-            subnet = ipv4_subnet(view, sid)
-            if subnet is not None and is_ipv4(ip):
+            subnet = _subnet(view, sid, version)
+            if subnet is not None and is_ipv4(ip) == (version == 4):
                 out.append(Interface(port, net, subnet, ip))
     return sorted(out, key=lambda i: (i.network.id, i.subnet.cidr, i.ip, i.port.id))
 
 
+def router_networks(view: View, router: RouterView) -> set[str]:
+    """Ids of the internal networks the router has an interface on (IPv4 or IPv6)."""
+    return {i.network.id for i in interfaces(view, router)} | {
+        i.network.id for i in interfaces6(view, router)}
+
+
+def gateway6(view: View, router: RouterView) -> Gateway | None:
+    """The router's IPv6 gateway (its first IPv6 address on its external network; the
+    next hop: that subnet's gateway), if any. IPv6 is routed without NAT."""
+    return _gateway(view, router, 6)
+
+
+def link_local(mac: str) -> str:
+    """The EUI-64 link-local address (fe80::/64) of a MAC: a router port's source address
+    for router advertisements and its next-hop address for the VMs (RFC 4291)."""
+    return eui64("fe80::/64", mac)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def eui64(cidr: str, mac: str) -> str:
+    """The EUI-64 address of ``mac`` in the /64 ``cidr`` (universal/local bit flipped)."""
+    octets = [int(b, 16) for b in mac.split(":")]
+    octets[0] ^= 0x02
+    iid = bytes(octets[:3] + [0xFF, 0xFE] + octets[3:])
+    net = ipaddress.IPv6Network(cidr, strict=False)
+    return str(ipaddress.IPv6Address(int(net.network_address) | int.from_bytes(iid, "big")))
+
+
 def gateway(view: View, router: RouterView) -> Gateway | None:
     """The router's gateway (its first IPv4 address on its external network), if any."""
+    return _gateway(view, router, 4)
+
+
+def _gateway(view: View, router: RouterView, version: int) -> Gateway | None:
     port = view.ports.get(router.gateway or "")
     net = view.networks.get(port.network_id) if port else None
     if net is None:
         return None
     for sid, ip in sorted(port.ips):
-        subnet = ipv4_subnet(view, sid)
-        if subnet is not None and is_ipv4(ip):
+        subnet = _subnet(view, sid, version)
+        if subnet is not None and is_ipv4(ip) == (version == 4):
             return Gateway(port, net, subnet, ip, subnet.gateway_ip, patch_of(view, net))
     return None
 
 
-def scope_pairs(view: View, router: RouterView) -> list[tuple[str, str]]:
+def scope_pairs(view: View, router: RouterView,
+                ifaces: list[Interface] | None = None) -> list[tuple[str, str]]:
     """(source CIDR, destination CIDR) of the router's internal subnets that are in
     different address scopes (no scope counts as a scope of its own), as Neutron: a
-    router routes between them only through NAT, so directly never."""
-    ifaces = interfaces(view, router)
+    router routes between them only through NAT, so directly never (``ifaces``: its
+    IPv6 interfaces for the IPv6 pairs; by default its IPv4 ones)."""
+    ifaces = interfaces(view, router) if ifaces is None else ifaces
     out = set()
     for src in ifaces:
         for dst in ifaces:
@@ -170,8 +216,7 @@ def _routers(view: View) -> list[RouterView]:
     for router in view.routers.values():
         if not router.admin_up:
             continue
-        if is_active(view, router) or any(i.network.id in local
-                                          for i in interfaces(view, router)):
+        if is_active(view, router) or router_networks(view, router) & local:
             out.append(router)
     return sorted(out, key=lambda r: r.id)
 
@@ -357,7 +402,7 @@ def routed_networks(view: View) -> list[NetworkView]:
     L2 lookup and output flows toward their ports, no floods)."""
     local = {n.id for n in local_networks(view)}
     found = {i.network.id: i.network for r, _ in programmed(view)
-             for i in interfaces(view, r) if i.network.id not in local}
+             for i in interfaces(view, r) + interfaces6(view, r) if i.network.id not in local}
     return [found[k] for k in sorted(found)]
 
 
@@ -377,7 +422,7 @@ def router_chassis(view: View, router: RouterView) -> set[str]:
 
 
 def _router_chassis(view: View, router: RouterView) -> set[str]:
-    nets = {i.network.id for i in interfaces(view, router)}
+    nets = router_networks(view, router)
     found = {p.chassis for n in nets for p in view.ports_on(n) if p.chassis}
     found |= {c for c, _, _ in blocks(view, router)} | set(router.gateway_chassis)
     if view.active_gateway.get(router.id):
@@ -397,7 +442,7 @@ def tunnel_sources(view: View, net: NetworkView) -> dict[str, int]:
     for a network behind a programmed router, that router's peers (they route into it)."""
     out = dict(peers(view, net.id))
     for router, _ in programmed(view):
-        if any(i.network.id == net.id for i in interfaces(view, router)):
+        if net.id in router_networks(view, router):
             out.update(router_peers(view, router))
     return dict(sorted(out.items()))
 
