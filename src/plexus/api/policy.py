@@ -215,6 +215,14 @@ RULES: dict[str, Rule] = _rules(
     ("get_address_scope", ADMIN_OR_READER + ("shared_object",)),
     ("update_address_scope", ADMIN_OR_MEMBER),
     ("delete_address_scope", ADMIN_OR_MEMBER),
+    # trunks (neutron/conf/policies/trunk.py)
+    ("create_trunk", ADMIN_OR_MEMBER),
+    ("get_trunk", ADMIN_OR_READER),
+    ("update_trunk", ADMIN_OR_MEMBER),
+    ("delete_trunk", ADMIN_OR_MEMBER),
+    ("get_subports", ADMIN_OR_READER, "`GET /trunks/{id}/get_subports`"),
+    ("add_subports", ADMIN_OR_MEMBER, "`PUT /trunks/{id}/add_subports`"),
+    ("remove_subports", ADMIN_OR_MEMBER, "`PUT /trunks/{id}/remove_subports`"),
     # agents and the L3 agent scheduler
     ("get_agent", ADMIN),
     ("update_agent", ADMIN),

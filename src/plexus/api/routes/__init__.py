@@ -2,12 +2,12 @@
 
 from plexus.api.routes import (
     agents, discovery, floatingips, ip_availability, networks, pools, ports, quotas, rbac,
-    routers, security_groups, subnets,
+    routers, security_groups, subnets, trunks,
 )
 
 # Every route module; a new resource adds its module here.
 ROUTE_MODULES = [discovery, networks, subnets, ports, security_groups, routers, floatingips,
-                 agents, quotas, pools, rbac, ip_availability]
+                 agents, quotas, pools, rbac, ip_availability, trunks]
 
 
 def all_routes() -> list:

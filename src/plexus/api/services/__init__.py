@@ -12,12 +12,13 @@ from plexus.api.services.rbac import RbacService
 from plexus.api.services.routers import RouterService
 from plexus.api.services.security_groups import SecurityGroupRuleService, SecurityGroupService
 from plexus.api.services.subnets import SubnetService
+from plexus.api.services.trunks import TrunkService
 from plexus.api.services.vips import VipOwners
 
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
                    SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
-                   SubnetPoolService, AddressScopeService, RbacService]
+                   SubnetPoolService, AddressScopeService, RbacService, TrunkService]
 
 
 def build_services(store, config) -> Services:
