@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import struct
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -423,8 +424,9 @@ class Agent(StatusReports, RoutingDuties):
         vifs = self.bridge.vifs
         catalog = self.model.catalog
         alive = self.liveness.alive(catalog, self.bridge.bfd_states())
+        plugged = relevant.vif_ofports(vifs)
         view = views.build(catalog, c.chassis, c.tunnel_ip,
-                           vif_ofports=relevant.vif_ofports(vifs),
+                           vif_ofports=relevant.with_subports(catalog, c.chassis, plugged),
                            tunnel_ofports=self.bridge.tunnel_ofports(), alive=alive,
                            bridge_mappings=c.bridge_mappings,
                            patch_ofports=self.bridge.patch_ofports(),
@@ -438,7 +440,8 @@ class Agent(StatusReports, RoutingDuties):
         else:
             self._said.discard(("isolated",))
         self.view = view
-        self._ofports = {ofport: pid for pid, ofport in view.vif_ofports.items()}
+        self._ofports = {ofport: pid for pid, ofport in plugged.items()
+                         if pid in view.vif_ofports}         # a VIF's own port, no subport
         self._explain(view, problems)
         if c.bridge_mappings != self._patches:
             self._patches = dict(c.bridge_mappings)
@@ -639,6 +642,8 @@ class Agent(StatusReports, RoutingDuties):
             return
         view = self.view
         port = view.ports.get(self._ofports.get(pin.in_port, "")) if view else None
+        if port is not None and port.trunk:
+            port = self._subport_of(view, port, pin.fields)
         if port is None:
             LOG.info("DHCP from ofport %d, which is no local port: dropped", pin.in_port)
             return
@@ -646,6 +651,8 @@ class Agent(StatusReports, RoutingDuties):
         if reply is None:
             LOG.info("DHCP from port %s not answered (not a request for it)", port.id)
             return
+        if port.parent:                 # back in the subport's VLAN on its parent's VIF
+            reply = reply[:12] + struct.pack("!HH", 0x8100, port.vlan) + reply[12:]
         self.switch.packet_out(pin.in_port, reply)
         self.counters.dhcp_replies += 1
 
@@ -705,6 +712,21 @@ class Agent(StatusReports, RoutingDuties):
                 LOG.debug("router advertisement to ofport %d not sent: %s", ofport, exc)
                 return
             self.counters.router_advertisements += 1
+
+    def _subport_of(self, view, parent, fields: dict):
+        """The port a packet-in from a trunk parent's VIF came from: the parent, or the
+        subport whose network and port keys classify put in the registers."""
+        net, key = fields.get("metadata"), fields.get("reg6")
+        network = view.networks.get(parent.network_id)
+        if key is None or (key == parent.key and network is not None and network.key == net):
+            return parent
+        for sub in self.model.catalog.subports_by_parent.of(parent.id):
+            port = view.ports.get(sub)
+            network = view.networks.get(port.network_id) if port else None
+            if port is not None and port.key == key and network is not None \
+                    and network.key == net:
+                return port
+        return None
 
     def _icmp_error(self, kind: str, pin: PacketIn) -> None:
         """Answer a routed packet with an ICMP error (``agent.icmp``), within the rate."""

@@ -99,6 +99,22 @@ def vif_ofports(vifs: Iterable[Vif]) -> dict[str, int]:
     return out
 
 
+def with_subports(model: Catalog | Objects, chassis: str,
+                  plugged: Mapping[str, int]) -> dict[str, int]:
+    """``plugged`` (port id → ofport) and the trunk subports bound here whose parent is
+    plugged: a subport rides its parent's VIF (in its VLAN). Cost: the subports of the
+    plugged ports (an index lookup each)."""
+    catalog = catalog_of(model)
+    ports = catalog.objects[keys.PORTS]
+    out = dict(plugged)
+    for parent, ofport in plugged.items():
+        for sub in catalog.subports_by_parent.of(parent):
+            port = ports.get(sub)
+            if port is not None and port.chassis == chassis:
+                out.setdefault(sub, ofport)
+    return out
+
+
 def gone_zones(before: Iterable[Vif], after: Iterable[Vif]) -> list[int]:
     """Conntrack zones to flush: the ofports of usable VIFs in ``before`` that are not in
     ``after`` as the same interface for the same port (a zone is its VIF's ofport)."""
@@ -143,7 +159,7 @@ def port_statuses(model: Catalog | Objects, chassis: str, vifs: Iterable[Vif],
     physical network has no bridge mapping here, when ``mappings`` are given. Only
     ports whose recorded status differs are returned."""
     catalog = catalog_of(model)
-    plugged = vif_ofports(vifs)
+    plugged = with_subports(catalog, chassis, vif_ofports(vifs))
     unbridged = unbridged_ports(catalog, chassis, mappings) if mappings is not None else {}
     out = {}
     for port in catalog.each(keys.PORTS, catalog.ports_by_chassis.of(chassis)):

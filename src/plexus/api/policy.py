@@ -254,6 +254,14 @@ RULES: dict[str, Rule] = _rules(
        f"`/qos/policies/{{id}}/{kind}_rules`" if action == "get" else "")
       for kind in ("bandwidth_limit", "dscp_marking", "minimum_bandwidth")
       for action in ("get", "create", "update", "delete")],
+    # trunks (neutron/conf/policies/trunk.py)
+    ("create_trunk", ADMIN_OR_MEMBER),
+    ("get_trunk", ADMIN_OR_READER),
+    ("update_trunk", ADMIN_OR_MEMBER),
+    ("delete_trunk", ADMIN_OR_MEMBER),
+    ("get_subports", ADMIN_OR_READER, "`GET /trunks/{id}/get_subports`"),
+    ("add_subports", ADMIN_OR_MEMBER, "`PUT /trunks/{id}/add_subports`"),
+    ("remove_subports", ADMIN_OR_MEMBER, "`PUT /trunks/{id}/remove_subports`"),
     # agents and the L3 agent scheduler
     ("get_agent", ADMIN),
     ("update_agent", ADMIN),

@@ -60,6 +60,7 @@ class Catalog:
         self.ports_by_chassis = _Index()
         self.ports_by_device = _Index()
         self.ports_by_group = _Index()            # members of each security group
+        self.subports_by_parent = _Index()        # a trunk parent's subports
         self.hosts_by_network: dict[str, Counter] = defaultdict(Counter)
         self.routers_by_network: dict[str, Counter] = defaultdict(Counter)   # interfaces
         self.subnets_by_network = _Index()
@@ -161,6 +162,8 @@ class Catalog:
             idx(self.ports_by_qos, obj.qos_policy_id)
             for group in obj.security_groups:
                 idx(self.ports_by_group, group)
+            if obj.parent:
+                idx(self.subports_by_parent, obj.parent)
             if obj.chassis:
                 count(self.hosts_by_network, obj.network_id, obj.chassis)
             if obj.device_id and obj.device_owner in keys.INTERFACE_OWNERS:

@@ -8,6 +8,11 @@ KEY = "plexus:key"                                  # datapath key of networks a
 GATEWAY_CHASSIS = "plexus:gateway_chassis"          # a router's ordered gateway candidates
 ADDRESS_SCOPE_KEY = "plexus:address_scope"          # a subnet's address scope (its pool's)
 PORT_FORWARDINGS = "plexus:port_forwardings"        # a floating IP's port forwardings
+# a trunk's subport: {"parent": parent port id, "vlan": its segmentation id}; a trunk's
+# parent port: the trunk's id (its VIF then carries only untagged frames as the parent's)
+SUBPORT_KEY = "plexus:subport"
+TRUNK_KEY = "plexus:trunk"
+SUBPORT_OWNER = "trunk:subport"
 
 INTERFACE_OWNER = "network:router_interface"
 INTERFACE_OWNERS = (INTERFACE_OWNER, "network:router_interface_distributed",

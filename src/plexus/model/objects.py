@@ -73,6 +73,9 @@ class Port:
     project_id: str = ""                       # the owner (the metadata proxy's X-Tenant-ID)
     dhcp_options: tuple[tuple[int, bytes], ...] = ()   # extra_dhcp_opts (IPv4), encoded
     qos_policy_id: str = ""                    # its own QoS policy (wins over its network's)
+    parent: str = ""                           # a trunk's subport: its parent port
+    vlan: int = 0                              # ... and the VLAN it rides in on the parent
+    trunk: str = ""                            # a trunk's parent port: the trunk
     status: str = field(default="", compare=False)
     revision: int | None = field(default=None, compare=False)
 
@@ -385,7 +388,22 @@ def to_port(obj: Mapping) -> Port:
                 project_id=str(obj.get("project_id") or obj.get("tenant_id") or ""),
                 dhcp_options=_dhcp_options(obj.get("extra_dhcp_opts")),
                 qos_policy_id=str(obj.get("qos_policy_id") or ""),
+                **_trunking(obj),
                 status=str(obj.get("status") or ""), revision=_revision(obj))
+
+
+def _trunking(obj: Mapping) -> dict:
+    """A port's part in a trunk: the parent and VLAN of a subport, the trunk of a parent."""
+    out: dict = {}
+    sub = obj.get(keys.SUBPORT_KEY)
+    if sub:
+        vlan = _get(sub, "vlan", int)
+        if not 1 <= vlan <= 4094:
+            raise BadObject(f"subport VLAN {vlan} is not in 1..4094")
+        out.update(parent=_get(sub, "parent", str), vlan=vlan)
+    if obj.get(keys.TRUNK_KEY):
+        out["trunk"] = str(obj[keys.TRUNK_KEY])
+    return out
 
 
 def to_agent(obj: Mapping) -> Agent:

@@ -3,13 +3,13 @@
 from plexus.api.routes import (
     address_groups, agents, availability_zones, discovery, floatingips, ip_availability,
     networks, pools, port_forwardings, ports, qos, quotas, rbac, routers, security_groups,
-    subnets,
+    subnets, trunks,
 )
 
 # Every route module; a new resource adds its module here.
 ROUTE_MODULES = [discovery, networks, subnets, ports, security_groups, routers, floatingips,
                  agents, quotas, pools, rbac, ip_availability, address_groups,
-                 availability_zones, port_forwardings, qos]
+                 availability_zones, port_forwardings, qos, trunks]
 
 
 def all_routes() -> list:

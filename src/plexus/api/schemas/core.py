@@ -187,4 +187,6 @@ PORT = Resource("port", "ports", (
          default="normal"),
     Attr("binding:profile", type="object", convert=any_dict, default=lambda ctx, body: {},
          filter=False, sort=False),
+    Attr("trunk_details", type="object", post=False, put=False, filter=False, sort=False,
+         doc="a trunk's parent: `{trunk_id, sub_ports}` (`trunk-details`)"),
 ))

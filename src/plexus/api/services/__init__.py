@@ -18,13 +18,15 @@ from plexus.api.services.security_groups import (
     DefaultSecurityGroupRuleService, SecurityGroupRuleService, SecurityGroupService,
 )
 from plexus.api.services.subnets import SubnetService
+from plexus.api.services.trunks import TrunkService
 from plexus.api.services.vips import VipOwners
 
 # Every resource service, in the order /v2.0 lists them. A new resource adds its class here.
 SERVICE_CLASSES = [NetworkService, SubnetService, PortService, SecurityGroupService,
                    SecurityGroupRuleService, RouterService, FloatingIPService, AgentService,
                    SubnetPoolService, AddressScopeService, RbacService, AddressGroupService,
-                   DefaultSecurityGroupRuleService, AvailabilityZoneService, QosPolicyService]
+                   DefaultSecurityGroupRuleService, AvailabilityZoneService, QosPolicyService,
+                   TrunkService]
 
 
 def build_services(store, config) -> Services:

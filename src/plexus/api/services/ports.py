@@ -13,7 +13,7 @@ from plexus.api.services.l3_status import router_status
 from plexus.api.services.subnets import auto_addressed, ip_key, pools_tuples
 from plexus.ipam import choose_address, eui64_address, is_valid_fixed_ip, random_mac
 from plexus.model.keys import (
-    FLOATINGIP_OWNER, INTERFACE_OWNERS, KEY, ROUTER_OWNERS, SERVICE_OWNERS,
+    FLOATINGIP_OWNER, INTERFACE_OWNERS, KEY, ROUTER_OWNERS, SERVICE_OWNERS, TRUNK_KEY,
 )
 
 # what os-vif's OVS plugin reads (datapath_type: the chassis' br-int's, as registered)
@@ -84,7 +84,12 @@ class PortService(ResourceService):
         router has no single host to report its interfaces, so an interface is ACTIVE
         when the router holding it is programmed (its computed status is ACTIVE: at once
         without a gateway, once its active gateway chassis reported it with one) and the
-        port is up; DOWN otherwise. Never written back."""
+        port is up; DOWN otherwise. A trunk's parent shows its ``trunk_details``. Never
+        written back."""
+        if any(o.get(TRUNK_KEY) for o in objs) and "trunks" in self.s.by_collection:
+            trunks = self.s["trunks"]
+            objs = [dict(o, trunk_details=trunks.details(o[TRUNK_KEY])) if o.get(TRUNK_KEY)
+                    else o for o in objs]
         if not any(o.get("device_owner") in INTERFACE_OWNERS for o in objs):
             return objs
         routers = self.s.by_collection.get("routers")
@@ -147,7 +152,7 @@ class PortService(ResourceService):
                                            keep=())
         self._settle_security(ctx, network, obj, w, creating=True)
         self.s["qos-policies"].plan_attach(ctx, obj, None, w)
-        self._settle_binding(obj)
+        self.settle_binding(obj)
         obj["status"] = "DOWN"
         w.put(self.key(obj["id"]), obj)
         return obj
@@ -336,7 +341,7 @@ class PortService(ResourceService):
                 return key
         raise Retry()
 
-    def _settle_binding(self, port: dict) -> None:
+    def settle_binding(self, port: dict) -> None:
         """binding:vif_type and vif_details from binding:host_id: ``ovs`` on a registered
         chassis, ``binding_failed`` on a host no chassis has registered as."""
         host = port.get("binding:host_id")
@@ -365,7 +370,7 @@ class PortService(ResourceService):
                         return
                     current, rev = found
                     fixed = dict(current)
-                    self._settle_binding(fixed)
+                    self.settle_binding(fixed)
                     w = Writes()
                     w.expect(self.key(ident), rev)
                     w.put(self.key(ident), fixed)
@@ -420,9 +425,11 @@ class PortService(ResourceService):
         self._settle_security(ctx, network, new, w, creating=False)
         self.s["qos-policies"].plan_attach(ctx, new, old, w)
         if "binding:host_id" in changes:
-            self._settle_binding(new)
+            self.settle_binding(new)
             if changes["binding:host_id"] != old.get("binding:host_id"):
                 new["status"] = "DOWN"
+                if new.get(TRUNK_KEY) and "trunks" in self.s.by_collection:
+                    self.s["trunks"].plan_rebind(new, w)      # its subports follow it
         return new
 
     def delete(self, ctx, ident, if_match=None):
@@ -434,6 +441,10 @@ class PortService(ResourceService):
             raise errors.Conflict(f"Port {ident} cannot be deleted directly via the port API: "
                                   f"has device owner {obj['device_owner']}.",
                                   type_name="ServicePortInUse")
+        trunks = self.s.by_collection.get("trunks")
+        refused = trunks.holding(obj) if trunks is not None else None
+        if refused is not None:
+            raise refused
         super().delete(ctx, ident, if_match)
 
     def plan_delete(self, ctx, obj, w):

@@ -10,13 +10,16 @@ way (its VLAN popped), also on to l3_input, which hands what is not for a router
 l2_lookup: frames from the other chassis and the physical hosts of that network reach
 the local ports there (through their ingress security groups, with in-port 0 as from a
 tunnel). Anything else (a VIF bound to another chassis, an
-unknown VNI, tunnel or VLAN, a port that is administratively down) is dropped."""
+unknown VNI, tunnel or VLAN, a port that is administratively down) is dropped.
+
+A trunk's subport rides its parent's VIF in its VLAN: that in_port and tag give the
+subport (tag popped); the parent then takes only untagged frames."""
 
 from __future__ import annotations
 
 import functools
 
-from plexus.pipeline.flows import Flow, PopVlan, SetField
+from plexus.pipeline.flows import VLAN_PRESENT, Flow, PopVlan, SetField
 from plexus.pipeline.registry import FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL
 from plexus.pipeline.stages.common import default_flow, local_networks
 from plexus.pipeline.stages.router import (
@@ -44,15 +47,21 @@ def compile_classify_network(view: View) -> list[Flow]:
         if net is None:
             continue
         match = {"in_port": view.vif_ofports[port.id]}
-        if patch_of(view, net) is not None:
-            match["vlan_vid"] = 0       # bridged: a VM's own 802.1Q tag would reach
-                                        # another VLAN of the physical network
+        pop = []
+        if port.parent:                 # a trunk's subport: its VLAN on the parent's VIF
+            match["vlan_vid"] = VLAN_PRESENT | port.vlan
+            pop = [PopVlan()]
+        elif port.trunk or patch_of(view, net) is not None:
+            match["vlan_vid"] = 0       # a trunk's parent: its untagged frames (a tag no
+                                        # subport has is dropped); bridged: a VM's own
+                                        # 802.1Q tag would reach another VLAN of the
+                                        # physical network
         cookie = f"port:{port.id}"
         if not port.admin_up:
             flows.append(Flow.make(STAGE, PRIO, match, cookie=cookie, note="admin down"))
             continue
         flows.append(Flow.make(STAGE, PRIO, match,
-                               [SetField("net", net.key), SetField("inport", port.key)],
+                               pop + [SetField("net", net.key), SetField("inport", port.key)],
                                goto="egress_qos", cookie=cookie))
     return flows
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-from plexus.pipeline.flows import Flow
+from plexus.pipeline.flows import VLAN_PRESENT, Flow, Output, PopVlan, PushVlan, SetField
 from plexus.pipeline.view import NetworkView, PortView, View
 
 ETH_IP = 0x0800
@@ -41,6 +41,16 @@ def local_ports(view: View) -> list[PortView]:
     name it (classify's in_port, output's VIF, the conntrack zone); by id."""
     vifs = view.vif_ofports
     return [p for p in bound_ports(view) if p.id in vifs]
+
+
+def to_vif(view: View, port: PortView) -> list:
+    """Actions that deliver a frame to a local port: out of its VIF; a trunk's subport
+    rides its parent's VIF, tagged with its VLAN (the tag popped again after, so a flood's
+    next output is as it was)."""
+    out = Output(view.vif_ofports[port.id])
+    if not port.parent:
+        return [out]
+    return [PushVlan(), SetField("vlan_vid", VLAN_PRESENT | port.vlan), out, PopVlan()]
 
 
 def local_networks(view: View) -> list[NetworkView]:

@@ -82,7 +82,7 @@ def compile_metadata_network(view: View) -> list[Flow]:
     for port in local_ports(view):
         ofport = view.vif_ofports[port.id]
         source = link_local(ofport)
-        if source is None or not ipv4_addresses(port) or ofport == md:
+        if source is None or not ipv4_addresses(port) or ofport == md or port.parent:
             continue
         cookie = f"port:{port.id}"
         net = view.networks[port.network_id]

@@ -23,7 +23,9 @@ from plexus.pipeline.flows import Flow, Output, SetField
 from plexus.pipeline.registry import (
     FLAG_FROM_EXTERNAL, FLAG_FROM_TUNNEL, OUTPORT_EXTERNAL, OUTPORT_FLOOD, ROUTED,
 )
-from plexus.pipeline.stages.common import default_flow, local_networks, local_ports, peers
+from plexus.pipeline.stages.common import (
+    default_flow, local_networks, local_ports, peers, to_vif,
+)
 from plexus.pipeline.stages.qos import ingress_meters
 from plexus.pipeline.stages.router import (
     external_networks, patch_of, routed_networks, vlan_push,
@@ -79,10 +81,10 @@ def network_flows(view: View, net: NetworkView) -> list[Flow]:
     vifs = []
     flows = []
     for port in (p for p in local_ports(view) if p.network_id == net.id):
-        vif = Output(view.vif_ofports[port.id])
-        vifs.append(vif)
+        vif = to_vif(view, port)
+        vifs += vif
         flows.append(Flow.make(STAGE, PRIO, {"net": net.key, "outport": port.key},
-                               [*ingress_meters(view, port), vif], cookie=f"port:{port.id}"))
+                               [*ingress_meters(view, port), *vif], cookie=f"port:{port.id}"))
     flows += remote_flows(view, net)
     to_peers = [SetField("tunnel_id", net.key)] + [Output(o) for o in tunnels.values()]
     flood = {"net": net.key, "outport": OUTPORT_FLOOD}
@@ -104,11 +106,9 @@ def remote_flows(view: View, net: NetworkView) -> list[Flow]:
 
 def bridged_flows(view: View, net: NetworkView, patch: int) -> list[Flow]:
     """The output flows of a local network bridged to its physical network here."""
-    vifs = [Output(view.vif_ofports[p.id]) for p in local_ports(view)
-            if p.network_id == net.id]
+    vifs = [a for p in local_ports(view) if p.network_id == net.id for a in to_vif(view, p)]
     flows = [Flow.make(STAGE, PRIO, {"net": net.key, "outport": p.key},
-                       [*ingress_meters(view, p), Output(view.vif_ofports[p.id])],
-                       cookie=f"port:{p.id}")
+                       [*ingress_meters(view, p), *to_vif(view, p)], cookie=f"port:{p.id}")
              for p in local_ports(view) if p.network_id == net.id]
     return flows + list(physical_flows(net.key, net.id, patch, tuple(vlan_push(net)),
                                        tuple(vifs), chassis_mac(view.chassis)))
