@@ -213,11 +213,15 @@ def port_security_flows(fabric: Fabric, view, net, port) -> list:
 def abstract(flows, port) -> Counter:
     """Flows with the port's own values (key, MAC, source addresses, cookie) replaced by
     placeholders: what two ports of one class must have alike."""
-    from plexus.pipeline.stages.common import sources
-    names = {port.mac: "<mac>"}
+    from plexus.pipeline.stages.common import link_local, sources, sources6
+    names = {port.mac: "<mac>", link_local(port.mac): "<link-local>"}
     for i, (mac, address) in enumerate(sources(port)):
         names.setdefault(mac, f"<mac{i}>")
         names.setdefault(address, f"<src{i}>")
+    for i, (mac, address) in enumerate(sources6(port)):      # IPv6: by role, as IPv4
+        names.setdefault(mac, f"<mac6-{i}>")
+        names.setdefault(link_local(mac), f"<link-local6-{i}>")
+        names.setdefault(address, f"<src6-{i}>")
     own = {"inport": {port.key: "<key>"}}
     out = []
     for f in flows:
