@@ -16,9 +16,10 @@ to the lab's internet host without NAT.
   their unreachability probes), and to the internet host 2001:db8:c613::10 through the upstream router,
   which routes the tenant prefix to the router's gateway IPv6 address.
 
-The networks have port security off (``PORT_SECURITY``): IPv6 port security and
-security groups are another part of issue 14 (they drop IPv6 from a guarded port until
-it lands; with it, set ``PORT_SECURITY`` and open the default group to ICMPv6 and TCP)."""
+The networks have port security on (``PORT_SECURITY``): the VMs' default group lets
+IPv6 in from its members (across the router too), and the lab opens it to ICMPv6 and
+TCP from anywhere for the internet host's traffic; neighbour discovery, RAs from the
+router port and DHCPv6 pass as Neutron's firewall lets them."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from tests.e2e.conftest import LabFixture, public_network, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
-PORT_SECURITY = False
+PORT_SECURITY = True
 
 DHCLIENT_SCRIPT = """#!/bin/sh
 # dhclient -6 script for lab VMs: add the leased address and note the options it got in
@@ -52,7 +53,21 @@ exit 0
 def lab(tmp_path_factory):
     """A 2-chassis lab, c1 gateway-capable, every agent registered and alive."""
     with running_lab(tmp_path_factory.mktemp("ipv6"), chassis=2, gateways=1) as fixture:
+        if PORT_SECURITY:
+            open_to_ipv6(fixture)
         yield fixture
+
+
+def open_to_ipv6(lab: LabFixture) -> None:
+    """The admin project's default group (the VMs') takes ICMPv6 and TCP over IPv6 from
+    anywhere (the internet host)."""
+    api = lab.api.network
+    project = lab.api.current_project_id
+    group = next(g for g in api.security_groups(project_id=project) if g.name == "default")
+    for proto in ("ipv6-icmp", "tcp"):
+        api.create_security_group_rule(security_group_id=group.id, direction="ingress",
+                                       ethertype="IPv6", protocol=proto,
+                                       remote_ip_prefix="::/0")
 
 
 def dual_stack(lab: LabFixture, name: str, v4: str, v6: str, mode: str = "slaac"):
