@@ -9,7 +9,9 @@ from tests.api.helpers import raw, register_chassis as register
 
 
 def test_agent_list_shows_alive_then_dead(server, admin, cli):
-    lease = register(server, admin, "chassis-live", ttl=4.0, gateway=True)
+    # a long lease while the listings are read (the CLI alone can take seconds to start
+    # on a loaded machine), then a short one to watch it lapse
+    lease = register(server, admin, "chassis-live", ttl=60.0, gateway=True)
     agents = {a.host: a for a in admin.network.agents()}
     agent = agents["chassis-live"]
     assert agent.is_alive is True and agent.agent_type == "Plexus agent"
@@ -17,6 +19,8 @@ def test_agent_list_shows_alive_then_dead(server, admin, cli):
     assert agent.configuration["gateway"] is True
     listed = cli("network", "agent", "list", "--host", "chassis-live")
     assert [a["Host"] for a in listed] == ["chassis-live"] and listed[0]["Alive"] in (True, ":-)")
+    lease = register(server, admin, "chassis-live", ttl=4.0, gateway=True)
+    assert admin.network.get_agent(agent.id).is_alive is True      # the same agent, re-leased
     r = raw(server, admin, "PUT", "/southbound/v1/chassis/chassis-live/heartbeat",
             {"lease": lease})
     assert r.status_code == 200
