@@ -155,7 +155,12 @@ def test_who_may_create(srv, clouds, net):
         "object_type": "network", "object_id": net.id, "action": "access_as_shared",
         "target_tenant": b.current_project_id}})
     error(r, 409, "DuplicateRbacPolicy")
-    for body in ({"object_type": "qos_policy", "object_id": net.id,
+    # A known type naming an object of another type: that object is not found (404).
+    r = raw(srv, clouds["A"], "POST", "/v2.0/rbac-policies", {"rbac_policy": {
+        "object_type": "qos_policy", "object_id": net.id, "action": "access_as_shared",
+        "target_tenant": "x"}})
+    error(r, 404, "QosPolicyNotFound", f"QoS policy {net.id} could not be found.")
+    for body in ({"object_type": "bgpvpn", "object_id": net.id,
                   "action": "access_as_shared", "target_tenant": "x"},
                  {"object_type": "network", "object_id": net.id,
                   "action": "access_as_owner", "target_tenant": "x"},

@@ -70,7 +70,8 @@ class NotFound(NeutronError):
         label = {"network": "Network", "subnet": "Subnet", "port": "Port", "router": "Router",
                  "floatingip": "Floating IP", "security_group": "Security group",
                  "security_group_rule": "Security group rule", "agent": "Agent",
-                 "subnetpool": "Subnet pool", "address_scope": "Address scope"}.get(kind, kind)
+                 "subnetpool": "Subnet pool", "address_scope": "Address scope",
+                 "address_group": "Address group", "qos_policy": "QoS policy"}.get(kind, kind)
         if kind == "subnetpool":
             kw.setdefault("type_name", "SubnetPoolNotFound")
         type_name = kw.pop("type_name", None) or (

@@ -295,7 +295,7 @@ class RbacService(ResourceService):
         svc = self.s[kind.collection]
         found = svc.get(p["object_id"])
         if found is None or not svc.visible(ctx, found[0]):
-            raise errors.NotFound(kind.name.replace("_", " "), p["object_id"])
+            raise errors.NotFound(kind.name, p["object_id"])
         if not ctx.is_admin and found[0].get("project_id") != ctx.project_id:
             raise errors.InvalidInput(f"Only admins can manipulate policies on "
                                       f"{kind.collection.replace('-', ' ')} they do not own")
