@@ -99,3 +99,19 @@ def test_a_meter_is_an_instruction_before_the_actions_and_a_meter_mod_of_its_own
             assert (kind, rate, burst) == (ofp.OFPMBT_DROP, 8000, 6400)
         else:
             assert len(msg.buf) == 16                     # no band
+
+
+def test_a_move_read_back_under_its_nxm_name_is_the_same_flow():
+    """OVS reports the ND responder's move into the target link-layer address with the
+    NXM header (``nd_tll``), not the OXM one it was sent with: the same flow, no diff."""
+    from plexus.pipeline.stages.nd_reply import reply_flow
+    desired = flowdiff.of_flow(reply_flow())
+    move, output = (parser.NXActionRegMove(src_field="eth_src", dst_field="nd_tll", n_bits=48),
+                    parser.OFPActionOutput(0xfffffff8, 0xffff))
+    installed = flowdiff.entry(desired.table, desired.priority, desired.cookie,
+                               parser.OFPMatch(eth_type=0x86dd, ip_proto=58, icmpv6_type=136),
+                               [parser.OFPInstructionActions(4, [move, output])])
+    assert installed == desired
+    other = parser.NXActionRegMove(src_field="eth_src", dst_field="nd_sll", n_bits=48)
+    assert flowdiff.entry(desired.table, desired.priority, desired.cookie, installed.match,
+                          [parser.OFPInstructionActions(4, [other, output])]) != desired

@@ -112,10 +112,18 @@ DEFAULTS = {   # what OVS leaves out when it reports an action back
 }
 
 
+# Fields whose NXM name (what a register move reads back with) is not the OXM name with
+# "_nxm" appended: the IPv6 neighbour discovery fields.
+NXM_NAMES = {"nd_target": "ipv6_nd_target", "nd_sll": "ipv6_nd_sll", "nd_tll": "ipv6_nd_tll"}
+
+
 def _action(action) -> tuple:
     name = type(action).__name__
     attrs = {**DEFAULTS.get(name, {}),
              **{k: v for k, v in vars(action).items() if k not in IGNORED}}
+    for k in ("src_field", "dst_field"):
+        if k in attrs:
+            attrs[k] = NXM_NAMES.get(attrs[k], attrs[k])
     if name == "NXActionController2":
         attrs["userdata"] = bytes(attrs.get("userdata") or b"")
     return (name, tuple(sorted((k, _value(v)) for k, v in attrs.items())))
