@@ -22,7 +22,7 @@ from plexus.agent.ovs.openflow import Channel
 from plexus.lab import Lab, LabSpec
 from plexus.lab.ovs import Ovs
 from plexus.pipeline.compile import compile_view
-from plexus.pipeline.flows import CT_STATE_BITS, Flow
+from plexus.pipeline.flows import CT_STATE_BITS, Flow, Meter
 from plexus.tools.conntrack import ACK, SYN, Conntrack
 from plexus.tools.evaluator import Pipeline
 from tests.e2e.conftest import require_lab_host, unique_name
@@ -72,14 +72,21 @@ def port_args(lab: Lab, name: str, ofport: int, *settings: str) -> list[str]:
 
 
 def install(ovs: Ovs, flows: list[Flow]) -> None:
-    """Make br-int hold exactly ``flows``, as the agent does (the difference, one bundle),
-    then read them back: the diff must be empty (a restarted agent changes nothing)."""
+    """Make br-int hold exactly ``flows``, as the agent does (the meters they name first,
+    then the difference as one bundle), then read them back: the diff must be empty (a
+    restarted agent changes nothing)."""
     async def go():
         channel = await Channel(ovs.mgmt("br-int")).connect()
         try:
             want = flowdiff.desired_entries(flows)
             have = {e.key: e for e in map(flowdiff.of_stats, await channel.flow_stats())}
+            meters = {m.id: m for flow in flows for m in flow.meters()}
+            held = {c.meter_id: Meter(c.meter_id, c.bands[0].rate, c.bands[0].burst_size)
+                    for c in await channel.meter_configs()}
+            before, after = flowdiff.meter_changes(meters, held, set(meters) | set(held))
+            await channel.send_checked(before)
             await channel.bundle(flowdiff.diff(want, have).messages())
+            await channel.send_checked(after)
             have = {e.key: e for e in map(flowdiff.of_stats, await channel.flow_stats())}
             again = flowdiff.diff(want, have)
             assert not again, f"as read back from OVS, the flows differ: {again.summary()}" \
