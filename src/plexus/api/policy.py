@@ -262,6 +262,16 @@ RULES: dict[str, Rule] = _rules(
     ("get_subports", ADMIN_OR_READER, "`GET /trunks/{id}/get_subports`"),
     ("add_subports", ADMIN_OR_MEMBER, "`PUT /trunks/{id}/add_subports`"),
     ("remove_subports", ADMIN_OR_MEMBER, "`PUT /trunks/{id}/remove_subports`"),
+    # Octavia (octavia/policies/*.py, the keystone-default-roles defaults since 2024.2:
+    # load-balancer:read = project reader or admin, write = project member or admin,
+    # read-global = admin)
+    *[(f"os_load-balancer_api:{kind}:{verb}",
+       ADMIN if verb == "get_all-global" else
+       ADMIN_OR_READER if verb.startswith("get") else ADMIN_OR_MEMBER,
+       f"`/v2/lbaas/{kind}s`" if verb == "get_all" else "")
+      for kind in ("loadbalancer", "listener", "pool", "member", "healthmonitor")
+      for verb in ("post", "get_one", "get_all", "get_all-global", "put", "delete")
+      + (("get_status",) if kind == "loadbalancer" else ())],
     # agents and the L3 agent scheduler
     ("get_agent", ADMIN),
     ("update_agent", ADMIN),

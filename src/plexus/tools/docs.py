@@ -155,6 +155,34 @@ def _sub_resources() -> list[Resource]:
     return [PORT_FORWARDING]
 
 
+LBAAS_INTRO = """
+## Load balancing (Octavia v2 subset)
+
+The catalog lists a `load-balancer` service at the same URL; `openstack loadbalancer ...`
+(python-octaviaclient) and openstacksdk's `load_balancer` proxy work against it. Routes:
+`/v2/lbaas/{loadbalancers,listeners,pools,healthmonitors}[/{id}]`,
+`/v2/lbaas/pools/{pool_id}/members[/{id}]` (also under `/v2.0/lbaas`, the path the client
+sends), `GET /v2/lbaas/loadbalancers/{id}/status`, `DELETE ...?cascade=true`. Errors are
+Octavia's bodies (`faultcode`, `faultstring`, `debuginfo`). Provider `plexus` only
+(another: 400); L4 only: listener and pool protocols `TCP`/`UDP`, algorithms
+`ROUND_ROBIN`, `SOURCE_IP_PORT` (both spread on the client's source port) and `SOURCE_IP`,
+session persistence `SOURCE_IP`, monitors `TCP`, `HTTP`, `UDP-CONNECT`; anything else is
+Octavia's 501 `ProviderUnsupportedOptionError`. Writes are synchronous
+(`provisioning_status` `ACTIVE` on return); `operating_status` is computed when read
+(members: `NO_MONITOR` without a monitor, else the chassis' health reports; pools
+`DEGRADED`/`ERROR` from their members). The VIP is a Neutron port (`device_owner`
+`Octavia`) made with the load balancer, or the `vip_port_id` given (kept on delete).
+Policy: Octavia's defaults (see the `os_load-balancer_api:*` rows below).
+"""
+
+
+def render_lbaas() -> str:
+    """The Octavia section of docs/api.md."""
+    from plexus.api.schemas.lbaas import RESOURCES
+    return LBAAS_INTRO + "".join(render_resource(r) for r in RESOURCES.values()).replace(
+        "\n### ", "\n### lbaas/")
+
+
 def render_api() -> str:
     """The whole of docs/api.md."""
     from plexus.api.services import SERVICE_CLASSES
@@ -181,6 +209,7 @@ def render_api() -> str:
     out += [render_resource(r) for r in SUB_RESOURCES]
     out += [render_resource(r) for cls in SERVICE_CLASSES
             for r in getattr(cls, "sub_resources", ())]
+    out.append(render_lbaas())
     out.append(policy.render_markdown())
     modules, skips, self_skips = _functional()
     out.append("\n## Functional suites of openstacksdk and openstackclient\n\n"

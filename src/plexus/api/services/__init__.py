@@ -6,6 +6,7 @@ from plexus.api.services.availability_zones import AvailabilityZoneService
 from plexus.api.services.base import Services
 from plexus.api.services.floatingips import FloatingIPService
 from plexus.api.services.ip_availability import IpAvailability
+from plexus.api.services.lbaas import LbaasService
 from plexus.api.services.networks import NetworkService
 from plexus.api.services.pools import AddressScopeService, SubnetPoolService
 from plexus.api.services.port_forwardings import PortForwardingService
@@ -39,4 +40,5 @@ def build_services(store, config) -> Services:
     PortForwardingService(services)
     services.vip_owners = VipOwners(services)
     services.ip_availability = IpAvailability(services)
+    services.lbaas = LbaasService(services)
     return services

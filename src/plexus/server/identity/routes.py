@@ -110,7 +110,8 @@ def identity_routes(service: IdentityService, config: IdentityConfig,
                          "region_id": config.region, "url": url}
                         for iface in ("public", "internal", "admin")]}
         return [service_entry("identity", "keystone", base),
-                service_entry("network", "neutron", root)]
+                service_entry("network", "neutron", root),
+                service_entry("load-balancer", "octavia", root)]
 
     def domain_ref(domain_id: str) -> dict:
         try:
