@@ -58,6 +58,9 @@ FLAG_TOO_BIG_BIT = 2
 OUTPORT_FLOOD = 0xFFFF          # outport value meaning "flood" (never a port key)
 OUTPORT_EXTERNAL = 0x10000      # outport value meaning "out of the external network's patch"
                                 # (on a bridged network: "not here, to the physical network")
+# the conntrack zone of load-balanced connections (stage lb), apart from the ports' zones
+# (their ofports) and the routers' (0xFF00 and up)
+LB_ZONE = 0xFE00
 ROUTED = (0xFF00, 0xFF00)       # router register match: routed by some router (its zone)
 
 _L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
@@ -223,11 +226,27 @@ STAGES: tuple[Stage, ...] = (
           "packets go on to snat_guard, the rest to output. IPv6 leaves unchanged (no "
           "NAT) from the VM's own chassis, source MAC this chassis' own for the router"),
     Stage("l2_lookup", 50, "plexus.pipeline.stages.l2",
-          frozenset(_L2 | _REGS), ("ingress_ct",),
+          frozenset(_L2 | _REGS), ("ingress_ct", "lb"),
           "destination MAC → logical out-port, on local networks and on networks a local "
           "router routes to; broadcast and multicast flood (local networks only); unknown "
-          "unicast on a bridged flat/VLAN network goes to its physical network",
+          "unicast on a bridged flat/VLAN network goes to its physical network; where a "
+          "load balancer is reachable, its VIP port's MAC and the local ports of its "
+          "client networks go on to lb",
           partitioned=True),
+    Stage("lb", 60, "plexus.pipeline.stages.lb",
+          frozenset(_REGS | _IP | _L4 | {"eth_type"}), ("lb_nat", "ingress_ct"),
+          "load balancing on the client's chassis (conntrack zone LB_ZONE): to a "
+          "listener's VIP:port, through conntrack (an established connection comes back "
+          "NATed to its member) on to lb_nat; from a member's address and port to a "
+          "local client port, a reply is un-NATed on the way to ingress_ct; the rest "
+          "goes on to ingress_ct"),
+    Stage("lb_nat", 65, "plexus.pipeline.stages.lb_nat",
+          frozenset(_REGS | _IP | _L4 | {"eth_type", "ct_state"}), ("ingress_ct",),
+          "a new connection to a listener: the member its hash slot picks (low bits of "
+          "the source port, or of the source address for SOURCE_IP; slots shared by "
+          "weight): its MAC and out-port, then committed with DNAT to it (none in "
+          "selection: drop); an established one: its member's MAC and out-port; on to "
+          "ingress_ct"),
     Stage("ingress_ct", 70, "plexus.pipeline.stages.ingress_ct",
           _CT_DISPATCH, ("ingress_acl", "output"),
           "security groups, entering a VM (from a local port or a tunnel): IPv4 to a "

@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from plexus.model.lbaas import LoadBalancer
 from plexus.model.objects import Chassis, Network, Port, QosPolicy, Rule, SecurityGroup, Subnet
 
 
@@ -152,6 +153,8 @@ routed networks' shared VIPs."""
     metadata_ofport: int = 0
     # the QoS policies the ports bound here enforce (theirs or their networks'), by id
     qos: Mapping[str, QosPolicy] = field(default_factory=dict)
+    # the load balancers whose VIP network this view holds (``plexus.model.lbaas``), by id
+    lbs: Mapping[str, LoadBalancer] = field(default_factory=dict)
 
     # derived indexes, cached per view (a field's value is immutable; the cache is keyed
     # by the identity of the fields it was built from, so it is never stale)

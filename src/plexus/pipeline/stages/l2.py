@@ -12,6 +12,7 @@ import functools
 
 from plexus.pipeline.flows import Flow, SetField
 from plexus.pipeline.registry import OUTPORT_EXTERNAL, OUTPORT_FLOOD
+from plexus.pipeline.stages import lb
 from plexus.pipeline.stages.common import GROUP_MACS, default_flow, local_networks
 from plexus.pipeline.stages.router import patch_of, routed_networks
 from plexus.pipeline.view import View
@@ -54,18 +55,23 @@ def compile_l2_lookup_chassis(view: View) -> list[Flow]:
 
 
 def mac_flows(view: View, net) -> list[Flow]:
-    """Each port's MAC on a network (a stale duplicate: the first port, by id, wins)."""
+    """Each port's MAC on a network (a stale duplicate: the first port, by id, wins); a
+    reachable load balancer's VIP port, and the ports bound here on its client
+    networks, go on to lb."""
     flows, known = [], set()
+    balanced = lb.vip_ports(view) if view.lbs else set()
+    clients = lb.client_networks(view) if view.lbs else set()
     for port in view.ports_on(net.id):
         if port.mac in known:
             continue
         known.add(port.mac)
-        flows.append(mac_flow(net.key, port.mac, port.key, port.id))
+        via = port.id in balanced or (net.id in clients and port.chassis == view.chassis)
+        flows.append(mac_flow(net.key, port.mac, port.key, port.id, lb.STAGE if via else NEXT))
     return flows
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def mac_flow(net_key: int, mac: str, port_key: int, port_id: str) -> Flow:
+def mac_flow(net_key: int, mac: str, port_key: int, port_id: str, goto: str = NEXT) -> Flow:
     """A port's MAC on a network → its out-port (one flow object per distinct value)."""
     return Flow.make(STAGE, PRIO_PORT, {"net": net_key, "eth_dst": mac},
-                     [SetField("outport", port_key)], goto=NEXT, cookie=f"port:{port_id}")
+                     [SetField("outport", port_key)], goto=goto, cookie=f"port:{port_id}")
