@@ -81,3 +81,22 @@ def test_member_down_leaves_the_selection():
     assert not [f for f in nat if "10.2.0.50:8080" in f]
     assert [f for f in nat if "10.2.0.11:8080" in f]
     assert [f for f in nat if "10.2.0.50:53" in f]
+
+
+def test_relevance_sends_the_tree_to_chassis_reaching_the_vip():
+    """The server's per-chassis selection (and the agent's own filter): the load
+    balancer reaches hv2 (ports on net-b) and hv1 (r1 connects net-a to net-b), not hv3;
+    the agent's view then holds it."""
+    from plexus.agent.view import with_lbs
+    from plexus.model import keys, relevance
+    from plexus.model.catalog import Catalog
+    objs = objects()
+    objs["ports"] = {**objs["ports"], "lb-vip": VIP_PORT}
+    objs[keys.LOADBALANCERS] = {"lb1": tree()}
+    catalog, problems = Catalog.from_wire(objs)
+    assert not problems
+    got = {c: set(relevance.select(catalog, relevance.subscriptions(catalog, c))
+                  [keys.LOADBALANCERS]) for c in ("hv1", "hv2", "hv3")}
+    assert got == {"hv1": {"lb1"}, "hv2": {"lb1"}, "hv3": set()}
+    assert set(with_lbs(view("hv1", objs), catalog).lbs) == {"lb1"}
+    assert not with_lbs(view("hv3", objs), catalog).lbs

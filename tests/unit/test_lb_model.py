@@ -51,7 +51,10 @@ def test_source_ip_hashing():
 
 
 def test_disabled_load_balancer_has_no_data_plane():
-    assert to_loadbalancer({**tree([member(1)]), "admin_state_up": False}) is None
+    assert to_loadbalancer({**tree([member(1)]), "admin_state_up": False}).listeners == ()
+    # the reports kept on the members count when no health is given
+    kept = [member(1), member(2, **{"plexus:health": "ERROR"})]
+    assert [m.id for m in to_loadbalancer(tree(kept)).listeners[0].members] == ["m1"]
 
 
 @given(st.lists(st.integers(1, 256), min_size=1, max_size=40))

@@ -258,6 +258,13 @@ class Southbound:
                                 json={"ip": ip, "host": chassis})
         return bool(body.get("written"))
 
+    async def member_health(self, member_id: str, status: str, chassis: str) -> bool:
+        """Report a load balancer member's health check verdict (ONLINE / ERROR);
+        whether it changed what the server kept."""
+        body = await self._call("PUT", f"/southbound/v1/lbaas/members/{member_id}/health",
+                                json={"status": status, "host": chassis})
+        return bool(body.get("written"))
+
     async def lease_snat_blocks(self, router_id: str, chassis: str, count: int) -> list[dict]:
         """Hold at least ``count`` SNAT port blocks on the router's gateway address;
         returns every block the chassis holds there."""

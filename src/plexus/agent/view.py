@@ -40,7 +40,16 @@ def build(catalog: Catalog, chassis: str, tunnel_ip: str, *,
     view = with_routing(view, catalog, alive=alive, bridge_mappings=bridge_mappings,
                         patch_ofports=patch_ofports, tunnel_ofports=tunnel_ofports,
                         external_macs=external_macs, problems=problems)
+    view = with_lbs(view, catalog)
     return replace(view, metadata_ofport=metadata_ofport) if metadata_ofport else view
+
+
+def with_lbs(view: View, catalog: Catalog) -> View:
+    """The load balancers whose VIP network the view holds (by the catalog's index: cost
+    per network of the view, not per load balancer of the cloud)."""
+    lbs = {i: catalog.objects[keys.LOADBALANCERS][i] for n in sorted(view.networks)
+           for i in sorted(catalog.lbs_by_network.of(n))}
+    return replace(view, lbs=lbs) if lbs else view
 
 
 def local_view(catalog: Catalog, chassis: str, tunnel_ip: str,

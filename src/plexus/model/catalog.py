@@ -71,6 +71,7 @@ class Catalog:
         self.fips_by_forwarded_port = _Index()     # internal port -> floating IPs
         self.snat_by_router = _Index()
         self.vip_owners_by_network = _Index()
+        self.lbs_by_network = _Index()            # load balancers by their VIP's network
         self.ports_by_qos = _Index()              # ports holding a QoS policy of their own
         self.networks_by_qos = _Index()           # networks holding a QoS policy
         self.agent_by_host: dict[str, str] = {}
@@ -187,6 +188,8 @@ class Catalog:
             idx(self.snat_by_router, obj.router_id)
         elif collection == keys.VIP_OWNERS:
             idx(self.vip_owners_by_network, obj.network_id)
+        elif collection == keys.LOADBALANCERS:
+            idx(self.lbs_by_network, obj.vip_network_id)
         elif collection == keys.AGENTS:
             if sign > 0:
                 self.agent_by_host[obj.host] = ident

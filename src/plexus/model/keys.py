@@ -32,8 +32,12 @@ ADDRESS_GROUPS = "address-groups"
 ROUTERS, FLOATINGIPS, SNAT_BLOCKS = "routers", "floatingips", "snat_blocks"
 VIP_OWNERS = "vip_owners"       # the port that last announced a shared VIP (id net:ip)
 QOS = "qos-policies"            # QoS policies with their rules
+LOADBALANCERS = "loadbalancers"     # a load balancer's whole tree (api.services.lbaas)
 COLLECTIONS = (NETWORKS, SUBNETS, PORTS, AGENTS, GROUPS, ROUTERS, FLOATINGIPS, SNAT_BLOCKS,
-               LIVENESS, VIP_OWNERS, ADDRESS_GROUPS, QOS)
+               LIVENESS, VIP_OWNERS, ADDRESS_GROUPS, QOS, LOADBALANCERS)
+# a member's health as the chassis that checks it last reported it (ONLINE / ERROR),
+# kept on the member inside its load balancer's tree
+HEALTH_KEY = "plexus:health"
 
 PROTOCOLS = {"ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "hopopt": 0, "icmp": 1,
              "igmp": 2, "ip": 0, "ipip": 4, "ipv6-encap": 41, "ipv6-frag": 44,

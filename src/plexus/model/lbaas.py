@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from plexus.model.keys import HEALTH_KEY
+
 PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17}
 HASH_SOURCE_IP = "source_ip"        # SOURCE_IP algorithm or SOURCE_IP persistence
 HASH_SOURCE_PORT = "source_port"    # ROUND_ROBIN / SOURCE_IP_PORT: per connection
@@ -60,14 +62,18 @@ def selection(members: list[dict], health: Mapping[str, str], monitored: bool
                           int(m.get("weight", 1))) for m in sorted(chosen, key=lambda m: m["id"]))
 
 
-def to_loadbalancer(tree: Mapping, health: Mapping[str, str] | None = None
-                    ) -> LoadBalancer | None:
-    """The data plane's form of a stored tree (None: disabled or without a VIP).
-    ``health``: member id → ONLINE / ERROR, as the chassis reported."""
-    if not tree.get("admin_state_up", True) or not tree.get("vip_address"):
-        return None
-    health = health or {}
+def to_loadbalancer(tree: Mapping, health: Mapping[str, str] | None = None) -> LoadBalancer:
+    """The data plane's form of a stored tree (disabled: no listeners). ``health``:
+    member id → ONLINE / ERROR, as the chassis reported (default: the reports kept on
+    the members, ``HEALTH_KEY``)."""
     ch = tree.get("children") or {}
+    if health is None:
+        health = {i: m[HEALTH_KEY] for i, m in (ch.get("members") or {}).items()
+                  if m.get(HEALTH_KEY)}
+    if not tree.get("admin_state_up", True):
+        return LoadBalancer(tree["id"], tree.get("vip_address") or "",
+                            tree.get("vip_network_id") or "", tree.get("vip_port_id") or "",
+                            ())
     pools, members = ch.get("pools") or {}, ch.get("members") or {}
     monitors = {hm["pool_id"] for hm in (ch.get("healthmonitors") or {}).values()
                 if hm.get("admin_state_up", True)}

@@ -573,7 +573,14 @@ CONVERTERS: dict[str, Callable[[Mapping], Any]] = {
     keys.AGENTS: to_agent, keys.LIVENESS: to_liveness, keys.GROUPS: to_security_group,
     keys.ROUTERS: to_router, keys.FLOATINGIPS: to_floating_ip,
     keys.SNAT_BLOCKS: to_snat_block, keys.VIP_OWNERS: to_vip_owner,
-    keys.ADDRESS_GROUPS: to_address_group, keys.QOS: to_qos_policy}
+    keys.ADDRESS_GROUPS: to_address_group, keys.QOS: to_qos_policy,
+    keys.LOADBALANCERS: lambda obj: to_loadbalancer(obj)}
+
+
+def to_loadbalancer(obj: Mapping):
+    """A stored load balancer tree in the data plane's form (``model.lbaas``)."""
+    from plexus.model.lbaas import to_loadbalancer as convert
+    return convert(obj)
 
 
 def parse(collection: str, obj: Any):

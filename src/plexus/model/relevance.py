@@ -4,8 +4,10 @@ stream and the agent's own filter use; docs/architecture.md).
 Every object belongs to a few *scopes*; every chassis *subscribes* to a set of scopes;
 an object is relevant to a chassis when the two meet. Scopes:
 
-- ``("net", N)``       a network, its subnets, every port on it and its learned VIP
-                       owners
+- ``("net", N)``       a network, its subnets, every port on it, its learned VIP
+                       owners and the load balancers whose VIP is on it (so a load
+                       balancer reaches the chassis with ports on its VIP's network or
+                       on a network one of their routers connects to it)
 - ``("netobj", N)``    a network and its subnets only (a router's external network: the
                        chassis needs its addresses, not every port on it)
 - ``("dev", D)``       the ports whose ``device_id`` is D; for a router also the router,
@@ -74,6 +76,8 @@ def scopes(collection: str, obj: Any) -> frozenset[Scope]:
         return frozenset({("net", obj.network_id)})
     if collection == keys.QOS:
         return frozenset({("qos", obj.id)})
+    if collection == keys.LOADBALANCERS:
+        return frozenset({("net", obj.vip_network_id)})
     return frozenset()
 
 
@@ -184,6 +188,7 @@ def select(catalog: Catalog, subscribed: set[Scope]) -> dict[str, dict[str, Any]
             if kind == "net":
                 take(keys.PORTS, catalog.ports_by_network.of(name))
                 take(keys.VIP_OWNERS, catalog.vip_owners_by_network.of(name))
+                take(keys.LOADBALANCERS, catalog.lbs_by_network.of(name))
         elif kind == "dev":
             take(keys.PORTS, catalog.ports_by_device.of(name))
             take(keys.ROUTERS, (name,))

@@ -318,6 +318,19 @@ async def vip_owner(request: Request) -> Response:
 
 
 @endpoint
+async def member_health(request: Request) -> Response:
+    """The chassis hosting a load balancer member reports its health check's verdict
+    (ONLINE / ERROR); kept on the member in its load balancer (written only when it
+    changes), so the clients' chassis take it out of (or back into) the selection."""
+    await _require_admin(request)
+    status, host, _ = _report(await json_body(request))
+    lbaas = request.app.state.services.lbaas
+    written = await call(lbaas.report_health, request.path_params["id"], status, host)
+    return JSON({"member": {"id": request.path_params["id"], "operating_status": status},
+                 "written": written})
+
+
+@endpoint
 async def router_status(request: Request) -> Response:
     """A gateway chassis reports a router programmed (ACTIVE) or not (DOWN, ERROR)."""
     await _require_admin(request)
@@ -469,6 +482,7 @@ ROUTES = [
     Route("/southbound/v1/ports/{id}/status", port_status, methods=["PUT"]),
     Route("/southbound/v1/ports/{id}/vip-owner", vip_owner, methods=["PUT"]),
     Route("/southbound/v1/routers/{id}/status", router_status, methods=["PUT"]),
+    Route("/southbound/v1/lbaas/members/{id}/health", member_health, methods=["PUT"]),
     Route("/southbound/v1/floatingips/{id}/status", floatingip_status, methods=["PUT"]),
     Route("/southbound/v1/routers/{id}/snat-blocks", lease_snat_blocks, methods=["POST"]),
     Route("/southbound/v1/routers/{id}/snat-blocks", list_snat_blocks, methods=["GET"]),

@@ -12,9 +12,11 @@ also exactly what a chassis needs to program the VIP: one object per load balanc
 one event per change (``agent``/``pipeline`` read it as it is).
 
 ``/plexus/lbaas/child/<id>`` names the load balancer of each child, so a request for
-a child costs two reads whatever the size of the cloud. Member health is written by
-the agents of the chassis hosting the members (``/plexus/lbaas/health/<member id>``)
-and read into ``operating_status`` when shown; it is never written into the tree.
+a child costs two reads whatever the size of the cloud. Member health is reported by
+the agents of the chassis hosting the members and kept on the member in the tree
+(``model.keys.HEALTH_KEY``, hidden from the API; a change only when the verdict
+changes), so the chassis that NAT to it learn in the same event stream; it is read
+into ``operating_status`` when shown.
 
 Provisioning is synchronous: a change the store accepted is ``ACTIVE`` (the store is
 the provider's acceptance; agents program it from the watch).
@@ -34,10 +36,10 @@ from plexus.api.schemas.lbaas import (
 )
 from plexus.api.services.base import Writes, model_key, now
 from plexus.api.services.routers import delete_port, service_port
+from plexus.model.keys import HEALTH_KEY
 
 LB_OWNER = "Octavia"
 CHILD = "/plexus/lbaas/child/"
-HEALTH = "/plexus/lbaas/health/"
 KINDS = ("listeners", "pools", "members", "healthmonitors")
 LABEL = {"loadbalancers": "Load Balancer", "listeners": "Listener", "pools": "Pool",
          "members": "Member", "healthmonitors": "Health Monitor"}
@@ -90,10 +92,6 @@ def unsupported(detail: str) -> LbError:
 
 def child_key(ident: str) -> str:
     return CHILD + ident
-
-
-def health_key(member_id: str) -> str:
-    return HEALTH + member_id
 
 
 def _rule(kind: str, verb: str) -> str:
@@ -159,19 +157,11 @@ class LbaasService:
 
     # ---- reading ------------------------------------------------------------------
 
-    def health(self, member_ids) -> dict[str, str]:
-        """Reported member health (member id → ONLINE / ERROR), one read each."""
-        out = {}
-        for ident in member_ids:
-            found = self.s.get(health_key(ident))
-            if found is not None:
-                out[ident] = found[0].get("status")
-        return out
-
     def statuses(self, tree: dict, health: dict | None = None) -> dict[str, str]:
         """Operating status of every object of a tree (id → status)."""
         ch = tree["children"]
-        health = self.health(ch["members"]) if health is None else health
+        if health is None:
+            health = {i: m[HEALTH_KEY] for i, m in ch["members"].items() if m.get(HEALTH_KEY)}
         out: dict[str, str] = {}
         monitored = {hm["pool_id"] for hm in ch["healthmonitors"].values()
                      if hm.get("admin_state_up", True)}
@@ -427,8 +417,6 @@ class LbaasService:
                 for k in KINDS:
                     for child in ch[k]:
                         w.delete(child_key(child))
-                        if k == "members":
-                            w.delete(health_key(child))
                 if tree.get("vip_port_owned") and tree.get("vip_port_id"):
                     delete_port(ctx, self.s, tree["vip_port_id"], w)
                 return _DELETED
@@ -442,8 +430,6 @@ class LbaasService:
         ch = tree["children"]
         obj = ch[kind].pop(ident)
         w.delete(child_key(ident))
-        if kind == "members":
-            w.delete(health_key(ident))
         if kind == "pools":
             for k in ("members", "healthmonitors"):
                 for child in [c for c in ch[k].values() if c["pool_id"] == ident]:
@@ -637,15 +623,25 @@ class LbaasService:
 
     # ---- southbound ---------------------------------------------------------------
 
-    def report_health(self, member_id: str, status: str, host: str) -> None:
-        """An agent's verdict on a member (ONLINE / ERROR), kept until it changes."""
+    def report_health(self, member_id: str, status: str, host: str) -> bool:
+        """An agent's verdict on a member (ONLINE / ERROR), kept on the member until it
+        changes (the tree is rewritten only then); whether it changed anything."""
         if status not in ("ONLINE", "ERROR"):
             raise errors.InvalidInput(f"status '{status}' is not ONLINE or ERROR")
-        if self._locate("members", member_id) is None:
-            raise errors.NotFound("member", member_id)
-        from plexus.store import Put
-        self.s.store.txn([], [Put(health_key(member_id), _dumps(
-            {"status": status, "host": host, "at": now()}))])
+
+        def attempt(n: int) -> bool:
+            lb_id = self._locate("members", member_id)
+            found = self._tree(lb_id) if lb_id else None
+            if found is None or member_id not in found[0]["children"]["members"]:
+                raise errors.NotFound("member", member_id)
+            tree, rev = found
+            if tree["children"]["members"][member_id].get(HEALTH_KEY) == status:
+                return False
+            new = _copy(tree)
+            new["children"]["members"][member_id][HEALTH_KEY] = status
+            self._commit_tree(tree, rev, new, Writes())
+            return True
+        return self.s.retrying(attempt)
 
 
 _DELETED = object()
@@ -658,6 +654,3 @@ def _copy(tree: dict) -> dict:
     return out
 
 
-def _dumps(obj) -> bytes:
-    import orjson
-    return orjson.dumps(obj)
