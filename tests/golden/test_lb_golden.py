@@ -100,3 +100,33 @@ def test_relevance_sends_the_tree_to_chassis_reaching_the_vip():
     assert got == {"hv1": {"lb1"}, "hv2": {"lb1"}, "hv3": set()}
     assert set(with_lbs(view("hv1", objs), catalog).lbs) == {"lb1"}
     assert not with_lbs(view("hv3", objs), catalog).lbs
+
+
+def test_evaluator_balances_and_unnats_on_the_clients_chassis():
+    """The trace evaluator over hv1's flows: a-vm1 (net-a) to VIP:80 is routed by r1 to
+    net-b and DNATed on hv1 to a member (tunnel toward hv2, the member's MAC); source
+    ports spread over both members; the member's reply, back through the tunnel, reaches
+    a-vm1 from VIP:80."""
+    from collections import Counter
+    from plexus.tools.evaluator import Pipeline
+    from tests.golden.l3_reference import TUNNEL, mac
+    pipe = Pipeline(compile_view(lb_view("hv1")))
+    members = {"10.2.0.11": mac("b-vm1"), "10.2.0.50": mac("b-app")}
+    seen: Counter = Counter()
+    for sport in range(40000, 40128, 2):      # even, as Linux picks them
+        res = pipe.run({"in_port": 1, "eth_src": mac("a-vm1"), "eth_dst": mac("r1-a"),
+                        "eth_type": 0x0800, "ipv4_src": "10.1.0.11",
+                        "ipv4_dst": "10.2.0.100", "ip_proto": 6, "tcp_src": sport,
+                        "tcp_dst": 80, "nw_ttl": 64})
+        (port, out), = res.outputs
+        assert port == TUNNEL["hv2"] and out["tcp_dst"] == 8080, res.explain()
+        assert members[out["ipv4_dst"]] == out["eth_dst"]
+        seen[out["ipv4_dst"]] += 1
+    assert seen == {"10.2.0.11": 32, "10.2.0.50": 32}
+    back = pipe.run({"in_port": TUNNEL["hv2"], "tunnel_id": 101, "eth_src": mac("r1-a"),
+                     "eth_dst": mac("a-vm1"), "eth_type": 0x0800, "ipv4_src": out["ipv4_dst"],
+                     "ipv4_dst": "10.1.0.11", "ip_proto": 6, "tcp_src": 8080,
+                     "tcp_dst": 40126})
+    (port, got), = back.outputs
+    assert port == 1 and (got["ipv4_src"], got["tcp_src"]) == ("10.2.0.100", 80), \
+        back.explain()

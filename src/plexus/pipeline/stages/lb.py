@@ -10,8 +10,8 @@ network, or one a router connects to it). Everything is tracked in one conntrack
   connection comes back with its member as destination; a new one unchanged);
 - lb_nat, a new connection to VIP:port: its hash slot picks the member, whose MAC and
   out-port are set before ``ct(commit,zone=LB_ZONE,nat(dst=member:port),
-  table=ingress_ct)``. The hash is the low bits of the
-  client's source port (``ROUND_ROBIN``, ``SOURCE_IP_PORT``: one spread per
+  table=ingress_ct)``. The hash is the low bits (above bit 0,
+  which Linux keeps even for connect()) of the client's source port (``ROUND_ROBIN``, ``SOURCE_IP_PORT``: one spread per
   connection) or of its source address (``SOURCE_IP`` algorithm or session
   persistence: one member per client while the selection stands); slots are shared
   out by weight (``model.lbaas.slots``). A listener with no member in selection drops;
@@ -45,6 +45,9 @@ PRIO_MEMBER = 260       # lb_nat: established, to a member: its MAC and out-port
 PRIO_ENTRY = 100        # lb: to a listener, or from a member: into conntrack
 NEW = ct_state("+new+trk")
 PORTS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+# the source port's hash skips its lowest bit: Linux gives connect() ephemeral ports of
+# one parity (even), so bit 0 is the same for every connection of a client
+PORT_SHIFT = 1
 
 
 def reachable(view: View) -> list[tuple[LoadBalancer, set[str]]]:
@@ -121,7 +124,8 @@ def compile_nat_flows(view: View) -> list[Flow]:
             field = "ipv4_src" if li.hash == HASH_SOURCE_IP else src
             for i, member in enumerate(chosen):
                 mask = (1 << bits) - 1
-                value = (_address(i), _address(mask)) if field == "ipv4_src" else (i, mask)
+                value = (_address(i), _address(mask)) if field == "ipv4_src" else \
+                    (i << PORT_SHIFT, mask << PORT_SHIFT)
                 _add(flows, NAT_STAGE, PRIO_SELECT, {**new, field: value},
                      to(member) + [Ct(LB_ZONE, commit=True, table=NEXT, nat=Nat(
                          "dst", member.address, member.port, member.port))], cookie=cookie)

@@ -1,0 +1,91 @@
+"""Load balancer benchmark: throughput and connection rate through a VIP (NATed on the
+client's chassis, conntrack zone LB_ZONE) side by side with the same traffic straight to
+one member. A 3-chassis lab: backends on c1 and c2, the client on c3, one network.
+
+- throughput: one TCP stream of ``--size`` bytes (the lab's TCP checker) to b1 directly,
+  then through a listener whose only member is b1;
+- connection rate: ``--connections`` sequential TCP connections, each answered with the
+  backend's name, to b1 directly, then through a listener over b1 and b2 (the count per
+  backend is printed too).
+
+    sudo .venv/bin/python bench/lb.py [--size 268435456] [--connections 2000]
+
+Prints one table (and the machine); the rows go in docs/benchmarks.md with the load."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
+from table import machine, print_table  # noqa: E402
+
+
+def run(size: int, connections: int) -> list[tuple[str, str]]:
+    from tests.e2e.test_lb import clients, lb_lab, serve
+    with lb_lab(Path(tempfile.mkdtemp(prefix="plexus-bench-lb-"))) as lab:
+        api = lab.api.network
+        group = next(g for g in api.security_groups(name="default")
+                     if g.project_id == lab.api.current_project_id)
+        api.create_security_group_rule(security_group_id=group.id, direction="ingress",
+                                       ethertype="IPv4", protocol="tcp",
+                                       remote_ip_prefix="0.0.0.0/0")
+        net = api.get_network(lab.network("bench-lb", "10.67.1.0/24").id)
+        b1 = lab.vm("lb-b1", net, chassis="c1", static=True)
+        b2 = lab.vm("lb-b2", net, chassis="c2", static=True)
+        client = lab.vm("lb-cl", net, chassis="c3", static=True)
+        b1.tcp_server(5001)
+        for vm in (b1, b2):
+            serve(lab, vm, 8080)
+        lbapi = lab.api.load_balancer
+        lb = lbapi.create_load_balancer(name="bench", vip_subnet_id=net.subnet_ids[0])
+        one = lbapi.create_listener(protocol="TCP", protocol_port=5001, load_balancer_id=lb.id)
+        pool = lbapi.create_pool(protocol="TCP", lb_algorithm="ROUND_ROBIN",
+                                 listener_id=one.id)
+        lbapi.create_member(pool, address=b1.ip, protocol_port=5001)
+        two = lbapi.create_listener(protocol="TCP", protocol_port=80, load_balancer_id=lb.id)
+        pool2 = lbapi.create_pool(protocol="TCP", lb_algorithm="ROUND_ROBIN",
+                                  listener_id=two.id)
+        for vm in (b1, b2):
+            lbapi.create_member(pool2, address=vm.ip, protocol_port=8080)
+        vip = lbapi.get_load_balancer(lb.id).vip_address
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "error" in clients(client, vip, 80, 3):
+            time.sleep(0.5)
+        rows = []
+        for label, host in (("direct to b1", b1.ip), ("through the VIP", vip)):
+            client.tcp_client(host, 5001, size=1 << 20)           # warm up
+            got = client.tcp_client(host, 5001, size=size, timeout=120)
+            rows.append((f"throughput {label} (one TCP stream, {size >> 20} MiB), Mbit/s",
+                         f"{got.get('mbit_s')}" if got.get("ok") else f"failed: {got}"))
+        for label, host, port in (("direct to b1", b1.ip, 8080), ("through the VIP", vip, 80)):
+            began = time.monotonic()
+            seen = clients(client, host, port, connections)
+            took = time.monotonic() - began
+            rows.append((f"connections/s {label} ({connections} sequential)",
+                         f"{connections / took:.0f}  ({dict(seen)})"))
+        lbapi.delete_load_balancer(lb, cascade=True)
+        return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=256 << 20)
+    parser.add_argument("--connections", type=int, default=2000)
+    args = parser.parse_args()
+    rows = run(args.size, args.connections)
+    rows.append(("machine", machine()))
+    rows.append(("load average at the end", " ".join(f"{x:.2f}" for x in os.getloadavg())))
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
