@@ -29,14 +29,11 @@ from table import machine, print_table  # noqa: E402
 
 
 def run(size: int, connections: int) -> list[tuple[str, str]]:
+    from tests.e2e.conftest import allow_ingress
     from tests.e2e.test_lb import clients, lb_lab, serve
     with lb_lab(Path(tempfile.mkdtemp(prefix="plexus-bench-lb-"))) as lab:
         api = lab.api.network
-        group = next(g for g in api.security_groups(name="default")
-                     if g.project_id == lab.api.current_project_id)
-        api.create_security_group_rule(security_group_id=group.id, direction="ingress",
-                                       ethertype="IPv4", protocol="tcp",
-                                       remote_ip_prefix="0.0.0.0/0")
+        allow_ingress(lab, "tcp")
         net = api.get_network(lab.network("bench-lb", "10.67.1.0/24").id)
         b1 = lab.vm("lb-b1", net, chassis="c1", static=True)
         b2 = lab.vm("lb-b2", net, chassis="c2", static=True)

@@ -38,9 +38,20 @@ def require_lab_host() -> None:
         pytest.fail(f"missing {', '.join(missing)}: run scripts/bootstrap.sh")
 
 
-def unique_name() -> str:
+def unique_name(prefix: str = "e2e") -> str:
     """A lab name no other lab on the machine uses."""
-    return "e2e" + secrets.token_hex(3)
+    return prefix + secrets.token_hex(3)
+
+
+def allow_ingress(lab, *protocols: str) -> None:
+    """Open the project's default security group to ``protocols`` from anywhere."""
+    api = lab.api.network
+    group = next(g for g in api.security_groups(name="default")
+                 if g.project_id == lab.api.current_project_id)
+    for proto in protocols:
+        api.create_security_group_rule(security_group_id=group.id, direction="ingress",
+                                       ethertype="IPv4", protocol=proto,
+                                       remote_ip_prefix="0.0.0.0/0")
 
 
 def public_network(api):
@@ -114,11 +125,12 @@ def alive_chassis(lab: LabFixture) -> set[str]:
 
 
 @contextlib.contextmanager
-def running_lab(root: Path, **spec) -> Iterator[LabFixture]:
-    """A lab (``LabSpec`` fields as keywords) whose agents are all registered and alive;
-    torn down by its inventory afterwards, whatever happened."""
+def running_lab(root: Path, prefix: str = "e2e", **spec) -> Iterator[LabFixture]:
+    """A lab (``LabSpec`` fields as keywords; its name starts with ``prefix``) whose
+    agents are all registered and alive; torn down by its inventory afterwards, whatever
+    happened."""
     require_lab_host()
-    made = Lab(LabSpec(name=unique_name(), **spec), root)
+    made = Lab(LabSpec(name=unique_name(prefix), **spec), root)
     made.up()
     try:
         fixture = LabFixture(made)

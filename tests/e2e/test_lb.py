@@ -6,16 +6,13 @@ member, UDP is balanced too."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import secrets
 import sys
 from collections import Counter
 
 import pytest
 
-from plexus.lab import Lab, LabSpec
-from tests.e2e.conftest import LabFixture, alive_chassis, require_lab_host, wait_for
+from tests.e2e.conftest import allow_ingress, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -59,20 +56,9 @@ print(json.dumps(seen))
 """
 
 
-@contextlib.contextmanager
 def lb_lab(root):
-    require_lab_host()
-    made = Lab(LabSpec(name="lb" + secrets.token_hex(3), chassis=4), root)
-    made.up()
-    try:
-        fixture = LabFixture(made)
-        names = {ch.name for ch in made.spec.chassis_list()}
-        wait_for(lambda: alive_chassis(fixture) == names, 30,
-                 "every chassis' agent registered and alive")
-        yield fixture
-    finally:
-        errors = made.down()
-        assert not errors, errors
+    """A 4-chassis lab named lb…, every agent registered and alive."""
+    return running_lab(root, prefix="lb", chassis=4)
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +83,7 @@ def clients(vm, vip: str, port: int, count: int, proto: str = "tcp") -> Counter:
 
 def test_connections_spread_over_members_on_three_chassis(lab):
     api = lab.api.network
-    group = next(g for g in api.security_groups(name="default")
-                 if g.project_id == lab.api.current_project_id)
-    for proto in ("tcp", "udp"):
-        api.create_security_group_rule(security_group_id=group.id, direction="ingress",
-                                       ethertype="IPv4", protocol=proto,
-                                       remote_ip_prefix="0.0.0.0/0")
+    allow_ingress(lab, "tcp", "udp")
     net = api.get_network(lab.network("lb-net", "10.66.1.0/24").id)
     backends = [lab.vm(f"lb-b{i}", net, chassis=f"c{i}", static=True) for i in (1, 2, 3)]
     client = lab.vm("lb-cl", net, chassis="c4", static=True)
