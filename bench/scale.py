@@ -71,7 +71,8 @@ from plexus.model.keys import PORT_FORWARDINGS  # noqa: E402
 from table import machine, print_table  # noqa: E402
 from api import token as _token  # noqa: E402  (bench/api.py)
 
-KINDS = ("irrelevant", "neighbour", "here", "sg_rule", "port_forwarding", "qos_rule")
+KINDS = ("irrelevant", "neighbour", "here", "sg_rule", "port_forwarding", "qos_rule",
+         "lb_member")
 KIND_LABEL = {
     "irrelevant": "irrelevant event (port on a far network)",
     "neighbour": "relevant: port bound to a chassis sharing a network",
@@ -80,6 +81,8 @@ KIND_LABEL = {
     "port_forwarding": "relevant: port forwarding to a port here added (event i: a floating "
                        "IP with i + 1 forwardings)",
     "qos_rule": "relevant: QoS rule changed (policy of 10 local ports of 90)",
+    "lb_member": "relevant: member added to a load balancer on a local network (event i: "
+                 "its tree with i + 1 members)",
 }
 
 
@@ -459,6 +462,22 @@ class AgentBench:
             change = ("floatingips", fip)
         elif kind == "qos_rule":
             change = ("qos-policies", synthetic.qos_policy(cloud.measured_project, 2000 + i))
+        elif kind == "lb_member":
+            net = cloud.local_networks()[0]
+            on = sorted((p for p in cloud.objects["ports"].values() if p["network_id"] == net),
+                        key=lambda p: p["id"])
+            members = {f"m{j}": {"id": f"m{j}", "pool_id": "p", "protocol_port": 8080 + j,
+                                 "address": on[j % len(on)]["fixed_ips"][0]["ip_address"],
+                                 "weight": 1, "admin_state_up": True}
+                       for j in range(i + 1)}
+            change = ("loadbalancers", {
+                "id": "lb-bench", "admin_state_up": True, "vip_address": "10.255.255.1",
+                "vip_network_id": net, "vip_port_id": "", "children": {
+                    "listeners": {"l": {"id": "l", "protocol": "TCP", "protocol_port": 80,
+                                        "default_pool_id": "p", "admin_state_up": True}},
+                    "pools": {"p": {"id": "p", "protocol": "TCP", "admin_state_up": True,
+                                    "lb_algorithm": "ROUND_ROBIN"}},
+                    "members": members, "healthmonitors": {}}})
         else:
             raise ValueError(kind)
         mods, bundles = switch.flow_mods, switch.bundles
