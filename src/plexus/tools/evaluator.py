@@ -76,6 +76,8 @@ def _value_matches(actual: Any, wanted: Any) -> bool:
         return (_as_int(actual) & _as_int(mask)) == (_as_int(value) & _as_int(mask))
     if actual is not None and type(actual) is not type(wanted):   # an IP in a register
         return _as_int(actual) == _as_int(wanted)
+    if actual is None:                  # a field the packet does not have (nexthop6 of
+        return wanted is None           # an IPv4 packet) holds no address
     if actual != wanted and isinstance(wanted, str) and "::" in wanted + str(actual):
         return _as_int(actual) == _as_int(wanted)      # IPv6 written two ways
     return actual == wanted
