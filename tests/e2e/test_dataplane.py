@@ -292,15 +292,17 @@ def test_stray_vif_and_unknown_chassis_are_logged_and_disturb_nothing(lab):
     ofport = lab.lab.ovs("c1").vsctl("get", "Interface", "ghost0", "ofport").strip()
     assert not dump_flows(lab, "c1", f"in_port={ofport}")
     assert a.ping(b.ip) and b.ping(a.ip)
-    # the unknown port adds its L2/ARP entries (it is a port of the network) and, being in
-    # the default group, its address to the group's members (the default group admits
-    # ingress from its members); nothing else
+    # the unknown port adds its L2/ARP/ND entries (it is a port of the network; the ND
+    # responder answers for its link-local address) and, being in the default group, its
+    # address to the group's members (the default group admits ingress from its
+    # members); nothing else
     lost_ip, (default,) = lost.fixed_ips[0]["ip_address"], lost.security_group_ids
     member = f"cookie={cookie_of(f'sg:{default}:members'):#x}/-1,ip,nw_src={lost_ip}"
     for ch in ("c1", "c2"):
-        assert len(port_flows(lab, ch, lost.id)) == 2
+        flows = port_flows(lab, ch, lost.id)
+        assert len(flows) == 3 and sum("icmpv6_type" in f for f in flows) == 1, flows
         assert len(dump_flows(lab, ch, member)) == 1
-        assert len(dump_flows(lab, ch)) == flows_before[ch] + 3
+        assert len(dump_flows(lab, ch)) == flows_before[ch] + 4
     assert agent_log(lab, "c1").count(f"iface-id {ghost}) names no known port") == 1
     lab.api.network.delete_port(lost)
 
