@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from plexus.model.keys import LIVENESS
+
 
 def error(r: httpx.Response, status: int, type_name: str, message: str | None = None) -> None:
     """Assert a Neutron error: status code, NeutronError type and (if given) message."""
@@ -24,12 +26,14 @@ def raw(server, conn, method: str, path: str, body=None, content: bytes | None =
 
 
 def state(server) -> list[tuple[str, bytes]]:
-    """Everything the API has durably written (model objects, allocations, RBAC)."""
+    """Everything the API has durably written (model objects, allocations, RBAC); not
+    the chassis' liveness keys, which lapse with their leases whenever they do."""
     store = server.app.state.services.store
     out = []
     for prefix in ("/plexus/model/", "/plexus/alloc/", "/plexus/rbac/"):
         kvs, _ = store.range(prefix)
-        out += [(kv.key, kv.value) for kv in kvs]
+        out += [(kv.key, kv.value) for kv in kvs
+                if not kv.key.startswith(f"/plexus/model/{LIVENESS}/")]
     return out
 
 

@@ -14,9 +14,11 @@ Every lab is torn down by its inventory when the test ends, failed or not.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -117,6 +119,39 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
         time.sleep(interval)
+
+
+_CAPTURES = itertools.count(1)
+
+
+def capture(lab: "LabFixture", node: str, label: str | None, bpf: str, seconds: float,
+            ifname: str = "eth0", promiscuous: bool = False) -> "Capture":
+    """Start tcpdump in a lab namespace (recorded in the inventory, bounded in time); it
+    is listening when this returns."""
+    label = label or f"capture-{next(_CAPTURES)}"
+    pcap = lab.lab.dir / "pids" / f"{label}.pcap"
+    argv = ["timeout", str(seconds), "tcpdump", "-i", ifname, "-n", "-U", "-w", str(pcap)]
+    pid = lab.lab.spawn(label, argv + ([] if promiscuous else ["-p"]) + [bpf],
+                        ns=lab.node(node).netns)
+    return Capture(pid, pcap)
+
+
+class Capture:
+    """A running tcpdump and, once it ended, the packets it saw."""
+
+    def __init__(self, pid: int, pcap):
+        self.pid, self.pcap = pid, pcap
+        # tcpdump opens its file once the interface is capturing
+        wait_for(pcap.exists, 5, f"tcpdump writing {pcap.name}")
+        time.sleep(0.3)
+
+    def lines(self, *flags: str) -> list[str]:
+        """The captured packets, one line each (waits for the capture to end); ``flags``
+        for the reading tcpdump (``-e``, ``-q``)."""
+        wait_for(lambda: not alive(self.pid), 30, "the capture to end")
+        out = subprocess.run(["tcpdump", "-n", *flags, "-r", str(self.pcap)],
+                             capture_output=True, text=True, check=True).stdout
+        return [ln for ln in out.splitlines() if ln.strip()]
 
 
 def alive_chassis(lab: LabFixture) -> set[str]:

@@ -10,7 +10,6 @@ networks and VMs and the lab's inventory tears everything down, failed or not.""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 import uuid
 
@@ -18,7 +17,7 @@ import pytest
 
 from plexus.lab.inventory import alive, resolve_pid, stop_process
 from plexus.lower.openflow import cookie_of
-from tests.e2e.conftest import LabFixture, running_lab, wait_for
+from tests.e2e.conftest import LabFixture, capture, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -53,31 +52,6 @@ def dump_flows(lab: LabFixture, chassis: str, match: str = "") -> list[str]:
 
 def port_flows(lab: LabFixture, chassis: str, port_id: str) -> list[str]:
     return dump_flows(lab, chassis, f"cookie={cookie_of(f'port:{port_id}'):#x}/-1")
-
-
-def capture(lab: LabFixture, node: str, label: str, bpf: str, seconds: float,
-            ifname: str = "eth0") -> "Capture":
-    """Start tcpdump in a lab namespace (recorded in the inventory, bounded in time)."""
-    pcap = lab.lab.dir / "pids" / f"{label}.pcap"
-    pid = lab.lab.spawn(label, ["timeout", str(seconds), "tcpdump", "-i", ifname, "-n", "-U",
-                                "-p", "-w", str(pcap), bpf], ns=lab.node(node).netns)
-    return Capture(pid, pcap)
-
-
-class Capture:
-    """A running tcpdump and, once it ended, the packets it saw."""
-
-    def __init__(self, pid: int, pcap):
-        self.pid, self.pcap = pid, pcap
-        wait_for(pcap.exists, 5, f"tcpdump writing {pcap.name}")
-        time.sleep(0.3)
-
-    def lines(self) -> list[str]:
-        """The captured packets, one line each (waits for the capture to end)."""
-        wait_for(lambda: not alive(self.pid), 30, "the capture to end")
-        out = subprocess.run(["tcpdump", "-n", "-r", str(self.pcap)], capture_output=True,
-                             text=True, check=True).stdout
-        return [ln for ln in out.splitlines() if ln.strip()]
 
 
 def fixed_ip(lab: LabFixture, vm) -> str:
@@ -292,15 +266,17 @@ def test_stray_vif_and_unknown_chassis_are_logged_and_disturb_nothing(lab):
     ofport = lab.lab.ovs("c1").vsctl("get", "Interface", "ghost0", "ofport").strip()
     assert not dump_flows(lab, "c1", f"in_port={ofport}")
     assert a.ping(b.ip) and b.ping(a.ip)
-    # the unknown port adds its L2/ARP entries (it is a port of the network) and, being in
-    # the default group, its address to the group's members (the default group admits
-    # ingress from its members); nothing else
+    # the unknown port adds its L2/ARP/ND entries (it is a port of the network; the ND
+    # responder answers for its link-local address) and, being in the default group, its
+    # address to the group's members (the default group admits ingress from its
+    # members); nothing else
     lost_ip, (default,) = lost.fixed_ips[0]["ip_address"], lost.security_group_ids
     member = f"cookie={cookie_of(f'sg:{default}:members'):#x}/-1,ip,nw_src={lost_ip}"
     for ch in ("c1", "c2"):
-        assert len(port_flows(lab, ch, lost.id)) == 2
+        flows = port_flows(lab, ch, lost.id)
+        assert len(flows) == 3 and sum("icmpv6_type" in f for f in flows) == 1, flows
         assert len(dump_flows(lab, ch, member)) == 1
-        assert len(dump_flows(lab, ch)) == flows_before[ch] + 3
+        assert len(dump_flows(lab, ch)) == flows_before[ch] + 4
     assert agent_log(lab, "c1").count(f"iface-id {ghost}) names no known port") == 1
     lab.api.network.delete_port(lost)
 

@@ -9,12 +9,11 @@ physnet1, the lab's 203.0.113.0/24 behind ``ext``) is shared."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from tests.e2e.conftest import LabFixture, public_network, running_lab, wait_for
+from tests.e2e.conftest import LabFixture, capture, public_network, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -89,20 +88,11 @@ def vxlan_during(lab: LabFixture, action, seconds: float = 3.0) -> str:
 
 def captured(lab: LabFixture, node: str, iface: str, expression: str, action,
              seconds: float = 3.0) -> str:
-    """tcpdump's lines on ``iface`` of ``node`` while ``action()`` runs."""
-    out: dict = {}
-
-    def capture():
-        out["proc"] = lab.node(node).exec(
-            "timeout", str(seconds), "tcpdump", "-i", iface, "-n", "-l", "-q",
-            expression, check=False, timeout=seconds + 10)
-
-    thread = threading.Thread(target=capture)
-    thread.start()
-    time.sleep(0.8)                    # tcpdump is listening
+    """tcpdump's lines (``-q``) on ``iface`` of ``node`` while ``action()`` runs; the
+    action starts once tcpdump is capturing."""
+    cap = capture(lab, node, None, expression, seconds, ifname=iface, promiscuous=True)
     action()
-    thread.join()
-    return out["proc"].stdout
+    return "\n".join(cap.lines("-q")) + "\n"
 
 
 def test_floating_ip_reached_from_outside_and_leaving_from_its_own_chassis(

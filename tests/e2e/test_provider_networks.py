@@ -13,12 +13,10 @@ external network 203.0.113.0/24 (``ext``: 203.0.113.1).
 
 from __future__ import annotations
 
-import threading
-import time
 
 import pytest
 
-from tests.e2e.conftest import public_network, wait_for
+from tests.e2e.conftest import capture, public_network, wait_for
 from tests.e2e.test_l3 import vxlan_during
 
 pytestmark = pytest.mark.e2e
@@ -59,19 +57,10 @@ def public(lab):
 def on_segment(lab, chassis: str, action, seconds: float = 3.0) -> str:
     """What a chassis' port on the provider segment carries (tcpdump -e: link-level
     headers, VLAN tags included) while ``action()`` runs."""
-    out: dict = {}
-
-    def capture():
-        out["proc"] = lab.node("pn").exec(
-            "timeout", str(seconds), "tcpdump", "-i", chassis, "-n", "-l", "-e", "icmp or "
-            "(vlan and icmp)", check=False, timeout=seconds + 10)
-
-    thread = threading.Thread(target=capture)
-    thread.start()
-    time.sleep(0.8)                    # tcpdump is listening
+    cap = capture(lab, "pn", None, "icmp or (vlan and icmp)", seconds, ifname=chassis,
+                  promiscuous=True)
     action()
-    thread.join()
-    return out["proc"].stdout
+    return "\n".join(cap.lines("-e")) + "\n"
 
 
 def test_vlan_network_mtu_is_the_physical_network_s(lab, vlan_net):

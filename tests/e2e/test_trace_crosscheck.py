@@ -22,7 +22,7 @@ from plexus.agent.ovs.openflow import Channel
 from plexus.lab import Lab, LabSpec
 from plexus.lab.ovs import Ovs
 from plexus.pipeline.compile import compile_view
-from plexus.pipeline.flows import CT_STATE_BITS, Flow, Meter
+from plexus.pipeline.flows import CT_STATE_BITS, Flow
 from plexus.tools.conntrack import ACK, SYN, Conntrack
 from plexus.tools.evaluator import Pipeline
 from tests.e2e.conftest import require_lab_host, unique_name
@@ -81,7 +81,7 @@ def install(ovs: Ovs, flows: list[Flow]) -> None:
             want = flowdiff.desired_entries(flows)
             have = {e.key: e for e in map(flowdiff.of_stats, await channel.flow_stats())}
             meters = {m.id: m for flow in flows for m in flow.meters()}
-            held = {c.meter_id: Meter(c.meter_id, c.bands[0].rate, c.bands[0].burst_size)
+            held = {c.meter_id: flowdiff.of_meter_config(c)
                     for c in await channel.meter_configs()}
             before, after = flowdiff.meter_changes(meters, held, set(meters) | set(held))
             await channel.send_checked(before)

@@ -79,6 +79,13 @@ def of_stats(stats) -> Entry:
     return entry(stats.table_id, stats.priority, stats.cookie, stats.match, stats.instructions)
 
 
+def of_meter_config(conf) -> Meter:
+    """An installed meter, from an os-ken ``OFPMeterConfigStats`` (its first band: the
+    lowering installs one drop band)."""
+    band = conf.bands[0] if conf.bands else None
+    return Meter(conf.meter_id, band.rate if band else 0, band.burst_size if band else 0)
+
+
 def _value(v):
     if type(v) is int or v is None:                # most values: nothing to do
         return v

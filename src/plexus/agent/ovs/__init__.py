@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Callable
 
-from plexus.agent.flowdiff import Entry, Key, of_stats
+from plexus.agent.flowdiff import Entry, Key, of_meter_config, of_stats
 from plexus.agent.ovs.openflow import Channel, OpenFlowError, PacketIn
 from plexus.agent.ovs.ovsdb import BridgeState, Ovsdb, Tunnel, patch_names, tunnel_name
 from plexus.pipeline.flows import Meter
@@ -133,14 +133,8 @@ class Switch:
         return {e.key: e for e in map(of_stats, await self._channel.flow_stats())}
 
     async def meters(self) -> dict[int, Meter]:
-        """The meters of br-int, by id (the first band of each: the lowering installs one
-        drop band)."""
-        out = {}
-        for conf in await self._channel.meter_configs():
-            band = conf.bands[0] if conf.bands else None
-            out[conf.meter_id] = Meter(conf.meter_id, band.rate if band else 0,
-                                       band.burst_size if band else 0)
-        return out
+        """The meters of br-int, by id."""
+        return {c.meter_id: of_meter_config(c) for c in await self._channel.meter_configs()}
 
     async def apply_meters(self, messages: list) -> None:
         """Add, modify or delete meters (raises ``OpenFlowError``)."""
