@@ -328,10 +328,11 @@ async def until(check, timeout=3.0):
 
 
 async def settle(agent):
-    """Let every pending event reach the agent and its reconcile finish."""
+    """Let every pending event reach the agent and its reconcile finish (the dirty flag
+    is cleared when a reconcile starts: wait for that reconcile to end too)."""
     for _ in range(6):
         await asyncio.sleep(0.03)
-        await until(lambda: not agent._dirty.is_set())
+        await until(lambda: not agent._dirty.is_set() and not agent._reconciling)
 
 
 class Running:
