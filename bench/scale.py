@@ -71,12 +71,14 @@ from plexus.model.keys import PORT_FORWARDINGS  # noqa: E402
 from table import machine, print_table  # noqa: E402
 from api import token as _token  # noqa: E402  (bench/api.py)
 
-KINDS = ("irrelevant", "neighbour", "here", "sg_rule", "port_forwarding", "qos_rule",
-         "lb_member")
+KINDS = ("irrelevant", "neighbour", "here", "plug", "plug10", "sg_rule", "port_forwarding",
+         "qos_rule", "lb_member")
 KIND_LABEL = {
     "irrelevant": "irrelevant event (port on a far network)",
     "neighbour": "relevant: port bound to a chassis sharing a network",
     "here": "relevant: port bound here (create + VIF plug)",
+    "plug": "port-up: VIF plugged for a port bound here (flows + status report)",
+    "plug10": "port-up: 10 VIFs plugged at once (per port; flows + status reports)",
     "sg_rule": "relevant: rule added to its security group",
     "port_forwarding": "relevant: port forwarding to a port here added (event i: a floating "
                        "IP with i + 1 forwardings)",
@@ -121,6 +123,7 @@ class FakeSouthbound:
         self._snapshot = synthetic.snapshot_lists(objects)
         self.snapshots = 0
         self.statuses: list[tuple[str, str]] = []
+        self.requests = 0                        # status report requests
         self.leases = 0
 
     def put(self, collection: str, obj: dict, ident: str | None = None) -> int:
@@ -165,8 +168,21 @@ class FakeSouthbound:
         return None
 
     async def port_status(self, port_id, status, chassis, *args, **kwargs):
+        self.requests += 1
         self.statuses.append((port_id, status))
         self.put("ports", dict(self.objects["ports"][port_id], status=status))
+
+    async def port_statuses(self, reports, chassis, *args, **kwargs):
+        self.requests += 1
+        for port_id, status in reports:
+            self.statuses.append((port_id, status))
+            self.put("ports", dict(self.objects["ports"][port_id], status=status))
+        return {port_id: None for port_id, _ in reports}
+
+    def active(self, ids) -> bool:
+        """Whether every port of ``ids`` is ACTIVE in the model served."""
+        ports = self.objects["ports"]
+        return all(ports[i].get("status") == "ACTIVE" for i in ids)
 
     async def l3_status(self, *args, **kwargs):
         return None
@@ -219,6 +235,13 @@ class RecordingSwitch:
     def plug(self, name: str, iface_id: str, ofport: int) -> None:
         vif = _vif_class()(name, iface_id, ofport)
         self._publish(vifs=tuple(v for v in self.state.vifs if v.name != name) + (vif,))
+
+    def plug_many(self, plugs) -> None:
+        """Several VIFs in one OVSDB update (one transaction plugging them all)."""
+        Vif = _vif_class()
+        names = {name for name, _, _ in plugs}
+        self._publish(vifs=tuple(v for v in self.state.vifs if v.name not in names)
+                      + tuple(Vif(*p) for p in plugs))
 
     def set_tunnels(self, local_ip, peers, bfd=frozenset(), *args, **kwargs):
         from plexus.agent.ovs import Tunnel
@@ -428,6 +451,34 @@ class AgentBench:
                 change = ("ports", port)
                 self.ofport += 1
                 plug = (f"tap{self.ofport}", port["id"], self.ofport)
+        elif kind in ("plug", "plug10"):
+            # the ports are created bound here first (unmeasured: their flows come from
+            # the binding), then their VIFs are plugged: the port-up path of the lab's
+            # bench (bench/portup.py), flows for the ofports and the ACTIVE reports
+            count = 10 if kind == "plug10" else 1
+            nets = cloud.local_networks()
+            plugs = []
+            for _ in range(count):
+                net = nets[self.local % len(nets)]
+                self.local += 1
+                port = cloud.new_port(net, self.here, status="DOWN")
+                revision = sb.put("ports", port)
+                self.ofport += 1
+                plugs.append((f"tap{self.ofport}", port["id"], self.ofport))
+            await _until(lambda: sb.asked_from > revision or task.done())
+            await _settle()
+            mods, bundles, reports = switch.flow_mods, switch.bundles, sb.requests
+            t0, w0 = time.process_time(), time.perf_counter()
+            switch.plug_many(plugs)
+            await _until(lambda: sb.active(p[1] for p in plugs) or task.done())
+            await _settle()
+            if task.done():
+                task.result()
+            self.emit({"kind": kind, "cpu_ms": self._ms(t0) / count,
+                       "wall_ms": (time.perf_counter() - w0) * 1000,
+                       "flow_mods": switch.flow_mods - mods, "bundles": switch.bundles - bundles,
+                       "reports": sb.requests - reports})
+            return
         elif kind == "sg_rule":
             project = cloud.measured_project
             group = dict(cloud.objects["security-groups"][cloud.group_of[project]])
@@ -1051,9 +1102,11 @@ def agent_rows(sizes: list[int], runs: dict[int, tuple[list[dict], str | None]],
                 return na(s)
             cpu = [x["cpu_ms"] for x in r]
             cut = f", cut: {runs[s][1]}" if runs[s][1] and len(r) < 2 else ""
+            reports = (f", {statistics.median([x['reports'] for x in r]):.0f} status "
+                       f"requests" if "reports" in r[0] else "")
             return (f"{statistics.median(cpu):.1f} / {max(cpu):.1f} "
                     f"(n={len(r)}, {statistics.median([x['flow_mods'] for x in r]):.0f} "
-                    f"mods{cut})")
+                    f"mods{reports}{cut})")
         rows.append((f"{KIND_LABEL[kind]}: CPU p50 / max ms", col(cell)))
 
     def snap_cell(s):

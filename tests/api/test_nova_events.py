@@ -80,6 +80,28 @@ def test_plugged_and_unplugged_follow_status_reports(cloud):
     assert len(nova.received("network-vif-plugged", port.id)) == 1
 
 
+def test_a_batch_status_report_sends_each_port_its_own_events(cloud):
+    srv, admin, nova, net = cloud
+    ports = [compute_port(admin, net) for _ in range(3)]
+    r = raw(srv, admin, "PUT", "/southbound/v1/ports/status",
+            {"host": HOST, "ports": [{"id": p.id, "status": "ACTIVE"} for p in ports]})
+    assert r.status_code == 200, r.text
+    for p in ports:
+        plugged = wait_for(lambda p=p: nova.received("network-vif-plugged", p.id), 10,
+                           "network-vif-plugged")
+        assert plugged == [{"name": "network-vif-plugged", "server_uuid": p.device_id,
+                            "tag": p.id, "status": "completed"}]
+    r = raw(srv, admin, "PUT", "/southbound/v1/ports/status",
+            {"host": HOST, "ports": [{"id": ports[0].id, "status": "ACTIVE"},
+                                     {"id": ports[1].id, "status": "DOWN"}]})
+    assert r.status_code == 200, r.text
+    unplugged = wait_for(lambda: nova.received("network-vif-unplugged", ports[1].id), 10,
+                         "network-vif-unplugged")
+    assert unplugged[0]["status"] == "completed"
+    assert not nova.received("network-vif-unplugged", ports[0].id)
+    assert len(nova.received("network-vif-plugged", ports[0].id)) == 1
+
+
 def test_addresses_floating_ips_and_delete(cloud):
     srv, admin, nova, net = cloud
     port = compute_port(admin, net)

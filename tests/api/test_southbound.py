@@ -78,3 +78,63 @@ def test_agent_reports_port_status(server, admin):
     finally:
         admin.network.delete_port(port)
         admin.network.delete_network(net)
+
+
+def test_agent_reports_many_port_statuses_in_one_request(server, admin):
+    net = admin.network.create_network(name="statuses")
+    here = [admin.network.create_port(network_id=net.id, binding_host_id="chassis-a")
+            for _ in range(3)]
+    elsewhere = admin.network.create_port(network_id=net.id, binding_host_id="chassis-b")
+    gone = "00000000-0000-4000-8000-00000000dead"
+    try:
+        store = server.app.state.services.store
+        before = store.revision()
+        r = raw(server, admin, "PUT", "/southbound/v1/ports/status", {
+            "host": "chassis-a",
+            "ports": [{"id": p.id, "status": "ACTIVE"} for p in here]
+            + [{"id": elsewhere.id, "status": "ACTIVE"}, {"id": gone, "status": "ACTIVE"}]})
+        assert r.status_code == 200, r.text
+        answers = r.json()["ports"]
+        assert answers[:3] == [{"id": p.id, "status": "ACTIVE"} for p in here]
+        assert answers[3]["id"] == elsewhere.id and answers[3]["code"] == 409
+        assert answers[3]["error"]["NeutronError"]["type"] == "PortBindingMismatch"
+        assert answers[4]["id"] == gone and answers[4]["code"] == 404
+        assert answers[4]["error"]["NeutronError"]["type"] == "PortNotFound"
+        assert [admin.network.get_port(p.id).status for p in here] == ["ACTIVE"] * 3
+        assert admin.network.get_port(elsewhere.id).status == "DOWN"
+        assert store.revision() == before + 1           # the three in one transaction
+        # the same again changes nothing; DOWN for one changes only that one
+        again = raw(server, admin, "PUT", "/southbound/v1/ports/status", {
+            "host": "chassis-a", "ports": [{"id": p.id, "status": "ACTIVE"} for p in here]})
+        assert again.status_code == 200 and store.revision() == before + 1
+        down = raw(server, admin, "PUT", "/southbound/v1/ports/status", {
+            "host": "chassis-a", "ports": [{"id": here[0].id, "status": "DOWN"}]})
+        assert down.json()["ports"] == [{"id": here[0].id, "status": "DOWN"}]
+        assert [admin.network.get_port(p.id).status for p in here] == \
+            ["DOWN", "ACTIVE", "ACTIVE"]
+        # bad reports: 400, nothing written
+        revision = store.revision()
+        for body in ({"host": "chassis-a", "ports": [{"id": here[1].id, "status": "DOWN"},
+                                                     {"id": here[2].id, "status": "SIDEWAYS"}]},
+                     {"host": "chassis-a", "ports": [{"id": here[1].id, "status": "DOWN"},
+                                                     {"id": here[1].id, "status": "DOWN"}]},
+                     {"host": "chassis-a", "ports": {"id": here[1].id}},
+                     {"host": "", "ports": []}, {"ports": []}, ["DOWN"],
+                     {"host": "chassis-a", "ports": [{"id": 7, "status": "DOWN"}]},
+                     {"host": "chassis-a",
+                      "ports": [{"id": here[1].id, "status": "DOWN"}] * 1001}):
+            bad = raw(server, admin, "PUT", "/southbound/v1/ports/status", body)
+            assert bad.status_code == 400, (body, bad.text)
+            assert "NeutronError" in bad.json()
+        assert store.revision() == revision
+        assert admin.network.get_port(here[1].id).status == "ACTIVE"
+    finally:
+        for p in here + [elsewhere]:
+            admin.network.delete_port(p)
+        admin.network.delete_network(net)
+
+
+def test_batch_status_report_needs_admin(server, demo):
+    r = raw(server, demo, "PUT", "/southbound/v1/ports/status",
+            {"host": "chassis-a", "ports": []})
+    assert r.status_code == 403

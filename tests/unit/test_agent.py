@@ -19,7 +19,7 @@ from plexus.agent import flowdiff
 from plexus.agent.agent import Agent, AgentConfig
 from plexus.agent.ovs import BridgeState, PacketIn, Tunnel
 from plexus.agent.relevant import Vif, build_view
-from plexus.agent.southbound import Compacted, Unavailable
+from plexus.agent.southbound import Compacted, Refused, Unavailable
 from plexus.agent.timing import Timing
 from plexus.lower.openflow import cookie_of
 from plexus.model.objects import to_qos_policy
@@ -44,6 +44,8 @@ class FakeServer:
         self.down = False
         self.snapshots = 0
         self.statuses: list[tuple[str, str]] = []
+        self.batch_reports = True   # the server takes several ports' statuses at once
+        self.batches: list[list[tuple[str, str]]] = []
         self.registrations = 0
         self.refused = 0            # calls answered "connection refused" while down
 
@@ -105,6 +107,24 @@ class FakeServer:
         self._check()
         self.statuses.append((port_id, status))
         self.put("ports", dict(self.objects["ports"][port_id], status=status))
+
+    async def port_statuses(self, reports, chassis):
+        """The batch report, as the server answers it: per port None (recorded) or
+        (status, message); a 404 for the whole report from a server without it."""
+        self._check()
+        if not self.batch_reports:
+            raise Refused(404, "Not Found")
+        self.batches.append(list(reports))
+        out = {}
+        for port_id, status in reports:
+            found = self.objects["ports"].get(port_id)
+            if found is None or found.get("binding:host_id") != chassis:
+                out[port_id] = (404 if found is None else 409, "refused")
+                continue
+            self.statuses.append((port_id, status))
+            self.put("ports", dict(found, status=status))
+            out[port_id] = None
+        return out
 
 
 class FakeSwitch:
@@ -308,10 +328,11 @@ async def until(check, timeout=3.0):
 
 
 async def settle(agent):
-    """Let every pending event reach the agent and its reconcile finish."""
+    """Let every pending event reach the agent and its reconcile finish (the dirty flag
+    is cleared when a reconcile starts: wait for that reconcile to end too)."""
     for _ in range(6):
         await asyncio.sleep(0.03)
-        await until(lambda: not agent._dirty.is_set())
+        await until(lambda: not agent._dirty.is_set() and not agent._reconciling)
 
 
 class Running:
@@ -519,6 +540,60 @@ def test_vif_plug_and_unplug_report_port_status():
             await until(lambda: ("p1", "DOWN") in server.statuses)
             await settle(agent)
             assert server.statuses == [("p1", "ACTIVE"), ("p1", "DOWN")]
+            assert server.objects["ports"]["p1"]["status"] == "DOWN"
+    asyncio.run(go())
+
+
+def test_vifs_plugged_together_are_reported_active_in_one_request():
+    async def go():
+        objects = model()
+        for i in (4, 5, 6):
+            objects["ports"][f"p{i}"] = port(f"p{i}", i, HERE, f"10.0.0.{10 + i}")
+        server, switch = FakeServer(objects), FakeSwitch()
+        async with Running(make_agent(server, switch), compiled=True) as agent:
+            before = len(server.batches)
+            switch._publish(vifs=tuple(Vif(f"tap{i}", f"p{i}", i) for i in (4, 5, 6)))
+            await until(lambda: all(server.objects["ports"][f"p{i}"]["status"] == "ACTIVE"
+                                    for i in (4, 5, 6)))
+            await settle(agent)
+            assert server.batches[before:] == [[("p4", "ACTIVE"), ("p5", "ACTIVE"),
+                                                ("p6", "ACTIVE")]]
+    asyncio.run(go())
+
+
+def test_status_reports_one_by_one_to_a_server_without_the_batch_report():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        server.batch_reports = False
+        async with Running(make_agent(server, switch), compiled=True) as agent:
+            switch.plug("tap1", "p1", 1)
+            await until(lambda: ("p1", "ACTIVE") in server.statuses)
+            switch.unplug("tap1")
+            await until(lambda: ("p1", "DOWN") in server.statuses)
+            await settle(agent)
+            assert server.batches == []
+            assert server.objects["ports"]["p1"]["status"] == "DOWN"
+    asyncio.run(go())
+
+
+def test_a_port_the_batch_report_refuses_is_not_reported_again_and_again():
+    async def go():
+        server, switch = FakeServer(model()), FakeSwitch()
+        async with Running(make_agent(server, switch), compiled=True) as agent:
+            real = server.port_statuses
+
+            async def refuse_p1(reports, chassis):      # p1 rebound meanwhile, say
+                out = await real([r for r in reports if r[0] != "p1"], chassis)
+                return {**out, **{p: (409, "bound elsewhere") for p, _ in reports
+                                  if p == "p1"}}
+            server.port_statuses = refuse_p1
+            switch.plug("tap1", "p1", 1)
+            await until(lambda: agent._reported.get("p1") == "ACTIVE")
+            await settle(agent)
+            asked = len(server.batches)
+            agent._status_dirty.set()           # another round: nothing left to say
+            await settle(agent)
+            assert len(server.batches) == asked
             assert server.objects["ports"]["p1"]["status"] == "DOWN"
     asyncio.run(go())
 

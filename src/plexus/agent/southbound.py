@@ -251,6 +251,28 @@ class Southbound:
         await self._call("PUT", f"/southbound/v1/ports/{port_id}/status",
                          json={"status": status, "host": chassis})
 
+    async def port_statuses(self, reports: list[tuple[str, str]],
+                            chassis: str) -> dict[str, tuple[int, str] | None]:
+        """Report several ports bound here at once (one request); per port, None when
+        recorded, or (HTTP status, message) when the server refused that port (gone,
+        bound elsewhere). Raises ``Refused`` when it refused the whole report (404 or
+        405: a server without the batch report)."""
+        body = await self._call("PUT", "/southbound/v1/ports/status", json={
+            "host": chassis, "ports": [{"id": p, "status": s} for p, s in reports]})
+        out: dict[str, tuple[int, str] | None] = {}
+        for item in body.get("ports") or ():
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            error = item.get("error")
+            if error is None:
+                out[item["id"]] = None
+            else:
+                detail = error.get("NeutronError", error) if isinstance(error, dict) else {}
+                message = detail.get("message", str(error)) if isinstance(detail, dict) \
+                    else str(error)
+                out[item["id"]] = (int(item.get("code") or 409), str(message)[:300])
+        return out
+
     async def vip_owner(self, port_id: str, ip: str, chassis: str) -> bool:
         """Report that a port bound here announced the shared VIP ``ip`` (its gratuitous
         ARP); True when the server recorded a new owner."""

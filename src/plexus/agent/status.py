@@ -1,6 +1,6 @@
 """The agent's status duty: report ports bound here ACTIVE once their VIF is plugged and
-the flows compiled with it are applied, DOWN as soon as it is not (several reports in
-flight), and routers and floating IPs ACTIVE (``l3.statuses``) at the revision
+the flows compiled with it are applied, DOWN as soon as it is not (the ports of one
+round in one request), and routers and floating IPs ACTIVE (``l3.statuses``) at the revision
 programmed, each once per change. A mixin of ``Agent``: it reads the agent's model,
 bridge, view and southbound client."""
 
@@ -13,10 +13,13 @@ from plexus.agent import l3, relevant
 from plexus.agent.southbound import Refused, Unavailable
 
 LOG = logging.getLogger("plexus.agent")
+STATUS_BATCH = 500          # ports one status request carries (the server takes 1,000)
 
 
 class StatusReports:
     """Port, router and floating IP status reports (mixed into ``Agent``)."""
+
+    _batch_status = True        # the server takes several ports' reports in one request
 
     async def _status_loop(self) -> None:
         while True:
@@ -35,14 +38,55 @@ class StatusReports:
                     del self._reported[pid]          # the model caught up (or moved on)
             todo = [(pid, status) for pid, status in wants.items()
                     if self._reported.get(pid) != status]
-            gate = asyncio.Semaphore(self.config.timing.status_concurrency)
-            reached = await asyncio.gather(*(self._report_port(gate, pid, status)
-                                             for pid, status in todo))
-            if not all(reached):
+            if todo and not await self._report_ports(todo):
                 await asyncio.sleep(self.config.timing.retry)
                 self._status_dirty.set()
                 continue
             await self._report_l3()
+
+    async def _report_ports(self, todo: list[tuple[str, str]]) -> bool:
+        """Report ports' statuses: ``STATUS_BATCH`` at a time in one request each (the
+        ports one reconcile made ACTIVE: one request and one store transaction, not one
+        each), or one request per port (``status_concurrency`` in flight) to a server
+        without the batch report; False when no server could be reached."""
+        if self._batch_status and hasattr(self.sb, "port_statuses"):
+            for at in range(0, len(todo), STATUS_BATCH):
+                chunk = todo[at:at + STATUS_BATCH]
+                try:
+                    results = await self.sb.port_statuses(chunk, self.config.chassis)
+                except Refused as exc:         # the rest one by one
+                    if exc.status in (404, 405):
+                        LOG.info("the server has no batch status report (%s): one "
+                                 "request per port", exc.status)
+                        self._batch_status = False
+                    else:
+                        self._once(("status batch", exc.status), logging.WARNING,
+                                   "server refused a batch status report: %s; reporting "
+                                   "one port per request", exc)
+                    break
+                except Unavailable:
+                    return False
+                for pid, status in chunk:
+                    error = results.get(pid, (0, "not in the server's answer"))
+                    if error is None:
+                        LOG.info("port %s %s", pid, status)
+                        self._reported[pid] = status
+                    else:
+                        self._refused(pid, status, Refused(*error))
+            else:
+                return True
+            todo = [(pid, status) for pid, status in todo if self._reported.get(pid) != status]
+        gate = asyncio.Semaphore(self.config.timing.status_concurrency)
+        reached = await asyncio.gather(*(self._report_port(gate, pid, status)
+                                         for pid, status in todo))
+        return all(reached)
+
+    def _refused(self, pid: str, status: str, exc: Refused) -> None:
+        """A report the server refused (the port is gone or bound elsewhere): said once,
+        not retried until the model changes."""
+        self._once(("status", pid, status, exc.status), logging.WARNING,
+                   "server refused status %s for port %s: %s", status, pid, exc)
+        self._reported[pid] = status
 
     async def _report_port(self, gate: asyncio.Semaphore, pid: str, status: str) -> bool:
         """Report one port's status; False when no server could be reached."""
@@ -51,8 +95,8 @@ class StatusReports:
                 await self.sb.port_status(pid, status, self.config.chassis)
                 LOG.info("port %s %s", pid, status)
             except Refused as exc:
-                self._once(("status", pid, status, exc.status), logging.WARNING,
-                           "server refused status %s for port %s: %s", status, pid, exc)
+                self._refused(pid, status, exc)
+                return True
             except Unavailable:
                 return False
             self._reported[pid] = status

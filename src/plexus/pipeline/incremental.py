@@ -127,10 +127,49 @@ def part(view: View, network_id: str) -> View:
                    security=security)
 
 
+def stabilise(new: View, old: View | None) -> tuple[View, frozenset[str]]:
+    """``new`` with every field that equals ``old``'s replaced by ``old``'s object (and
+    ``old``'s derived-value cache carried over: its entries are keyed by the identity of
+    the fields they were built from), and the names of the fields that differ. A unit
+    none of whose recorded reads is among them is unchanged without comparing its reads
+    one by one; a field that did not change keeps one object from compile to compile,
+    so a unit that reads it finds it by identity. Cost: one comparison per field (a
+    dict compared entry by entry when it was rebuilt), not one per stage and part."""
+    if old is None:
+        return new, FIELDS
+    values, changed = {}, set()
+    for name in FIELDS:
+        now, before = getattr(new, name), getattr(old, name)
+        if now is before:
+            continue
+        if now == before:
+            values[name] = before
+        else:
+            changed.add(name)
+    if values:
+        new = replace(new, **values)
+    if len(old._cache) <= CACHE_CARRIED:            # else start afresh (names gone by)
+        for name, entry in old._cache.items():
+            new._cache.setdefault(name, entry)
+    return new, frozenset(changed)
+
+
+CACHE_CARRIED = 4096            # derived values carried from one compile to the next, at most
+
+
 @dataclass
 class _Memo:
     reads: dict[str, Any]                 # field → the value the unit compiled from
     flows: dict[tuple, Flow]              # flow key → flow
+
+    @property
+    def heads(self) -> frozenset[str]:
+        """The view fields the unit read (``security`` for ``security.<field>``)."""
+        heads = self.__dict__.get("_heads")
+        if heads is None:
+            heads = self.__dict__["_heads"] = frozenset(
+                name.partition(".")[0] for name in self.reads)
+        return heads
 
 
 @dataclass
@@ -195,6 +234,7 @@ class IncrementalCompiler:
     def __init__(self) -> None:
         self._memo: dict[str, dict[str, _Memo]] = {}      # stage → part → memo
         self._flows: dict[str, dict[tuple, Flow]] = {}    # stage → its merged flows
+        self._views: dict[str, View] = {}                 # unit name → its last view
 
     def flows(self) -> list[Flow]:
         """Every flow of the last compiled view (unsorted)."""
@@ -204,6 +244,7 @@ class IncrementalCompiler:
         """Forget everything (the next compile recompiles every stage)."""
         self._memo.clear()
         self._flows.clear()
+        self._views.clear()
 
     def compile(self, view: View) -> Delta:
         """Bring the flows to ``view``'s; returns what changed. A compiler error leaves
@@ -211,7 +252,17 @@ class IncrementalCompiler:
         delta = Delta()
         memos: dict[str, dict[str, _Memo]] = {}
         merged: dict[str, dict[tuple, Flow]] = {}
-        cut: dict[str, View] = {}                          # the view's parts, made once
+        # the view and its parts, each made once and stabilised against the last compile's
+        views = self._views
+        cut: dict[str, tuple[View, frozenset[str]]] = {
+            WHOLE: stabilise(view, views.get(WHOLE))}
+        view = cut[WHOLE][0]
+
+        def unit_view(name: str) -> tuple[View, frozenset[str]]:
+            found = cut.get(name)
+            if found is None:
+                found = cut[name] = stabilise(part(view, name), views.get(name))
+            return found
         for stage, compiler in compilers():
             before = self._memo.get(stage.name, {})
             per_network, whole = split(stage, compiler)
@@ -219,21 +270,21 @@ class IncrementalCompiler:
             if per_network is not None:
                 nets = sorted({p.network_id for p in view.bound_ports()})
                 for name in [SHARED, *nets]:
-                    units[name] = (per_network,
-                                   cut.get(name) or cut.setdefault(name, part(view, name)))
+                    units[name] = (per_network, *unit_view(name))
             if whole is not None:
-                units[WHOLE] = (whole, view)
+                units[WHOLE] = (whole, *cut[WHOLE])
             parts: dict[str, _Memo] = {}
             touched: set[tuple] = set()
-            for name, (unit_compiler, unit_view) in units.items():
+            for name, (unit_compiler, unit_view_, changed) in units.items():
                 memo = before.get(name)
-                if memo is not None and _unchanged(unit_view, memo.reads):
+                if memo is not None and (changed.isdisjoint(memo.heads)
+                                         or _unchanged(unit_view_, memo.reads)):
                     parts[name] = memo
                     delta.reused += 1
                     continue
-                parts[name], changed = self._unit(stage, unit_compiler, unit_view, memo)
+                parts[name], keys = self._unit(stage, unit_compiler, unit_view_, memo)
                 delta.recompiled.append((stage.name, name))
-                touched |= changed
+                touched |= keys
             for name, memo in before.items():
                 if name not in parts:                     # a network no longer local
                     touched |= memo.flows.keys()
@@ -255,6 +306,7 @@ class IncrementalCompiler:
                 if now is not None and now != was:
                     delta.added.append(now)
         self._memo, self._flows = memos, merged
+        self._views = {name: v for name, (v, _) in cut.items()}
         return delta
 
     @staticmethod

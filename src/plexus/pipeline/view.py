@@ -175,7 +175,7 @@ routed networks' shared VIPs."""
         from these: a port's flows are in before its VIF is plugged (reading no
         ``vif_ofports``, they are not recompiled when it is)."""
         ports, me = self.ports, self.chassis
-        return list(self._cached("bound", (ports,), lambda: sorted(
+        return list(self._cached("bound", (ports, me), lambda: sorted(
             (p for p in ports.values() if p.chassis == me), key=lambda p: p.id)))
 
     def local_ports(self) -> list[PortView]:

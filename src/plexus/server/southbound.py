@@ -294,6 +294,34 @@ async def port_status(request: Request) -> Response:
     return JSON({"port": {"id": port["id"], "status": port["status"]}})
 
 
+MAX_STATUS_REPORTS = 1000      # ports one status report may carry
+
+
+@endpoint
+async def port_statuses(request: Request) -> Response:
+    """An agent reports several ports' statuses at once: ``{"host": <chassis>, "ports":
+    [{"id", "status"}, ...]}`` (the ports one reconcile made ACTIVE or DOWN). Answers
+    ``{"ports": [...]}`` in the same order: ``{"id", "status"}`` for a port recorded,
+    ``{"id", "code", "error": <NeutronError body>}`` for one that does not exist (404)
+    or is bound elsewhere (409); the others are recorded all the same. A malformed body
+    or status is a 400 and records nothing."""
+    await _require_admin(request)
+    body = await json_body(request)
+    items = body.get("ports") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not isinstance(body.get("host"), str) \
+            or not body["host"] or not all(
+                isinstance(i, dict) and isinstance(i.get("id"), str)
+                and isinstance(i.get("status"), str) for i in items):
+        raise errors.InvalidInput("body must be {\"host\": <chassis>, \"ports\": "
+                                  "[{\"id\": ..., \"status\": ...}, ...]}")
+    if len(items) > MAX_STATUS_REPORTS:
+        raise errors.InvalidInput(f"at most {MAX_STATUS_REPORTS} ports per report")
+    ports = request.app.state.services["ports"]
+    results = await call(ports.set_statuses, [(i["id"], i["status"]) for i in items],
+                         body["host"])
+    return JSON({"ports": results})
+
+
 def _report(body) -> tuple[str, str, int | None]:
     """(status, host, revision_number) of an L3 status report."""
     if not isinstance(body, dict) or not isinstance(body.get("status"), str) \
@@ -479,6 +507,7 @@ ROUTES = [
     Route("/southbound/v1/chassis/{name}/heartbeat", chassis_heartbeat, methods=["PUT"]),
     Route("/southbound/v1/snapshot", snapshot, methods=["GET"]),
     Route("/southbound/v1/watch", watch, methods=["GET"]),
+    Route("/southbound/v1/ports/status", port_statuses, methods=["PUT"]),
     Route("/southbound/v1/ports/{id}/status", port_status, methods=["PUT"]),
     Route("/southbound/v1/ports/{id}/vip-owner", vip_owner, methods=["PUT"]),
     Route("/southbound/v1/routers/{id}/status", router_status, methods=["PUT"]),

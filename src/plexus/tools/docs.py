@@ -91,7 +91,10 @@ only the objects in its scopes), `GET /southbound/v1/watch?from=REV&timeout=S[&c
 (ordered events, long poll served from the event loop; with a chassis, its events and
 the puts and deletes its changing scopes bring; 410 when the revision is older than the
 history kept, so the agent re-lists; see docs/architecture.md), `PUT /southbound/v1/ports/{id}/status`
-(an agent reports a port ACTIVE or DOWN), `PUT /southbound/v1/routers/{id}/status` and
+(an agent reports a port ACTIVE or DOWN), `PUT /southbound/v1/ports/status` (`{"host",
+"ports": [{"id", "status"}, ...]}`: several ports at once, what one reconcile changed,
+written in one transaction per 50 ports; per port `{"id", "status"}` or `{"id", "code",
+"error"}` for one gone or bound elsewhere), `PUT /southbound/v1/routers/{id}/status` and
 `PUT /southbound/v1/floatingips/{id}/status` (a chassis reports a router or floating IP
 programmed), `POST/GET/DELETE /southbound/v1/routers/{id}/snat-blocks` (SNAT port
 blocks on a router's gateway address; see docs/routing.md). Admin tokens only.

@@ -21,6 +21,7 @@ VIF_DETAILS = {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int
                "datapath_type": "netdev", "ovs_hybrid_plug": False}
 PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
 PORT_KEY_MAX = 0xFFFE      # 0xFFFF is the pipeline's flood key
+STATUS_TXN = 50            # ports written per transaction of a status report (etcd: 128 ops)
 LOG = logging.getLogger(__name__)
 
 
@@ -490,3 +491,55 @@ class PortService(ResourceService):
         if new is not old:
             self.changed(old, new)
         return new
+
+    def set_statuses(self, reports: list[tuple[str, str]], host: str) -> list[dict]:
+        """Several ports' statuses reported by the agent of ``host`` at once (the ports
+        one reconcile made ACTIVE or DOWN): the ports whose status changes are written
+        in one transaction (``STATUS_TXN`` ports at most each, etcd's limit on a
+        transaction's operations), then each change runs the ``ports_changed`` hooks as
+        ``set_status`` does (Nova's per-port events). Answers, in order, ``{"id",
+        "status"}`` for each port, or ``{"id", "error": <NeutronError body>, "code"}``
+        for one that does not exist or is bound elsewhere (the others are written all
+        the same). A status that is not a port status fails the whole report (400),
+        before anything is written. Cost: one read per port, one transaction per
+        ``STATUS_TXN`` ports."""
+        for ident, status in reports:
+            if status not in PORT_STATUSES:
+                raise errors.InvalidInput(f"status '{status}' is not one of {PORT_STATUSES}")
+        if len({ident for ident, _ in reports}) != len(reports):
+            raise errors.InvalidInput("each port may be reported once")
+        results: list[dict] = []
+        for at in range(0, len(reports), STATUS_TXN):
+            results += self._set_statuses(reports[at:at + STATUS_TXN], host)
+        return results
+
+    def _set_statuses(self, reports: list[tuple[str, str]], host: str) -> list[dict]:
+        def plan(attempt: int) -> tuple[list[dict], list[tuple[dict, dict]]]:
+            w = Writes()
+            out, changes = [], []
+            for ident, status in reports:
+                found = self.get(ident)
+                if found is None:
+                    exc: errors.NeutronError = errors.NotFound("port", ident)
+                elif found[0].get("binding:host_id") != host:
+                    exc = errors.Conflict(f"Port {ident} is bound to "
+                                          f"'{found[0].get('binding:host_id')}', not '{host}'",
+                                          type_name="PortBindingMismatch")
+                else:
+                    port, rev = found
+                    if port["status"] != status:
+                        new = dict(port, status=status, updated_at=now(),
+                                   revision_number=port.get("revision_number", 0) + 1)
+                        w.expect(self.key(ident), rev)
+                        w.put(self.key(ident), new)
+                        changes.append((port, new))
+                    out.append({"id": ident, "status": status})
+                    continue
+                out.append({"id": ident, "code": exc.status, "error": exc.body()})
+            if w.ops:
+                self.s.commit(w)
+            return out, changes
+        results, changes = self.s.retrying(plan)
+        for old, new in changes:
+            self.changed(old, new)
+        return results
