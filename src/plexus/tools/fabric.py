@@ -207,20 +207,22 @@ class _Index:
     LEAF = 16               # parts this small are scanned
     DEPTH = 4
 
-    def __init__(self, flows: list[Flow], depth: int = 0, keyed: dict | None = None):
+    def __init__(self, flows: list[Flow], depth: int = 0):
         self.all = flows
         self.field = None
         self.merged: dict[tuple, list[Flow]] = {}
         if len(flows) <= self.LEAF and depth:
             return
-        if keyed is None:       # each flow's exact-match values in comparable form, once
-            keyed = {id(f): {k: _key(v) for k, v in f.match if not isinstance(v, tuple)}
-                     for f in flows}
+        # how many flows have each exact-match value of each field (values as written:
+        # the count only chooses the field; the split below compares them comparably)
         buckets: dict[str, dict[Any, int]] = {}
         for f in flows:
-            for k, v in keyed[id(f)].items():
-                bucket = buckets.setdefault(k, {})
-                bucket[v] = bucket.get(v, 0) + 1
+            for k, v in f.match:
+                if not isinstance(v, tuple):
+                    bucket = buckets.get(k)
+                    if bucket is None:
+                        bucket = buckets[k] = {}
+                    bucket[v] = bucket.get(v, 0) + 1
 
         def worst(k: str) -> tuple:     # the most flows a lookup may still scan
             b = buckets[k]
@@ -233,21 +235,32 @@ class _Index:
         by_value: dict[Any, list[Flow]] = {}
         rest: list[Flow] = []
         for f in flows:
-            value = keyed[id(f)].get(best)
-            if value is None:
-                rest.append(f)
+            for k, v in f.match:
+                if k == best and not isinstance(v, tuple):
+                    by_value.setdefault(_key(v), []).append(f)
+                    break
             else:
-                by_value.setdefault(value, []).append(f)
-        deeper = depth + 1 < self.DEPTH
-        self.by_value = {k: _Index(v, depth + 1, keyed) if deeper else _Leaf(v)
-                         for k, v in by_value.items()}
-        self.rest = _Index(rest, depth + 1, keyed) if deeper else _Leaf(rest)
+                rest.append(f)
+        # each part is split again when a lookup first reaches it (most never are)
+        self.depth = depth
+        self.by_value: dict[Any, Any] = by_value
+        self.rest = self._part(rest)
+
+    def _part(self, flows: list[Flow]) -> "_Index | _Leaf":
+        if self.depth + 1 < self.DEPTH:
+            return _Index(flows, self.depth + 1)
+        return _Leaf(flows)
 
     def candidates(self, packet: dict) -> list[Flow]:
         if self.field is None:
             return self.all
         value = packet.get(self.ovs, FIELD_DEFAULTS.get(self.ovs))
-        part = self.by_value.get(_key(value)) if value is not None else None
+        part = None
+        if value is not None:
+            key = _key(value)
+            part = self.by_value.get(key)
+            if type(part) is list:
+                part = self.by_value[key] = self._part(part)
         rest = self.rest.candidates(packet)
         hit = part.candidates(packet) if part is not None else []
         if not hit:

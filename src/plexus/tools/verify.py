@@ -193,9 +193,22 @@ def same_as(fabric: Fabric, rep, port, result: Result) -> bool:
     if net is None or rep.id not in view.ports:
         return False
     mine = port_security_flows(fabric, view, net, port)
-    theirs = [f for f in fabric.pipeline(rep.chassis).stage_flows("port_security")
-              if f.cookie == f"port:{rep.id}"]
-    return abstract(mine, port) == abstract(theirs, rep)
+    return abstract(mine, port) == rep_abstract(fabric, rep)
+
+
+def rep_abstract(fabric: Fabric, rep) -> Counter:
+    """The representative's port security flows, as compiled on its chassis, abstracted
+    (once per representative: cached on the fabric, with the stage's flows by cookie)."""
+    cache = fabric.__dict__.setdefault("_rep_abstract", {})
+    if rep.id not in cache:
+        by_cookie = fabric.__dict__.setdefault("_ps_by_cookie", {})
+        if rep.chassis not in by_cookie:
+            table: dict[str, list] = {}
+            for f in fabric.pipeline(rep.chassis).stage_flows("port_security"):
+                table.setdefault(f.cookie, []).append(f)
+            by_cookie[rep.chassis] = table
+        cache[rep.id] = abstract(by_cookie[rep.chassis].get(f"port:{rep.id}", []), rep)
+    return cache[rep.id]
 
 
 def port_security_flows(fabric: Fabric, view, net, port) -> list:
@@ -222,11 +235,11 @@ def abstract(flows, port) -> Counter:
         names.setdefault(mac, f"<mac6-{i}>")
         names.setdefault(link_local(mac), f"<link-local6-{i}>")
         names.setdefault(address, f"<src6-{i}>")
-    own = {"inport": {port.key: "<key>"}}
+    key = port.key
     out = []
     for f in flows:
-        match = tuple((k, own.get(k, {}).get(v, names.get(v, v)) if not isinstance(
-            v, tuple) else v) for k, v in f.match)
+        match = tuple((k, v if isinstance(v, tuple) else "<key>" if k == "inport" and v == key
+                       else names.get(v, v)) for k, v in f.match)
         cookie = "<cookie>" if f.cookie == f"port:{port.id}" else f.cookie
         out.append((f.stage, f.priority, match, f.actions, f.goto, cookie))
     return Counter(out)
