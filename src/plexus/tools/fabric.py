@@ -20,7 +20,9 @@ first use and kept; cost: the chassis visited, each as its agent's compile."""
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Mapping
 
 from plexus.agent import l3 as agent_l3
@@ -39,6 +41,7 @@ PATCH_BASE = 900
 LOCAL_FIELDS = {"in_port", "metadata", "reg3", "reg4", "reg5", "reg6", "reg7", "ct_state",
                 "ct_zone", "ct_mark", "conj_id"}
 MAX_CHASSIS_HOPS = 6
+_ABSENT = object()              # a field the packet does not carry (its default applies)
 
 
 class Model:
@@ -156,11 +159,24 @@ class LazyPipeline(Pipeline):
         self.compilers = {st.name: st for st, _ in compilers()}
         self.compiled: set[str] = set()
         self.index: dict[str, _Index] = {}
+        self.reads: dict[str, tuple[str, ...]] = {}    # stage → the fields its flows match
+        self.answers: dict[tuple, tuple] = {}           # (stage, their values) → resolve
 
     def resolve(self, stage: str, packet: dict):
+        """The stage's answer for the packet, worked out once per value of the fields the
+        stage's flows match on: a lookup (index, flow matches, conjunctions) reads no
+        other field, so packets alike in those fields get the same flow (a verification
+        sends many that differ only in a destination or a port)."""
         if stage not in self.compiled:
             self._compile(stage)
-        return super().resolve(stage, packet)
+        try:
+            key = (stage, *[packet.get(f, _ABSENT) for f in self.reads.get(stage, ())])
+            found = self.answers.get(key)
+        except TypeError:           # an unhashable value: not remembered
+            return super().resolve(stage, packet)
+        if found is None:
+            found = self.answers[key] = super().resolve(stage, packet)
+        return found
 
     def _compile(self, stage: str) -> None:
         self.compiled.add(stage)
@@ -171,6 +187,7 @@ class LazyPipeline(Pipeline):
         flows = sorted(compiler(self.view), key=lambda f: -f.priority)
         self.by_stage[stage] = flows
         self.index[stage] = _Index(flows)
+        self.reads[stage] = tuple(sorted({ovs_field(k) for k in self.index[stage].fields}))
 
     def candidates(self, stage: str, packet: dict) -> list[Flow]:
         index = self.index.get(stage)
@@ -211,18 +228,21 @@ class _Index:
         self.all = flows
         self.field = None
         self.merged: dict[tuple, list[Flow]] = {}
+        self.fields = set()
         if len(flows) <= self.LEAF and depth:
             return
         # how many flows have each exact-match value of each field (values as written:
-        # the count only chooses the field; the split below compares them comparably)
+        # the count only chooses the field; the split below compares them comparably);
+        # and every field a flow matches on
         buckets: dict[str, dict[Any, int]] = {}
-        for f in flows:
-            for k, v in f.match:
-                if not isinstance(v, tuple):
-                    bucket = buckets.get(k)
-                    if bucket is None:
-                        bucket = buckets[k] = {}
-                    bucket[v] = bucket.get(v, 0) + 1
+        self.fields: set[str] = set()
+        for (k, v), n in Counter(chain.from_iterable(f.match for f in flows)).items():
+            self.fields.add(k)
+            if not isinstance(v, tuple):
+                bucket = buckets.get(k)
+                if bucket is None:
+                    bucket = buckets[k] = {}
+                bucket[v] = n
 
         def worst(k: str) -> tuple:     # the most flows a lookup may still scan
             b = buckets[k]

@@ -238,8 +238,15 @@ def abstract(flows, port) -> Counter:
     key = port.key
     out = []
     for f in flows:
-        match = tuple((k, v if isinstance(v, tuple) else "<key>" if k == "inport" and v == key
-                       else names.get(v, v)) for k, v in f.match)
+        match = []
+        for k, v in f.match:
+            if isinstance(v, tuple):
+                match.append((k, v))
+            elif k == "inport" and v == key:
+                match.append((k, "<key>"))
+            else:
+                match.append((k, names.get(v, v)))
+        match = tuple(match)
         cookie = "<cookie>" if f.cookie == f"port:{port.id}" else f.cookie
         out.append((f.stage, f.priority, match, f.actions, f.goto, cookie))
     return Counter(out)
@@ -468,12 +475,28 @@ def address_classes(fabric: Fabric, rules, own: str) -> list[str]:
     """One address per class of remote addresses the rules tell apart: the boundaries of
     their remote prefixes and remote groups' member addresses cut the address space into
     intervals; intervals that every rule treats alike (inside the same prefixes and
-    groups) are one class."""
+    groups) are one class. The port's own address is never one (the classes' points are
+    worked out once per set of remotes: cached on the fabric)."""
+    cache = fabric.__dict__.setdefault("_address_points", {})
+    remotes = tuple((rule.remote_prefix, rule.remote) for rule in rules)
+    if remotes not in cache:
+        cache[remotes] = address_points(fabric, remotes)
+    mine = int(ipaddress.IPv4Address(own))
+    classes: dict[tuple, str] = {}
+    for p, signature in cache[remotes]:
+        if p != mine:
+            classes.setdefault(signature, str(ipaddress.IPv4Address(p)))
+    return list(classes.values())
+
+
+def address_points(fabric: Fabric, remotes) -> list[tuple[int, tuple]]:
+    """Every boundary point of the remotes' (prefix, remote group) address sets, in
+    order, with which of them it is inside."""
     peers = []                          # per rule: (addresses, [(first, last)])
     points = {0}
-    for rule in rules:
-        cidrs = ([rule.remote_prefix] if rule.remote_prefix else []) + (
-            sorted(members(fabric, rule.remote)) if rule.remote else [])
+    for prefix, remote in remotes:
+        cidrs = ([prefix] if prefix else []) + (
+            sorted(members(fabric, remote)) if remote else [])
         hosts, ranges = set(), []
         for c in cidrs:
             net = ipaddress.ip_network(c, strict=False)
@@ -484,15 +507,9 @@ def address_classes(fabric: Fabric, rules, own: str) -> list[str]:
             else:
                 ranges.append((lo, hi))
         peers.append((hosts, ranges))
-    mine = int(ipaddress.IPv4Address(own))
-    classes: dict[tuple, str] = {}
-    for p in sorted(points):
-        if p >= 2 ** 32 or p == mine:
-            continue
-        signature = tuple(p in hosts or any(lo <= p <= hi for lo, hi in ranges)
-                          for hosts, ranges in peers)
-        classes.setdefault(signature, str(ipaddress.IPv4Address(p)))
-    return list(classes.values())
+    return [(p, tuple(p in hosts or any(lo <= p <= hi for lo, hi in ranges)
+                      for hosts, ranges in peers))
+            for p in sorted(points) if p < 2 ** 32]
 
 
 def header_classes(rules) -> list[tuple[int, int | None, int | None]]:
