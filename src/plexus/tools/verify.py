@@ -293,12 +293,10 @@ def connected(fabric: Fabric, a: str, b: str) -> bool:
 
 def check_isolation(fabric: Fabric, src, result: Result) -> None:
     """Unicast to every (network, chassis) of the view, and a broadcast (module doc)."""
-    view = fabric.view(src.chassis)
     model = fabric.model
-    reps: dict = {}
-    for p in view.ports.values():
-        if is_vm(p) and first_ipv4(p) and p.id != src.id:
-            reps.setdefault(p.network_id, p)
+    reps = {net: next(p for p in two if p.id != src.id)
+            for net, two in destinations(fabric, src.chassis).items()
+            if any(p.id != src.id for p in two)}
     gw = gateway_mac(model, src)
     base = {"eth_src": src.mac, "eth_type": 0x0800, "ipv4_src": first_ipv4(src),
             "ip_proto": 6, "tcp_src": 40000, "tcp_dst": 22, "tcp_flags": 0x02}
@@ -316,6 +314,8 @@ def check_isolation(fabric: Fabric, src, result: Result) -> None:
         trip = send(fabric, src, pkt, result,
                     follow=None if followed is None else followed.__contains__)
         result.count("isolation packets")
+        if not trip.delivered() and not trip.unfollowed():
+            continue                # nothing reached: nothing to name
         probe = (Probe("udp", "255.255.255.255", sport=5000, dport=5000) if dst is None
                  else Probe("tcp", label(fabric, dst.id), dport=22))
         how = "a broadcast" if dst is None else (
@@ -344,6 +344,21 @@ def check_isolation(fabric: Fabric, src, result: Result) -> None:
                 f" into the tunnel to {hop.what} with VNI {hop.packet.get('tunnel_id')} "
                 f"(network {net or 'unknown'}), with no router or shared network between "
                 "them", probe.command(label(fabric, src.id))))
+
+
+def destinations(fabric: Fabric, chassis: str) -> dict[str, list]:
+    """Per network of the chassis' view, its first two ports a workload sends from (in
+    the view's order): the isolation destinations of any source there (the first that
+    is not the source). Once per chassis: cached on the fabric."""
+    cache = fabric.__dict__.setdefault("_destinations", {})
+    if chassis not in cache:
+        found: dict[str, list] = {}
+        for p in fabric.view(chassis).ports.values():
+            two = found.setdefault(p.network_id, [])
+            if len(two) < 2 and is_vm(p) and first_ipv4(p):
+                two.append(p)
+        cache[chassis] = {net: two for net, two in found.items() if two}
+    return cache[chassis]
 
 
 def network_of_key(fabric: Fabric, key) -> str | None:
