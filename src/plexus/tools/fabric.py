@@ -42,6 +42,14 @@ LOCAL_FIELDS = {"in_port", "metadata", "reg3", "reg4", "reg5", "reg6", "reg7", "
                 "ct_zone", "ct_mark", "conj_id"}
 MAX_CHASSIS_HOPS = 6
 _ABSENT = object()              # a field the packet does not carry (its default applies)
+_ANOTHER = object()             # a value no flow of the stage names (in a field where
+                                # every flow names addresses or numbers exactly)
+
+
+def _comparable(value: Any) -> bool:
+    """Whether equal ``_key``s are exactly what the evaluator's match takes as equal: an
+    integer, or an address written as a string (a MAC, IPv4 or IPv6)."""
+    return (type(value) is int) or (type(value) is str and (":" in value or "." in value))
 
 
 class Model:
@@ -160,6 +168,7 @@ class LazyPipeline(Pipeline):
         self.compiled: set[str] = set()
         self.index: dict[str, _Index] = {}
         self.reads: dict[str, tuple[str, ...]] = {}    # stage → the fields its flows match
+        self.named: dict[str, dict[str, frozenset]] = {}  # stage → field → values named
         self.answers: dict[tuple, tuple] = {}           # (stage, their values) → resolve
 
     def resolve(self, stage: str, packet: dict):
@@ -169,8 +178,11 @@ class LazyPipeline(Pipeline):
         sends many that differ only in a destination or a port)."""
         if stage not in self.compiled:
             self._compile(stage)
+        named = self.named.get(stage, {})
         try:
-            key = (stage, *[packet.get(f, _ABSENT) for f in self.reads.get(stage, ())])
+            key = (stage, *[_ANOTHER if f in named and _comparable(v) and _key(v) not in
+                            named[f] else v
+                            for f in self.reads.get(stage, ()) for v in (packet.get(f, _ABSENT),)])
             found = self.answers.get(key)
         except TypeError:           # an unhashable value: not remembered
             return super().resolve(stage, packet)
@@ -187,7 +199,20 @@ class LazyPipeline(Pipeline):
         flows = sorted(compiler(self.view), key=lambda f: -f.priority)
         self.by_stage[stage] = flows
         self.index[stage] = _Index(flows)
-        self.reads[stage] = tuple(sorted({ovs_field(k) for k in self.index[stage].fields}))
+        index = self.index[stage]
+        self.reads[stage] = tuple(sorted({ovs_field(k) for k in index.fields}))
+        # a field every flow of the stage matches exactly, on addresses or numbers: a
+        # value none of them names matches none of them, like any other such value
+        values: dict[str, set] = {}
+        mixed: set[str] = set()
+        pairs, index.pairs = index.pairs, ()
+        for k, v in pairs:
+            name = ovs_field(k)
+            if _comparable(v):
+                values.setdefault(name, set()).add(_key(v))
+            else:
+                mixed.add(name)
+        self.named[stage] = {k: frozenset(v) for k, v in values.items() if k not in mixed}
 
     def candidates(self, stage: str, packet: dict) -> list[Flow]:
         index = self.index.get(stage)
@@ -229,6 +254,7 @@ class _Index:
         self.field = None
         self.merged: dict[tuple, list[Flow]] = {}
         self.fields = set()
+        self.pairs: Any = ()
         if len(flows) <= self.LEAF and depth:
             return
         # how many flows have each exact-match value of each field (values as written:
@@ -236,7 +262,9 @@ class _Index:
         # and every field a flow matches on
         buckets: dict[str, dict[Any, int]] = {}
         self.fields: set[str] = set()
-        for (k, v), n in Counter(chain.from_iterable(f.match for f in flows)).items():
+        pairs = Counter(chain.from_iterable(f.match for f in flows))
+        self.pairs = pairs if not depth else ()     # the stage's (field, value)s: read once
+        for (k, v), n in pairs.items():
             self.fields.add(k)
             if not isinstance(v, tuple):
                 bucket = buckets.get(k)
