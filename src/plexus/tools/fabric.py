@@ -44,6 +44,7 @@ MAX_CHASSIS_HOPS = 6
 _ABSENT = object()              # a field the packet does not carry (its default applies)
 _ANOTHER = object()             # a value no flow of the stage names (in a field where
                                 # every flow names addresses or numbers exactly)
+DESTINATION_FIELDS = {"eth_dst", "ipv4_dst"}    # what a verification's packets vary most
 
 
 def _comparable(value: Any) -> bool:
@@ -201,12 +202,15 @@ class LazyPipeline(Pipeline):
         self.index[stage] = _Index(flows)
         index = self.index[stage]
         self.reads[stage] = tuple(sorted({ovs_field(k) for k in index.fields}))
-        # a field every flow of the stage matches exactly, on addresses or numbers: a
+        # a destination field every flow of the stage matches exactly, on addresses: a
         # value none of them names matches none of them, like any other such value
         values: dict[str, set] = {}
         mixed: set[str] = set()
         pairs, index.pairs = index.pairs, ()
+        wanted = {k for k in index.fields if ovs_field(k) in DESTINATION_FIELDS}
         for k, v in pairs:
+            if k not in wanted:
+                continue
             name = ovs_field(k)
             if _comparable(v):
                 values.setdefault(name, set()).add(_key(v))
