@@ -77,6 +77,8 @@ def _value_matches(actual: Any, wanted: Any) -> bool:
         return (_as_int(actual) & _as_int(mask)) == (_as_int(value) & _as_int(mask))
     if actual is not None and type(actual) is not type(wanted):   # an IP in a register
         return _as_int(actual) == _as_int(wanted)
+    if actual is None:
+        return wanted is None   # a field the packet lacks matches no value
     if actual != wanted and isinstance(wanted, str) and "::" in wanted + str(actual):
         return _as_int(actual) == _as_int(wanted)      # IPv6 written two ways
     return actual == wanted

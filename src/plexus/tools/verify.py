@@ -23,7 +23,9 @@ packets. Each finding comes with the ``plexus trace`` command that shows it.
 
 Cost: the ports (a few packets each) plus, per class, the destinations its chassis'
 view holds and the header classes of its rules; each packet is evaluated on the
-chassis it visits. Every chassis is compiled once."""
+chassis it visits, each stage's lookup worked out once per value of what the stage's
+flows match (``plexus.tools.fabric.LazyPipeline.resolve``). Only the representatives'
+chassis are compiled, each once."""
 
 from __future__ import annotations
 
