@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 from plexus.pipeline.flows import (
@@ -86,20 +87,65 @@ def _value_matches(actual: Any, wanted: Any) -> bool:
 def _as_int(v: Any) -> int:
     if isinstance(v, int):
         return v
-    if isinstance(v, str) and ":" in v:
+    if isinstance(v, str):
+        return _str_as_int(v)
+    return int(v)
+
+
+@lru_cache(maxsize=1 << 16)
+def _str_as_int(v: str) -> int:
+    """A MAC, IPv4 or IPv6 address (or a number) written as a string, as an integer
+    (the same few addresses recur in every packet and flow: cached)."""
+    if ":" in v:
         if _MAC.match(v):
             return int(v.replace(":", ""), 16)
         return int(ipaddress.IPv6Address(v))
-    if isinstance(v, str) and "." in v:
+    if "." in v:
         a, b, c, d = (int(x) for x in v.split("."))
         return (a << 24) | (b << 16) | (c << 8) | d
     return int(v)
 
 
 def flow_matches(flow: Flow, packet: dict) -> bool:
-    """Whether every match field of the flow holds for the packet."""
-    return all(_value_matches(packet.get(ovs_field(k), FIELD_DEFAULTS.get(ovs_field(k))), v)
-               for k, v in flow.match)
+    """Whether every match field of the flow holds for the packet (``_value_matches`` on
+    each; the flow's match is prepared once: OVS field names, defaults, masks as
+    integers)."""
+    prepared = flow.__dict__.get("_prepared")
+    if prepared is None:
+        prepared = _prepare(flow)
+    for name, default, wanted, mask in prepared:
+        actual = packet.get(name, default)
+        if mask is None:
+            if actual != wanted and not _value_matches(actual, wanted):
+                return False
+        elif actual is None or _as_int(actual) & mask != wanted:
+            return False
+    return True
+
+
+def _prepare(flow: Flow) -> tuple:
+    """(OVS field, its default, wanted value, mask) per match field of a flow; a masked
+    match as (value & mask, mask) in integers. Kept on the (frozen) flow."""
+    out = []
+    for k, v in flow.match:
+        name = ovs_field(k)
+        if isinstance(v, tuple):
+            mask = _as_int(v[1])
+            out.append((name, FIELD_DEFAULTS.get(name), _as_int(v[0]) & mask, mask))
+        else:
+            out.append((name, FIELD_DEFAULTS.get(name), v, None))
+    prepared = tuple(out)
+    object.__setattr__(flow, "_prepared", prepared)
+    return prepared
+
+
+def conjunctions(flow: Flow) -> list:
+    """``flow.conjunctions()``, kept on the (frozen) flow."""
+    found = flow.__dict__.get("_conjunctions")
+    if found is None:
+        found = flow.conjunctions()
+        object.__setattr__(flow, "_conjunctions", found)
+    return found
 
 
 class Pipeline:
@@ -130,7 +176,7 @@ class Pipeline:
         for f in table:
             if f.priority <= floor:
                 break
-            if f.conjunctions() and flow_matches(f, packet):
+            if conjunctions(f) and flow_matches(f, packet):
                 levels.setdefault(f.priority, []).append(f)
         for prio in sorted(levels, reverse=True):
             for cid in _completed(levels[prio]):
@@ -138,7 +184,7 @@ class Pipeline:
                 found = _first(self.candidates(stage, joined), joined)   # may key conj_id
                 if found is not None:
                     return found, tuple(f for f in levels[prio]
-                                        if any(c.id == cid for c in f.conjunctions()))
+                                        if any(c.id == cid for c in conjunctions(f)))
         return hard, ()
 
     def candidates(self, stage: str, packet: dict) -> list[Flow]:
@@ -225,7 +271,7 @@ class Pipeline:
 def _first(table: Iterable[Flow], packet: dict) -> Flow | None:
     """The first ordinary (non-conjunctive) flow of a priority-sorted table that matches."""
     for f in table:
-        if not f.conjunctions() and flow_matches(f, packet):
+        if not conjunctions(f) and flow_matches(f, packet):
             return f
     return None
 
@@ -236,7 +282,7 @@ def _completed(flows: list[Flow]) -> list[int]:
     seen: dict[int, set[int]] = {}
     size: dict[int, int] = {}
     for f in flows:
-        for c in f.conjunctions():
+        for c in conjunctions(f):
             seen.setdefault(c.id, set()).add(c.k)
             size[c.id] = c.n
     return sorted(cid for cid, ks in seen.items() if len(ks) == size[cid])

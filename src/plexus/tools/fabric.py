@@ -20,7 +20,9 @@ first use and kept; cost: the chassis visited, each as its agent's compile."""
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Mapping
 
 from plexus.agent import l3 as agent_l3
@@ -39,6 +41,16 @@ PATCH_BASE = 900
 LOCAL_FIELDS = {"in_port", "metadata", "reg3", "reg4", "reg5", "reg6", "reg7", "ct_state",
                 "ct_zone", "ct_mark", "conj_id"}
 MAX_CHASSIS_HOPS = 6
+_ABSENT = object()              # a field the packet does not carry (its default applies)
+_ANOTHER = object()             # a value no flow of the stage names (in a field where
+                                # every flow names addresses or numbers exactly)
+DESTINATION_FIELDS = {"eth_dst", "ipv4_dst"}    # what a verification's packets vary most
+
+
+def _comparable(value: Any) -> bool:
+    """Whether equal ``_key``s are exactly what the evaluator's match takes as equal: an
+    integer, or an address written as a string (a MAC, IPv4 or IPv6)."""
+    return (type(value) is int) or (type(value) is str and (":" in value or "." in value))
 
 
 class Model:
@@ -156,11 +168,28 @@ class LazyPipeline(Pipeline):
         self.compilers = {st.name: st for st, _ in compilers()}
         self.compiled: set[str] = set()
         self.index: dict[str, _Index] = {}
+        self.reads: dict[str, tuple[str, ...]] = {}    # stage → the fields its flows match
+        self.named: dict[str, dict[str, frozenset]] = {}  # stage → field → values named
+        self.answers: dict[tuple, tuple] = {}           # (stage, their values) → resolve
 
     def resolve(self, stage: str, packet: dict):
+        """The stage's answer for the packet, worked out once per value of the fields the
+        stage's flows match on: a lookup (index, flow matches, conjunctions) reads no
+        other field, so packets alike in those fields get the same flow (a verification
+        sends many that differ only in a destination or a port)."""
         if stage not in self.compiled:
             self._compile(stage)
-        return super().resolve(stage, packet)
+        named = self.named.get(stage, {})
+        try:
+            key = (stage, *[_ANOTHER if f in named and _comparable(v) and _key(v) not in
+                            named[f] else v
+                            for f in self.reads.get(stage, ()) for v in (packet.get(f, _ABSENT),)])
+            found = self.answers.get(key)
+        except TypeError:           # an unhashable value: not remembered
+            return super().resolve(stage, packet)
+        if found is None:
+            found = self.answers[key] = super().resolve(stage, packet)
+        return found
 
     def _compile(self, stage: str) -> None:
         self.compiled.add(stage)
@@ -171,6 +200,23 @@ class LazyPipeline(Pipeline):
         flows = sorted(compiler(self.view), key=lambda f: -f.priority)
         self.by_stage[stage] = flows
         self.index[stage] = _Index(flows)
+        index = self.index[stage]
+        self.reads[stage] = tuple(sorted({ovs_field(k) for k in index.fields}))
+        # a destination field every flow of the stage matches exactly, on addresses: a
+        # value none of them names matches none of them, like any other such value
+        values: dict[str, set] = {}
+        mixed: set[str] = set()
+        pairs, index.pairs = index.pairs, ()
+        wanted = {k for k in index.fields if ovs_field(k) in DESTINATION_FIELDS}
+        for k, v in pairs:
+            if k not in wanted:
+                continue
+            name = ovs_field(k)
+            if _comparable(v):
+                values.setdefault(name, set()).add(_key(v))
+            else:
+                mixed.add(name)
+        self.named[stage] = {k: frozenset(v) for k, v in values.items() if k not in mixed}
 
     def candidates(self, stage: str, packet: dict) -> list[Flow]:
         index = self.index.get(stage)
@@ -207,20 +253,28 @@ class _Index:
     LEAF = 16               # parts this small are scanned
     DEPTH = 4
 
-    def __init__(self, flows: list[Flow], depth: int = 0, keyed: dict | None = None):
+    def __init__(self, flows: list[Flow], depth: int = 0):
         self.all = flows
         self.field = None
         self.merged: dict[tuple, list[Flow]] = {}
+        self.fields = set()
+        self.pairs: Any = ()
         if len(flows) <= self.LEAF and depth:
             return
-        if keyed is None:       # each flow's exact-match values in comparable form, once
-            keyed = {id(f): {k: _key(v) for k, v in f.match if not isinstance(v, tuple)}
-                     for f in flows}
+        # how many flows have each exact-match value of each field (values as written:
+        # the count only chooses the field; the split below compares them comparably);
+        # and every field a flow matches on
         buckets: dict[str, dict[Any, int]] = {}
-        for f in flows:
-            for k, v in keyed[id(f)].items():
-                bucket = buckets.setdefault(k, {})
-                bucket[v] = bucket.get(v, 0) + 1
+        self.fields: set[str] = set()
+        pairs = Counter(chain.from_iterable(f.match for f in flows))
+        self.pairs = pairs if not depth else ()     # the stage's (field, value)s: read once
+        for (k, v), n in pairs.items():
+            self.fields.add(k)
+            if not isinstance(v, tuple):
+                bucket = buckets.get(k)
+                if bucket is None:
+                    bucket = buckets[k] = {}
+                bucket[v] = n
 
         def worst(k: str) -> tuple:     # the most flows a lookup may still scan
             b = buckets[k]
@@ -233,21 +287,32 @@ class _Index:
         by_value: dict[Any, list[Flow]] = {}
         rest: list[Flow] = []
         for f in flows:
-            value = keyed[id(f)].get(best)
-            if value is None:
-                rest.append(f)
+            for k, v in f.match:
+                if k == best and not isinstance(v, tuple):
+                    by_value.setdefault(_key(v), []).append(f)
+                    break
             else:
-                by_value.setdefault(value, []).append(f)
-        deeper = depth + 1 < self.DEPTH
-        self.by_value = {k: _Index(v, depth + 1, keyed) if deeper else _Leaf(v)
-                         for k, v in by_value.items()}
-        self.rest = _Index(rest, depth + 1, keyed) if deeper else _Leaf(rest)
+                rest.append(f)
+        # each part is split again when a lookup first reaches it (most never are)
+        self.depth = depth
+        self.by_value: dict[Any, Any] = by_value
+        self.rest = self._part(rest)
+
+    def _part(self, flows: list[Flow]) -> "_Index | _Leaf":
+        if self.depth + 1 < self.DEPTH:
+            return _Index(flows, self.depth + 1)
+        return _Leaf(flows)
 
     def candidates(self, packet: dict) -> list[Flow]:
         if self.field is None:
             return self.all
         value = packet.get(self.ovs, FIELD_DEFAULTS.get(self.ovs))
-        part = self.by_value.get(_key(value)) if value is not None else None
+        part = None
+        if value is not None:
+            key = _key(value)
+            part = self.by_value.get(key)
+            if type(part) is list:
+                part = self.by_value[key] = self._part(part)
         rest = self.rest.candidates(packet)
         hit = part.candidates(packet) if part is not None else []
         if not hit:

@@ -23,7 +23,9 @@ packets. Each finding comes with the ``plexus trace`` command that shows it.
 
 Cost: the ports (a few packets each) plus, per class, the destinations its chassis'
 view holds and the header classes of its rules; each packet is evaluated on the
-chassis it visits. Every chassis is compiled once."""
+chassis it visits, each stage's lookup worked out once per value of what the stage's
+flows match (``plexus.tools.fabric.LazyPipeline.resolve``). Only the representatives'
+chassis are compiled, each once."""
 
 from __future__ import annotations
 
@@ -193,9 +195,22 @@ def same_as(fabric: Fabric, rep, port, result: Result) -> bool:
     if net is None or rep.id not in view.ports:
         return False
     mine = port_security_flows(fabric, view, net, port)
-    theirs = [f for f in fabric.pipeline(rep.chassis).stage_flows("port_security")
-              if f.cookie == f"port:{rep.id}"]
-    return abstract(mine, port) == abstract(theirs, rep)
+    return abstract(mine, port) == rep_abstract(fabric, rep)
+
+
+def rep_abstract(fabric: Fabric, rep) -> Counter:
+    """The representative's port security flows, as compiled on its chassis, abstracted
+    (once per representative: cached on the fabric, with the stage's flows by cookie)."""
+    cache = fabric.__dict__.setdefault("_rep_abstract", {})
+    if rep.id not in cache:
+        by_cookie = fabric.__dict__.setdefault("_ps_by_cookie", {})
+        if rep.chassis not in by_cookie:
+            table: dict[str, list] = {}
+            for f in fabric.pipeline(rep.chassis).stage_flows("port_security"):
+                table.setdefault(f.cookie, []).append(f)
+            by_cookie[rep.chassis] = table
+        cache[rep.id] = abstract(by_cookie[rep.chassis].get(f"port:{rep.id}", []), rep)
+    return cache[rep.id]
 
 
 def port_security_flows(fabric: Fabric, view, net, port) -> list:
@@ -222,11 +237,18 @@ def abstract(flows, port) -> Counter:
         names.setdefault(mac, f"<mac6-{i}>")
         names.setdefault(link_local(mac), f"<link-local6-{i}>")
         names.setdefault(address, f"<src6-{i}>")
-    own = {"inport": {port.key: "<key>"}}
+    key = port.key
     out = []
     for f in flows:
-        match = tuple((k, own.get(k, {}).get(v, names.get(v, v)) if not isinstance(
-            v, tuple) else v) for k, v in f.match)
+        match = []
+        for k, v in f.match:
+            if isinstance(v, tuple):
+                match.append((k, v))
+            elif k == "inport" and v == key:
+                match.append((k, "<key>"))
+            else:
+                match.append((k, names.get(v, v)))
+        match = tuple(match)
         cookie = "<cookie>" if f.cookie == f"port:{port.id}" else f.cookie
         out.append((f.stage, f.priority, match, f.actions, f.goto, cookie))
     return Counter(out)
@@ -273,12 +295,10 @@ def connected(fabric: Fabric, a: str, b: str) -> bool:
 
 def check_isolation(fabric: Fabric, src, result: Result) -> None:
     """Unicast to every (network, chassis) of the view, and a broadcast (module doc)."""
-    view = fabric.view(src.chassis)
     model = fabric.model
-    reps: dict = {}
-    for p in view.ports.values():
-        if is_vm(p) and first_ipv4(p) and p.id != src.id:
-            reps.setdefault(p.network_id, p)
+    reps = {net: next(p for p in two if p.id != src.id)
+            for net, two in destinations(fabric, src.chassis).items()
+            if any(p.id != src.id for p in two)}
     gw = gateway_mac(model, src)
     base = {"eth_src": src.mac, "eth_type": 0x0800, "ipv4_src": first_ipv4(src),
             "ip_proto": 6, "tcp_src": 40000, "tcp_dst": 22, "tcp_flags": 0x02}
@@ -296,6 +316,8 @@ def check_isolation(fabric: Fabric, src, result: Result) -> None:
         trip = send(fabric, src, pkt, result,
                     follow=None if followed is None else followed.__contains__)
         result.count("isolation packets")
+        if not trip.delivered() and not trip.unfollowed():
+            continue                # nothing reached: nothing to name
         probe = (Probe("udp", "255.255.255.255", sport=5000, dport=5000) if dst is None
                  else Probe("tcp", label(fabric, dst.id), dport=22))
         how = "a broadcast" if dst is None else (
@@ -324,6 +346,21 @@ def check_isolation(fabric: Fabric, src, result: Result) -> None:
                 f" into the tunnel to {hop.what} with VNI {hop.packet.get('tunnel_id')} "
                 f"(network {net or 'unknown'}), with no router or shared network between "
                 "them", probe.command(label(fabric, src.id))))
+
+
+def destinations(fabric: Fabric, chassis: str) -> dict[str, list]:
+    """Per network of the chassis' view, its first two ports a workload sends from (in
+    the view's order): the isolation destinations of any source there (the first that
+    is not the source). Once per chassis: cached on the fabric."""
+    cache = fabric.__dict__.setdefault("_destinations", {})
+    if chassis not in cache:
+        found: dict[str, list] = {}
+        for p in fabric.view(chassis).ports.values():
+            two = found.setdefault(p.network_id, [])
+            if len(two) < 2 and is_vm(p) and first_ipv4(p):
+                two.append(p)
+        cache[chassis] = {net: two for net, two in found.items() if two}
+    return cache[chassis]
 
 
 def network_of_key(fabric: Fabric, key) -> str | None:
@@ -455,12 +492,28 @@ def address_classes(fabric: Fabric, rules, own: str) -> list[str]:
     """One address per class of remote addresses the rules tell apart: the boundaries of
     their remote prefixes and remote groups' member addresses cut the address space into
     intervals; intervals that every rule treats alike (inside the same prefixes and
-    groups) are one class."""
+    groups) are one class. The port's own address is never one (the classes' points are
+    worked out once per set of remotes: cached on the fabric)."""
+    cache = fabric.__dict__.setdefault("_address_points", {})
+    remotes = tuple((rule.remote_prefix, rule.remote) for rule in rules)
+    if remotes not in cache:
+        cache[remotes] = address_points(fabric, remotes)
+    mine = int(ipaddress.IPv4Address(own))
+    classes: dict[tuple, str] = {}
+    for p, signature in cache[remotes]:
+        if p != mine:
+            classes.setdefault(signature, str(ipaddress.IPv4Address(p)))
+    return list(classes.values())
+
+
+def address_points(fabric: Fabric, remotes) -> list[tuple[int, tuple]]:
+    """Every boundary point of the remotes' (prefix, remote group) address sets, in
+    order, with which of them it is inside."""
     peers = []                          # per rule: (addresses, [(first, last)])
     points = {0}
-    for rule in rules:
-        cidrs = ([rule.remote_prefix] if rule.remote_prefix else []) + (
-            sorted(members(fabric, rule.remote)) if rule.remote else [])
+    for prefix, remote in remotes:
+        cidrs = ([prefix] if prefix else []) + (
+            sorted(members(fabric, remote)) if remote else [])
         hosts, ranges = set(), []
         for c in cidrs:
             net = ipaddress.ip_network(c, strict=False)
@@ -471,15 +524,9 @@ def address_classes(fabric: Fabric, rules, own: str) -> list[str]:
             else:
                 ranges.append((lo, hi))
         peers.append((hosts, ranges))
-    mine = int(ipaddress.IPv4Address(own))
-    classes: dict[tuple, str] = {}
-    for p in sorted(points):
-        if p >= 2 ** 32 or p == mine:
-            continue
-        signature = tuple(p in hosts or any(lo <= p <= hi for lo, hi in ranges)
-                          for hosts, ranges in peers)
-        classes.setdefault(signature, str(ipaddress.IPv4Address(p)))
-    return list(classes.values())
+    return [(p, tuple(p in hosts or any(lo <= p <= hi for lo, hi in ranges)
+                      for hosts, ranges in peers))
+            for p in sorted(points) if p < 2 ** 32]
 
 
 def header_classes(rules) -> list[tuple[int, int | None, int | None]]:
