@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from plexus.model.dns import DEFAULT_DOMAIN
 from plexus.model.objects import Chassis, Network, Port, QosPolicy, Rule, SecurityGroup, Subnet
 
 
@@ -152,6 +153,9 @@ routed networks' shared VIPs."""
     metadata_ofport: int = 0
     # the QoS policies the ports bound here enforce (theirs or their networks'), by id
     qos: Mapping[str, QosPolicy] = field(default_factory=dict)
+    # the cloud's DNS domain (the server's network.dns_domain, learnt at registration):
+    # what the host DHCP names the ports in (no compiler reads it)
+    dns_domain: str = DEFAULT_DOMAIN
 
     # derived indexes, cached per view (a field's value is immutable; the cache is keyed
     # by the identity of the fields it was built from, so it is never stale)
