@@ -14,11 +14,10 @@ import json
 import os
 import subprocess
 
-import openstack
 import pytest
 
 from plexus.server.runner import write_clouds_yaml
-from tests.api.conftest import OPENSTACK, serving
+from tests.api.conftest import OPENSTACK, _connect, serving
 from tests.api.helpers import error, raw, state
 
 DOMAIN = "example.org."
@@ -26,34 +25,23 @@ DOMAIN = "example.org."
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    """A server whose cloud domain is example.org. (ports keep their dns_name)."""
+    """A server whose cloud domain is example.org. (the final dot is added; ports keep
+    their dns_name)."""
     tmp = tmp_path_factory.mktemp("dns")
-
-    def domain(config):
-        config.network.dns_domain = "example.org"       # the final dot is added
-    with serving(tmp, domain) as server:
+    with serving(tmp, lambda c: setattr(c.network, "dns_domain", "example.org")) as server:
         server.clouds = write_clouds_yaml(tmp / "clouds.yaml", server.url, server.config_used)
         yield server
 
 
-def _conn(srv, cloud):
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(srv.clouds)
-    return openstack.connect(cloud=cloud)
+def _client(cloud: str):
+    """A module fixture: an openstacksdk connection to the module's server as ``cloud``."""
+    @pytest.fixture(scope="module")
+    def connection(srv):
+        return _connect(srv, cloud)
+    return connection
 
 
-@pytest.fixture(scope="module")
-def admin_x(srv):
-    return _conn(srv, "devstack-admin")
-
-
-@pytest.fixture(scope="module")
-def demo_x(srv):
-    return _conn(srv, "devstack")
-
-
-@pytest.fixture(scope="module")
-def alt_x(srv):
-    return _conn(srv, "devstack-alt")
+admin_x, demo_x, alt_x = (_client(c) for c in ("devstack-admin", "devstack", "devstack-alt"))
 
 
 def osc(srv, *args, cloud="devstack"):
