@@ -18,7 +18,8 @@ A. Agent, in process, no OVS. A synthetic cloud (``bench/synthetic.py``: 1,000 c
    - irrelevant event: a port created on a network of a far chassis;
    - relevant events: a port created on one of the chassis' networks, bound to another
      chassis; a port bound to the chassis itself (created, then its VIF plugged); a rule
-     added to the security group of its ports.
+     added to the security group of its ports; (``dns_rename``) a new ``dns_name`` on a
+     port bound to it (what its DHCP says; no flow changes).
 
    Each size runs in its own process under a wall-clock cap; what did not finish within
    it is reported as "n/a (> cap)". The snapshot sizes are the JSON of every object (what
@@ -72,7 +73,7 @@ from table import machine, print_table  # noqa: E402
 from api import token as _token  # noqa: E402  (bench/api.py)
 
 KINDS = ("irrelevant", "neighbour", "here", "plug", "plug10", "sg_rule", "port_forwarding",
-         "qos_rule", "lb_member")
+         "qos_rule", "lb_member", "dns_rename")
 KIND_LABEL = {
     "irrelevant": "irrelevant event (port on a far network)",
     "neighbour": "relevant: port bound to a chassis sharing a network",
@@ -85,6 +86,7 @@ KIND_LABEL = {
     "qos_rule": "relevant: QoS rule changed (policy of 10 local ports of 90)",
     "lb_member": "relevant: member added to a load balancer on a local network (event i: "
                  "its tree with i + 1 members)",
+    "dns_rename": "relevant: dns_name of a port bound here changed",
 }
 
 
@@ -529,6 +531,11 @@ class AgentBench:
                     "pools": {"p": {"id": "p", "protocol": "TCP", "admin_state_up": True,
                                     "lb_algorithm": "ROUND_ROBIN"}},
                     "members": members, "healthmonitors": {}}})
+        elif kind == "dns_rename":
+            local = sorted(cloud.ports_on(self.here), key=lambda p: p["id"])
+            port = dict(local[i % len(local)], dns_name=f"vm-{i}")
+            port["revision_number"] = port.get("revision_number", 0) + 1
+            change = ("ports", port)
         else:
             raise ValueError(kind)
         mods, bundles = switch.flow_mods, switch.bundles

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Model(BaseModel):
@@ -129,6 +129,19 @@ class NetworkConfig(_Model):
     # how many gateway-capable chassis each router with a gateway is scheduled on
     # (0 = all of them)
     gateway_chassis_per_router: int = 0
+    # the cloud's DNS domain (Neutron's [DEFAULT] dns_domain): ports' dns_assignment and
+    # what the host DHCP says (domain name, DHCPv6 search list). While it is the default
+    # openstacklocal. (or empty), ports keep no dns_name (as Neutron); a final dot is added
+    dns_domain: str = "openstacklocal."
+
+    @field_validator("dns_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        from plexus.model import dns
+        try:
+            return dns.check_dns_domain(dns.domain_setting(value))
+        except dns.BadName as exc:
+            raise ValueError(str(exc)) from None
 
 
 class LimitsConfig(_Model):

@@ -44,9 +44,10 @@ def test_extra_dhcp_opts_reach_the_vms_dhcp_client(lab):
     net = lab.network("xo80", "10.80.0.0/24")
     vm = lab.vm("xo80", net, chassis="c1")
     before = ask(lab, vm)
-    # without extra options: no domain, no NTP servers, the network's own MTU
+    # without extra options: the cloud's domain (dns-integration), no NTP servers, the
+    # network's own MTU
     network_mtu = lab.api.network.get_network(net.id).mtu
-    assert before == f"ip={vm.ip} domain= ntpsrv= mtu={network_mtu}", before
+    assert before == f"ip={vm.ip} domain=openstacklocal ntpsrv= mtu={network_mtu}", before
     assert network_mtu != 1400
 
     lab.api.network.update_port(vm.port_id, extra_dhcp_opts=[

@@ -104,6 +104,7 @@ def assert_configuration(opts):
     assert opts[28] == ip("10.0.0.255")
     assert opts[121] == EXPECTED_121
     assert opts[12] == b"host-10-0-0-5"
+    assert opts[15] == b"openstacklocal"        # the cloud's dns_domain (default)
     assert opts[54] == ip("10.0.0.1")
     assert opts[51] == struct.pack("!I", LEASE_TIME) == struct.pack("!I", 86400)
     assert opts[58] == struct.pack("!I", RENEWAL_TIME) == struct.pack("!I", 43200)
@@ -121,7 +122,7 @@ def test_discover_gets_an_offer_with_every_option():
     assert d.options.magic_cookie == "99.130.83.99"
     assert opts[53] == bytes([OFFER])
     assert_configuration(opts)
-    assert set(opts) == {1, 3, 6, 12, 26, 28, 51, 53, 54, 58, 59, 121}
+    assert set(opts) == {1, 3, 6, 12, 15, 26, 28, 51, 53, 54, 58, 59, 121}
 
 
 def test_request_selecting_gets_an_ack():

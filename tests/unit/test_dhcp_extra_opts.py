@@ -76,9 +76,10 @@ def test_answer_carries_the_ports_extra_options(kind, reply):
     # once each, and every other option as without extra options
     tags = [o.tag for o in d.options.option_list]
     assert tags.count(26) == 1 and tags.count(15) == 1
-    assert_configuration({**opts, 26: struct.pack("!H", 1450)})
+    assert_configuration({**opts, 26: struct.pack("!H", 1450), 15: b"openstacklocal"})
 
 
 def test_without_extra_options_the_answer_is_unchanged():
     _, _, _, _, opts = answer(client_frame(DISCOVER))
-    assert 15 not in opts and 42 not in opts
+    assert 42 not in opts
+    assert opts[15] == b"openstacklocal"        # the cloud's domain, no extra option

@@ -138,6 +138,7 @@ class Agent(StatusReports, RoutingDuties):
         self.vips = VipAnnouncements(southbound, config.chassis)
         self.dhcp = dhcp if dhcp is not None else _dhcp_responder()
         self.dhcp6 = dhcp6.Responder()
+        self.dns_domain: str | None = None      # the cloud's, once the server said it
         self._advertised: dict[int, tuple] = {}     # VIF ofport → the last RAs sent there
         self.model = Model()
         self.bridge = BridgeState()
@@ -316,8 +317,10 @@ class Agent(StatusReports, RoutingDuties):
                     LOG.info("registered chassis %s (tunnel %s, lease %d, ttl %.0fs)",
                              c.chassis, c.tunnel_ip, lease, ttl)
                     self.lease = lease
+                    self._learn_dns_domain(getattr(self.sb, "dns_domain", None))
                 else:
                     await self.sb.heartbeat(c.chassis, lease)
+                    self._learn_dns_domain(getattr(self.sb, "dns_domain", None))
                 failures = 0
                 await asyncio.sleep(ttl / 3)
             except LeaseLost:
@@ -328,6 +331,14 @@ class Agent(StatusReports, RoutingDuties):
                     LOG.warning("registration/heartbeat: %s; retrying", exc)
                 await asyncio.sleep(self.config.timing.after(failures))
                 failures += 1
+
+    def _learn_dns_domain(self, domain: str | None) -> None:
+        """Take the cloud's DNS domain the server said at registration or in a heartbeat
+        (what DHCP names the ports in): the next view carries it; no flow depends on it."""
+        if domain is not None and domain != self.dns_domain:
+            LOG.info("DNS domain of the cloud: %r", domain)
+            self.dns_domain = domain
+            self._dirty.set()
 
     def metadata_requester(self, address: str):
         """The local port (and its instance and project) whose link-local metadata address
@@ -431,7 +442,7 @@ class Agent(StatusReports, RoutingDuties):
                            bridge_mappings=c.bridge_mappings,
                            patch_ofports=self.bridge.patch_ofports(),
                            external_macs=self.resolver.macs, problems=problems,
-                           metadata_ofport=c.metadata_ofport)
+                           metadata_ofport=c.metadata_ofport, dns_domain=self.dns_domain)
         if self.liveness.isolated(self.bridge.bfd_states()):
             view = replace(view, active_gateway={r: a for r, a in view.active_gateway.items()
                                                  if a != c.chassis})

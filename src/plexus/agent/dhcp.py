@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 from os_ken.lib.packet import dhcp, ethernet, ipv4, packet, udp
 
+from plexus.model import dns
 from plexus.pipeline.stages.dhcp import SERVER_MAC, server_ip
 from plexus.pipeline.stages.metadata import METADATA_IP
 from plexus.pipeline.view import PortView, SubnetView, View
@@ -66,7 +67,8 @@ DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 BROADCAST_FLAG = 0x8000
 CLIENT_PORT, SERVER_PORT = 68, 67
-OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME, OPT_MTU, OPT_BROADCAST = 1, 3, 6, 12, 26, 28
+OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME, OPT_DOMAIN = 1, 3, 6, 12, 15
+OPT_MTU, OPT_BROADCAST = 26, 28
 OPT_REQUESTED_IP, OPT_LEASE, OPT_MSG_TYPE, OPT_SERVER_ID = 50, 51, 53, 54
 OPT_T1, OPT_T2, OPT_CLASSLESS_ROUTES = 58, 59, 121
 METADATA_ROUTE = ipaddress.IPv4Network(f"{METADATA_IP}/32")
@@ -333,8 +335,12 @@ def _reply(kind: int, msg: dhcp.dhcp, port: PortView, view: View, subnet: Subnet
 def _parameters(port: PortView, view: View, subnet: SubnetView,
                 net: ipaddress.IPv4Network, address: str | None,
                 server: str) -> list[tuple[int, bytes]]:
-    """Configuration options: mask, broadcast, router, DNS, MTU, routes, hostname, then
-    the port's ``extra_dhcp_opts`` (IPv4), each replacing the option of its number. Where
+    """Configuration options: mask, broadcast, router, DNS, MTU, routes, host name and
+    domain name, then the port's ``extra_dhcp_opts`` (IPv4), each replacing the option of
+    its number. The host name (12) is the leased address' hostname of the port's
+    ``dns_assignment`` (its ``dns_name``, or ``host-<address>``) without the cloud's
+    domain, the domain name (15) the cloud's ``dns_domain`` (``view.dns_domain``), as
+    Neutron's dnsmasq (``--domain``) sends them. Where
     the chassis serves metadata, option 121 routes 169.254.169.254/32 via the server
     address (the gateway, or on a subnet without one the address the ARP responder
     answers for): the metadata stage takes the VM's TCP to it whatever the next hop."""
@@ -342,9 +348,9 @@ def _parameters(port: PortView, view: View, subnet: SubnetView,
     gateway = subnet.gateway_ip if subnet.gateway_ip and _v4(subnet.gateway_ip) else None
     if gateway:
         opts.append((OPT_ROUTER, _ip(gateway)))
-    dns = [_ip(s) for s in subnet.dns_nameservers if _v4(s) is not None]
-    if dns:
-        opts.append((OPT_DNS, b"".join(dns)))
+    servers = [_ip(s) for s in subnet.dns_nameservers if _v4(s) is not None]
+    if servers:
+        opts.append((OPT_DNS, b"".join(servers)))
     network = view.networks.get(port.network_id)
     if network is not None and 68 <= network.mtu <= 0xFFFF:
         opts.append((OPT_MTU, struct.pack("!H", network.mtu)))
@@ -356,8 +362,11 @@ def _parameters(port: PortView, view: View, subnet: SubnetView,
         if gateway and not any(_v4_net(d).prefixlen == 0 for d, _ in routes):
             routes.append(("0.0.0.0/0", gateway))   # clients ignore option 3 beside 121
         opts.append((OPT_CLASSLESS_ROUTES, classless_routes(routes)))
+    host, domain = dns.dhcp_names(port.dns_name, address or "", view.dns_domain)
     if address is not None:
-        opts.append((OPT_HOSTNAME, ("host-" + address.replace(".", "-")).encode()))
+        opts.append((OPT_HOSTNAME, host.encode()))
+    if domain:
+        opts.append((OPT_DOMAIN, domain.encode()))
     if port.dhcp_options:           # the port's extra_dhcp_opts replace or add options
         extra = dict(port.dhcp_options)
         opts = [(tag, extra.pop(tag) if tag in extra else value) for tag, value in opts]

@@ -16,8 +16,9 @@ Per the port's subnets' ``ipv6_address_mode`` (as Neutron's dnsmasq serves them)
   NoAddrsAvail.
 - Options in every reply: Server ID (a DUID-LL of ``SERVER_MAC``), the client's Client
   ID, DNS recursive name servers (23: the IPv6 ``dns_nameservers`` of the port's DHCPv6
-  subnets) and the domain search list (24: ``domain``, Neutron's ``dns_domain``,
-  ``openstacklocal`` by default).
+  subnets) and the domain search list (24: the cloud's ``dns_domain``, the server's
+  ``network.dns_domain`` as the view carries it, ``openstacklocal`` by default; none
+  when it is empty).
 - A message naming another server (Server ID not ours) is not answered, nor one from a
   MAC that is not the port's, nor a relayed one.
 
@@ -51,7 +52,6 @@ STATUS_SUCCESS, STATUS_NO_ADDRS, STATUS_NOT_ON_LINK = 0, 2, 4
 LEASE_TIME = 86400
 RENEWAL_TIME = LEASE_TIME // 2
 REBINDING_TIME = LEASE_TIME * 4 // 5
-DEFAULT_DOMAIN = "openstacklocal"
 
 
 def server_duid(mac: str = SERVER_MAC) -> bytes:
@@ -72,14 +72,16 @@ NOTHING = Outcome()
 
 
 def respond(frame: bytes, port: PortView, view: View,
-            domain: str = DEFAULT_DOMAIN) -> bytes | None:
+            domain: str | None = None) -> bytes | None:
     """The reply frame to a DHCPv6 client frame from ``port``'s VIF, or None."""
     return handle(frame, port, view, domain).reply
 
 
 def handle(frame: bytes, port: PortView, view: View,
-           domain: str = DEFAULT_DOMAIN) -> Outcome:
-    """What a DHCPv6 client frame from ``port``'s VIF is, and the reply it gets."""
+           domain: str | None = None) -> Outcome:
+    """What a DHCPv6 client frame from ``port``'s VIF is, and the reply it gets; the
+    domain search list is ``domain``, by default the cloud's (``view.dns_domain``)."""
+    domain = view.dns_domain if domain is None else domain
     return guarded("dhcp6", port, lambda: _parse(bytes(frame), port),
                    lambda parsed: _answer(*parsed, port, view, domain), NOTHING)
 
@@ -87,7 +89,7 @@ def handle(frame: bytes, port: PortView, view: View,
 class Responder:
     """``respond`` for the agent, counting replies by message name (``counts``)."""
 
-    def __init__(self, domain: str = DEFAULT_DOMAIN):
+    def __init__(self, domain: str | None = None):
         self.domain = domain
         self.counts: Counter[str] = Counter()
 

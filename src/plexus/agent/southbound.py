@@ -83,6 +83,7 @@ class Southbound:
         self.credentials = credentials
         self.chassis = chassis          # given: the server sends only this chassis' objects
         self.snat_max_blocks: int | None = None     # the server's, from the last lease
+        self.dns_domain: str | None = None   # the cloud's, from the last registration
         self._only = f"chassis={quote(chassis, safe='')}" if chassis else ""
         self._current = 0
         self._token: str | None = None
@@ -229,18 +230,28 @@ class Southbound:
                        datapath_type: str = "netdev",
                        availability_zone: str = "nova") -> tuple[int, float]:
         """Register the chassis; returns (lease, ttl). ``datapath_type`` is br-int's (the
-        server puts it in the VIF details of ports bound here)."""
+        server puts it in the VIF details of ports bound here). The cloud's DNS domain
+        the server answers with is kept in ``dns_domain`` (None until a server sent
+        one)."""
         body = await self._call("PUT", f"/southbound/v1/chassis/{chassis}", json={
             "tunnel_ip": tunnel_ip, "bridge_mappings": bridge_mappings, "gateway": gateway,
             "ttl": ttl, "datapath_type": datapath_type,
             "availability_zone": availability_zone})
+        self._take_dns_domain(body)
         return int(body["lease"]), float(body["ttl"])
 
     async def heartbeat(self, chassis: str, lease: int) -> None:
-        """Keep the chassis alive; raises ``LeaseLost`` once its lease expired."""
+        """Keep the chassis alive; raises ``LeaseLost`` once its lease expired. The
+        server's answer says the cloud's DNS domain again (``dns_domain``)."""
         extra = self.report() if self.report is not None else {}
-        await self._call("PUT", f"/southbound/v1/chassis/{chassis}/heartbeat",
-                         json={**extra, "lease": lease})
+        body = await self._call("PUT", f"/southbound/v1/chassis/{chassis}/heartbeat",
+                                json={**extra, "lease": lease})
+        self._take_dns_domain(body)
+
+    def _take_dns_domain(self, body) -> None:
+        domain = body.get("dns_domain") if isinstance(body, dict) else None
+        if isinstance(domain, str):
+            self.dns_domain = domain
 
     async def unregister(self, chassis: str, lease: int) -> None:
         """End the chassis' liveness now (a clean stop)."""

@@ -33,14 +33,18 @@ def build(catalog: Catalog, chassis: str, tunnel_ip: str, *,
           alive: Iterable[str] = (), bridge_mappings: Mapping[str, str] | None = None,
           patch_ofports: Mapping[str, int] | None = None,
           external_macs: Mapping[str, str] | None = None,
-          problems: list | None = None, metadata_ofport: int = 0) -> View:
+          problems: list | None = None, metadata_ofport: int = 0,
+          dns_domain: str | None = None) -> View:
     """The whole view of ``chassis`` (``local_view`` then ``with_routing``), with the
-    OpenFlow port of its metadata namespace (0: it serves no metadata)."""
+    OpenFlow port of its metadata namespace (0: it serves no metadata) and the cloud's
+    DNS domain (None: the default)."""
     view = local_view(catalog, chassis, tunnel_ip, vif_ofports, tunnel_ofports)
     view = with_routing(view, catalog, alive=alive, bridge_mappings=bridge_mappings,
                         patch_ofports=patch_ofports, tunnel_ofports=tunnel_ofports,
                         external_macs=external_macs, problems=problems)
     view = with_lbs(view, catalog)
+    if dns_domain is not None:
+        view = replace(view, dns_domain=dns_domain)
     return replace(view, metadata_ofport=metadata_ofport) if metadata_ofport else view
 
 

@@ -57,6 +57,8 @@ def parse_query(resource: Resource, items: Iterable[tuple[str, str]]) -> Query:
             if (attr is None or not attr.filter) and key not in resource.extra_filters:
                 raise BadRequest(f"[{key}] is invalid attribute for filtering",
                                  type_name="HTTPBadRequest")
+            if key in CASE_INSENSITIVE:     # filtered as stored (Neutron converts them)
+                value = value.lower()
             q.filters.setdefault(key, []).append(value)
     if sort_dirs and len(sort_dirs) != len(sort_keys):
         raise BadRequest("The number of sort_keys and sort_dirs must be same")
@@ -72,6 +74,10 @@ def parse_query(resource: Resource, items: Iterable[tuple[str, str]]) -> Query:
     if q.limit == 0:
         q.limit = None
     return q
+
+
+# filters Neutron converts as it converts the attribute (convert_string_to_case_insensitive)
+CASE_INSENSITIVE = ("dns_name", "dns_domain")
 
 
 def _bool(value: str) -> bool:

@@ -1,7 +1,7 @@
 """``plexus lab``: several hypervisors, VMs and an external network on this machine.
 
     plexus lab up [--chassis N] [--gateways K] [--store sqlite|etcd] [--vlan-upstream]
-                  [--metadata] [--name NAME]
+                  [--metadata] [--dns-domain DOMAIN] [--name NAME]
     plexus lab status | down
     plexus lab vm boot NAME --network NET [--chassis C] [--project P] [--static] [--port P]
     plexus lab vm list | delete NAME
@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     up.add_argument("--metadata", action="store_true",
                     help="serve 169.254.169.254 on every chassis (metadata namespace, the "
                          "agents' proxies, the lab's metadata backend)")
+    up.add_argument("--dns-domain", default=None,
+                    help="the server's network.dns_domain, e.g. example.org. (default "
+                         "openstacklocal.: ports keep no dns_name)")
     cmds.add_parser("down", parents=[common], help="remove everything the lab recorded")
     status = cmds.add_parser("status", parents=[common], help="chassis, VMs, processes, health")
     status.add_argument("--json", action="store_true")
@@ -89,7 +92,8 @@ def run(args) -> int:
             return _up(Lab(LabSpec(name=args.name, chassis=args.chassis,
                                    gateways=args.gateways, store=args.store,
                                    vlan_upstream=args.vlan_upstream,
-                                   metadata=args.metadata), args.root))
+                                   metadata=args.metadata, dns_domain=args.dns_domain),
+                               args.root))
         if args.lab_command == "down":
             return _down(args)
         lab = Lab.load(args.name, args.root)

@@ -212,6 +212,8 @@ class Lab:
         # of a network no chassis can bridge: docs/provider-networks.md)
         config.network.flat_networks = [*config.network.flat_networks, UNMAPPED_PHYSNET]
         config.store.url = f"sqlite:///{self.dir / 'plexus.db'}"
+        if self.spec.dns_domain is not None:
+            config.network.dns_domain = self.spec.dns_domain
         servers = ["server"]
         if self.spec.store == "etcd":     # a 3-member cluster, and a second stateless server
             from plexus.lab.etcd import start_lab_cluster

@@ -74,6 +74,8 @@ class LabSpec:
     # serve 169.254.169.254: a metadata namespace per chassis plugged into br-int, the
     # agents' proxies, and the lab's metadata backend (plexus.lab.metadata) behind them
     metadata: bool = False
+    # the server's network.dns_domain (None: its default, openstacklocal.)
+    dns_domain: str | None = None
 
     def validate(self) -> "LabSpec":
         """Raise ``TopologyError`` unless the spec can be built."""

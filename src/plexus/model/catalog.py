@@ -1,6 +1,6 @@
 """The typed model of every object one process knows (all of them on a server, the
 relevant ones on an agent), with the indexes that keep each question a lookup: ports by
-network, chassis, device, security group and QoS policy; networks by QoS policy; the
+network, chassis, device, security group, QoS policy and DNS name; networks by QoS policy; the
 chassis hosting each network; routers by network and by gateway candidate; floating IPs
 and SNAT blocks by router, floating IPs by the internal ports of their port forwardings;
 groups by
@@ -73,6 +73,7 @@ class Catalog:
         self.vip_owners_by_network = _Index()
         self.lbs_by_network = _Index()            # load balancers by their VIP's network
         self.ports_by_qos = _Index()              # ports holding a QoS policy of their own
+        self.ports_by_dns_name = _Index()         # ports with a dns_name (the API's filter)
         self.networks_by_qos = _Index()           # networks holding a QoS policy
         self.agent_by_host: dict[str, str] = {}
         self.liveness_by_host = _Index()
@@ -161,6 +162,7 @@ class Catalog:
             idx(self.ports_by_chassis, obj.chassis)
             idx(self.ports_by_device, obj.device_id)
             idx(self.ports_by_qos, obj.qos_policy_id)
+            idx(self.ports_by_dns_name, obj.dns_name)
             for group in obj.security_groups:
                 idx(self.ports_by_group, group)
             if obj.parent:

@@ -76,6 +76,7 @@ class Port:
     parent: str = ""                           # a trunk's subport: its parent port
     vlan: int = 0                              # ... and the VLAN it rides in on the parent
     trunk: str = ""                            # a trunk's parent port: the trunk
+    dns_name: str = ""                         # its dns_name (dns-integration), as stored
     status: str = field(default="", compare=False)
     revision: int | None = field(default=None, compare=False)
 
@@ -388,6 +389,7 @@ def to_port(obj: Mapping) -> Port:
                 project_id=str(obj.get("project_id") or obj.get("tenant_id") or ""),
                 dhcp_options=_dhcp_options(obj.get("extra_dhcp_opts")),
                 qos_policy_id=str(obj.get("qos_policy_id") or ""),
+                dns_name=str(obj.get("dns_name") or ""),
                 **_trunking(obj),
                 status=str(obj.get("status") or ""), revision=_revision(obj))
 

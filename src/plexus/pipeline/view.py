@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from plexus.model.lbaas import LoadBalancer
+from plexus.model.dns import DEFAULT_DOMAIN
 from plexus.model.objects import Chassis, Network, Port, QosPolicy, Rule, SecurityGroup, Subnet
 
 
@@ -155,6 +156,9 @@ routed networks' shared VIPs."""
     qos: Mapping[str, QosPolicy] = field(default_factory=dict)
     # the load balancers whose VIP network this view holds (``plexus.model.lbaas``), by id
     lbs: Mapping[str, LoadBalancer] = field(default_factory=dict)
+    # the cloud's DNS domain (the server's network.dns_domain, learnt at registration):
+    # what the host DHCP names the ports in (no compiler reads it)
+    dns_domain: str = DEFAULT_DOMAIN
 
     # derived indexes, cached per view (a field's value is immutable; the cache is keyed
     # by the identity of the fields it was built from, so it is never stale)

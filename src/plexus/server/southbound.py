@@ -18,6 +18,7 @@ from starlette.routing import Route
 from plexus.api import errors
 from plexus.api.http import JSON, call, context, endpoint, json_body
 from plexus.api.services.base import MODEL
+from plexus.model import dns
 from plexus.server.stream import MAX_EVENTS, Hub
 from plexus.store import Compacted, Event
 
@@ -451,7 +452,8 @@ def _chassis_body(body) -> tuple[str, dict, bool, float, str, str]:
 
 @endpoint
 async def register_chassis(request: Request) -> Response:
-    """A chassis registers (or re-registers) and gets a liveness lease to keep alive."""
+    """A chassis registers (or re-registers) and gets a liveness lease to keep alive, and
+    the cloud's DNS domain (``network.dns_domain``) its DHCP gives the ports."""
     await _require_admin(request)
     name = request.path_params["name"]
     tunnel_ip, mappings, gateway, ttl, datapath, zone = _chassis_body(await json_body(request))
@@ -459,7 +461,8 @@ async def register_chassis(request: Request) -> Response:
     agent, lease = await call(agents.register, name, tunnel_ip, mappings, gateway, ttl,
                               datapath, zone)
     request.app.state.metrics.registrations.inc()
-    return JSON({"agent": agent, "lease": lease, "ttl": ttl})
+    return JSON({"agent": agent, "lease": lease, "ttl": ttl,
+                 "dns_domain": _dns_domain(request)})
 
 
 @endpoint
@@ -467,7 +470,8 @@ async def chassis_heartbeat(request: Request) -> Response:
     """Keep a chassis alive; 404 once its lease expired (the agent re-registers). The
     body may also say which store revision the agent has applied to its flows
     (``revision``) and its ``version``: kept with the heartbeat's time, for
-    ``plexus status`` (one store write per heartbeat, as before)."""
+    ``plexus status`` (one store write per heartbeat, as before). The answer says the
+    cloud's DNS domain again, so agents follow a server restarted with another."""
     await _require_admin(request)
     body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("lease"), int):
@@ -485,7 +489,12 @@ async def chassis_heartbeat(request: Request) -> Response:
     except errors.NotFound:
         request.app.state.metrics.lease_expired.inc()
         raise
-    return JSON({"ttl": ttl})
+    return JSON({"ttl": ttl, "dns_domain": _dns_domain(request)})
+
+
+def _dns_domain(request: Request) -> str:
+    """The cloud's DNS domain as agents name ports in it (a final dot, or '')."""
+    return dns.domain_setting(request.app.state.config.network.dns_domain)
 
 
 @endpoint

@@ -101,6 +101,37 @@ blocks on a router's gateway address; see docs/routing.md). Admin tokens only.
 """
 
 
+DNS = """
+## DNS integration (`dns-integration`, `dns-domain-ports`)
+
+The cloud's domain is the server's `network.dns_domain` (Neutron's `[DEFAULT] dns_domain`,
+default `openstacklocal.`; a final dot is added). A port's `dns_assignment` has one
+`{hostname, ip_address, fqdn}` per fixed IP: `hostname` its `dns_name`, or
+`host-<address with dashes>` without one, `fqdn` the hostname in the cloud's domain (an
+FQDN `dns_name` is its own). It is computed when read, so it follows every change of the
+port's addresses (an update, a SLAAC subnet added or removed). While the domain is
+`openstacklocal.` (or empty), ports keep no `dns_name` or `dns_domain`, as Neutron's. Names
+and domains are lower-cased and checked with neutron-lib's rules and reasons (RFC 1123
+labels, no all-numeric TLD, 255 characters; a PQDN must fit with the domain, an FQDN
+`dns_name` must end with it; a `dns_domain` must be an FQDN): 400, nothing written.
+`GET /v2.0/ports?dns_name=` is answered from an index of the server's catalog. The host
+DHCP hands each port its hostname (option 12, the FQDN less the domain) and the domain
+(option 15; DHCPv6 domain search list), as Neutron's dnsmasq and OVN do; agents learn the
+domain when they register and with every heartbeat. Differences from Neutron:
+
+- No external DNS service driver (Designate): networks', ports' and floating IPs'
+  `dns_domain` and floating IPs' `dns_name` are stored and shown, published nowhere.
+- Floating IPs keep `dns_name` and `dns_domain` (given together, 400 otherwise, set on
+  create only), as Neutron does with a DNS driver; without one Neutron shows them empty.
+- No internal DNS server: Neutron's dnsmasq (and OVN) also answer DNS queries for the
+  network's port names; Plexus does not, VMs resolve through the subnets'
+  `dns_nameservers`.
+- A bad name's message is Neutron's reason inside Plexus's `InvalidInput` ("Invalid input
+  for operation: <reason>."), where Neutron says "Invalid input for dns_name. Reason:
+  <reason>." (`HTTPBadRequest`).
+"""
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else ""
 
@@ -207,6 +238,7 @@ def render_api() -> str:
     out.append("\n## Extensions advertised (`GET /v2.0/extensions`)\n\n| alias | name |\n|---|---|\n")
     for alias in sorted(EXTENSIONS):
         out.append(f"| `{alias}` | {EXTENSIONS[alias][0]} |\n")
+    out.append(DNS)
     out.append("\n## Attributes\n")
     out += [render_resource(r) for r in resources]
     out += [render_resource(r) for r in SUB_RESOURCES]

@@ -11,6 +11,9 @@ register_extension("extra_dhcp_opt", "Neutron Extra DHCP options",
                    "Extra options configuration for DHCP. For example PXE boot options to "
                    "DHCP clients can be specified (e.g. tftp-server, server-ip-address, "
                    "bootfile-name)")
+register_extension("dns-integration", "DNS Integration", "Provides integration with DNS.")
+register_extension("dns-domain-ports", "dns_domain for ports",
+                   "Allows the DNS domain to be specified for a network port.")
 register_extension("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation",
                    "Allow to tag ports during bulk creation")
 

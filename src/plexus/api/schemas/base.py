@@ -298,6 +298,18 @@ def dict_of(spec: dict[str, Converter], required: tuple[str, ...] = (),
     return check
 
 
+def dns_checked(check: Converter) -> Converter:
+    """A converter from one of ``plexus.model.dns``' checks (Neutron's reasons)."""
+    from plexus.model.dns import BadName
+
+    def convert(value):
+        try:
+            return check(value)
+        except BadName as exc:
+            raise Invalid(str(exc)) from None
+    return convert
+
+
 def any_dict(value: Any) -> dict:
     """Any JSON object."""
     if not isinstance(value, dict):

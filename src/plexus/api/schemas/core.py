@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from plexus.api.schemas.base import (
-    REQUIRED, Attr, Invalid, Resource, any_dict, cidr, dict_of, ip_address, ip_or_cidr,
-    list_of, one_of, standard_attrs, string, to_bool, to_int, to_uuid,
+    REQUIRED, Attr, Invalid, Resource, any_dict, cidr, dict_of, dns_checked, ip_address,
+    ip_or_cidr, list_of, one_of, standard_attrs, string, to_bool, to_int, to_uuid,
 )
 from plexus.ipam.macs import normalize_mac
+from plexus.model import dns
 from plexus.model.dhcp_options import BadOption, encode as encode_dhcp_option
 from plexus.ipam import IpamError
 
@@ -76,6 +77,10 @@ NETWORK = Resource("network", "networks", (
     Attr("l2_adjacency", type="boolean", post=False, put=False, filter=False, sort=False),
     Attr("is_default", type="boolean", convert=to_bool, default=False,
          doc="auto-allocated-topology default external network flag (stored only)"),
+    Attr("dns_domain", convert=dns_checked(dns.check_dns_domain), default="",
+         doc="dns-integration: an FQDN (final dot) or ''; kept for an external DNS "
+             "service, which Plexus does not have (ports are named in the server's "
+             "dns_domain)"),
 ))
 
 SUBNET = Resource("subnet", "subnets", (
@@ -189,4 +194,12 @@ PORT = Resource("port", "ports", (
          filter=False, sort=False),
     Attr("trunk_details", type="object", post=False, put=False, filter=False, sort=False,
          doc="a trunk's parent: `{trunk_id, sub_ports}` (`trunk-details`)"),
+    Attr("dns_name", convert=dns_checked(dns.check_dns_name_format), default="",
+         doc="dns-integration: the host name DHCP gives the port (a PQDN, or an FQDN in "
+             "the server's dns_domain); not kept while that is openstacklocal."),
+    Attr("dns_domain", convert=dns_checked(dns.check_dns_domain), default="",
+         doc="dns-domain-ports: kept (not while the server's dns_domain is openstacklocal.) "
+             "for an external DNS service, which Plexus does not have"),
+    Attr("dns_assignment", type="array", post=False, put=False, filter=False, sort=False,
+         doc="dns-integration, computed: {hostname, ip_address, fqdn} of each fixed IP"),
 ))

@@ -5,9 +5,10 @@ floating IPs (router, fip-port-details) and their port forwardings
 from __future__ import annotations
 
 from plexus.api.schemas.base import (
-    REQUIRED, Attr, Invalid, Resource, cidr, dict_of, ip_address, list_of, one_of,
-    standard_attrs, string, to_bool, to_int, to_uuid,
+    REQUIRED, Attr, Invalid, Resource, cidr, dict_of, dns_checked, ip_address, list_of,
+    one_of, standard_attrs, string, to_bool, to_int, to_uuid,
 )
+from plexus.model import dns
 
 
 def always_true(what: str):
@@ -95,6 +96,11 @@ FLOATINGIP = Resource("floatingip", "floatingips", (
     Attr("port_forwardings", type="array", post=False, put=False, filter=False, sort=False,
          doc="expose-port-forwarding-in-fip (with floating-ip-port-forwarding-detail): "
              "id, protocol, internal and external port, internal IP and port id of each"),
+    Attr("dns_name", convert=dns_checked(dns.check_fip_dns_name), default="", put=False,
+         doc="dns-integration: a relative name, given with dns_domain; stored, published "
+             "nowhere (no external DNS service)"),
+    Attr("dns_domain", convert=dns_checked(dns.check_dns_domain), default="", put=False,
+         doc="dns-integration: an FQDN, given with dns_name"),
 ))
 
 

@@ -41,6 +41,7 @@ INDEXES = {
     ("floatingips", "router_id"): "fips_by_router",
     ("floatingips", "port_id"): "fips_by_port",
     ("ports", "qos_policy_id"): "ports_by_qos",
+    ("ports", "dns_name"): "ports_by_dns_name",
     ("networks", "qos_policy_id"): "networks_by_qos",
 }
 
@@ -334,9 +335,10 @@ class ResourceService:
 
     def candidates(self, q: Query) -> list[dict]:
         """The objects a list query may return: those of the values of an indexed
-        filter when it has one (the query's own filters then decide), else all."""
+        filter when it has one (the query's own filters then decide), else all. An
+        empty value (``?dns_name=``) is not looked up: indexes file no empty keys."""
         for name, values in q.filters.items():
-            if (self.c, name) in INDEXES and values:
+            if (self.c, name) in INDEXES and values and all(v != "" for v in values):
                 found = {}
                 for value in values:
                     for obj in self.s.where(self.c, name, value):

@@ -115,7 +115,13 @@ class FloatingIPService(ResourceService):
     # ---- create / update / delete ----------------------------------------------------
 
     def plan_create(self, ctx, obj: dict, w: Writes, attempt: int) -> dict:
-        """Allocate the address (a port on the external network), then associate."""
+        """Allocate the address (a port on the external network), then associate. A
+        ``dns_name`` and ``dns_domain`` go together (dns-integration; kept, published
+        nowhere: Plexus has no external DNS service)."""
+        if obj.get("dns_domain") and not obj.get("dns_name"):
+            raise bad_request("floatingip", "dns_domain cannot be specified without a dns_name")
+        if obj.get("dns_name") and not obj.get("dns_domain"):
+            raise bad_request("floatingip", "dns_name cannot be specified without a dns_domain")
         networks = self.s["networks"]
         net_id = obj["floating_network_id"]
         found = networks.get(net_id)

@@ -12,6 +12,7 @@ from plexus.api.services.base import ALLOC, ResourceService, Retry, Writes, now
 from plexus.api.services.l3_status import router_status
 from plexus.api.services.subnets import auto_addressed, ip_key, pools_tuples
 from plexus.ipam import choose_address, eui64_address, is_valid_fixed_ip, random_mac
+from plexus.model import dns
 from plexus.model.keys import (
     FLOATINGIP_OWNER, INTERFACE_OWNERS, KEY, ROUTER_OWNERS, SERVICE_OWNERS, TRUNK_KEY,
 )
@@ -85,8 +86,17 @@ class PortService(ResourceService):
         router has no single host to report its interfaces, so an interface is ACTIVE
         when the router holding it is programmed (its computed status is ACTIVE: at once
         without a gateway, once its active gateway chassis reported it with one) and the
-        port is up; DOWN otherwise. A trunk's parent shows its ``trunk_details``. Never
-        written back."""
+        port is up; DOWN otherwise. A trunk's parent shows its ``trunk_details``. Every
+        port shows its ``dns_assignment`` (dns-integration), computed from its fixed IPs,
+        its ``dns_name`` and the server's ``dns_domain`` as Neutron's: current whatever
+        changed its addresses (an update, a SLAAC subnet added or removed, a router).
+        Never written back."""
+        domain = self.s.config.network.dns_domain
+        objs = [dict(o, dns_name=o.get("dns_name", ""), dns_domain=o.get("dns_domain", ""),
+                     dns_assignment=dns.assignment(
+                         o.get("dns_name", ""),
+                         [ip["ip_address"] for ip in o.get("fixed_ips") or ()], domain))
+                for o in objs]
         if any(o.get(TRUNK_KEY) for o in objs) and "trunks" in self.s.by_collection:
             trunks = self.s["trunks"]
             objs = [dict(o, trunk_details=trunks.details(o[TRUNK_KEY])) if o.get(TRUNK_KEY)
@@ -147,6 +157,7 @@ class PortService(ResourceService):
         w.expect(networks.key(network["id"]), rev)
         obj["mac_address"] = self._claim_mac(network["id"], obj["mac_address"], obj["id"], w)
         obj["extra_dhcp_opts"] = merge_dhcp_opts([], obj.get("extra_dhcp_opts") or [])
+        self._settle_dns(obj, {"dns_name": "", "dns_domain": ""})
         obj[KEY] = self._claim_key(network["id"], obj["id"], w)
         subnets = self._subnets(network, w)
         obj["fixed_ips"] = self._claim_ips(network, subnets, obj["fixed_ips"], obj, w, attempt,
@@ -157,6 +168,24 @@ class PortService(ResourceService):
         obj["status"] = "DOWN"
         w.put(self.key(obj["id"]), obj)
         return obj
+
+    def _settle_dns(self, port: dict, old: dict) -> None:
+        """``dns_name`` and ``dns_domain`` as Neutron's DNS extension driver keeps them:
+        with the server's ``dns_domain`` at its default (or empty) neither is kept (the
+        port keeps what it had); otherwise ``dns_name`` is checked against that domain
+        (400: a PQDN too long for it, an FQDN outside it)."""
+        domain = self.s.config.network.dns_domain
+        if not dns.names_kept(domain):
+            port["dns_name"] = old.get("dns_name", "")
+            port["dns_domain"] = old.get("dns_domain", "")
+            return
+        if port.get("dns_name") != old.get("dns_name"):
+            try:
+                port["dns_name"] = dns.check_dns_name(port.get("dns_name", ""), domain)
+            except dns.BadName as exc:
+                raise errors.InvalidInput(str(exc)) from None
+        port.setdefault("dns_name", "")
+        port.setdefault("dns_domain", "")
 
     def _subnets(self, network: dict, w: Writes) -> dict[str, dict]:
         """The network's subnets, each required unchanged when the transaction commits."""
@@ -423,6 +452,8 @@ class PortService(ResourceService):
                                                      changes["extra_dhcp_opts"])
         if "allowed_address_pairs" in changes:
             new["allowed_address_pairs"] = [dict(p) for p in changes["allowed_address_pairs"]]
+        if "dns_name" in changes or "dns_domain" in changes:
+            self._settle_dns(new, old)
         self._settle_security(ctx, network, new, w, creating=False)
         self.s["qos-policies"].plan_attach(ctx, new, old, w)
         if "binding:host_id" in changes:
