@@ -6,10 +6,6 @@ docs/api.md renders this table, so every skip has its reason in the docs."""
 from __future__ import annotations
 
 SKIPS: dict[str, str] = {
-    "test_port.py::PortTests::test_port_list_with_trunk":
-        "trunk extension (VLAN-aware VMs) is not implemented",
-    "test_port.py::PortTests::test_port_show_with_trunk":
-        "trunk extension (VLAN-aware VMs) is not implemented",
     "test_router.py::RouterTests::test_router_create_with_external_gateway":
         "gives the router's gateway a QoS policy (qos-gateway-ip), not implemented: "
         "QoS applies to networks and ports",

@@ -30,6 +30,9 @@ MODULES = [
     f"{SDK}.test_qos_dscp_marking_rule",
     f"{SDK}.test_qos_minimum_bandwidth_rule",
     f"{SDK}.test_qos_rule_type",
+    f"{SDK}.test_trunk",
+    f"{SDK}.test_quota",
+    f"{SDK}.test_dvr_router",
     f"{OSC}.test_network",
     f"{OSC}.test_subnet",
     f"{OSC}.test_port",
@@ -48,4 +51,5 @@ MODULES = [
     f"{OSC}.test_network_qos_policy",
     f"{OSC}.test_network_qos_rule",
     f"{OSC}.test_network_qos_rule_type",
+    f"{OSC}.test_network_trunk",
 ]
