@@ -143,6 +143,11 @@ def test_validation_and_faults(server, demo, subnet):
     fault(post("healthmonitors", {"healthmonitor": {"pool_id": pool["id"], "type": "PING",
                                                     "delay": 2, "timeout": 1,
                                                     "max_retries": 1}}), 501)
+    for kind in ("HTTP", "HTTPS"):      # as Octavia's OVN provider: not supported
+        fault(post("healthmonitors", {"healthmonitor": {"pool_id": pool["id"], "type": kind,
+                                                        "delay": 2, "timeout": 1,
+                                                        "max_retries": 1}}), 501,
+              "does not support")
     hm = post("healthmonitors", {"healthmonitor": {"pool_id": pool["id"],
                                                    "type": "UDP-CONNECT", "delay": 2,
                                                    "timeout": 1, "max_retries": 1}})
