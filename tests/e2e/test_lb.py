@@ -145,21 +145,22 @@ def member_status(lbapi, pool, member_id: str) -> str:
     return lbapi.get_member(member_id, pool).operating_status
 
 
-def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 100
-                          ) -> dict[str, float]:
+def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 100,
+                          tag: str = "lbh") -> dict[str, float]:
     """Three backends on c1, c2, c3 behind a TCP listener with a TCP health monitor
     (delay 1, timeout 1, max_retries 1, max_retries_down 1), the client on c4: all go
     ONLINE; b1's listener process is killed → its member goes ERROR and ``connections``
     new connections through the VIP all reach b2 and b3; b1 listens again → ONLINE, and
     it receives connections again. Returns the seconds measured from the kill (to
     ERROR, to the first round of connections that no longer reached b1) and from the
-    restart (to ONLINE)."""
+    restart (to ONLINE). ``tag`` names its network, VMs and load balancer (one per run
+    in a lab)."""
     api, lbapi = lab.api.network, lab.api.load_balancer
-    net = api.get_network(lab.network("lbh-net", subnet).id)
-    backends = [lab.vm(f"lbh-b{i}", net, chassis=f"c{i}", static=True) for i in (1, 2, 3)]
-    client = lab.vm("lbh-cl", net, chassis="c4", static=True)
+    net = api.get_network(lab.network(f"{tag}-net", subnet).id)
+    backends = [lab.vm(f"{tag}-b{i}", net, chassis=f"c{i}", static=True) for i in (1, 2, 3)]
+    client = lab.vm(f"{tag}-cl", net, chassis="c4", static=True)
     pids = {vm.name: serve(lab, vm, 8080) for vm in backends}
-    lb = lbapi.create_load_balancer(name="lbh", vip_subnet_id=net.subnet_ids[0])
+    lb = lbapi.create_load_balancer(name=tag, vip_subnet_id=net.subnet_ids[0])
     li = lbapi.create_listener(name="tcp81", protocol="TCP", protocol_port=81,
                                load_balancer_id=lb.id)
     pool = lbapi.create_pool(name="p81", protocol="TCP", lb_algorithm="ROUND_ROBIN",
