@@ -85,7 +85,7 @@ def health(runs: int) -> list[tuple[str, str]]:
     from tests.e2e.conftest import allow_ingress
     from tests.e2e.test_lb import health_check_scenario, lb_lab
     with lb_lab(Path(tempfile.mkdtemp(prefix="plexus-bench-lbh-"))) as lab:
-        allow_ingress(lab, "tcp")
+        allow_ingress(lab, "tcp", "udp")
         results = [health_check_scenario(lab, subnet=f"10.68.{n}.0/24", tag=f"lbh{n}")
                    for n in range(runs)]
     return [(f"{what}, s (delay 1, timeout 1, max_retries_down 1; {runs} runs)",

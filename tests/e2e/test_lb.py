@@ -151,7 +151,10 @@ def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 
     (delay 1, timeout 1, max_retries 1, max_retries_down 1), the client on c4: all go
     ONLINE; b1's listener process is killed → its member goes ERROR and ``connections``
     new connections through the VIP all reach b2 and b3; b1 listens again → ONLINE, and
-    it receives connections again. Returns the seconds measured from the kill (to
+    it receives connections again. Alongside, a UDP listener over the same backends
+    with a UDP-CONNECT monitor: the killed backend's port answers the probes with ICMP
+    port unreachable → ERROR, no datagram reaches it; back → ONLINE. Returns the
+    seconds measured (TCP) from the kill (to
     ERROR, to the first round of connections that no longer reached b1) and from the
     restart (to ONLINE). ``tag`` names its network, VMs and load balancer (one per run
     in a lab)."""
@@ -169,6 +172,15 @@ def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 
                                             subnet_id=net.subnet_ids[0]).id
                for vm in backends}
     lbapi.create_health_monitor(pool_id=pool.id, type="TCP", delay=1, timeout=1,
+                                max_retries=1, max_retries_down=1)
+    uli = lbapi.create_listener(name="udp54", protocol="UDP", protocol_port=54,
+                                load_balancer_id=lb.id)
+    upool = lbapi.create_pool(name="p54", protocol="UDP", lb_algorithm="ROUND_ROBIN",
+                              listener_id=uli.id)
+    umembers = {vm.name: lbapi.create_member(upool, address=vm.ip, protocol_port=8080,
+                                             subnet_id=net.subnet_ids[0]).id
+                for vm in backends}
+    lbapi.create_health_monitor(pool_id=upool.id, type="UDP-CONNECT", delay=1, timeout=1,
                                 max_retries=1, max_retries_down=1)
     vip = lbapi.get_load_balancer(lb.id).vip_address
     # ONLINE from the start (no verdict yet shows as ONLINE): wait for each member's
@@ -198,6 +210,13 @@ def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 
     assert seen["error"] == 0 and set(seen) == {vm.name for vm in rest}, seen
     assert lbapi.get_pool(pool.id).operating_status == "DEGRADED"
     assert all(member_status(lbapi, pool, members[vm.name]) == "ONLINE" for vm in rest)
+    wait_for(lambda: member_status(lbapi, upool, umembers[victim.name]) == "ERROR", 60,
+             "the killed backend's UDP member ERROR (ICMP port unreachable)")
+    wait_for(lambda: set(clients(client, vip, 54, 10, "udp")) <= {vm.name for vm in rest},
+             60, "no datagram reaches the killed backend")
+    seen = clients(client, vip, 54, 30, "udp")
+    assert seen["error"] == 0 and set(seen) == {vm.name for vm in rest}, seen
+    assert all(member_status(lbapi, upool, umembers[vm.name]) == "ONLINE" for vm in rest)
 
     restarted = time.monotonic()
     serve(lab, victim, 8080, label="-again")
@@ -208,6 +227,10 @@ def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 
              "the restarted backend receives connections again")
     seen = clients(client, vip, 81, 30)
     assert seen["error"] == 0 and victim.name in seen, seen
+    wait_for(lambda: member_status(lbapi, upool, umembers[victim.name]) == "ONLINE", 60,
+             "the restarted backend's UDP member ONLINE again")
+    wait_for(lambda: victim.name in clients(client, vip, 54, 30, "udp"), 60,
+             "the restarted backend receives datagrams again")
     lbapi.delete_load_balancer(lb, cascade=True)
     return times
 
@@ -215,10 +238,12 @@ def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 
 def test_health_monitor_takes_a_killed_backend_out_and_back(lab):
     """Health checks from the members' chassis (agent.lbhealth): no timing asserted (the
     detection times are printed; docs/benchmarks.md has them)."""
-    try:
-        allow_ingress(lab, "tcp")
-    except Exception as exc:            # already opened by another test of the module
-        if "exists" not in str(exc).lower() and "conflict" not in type(exc).__name__.lower():
-            raise
+    for proto in ("tcp", "udp"):
+        try:
+            allow_ingress(lab, proto)
+        except Exception as exc:        # already opened by another test of the module
+            if "exists" not in str(exc).lower() and \
+                    "conflict" not in type(exc).__name__.lower():
+                raise
     times = health_check_scenario(lab)
     print("health check times:", {k: round(v, 2) for k, v in times.items()})
