@@ -145,6 +145,22 @@ def member_status(lbapi, pool, member_id: str) -> str:
     return lbapi.get_member(member_id, pool).operating_status
 
 
+def monitored_pool(lbapi, lb, net, backends, protocol: str, port: int, monitor: str):
+    """A listener on ``port`` whose pool holds the backends' port 8080, with a health
+    monitor of type ``monitor`` (delay 1, timeout 1, max_retries 1, max_retries_down
+    1): (pool, member id by backend name)."""
+    li = lbapi.create_listener(name=f"{protocol.lower()}{port}", protocol=protocol,
+                               protocol_port=port, load_balancer_id=lb.id)
+    pool = lbapi.create_pool(name=f"p{port}", protocol=protocol, lb_algorithm="ROUND_ROBIN",
+                             listener_id=li.id)
+    members = {vm.name: lbapi.create_member(pool, address=vm.ip, protocol_port=8080,
+                                            subnet_id=net.subnet_ids[0]).id
+               for vm in backends}
+    lbapi.create_health_monitor(pool_id=pool.id, type=monitor, delay=1, timeout=1,
+                                max_retries=1, max_retries_down=1)
+    return pool, members
+
+
 def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 100,
                           tag: str = "lbh") -> dict[str, float]:
     """Three backends on c1, c2, c3 behind a TCP listener with a TCP health monitor
@@ -164,24 +180,8 @@ def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 
     client = lab.vm(f"{tag}-cl", net, chassis="c4", static=True)
     pids = {vm.name: serve(lab, vm, 8080) for vm in backends}
     lb = lbapi.create_load_balancer(name=tag, vip_subnet_id=net.subnet_ids[0])
-    li = lbapi.create_listener(name="tcp81", protocol="TCP", protocol_port=81,
-                               load_balancer_id=lb.id)
-    pool = lbapi.create_pool(name="p81", protocol="TCP", lb_algorithm="ROUND_ROBIN",
-                             listener_id=li.id)
-    members = {vm.name: lbapi.create_member(pool, address=vm.ip, protocol_port=8080,
-                                            subnet_id=net.subnet_ids[0]).id
-               for vm in backends}
-    lbapi.create_health_monitor(pool_id=pool.id, type="TCP", delay=1, timeout=1,
-                                max_retries=1, max_retries_down=1)
-    uli = lbapi.create_listener(name="udp54", protocol="UDP", protocol_port=54,
-                                load_balancer_id=lb.id)
-    upool = lbapi.create_pool(name="p54", protocol="UDP", lb_algorithm="ROUND_ROBIN",
-                              listener_id=uli.id)
-    umembers = {vm.name: lbapi.create_member(upool, address=vm.ip, protocol_port=8080,
-                                             subnet_id=net.subnet_ids[0]).id
-                for vm in backends}
-    lbapi.create_health_monitor(pool_id=upool.id, type="UDP-CONNECT", delay=1, timeout=1,
-                                max_retries=1, max_retries_down=1)
+    pool, members = monitored_pool(lbapi, lb, net, backends, "TCP", 81, "TCP")
+    upool, umembers = monitored_pool(lbapi, lb, net, backends, "UDP", 54, "UDP-CONNECT")
     vip = lbapi.get_load_balancer(lb.id).vip_address
     # ONLINE from the start (no verdict yet shows as ONLINE): wait for each member's
     # chassis to have probed it and reported it ONLINE
