@@ -594,6 +594,9 @@ class LbaasService:
                    for h in tree["children"]["healthmonitors"].values()):
                 raise LbError(409, f"Pool {hm['pool_id']} already has a health monitor")
             self._check_monitor(hm, tree)
+            for m in tree["children"]["members"].values():
+                if m["pool_id"] == hm["pool_id"]:   # a new monitor: no verdict yet (not
+                    m.pop(HEALTH_KEY, None)         # one of an earlier monitor's)
         return self._create_child(ctx, "healthmonitors", None, ("pools", attrs["pool_id"]),
                                   body, fill)
 
