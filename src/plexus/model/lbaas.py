@@ -142,9 +142,13 @@ def _monitor(hm: Mapping, pools: Mapping, members: Mapping, health: Mapping[str,
                 int(m.get("monitor_port") or m["protocol_port"]), health.get(m["id"], ""))
         for m in sorted(members.values(), key=lambda m: m["id"])
         if m["pool_id"] == hm["pool_id"] and m.get("admin_state_up", True))
-    return LbMonitor(hm["id"], hm["pool_id"], hm["type"], int(hm.get("delay") or 5),
-                     int(hm.get("timeout") or 5), int(hm.get("max_retries") or 3),
-                     int(hm.get("max_retries_down") or 3), probes)
+    def number(key: str, default: int) -> int:
+        value = hm.get(key)
+        return max(1, int(default if value is None else value))
+    delay = number("delay", 5)          # at least 1 s (the API takes 0: no busy probing)
+    return LbMonitor(hm["id"], hm["pool_id"], hm["type"], delay,
+                     min(number("timeout", 5), delay), number("max_retries", 3),
+                     number("max_retries_down", 3), probes)
 
 
 def slots(members: tuple[LbMember, ...]) -> tuple[int, tuple[LbMember, ...]]:
