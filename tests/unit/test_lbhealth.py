@@ -201,3 +201,12 @@ def test_many_members_each_probed_once_per_delay():
         clock.now = p.next_due()
         sent += len(p.tick())
     assert 50 * 5 <= sent <= 50 * 6
+
+
+def test_pending_probes_dropped_while_the_channel_is_down_do_not_fail():
+    p, clock = prober(target(rise=1, fall=1))
+    probe_now(p, clock)
+    p.drop_pending()
+    clock.now += 5.0
+    assert len(p.tick()) == 1                        # a new probe, no timeout counted
+    assert p.counts.timeouts == 0 and p.verdict("m1") == ""

@@ -686,7 +686,7 @@ class Agent(StatusReports, RoutingDuties):
     async def _lbhealth_loop(self) -> None:
         """Load balancer health probes (``agent.lbhealth``): wake when one falls due or
         the members probed here change; send what is due out of the members' VIFs.
-        Nothing is probed (and no probe times out) while the OpenFlow channel is down."""
+        Nothing is probed (and no probe fails) while the OpenFlow channel is down."""
         prober = self.lbhealth
         while True:
             due = prober.next_due()
@@ -698,7 +698,8 @@ class Agent(StatusReports, RoutingDuties):
             except asyncio.TimeoutError:
                 pass
             self._health_wake.clear()
-            if self.installed is None:
+            if self.installed is None:      # no answer can come: no probe can fail
+                prober.drop_pending()
                 continue
             for ofport, frame in prober.tick():
                 try:

@@ -162,6 +162,12 @@ class Prober:
             self.pending.pop(state.pending, None)
             state.pending = None
 
+    def drop_pending(self) -> None:
+        """Forget the outstanding probes without a result (their answers cannot come:
+        the OpenFlow channel is down); probing goes on where it was once it is back."""
+        for state in self.states.values():
+            self._clear(state)
+
     def next_due(self) -> float | None:
         """When ``tick`` next has something to do (None: nothing probed)."""
         times = [s.deadline if s.pending is not None else s.next_at
