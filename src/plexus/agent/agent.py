@@ -33,7 +33,10 @@ the store to the flows.
 
 DHCP packet-ins are answered from the latest view, and so are the routed packets the
 pipeline punts for ICMP errors (time exceeded, fragmentation needed, host unreachable:
-``agent.icmp``, rate-limited per chassis and per sender). Everything the agent did not expect
+``agent.icmp``, rate-limited per chassis and per sender). Load balancer members hosted
+here are health-checked by two tasks of their own (``agent.lbhealth``: probes out of
+their VIFs, answers by packet-in; verdicts reported to the server when they change).
+Everything the agent did not expect
 (malformed events and objects, stray VIFs, ports on unknown chassis) is logged once."""
 
 from __future__ import annotations
