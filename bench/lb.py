@@ -8,7 +8,15 @@ one member. A 3-chassis lab: backends on c1 and c2, the client on c3, one networ
   backend's name, to b1 directly, then through a listener over b1 and b2 (the count per
   backend is printed too).
 
+With ``--health N``, instead: N runs of the health check scenario of
+tests/e2e/test_lb.py (4 chassis: three backends behind a TCP listener with a TCP health
+monitor, delay 1 s, timeout 1 s, max_retries 1, max_retries_down 1; the client on c4):
+the seconds from killing a backend's listener to its member showing ERROR in the API
+and to the first round of 10 connections none of which reached it, and from its
+restart to ONLINE (min / median / max).
+
     sudo .venv/bin/python bench/lb.py [--size 268435456] [--connections 2000]
+    sudo .venv/bin/python bench/lb.py --health 5
 
 Prints one table (and the machine); the rows go in docs/benchmarks.md with the load."""
 
@@ -72,12 +80,27 @@ def run(size: int, connections: int) -> list[tuple[str, str]]:
         return rows
 
 
+def health(runs: int) -> list[tuple[str, str]]:
+    from statistics import median
+    from tests.e2e.conftest import allow_ingress
+    from tests.e2e.test_lb import health_check_scenario, lb_lab
+    with lb_lab(Path(tempfile.mkdtemp(prefix="plexus-bench-lbh-"))) as lab:
+        allow_ingress(lab, "tcp", "udp")
+        results = [health_check_scenario(lab, subnet=f"10.68.{n}.0/24", tag=f"lbh{n}")
+                   for n in range(runs)]
+    return [(f"{what}, s (delay 1, timeout 1, max_retries_down 1; {runs} runs)",
+             f"min {min(got):.2f} / median {median(got):.2f} / max {max(got):.2f}")
+            for what in results[0] for got in [[r[what] for r in results]]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=256 << 20)
     parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--health", type=int, default=0, metavar="RUNS",
+                        help="measure health check detection instead (RUNS runs)")
     args = parser.parse_args()
-    rows = run(args.size, args.connections)
+    rows = health(args.health) if args.health else run(args.size, args.connections)
     rows.append(("machine", machine()))
     rows.append(("load average at the end", " ".join(f"{x:.2f}" for x in os.getloadavg())))
     print_table(rows)

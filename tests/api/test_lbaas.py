@@ -75,6 +75,14 @@ def test_cli_lifecycle(server, demo, subnet, cli):
                cloud="devstack")["operating_status"] == "ERROR"
     assert cli("loadbalancer", "pool", "show", pool["id"],
                cloud="devstack")["operating_status"] == "DEGRADED"
+    # its monitor replaced: no monitor, then a new one without the old verdict
+    cli("loadbalancer", "healthmonitor", "delete", hm["id"], cloud="devstack", fmt=False)
+    assert cli("loadbalancer", "member", "show", pool["id"], members[0]["id"],
+               cloud="devstack")["operating_status"] == "NO_MONITOR"
+    hm = cli("loadbalancer", "healthmonitor", "create", "--delay", "2", "--timeout", "1",
+             "--max-retries", "2", "--type", "TCP", pool["id"], cloud="devstack")
+    assert cli("loadbalancer", "member", "show", pool["id"], members[0]["id"],
+               cloud="devstack")["operating_status"] == "ONLINE"
     # the tree the chassis read
     stored = tree(server, lb["id"])
     assert set(stored["children"]["members"]) == {m["id"] for m in members}
@@ -143,6 +151,11 @@ def test_validation_and_faults(server, demo, subnet):
     fault(post("healthmonitors", {"healthmonitor": {"pool_id": pool["id"], "type": "PING",
                                                     "delay": 2, "timeout": 1,
                                                     "max_retries": 1}}), 501)
+    for kind in ("HTTP", "HTTPS"):      # as Octavia's OVN provider: not supported
+        fault(post("healthmonitors", {"healthmonitor": {"pool_id": pool["id"], "type": kind,
+                                                        "delay": 2, "timeout": 1,
+                                                        "max_retries": 1}}), 501,
+              "does not support")
     hm = post("healthmonitors", {"healthmonitor": {"pool_id": pool["id"],
                                                    "type": "UDP-CONNECT", "delay": 2,
                                                    "timeout": 1, "max_retries": 1}})

@@ -2,16 +2,21 @@
 and a client on c4, one network; a load balancer made with the real openstacksdk
 (Octavia API); the client's chassis NATs each new connection to a member (conntrack),
 1,000 connections spread within ±20%, SOURCE_IP persistence keeps one client on one
-member, UDP is balanced too."""
+member, UDP is balanced too. With a TCP health monitor, the chassis hosting the members
+probe them: a killed backend goes ERROR and stops receiving new connections, and comes
+back once it listens again."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from collections import Counter
 
 import pytest
 
+from plexus.lab.inventory import end_pid
 from tests.e2e.conftest import allow_ingress, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -67,12 +72,14 @@ def lab(tmp_path_factory):
         yield fixture
 
 
-def serve(lab, vm, port: int) -> None:
-    ready = lab.lab.dir / "pids" / f"{vm.name}-lb-{port}.ready"
-    lab.lab.spawn(f"{vm.name}-lb-{port}", [sys.executable, "-c", SERVER, vm.name, str(port),
-                                           str(ready), str(lab.lab.dir)],
-                  ns=vm.netns, group=vm.group)
+def serve(lab, vm, port: int, label: str = "") -> int:
+    """Start a backend on ``vm``:``port``; its pid once it listens."""
+    name = f"{vm.name}-lb-{port}{label}"
+    ready = lab.lab.dir / "pids" / f"{name}.ready"
+    pid = lab.lab.spawn(name, [sys.executable, "-c", SERVER, vm.name, str(port), str(ready),
+                               str(lab.lab.dir)], ns=vm.netns, group=vm.group)
     wait_for(ready.exists, 10, f"backend on {vm.name}:{port}")
+    return pid
 
 
 def clients(vm, vip: str, port: int, count: int, proto: str = "tcp") -> Counter:
@@ -132,3 +139,111 @@ def test_connections_spread_over_members_on_three_chassis(lab):
     for vm in backends[1:]:         # two members: still within ±20% of an even share
         assert abs(seen[vm.name] - 100) <= 20, seen
     lbapi.delete_load_balancer(lb, cascade=True)
+
+
+def member_status(lbapi, pool, member_id: str) -> str:
+    return lbapi.get_member(member_id, pool).operating_status
+
+
+def monitored_pool(lbapi, lb, net, backends, protocol: str, port: int, monitor: str):
+    """A listener on ``port`` whose pool holds the backends' port 8080, with a health
+    monitor of type ``monitor`` (delay 1, timeout 1, max_retries 1, max_retries_down
+    1): (pool, member id by backend name)."""
+    li = lbapi.create_listener(name=f"{protocol.lower()}{port}", protocol=protocol,
+                               protocol_port=port, load_balancer_id=lb.id)
+    pool = lbapi.create_pool(name=f"p{port}", protocol=protocol, lb_algorithm="ROUND_ROBIN",
+                             listener_id=li.id)
+    members = {vm.name: lbapi.create_member(pool, address=vm.ip, protocol_port=8080,
+                                            subnet_id=net.subnet_ids[0]).id
+               for vm in backends}
+    lbapi.create_health_monitor(pool_id=pool.id, type=monitor, delay=1, timeout=1,
+                                max_retries=1, max_retries_down=1)
+    return pool, members
+
+
+def health_check_scenario(lab, subnet: str = "10.66.2.0/24", connections: int = 100,
+                          tag: str = "lbh") -> dict[str, float]:
+    """Three backends on c1, c2, c3 behind a TCP listener with a TCP health monitor
+    (delay 1, timeout 1, max_retries 1, max_retries_down 1), the client on c4: all go
+    ONLINE; b1's listener process is killed → its member goes ERROR and ``connections``
+    new connections through the VIP all reach b2 and b3; b1 listens again → ONLINE, and
+    it receives connections again. Alongside, a UDP listener over the same backends
+    with a UDP-CONNECT monitor: the killed backend's port answers the probes with ICMP
+    port unreachable → ERROR, no datagram reaches it; back → ONLINE. Returns the
+    seconds measured (TCP) from the kill (to
+    ERROR, to the first round of connections that no longer reached b1) and from the
+    restart (to ONLINE). ``tag`` names its network, VMs and load balancer (one per run
+    in a lab)."""
+    api, lbapi = lab.api.network, lab.api.load_balancer
+    net = api.get_network(lab.network(f"{tag}-net", subnet).id)
+    backends = [lab.vm(f"{tag}-b{i}", net, chassis=f"c{i}", static=True) for i in (1, 2, 3)]
+    client = lab.vm(f"{tag}-cl", net, chassis="c4", static=True)
+    pids = {vm.name: serve(lab, vm, 8080) for vm in backends}
+    lb = lbapi.create_load_balancer(name=tag, vip_subnet_id=net.subnet_ids[0])
+    pool, members = monitored_pool(lbapi, lb, net, backends, "TCP", 81, "TCP")
+    upool, umembers = monitored_pool(lbapi, lb, net, backends, "UDP", 54, "UDP-CONNECT")
+    vip = lbapi.get_load_balancer(lb.id).vip_address
+    # ONLINE from the start (no verdict yet shows as ONLINE): wait for each member's
+    # chassis to have probed it and reported it ONLINE
+    reported = {vm.name: (lab.lab.dir / f"c{i}" / "agent.log", members[vm.name])
+                for i, vm in zip((1, 2, 3), backends)}
+    wait_for(lambda: all(f"load balancer member {m}: ONLINE" in log.read_text()
+                         for log, m in reported.values()), 60,
+             "each member's chassis reported it ONLINE")
+    assert all(member_status(lbapi, pool, m) == "ONLINE" for m in members.values())
+    wait_for(lambda: set(clients(client, vip, 81, 30)) == {vm.name for vm in backends},
+             60, "the VIP spreads over the three members")
+    victim, rest = backends[0], backends[1:]
+    times: dict[str, float] = {}
+    killed = time.monotonic()
+    end_pid(pids[victim.name], signal.SIGKILL)
+
+    def out_of_selection() -> bool:
+        seen = clients(client, vip, 81, 10)
+        return set(seen) <= {vm.name for vm in rest}
+    wait_for(lambda: member_status(lbapi, pool, members[victim.name]) == "ERROR", 60,
+             "the killed backend's member ERROR")
+    times["kill → member ERROR (API)"] = time.monotonic() - killed
+    wait_for(out_of_selection, 60, "no new connection reaches the killed backend")
+    times["kill → no new connection reaches it"] = time.monotonic() - killed
+    seen = clients(client, vip, 81, connections)
+    assert seen["error"] == 0 and set(seen) == {vm.name for vm in rest}, seen
+    assert lbapi.get_pool(pool.id).operating_status == "DEGRADED"
+    assert all(member_status(lbapi, pool, members[vm.name]) == "ONLINE" for vm in rest)
+    wait_for(lambda: member_status(lbapi, upool, umembers[victim.name]) == "ERROR", 60,
+             "the killed backend's UDP member ERROR (ICMP port unreachable)")
+    wait_for(lambda: set(clients(client, vip, 54, 10, "udp")) <= {vm.name for vm in rest},
+             60, "no datagram reaches the killed backend")
+    seen = clients(client, vip, 54, 30, "udp")
+    assert seen["error"] == 0 and set(seen) == {vm.name for vm in rest}, seen
+    assert all(member_status(lbapi, upool, umembers[vm.name]) == "ONLINE" for vm in rest)
+
+    restarted = time.monotonic()
+    serve(lab, victim, 8080, label="-again")
+    wait_for(lambda: member_status(lbapi, pool, members[victim.name]) == "ONLINE", 60,
+             "the restarted backend's member ONLINE again")
+    times["restart → member ONLINE (API)"] = time.monotonic() - restarted
+    wait_for(lambda: victim.name in clients(client, vip, 81, 30), 60,
+             "the restarted backend receives connections again")
+    seen = clients(client, vip, 81, 30)
+    assert seen["error"] == 0 and victim.name in seen, seen
+    wait_for(lambda: member_status(lbapi, upool, umembers[victim.name]) == "ONLINE", 60,
+             "the restarted backend's UDP member ONLINE again")
+    wait_for(lambda: victim.name in clients(client, vip, 54, 30, "udp"), 60,
+             "the restarted backend receives datagrams again")
+    lbapi.delete_load_balancer(lb, cascade=True)
+    return times
+
+
+def test_health_monitor_takes_a_killed_backend_out_and_back(lab):
+    """Health checks from the members' chassis (agent.lbhealth): no timing asserted (the
+    detection times are printed; docs/benchmarks.md has them)."""
+    for proto in ("tcp", "udp"):
+        try:
+            allow_ingress(lab, proto)
+        except Exception as exc:        # already opened by another test of the module
+            if "exists" not in str(exc).lower() and \
+                    "conflict" not in type(exc).__name__.lower():
+                raise
+    times = health_check_scenario(lab)
+    print("health check times:", {k: round(v, 2) for k, v in times.items()})

@@ -326,6 +326,49 @@ def test_security_group_rules_agree(bridge):
     ])
 
 
+def test_load_balancer_probe_replies_agree(bridge):
+    """Stage lb_probe (health checks, agent.lbhealth) on the members' chassis of the
+    load balancer reference (tests/golden/test_lb_golden.py, hv2: b-vm1 at ofport 1,
+    b-app at 2), with a TCP monitor on the TCP pool and a UDP-CONNECT one on the UDP
+    pool: replies from a member to the VIP and a probe port go to the agent; the rest
+    of what a member sends goes on through the pipeline."""
+    from plexus.model.lbaas import to_loadbalancer
+    from tests.golden import test_lb_golden as lbref
+    from tests.golden.l3_reference import mac, replace_view
+    tree = lbref.tree()
+    tree["children"]["healthmonitors"]["hm-udp"] = {
+        "id": "hm-udp", "pool_id": "p-udp", "type": "UDP-CONNECT", "admin_state_up": True}
+    base = lbref.lb_view("hv2")
+    lb = to_loadbalancer(tree)
+    view = replace_view(base, lbs={lb.id: lb})
+
+    def reply(proto: int, dport: int = 0xFFF0, dst: str = "lb-vip", **extra) -> dict:
+        to_vip = dst == "lb-vip"
+        pkt = {"in_port": 1, "eth_src": mac("b-vm1"),
+               "eth_dst": lbref.VIP_PORT["mac_address"] if to_vip else mac(dst),
+               "eth_type": 0x0800, "ipv4_src": "10.2.0.11",
+               "ipv4_dst": "10.2.0.100" if to_vip else "10.2.0.50", "ip_proto": proto}
+        if proto == 6:
+            pkt.update(tcp_src=8080, tcp_dst=dport, tcp_flags=SYN | ACK)
+        elif proto == 17:
+            pkt.update(udp_src=53, udp_dst=dport)
+        else:
+            pkt.update(icmpv4_type=3, icmpv4_code=3)
+        return {**pkt, **extra}
+    check_all(bridge, compile_view(view), [
+        ("TCP probe answered (SYN-ACK)", reply(6), "controller"),
+        ("TCP probe answered, last probe port", reply(6, 0xFFFF), "controller"),
+        ("TCP probe refused (RST)", reply(6, tcp_flags=0x14), "controller"),
+        ("TCP below the probe range", reply(6, 0xFFEF), "drop"),
+        ("TCP from another port", reply(6, tcp_src=8081), "drop"),
+        ("UDP probe answered", reply(17), "controller"),
+        ("ICMP port unreachable to the VIP", reply(1), "controller"),
+        ("to another member, probe port", reply(6, dst="b-app"), "2"),
+        ("from a port that is no member", reply(6, in_port=2, eth_src=mac("b-app"),
+                                                ipv4_src="10.2.0.50", tcp_src=9999), "drop"),
+    ])
+
+
 def test_remote_groups_and_local_traffic_agree(bridge):
     check_all(bridge, compile_view(acl.kind_view("remote_group")), [
         ("member of the remote group", sg_packet("web1", "vm", dport=5432), "5"),

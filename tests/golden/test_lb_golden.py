@@ -65,7 +65,7 @@ def lb_view(chassis: str, health: dict | None = None):
 
 def text(chassis: str, health: dict | None = None) -> str:
     stages = by_stage(compile_view(lb_view(chassis, health)))
-    return "".join(f"# {name}\n" + dump(stages[name]) for name in ("l2_lookup", "lb", "lb_nat"))
+    return "".join(f"# {name}\n" + dump(stages[name]) for name in ("l2_lookup", "lb", "lb_nat", "lb_probe"))
 
 
 @pytest.mark.parametrize("chassis", ["hv1", "hv2", "hv3"])
@@ -130,3 +130,46 @@ def test_evaluator_balances_and_unnats_on_the_clients_chassis():
     (port, got), = back.outputs
     assert port == 1 and (got["ipv4_src"], got["tcp_src"]) == ("10.2.0.100", 80), \
         back.explain()
+
+
+def test_evaluator_traps_probe_replies_on_the_members_chassis():
+    """Stage lb_probe on hv2 (hosting both TCP members): b-vm1's SYN-ACK from 8080 to the
+    VIP and a probe port goes to the agent before port security; its traffic to the VIP's
+    listener, and a reply to a port outside the probe range, do not; hv1 (no member)
+    traps nothing."""
+    from plexus.pipeline.stages.lb_probe import PROBE_PORT_MIN, USERDATA
+    from plexus.tools.evaluator import Pipeline
+    from tests.golden.l3_reference import mac
+    pipe = Pipeline(compile_view(lb_view("hv2")))
+
+    def from_b_vm1(sport, dport, proto=6):
+        ports = ("tcp_src", "tcp_dst") if proto == 6 else ("udp_src", "udp_dst")
+        return pipe.run({"in_port": 1, "eth_src": mac("b-vm1"), "eth_dst": VIP_PORT[
+            "mac_address"], "eth_type": 0x0800, "ipv4_src": "10.2.0.11",
+            "ipv4_dst": "10.2.0.100", "ip_proto": proto, ports[0]: sport, ports[1]: dport,
+            "nw_ttl": 64})
+    for probe_port in (PROBE_PORT_MIN, PROBE_PORT_MIN + 15):
+        res = from_b_vm1(8080, probe_port)
+        assert [u for u, _ in res.controller] == [USERDATA] and not res.outputs, \
+            res.explain()
+    assert not from_b_vm1(8080, PROBE_PORT_MIN - 1).controller
+    assert not from_b_vm1(40000, 80).controller
+    assert not from_b_vm1(53, PROBE_PORT_MIN, proto=17).controller   # UDP pool: no monitor
+    assert [f for f in compile_view(lb_view("hv1")) if f.stage == "lb_probe"
+            and f.priority > 0] == []
+
+
+def test_probe_targets_are_the_members_hosted_here():
+    """agent.lbhealth.targets: hv2 probes its two TCP members from the VIP (its port's
+    MAC) to their VIFs; hv1 and hv3 probe nothing; a disabled monitor probes nothing."""
+    from plexus.agent.lbhealth import targets
+    from tests.golden.l3_reference import mac
+    got = targets(lb_view("hv2"))
+    assert sorted(got) == ["m-tcp-1", "m-tcp-2"]
+    t = got["m-tcp-1"]
+    assert (t.type, t.vip, t.vip_mac, t.address, t.port, t.mac, t.ofport) == (
+        "TCP", "10.2.0.100", VIP_PORT["mac_address"], "10.2.0.11", 8080, mac("b-vm1"), 1)
+    assert not targets(lb_view("hv1")) and not targets(lb_view("hv3"))
+    disabled = tree()
+    disabled["children"]["healthmonitors"]["hm-tcp"]["admin_state_up"] = False
+    assert to_loadbalancer(disabled).monitors == ()

@@ -141,7 +141,7 @@ def bounds(view: View) -> dict[str, int]:
             "l3_input": 1, "l3_route": 1, "l3_neighbor": 1, "l3_snat": 1, "snat_guard": 1,
             # nor load balancers: their default flow only (their flows per listener,
             # member and client network are in tests/golden/test_lb_golden.py)
-            "lb": 1, "lb_nat": 1,
+            "lb": 1, "lb_nat": 1, "lb_probe": 1,
             # the default, and per port with a policy its DSCP flows (IPv4, IPv6) and
             # its metered flow
             "egress_qos": 1 + 3 * len(local)}

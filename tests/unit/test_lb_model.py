@@ -75,3 +75,23 @@ def test_slots_interleave():
     assert bits == 5
     # consecutive source ports go round the members
     assert [m.id for m in order[:6]] == ["m0", "m1", "m2", "m0", "m1", "m2"]
+
+
+def test_health_monitor_timing_is_at_least_a_second_and_timeout_within_delay():
+    """delay 0 (the API takes it) would probe without pause: 1 s at least; a timeout
+    never longer than the delay; a disabled pool or monitor, or an HTTP one, is not
+    probed; disabled members are left out, weight-0 ones kept."""
+    from plexus.model.lbaas import LbProbe
+    members = [member(1), {**member(2), "admin_state_up": False},
+               {**member(3), "weight": 0, "monitor_port": 9000}]
+    t = tree(members)
+    t["children"]["healthmonitors"] = {"hm": {"id": "hm", "pool_id": "p", "type": "TCP",
+                                              "delay": 0, "timeout": 0, "max_retries": 2}}
+    (hm,) = to_loadbalancer(t, {"m1": "ERROR"}).monitors
+    assert (hm.delay, hm.timeout, hm.max_retries, hm.max_retries_down) == (1, 1, 2, 3)
+    assert hm.probes == (LbProbe("m1", "10.0.0.1", 80, "ERROR"),
+                         LbProbe("m3", "10.0.0.3", 9000, ""))
+    t["children"]["healthmonitors"]["hm"].update(delay=3, timeout=10)
+    assert to_loadbalancer(t).monitors[0].timeout == 3
+    t["children"]["healthmonitors"]["hm"]["type"] = "HTTP"
+    assert to_loadbalancer(t).monitors == ()

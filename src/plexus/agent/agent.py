@@ -33,7 +33,10 @@ the store to the flows.
 
 DHCP packet-ins are answered from the latest view, and so are the routed packets the
 pipeline punts for ICMP errors (time exceeded, fragmentation needed, host unreachable:
-``agent.icmp``, rate-limited per chassis and per sender). Everything the agent did not expect
+``agent.icmp``, rate-limited per chassis and per sender). Load balancer members hosted
+here are health-checked by two tasks of their own (``agent.lbhealth``: probes out of
+their VIFs, answers by packet-in; verdicts reported to the server when they change).
+Everything the agent did not expect
 (malformed events and objects, stray VIFs, ports on unknown chassis) is logged once."""
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from plexus.agent import dhcp6, icmp, l3, ra, relevant
+from plexus.agent import dhcp6, icmp, l3, lbhealth, ra, relevant
 from plexus.agent import view as views
 from plexus.agent.external import Resolver
 from plexus.agent.metadata import Requester
@@ -65,6 +68,7 @@ from plexus.model import keys, relevance
 from plexus.pipeline.stages.metadata import ofport_of
 from plexus.pipeline.stages.dhcp import ND_ROUTER
 from plexus.pipeline.stages.l3_input import ND_GATEWAY
+from plexus.pipeline.stages.lb_probe import USERDATA as LB_PROBE
 from plexus.pipeline.stages.port_security import VIP_ARP
 from plexus.model.catalog import Change
 from plexus.pipeline.incremental import IncrementalCompiler
@@ -123,6 +127,8 @@ class Counters:
     stages_reused: int = 0
     icmp_errors: int = 0            # ICMP errors sent (agent.icmp; by kind in self.icmp)
     icmp_limited: int = 0           # ... refused by the rate limits (chassis, sender)
+    lb_probes: int = 0              # load balancer health probes sent (agent.lbhealth)
+    lb_reports: int = 0             # ... member verdicts reported to the server
 
 
 class Agent(StatusReports, RoutingDuties):
@@ -175,6 +181,9 @@ class Agent(StatusReports, RoutingDuties):
         self.icmp = icmp.IcmpErrors(config.icmp_error_rate, config.icmp_error_burst,
                                     config.icmp_source_rate, config.icmp_source_burst)
         self._icmp_said = 0.0
+        self.lbhealth = lbhealth.Prober()       # health checks of the members hosted here
+        self._health_wake = asyncio.Event()     # the probe loop: targets changed
+        self._health_report = asyncio.Event()   # the report loop: a verdict changed
 
         self._loopback_want: dict[str, tuple[str, ...]] = {}
         self._loopback_done: dict[str, tuple[str, ...]] = {}
@@ -208,7 +217,8 @@ class Agent(StatusReports, RoutingDuties):
             ("openflow", self._openflow()), ("reconcile", self._reconcile_loop()),
             ("status", self._status_loop()), ("resolve", self._resolve_loop()),
             ("snat", self._snat_loop()), ("loopback", self._loopback_loop()),
-            ("tunnels", self._tunnel_loop()), ("ra", self._ra_loop()))]
+            ("tunnels", self._tunnel_loop()), ("ra", self._ra_loop()),
+            ("lbhealth", self._lbhealth_loop()), ("lbreport", self._lbreport_loop()))]
         try:
             await self._stop.wait()
         finally:
@@ -454,6 +464,9 @@ class Agent(StatusReports, RoutingDuties):
         self._ofports = {ofport: pid for pid, ofport in plugged.items()
                          if pid in view.vif_ofports}         # a VIF's own port, no subport
         self._explain(view, problems)
+        if self.lbhealth.update(lbhealth.targets(view)):
+            self._health_wake.set()
+            self._health_report.set()
         if c.bridge_mappings != self._patches:
             self._patches = dict(c.bridge_mappings)
             self.switch.set_patches(self._patches)
@@ -628,6 +641,12 @@ class Agent(StatusReports, RoutingDuties):
         if kind is not None:
             self._icmp_error(kind, pin)
             return
+        if pin.userdata == LB_PROBE:
+            for ofport, frame in self.lbhealth.reply(pin.data):
+                self.switch.packet_out(ofport, frame)
+            if self.lbhealth.to_report():
+                self._health_report.set()
+            return
         if pin.userdata == VIP_ARP:
             view = self.view
             port = view.ports.get(self._ofports.get(pin.in_port, "")) if view else None
@@ -666,6 +685,58 @@ class Agent(StatusReports, RoutingDuties):
             reply = reply[:12] + struct.pack("!HH", 0x8100, port.vlan) + reply[12:]
         self.switch.packet_out(pin.in_port, reply)
         self.counters.dhcp_replies += 1
+
+    async def _lbhealth_loop(self) -> None:
+        """Load balancer health probes (``agent.lbhealth``): wake when one falls due or
+        the members probed here change; send what is due out of the members' VIFs.
+        Nothing is probed (and no probe fails) while the OpenFlow channel is down."""
+        prober = self.lbhealth
+        while True:
+            due = prober.next_due()
+            wait = None if due is None else max(0.0, due - prober.clock())
+            if self.installed is None:
+                wait = 0.5 if wait is None else max(wait, 0.5)
+            try:
+                await asyncio.wait_for(self._health_wake.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+            self._health_wake.clear()
+            if self.installed is None:      # no answer can come: no probe can fail
+                prober.drop_pending()
+                continue
+            for ofport, frame in prober.tick():
+                try:
+                    self.switch.packet_out(ofport, frame)
+                    self.counters.lb_probes += 1
+                except (OSError, OpenFlowError, AttributeError) as exc:
+                    LOG.debug("health probe to ofport %d not sent: %s", ofport, exc)
+            if prober.to_report():
+                self._health_report.set()
+
+    async def _lbreport_loop(self) -> None:
+        """Report the member verdicts the model does not hold yet, one at a time (the
+        verdict the server keeps comes back through the watch; a failed report is
+        tried again after a back-off)."""
+        failures = 0
+        while True:
+            await self._health_report.wait()
+            self._health_report.clear()
+            for member, verdict in self.lbhealth.to_report().items():
+                self.lbhealth.inflight[member] = verdict
+                try:
+                    await self.sb.member_health(member, verdict, self.config.chassis)
+                    self.counters.lb_reports += 1
+                    LOG.info("load balancer member %s: %s (health check)", member, verdict)
+                    failures = 0
+                except (Unavailable, Refused) as exc:
+                    self.lbhealth.inflight.pop(member, None)
+                    if not failures:
+                        LOG.warning("member %s health report failed: %s; retrying", member,
+                                    exc)
+                    failures += 1
+                    await asyncio.sleep(self.config.timing.after(failures))
+                    self._health_report.set()
+                    break
 
     def _ipv6_service(self, pin: PacketIn) -> None:
         """Answer a DHCPv6 message (``agent.dhcp6``), a router solicitation or a

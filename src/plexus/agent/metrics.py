@@ -45,6 +45,10 @@ COUNTED = {
     "icmp_errors": ("plexus_agent_icmp_errors", "ICMP errors sent by routers here"),
     "icmp_limited": ("plexus_agent_icmp_errors_limited", "ICMP errors rate-limited"),
     "garps": ("plexus_agent_garps", "Gratuitous ARPs sent for external addresses"),
+    "lb_probes": ("plexus_agent_lb_health_probes",
+                  "Load balancer health probes sent to members hosted here"),
+    "lb_reports": ("plexus_agent_lb_health_reports",
+                   "Load balancer member verdicts reported to the server"),
 }
 
 

@@ -3,7 +3,8 @@
 chassis programs: the VIP, and per enabled listener its protocol, port, how it hashes
 (source port or source address) and the members in selection (enabled, weight > 0,
 not reported down by their chassis' health checks, not backups while a primary is
-up). No I/O."""
+up), and per health monitor what the chassis hosting its members probe
+(``agent.lbhealth``). No I/O."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from plexus.model.keys import HEALTH_KEY
 PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17}
 HASH_SOURCE_IP = "source_ip"        # SOURCE_IP algorithm or SOURCE_IP persistence
 HASH_SOURCE_PORT = "source_port"    # ROUND_ROBIN / SOURCE_IP_PORT: per connection
+PROBED_MONITORS = ("TCP", "UDP-CONNECT")    # the monitor types the chassis probe
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,44 @@ class LbListener:
 
 
 @dataclass(frozen=True)
+class LbProbe:
+    """One member a health monitor checks: where its probes go (its ``monitor_address``
+    and ``monitor_port`` when set, else its own) and the verdict last reported for it
+    (``""``: none yet)."""
+
+    member_id: str
+    address: str
+    port: int
+    health: str = ""
+
+
+@dataclass(frozen=True)
+class LbMonitor:
+    """An enabled health monitor of an enabled pool, with its enabled members. Octavia's
+    semantics: a probe every ``delay`` s, answered within ``timeout`` s or failed;
+    ``max_retries`` successes in a row make a member ONLINE, ``max_retries_down``
+    failures in a row ERROR."""
+
+    id: str
+    pool_id: str
+    type: str                           # PROBED_MONITORS
+    delay: int
+    timeout: int
+    max_retries: int
+    max_retries_down: int
+    probes: tuple[LbProbe, ...]         # sorted by member id
+
+
+@dataclass(frozen=True)
 class LoadBalancer:
-    """A load balancer's VIP and enabled listeners."""
+    """A load balancer's VIP and enabled listeners (and health monitors)."""
 
     id: str
     vip: str
     vip_network_id: str
     vip_port_id: str
     listeners: tuple[LbListener, ...]
+    monitors: tuple[LbMonitor, ...] = ()
 
 
 def selection(members: list[dict], health: Mapping[str, str], monitored: bool
@@ -78,6 +110,10 @@ def to_loadbalancer(tree: Mapping, health: Mapping[str, str] | None = None) -> L
     monitors = {hm["pool_id"] for hm in (ch.get("healthmonitors") or {}).values()
                 if hm.get("admin_state_up", True)}
     listeners = []
+    checks = tuple(_monitor(hm, pools, members, health) for hm in sorted(
+        (ch.get("healthmonitors") or {}).values(), key=lambda hm: hm["id"])
+        if hm.get("admin_state_up", True) and hm.get("type") in PROBED_MONITORS
+        and (pools.get(hm.get("pool_id")) or {}).get("admin_state_up", False))
     for li in sorted((ch.get("listeners") or {}).values(), key=lambda li: li["id"]):
         pool = pools.get(li.get("default_pool_id") or "")
         proto = PROTOCOL_NUMBERS.get(li.get("protocol"))
@@ -94,7 +130,25 @@ def to_loadbalancer(tree: Mapping, health: Mapping[str, str] | None = None) -> L
         listeners.append(LbListener(li["id"], proto, int(li["protocol_port"]), hashing,
                                     chosen))
     return LoadBalancer(tree["id"], tree["vip_address"], tree.get("vip_network_id") or "",
-                        tree.get("vip_port_id") or "", tuple(listeners))
+                        tree.get("vip_port_id") or "", tuple(listeners), checks)
+
+
+def _monitor(hm: Mapping, pools: Mapping, members: Mapping, health: Mapping[str, str]
+             ) -> LbMonitor:
+    """A health monitor with the enabled members of its pool (whatever their weight:
+    a weight-0 member is still checked, as Octavia does)."""
+    probes = tuple(
+        LbProbe(m["id"], m.get("monitor_address") or m["address"],
+                int(m.get("monitor_port") or m["protocol_port"]), health.get(m["id"], ""))
+        for m in sorted(members.values(), key=lambda m: m["id"])
+        if m["pool_id"] == hm["pool_id"] and m.get("admin_state_up", True))
+    def number(key: str, default: int) -> int:
+        value = hm.get(key)
+        return max(1, int(default if value is None else value))
+    delay = number("delay", 5)          # at least 1 s (the API takes 0: no busy probing)
+    return LbMonitor(hm["id"], hm["pool_id"], hm["type"], delay,
+                     min(number("timeout", 5), delay), number("max_retries", 3),
+                     number("max_retries_down", 3), probes)
 
 
 def slots(members: tuple[LbMember, ...]) -> tuple[int, tuple[LbMember, ...]]:

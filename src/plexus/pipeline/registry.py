@@ -95,12 +95,19 @@ STAGES: tuple[Stage, ...] = (
           "the chassis serves metadata) → metadata; unknown in_ports are dropped",
           partitioned=True),
     Stage("egress_qos", 5, "plexus.pipeline.stages.qos",
-          frozenset(_REGS | {"eth_type"}), ("port_security",),
+          frozenset(_REGS | {"eth_type"}), ("lb_probe",),
           "QoS of what leaves a VM (its port's policy, else its network's): the port's "
           "egress OpenFlow meter (a drop band at the bandwidth limit) and, for IPv4 and "
           "IPv6, the policy's DSCP mark; the ingress limit is the port's meter on "
           "output's flow to its VIF",
           partitioned=True),
+    Stage("lb_probe", 7, "plexus.pipeline.stages.lb_probe",
+          frozenset(_REGS | _IP | _L4 | {"eth_type"}), ("port_security",),
+          "replies to the load balancer health probes this chassis sends its local "
+          "members (from the VIP, to a source port of the probe range: a TCP SYN-ACK or "
+          "RST, a UDP answer, an ICMP port unreachable) go to the agent "
+          "(``agent.lbhealth``) before port security and conntrack see them; everything "
+          "else goes on to port_security"),
     Stage("port_security", 10, "plexus.pipeline.stages.port_security",
           frozenset(_L2 | _ARP | _IP | _L4 | _ND | _REGS), ("arp_responder",),
           "source MAC and IP (and allowed address pairs) must belong to the in-port; "

@@ -200,10 +200,12 @@ sends), `GET /v2/lbaas/loadbalancers/{id}/status`, `DELETE ...?cascade=true`. Er
 Octavia's bodies (`faultcode`, `faultstring`, `debuginfo`). Provider `plexus` only
 (another: 400); L4 only: listener and pool protocols `TCP`/`UDP`, algorithms
 `ROUND_ROBIN`, `SOURCE_IP_PORT` (both spread on the client's source port) and `SOURCE_IP`,
-session persistence `SOURCE_IP`, monitors `TCP`, `HTTP`, `UDP-CONNECT`; anything else is
-Octavia's 501 `ProviderUnsupportedOptionError`. Writes are synchronous
+session persistence `SOURCE_IP`, monitors `TCP` and `UDP-CONNECT` (probed by the chassis
+hosting the members; `HTTP`, `HTTPS`, `PING` refused as Octavia's OVN provider does);
+anything else is Octavia's 501 `ProviderUnsupportedOptionError`. Writes are synchronous
 (`provisioning_status` `ACTIVE` on return); `operating_status` is computed when read
-(members: `NO_MONITOR` without a monitor, else the chassis' health reports; pools
+(members: `NO_MONITOR` without a monitor, else the verdict of the health checks their
+chassis run, `ONLINE` until the first; pools
 `DEGRADED`/`ERROR` from their members). The VIP is a Neutron port (`device_owner`
 `Octavia`) made with the load balancer, or the `vip_port_id` given (kept on delete).
 Policy: Octavia's defaults (see the `os_load-balancer_api:*` rows below).

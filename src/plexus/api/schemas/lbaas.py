@@ -23,7 +23,9 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "PAT
 # what the data plane implements (the rest is refused with 501)
 L4_PROTOCOLS = ("TCP", "UDP")
 SUPPORTED_ALGORITHMS = ("ROUND_ROBIN", "SOURCE_IP", "SOURCE_IP_PORT")
-SUPPORTED_MONITORS = ("TCP", "HTTP", "UDP-CONNECT")
+# the monitors the chassis probe (agent.lbhealth): those of Octavia's OVN provider,
+# which refuses HTTP, HTTPS, PING, TLS-HELLO and SCTP ones (UnsupportedOptionError: 501)
+SUPPORTED_MONITORS = ("TCP", "UDP-CONNECT")
 
 
 def headers(value):

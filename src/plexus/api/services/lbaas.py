@@ -593,19 +593,18 @@ class LbaasService:
             if any(h["pool_id"] == hm["pool_id"]
                    for h in tree["children"]["healthmonitors"].values()):
                 raise LbError(409, f"Pool {hm['pool_id']} already has a health monitor")
-            if hm["type"] in ("HTTP", "HTTPS"):
-                hm.setdefault("http_method", None)
-                hm["http_method"] = hm["http_method"] or "GET"
-                hm["url_path"] = hm.get("url_path") or "/"
-                hm["expected_codes"] = hm.get("expected_codes") or "200"
             self._check_monitor(hm, tree)
+            for m in tree["children"]["members"].values():
+                if m["pool_id"] == hm["pool_id"]:   # a new monitor: no verdict yet (not
+                    m.pop(HEALTH_KEY, None)         # one of an earlier monitor's)
         return self._create_child(ctx, "healthmonitors", None, ("pools", attrs["pool_id"]),
                                   body, fill)
 
     def _check_monitor(self, hm: dict, tree: dict) -> None:
         if hm["type"] not in SUPPORTED_MONITORS:
             raise unsupported(f"The provider does not support {hm['type']} health "
-                              f"monitors (TCP, HTTP and UDP-CONNECT only).")
+                              f"monitors (TCP and UDP-CONNECT only: the chassis hosting the "
+                              f"members probe them).")
         pool = tree["children"]["pools"][hm["pool_id"]]
         if hm["type"] == "UDP-CONNECT" and pool["protocol"] != "UDP":
             raise invalid(f"The {hm['type']} type is only supported for pools of type UDP.")

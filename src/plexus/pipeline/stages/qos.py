@@ -3,7 +3,7 @@ at it. A port's QoS policy is its own ``qos_policy_id`` or, when it has none, it
 network's (Neutron's precedence). For a bound port whose policy limits egress (VM →
 network), every packet from it passes the port's egress meter; IPv4 and IPv6 packets
 from it get the policy's DSCP mark (the IP header's DS field, ECN bits kept). Ports
-without a policy go straight on to port_security.
+without a policy go straight on (to lb_probe, then port_security).
 
 The ingress limit (network → VM) is the port's ingress meter on ``output``'s flow to
 its VIF (``ingress_meters``): whatever reaches the VM, from a local port or a tunnel,
@@ -27,6 +27,7 @@ from plexus.pipeline.stages.common import bound_ports
 from plexus.pipeline.view import PortView, View
 
 STAGE = "egress_qos"
+NEXT = "lb_probe"           # then port_security
 PRIO_DSCP = 20              # IP from the port: marked (and metered)
 PRIO_PORT = 10              # anything else from the port: metered
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
@@ -42,7 +43,7 @@ def compile_egress_qos(view: View) -> list[Flow]:
 
 def compile_egress_qos_chassis(view: View) -> list[Flow]:
     """Packets of ports without a policy go on unchanged."""
-    return [Flow.make(STAGE, 0, goto="port_security", cookie="pipeline:egress_qos",
+    return [Flow.make(STAGE, 0, goto=NEXT, cookie="pipeline:egress_qos",
                       note="no QoS policy")]
 
 
@@ -71,10 +72,10 @@ def port_flows(net: int, key: int, port_id: str, qos: QosPolicy) -> tuple[Flow, 
         for eth in (ETH_IPV4, ETH_IPV6):
             flows.append(Flow.make(STAGE, PRIO_DSCP, {**match, "eth_type": eth},
                                    [*meter, SetField("ip_dscp", qos.dscp)],
-                                   goto="port_security", cookie=cookie,
+                                   goto=NEXT, cookie=cookie,
                                    note=f"policy {qos.id}: DSCP {qos.dscp}"))
     if meter:
-        flows.append(Flow.make(STAGE, PRIO_PORT, match, meter, goto="port_security",
+        flows.append(Flow.make(STAGE, PRIO_PORT, match, meter, goto=NEXT,
                                cookie=cookie, note=f"policy {qos.id}: egress limit"))
     return tuple(flows)
 
