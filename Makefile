@@ -10,7 +10,7 @@ demo: bootstrap
 	.venv/bin/plexus demo
 
 test: bootstrap
-	.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 $(PYTEST_ARGS)
 	.venv/bin/python -m tests.functional
 
 bench: bootstrap
