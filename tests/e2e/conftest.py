@@ -18,6 +18,7 @@ import itertools
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -130,10 +131,27 @@ def capture(lab: "LabFixture", node: str, label: str | None, bpf: str, seconds: 
     is listening when this returns."""
     label = label or f"capture-{next(_CAPTURES)}"
     pcap = lab.lab.dir / "pids" / f"{label}.pcap"
-    argv = ["timeout", str(seconds), "tcpdump", "-i", ifname, "-n", "-U", "-w", str(pcap)]
+    # immediate mode: each packet reaches the file as it arrives, not when the kernel's
+    # ring block times out (1 s), so a capture stopped right after its action has it
+    argv = ["timeout", str(seconds), "tcpdump", "-i", ifname, "-n", "-U", "--immediate-mode",
+            "-w", str(pcap)]
     pid = lab.lab.spawn(label, argv + ([] if promiscuous else ["-p"]) + [bpf],
                         ns=lab.node(node).netns)
     return Capture(pid, pcap)
+
+
+def capture_during(lab: "LabFixture", node: str, bpf: str, action, *, ifname: str = "eth0",
+                   flags: tuple[str, ...] = ("-q",), promiscuous: bool = True) -> str:
+    """tcpdump's lines on ``ifname`` of ``node`` while ``action()`` runs: the capture
+    starts before the action and stops after it (plus a moment for the last replies),
+    however long the action took, so a slow start cannot make the window miss it."""
+    cap = capture(lab, node, None, bpf, 120, ifname=ifname, promiscuous=promiscuous)
+    try:
+        action()
+        time.sleep(0.3)
+    finally:
+        cap.stop()
+    return "\n".join(cap.lines(*flags)) + "\n"
 
 
 class Capture:
@@ -144,6 +162,13 @@ class Capture:
         # tcpdump opens its file once the interface is capturing
         wait_for(pcap.exists, 5, f"tcpdump writing {pcap.name}")
         time.sleep(0.3)
+        assert alive(pid), f"tcpdump for {pcap.name} ended before the action started"
+
+    def stop(self) -> None:
+        """End the capture now (``timeout`` passes the signal on to tcpdump, which
+        flushes its file)."""
+        if alive(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
 
     def lines(self, *flags: str) -> list[str]:
         """The captured packets, one line each (waits for the capture to end); ``flags``

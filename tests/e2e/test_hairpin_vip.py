@@ -40,7 +40,7 @@ def seen_source(lab: LabFixture, target: str, caller: str, address: str, port: i
     def both():
         lab.vm(caller).ping(address, count=2, deadline=3)
         lab.vm(caller).tcp_client(address, port, size=1 << 10, timeout=3)
-    return captured(lab, target, "eth0", f"icmp or tcp port {port}", both, seconds=8)
+    return captured(lab, target, "eth0", f"icmp or tcp port {port}", both)
 
 
 def test_hairpin_to_a_floating_ip_behind_the_same_router(lab, public, open_ingress):
@@ -81,8 +81,7 @@ def test_hairpin_to_a_floating_ip_behind_the_same_router(lab, public, open_ingre
     # otherwise route it back
     upstream = lab.node("ext").exec("cat", "/sys/class/net/eth0/address").stdout.strip()
     via_upstream = captured(lab, "ext", "eth0", f"ether dst {upstream} and host {target_fip}",
-                            lambda: seen_source(lab, "hp-b", "hp-other", target_fip, 5701),
-                            seconds=12)
+                            lambda: seen_source(lab, "hp-b", "hp-other", target_fip, 5701))
     assert not via_upstream.strip(), via_upstream
     # the internet still reaches it, and what was there keeps working
     assert inet.tcp_client(target_fip, 5701)["ok"]
@@ -124,7 +123,7 @@ def test_allowed_address_pair_vip_is_routed_to_and_from(lab, public, open_ingres
     assert holder.tcp_client(client.ip, 5802)["ok"]
     seen = captured(lab, "vip-c", "eth0", "icmp or tcp port 5802", lambda: (
         holder.ping(client.ip, count=2, deadline=3),
-        holder.tcp_client(client.ip, 5802, size=1 << 10, timeout=3)), seconds=8)
+        holder.tcp_client(client.ip, 5802, size=1 << 10, timeout=3)))
     assert f"{vip} > {client.ip}" in seen and f"{vip}." in seen, seen
     assert f"{holder.ip} > " not in seen, seen
     assert wait_for(lambda: holder.ping(INET, count=1, deadline=2), 30,
@@ -135,6 +134,6 @@ def test_allowed_address_pair_vip_is_routed_to_and_from(lab, public, open_ingres
                     "TCP from the VIP to inet (port-block SNAT)")
     seen = captured(lab, "inet", "eth0", "icmp or tcp port 5803", lambda: (
         holder.ping(INET, count=2, deadline=3),
-        holder.tcp_client(INET, 5803, size=1 << 10, timeout=3)), seconds=8)
+        holder.tcp_client(INET, 5803, size=1 << 10, timeout=3)))
     assert f"{gateway} > {INET}" in seen and f"{gateway}." in seen, seen
     assert vip not in seen, seen

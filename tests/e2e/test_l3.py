@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import LabFixture, capture, public_network, running_lab, wait_for
+from tests.e2e.conftest import LabFixture, capture_during, public_network, running_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -80,19 +80,15 @@ def open_ingress(lab):
 NOT_BFD = "udp port 4789 and not (udp[28:2] = 0x0800 and udp[39] = 17 and udp[52:2] = 3784)"
 
 
-def vxlan_during(lab: LabFixture, action, seconds: float = 3.0) -> str:
+def vxlan_during(lab: LabFixture, action) -> str:
     """What the underlay carries as VXLAN (but BFD) while ``action()`` runs (tcpdump in
     ``ul``)."""
-    return captured(lab, "ul", "br-ul", NOT_BFD, action, seconds)
+    return captured(lab, "ul", "br-ul", NOT_BFD, action)
 
 
-def captured(lab: LabFixture, node: str, iface: str, expression: str, action,
-             seconds: float = 3.0) -> str:
-    """tcpdump's lines (``-q``) on ``iface`` of ``node`` while ``action()`` runs; the
-    action starts once tcpdump is capturing."""
-    cap = capture(lab, node, None, expression, seconds, ifname=iface, promiscuous=True)
-    action()
-    return "\n".join(cap.lines("-q")) + "\n"
+def captured(lab: LabFixture, node: str, iface: str, expression: str, action) -> str:
+    """tcpdump's lines (``-q``) on ``iface`` of ``node`` while ``action()`` runs."""
+    return capture_during(lab, node, expression, action, ifname=iface)
 
 
 def test_floating_ip_reached_from_outside_and_leaving_from_its_own_chassis(
@@ -160,7 +156,7 @@ def test_snat_from_the_vm_own_chassis_as_the_gateway_address(lab, public):
                     20, "TCP to inet through SNAT (the chassis leased a block)")
     results: dict = {}
     under = vxlan_during(lab, lambda: results.update(
-        lab.vm("snat-a").tcp_client(INET, 5301, size=1 << 20)), seconds=4)
+        lab.vm("snat-a").tcp_client(INET, 5301, size=1 << 20)))
     assert results["ok"], results
     c3 = "198.18.0.13"                                        # c3's tunnel address
     assert f"> {c3}.4789" in under, under                     # replies via the gateway

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import capture, public_network, wait_for
+from tests.e2e.conftest import capture_during, public_network, wait_for
 from tests.e2e.test_l3 import vxlan_during
 
 pytestmark = pytest.mark.e2e
@@ -54,13 +54,11 @@ def public(lab):
     return public_network(lab.api.network)
 
 
-def on_segment(lab, chassis: str, action, seconds: float = 3.0) -> str:
+def on_segment(lab, chassis: str, action) -> str:
     """What a chassis' port on the provider segment carries (tcpdump -e: link-level
     headers, VLAN tags included) while ``action()`` runs."""
-    cap = capture(lab, "pn", None, "icmp or (vlan and icmp)", seconds, ifname=chassis,
-                  promiscuous=True)
-    action()
-    return "\n".join(cap.lines("-e")) + "\n"
+    return capture_during(lab, "pn", "icmp or (vlan and icmp)", action, ifname=chassis,
+                          flags=("-e",))
 
 
 def test_vlan_network_mtu_is_the_physical_network_s(lab, vlan_net):

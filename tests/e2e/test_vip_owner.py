@@ -27,6 +27,14 @@ def announce(vm, vip: str) -> None:
     vm.exec("busybox", "arping", "-U", "-c", "2", "-I", "eth0", vip, check=False, timeout=10)
 
 
+def pinged(client, vip: str) :
+    """What a ping of the VIP from the client shows to who captures it: the action of a
+    capture, which fails loudly when the ping itself did."""
+    def action():
+        assert client.ping(vip, count=2, deadline=3), f"{client.name} pings {vip}"
+    return action
+
+
 def test_a_shared_vip_follows_the_gratuitous_arp(lab, open_ingress):
     net = lab.api.network.get_network(lab.network("vo-net", "10.73.1.0/24").id)
     other = lab.api.network.get_network(lab.network("vo-other", "10.73.2.0/24").id)
@@ -43,7 +51,7 @@ def test_a_shared_vip_follows_the_gratuitous_arp(lab, open_ingress):
     announce(a, vip)
     assert wait_for(lambda: client.ping(vip, count=1, deadline=2), 30,
                     "the VIP answers through the router once A announced it")
-    seen = captured(lab, "vo-a", "eth0", "icmp", lambda: client.ping(vip, count=2, deadline=3))
+    seen = captured(lab, "vo-a", "eth0", "icmp", pinged(client, vip))
     assert f"{client.ip} > {vip}" in seen, seen
 
     # failover: A drops the VIP, B takes it and announces it; the client reaches B
@@ -51,7 +59,7 @@ def test_a_shared_vip_follows_the_gratuitous_arp(lab, open_ingress):
     announce(b, vip)
     assert wait_for(lambda: client.ping(vip, count=1, deadline=2), 30,
                     "the VIP answers through the router once B announced it")
-    seen = captured(lab, "vo-b", "eth0", "icmp", lambda: client.ping(vip, count=2, deadline=3))
+    seen = captured(lab, "vo-b", "eth0", "icmp", pinged(client, vip))
     assert f"{client.ip} > {vip}" in seen, seen
-    seen = captured(lab, "vo-a", "eth0", "icmp", lambda: client.ping(vip, count=2, deadline=3))
+    seen = captured(lab, "vo-a", "eth0", "icmp", pinged(client, vip))
     assert f"{client.ip} > {vip}" not in seen, seen
