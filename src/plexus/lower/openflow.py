@@ -52,6 +52,7 @@ DP = Datapath()
 
 
 @functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 16)
 def cookie_of(name: str) -> int:
     """64-bit OpenFlow cookie for an object reference such as ``port:<uuid>``."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
@@ -213,6 +214,7 @@ FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)      # after the header
 MATCH_HEADER = struct.Struct("!HH")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 @functools.lru_cache(maxsize=1 << 16)
 def oxm_wire(field: str, value) -> tuple:
     """(OXM sort key, (field, user value), the canonical pair flowdiff compares, the
