@@ -15,8 +15,17 @@ the seconds from killing a backend's listener to its member showing ERROR in the
 and to the first round of 10 connections none of which reached it, and from its
 restart to ONLINE (min / median / max).
 
+With ``--reuse N``, instead: what a client source port that a direct connection to a
+member used a moment ago does through the VIP. N connections straight to b1, each from
+a fixed source port (and closed by the server first, so b1 holds them in TIME_WAIT),
+then N through the VIP from the same ports (about half land on b1 again, now with a
+sequence number and timestamp made for the VIP's address), then N through the VIP
+from fresh ports; the same again with TCP sequence checking of the userspace conntrack
+switched off on every chassis (``ovs-appctl dpctl/ct-disable-tcp-seq-chk``).
+
     sudo .venv/bin/python bench/lb.py [--size 268435456] [--connections 2000]
     sudo .venv/bin/python bench/lb.py --health 5
+    sudo .venv/bin/python bench/lb.py --reuse 40
 
 Prints one table (and the machine); the rows go in docs/benchmarks.md with the load."""
 
@@ -93,14 +102,84 @@ def health(runs: int) -> list[tuple[str, str]]:
             for what in results[0] for got in [[r[what] for r in results]]]
 
 
+# a client: ``count`` connections, the i-th from source port ``first + 2 i`` (0: any);
+# prints the source ports that got the server's answer and those that did not
+FIXED_PORT_CLIENT = r"""
+import json, socket, sys
+host, port, count, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ok, bad = [], []
+for i in range(count):
+    s = socket.socket(); s.settimeout(3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", first + 2 * i if first else 0))
+    try:
+        s.connect((host, port)); s.recv(64); ok.append(s.getsockname()[1])
+    except OSError:
+        bad.append(s.getsockname()[1])
+    s.close()
+print(json.dumps({"ok": ok, "bad": bad}))
+"""
+
+
+def reuse(count: int) -> list[tuple[str, str]]:
+    import json
+    from tests.e2e.conftest import allow_ingress
+    from tests.e2e.test_lb import lb_lab, serve
+
+    def run(vm, host: str, port: int, first: int) -> dict:
+        proc = vm.exec(sys.executable, "-c", FIXED_PORT_CLIENT, host, str(port), str(count),
+                       str(first), timeout=count * 4 + 30)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    with lb_lab(Path(tempfile.mkdtemp(prefix="plexus-bench-lbr-"))) as lab:
+        api = lab.api.network
+        allow_ingress(lab, "tcp")
+        net = api.get_network(lab.network("bench-lbr", "10.67.1.0/24").id)
+        b1 = lab.vm("lbr-b1", net, chassis="c1", static=True)
+        b2 = lab.vm("lbr-b2", net, chassis="c2", static=True)
+        client = lab.vm("lbr-cl", net, chassis="c3", static=True)
+        for vm in (b1, b2):
+            serve(lab, vm, 8080)
+        lbapi = lab.api.load_balancer
+        lb = lbapi.create_load_balancer(name="bench", vip_subnet_id=net.subnet_ids[0])
+        listener = lbapi.create_listener(protocol="TCP", protocol_port=80,
+                                         load_balancer_id=lb.id)
+        pool = lbapi.create_pool(protocol="TCP", lb_algorithm="ROUND_ROBIN",
+                                 listener_id=listener.id)
+        for vm in (b1, b2):
+            lbapi.create_member(pool, address=vm.ip, protocol_port=8080)
+        vip = lbapi.get_load_balancer(lb.id).vip_address
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and run(client, vip, 80, 0)["bad"]:
+            time.sleep(0.5)
+        rows = []
+        for checking, first in (("on", 40000), ("off", 44000)):
+            if checking == "off":
+                for name in ("c1", "c2", "c3"):
+                    lab.lab.ovs(name).appctl("dpctl/ct-disable-tcp-seq-chk")
+            direct = run(client, b1.ip, 8080, first)
+            again = run(client, vip, 80, first)
+            fresh = run(client, vip, 80, first + 2000)
+            for label, got in (("direct to b1", direct),
+                               ("through the VIP, the same source ports", again),
+                               ("through the VIP, fresh source ports", fresh)):
+                rows.append((f"TCP sequence checking {checking}: {label}",
+                             f"{len(got['ok'])} answered, {len(got['bad'])} failed (3 s)"))
+        lbapi.delete_load_balancer(lb, cascade=True)
+        return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=256 << 20)
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--health", type=int, default=0, metavar="RUNS",
                         help="measure health check detection instead (RUNS runs)")
+    parser.add_argument("--reuse", type=int, default=0, metavar="N",
+                        help="source ports reused through the VIP instead (N connections)")
     args = parser.parse_args()
-    rows = health(args.health) if args.health else run(args.size, args.connections)
+    rows = health(args.health) if args.health else reuse(args.reuse) if args.reuse \
+        else run(args.size, args.connections)
     rows.append(("machine", machine()))
     rows.append(("load average at the end", " ".join(f"{x:.2f}" for x in os.getloadavg())))
     print_table(rows)
