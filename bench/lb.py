@@ -45,30 +45,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench/table.py
 from table import machine, print_table  # noqa: E402
 
 
-def run(size: int, connections: int) -> list[tuple[str, str]]:
+def backends(lab, tag: str) -> tuple:
+    """One network open to TCP: backends b1 on c1 and b2 on c2 (each answering on 8080
+    with its name) and a client on c3; (network, b1, b2, client)."""
     from tests.e2e.conftest import allow_ingress
-    from tests.e2e.test_lb import clients, lb_lab, serve
+    from tests.e2e.test_lb import serve
+    allow_ingress(lab, "tcp")
+    api = lab.api.network
+    net = api.get_network(lab.network(f"bench-{tag}", "10.67.1.0/24").id)
+    b1 = lab.vm(f"{tag}-b1", net, chassis="c1", static=True)
+    b2 = lab.vm(f"{tag}-b2", net, chassis="c2", static=True)
+    client = lab.vm(f"{tag}-cl", net, chassis="c3", static=True)
+    for vm in (b1, b2):
+        serve(lab, vm, 8080)
+    return net, b1, b2, client
+
+
+def listener(lbapi, lb, port: int, members: list[tuple[str, int]]) -> None:
+    """A TCP listener on ``port`` of the load balancer, round robin over ``members``
+    (address, port)."""
+    made = lbapi.create_listener(protocol="TCP", protocol_port=port, load_balancer_id=lb.id)
+    pool = lbapi.create_pool(protocol="TCP", lb_algorithm="ROUND_ROBIN", listener_id=made.id)
+    for address, member_port in members:
+        lbapi.create_member(pool, address=address, protocol_port=member_port)
+
+
+def run(size: int, connections: int) -> list[tuple[str, str]]:
+    from tests.e2e.test_lb import clients, lb_lab
     with lb_lab(Path(tempfile.mkdtemp(prefix="plexus-bench-lb-"))) as lab:
-        api = lab.api.network
-        allow_ingress(lab, "tcp")
-        net = api.get_network(lab.network("bench-lb", "10.67.1.0/24").id)
-        b1 = lab.vm("lb-b1", net, chassis="c1", static=True)
-        b2 = lab.vm("lb-b2", net, chassis="c2", static=True)
-        client = lab.vm("lb-cl", net, chassis="c3", static=True)
+        net, b1, b2, client = backends(lab, "lb")
         b1.tcp_server(5001)
-        for vm in (b1, b2):
-            serve(lab, vm, 8080)
         lbapi = lab.api.load_balancer
         lb = lbapi.create_load_balancer(name="bench", vip_subnet_id=net.subnet_ids[0])
-        one = lbapi.create_listener(protocol="TCP", protocol_port=5001, load_balancer_id=lb.id)
-        pool = lbapi.create_pool(protocol="TCP", lb_algorithm="ROUND_ROBIN",
-                                 listener_id=one.id)
-        lbapi.create_member(pool, address=b1.ip, protocol_port=5001)
-        two = lbapi.create_listener(protocol="TCP", protocol_port=80, load_balancer_id=lb.id)
-        pool2 = lbapi.create_pool(protocol="TCP", lb_algorithm="ROUND_ROBIN",
-                                  listener_id=two.id)
-        for vm in (b1, b2):
-            lbapi.create_member(pool2, address=vm.ip, protocol_port=8080)
+        listener(lbapi, lb, 5001, [(b1.ip, 5001)])
+        listener(lbapi, lb, 80, [(b1.ip, 8080), (b2.ip, 8080)])
         vip = lbapi.get_load_balancer(lb.id).vip_address
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "error" in clients(client, vip, 80, 3):
@@ -123,8 +133,7 @@ print(json.dumps({"ok": ok, "bad": bad}))
 
 def reuse(count: int) -> list[tuple[str, str]]:
     import json
-    from tests.e2e.conftest import allow_ingress
-    from tests.e2e.test_lb import lb_lab, serve
+    from tests.e2e.test_lb import lb_lab
 
     def run(vm, host: str, port: int, first: int) -> dict:
         proc = vm.exec(sys.executable, "-c", FIXED_PORT_CLIENT, host, str(port), str(count),
@@ -132,22 +141,10 @@ def reuse(count: int) -> list[tuple[str, str]]:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     with lb_lab(Path(tempfile.mkdtemp(prefix="plexus-bench-lbr-"))) as lab:
-        api = lab.api.network
-        allow_ingress(lab, "tcp")
-        net = api.get_network(lab.network("bench-lbr", "10.67.1.0/24").id)
-        b1 = lab.vm("lbr-b1", net, chassis="c1", static=True)
-        b2 = lab.vm("lbr-b2", net, chassis="c2", static=True)
-        client = lab.vm("lbr-cl", net, chassis="c3", static=True)
-        for vm in (b1, b2):
-            serve(lab, vm, 8080)
+        net, b1, b2, client = backends(lab, "lbr")
         lbapi = lab.api.load_balancer
         lb = lbapi.create_load_balancer(name="bench", vip_subnet_id=net.subnet_ids[0])
-        listener = lbapi.create_listener(protocol="TCP", protocol_port=80,
-                                         load_balancer_id=lb.id)
-        pool = lbapi.create_pool(protocol="TCP", lb_algorithm="ROUND_ROBIN",
-                                 listener_id=listener.id)
-        for vm in (b1, b2):
-            lbapi.create_member(pool, address=vm.ip, protocol_port=8080)
+        listener(lbapi, lb, 80, [(b1.ip, 8080), (b2.ip, 8080)])
         vip = lbapi.get_load_balancer(lb.id).vip_address
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and run(client, vip, 80, 0)["bad"]:
